@@ -1,0 +1,295 @@
+"""Typed, lenient models of the Feldera pipeline-manager API responses the exporter reads.
+
+Leniency rules (see ``shared/feldera-api/NOTES.md``): unknown fields are ignored, enum-like fields are plain
+strings so that values newer than this code are kept as-is (the metric layer maps them to ``Other``), optional
+keys may be missing, and timestamps with nanosecond precision or in an unexpected shape become ``None``
+rather than failing the whole document.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$")
+
+
+def parse_timestamp(value: object) -> float | None:
+    """RFC 3339 text (any number of fractional digits) -> seconds since the epoch; anything else -> None.
+
+    >>> parse_timestamp("2024-05-01T12:00:00.123456789Z")
+    1714564800.123456
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str):
+        return None
+    match = _RFC3339.match(value.strip())
+    if not match:
+        return None
+    date, clock, fraction, zone = match.groups()
+    zone = zone or "Z"
+    if zone in ("Z", "z"):
+        zone = "+00:00"
+    elif ":" not in zone:
+        zone = f"{zone[:3]}:{zone[3:]}"
+    try:
+        moment = datetime.fromisoformat(f"{date}T{clock}{zone}")
+    except ValueError:
+        return None
+    micros = int((fraction or "0")[:6].ljust(6, "0"))
+    return moment.astimezone(UTC).timestamp() + micros / 1_000_000
+
+
+Timestamp = Annotated[float | None, BeforeValidator(parse_timestamp)]
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _int_or_zero(value: object) -> int:
+    return _int_or_none(value) or 0
+
+
+def _bool(value: object) -> bool:
+    return value is True
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+OptInt = Annotated[int | None, BeforeValidator(_int_or_none)]
+Count = Annotated[int, BeforeValidator(_int_or_zero)]
+Flag = Annotated[bool, BeforeValidator(_bool)]
+OptStr = Annotated[str | None, BeforeValidator(_str_or_none)]
+Text = Annotated[str, BeforeValidator(_str)]
+
+
+class Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ErrorBody(Lenient):
+    """Feldera's error response (also the shape of ``deployment_error``)."""
+
+    message: Text = ""
+    error_code: Text = ""
+    details: Any = None
+
+
+# ---- pipelines (GET /v0/pipelines, GET /v0/pipelines/{name}) -------------------------------------------------
+
+
+class StoredCheckpoint(Lenient):
+    uuid: Text = ""
+    size: OptInt = None
+    processed_records: OptInt = None
+    steps: OptInt = None
+
+
+class StorageStatusDetails(Lenient):
+    checkpoints: list[StoredCheckpoint] = Field(default_factory=list)
+
+
+class ConnectorSummary(Lenient):
+    num_errors: OptInt = None
+
+
+class Pipeline(Lenient):
+    """One entry of the pipeline list with ``selector=status_with_connectors`` (or ``status``/``all``)."""
+
+    id: Text = ""
+    name: str
+    description: Text = ""
+    created_at: Timestamp = None
+    version: OptInt = None
+    platform_version: Text = ""
+    program_version: OptInt = None
+    program_status: Text = ""
+    program_status_since: Timestamp = None
+    refresh_version: OptInt = None
+    storage_status: Text = ""
+    storage_status_details: StorageStatusDetails | None = None
+    deployment_id: OptStr = None
+    deployment_status: Text = ""
+    deployment_status_since: Timestamp = None
+    deployment_desired_status: Text = ""
+    deployment_desired_status_since: Timestamp = None
+    deployment_resources_status: Text = ""
+    deployment_resources_status_since: Timestamp = None
+    deployment_resources_desired_status: Text = ""
+    deployment_resources_desired_status_since: Timestamp = None
+    deployment_runtime_status: OptStr = None
+    deployment_runtime_status_since: Timestamp = None
+    deployment_runtime_desired_status: OptStr = None
+    deployment_runtime_desired_status_since: Timestamp = None
+    deployment_error: ErrorBody | None = None
+    connectors: ConnectorSummary | None = None
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------------------
+
+
+class CheckpointFailure(Lenient):
+    sequence_number: OptInt = None
+    error: Text = ""
+    failed_at: Timestamp = None
+
+
+class CheckpointStatus(Lenient):
+    """GET .../checkpoint_status. Neither field clears the other (NOTES.md)."""
+
+    success: OptInt = None
+    failure: CheckpointFailure | None = None
+
+
+class CheckpointSyncFailure(Lenient):
+    uuid: Text = ""
+    error: Text = ""
+
+
+class CheckpointSyncStatus(Lenient):
+    """GET .../checkpoint/sync_status."""
+
+    success: OptStr = None
+    failure: CheckpointSyncFailure | None = None
+    periodic: OptStr = None
+
+
+class CheckpointSyncResponse(Lenient):
+    """POST .../checkpoint/sync: 200 ``checkpoint_sequence_number`` (seed) or 202 ``checkpoint_uuid`` (server)."""
+
+    checkpoint_sequence_number: OptInt = None
+    checkpoint_uuid: OptStr = None
+    incarnation_uuid: OptStr = None
+
+
+# ---- connector stats (per-connector endpoints and GET .../stats) ----------------------------------------------
+
+
+class ConnectorHealth(Lenient):
+    status: Text = ""
+    description: OptStr = None
+
+
+class ConnectorErrorEntry(Lenient):
+    """One element of ``parse_errors``/``transport_errors``/``encode_errors``; the message is not kept."""
+
+    timestamp: Timestamp = None
+    index: OptInt = None
+    tag: OptStr = None
+
+
+class CompletedFrontier(Lenient):
+    ingested_at: Timestamp = None
+    processed_at: Timestamp = None
+    completed_at: Timestamp = None
+
+
+class EndpointConfig(Lenient):
+    stream: Text = ""
+
+
+class InputEndpointMetrics(Lenient):
+    total_bytes: Count = 0
+    total_records: Count = 0
+    buffered_records: Count = 0
+    buffered_bytes: Count = 0
+    num_transport_errors: Count = 0
+    num_parse_errors: Count = 0
+    end_of_input: Flag = False
+    processing_latency_p99_micros: OptInt = None
+
+
+class InputEndpointStatus(Lenient):
+    endpoint_name: Text = ""
+    config: EndpointConfig = Field(default_factory=EndpointConfig)
+    metrics: InputEndpointMetrics = Field(default_factory=InputEndpointMetrics)
+    paused: Flag = False
+    barrier: Flag = False
+    fatal_error: OptStr = None
+    health: ConnectorHealth | None = None
+    completed_frontier: CompletedFrontier | None = None
+    parse_errors: list[ConnectorErrorEntry] | None = None
+    transport_errors: list[ConnectorErrorEntry] | None = None
+
+
+class OutputEndpointMetrics(Lenient):
+    transmitted_records: Count = 0
+    transmitted_bytes: Count = 0
+    queued_records: Count = 0
+    queued_batches: Count = 0
+    buffered_records: Count = 0
+    buffered_batches: Count = 0
+    num_encode_errors: Count = 0
+    num_transport_errors: Count = 0
+    total_processed_input_records: Count = 0
+    total_processed_steps: Count = 0
+    memory: Count = 0
+
+
+class OutputEndpointStatus(Lenient):
+    endpoint_name: Text = ""
+    config: EndpointConfig = Field(default_factory=EndpointConfig)
+    metrics: OutputEndpointMetrics = Field(default_factory=OutputEndpointMetrics)
+    fatal_error: OptStr = None
+    health: ConnectorHealth | None = None
+    encode_errors: list[ConnectorErrorEntry] | None = None
+    transport_errors: list[ConnectorErrorEntry] | None = None
+
+
+class CheckpointActivity(Lenient):
+    """``checkpoint_activity`` of GET .../stats: ``idle``, ``delayed`` or ``in_progress``."""
+
+    status: Text = ""
+    delayed_since: Timestamp = None
+    started_at: Timestamp = None
+
+
+class GlobalControllerMetrics(Lenient):
+    state: OptStr = None
+    incarnation_uuid: OptStr = None
+    start_time: OptInt = None
+
+
+class ControllerStatus(Lenient):
+    """GET .../stats: every input and output endpoint in one call (without the error arrays)."""
+
+    global_metrics: GlobalControllerMetrics = Field(default_factory=GlobalControllerMetrics)
+    inputs: list[InputEndpointStatus] = Field(default_factory=list)
+    outputs: list[OutputEndpointStatus] = Field(default_factory=list)
+    checkpoint_activity: CheckpointActivity | None = None
+    permanent_checkpoint_errors: list[Any] | None = None
+
+
+# ---- cluster --------------------------------------------------------------------------------------------------
+
+
+class ServiceStatus(Lenient):
+    healthy: Flag = False
+    unchanged_since: Timestamp = None
+    checked_at: Timestamp = None
+
+
+class ClusterHealth(Lenient):
+    """GET /v0/cluster_healthz (200 when all healthy, 503 otherwise; same body)."""
+
+    all_healthy: Flag = False
+    api: ServiceStatus | None = None
+    compiler: ServiceStatus | None = None
+    runner: ServiceStatus | None = None

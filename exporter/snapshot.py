@@ -1,0 +1,75 @@
+"""The immutable result of one poll cycle: everything ``/metrics`` shows, and nothing that needs I/O to read.
+
+The poll loop builds one :class:`Snapshot` per cycle; the metric modules turn it into families with pure
+functions; the renderer serialises it once. A field is ``None`` when the exporter did not fetch it this cycle
+(endpoint not meaningful for the pipeline's status, collector disabled) or when the fetch failed; the metric
+layer then emits nothing for it rather than an old value, so stale data is never shown as current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from exporter.models import (
+    CheckpointStatus,
+    CheckpointSyncStatus,
+    ClusterHealth,
+    ControllerStatus,
+    InputEndpointStatus,
+    OutputEndpointStatus,
+    Pipeline,
+)
+
+EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """Values computed across cycles by :mod:`exporter.memory` (they need history, not just this cycle)."""
+
+    checkpoint_failures_total: int = 0
+    """Distinct checkpoint failures observed for the pipeline since the exporter started."""
+    checkpoint_sync_failures_total: int = 0
+    """Distinct checkpoint-sync failures observed since the exporter started."""
+    checkpoint_sync_last_success_seen_seconds: float | None = None
+    """When the exporter first saw the current ``sync_status.success`` uuid."""
+    newest_checkpoint_first_seen_seconds: float | None = None
+    """When the exporter first saw the newest checkpoint in ``storage_status_details``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSnapshot:
+    pipeline: Pipeline
+    checkpoint_status: CheckpointStatus | None = None
+    stats: ControllerStatus | None = None
+    sync_status: CheckpointSyncStatus | None = None
+    connector_details: Mapping[str, InputEndpointStatus | OutputEndpointStatus] = field(default=EMPTY)
+    """Per-connector endpoint answers (only when that opt-in collector is on), keyed by endpoint name."""
+    derived: Derived = field(default_factory=Derived)
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.name
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSnapshot:
+    """One monitored Feldera instance."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+    """Extra static labels from the target's config, added to every series of this target."""
+    up: bool = False
+    """The pipeline list call succeeded this cycle. When False, ``pipelines`` is empty."""
+    pipelines: tuple[PipelineSnapshot, ...] = ()
+    cluster: ClusterHealth | None = None
+    extras: Mapping[str, object] = field(default=EMPTY)
+    """Results of optional sidecar features (checkpoint sync scheduling, reset watches), keyed by feature."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    targets: tuple[TargetSnapshot, ...] = ()
+    taken_at: float = 0.0
