@@ -55,6 +55,32 @@ class PipelineSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestTimings:
+    """Frozen histogram of API request durations for one endpoint (operation)."""
+
+    endpoint: str
+    bounds: tuple[float, ...]
+    """Upper bounds of the buckets, ascending, without +Inf."""
+    counts: tuple[int, ...]
+    """Cumulative count per bound (``len(bounds)``), as Prometheus buckets are."""
+    count: int = 0
+    total_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterStats:
+    """The exporter's own view of one target, frozen at the end of the cycle (self-metrics)."""
+
+    poll_duration_seconds: float | None = None
+    last_success_timestamp_seconds: float | None = None
+    polls: tuple[tuple[str, int], ...] = ()
+    """(result, count) since start, result = success | failure."""
+    requests: tuple[tuple[str, str, int], ...] = ()
+    """(endpoint, code, count) since start; code = HTTP status, timeout, connection_error or invalid_response."""
+    timings: tuple[RequestTimings, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSnapshot:
     """One monitored Feldera instance."""
 
@@ -67,9 +93,13 @@ class TargetSnapshot:
     cluster: ClusterHealth | None = None
     extras: Mapping[str, object] = field(default=EMPTY)
     """Results of optional sidecar features (checkpoint sync scheduling, reset watches), keyed by feature."""
+    exporter: ExporterStats = field(default_factory=ExporterStats)
+    """Self-metrics of this target (request counts, poll timings), frozen for this cycle."""
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     targets: tuple[TargetSnapshot, ...] = ()
     taken_at: float = 0.0
+    shard: int = 0
+    total_shards: int = 1

@@ -13,7 +13,7 @@ from typing import Literal
 
 from prometheus_client.core import Metric
 
-MetricType = Literal["gauge", "counter"]
+MetricType = Literal["gauge", "counter", "histogram"]
 
 OTHER = "Other"
 """The fixed value a status set uses for an enum value this exporter does not know."""
@@ -92,8 +92,35 @@ class FamilyBuilder:
         for state in spec.all_states:
             self.add(spec, identity, 1.0 if state == current else 0.0, status=state, **labels)
 
+    def add_histogram(
+        self,
+        spec: MetricSpec,
+        identity: Labels,
+        bounds: Sequence[float],
+        cumulative_counts: Sequence[int],
+        count: int,
+        total: float,
+        **labels: str,
+    ) -> None:
+        """Add one histogram series: ``_bucket`` per bound plus ``+Inf``, ``_sum`` and ``_count``."""
+        if spec.type != "histogram":
+            raise ValueError(f"{spec.name}: not a histogram")
+        if labels.keys() != set(spec.labels):
+            raise ValueError(f"{spec.name}: labels {sorted(labels)} != declared {sorted(spec.labels)}")
+        family = self._families[spec.name]
+        base = {**dict(identity), **labels}
+        for bound, cumulative in zip(bounds, cumulative_counts, strict=True):
+            family.add_sample(f"{spec.name}_bucket", {**base, "le": _le(bound)}, float(cumulative))
+        family.add_sample(f"{spec.name}_bucket", {**base, "le": "+Inf"}, float(count))
+        family.add_sample(f"{spec.name}_sum", base, float(total))
+        family.add_sample(f"{spec.name}_count", base, float(count))
+
     def families(self) -> Iterator[Metric]:
         yield from self._families.values()
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
 
 
 def target_identity(name: str, labels: Sequence[tuple[str, str]]) -> Labels:
