@@ -25,6 +25,11 @@ from exporter.models import (
 EMPTY: Mapping[str, object] = MappingProxyType({})
 
 
+def _empty() -> Mapping[str, object]:
+    # a mappingproxy is not hashable on Python 3.11, so dataclasses refuse it as a plain default
+    return EMPTY
+
+
 @dataclass(frozen=True, slots=True)
 class Derived:
     """Values computed across cycles by :mod:`exporter.memory` (they need history, not just this cycle)."""
@@ -33,6 +38,8 @@ class Derived:
     """Distinct checkpoint failures observed for the pipeline since the exporter started."""
     checkpoint_sync_failures_total: int = 0
     """Distinct checkpoint-sync failures observed since the exporter started."""
+    checkpoint_sync_failed: bool | None = None
+    """Whether the newest checkpoint sync the exporter knows of failed; None before sync_status was seen."""
     checkpoint_sync_last_success_seen_seconds: float | None = None
     """When the exporter first saw the current ``sync_status.success`` uuid."""
     newest_checkpoint_first_seen_seconds: float | None = None
@@ -45,7 +52,7 @@ class PipelineSnapshot:
     checkpoint_status: CheckpointStatus | None = None
     stats: ControllerStatus | None = None
     sync_status: CheckpointSyncStatus | None = None
-    connector_details: Mapping[str, InputEndpointStatus | OutputEndpointStatus] = field(default=EMPTY)
+    connector_details: Mapping[str, InputEndpointStatus | OutputEndpointStatus] = field(default_factory=_empty)
     """Per-connector endpoint answers (only when that opt-in collector is on), keyed by endpoint name."""
     derived: Derived = field(default_factory=Derived)
 
@@ -91,7 +98,7 @@ class TargetSnapshot:
     """The pipeline list call succeeded this cycle. When False, ``pipelines`` is empty."""
     pipelines: tuple[PipelineSnapshot, ...] = ()
     cluster: ClusterHealth | None = None
-    extras: Mapping[str, object] = field(default=EMPTY)
+    extras: Mapping[str, object] = field(default_factory=_empty)
     """Results of optional sidecar features (checkpoint sync scheduling, reset watches), keyed by feature."""
     exporter: ExporterStats = field(default_factory=ExporterStats)
     """Self-metrics of this target (request counts, poll timings), frozen for this cycle."""

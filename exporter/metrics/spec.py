@@ -58,7 +58,8 @@ class FamilyBuilder:
     """Collects samples for a set of specs and turns them into prometheus_client metric families.
 
     Families are emitted in spec order; a spec with no samples is still emitted (HELP/TYPE only) so the
-    exposition's shape does not depend on the data.
+    exposition's shape does not depend on the data. Samples for a spec the builder was not given (its
+    collector group is switched off) are dropped; :meth:`wants` lets a module skip that work up front.
     """
 
     def __init__(self, specs: Iterable[MetricSpec]) -> None:
@@ -69,12 +70,20 @@ class FamilyBuilder:
                 raise ValueError(f"metric {spec.name} declared twice")
             self._specs[spec.name] = spec
             self._families[spec.name] = Metric(spec.family_name, spec.help, spec.type)
+        self._groups = frozenset(spec.group for spec in self._specs.values())
+
+    def wants(self, group: str) -> bool:
+        """Whether any spec of collector ``group`` is emitted by this builder."""
+        return group in self._groups
 
     def add(self, spec: MetricSpec, identity: Labels, value: float, **labels: str) -> None:
         """Add one sample: ``identity`` labels first, then the spec's own labels (all must be given)."""
+        family = self._families.get(spec.name)
+        if family is None:
+            return
         if labels.keys() != set(spec.labels):
             raise ValueError(f"{spec.name}: labels {sorted(labels)} != declared {sorted(spec.labels)}")
-        self._families[spec.name].add_sample(spec.name, {**dict(identity), **labels}, float(value))
+        family.add_sample(spec.name, {**dict(identity), **labels}, float(value))
 
     def add_optional(self, spec: MetricSpec, identity: Labels, value: float | None, **labels: str) -> None:
         """Add a sample only when the value is known (``None`` means unknown, which is not 0)."""

@@ -1,0 +1,246 @@
+"""Pipeline metrics from the pipeline list (``GET /v0/pipelines?selector=status_with_connectors``).
+
+Sample output (``target`` label left out; status sets abridged: every state plus ``Other`` is emitted)::
+
+    feldera_pipeline_info{pipeline_name="orders",pipeline_id="0190…",platform_version="0.337.0"} 1.0
+    feldera_pipeline_status{pipeline_name="orders",status="Running"} 1.0
+    feldera_pipeline_status{pipeline_name="orders",status="Stopped"} 0.0
+    feldera_pipeline_desired_status{pipeline_name="orders",status="Running"} 1.0
+    feldera_pipeline_resources_status{pipeline_name="orders",status="Provisioned"} 1.0
+    feldera_pipeline_runtime_status{pipeline_name="orders",status="Running"} 1.0
+    feldera_pipeline_program_status{pipeline_name="orders",status="Success"} 1.0
+    feldera_pipeline_storage_status{pipeline_name="orders",status="InUse"} 1.0
+    feldera_pipeline_status_since_timestamp_seconds{pipeline_name="orders"} 1.7145648e+09
+    feldera_pipeline_creation_timestamp_seconds{pipeline_name="orders"} 1.7145e+09
+    feldera_pipeline_deployment_error{pipeline_name="orders"} 0.0
+    feldera_pipeline_version{pipeline_name="orders"} 3.0
+    feldera_pipeline_connector_errors_total{pipeline_name="orders"} 0.0
+    feldera_pipeline_storage_checkpoints{pipeline_name="orders"} 2.0
+    feldera_pipeline_storage_newest_checkpoint_size_bytes{pipeline_name="orders"} 1.048576e+06
+    feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{pipeline_name="orders"} 1.71e+09
+
+A stopped pipeline has no runtime status: both runtime status sets are emitted with every state at 0.
+"""
+
+from __future__ import annotations
+
+from exporter.metrics.spec import FamilyBuilder, MetricSpec, pipeline_identity, target_identity
+from exporter.snapshot import Snapshot
+
+GROUP = "pipelines"
+
+COMBINED_STATUSES = (
+    "Stopped",
+    "Provisioning",
+    "Unavailable",
+    "Coordination",
+    "Standby",
+    "AwaitingApproval",
+    "Initializing",
+    "Bootstrapping",
+    "ConcurrentBootstrapping",
+    "Synchronizing",
+    "Replaying",
+    "Paused",
+    "Running",
+    "Suspended",
+    "Stopping",
+)
+COMBINED_DESIRED_STATUSES = ("Stopped", "Unavailable", "Standby", "Paused", "Running", "Suspended")
+RESOURCES_STATUSES = ("Stopped", "Provisioning", "Provisioned", "Stopping")
+RESOURCES_DESIRED_STATUSES = ("Stopped", "Provisioned")
+RUNTIME_STATUSES = (
+    "Unavailable",
+    "Coordination",
+    "Standby",
+    "Initializing",
+    "AwaitingApproval",
+    "Bootstrapping",
+    "Replaying",
+    "Paused",
+    "Running",
+    "Suspended",
+    "ConcurrentBootstrapping",
+    "Synchronizing",
+)
+RUNTIME_DESIRED_STATUSES = ("Unavailable", "Coordination", "Standby", "Paused", "Running", "Suspended")
+PROGRAM_STATUSES = (
+    "Pending",
+    "CompilingSql",
+    "SqlCompiled",
+    "CompilingRust",
+    "Success",
+    "SqlError",
+    "RustError",
+    "SystemError",
+)
+STORAGE_STATUSES = ("Cleared", "InUse", "Clearing")
+
+
+def _gauge(name: str, help: str, unit: str = "", labels: tuple[str, ...] = ()) -> MetricSpec:
+    return MetricSpec(name, "gauge", help, labels=labels, group=GROUP, unit=unit)
+
+
+def _status_set(name: str, help: str, states: tuple[str, ...]) -> MetricSpec:
+    return MetricSpec(name, "gauge", help, labels=("status",), group=GROUP, states=states)
+
+
+INFO = _gauge(
+    "feldera_pipeline_info",
+    "Static facts about a pipeline; always 1.",
+    labels=("pipeline_id", "platform_version"),
+)
+STATUS = _status_set(
+    "feldera_pipeline_status", "Current combined deployment status (deployment_status), one-hot.", COMBINED_STATUSES
+)
+DESIRED_STATUS = _status_set(
+    "feldera_pipeline_desired_status",
+    "Desired combined deployment status (deployment_desired_status), one-hot.",
+    COMBINED_DESIRED_STATUSES,
+)
+RESOURCES_STATUS = _status_set(
+    "feldera_pipeline_resources_status", "Current resources status, one-hot.", RESOURCES_STATUSES
+)
+RESOURCES_DESIRED_STATUS = _status_set(
+    "feldera_pipeline_resources_desired_status", "Desired resources status, one-hot.", RESOURCES_DESIRED_STATUSES
+)
+RUNTIME_STATUS = _status_set(
+    "feldera_pipeline_runtime_status",
+    "Current runtime status, one-hot; every state 0 when the pipeline has no runtime (stopped).",
+    RUNTIME_STATUSES,
+)
+RUNTIME_DESIRED_STATUS = _status_set(
+    "feldera_pipeline_runtime_desired_status",
+    "Desired runtime status, one-hot; every state 0 when the pipeline has no runtime (stopped).",
+    RUNTIME_DESIRED_STATUSES,
+)
+PROGRAM_STATUS = _status_set(
+    "feldera_pipeline_program_status", "Program compilation status, one-hot.", PROGRAM_STATUSES
+)
+STORAGE_STATUS = _status_set("feldera_pipeline_storage_status", "Storage status, one-hot.", STORAGE_STATUSES)
+STATUS_SINCE = _gauge(
+    "feldera_pipeline_status_since_timestamp_seconds",
+    "When the current combined deployment status was entered.",
+    "seconds",
+)
+DESIRED_STATUS_SINCE = _gauge(
+    "feldera_pipeline_desired_status_since_timestamp_seconds",
+    "When the desired combined deployment status was last set.",
+    "seconds",
+)
+RESOURCES_STATUS_SINCE = _gauge(
+    "feldera_pipeline_resources_status_since_timestamp_seconds",
+    "When the current resources status was entered.",
+    "seconds",
+)
+RUNTIME_STATUS_SINCE = _gauge(
+    "feldera_pipeline_runtime_status_since_timestamp_seconds",
+    "When the current runtime status was entered; absent when the pipeline has no runtime.",
+    "seconds",
+)
+PROGRAM_STATUS_SINCE = _gauge(
+    "feldera_pipeline_program_status_since_timestamp_seconds",
+    "When the current program compilation status was entered.",
+    "seconds",
+)
+CREATION = _gauge("feldera_pipeline_creation_timestamp_seconds", "When the pipeline was created.", "seconds")
+DEPLOYMENT_ERROR = _gauge(
+    "feldera_pipeline_deployment_error",
+    "1 when the pipeline carries a deployment error (the message is logged by Feldera, not exported), else 0.",
+)
+DEPLOYMENT_ERROR_INFO = _gauge(
+    "feldera_pipeline_deployment_error_info",
+    "Error code of the current deployment error; 1, present only while there is one.",
+    labels=("error_code",),
+)
+VERSION = _gauge("feldera_pipeline_version", "Pipeline version; increments on every edit.")
+PROGRAM_VERSION = _gauge("feldera_pipeline_program_version", "Program version; increments on every program change.")
+REFRESH_VERSION = _gauge(
+    "feldera_pipeline_refresh_version", "Refresh version; increments when the pipeline is refreshed."
+)
+CONNECTOR_ERRORS = MetricSpec(
+    "feldera_pipeline_connector_errors_total",
+    "counter",
+    "Errors reported by the pipeline's connectors (connectors.num_errors); absent when Feldera does not report it.",
+    group=GROUP,
+)
+STORAGE_CHECKPOINTS = _gauge("feldera_pipeline_storage_checkpoints", "Checkpoints present in the pipeline's storage.")
+NEWEST_CHECKPOINT_SIZE = _gauge(
+    "feldera_pipeline_storage_newest_checkpoint_size_bytes", "Size of the newest checkpoint in storage.", "bytes"
+)
+NEWEST_CHECKPOINT_FIRST_SEEN = _gauge(
+    "feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds",
+    "When the exporter first saw the newest checkpoint in storage (Feldera does not report its creation time).",
+    "seconds",
+)
+
+SPECS: tuple[MetricSpec, ...] = (
+    INFO,
+    STATUS,
+    DESIRED_STATUS,
+    RESOURCES_STATUS,
+    RESOURCES_DESIRED_STATUS,
+    RUNTIME_STATUS,
+    RUNTIME_DESIRED_STATUS,
+    PROGRAM_STATUS,
+    STORAGE_STATUS,
+    STATUS_SINCE,
+    DESIRED_STATUS_SINCE,
+    RESOURCES_STATUS_SINCE,
+    RUNTIME_STATUS_SINCE,
+    PROGRAM_STATUS_SINCE,
+    CREATION,
+    DEPLOYMENT_ERROR,
+    DEPLOYMENT_ERROR_INFO,
+    VERSION,
+    PROGRAM_VERSION,
+    REFRESH_VERSION,
+    CONNECTOR_ERRORS,
+    STORAGE_CHECKPOINTS,
+    NEWEST_CHECKPOINT_SIZE,
+    NEWEST_CHECKPOINT_FIRST_SEEN,
+)
+
+
+def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+    if not out.wants(GROUP):
+        return
+    for target in snapshot.targets:
+        if not target.up:
+            continue
+        tid = target_identity(target.name, target.labels)
+        for snap in target.pipelines:
+            p = snap.pipeline
+            pid = pipeline_identity(tid, p.name)
+            out.add(INFO, pid, 1, pipeline_id=p.id, platform_version=p.platform_version)
+            out.state_set(STATUS, pid, p.deployment_status or None)
+            out.state_set(DESIRED_STATUS, pid, p.deployment_desired_status or None)
+            out.state_set(RESOURCES_STATUS, pid, p.deployment_resources_status or None)
+            out.state_set(RESOURCES_DESIRED_STATUS, pid, p.deployment_resources_desired_status or None)
+            out.state_set(RUNTIME_STATUS, pid, p.deployment_runtime_status or None)
+            out.state_set(RUNTIME_DESIRED_STATUS, pid, p.deployment_runtime_desired_status or None)
+            out.state_set(PROGRAM_STATUS, pid, p.program_status or None)
+            out.state_set(STORAGE_STATUS, pid, p.storage_status or None)
+            out.add_optional(STATUS_SINCE, pid, p.deployment_status_since)
+            out.add_optional(DESIRED_STATUS_SINCE, pid, p.deployment_desired_status_since)
+            out.add_optional(RESOURCES_STATUS_SINCE, pid, p.deployment_resources_status_since)
+            out.add_optional(RUNTIME_STATUS_SINCE, pid, p.deployment_runtime_status_since)
+            out.add_optional(PROGRAM_STATUS_SINCE, pid, p.program_status_since)
+            out.add_optional(CREATION, pid, p.created_at)
+            error = p.deployment_error
+            out.add(DEPLOYMENT_ERROR, pid, 0 if error is None else 1)
+            if error is not None:
+                out.add(DEPLOYMENT_ERROR_INFO, pid, 1, error_code=error.error_code)
+            out.add_optional(VERSION, pid, p.version)
+            out.add_optional(PROGRAM_VERSION, pid, p.program_version)
+            out.add_optional(REFRESH_VERSION, pid, p.refresh_version)
+            if p.connectors is not None:
+                out.add_optional(CONNECTOR_ERRORS, pid, p.connectors.num_errors)
+            details = p.storage_status_details
+            if details is not None:
+                out.add(STORAGE_CHECKPOINTS, pid, len(details.checkpoints))
+                if details.checkpoints:
+                    out.add_optional(NEWEST_CHECKPOINT_SIZE, pid, details.checkpoints[-1].size)
+                    out.add_optional(
+                        NEWEST_CHECKPOINT_FIRST_SEEN, pid, snap.derived.newest_checkpoint_first_seen_seconds
+                    )
