@@ -1,0 +1,138 @@
+"""``feldera-exporter watch-reset``: register, list or remove reset watches on a running exporter.
+
+The command talks to the exporter's own HTTP endpoint (``/api/v1/reset-watches``), so it works wherever the
+exporter runs (container, other host); it authenticates with basic auth when the exporter's web config asks for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from exporter.sidecar.routes import PREFIX
+
+DEFAULT_EXPORTER_URL = "http://localhost:10027"
+ENV_URL = "FELDERA_EXPORTER_URL"
+ENV_USER = "FELDERA_EXPORTER_BASIC_AUTH_USER"
+ENV_PASSWORD = "FELDERA_EXPORTER_BASIC_AUTH_PASSWORD"
+
+
+def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "watch-reset",
+        help="register (or --list, --remove) output-connector reset watches on a running exporter",
+        description=(
+            "Ask a running exporter to watch an output-connector reset token (GET reset_status each poll cycle) "
+            "and expose its state as feldera_output_reset_watch_status. TOKEN '-' reads the token from stdin."
+        ),
+    )
+    parser.add_argument("pipeline", nargs="?", metavar="PIPELINE")
+    parser.add_argument("token", nargs="?", metavar="TOKEN")
+    parser.add_argument("--name", help="watch name (label value `watch`); default PIPELINE-<token hash>")
+    parser.add_argument("--target", help="Feldera target name from the exporter's config (default: the first)")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--list", action="store_true", help="list the exporter's watches")
+    action.add_argument("--remove", metavar="NAME", help="remove the watch NAME")
+    parser.add_argument(
+        "--exporter",
+        default=os.environ.get(ENV_URL, DEFAULT_EXPORTER_URL),
+        help=f"exporter base URL (env {ENV_URL}; default {DEFAULT_EXPORTER_URL})",
+    )
+    parser.add_argument("--basic-auth-user", default=os.environ.get(ENV_USER), help=f"user (env {ENV_USER})")
+    parser.add_argument(
+        "--basic-auth-password-file",
+        type=Path,
+        help=f"file holding the basic-auth password (else env {ENV_PASSWORD})",
+    )
+    parser.add_argument("--ca-file", type=Path, help="CA bundle to verify the exporter's TLS certificate")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 done, 1 the exporter refused or could not be reached, 2 usage error."""
+    try:
+        auth = _auth(args)
+        request = _request(args)
+    except ValueError as exc:
+        print(f"watch-reset: {exc}", file=sys.stderr)
+        return 2
+    verify: Any = str(args.ca_file) if args.ca_file is not None else True
+    method, path, body = request
+    url = args.exporter.rstrip("/") + path
+    try:
+        with httpx.Client(auth=auth, verify=verify, timeout=args.timeout) as client:
+            response = client.request(method, url, json=body)
+    except httpx.HTTPError as exc:
+        print(f"watch-reset: cannot reach the exporter at {args.exporter}: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code >= 400:
+        print(f"watch-reset: the exporter answered {response.status_code}: {_error_text(response)}", file=sys.stderr)
+        return 1
+    if response.status_code == 204:
+        print(f"removed {args.remove}")
+    elif args.list:
+        _print_watches(response.json().get("watches", []))
+    else:
+        watch = response.json()
+        print(f"watching {watch['name']} ({watch['target']}/{watch['pipeline']}): {watch['status']}")
+    return 0
+
+
+def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, str] | None]:
+    if args.list or args.remove is not None:
+        if args.pipeline is not None:
+            raise ValueError("PIPELINE/TOKEN cannot be combined with --list or --remove")
+        if args.list:
+            return "GET", PREFIX, None
+        return "DELETE", f"{PREFIX}/{quote(args.remove, safe='')}", None
+    if args.pipeline is None or args.token is None:
+        raise ValueError("PIPELINE and TOKEN are required (or use --list / --remove NAME)")
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token
+    body = {"pipeline": args.pipeline, "token": token}
+    if args.name is not None:
+        body["name"] = args.name
+    if args.target is not None:
+        body["target"] = args.target
+    return "POST", PREFIX, body
+
+
+def _auth(args: argparse.Namespace) -> httpx.BasicAuth | None:
+    if not args.basic_auth_user:
+        return None
+    if args.basic_auth_password_file is not None:
+        try:
+            password = args.basic_auth_password_file.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"cannot read {args.basic_auth_password_file}: {exc.strerror}") from exc
+    else:
+        password = os.environ.get(ENV_PASSWORD)
+        if password is None:
+            raise ValueError(f"--basic-auth-user needs {ENV_PASSWORD} or --basic-auth-password-file")
+    return httpx.BasicAuth(args.basic_auth_user, password)
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        document = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason_phrase
+    if isinstance(document, dict) and isinstance(document.get("error"), str):
+        return document["error"]
+    return response.reason_phrase
+
+
+def _print_watches(watches: list[dict[str, Any]]) -> None:
+    if not watches:
+        print("no reset watches")
+        return
+    for watch in watches:
+        print(json.dumps(watch, sort_keys=True))

@@ -1,0 +1,304 @@
+"""Output-connector reset tracking: operators register reset tokens, the exporter polls their status.
+
+Each cycle, :meth:`ResetWatches.contribute` (a poll contributor) asks ``GET /v0/pipelines/{p}/reset_status?token=``
+for every watch of the target that is not finished, and maps the answer onto a state:
+
+* 200 -> the body is not specified by Feldera; :func:`parse_reset_body` recognises the shapes listed in
+  ``docs/sidecar.md`` (``pending`` or ``completed``), anything else is ``unknown`` (and polled again);
+* 400 -> ``invalid`` (the server does not know the token), 404 ``UnknownPipelineName`` -> ``invalid`` as well;
+* 410 -> ``expired``: the token is from a previous incarnation of the pipeline, the reset must be reissued;
+* 500, 503, 502/504 from a proxy, timeouts -> no change (the state is kept, ``last_checked`` is not advanced).
+
+``completed``, ``invalid`` and ``expired`` are final: such watches are no longer polled and are dropped
+``keep_completed`` seconds after they reached that state. Watches are persisted to the state file after every
+change; a state file that cannot be read or parsed is logged, counted, moved aside to ``<file>.corrupt`` and the
+exporter starts with no watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.client import FelderaClient
+from exporter.errors import ApiError, FelderaError, InvalidResponse
+from exporter.sidecar import store
+from exporter.sidecar.store import FINAL_STATES, STATES, StateFileError, StoredWatch
+from exporter.sidecar.target import Target
+from exporter.snapshot import PipelineSnapshot
+
+log = logging.getLogger(__name__)
+
+KEY = "reset_watches"
+__all__ = ["KEY", "STATES", "ResetReport", "ResetWatches", "WatchError", "WatchReport", "parse_reset_body"]
+
+STATE_FILE_OPERATIONS = ("load", "save")
+MAX_WATCHES = 1000
+MAX_TOKEN_LENGTH = 4096
+_NAME = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
+_LOGGED_BODY_CHARS = 200
+
+_COMPLETED_WORDS = frozenset({"done", "completed", "complete", "finished", "success", "succeeded", "ok"})
+_PENDING_WORDS = frozenset({"pending", "in_progress", "inprogress", "in progress", "running", "started", "waiting"})
+_STATUS_KEYS = ("status", "state")
+_DONE_FLAGS = ("done", "completed", "complete", "finished")
+
+
+def parse_reset_body(body: object) -> str:
+    """Map a 200 answer of reset_status onto ``pending``, ``completed`` or ``unknown``.
+
+    >>> [parse_reset_body(b) for b in ({"status": "done"}, {"done": False}, "Completed", {"x": 1})]
+    ['completed', 'pending', 'completed', 'unknown']
+    """
+    if isinstance(body, bool):
+        return "completed" if body else "pending"
+    if isinstance(body, str):
+        return _word_state(body)
+    if isinstance(body, Mapping):
+        for key in _STATUS_KEYS:
+            value = body.get(key)
+            if isinstance(value, str):
+                return _word_state(value)
+            if isinstance(value, Mapping):
+                return parse_reset_body(value)
+        for key in _DONE_FLAGS:
+            value = body.get(key)
+            if isinstance(value, bool):
+                return "completed" if value else "pending"
+        value = body.get("pending")
+        if isinstance(value, bool):
+            return "pending" if value else "completed"
+    return "unknown"
+
+
+def _word_state(text: str) -> str:
+    word = text.strip().strip('"').strip().lower()
+    if word in _COMPLETED_WORDS:
+        return "completed"
+    if word in _PENDING_WORDS:
+        return "pending"
+    return "unknown"
+
+
+class WatchError(Exception):
+    """A registration request that cannot be honoured; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class WatchReport:
+    name: str
+    pipeline: str
+    status: str
+    registered_at: float
+    age: float
+    last_checked: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResetReport:
+    """What :meth:`ResetWatches.contribute` stores in ``TargetSnapshot.extras[KEY]``."""
+
+    watches: tuple[WatchReport, ...] = ()
+    state_file_errors: tuple[tuple[str, int], ...] = ()
+    """Errors reading/writing the state file since start, per operation (the file is shared by all targets)."""
+
+
+def default_watch_name(pipeline: str, token: str) -> str:
+    return f"{pipeline}-{hashlib.sha256(token.encode()).hexdigest()[:8]}"
+
+
+class ResetWatches:
+    """The registry of reset watches of all targets, persisted to ``state_file`` (None: memory only)."""
+
+    key = KEY
+
+    def __init__(
+        self,
+        targets: Sequence[str],
+        state_file: Path | None,
+        keep_completed: float,
+        clock: Callable[[], float],
+        *,
+        concurrency: int = 8,
+    ) -> None:
+        if not targets:
+            raise ValueError("at least one target is needed")
+        self._targets = tuple(targets)
+        self._path = state_file
+        self._keep = keep_completed
+        self._clock = clock
+        self._limit = asyncio.Semaphore(concurrency)
+        self._watches: dict[str, StoredWatch] = {}
+        self._errors = dict.fromkeys(STATE_FILE_OPERATIONS, 0)
+
+    @property
+    def state_file_errors(self) -> Mapping[str, int]:
+        return dict(self._errors)
+
+    def load(self) -> None:
+        """Read the state file once at start; never raises (errors are logged and counted)."""
+        if self._path is None:
+            return
+        try:
+            watches = store.load(self._path)
+        except StateFileError as exc:
+            self._errors["load"] += 1
+            aside = store.move_aside(self._path) if self._path.exists() else None
+            where = f"; moved to {aside}" if aside else ""
+            log.error("reset watches not restored: %s%s; starting with no watches", exc, where)
+            return
+        self._watches = {watch.name: watch for watch in watches}
+        log.info("restored %d reset watch(es) from %s", len(self._watches), self._path)
+
+    def _persist(self) -> None:
+        if self._path is None:
+            return
+        try:
+            store.save(self._path, list(self._watches.values()))
+        except OSError as exc:
+            self._errors["save"] += 1
+            log.error("cannot write reset watch state file %s: %s", self._path, exc.strerror or exc)
+
+    def register(self, pipeline: str, token: str, name: str | None = None, target: str | None = None) -> StoredWatch:
+        """Add (or replace, same name) a watch; raises :class:`WatchError` on invalid input."""
+        if not isinstance(pipeline, str) or not pipeline or len(pipeline) > 512:
+            raise WatchError(400, "pipeline must be a non-empty string")
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH or not token.isprintable():
+            raise WatchError(400, "token must be a non-empty printable string")
+        target = self._targets[0] if target is None else target
+        if target not in self._targets:
+            raise WatchError(404, f"unknown target {target!r}")
+        name = default_watch_name(pipeline, token) if name is None else name
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise WatchError(400, "name must be 1-128 characters of A-Z a-z 0-9 _ . : @ / -")
+        if name not in self._watches and len(self._watches) >= MAX_WATCHES:
+            raise WatchError(409, f"too many watches (at most {MAX_WATCHES}); remove some first")
+        watch = StoredWatch(name=name, target=target, pipeline=pipeline, token=token, registered_at=self._clock())
+        self._watches[name] = watch
+        self._persist()
+        log.info("watching reset %s of %s/%s", name, target, pipeline)
+        return watch
+
+    def remove(self, name: str) -> bool:
+        if self._watches.pop(name, None) is None:
+            return False
+        self._persist()
+        return True
+
+    def watches(self) -> list[StoredWatch]:
+        return sorted(self._watches.values(), key=lambda watch: watch.name)
+
+    def _prune(self, now: float) -> bool:
+        expired = [
+            name
+            for name, watch in self._watches.items()
+            if watch.finished_at is not None and now - watch.finished_at >= self._keep
+        ]
+        for name in expired:
+            del self._watches[name]
+        return bool(expired)
+
+    async def contribute(self, target: Target, pipelines: Sequence[PipelineSnapshot], now: float) -> ResetReport:
+        """Poll contributor entry point: check every unfinished watch of ``target`` once."""
+        changed = self._prune(now)
+        active = [w for w in self._watches.values() if w.target == target.name and w.status not in FINAL_STATES]
+        if active:
+            results = await asyncio.gather(*(self._check(target.client, watch) for watch in active))
+            for watch, state in zip(active, results, strict=True):
+                if state is None or watch.name not in self._watches:
+                    continue
+                updated = watch.model_copy(
+                    update={
+                        "status": state,
+                        "last_checked": now,
+                        "finished_at": now if state in FINAL_STATES else None,
+                    }
+                )
+                changed = changed or state != watch.status
+                self._watches[watch.name] = updated
+        if changed:
+            self._persist()
+        return self.report(target.name, now)
+
+    def report(self, target: str, now: float) -> ResetReport:
+        return ResetReport(
+            watches=tuple(_report(watch, now) for watch in self.watches() if watch.target == target),
+            state_file_errors=tuple(self._errors.items()),
+        )
+
+    async def _check(self, client: FelderaClient, watch: StoredWatch) -> str | None:
+        try:
+            async with self._limit:
+                body = await client.reset_status(watch.pipeline, watch.token)
+        except InvalidResponse as exc:
+            log.warning("reset watch %s: unrecognised reset_status answer (%s)", watch.name, exc)
+            return "unknown"
+        except ApiError as exc:
+            state = _error_state(exc)
+            if state is None:
+                log.info("reset watch %s: reset_status not available (%s)", watch.name, exc)
+            else:
+                log.warning("reset watch %s is %s (%s)", watch.name, state, exc)
+            return state
+        except FelderaError as exc:
+            log.info("reset watch %s: reset_status not available (%s)", watch.name, exc)
+            return None
+        state = parse_reset_body(body)
+        if state == "unknown":
+            log.warning("reset watch %s: unrecognised reset_status answer %s", watch.name, _excerpt(body))
+        return state
+
+
+def _error_state(exc: ApiError) -> str | None:
+    if exc.status == 400 or (exc.status == 404 and exc.error_code == "UnknownPipelineName"):
+        return "invalid"
+    if exc.status == 410:
+        return "expired"
+    return None
+
+
+def _excerpt(body: object) -> str:
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    if len(text) > _LOGGED_BODY_CHARS:
+        return f"{text[:_LOGGED_BODY_CHARS]!r}... ({len(text)} characters)"
+    return repr(text)
+
+
+def _report(watch: StoredWatch, now: float) -> WatchReport:
+    return WatchReport(
+        name=watch.name,
+        pipeline=watch.pipeline,
+        status=watch.status,
+        registered_at=watch.registered_at,
+        age=max(now - watch.registered_at, 0.0),
+        last_checked=watch.last_checked,
+        finished_at=watch.finished_at,
+    )
+
+
+def describe(watches: Iterable[StoredWatch], now: float) -> list[dict[str, object]]:
+    """JSON-ready listing for the HTTP API (tokens are not echoed)."""
+    return [
+        {
+            "name": w.name,
+            "target": w.target,
+            "pipeline": w.pipeline,
+            "status": w.status,
+            "registered_at": w.registered_at,
+            "age_seconds": max(now - w.registered_at, 0.0),
+            "last_checked": w.last_checked,
+            "finished_at": w.finished_at,
+        }
+        for w in watches
+    ]
