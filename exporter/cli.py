@@ -1,0 +1,147 @@
+"""Command line: ``feldera-exporter [run]`` (default), ``check-config FILE``, and subcommands owners register.
+
+Subcommands other than ``run`` and ``check-config`` live in their owner's module as
+``add_subcommand(subparsers)``; each sets ``func`` (``argparse.Namespace -> int`` exit status) on its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from exporter import __version__
+from exporter.config import ConfigError, Overrides, Settings, load_settings
+from exporter.errors import FelderaError
+
+log = logging.getLogger("exporter")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``run`` (reusable by subcommands that start an exporter, e.g. ``demo``)."""
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (see config.example.yaml)")
+    parser.add_argument(
+        "--feldera-url", metavar="URL", help="URL of the Feldera API; env FELDERA_URL (sets the 'default' target)"
+    )
+    parser.add_argument(
+        "--web.listen-address", dest="listen_address", metavar="[HOST]:PORT", help="where to serve (default :10027)"
+    )
+    parser.add_argument(
+        "--web.config.file", dest="web_config_file", metavar="FILE", help="exporter-toolkit web config (TLS, auth)"
+    )
+    parser.add_argument("--shard", type=int, metavar="I", help="poll only pipelines of shard I (0-based)")
+    parser.add_argument("--total-shards", type=int, metavar="N", help="number of shards")
+    parser.add_argument(
+        "--log-level", type=str.lower, choices=("debug", "info", "warning", "error"), help="default info"
+    )
+
+
+def overrides_from(args: argparse.Namespace) -> Overrides:
+    return Overrides(
+        feldera_url=args.feldera_url,
+        listen_address=args.listen_address,
+        web_config_file=args.web_config_file,
+        shard=args.shard,
+        total_shards=args.total_shards,
+        log_level=args.log_level,
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from ``--config`` plus env and flags; raises :class:`ConfigError`."""
+    return load_settings(args.config, overrides=overrides_from(args))
+
+
+def print_config_error(error: ConfigError) -> None:
+    print("configuration error:", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+async def serve(settings: Settings) -> None:
+    """Run an exporter until SIGTERM/SIGINT, then stop it gracefully."""
+    from exporter.app import Exporter
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    exporter = Exporter(settings)
+    await exporter.start()
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await exporter.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from(args)
+    except ConfigError as exc:
+        print_config_error(exc)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"error: cannot serve on {settings.web.listen_address}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.file)
+    except ConfigError as exc:
+        print_config_error(exc)
+        return 1
+    names = ", ".join(t.name for t in settings.targets)
+    print(f"{args.file}: OK ({len(settings.targets)} target(s): {names})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feldera-exporter", description="Prometheus exporter for Feldera's pipeline-manager API."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = subparsers.add_parser("run", help="poll Feldera and serve /metrics (default)")
+    add_run_flags(run)
+    run.set_defaults(func=_run)
+    check = subparsers.add_parser("check-config", help="validate a config file and exit (non-zero on error)")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(func=_check_config)
+    parser.set_defaults(subcommands=tuple(subparsers.choices))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = set(parser.get_default("subcommands"))
+    if not args_list or (args_list[0] not in commands and args_list[0] not in ("-h", "--help", "--version")):
+        args_list.insert(0, "run")
+    args = parser.parse_args(args_list)
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            return int(args.func(args))
+        except FelderaError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 130

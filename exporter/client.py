@@ -1,0 +1,353 @@
+"""Async client of Feldera's pipeline-manager REST API: one method per operation the exporter uses.
+
+- Bearer auth from the target's API key (never logged), TLS verification with an optional CA file, a per-request
+  timeout from the target's settings.
+- Retries with exponential backoff only for transient failures: no response (connection failure or timeout)
+  and HTTP 408/502/503/504. ``Retry-After`` is honoured when it is at most ``max_retry_delay``; a longer one
+  ends the attempts (the next poll cycle asks again). POST requests are not retried after a timeout.
+- Failures are raised as the typed errors of :mod:`exporter.errors`; every attempt is recorded in
+  :class:`ApiStats` (count by endpoint and code, duration histogram by endpoint) for the self-metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from exporter import __version__
+from exporter.config import TargetSettings
+from exporter.errors import ApiError, ConnectionFailed, FelderaError, InvalidResponse, RequestTimeout
+from exporter.models import (
+    CheckpointStatus,
+    CheckpointSyncResponse,
+    CheckpointSyncStatus,
+    ClusterHealth,
+    ControllerStatus,
+    InputEndpointStatus,
+    OutputEndpointStatus,
+    Pipeline,
+)
+from exporter.snapshot import ExporterStats, RequestTimings
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 502, 503, 504})
+DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BODY_EXCERPT_CHARS = 200
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class ApiStats:
+    """Mutable per-target request counters and duration histograms; :meth:`freeze` copies them for a snapshot."""
+
+    def __init__(self, bounds: tuple[float, ...] = DURATION_BUCKETS) -> None:
+        self._bounds = bounds
+        self._requests: dict[tuple[str, str], int] = {}
+        self._buckets: dict[str, list[int]] = {}
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def record(self, endpoint: str, code: str, seconds: float) -> None:
+        self._requests[endpoint, code] = self._requests.get((endpoint, code), 0) + 1
+        buckets = self._buckets.setdefault(endpoint, [0] * len(self._bounds))
+        index = bisect_left(self._bounds, seconds)
+        if index < len(buckets):
+            buckets[index] += 1
+        self._sums[endpoint] = self._sums.get(endpoint, 0.0) + seconds
+        self._counts[endpoint] = self._counts.get(endpoint, 0) + 1
+
+    def requests(self) -> tuple[tuple[str, str, int], ...]:
+        return tuple(sorted((endpoint, code, n) for (endpoint, code), n in self._requests.items()))
+
+    def timings(self) -> tuple[RequestTimings, ...]:
+        result = []
+        for endpoint in sorted(self._buckets):
+            cumulative, running = [], 0
+            for n in self._buckets[endpoint]:
+                running += n
+                cumulative.append(running)
+            result.append(
+                RequestTimings(
+                    endpoint=endpoint,
+                    bounds=self._bounds,
+                    counts=tuple(cumulative),
+                    count=self._counts[endpoint],
+                    total_seconds=self._sums[endpoint],
+                )
+            )
+        return tuple(result)
+
+    def freeze(self, **fields: Any) -> ExporterStats:
+        return ExporterStats(requests=self.requests(), timings=self.timings(), **fields)
+
+
+def segment(value: str) -> str:
+    """URL-encode one path segment (``/``, ``"``, spaces and everything else non-unreserved)."""
+    return quote(value, safe="")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); ``None`` when absent or unparsable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _ssl_context(settings: TargetSettings) -> ssl.SSLContext | bool:
+    if not settings.tls_verify:
+        return False
+    if settings.ca_file is not None:
+        return ssl.create_default_context(cafile=str(settings.ca_file))
+    return True
+
+
+class FelderaClient:
+    """One Feldera instance. Use as ``async with FelderaClient(target) as client:`` or call :meth:`aclose`."""
+
+    def __init__(
+        self,
+        settings: TargetSettings,
+        *,
+        stats: ApiStats | None = None,
+        retries: int = 2,
+        backoff: float = 0.25,
+        max_retry_delay: float = 2.0,
+        sleep: Sleep = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_connections: int = 32,
+    ) -> None:
+        self.settings = settings
+        self.api_stats = stats if stats is not None else ApiStats()
+        self._retries = retries
+        self._backoff = backoff
+        self._max_retry_delay = max_retry_delay
+        self._sleep = sleep
+        self._monotonic = monotonic
+        headers = {"Accept": "application/json", "User-Agent": f"feldera-exporter/{__version__}"}
+        if settings.api_key is not None:
+            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        self._http = httpx.AsyncClient(
+            base_url=settings.url + "/",
+            headers=headers,
+            timeout=httpx.Timeout(settings.timeout),
+            verify=_ssl_context(settings),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    def __repr__(self) -> str:
+        return f"FelderaClient(name={self.settings.name!r}, url={self.settings.url!r})"
+
+    async def __aenter__(self) -> FelderaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---- operations -----------------------------------------------------------------------------------------
+
+    async def list_pipelines(self, selector: str = "status_with_connectors") -> list[Pipeline]:
+        """All pipelines; entries that are not valid pipeline objects are skipped and logged."""
+        return await self._request(
+            "list_pipelines", "GET", "v0/pipelines", params={"selector": selector}, parse=self._parse_list
+        )
+
+    def _parse_list(self, body: Any) -> list[Pipeline]:
+        if not isinstance(body, list):
+            raise ValueError(f"expected a JSON list, got {type(body).__name__}")
+        pipelines = []
+        for index, entry in enumerate(body):
+            try:
+                pipelines.append(Pipeline.model_validate(entry))
+            except ValidationError as exc:
+                name = entry.get("name") if isinstance(entry, dict) else None
+                log.warning(
+                    "%s: skipping malformed pipeline list entry %d (name %r): %s",
+                    self.settings.name,
+                    index,
+                    name,
+                    exc.errors(include_url=False, include_input=False),
+                )
+        return pipelines
+
+    async def get_pipeline(self, pipeline: str, selector: str = "status") -> Pipeline:
+        path = f"v0/pipelines/{segment(pipeline)}"
+        return await self._model("get_pipeline", Pipeline, "GET", path, params={"selector": selector})
+
+    async def checkpoint_status(self, pipeline: str) -> CheckpointStatus:
+        path = f"v0/pipelines/{segment(pipeline)}/checkpoint_status"
+        return await self._model("checkpoint_status", CheckpointStatus, "GET", path)
+
+    async def stats(self, pipeline: str) -> ControllerStatus:
+        return await self._model("stats", ControllerStatus, "GET", f"v0/pipelines/{segment(pipeline)}/stats")
+
+    async def sync_status(self, pipeline: str) -> CheckpointSyncStatus:
+        path = f"v0/pipelines/{segment(pipeline)}/checkpoint/sync_status"
+        return await self._model("sync_status", CheckpointSyncStatus, "GET", path)
+
+    async def input_connector_stats(self, pipeline: str, table: str, connector: str) -> InputEndpointStatus:
+        """``table`` as a SQL identifier: quote case-sensitive names yourself (``'"Orders"'``), see NOTES.md."""
+        path = f"v0/pipelines/{segment(pipeline)}/tables/{segment(table)}/connectors/{segment(connector)}/stats"
+        return await self._model("input_connector_stats", InputEndpointStatus, "GET", path)
+
+    async def output_connector_stats(self, pipeline: str, view: str, connector: str) -> OutputEndpointStatus:
+        path = f"v0/pipelines/{segment(pipeline)}/views/{segment(view)}/connectors/{segment(connector)}/stats"
+        return await self._model("output_connector_stats", OutputEndpointStatus, "GET", path)
+
+    async def cluster_health(self) -> ClusterHealth:
+        """``/v0/cluster_healthz``: 200 when all services are healthy, 503 with the same body otherwise."""
+        return await self._request(
+            "cluster_healthz", "GET", "v0/cluster_healthz", accept=frozenset({200, 503}), parse=_parser(ClusterHealth)
+        )
+
+    async def checkpoint_sync(self, pipeline: str) -> CheckpointSyncResponse:
+        """POST .../checkpoint/sync; 200 (seed) and 202 (current server) are both success."""
+        path = f"v0/pipelines/{segment(pipeline)}/checkpoint/sync"
+        return await self._request(
+            "checkpoint_sync", "POST", path, accept=frozenset({200, 202}), parse=_parser(CheckpointSyncResponse)
+        )
+
+    async def reset_status(self, pipeline: str, token: str) -> Any:
+        """GET .../reset_status?token=T; the 200 body is not specified, so it is returned as parsed JSON."""
+        path = f"v0/pipelines/{segment(pipeline)}/reset_status"
+        return await self._request("reset_status", "GET", path, params={"token": token}, parse=_any)
+
+    # ---- transport ------------------------------------------------------------------------------------------
+
+    async def _model(
+        self, endpoint: str, model: type[M], method: str, path: str, params: dict[str, str] | None = None
+    ) -> M:
+        return await self._request(endpoint, method, path, params=params, parse=_parser(model))
+
+    async def _request(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        parse: Callable[[Any], T],
+        params: dict[str, str] | None = None,
+        accept: frozenset[int] = frozenset({200}),
+    ) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(endpoint, method, path, params, accept, parse)
+            except FelderaError as exc:
+                delay = self._retry_delay(exc, method, attempt)
+                if delay is None:
+                    raise
+                attempt += 1
+                log.debug("%s: %s failed (%s); retry %d in %.2fs", self.settings.name, endpoint, exc, attempt, delay)
+                await self._sleep(delay)
+
+    def _retry_delay(self, exc: FelderaError, method: str, attempt: int) -> float | None:
+        if attempt >= self._retries:
+            return None
+        backoff = self._backoff * (2**attempt)
+        if isinstance(exc, ConnectionFailed):
+            return backoff
+        if isinstance(exc, RequestTimeout):
+            return backoff if method == "GET" else None
+        if isinstance(exc, ApiError) and exc.status in RETRY_STATUSES:
+            if exc.retry_after is None:
+                return backoff
+            return exc.retry_after if exc.retry_after <= self._max_retry_delay else None
+        return None
+
+    async def _attempt(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        accept: frozenset[int],
+        parse: Callable[[Any], T],
+    ) -> T:
+        started = self._monotonic()
+        code = "invalid_response"
+        try:
+            try:
+                response = await self._http.request(method, path, params=params)
+            except httpx.TimeoutException as exc:
+                code = "timeout"
+                raise RequestTimeout(endpoint, f"no answer within {self.settings.timeout:g}s") from exc
+            except (httpx.TransportError, OSError) as exc:
+                code = "connection_error"
+                raise ConnectionFailed(endpoint, f"{type(exc).__name__}: {exc}") from exc
+            code = str(response.status_code)
+            if response.status_code not in accept:
+                raise _api_error(endpoint, response)
+            try:
+                body = json.loads(response.content)
+            except (ValueError, UnicodeDecodeError) as exc:
+                code = "invalid_response"
+                raise InvalidResponse(endpoint, f"body is not JSON: {_excerpt(response.content)!r}") from exc
+            try:
+                return parse(body)
+            except ValueError as exc:
+                code = "invalid_response"
+                raise InvalidResponse(endpoint, str(exc)) from exc
+        finally:
+            self.api_stats.record(endpoint, code, max(0.0, self._monotonic() - started))
+
+
+def _excerpt(content: bytes) -> str:
+    return content[:BODY_EXCERPT_CHARS].decode("utf-8", errors="replace")
+
+
+def _api_error(endpoint: str, response: httpx.Response) -> ApiError:
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error_code"), str):
+        message = body.get("message")
+        return ApiError(
+            endpoint,
+            response.status_code,
+            error_code=body["error_code"],
+            message=message if isinstance(message, str) else "",
+            retry_after=retry_after,
+        )
+    return ApiError(endpoint, response.status_code, body_excerpt=_excerpt(response.content), retry_after=retry_after)
+
+
+def _parser(model: type[M]) -> Callable[[Any], M]:
+    def parse(body: Any) -> M:
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            detail = exc.errors(include_url=False, include_input=False)
+            raise ValueError(f"unexpected JSON shape for {model.__name__}: {detail}") from None
+
+    return parse
+
+
+def _any(body: Any) -> Any:
+    return body

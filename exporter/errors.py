@@ -1,0 +1,69 @@
+"""Typed failures of calls to the Feldera API.
+
+Every failure maps onto a bounded ``code`` label value of ``feldera_exporter_api_requests_total``: the HTTP
+status for an error answer, else ``timeout``, ``connection_error`` or ``invalid_response``. Feldera's error
+message is kept for logs only (never used as a label value), and no error carries credentials.
+"""
+
+from __future__ import annotations
+
+
+class FelderaError(Exception):
+    """A call to the Feldera API failed. ``endpoint`` is the operation name (``list_pipelines``, ``stats``...)."""
+
+    code: str = "error"
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        super().__init__(f"{endpoint}: {message}")
+        self.endpoint = endpoint
+
+
+class ApiError(FelderaError):
+    """Feldera (or a proxy in front of it) answered with an error status.
+
+    ``error_code`` and ``message`` come from Feldera's JSON error body; for a non-JSON body (e.g. a proxy's HTML
+    502 page) ``error_code`` is ``None`` and ``body_excerpt`` holds the start of the body for the logs.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        status: int,
+        *,
+        error_code: str | None = None,
+        message: str = "",
+        body_excerpt: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        if error_code is not None:
+            text = f"HTTP {status} {error_code}: {message}"
+        else:
+            text = f"HTTP {status} with a non-JSON body: {body_excerpt!r}"
+        super().__init__(endpoint, text)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.body_excerpt = body_excerpt
+        self.retry_after = retry_after
+
+    @property
+    def code(self) -> str:  # type: ignore[override]
+        return str(self.status)
+
+
+class RequestTimeout(FelderaError):
+    """No complete answer within the target's timeout."""
+
+    code = "timeout"
+
+
+class ConnectionFailed(FelderaError):
+    """The connection could not be made or broke before an answer (refused, reset, DNS, TLS)."""
+
+    code = "connection_error"
+
+
+class InvalidResponse(FelderaError):
+    """A success status with a body that is not the expected JSON (truncated, HTML, wrong shape)."""
+
+    code = "invalid_response"
