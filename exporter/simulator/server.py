@@ -1,0 +1,573 @@
+"""The simulator: Feldera's REST API over real HTTP, plus a control API (Python and HTTP) to script it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from dataclasses import asdict
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import unquote
+
+from exporter.httpserver import HttpServer, Request, Response
+from exporter.simulator import errors
+from exporter.simulator.clock import Clock, ManualClock, SystemClock, rfc3339
+from exporter.simulator.faults import HTML_502, MALFORMED_JSON, Fault
+from exporter.simulator.model import SELECTORS, Connector, Pipeline, UnknownEndpoint, World
+from exporter.simulator.scenario import PipelineSpec, Scenario
+
+CONTROL_METHODS = (
+    "create_pipeline",
+    "delete_pipeline",
+    "start_pipeline",
+    "set_status",
+    "stop_pipeline",
+    "restart_pipeline",
+    "set_deployment_error",
+    "set_program_status",
+    "fail_compile",
+    "checkpoint",
+    "fail_checkpoint",
+    "set_checkpoint_activity",
+    "set_permanent_checkpoint_errors",
+    "set_sync_mode",
+    "succeed_sync",
+    "fail_sync",
+    "set_periodic_sync",
+    "set_connector_fatal_error",
+    "set_connector_health",
+    "set_connector_state",
+    "add_connector_errors",
+    "issue_reset_token",
+    "complete_reset",
+    "set_interaction_error",
+    "set_cluster_health",
+    "set_edition",
+    "set_sync_api",
+    "add_fault",
+    "clear_faults",
+    "advance_clock",
+    "state",
+)
+INTERACTION_ERRORS = ("unreachable", "unavailable", "initialization_error", "terminating", "initializing", "suspended")
+
+
+class Simulator:
+    """A scriptable stand-in for Feldera's pipeline-manager.
+
+    ``async with Simulator(scenario, clock=ManualClock()) as sim: ...`` serves on ``sim.url`` (port 0 picks a
+    free port). Control methods are synchronous and take effect for the next request.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario | None = None,
+        *,
+        clock: Clock | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        control_prefix: str = "/_sim",
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.world = World(scenario or Scenario(), self.clock)
+        self.control_prefix = control_prefix.rstrip("/")
+        self.faults: list[Fault] = []
+        self.request_counts: Counter[str] = Counter()
+        self._release = asyncio.Event()
+        self._server = HttpServer(self._handle, host, port, server_header="feldera-simulator")
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._release = asyncio.Event()
+        await self._server.start()
+
+    async def stop(self) -> None:
+        self._release.set()
+        await self._server.close()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def url(self) -> str:
+        host = self._server.host or "127.0.0.1"
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    def requests(self, path: str = "*", method: str | None = None) -> int:
+        """How many API requests (not control ones) matched the path glob and method so far."""
+        total = 0
+        for key, count in self.request_counts.items():
+            verb, _, target = key.partition(" ")
+            if (method is None or verb == method.upper()) and fnmatchcase(target, path):
+                total += count
+        return total
+
+    # ---- control API: pipelines ----------------------------------------------------------------------------
+
+    def pipeline(self, name: str) -> Pipeline:
+        return self.world.get(name)
+
+    def _now(self) -> float:
+        return self.clock.now()
+
+    def create_pipeline(self, spec: PipelineSpec | dict[str, Any]) -> str:
+        """Add a pipeline (a scenario pipeline entry); returns its id."""
+        parsed = spec if isinstance(spec, PipelineSpec) else PipelineSpec.model_validate(spec)
+        return self.world.add(parsed).id
+
+    def delete_pipeline(self, name: str) -> None:
+        self.world.remove(self.world.get(name).name)
+
+    def start_pipeline(self, name: str, status: str = "Running") -> str | None:
+        """Deploy: ``Provisioning`` stops halfway; a runtime status (default Running) provisions a new process.
+
+        Returns the incarnation uuid (``None`` while provisioning).
+        """
+        pipeline = self.world.get(name)
+        pipeline.deploy(status, self._now())
+        return pipeline.incarnation
+
+    def set_status(self, name: str, status: str, desired: str | None = None) -> None:
+        """Move to any combined status (Stopped, Provisioning, Stopping, or a runtime status) without a restart."""
+        self.world.get(name).deploy(status, self._now(), desired=desired)
+
+    def stop_pipeline(
+        self, name: str, *, error_code: str | None = None, message: str | None = None, details: Any = None
+    ) -> None:
+        """Stop; with ``error_code`` the pipeline stops because of a deployment error (kept until next start)."""
+        error = None
+        if error_code is not None:
+            error = {"message": message or error_code, "error_code": error_code, "details": details}
+        self.world.get(name).stop(self._now(), error)
+
+    def restart_pipeline(self, name: str, status: str = "Running") -> str:
+        """The pipeline process restarts: new incarnation (checkpoint/sync status, connector stats reset)."""
+        pipeline = self.world.get(name)
+        now = self._now()
+        if not pipeline.provisioned:
+            pipeline.deploy(status, now)
+        else:
+            pipeline.new_incarnation(now)
+            pipeline.deploy(status, now)
+        assert pipeline.incarnation is not None
+        return pipeline.incarnation
+
+    def set_deployment_error(self, name: str, error_code: str | None, message: str = "", details: Any = None) -> None:
+        """Set (or with ``error_code=None`` clear) ``deployment_error`` without changing the status."""
+        pipeline = self.world.get(name)
+        pipeline.deployment_error = (
+            None if error_code is None else {"message": message, "error_code": error_code, "details": details}
+        )
+        pipeline.touch()
+
+    def set_program_status(self, name: str, status: str, message: str | None = None) -> None:
+        self.world.get(name).set_program_status(status, self._now(), message)
+
+    def fail_compile(self, name: str, kind: str = "sql", message: str = "syntax error") -> None:
+        """A compile failure: ``kind`` sql|rust|system -> SqlError|RustError|SystemError with program_error."""
+        status = {"sql": "SqlError", "rust": "RustError", "system": "SystemError"}[kind]
+        self.world.get(name).set_program_status(status, self._now(), message)
+
+    # ---- control API: checkpoints and sync -----------------------------------------------------------------
+
+    def checkpoint(self, name: str) -> int:
+        """A successful checkpoint; returns its sequence number. An older failure stays reported."""
+        return self.world.get(name).take_checkpoint(self._now())
+
+    def fail_checkpoint(self, name: str, error: str = "checkpoint failed: I/O error") -> int:
+        """A failed checkpoint (``failed_at`` with nanoseconds); returns its sequence number."""
+        return self.world.get(name).fail_checkpoint(error, self._now())
+
+    def set_checkpoint_activity(self, name: str, status: str = "idle", reasons: list[Any] | None = None) -> None:
+        """``idle``, ``delayed`` (with ``reasons``, e.g. ``["Replaying"]``) or ``in_progress``."""
+        pipeline = self.world.get(name)
+        now = rfc3339(self._now())
+        if status == "idle":
+            activity: dict[str, Any] = {"status": "idle"}
+        elif status == "delayed":
+            activity = {"status": "delayed", "reasons": reasons or ["Replaying"], "delayed_since": now}
+        elif status == "in_progress":
+            activity = {"status": "in_progress", "started_at": now}
+        else:
+            raise ValueError(f"unknown checkpoint activity {status!r}")
+        pipeline.checkpoint_activity = activity
+        pipeline.touch()
+
+    def set_permanent_checkpoint_errors(self, name: str, errors_: list[Any] | None) -> None:
+        """E.g. ``["StorageRequired"]`` or ``[{"UnsupportedInputEndpoint": "t.c"}]``; ``None`` clears."""
+        pipeline = self.world.get(name)
+        pipeline.permanent_checkpoint_errors = errors_
+        pipeline.touch()
+
+    def set_sync_mode(self, name: str, mode: str) -> None:
+        """What a POST checkpoint/sync does next: ``success``, ``failure`` or ``pending`` (wait for control)."""
+        if mode not in ("success", "failure", "pending"):
+            raise ValueError(f"unknown sync mode {mode!r}")
+        self.world.get(name).sync_mode = mode  # type: ignore[assignment]
+
+    def succeed_sync(self, name: str, checkpoint_uuid: str | None = None) -> str:
+        pipeline = self.world.get(name)
+        chosen = checkpoint_uuid or self._sync_target(pipeline)
+        pipeline.sync_success = chosen
+        pipeline.touch()
+        return chosen
+
+    def fail_sync(
+        self, name: str, error: str = "sync failed: access denied", checkpoint_uuid: str | None = None
+    ) -> str:
+        pipeline = self.world.get(name)
+        chosen = checkpoint_uuid or self._sync_target(pipeline)
+        pipeline.sync_failure = {"uuid": chosen, "error": error}
+        pipeline.touch()
+        return chosen
+
+    def set_periodic_sync(self, name: str, checkpoint_uuid: str | None) -> None:
+        pipeline = self.world.get(name)
+        pipeline.sync_periodic = checkpoint_uuid
+        pipeline.touch()
+
+    @staticmethod
+    def _sync_target(pipeline: Pipeline) -> str:
+        if pipeline.sync_pending:
+            return pipeline.sync_pending.pop(0)
+        if pipeline.stored_checkpoints:
+            return str(pipeline.stored_checkpoints[-1]["uuid"])
+        return str(uuid.uuid4())
+
+    # ---- control API: connectors ---------------------------------------------------------------------------
+
+    def _connector(self, name: str, endpoint: str) -> Connector:
+        return self.world.get(name).find_endpoint(endpoint)
+
+    def set_connector_fatal_error(self, name: str, endpoint: str, message: str = "fatal connector error") -> None:
+        """Record a fatal error; like the server, only the first one is kept and it is never cleared."""
+        connector = self._connector(name, endpoint)
+        if connector.fatal_error is None:
+            connector.fatal_error = message
+        self.world.get(name).touch()
+
+    def set_connector_health(
+        self, name: str, endpoint: str, status: str | None, description: str | None = None
+    ) -> None:
+        """``Healthy``/``Unhealthy`` (or ``None``: not reported yet)."""
+        connector = self._connector(name, endpoint)
+        connector.health = None if status is None else {"status": status, "description": description}
+        self.world.get(name).touch()
+
+    def set_connector_state(
+        self,
+        name: str,
+        endpoint: str,
+        *,
+        paused: bool | None = None,
+        barrier: bool | None = None,
+        end_of_input: bool | None = None,
+        records_per_second: float | None = None,
+    ) -> None:
+        pipeline = self.world.get(name)
+        pipeline.advance(self._now())
+        connector = pipeline.find_endpoint(endpoint)
+        if paused is not None:
+            connector.paused = paused
+        if barrier is not None:
+            connector.barrier = barrier
+        if end_of_input is not None:
+            connector.end_of_input = end_of_input
+        if records_per_second is not None:
+            connector.rate = records_per_second
+        pipeline.touch()
+
+    def add_connector_errors(
+        self, name: str, endpoint: str, kind: str = "parse", count: int = 1, message: str = "invalid record"
+    ) -> None:
+        """``kind``: parse (inputs) / encode (outputs) / transport; raises the pipeline's ``num_errors``."""
+        connector = self._connector(name, endpoint)
+        connector.add_errors("transport" if kind == "transport" else "a", count, message, self._now())
+        self.world.get(name).touch()
+
+    # ---- control API: resets, interaction errors, cluster, instance ----------------------------------------
+
+    def issue_reset_token(self, name: str) -> str:
+        """A reset token of the current incarnation, status ``pending``."""
+        pipeline = self.world.get(name)
+        if pipeline.incarnation is None:
+            raise ValueError(f"pipeline {name!r} is not running")
+        token = uuid.uuid4().hex
+        pipeline.reset_tokens[token] = (pipeline.incarnation, "pending")
+        return token
+
+    def complete_reset(self, name: str, token: str) -> None:
+        pipeline = self.world.get(name)
+        incarnation, _ = pipeline.reset_tokens[token]
+        pipeline.reset_tokens[token] = (incarnation, "completed")
+
+    def set_interaction_error(self, name: str, kind: str | None) -> None:
+        """Force interaction endpoints to fail: unreachable (503), unavailable (503), initializing (503),
+        suspended (503), terminating (410), initialization_error (500); ``None`` clears."""
+        if kind is not None and kind not in INTERACTION_ERRORS:
+            raise ValueError(f"unknown interaction error {kind!r}")
+        self.world.get(name).interaction_fault = kind
+
+    def set_cluster_health(self, service: str, healthy: bool, message: str | None = None) -> None:
+        state = self.world.cluster[service]
+        if state["healthy"] != healthy:
+            state["since"] = self._now()
+        state["healthy"] = healthy
+        state["message"] = message or ("healthy" if healthy else "health check failed")
+
+    def set_edition(self, edition: str) -> None:
+        if edition not in ("enterprise", "community"):
+            raise ValueError(f"unknown edition {edition!r}")
+        self.world.edition = edition  # type: ignore[assignment]
+
+    def set_sync_api(self, sync_api: str) -> None:
+        """``current`` (202 checkpoint_uuid) or ``seed`` (200 checkpoint_sequence_number, 404 if none)."""
+        if sync_api not in ("current", "seed"):
+            raise ValueError(f"unknown sync api {sync_api!r}")
+        self.world.sync_api = sync_api  # type: ignore[assignment]
+
+    def add_fault(self, fault: Fault | None = None, **fields: Any) -> Fault:
+        """``add_fault(Fault("status", path="/v0/pipelines", status=500))`` or ``add_fault(kind=..., ...)``."""
+        added = fault if fault is not None else Fault(**fields)
+        self.faults.append(added)
+        return added
+
+    def clear_faults(self) -> None:
+        """Remove every fault and release hanging requests."""
+        self.faults.clear()
+        self._release.set()
+        self._release = asyncio.Event()
+
+    def advance_clock(self, seconds: float) -> float:
+        if not isinstance(self.clock, ManualClock):
+            raise ValueError("the simulator runs on the wall clock; start it with a ManualClock to drive time")
+        return self.clock.advance(seconds)
+
+    def state(self) -> dict[str, Any]:
+        """A compact summary of every pipeline (for the HTTP control API and debugging)."""
+        return {
+            name: {
+                "deployment_status": p.deployment_status,
+                "deployment_desired_status": p.deployment_desired_status,
+                "program_status": p.program.value,
+                "incarnation_uuid": p.incarnation,
+                "checkpoint_success": p.checkpoint_success,
+                "checkpoint_failure": p.checkpoint_failure,
+                "endpoints": [c.endpoint_name for c in p.connectors()],
+            }
+            for name, p in self.world.pipelines.items()
+        }
+
+    # ---- HTTP ----------------------------------------------------------------------------------------------
+
+    async def _handle(self, request: Request) -> Response:
+        raw = request.raw_path
+        if raw == self.control_prefix or raw.startswith(self.control_prefix + "/"):
+            return self._control(request, raw[len(self.control_prefix) :])
+        path = request.path
+        self.request_counts[f"{request.method} {path}"] += 1
+        truncate = False
+        for fault in list(self.faults):
+            if not fault.matches(request.method, path):
+                continue
+            fault.consume()
+            if fault.kind == "latency":
+                await asyncio.sleep(fault.seconds)
+                continue
+            if fault.kind == "hang":
+                await self._release.wait()
+                break
+            if fault.kind == "status":
+                return errors.error(fault.status, "InjectedFault", f"Injected fault for {path}")
+            if fault.kind == "html":
+                return Response(status=502, body=HTML_502, content_type="text/html")
+            if fault.kind == "malformed":
+                return Response(status=200, body=MALFORMED_JSON, content_type=errors.JSON)
+            truncate = True
+            break
+        if self.world.api_key is not None and request.headers.get("authorization") != f"Bearer {self.world.api_key}":
+            return errors.unauthorized()
+        response = self._route(request)
+        if truncate:
+            response.body = response.body[: max(1, len(response.body) // 2)]
+        return response
+
+    def _route(self, request: Request) -> Response:
+        parts = [unquote(p) for p in request.raw_path.split("/")[1:]]
+        method = request.method
+        if parts == ["v0", "cluster_healthz"]:
+            if method != "GET":
+                return _method_not_allowed()
+            body = self.world.health_body()
+            return errors.json_response(200 if body["all_healthy"] else 503, body)
+        if len(parts) < 2 or parts[:2] != ["v0", "pipelines"]:
+            return Response(status=404, body=b"", content_type=None)
+        if len(parts) == 2:
+            if method != "GET":
+                return _method_not_allowed()
+            selector = request.query.get("selector", "all")
+            if selector not in SELECTORS:
+                return _bad_selector(selector)
+            return Response(body=self.world.list_body(selector), content_type=errors.JSON)
+        name = parts[2]
+        rest = parts[3:]
+        pipeline = self.world.pipelines.get(name)
+        expected = _expected_method(rest)
+        if expected is None:
+            return Response(status=404, body=b"", content_type=None)
+        if method != expected:
+            return _method_not_allowed()
+        if pipeline is None:
+            return errors.unknown_pipeline(name)
+        if not rest:
+            selector = request.query.get("selector", "all")
+            if selector not in SELECTORS:
+                return _bad_selector(selector)
+            return Response(body=pipeline.fragment(selector), content_type=errors.JSON)
+        return self._interact(pipeline, rest, request)
+
+    def _interact(self, pipeline: Pipeline, rest: list[str], request: Request) -> Response:
+        endpoint = "/" + "/".join(rest)
+        blocked = self._gate(pipeline, endpoint, allow_initializing=rest == ["checkpoint_status"])
+        if blocked is not None:
+            return blocked
+        now = self._now()
+        pipeline.advance(now)
+        if rest == ["checkpoint_status"]:
+            return errors.json_response(
+                200, {"success": pipeline.checkpoint_success, "failure": pipeline.checkpoint_failure}
+            )
+        if rest == ["stats"]:
+            return errors.json_response(200, pipeline.render_stats(now))
+        if rest == ["reset_status"]:
+            return self._reset_status(pipeline, request.query.get("token"))
+        if rest[0] in ("tables", "views"):
+            is_input = rest[0] == "tables"
+            try:
+                connector = pipeline.find_connector(rest[1], rest[3], is_input)
+            except UnknownEndpoint as exc:
+                missing = str(exc.args[0])
+                return errors.unknown_input_endpoint(missing) if is_input else errors.unknown_output_endpoint(missing)
+            return errors.json_response(200, connector.render(True))
+        if self.world.edition == "community":
+            return errors.enterprise_feature("checkpoint sync")
+        if rest == ["checkpoint", "sync"]:
+            return self._sync(pipeline)
+        wanted = request.query.get("incarnation_uuid")
+        if wanted and wanted != pipeline.incarnation:
+            return errors.error(
+                400,
+                "400",
+                f"incarnation_uuid {wanted} does not match the pipeline's current incarnation",
+            )
+        return errors.json_response(
+            200,
+            {"success": pipeline.sync_success, "failure": pipeline.sync_failure, "periodic": pipeline.sync_periodic},
+        )
+
+    def _gate(self, pipeline: Pipeline, endpoint: str, *, allow_initializing: bool) -> Response | None:
+        if not pipeline.provisioned:
+            return errors.not_deployed(
+                pipeline.id, pipeline.name, str(pipeline.resources.value), str(pipeline.resources_desired.value)
+            )
+        fault = pipeline.interaction_fault
+        runtime = pipeline.runtime.value
+        if fault == "unreachable":
+            return errors.unreachable(pipeline.id, pipeline.name, endpoint)
+        if fault == "initialization_error":
+            return errors.initialization_error("failed to open storage: permission denied")
+        if fault == "terminating":
+            return errors.terminating()
+        if fault == "unavailable" or runtime == "Unavailable":
+            return errors.unavailable(pipeline.id, pipeline.name)
+        if fault == "initializing" or (runtime == "Initializing" and not allow_initializing):
+            return errors.initializing()
+        if fault == "suspended" or runtime == "Suspended":
+            return errors.suspended()
+        return None
+
+    def _sync(self, pipeline: Pipeline) -> Response:
+        if self.world.sync_api == "seed":
+            if pipeline.checkpoint_success is None:
+                return errors.error(404, "404", "No checkpoints found")
+            return errors.json_response(200, {"checkpoint_sequence_number": pipeline.checkpoint_success})
+        if not pipeline.stored_checkpoints:
+            return errors.error(400, "400", "no checkpoints found: take a checkpoint before syncing")
+        target = str(pipeline.stored_checkpoints[-1]["uuid"])
+        if pipeline.sync_mode == "success":
+            pipeline.sync_success = target
+        elif pipeline.sync_mode == "failure":
+            pipeline.sync_failure = {"uuid": target, "error": "failed to upload checkpoint: access denied"}
+        else:
+            pipeline.sync_pending.append(target)
+        return errors.json_response(202, {"checkpoint_uuid": target, "incarnation_uuid": pipeline.incarnation})
+
+    @staticmethod
+    def _reset_status(pipeline: Pipeline, token: str | None) -> Response:
+        entry = pipeline.reset_tokens.get(token or "")
+        if entry is None:
+            return errors.error(400, "InvalidResetToken", f"Invalid reset token '{token or ''}'", {"token": token})
+        incarnation, status = entry
+        if incarnation != pipeline.incarnation:
+            return errors.error(
+                410,
+                "ResetTokenFromPreviousIncarnation",
+                "Reset token was created by a previous incarnation of the pipeline; the server cannot validate "
+                "the reset across incarnations. Reissue the reset.",
+                {"token": token},
+            )
+        return errors.json_response(200, {"token": token, "status": status})
+
+    def _control(self, request: Request, action: str) -> Response:
+        method = action.strip("/")
+        if request.method == "GET" and method == "state":
+            return errors.json_response(200, self.state())
+        if request.method != "POST" or method not in CONTROL_METHODS:
+            return errors.json_response(404, {"error": f"unknown control action {method!r}"})
+        try:
+            kwargs = json.loads(request.body or b"{}")
+            if not isinstance(kwargs, dict):
+                raise TypeError("the body must be a JSON object of keyword arguments")
+            result = getattr(self, method)(**kwargs)
+        except KeyError as exc:
+            return errors.json_response(404, {"error": str(exc)})
+        except (TypeError, ValueError) as exc:
+            return errors.json_response(400, {"error": str(exc)})
+        if isinstance(result, Fault):
+            result = asdict(result)
+        return errors.json_response(200, {"result": result})
+
+
+def _expected_method(rest: list[str]) -> str | None:
+    if rest in ([], ["checkpoint_status"], ["stats"], ["reset_status"], ["checkpoint", "sync_status"]):
+        return "GET"
+    if rest == ["checkpoint", "sync"]:
+        return "POST"
+    if len(rest) == 5 and rest[0] in ("tables", "views") and rest[2] == "connectors" and rest[4] == "stats":
+        return "GET"
+    return None
+
+
+def _method_not_allowed() -> Response:
+    return Response(status=405, body=b"", content_type=None)
+
+
+def _bad_selector(selector: str) -> Response:
+    text = (
+        f"Query deserialize error: unknown variant `{selector}`, "
+        "expected one of `all`, `status`, `status_with_connectors`"
+    )
+    return Response(status=400, body=text.encode(), content_type="text/plain; charset=utf-8")
