@@ -39,6 +39,9 @@ PIPELINE_LINK = (
 
 Json = dict[str, Any]
 
+TABLE_HIDDEN_COLUMNS = ("Time", "__name__", "job", "instance")
+"""Label columns tables do not show (the dashboard variables already select them)."""
+
 
 @dataclass(frozen=True)
 class Query:
@@ -46,6 +49,8 @@ class Query:
     legend: str = ""
     instant: bool = False
     """Instant queries feed stats and tables; range queries feed time series."""
+    column: str = ""
+    """Tables: the header of this query's value column; unnamed value columns are hidden (label-only queries)."""
 
 
 @dataclass(frozen=True)
@@ -109,15 +114,25 @@ def overview_rows() -> list[Row]:
             f'feldera_pipeline_desired_status{{{FLEET}}} == 1, "desired_status", "$1", "status", "(.*)"))',
             instant=True,
         ),
-        Query(f"time() - feldera_pipeline_status_since_timestamp_seconds{{{FLEET}}}", instant=True),
+        Query(
+            f"time() - feldera_pipeline_status_since_timestamp_seconds{{{FLEET}}}",
+            instant=True,
+            column="in status for",
+        ),
     )
     checkpoint_table = (
-        Query(f"feldera_pipeline_checkpoint_failed{{{FLEET}}}", instant=True),
-        Query(f"feldera_pipeline_checkpoint_sync_failed{{{FLEET}}}", instant=True),
+        Query(f"feldera_pipeline_checkpoint_failed{{{FLEET}}}", instant=True, column="checkpoint failed"),
+        Query(f"feldera_pipeline_checkpoint_sync_failed{{{FLEET}}}", instant=True, column="sync failed"),
         Query(
-            f"time() - feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{{{FLEET}}}", instant=True
+            f"time() - feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{{{FLEET}}}",
+            instant=True,
+            column="newest checkpoint age",
         ),
-        Query(f"increase(feldera_pipeline_checkpoint_failures_total{{{FLEET}}}[$__range])", instant=True),
+        Query(
+            f"increase(feldera_pipeline_checkpoint_failures_total{{{FLEET}}}[$__range])",
+            instant=True,
+            column="failures in range",
+        ),
     )
     connector_problems = (
         Query(
@@ -125,12 +140,14 @@ def overview_rows() -> list[Row]:
             f"feldera_input_connector_fatal_error{{{FLEET}}} == 1"
             f" or feldera_output_connector_fatal_error{{{FLEET}}} == 1)",
             instant=True,
+            column="fatal error",
         ),
         Query(
             "max by (target, pipeline_name, endpoint) ("
             f'feldera_input_connector_health{{{FLEET}, status="Unhealthy"}} == 1'
             f' or feldera_output_connector_health{{{FLEET}, status="Unhealthy"}} == 1)',
             instant=True,
+            column="unhealthy",
         ),
     )
     return [
@@ -387,17 +404,23 @@ def overview_rows() -> list[Row]:
 
 def pipeline_rows() -> list[Row]:
     inputs = (
-        Query(f"max by (endpoint) (feldera_input_connector_fatal_error{{{ONE}}})", instant=True),
+        Query(f"max by (endpoint) (feldera_input_connector_fatal_error{{{ONE}}})", instant=True, column="fatal error"),
         Query(f"max by (endpoint, status) (feldera_input_connector_health{{{ONE}}} == 1)", instant=True),
-        Query(f"max by (endpoint) (feldera_input_connector_paused{{{ONE}}})", instant=True),
-        Query(f"max by (endpoint) (feldera_input_connector_end_of_input{{{ONE}}})", instant=True),
-        Query(f"max by (endpoint) (feldera_input_connector_buffered_records{{{ONE}}})", instant=True),
+        Query(f"max by (endpoint) (feldera_input_connector_paused{{{ONE}}})", instant=True, column="paused"),
+        Query(
+            f"max by (endpoint) (feldera_input_connector_end_of_input{{{ONE}}})", instant=True, column="end of input"
+        ),
+        Query(
+            f"max by (endpoint) (feldera_input_connector_buffered_records{{{ONE}}})", instant=True, column="buffered"
+        ),
     )
     outputs = (
-        Query(f"max by (endpoint) (feldera_output_connector_fatal_error{{{ONE}}})", instant=True),
+        Query(f"max by (endpoint) (feldera_output_connector_fatal_error{{{ONE}}})", instant=True, column="fatal error"),
         Query(f"max by (endpoint, status) (feldera_output_connector_health{{{ONE}}} == 1)", instant=True),
-        Query(f"max by (endpoint) (feldera_output_connector_queued_records{{{ONE}}})", instant=True),
-        Query(f"max by (endpoint) (feldera_output_connector_buffered_records{{{ONE}}})", instant=True),
+        Query(f"max by (endpoint) (feldera_output_connector_queued_records{{{ONE}}})", instant=True, column="queued"),
+        Query(
+            f"max by (endpoint) (feldera_output_connector_buffered_records{{{ONE}}})", instant=True, column="buffered"
+        ),
     )
     return [
         Row(
@@ -933,6 +956,7 @@ def exporter_rows() -> list[Row]:
                             "sum by (target, endpoint, code) (increase(feldera_exporter_api_requests_total"
                             f"{{{SEL}}}[$__range]))",
                             instant=True,
+                            column="requests",
                         ),
                     ),
                     "none",
@@ -1002,6 +1026,10 @@ def _variables(pipeline: str | None) -> list[Json]:
     return variables
 
 
+def _ref_ids(panel: Panel) -> list[str]:
+    return [chr(ord("A") + i) for i in range(len(panel.queries))]
+
+
 def _target(query: Query, ref_id: str, kind: str) -> Json:
     target: Json = {
         "datasource": DATASOURCE,
@@ -1054,14 +1082,22 @@ def _panel_json(panel: Panel, panel_id: int, grid: Json) -> Json:
         "description": panel.description,
         "datasource": DATASOURCE,
         "gridPos": grid,
-        "targets": [_target(q, chr(ord("A") + i), panel.kind) for i, q in enumerate(panel.queries)],
+        "targets": [_target(q, ref_id, panel.kind) for ref_id, q in zip(_ref_ids(panel), panel.queries, strict=True)],
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "options": options,
     }
     if panel.kind == "table":
+        hidden = {name: True for name in TABLE_HIDDEN_COLUMNS}
+        renamed = {}
+        for ref_id, query in zip(_ref_ids(panel), panel.queries, strict=True):
+            value = f"Value #{ref_id}" if len(panel.queries) > 1 else "Value"
+            if query.column:
+                renamed[value] = query.column
+            else:
+                hidden[value] = True
         result["transformations"] = [
             {"id": "merge", "options": {}},
-            {"id": "organize", "options": {"excludeByName": {"Time": True, "__name__": True, "job": True}}},
+            {"id": "organize", "options": {"excludeByName": hidden, "renameByName": renamed}},
         ]
         if panel.link:
             defaults["links"] = [{"title": "Open pipeline", "url": PIPELINE_LINK}]
