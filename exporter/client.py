@@ -205,9 +205,11 @@ class FelderaClient:
     async def stats(self, pipeline: str) -> ControllerStatus:
         return await self._model("stats", ControllerStatus, "GET", f"v0/pipelines/{segment(pipeline)}/stats")
 
-    async def sync_status(self, pipeline: str) -> CheckpointSyncStatus:
+    async def sync_status(self, pipeline: str, incarnation_uuid: str | None = None) -> CheckpointSyncStatus:
+        """With ``incarnation_uuid`` (from a sync's 202), a restarted pipeline answers 400 instead of a status."""
         path = f"v0/pipelines/{segment(pipeline)}/checkpoint/sync_status"
-        return await self._model("sync_status", CheckpointSyncStatus, "GET", path)
+        params = {"incarnation_uuid": incarnation_uuid} if incarnation_uuid else None
+        return await self._model("sync_status", CheckpointSyncStatus, "GET", path, params=params)
 
     async def input_connector_stats(self, pipeline: str, table: str, connector: str) -> InputEndpointStatus:
         """``table`` as a SQL identifier: quote case-sensitive names yourself (``'"Orders"'``), see NOTES.md."""
