@@ -1,0 +1,1 @@
+"""Contract tests: simulator responses against the vendored Feldera OpenAPI schemas."""
