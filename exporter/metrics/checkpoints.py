@@ -1,0 +1,163 @@
+"""Checkpoint metrics: ``checkpoint_status``, ``checkpoint_activity`` of ``/stats``, and ``checkpoint/sync_status``.
+
+Sample output (``target`` label left out; the activity set is abridged)::
+
+    feldera_pipeline_checkpoint_last_success_sequence_number{pipeline_name="orders"} 41.0
+    feldera_pipeline_checkpoint_last_failure_sequence_number{pipeline_name="orders"} 42.0
+    feldera_pipeline_checkpoint_last_failure_timestamp_seconds{pipeline_name="orders"} 1.7145648e+09
+    feldera_pipeline_checkpoint_failed{pipeline_name="orders"} 1.0
+    feldera_pipeline_checkpoint_failures_total{pipeline_name="orders"} 3.0
+    feldera_pipeline_checkpoint_activity{pipeline_name="orders",status="in_progress"} 1.0
+    feldera_pipeline_checkpoint_activity_since_timestamp_seconds{pipeline_name="orders"} 1.7145649e+09
+    feldera_pipeline_checkpoint_permanent_errors{pipeline_name="orders"} 0.0
+    feldera_pipeline_checkpoint_sync_failed{pipeline_name="orders"} 0.0
+    feldera_pipeline_checkpoint_sync_failures_total{pipeline_name="orders"} 1.0
+    feldera_pipeline_checkpoint_sync_last_success_seen_timestamp_seconds{pipeline_name="orders"} 1.7145649e+09
+
+Feldera keeps the last success and the last failure side by side (neither clears the other), so "the newest
+attempt failed" is ``failure.sequence_number > success`` (or no success at all). Failure counters come from the
+exporter's memory of distinct failures (:mod:`exporter.memory`) and are emitted for every listed pipeline.
+"""
+
+from __future__ import annotations
+
+from exporter.metrics.spec import FamilyBuilder, MetricSpec, pipeline_identity, target_identity
+from exporter.models import CheckpointStatus
+from exporter.snapshot import Snapshot
+
+GROUP = "checkpoints"
+SYNC_GROUP = "checkpoint_sync"
+
+ACTIVITY_STATES = ("idle", "delayed", "in_progress")
+
+LAST_SUCCESS = MetricSpec(
+    "feldera_pipeline_checkpoint_last_success_sequence_number",
+    "gauge",
+    "Sequence number of the newest successful checkpoint of the current pipeline process.",
+    group=GROUP,
+)
+LAST_FAILURE = MetricSpec(
+    "feldera_pipeline_checkpoint_last_failure_sequence_number",
+    "gauge",
+    "Sequence number of the newest failed checkpoint of the current pipeline process.",
+    group=GROUP,
+)
+LAST_FAILURE_TIME = MetricSpec(
+    "feldera_pipeline_checkpoint_last_failure_timestamp_seconds",
+    "gauge",
+    "When the newest failed checkpoint failed.",
+    group=GROUP,
+    unit="seconds",
+)
+FAILED = MetricSpec(
+    "feldera_pipeline_checkpoint_failed",
+    "gauge",
+    "1 when the newest checkpoint attempt failed (failure sequence number above the last success), else 0.",
+    group=GROUP,
+)
+FAILURES = MetricSpec(
+    "feldera_pipeline_checkpoint_failures_total",
+    "counter",
+    "Distinct checkpoint failures observed by this exporter, across pipeline restarts.",
+    group=GROUP,
+)
+ACTIVITY = MetricSpec(
+    "feldera_pipeline_checkpoint_activity",
+    "gauge",
+    "Current checkpoint activity from /stats, one-hot.",
+    labels=("status",),
+    group=GROUP,
+    states=ACTIVITY_STATES,
+)
+ACTIVITY_SINCE = MetricSpec(
+    "feldera_pipeline_checkpoint_activity_since_timestamp_seconds",
+    "gauge",
+    "When the current checkpoint activity began (delayed since / write started); absent when idle.",
+    group=GROUP,
+    unit="seconds",
+)
+PERMANENT_ERRORS = MetricSpec(
+    "feldera_pipeline_checkpoint_permanent_errors",
+    "gauge",
+    "Reasons the pipeline can never checkpoint in its current configuration (e.g. no storage).",
+    group=GROUP,
+)
+SYNC_FAILED = MetricSpec(
+    "feldera_pipeline_checkpoint_sync_failed",
+    "gauge",
+    "1 when the newest checkpoint sync to object storage the exporter knows of failed, else 0.",
+    group=SYNC_GROUP,
+)
+SYNC_FAILURES = MetricSpec(
+    "feldera_pipeline_checkpoint_sync_failures_total",
+    "counter",
+    "Distinct checkpoint sync failures observed by this exporter.",
+    group=SYNC_GROUP,
+)
+SYNC_LAST_SUCCESS_SEEN = MetricSpec(
+    "feldera_pipeline_checkpoint_sync_last_success_seen_timestamp_seconds",
+    "gauge",
+    "When the exporter first saw the current last successfully synced checkpoint.",
+    group=SYNC_GROUP,
+    unit="seconds",
+)
+
+SPECS: tuple[MetricSpec, ...] = (
+    LAST_SUCCESS,
+    LAST_FAILURE,
+    LAST_FAILURE_TIME,
+    FAILED,
+    FAILURES,
+    ACTIVITY,
+    ACTIVITY_SINCE,
+    PERMANENT_ERRORS,
+    SYNC_FAILED,
+    SYNC_FAILURES,
+    SYNC_LAST_SUCCESS_SEEN,
+)
+
+
+def checkpoint_failed(status: CheckpointStatus) -> bool:
+    """The newest checkpoint attempt failed: a failure newer than the last success, or no success at all."""
+    failure = status.failure
+    if failure is None:
+        return False
+    if status.success is None:
+        return True
+    return failure.sequence_number is not None and failure.sequence_number > status.success
+
+
+def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+    checkpoints = out.wants(GROUP)
+    sync = out.wants(SYNC_GROUP)
+    if not (checkpoints or sync):
+        return
+    for target in snapshot.targets:
+        if not target.up:
+            continue
+        tid = target_identity(target.name, target.labels)
+        for snap in target.pipelines:
+            pid = pipeline_identity(tid, snap.pipeline.name)
+            derived = snap.derived
+            if checkpoints:
+                out.add(FAILURES, pid, derived.checkpoint_failures_total)
+                status = snap.checkpoint_status
+                if status is not None:
+                    out.add_optional(LAST_SUCCESS, pid, status.success)
+                    if status.failure is not None:
+                        out.add_optional(LAST_FAILURE, pid, status.failure.sequence_number)
+                        out.add_optional(LAST_FAILURE_TIME, pid, status.failure.failed_at)
+                    out.add(FAILED, pid, 1 if checkpoint_failed(status) else 0)
+                stats = snap.stats
+                if stats is not None:
+                    activity = stats.checkpoint_activity
+                    if activity is not None:
+                        out.state_set(ACTIVITY, pid, activity.status)
+                        since = activity.delayed_since if activity.status == "delayed" else activity.started_at
+                        out.add_optional(ACTIVITY_SINCE, pid, since)
+                    out.add(PERMANENT_ERRORS, pid, len(stats.permanent_checkpoint_errors or ()))
+            if sync:
+                out.add(SYNC_FAILURES, pid, derived.checkpoint_sync_failures_total)
+                if snap.sync_status is not None and derived.checkpoint_sync_failed is not None:
+                    out.add(SYNC_FAILED, pid, 1 if derived.checkpoint_sync_failed else 0)
+                out.add_optional(SYNC_LAST_SUCCESS_SEEN, pid, derived.checkpoint_sync_last_success_seen_seconds)
