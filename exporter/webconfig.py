@@ -1,0 +1,305 @@
+"""TLS and basic auth for the exporter's own endpoint, in the Prometheus exporter-toolkit web-config format.
+
+The file given by ``--web.config.file`` / ``web.config_file`` looks like this (every section optional)::
+
+    tls_server_config:
+      cert_file: server.crt            # relative paths are resolved against the web-config file's directory
+      key_file: server.key
+      client_auth_type: RequireAndVerifyClientCert   # NoClientCert (default) | VerifyClientCertIfGiven | ...
+      client_ca_file: ca.crt
+      min_version: TLS12               # TLS10 | TLS11 | TLS12 (default) | TLS13
+      max_version: TLS13
+    http_server_config:
+      headers:
+        Strict-Transport-Security: max-age=31536000
+    basic_auth_users:
+      prometheus: $2b$12$...           # bcrypt hash (htpasswd -nBC 12 "" | tr -d ':\\n')
+
+Differences from the Go toolkit, all reported as errors at load time rather than silently ignored:
+``RequestClientCert`` and ``RequireAnyClientCert`` (Python's ``ssl`` module cannot ask for a client certificate
+without verifying it), ``cipher_suites``, ``curve_preferences``, ``prefer_server_cipher_suites`` and
+``client_allowed_sans``. ``http_server_config.http2`` is accepted; the endpoint speaks HTTP/1.1 only.
+Certificates are read at start-up: restart the exporter to rotate them.
+
+Basic-auth passwords are checked with bcrypt in a worker thread (bcrypt is deliberately slow); a successful
+check is remembered as a SHA-256 digest so that Prometheus' scrape every few seconds does not pay bcrypt's cost
+each time. Unknown users are checked against a configured hash so that response timing does not reveal user names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ssl
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from exporter.httpserver import Handler, Request, Response
+
+ClientAuthType = Literal[
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
+    "RequireAndVerifyClientCert",
+]
+TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
+
+_TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+_UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert")
+_UNSUPPORTED_TLS_KEYS = ("cipher_suites", "curve_preferences", "prefer_server_cipher_suites", "client_allowed_sans")
+# The exporter-toolkit accepts only these response headers in http_server_config.headers.
+_ALLOWED_HEADERS = (
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "X-XSS-Protection",
+    "Content-Security-Policy",
+)
+_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+_AUTH_CACHE_SIZE = 64
+
+
+class WebConfigError(Exception):
+    """The web-config file cannot be used; ``str()`` is one ``location: message`` line per problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSServerConfig(_Strict):
+    cert_file: Path
+    key_file: Path
+    client_auth_type: ClientAuthType = "NoClientCert"
+    client_ca_file: Path | None = None
+    min_version: TLSVersionName = "TLS12"
+    max_version: TLSVersionName = "TLS13"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _UNSUPPORTED_TLS_KEYS:
+                if key in data:
+                    raise ValueError(f"{key} is not supported by feldera-exporter; remove it")
+            for key in ("cert", "key"):
+                if key in data:
+                    raise ValueError(f"inline {key} is not supported; use {key}_file")
+        return data
+
+    @model_validator(mode="after")
+    def _check_client_auth(self) -> TLSServerConfig:
+        if self.client_auth_type in _UNVERIFIED_CLIENT_AUTH:
+            raise ValueError(
+                f"client_auth_type {self.client_auth_type} is not supported (Python's ssl module verifies every "
+                "client certificate it asks for); use VerifyClientCertIfGiven or RequireAndVerifyClientCert "
+                "with client_ca_file"
+            )
+        if self.client_auth_type != "NoClientCert" and self.client_ca_file is None:
+            raise ValueError(f"client_auth_type {self.client_auth_type} needs client_ca_file")
+        if self.client_auth_type == "NoClientCert" and self.client_ca_file is not None:
+            raise ValueError("client_ca_file is set but client_auth_type is NoClientCert; set client_auth_type")
+        if _TLS_VERSIONS[self.min_version] > _TLS_VERSIONS[self.max_version]:
+            raise ValueError(f"min_version {self.min_version} is newer than max_version {self.max_version}")
+        return self
+
+
+class HTTPServerConfig(_Strict):
+    headers: dict[str, str] = Field(default_factory=dict)
+    http2: bool = True
+    """Accepted for compatibility with the exporter-toolkit; the endpoint speaks HTTP/1.1."""
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = {name.lower(): name for name in _ALLOWED_HEADERS}
+        for name, text in value.items():
+            if name.lower() not in allowed:
+                raise ValueError(f"header {name!r} is not allowed; allowed: {', '.join(_ALLOWED_HEADERS)}")
+            if "\r" in text or "\n" in text:
+                raise ValueError(f"header {name!r} must not contain line breaks")
+        return value
+
+
+class WebConfig(_Strict):
+    tls_server_config: TLSServerConfig | None = None
+    http_server_config: HTTPServerConfig = Field(default_factory=HTTPServerConfig)
+    basic_auth_users: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _check_hashes(cls, value: dict[str, str]) -> dict[str, str]:
+        for user, hashed in value.items():
+            if not user or ":" in user:
+                raise ValueError(f"user name {user!r} must be non-empty and must not contain ':'")
+            if not (hashed.startswith(_BCRYPT_PREFIXES) and len(hashed) == 60):
+                # The value itself is never echoed: a plain-text password pasted by mistake must not reach logs.
+                raise ValueError(f"password of user {user!r} is not a bcrypt hash ($2a$/$2b$/$2y$, 60 characters)")
+        if value:
+            _require_bcrypt()
+        return value
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A server-side context for :class:`~exporter.httpserver.HttpServer`, or None when TLS is off."""
+        tls = self.tls_server_config
+        if tls is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = _TLS_VERSIONS[tls.min_version]
+        context.maximum_version = _TLS_VERSIONS[tls.max_version]
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise WebConfigError(
+                f"tls_server_config.cert_file/key_file: cannot load {tls.cert_file} / {tls.key_file}: {_reason(exc)}"
+            ) from None
+        if tls.client_ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=tls.client_ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise WebConfigError(
+                    f"tls_server_config.client_ca_file: cannot load {tls.client_ca_file}: {_reason(exc)}"
+                ) from None
+            context.verify_mode = (
+                ssl.CERT_REQUIRED if tls.client_auth_type == "RequireAndVerifyClientCert" else ssl.CERT_OPTIONAL
+            )
+        return context
+
+    def protect(self, handler: Handler) -> Handler:
+        """Wrap ``handler``: basic auth on every route (when users are configured) and the configured headers."""
+        checker = BasicAuth(self.basic_auth_users) if self.basic_auth_users else None
+        extra_headers = list(self.http_server_config.headers.items())
+
+        async def secured(request: Request) -> Response:
+            if checker is not None and not await checker.allows(request.headers.get("authorization")):
+                response = Response(
+                    status=401,
+                    body=b"Unauthorized\n",
+                    headers=[("WWW-Authenticate", 'Basic realm="feldera-exporter", charset="UTF-8"')],
+                )
+            else:
+                response = await handler(request)
+            if extra_headers:
+                response.headers.extend(extra_headers)
+            return response
+
+        return secured
+
+
+class BasicAuth:
+    """Checks ``Authorization: Basic`` headers against bcrypt hashes, remembering recent successes."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self._users = {user: hashed.encode() for user, hashed in users.items()}
+        # Unknown users are checked against a real hash (same cost) so that timing does not reveal user names.
+        self._decoy = next(iter(self._users.values()))
+        self._good: OrderedDict[bytes, None] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"BasicAuth(users={sorted(self._users)})"
+
+    async def allows(self, header: str | None) -> bool:
+        credentials = _parse_basic(header)
+        if credentials is None:
+            return False
+        user, password = credentials
+        hashed = self._users.get(user)
+        key = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed or b""))).digest()
+        if hashed is not None and any(hmac.compare_digest(key, known) for known in self._good):
+            self._good.move_to_end(key)
+            return True
+        ok = await asyncio.to_thread(_bcrypt_check, password.encode(), hashed or self._decoy)
+        if not ok or hashed is None:
+            return False
+        self._good[key] = None
+        while len(self._good) > _AUTH_CACHE_SIZE:
+            self._good.popitem(last=False)
+        return True
+
+
+def _parse_basic(header: str | None) -> tuple[str, str] | None:
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def _bcrypt_check(password: bytes, hashed: bytes) -> bool:
+    bcrypt = _require_bcrypt()
+    try:
+        return bool(bcrypt.checkpw(password, hashed))
+    except ValueError:
+        return False
+
+
+def _require_bcrypt() -> Any:
+    try:
+        import bcrypt
+    except ImportError:
+        raise ValueError("basic_auth_users needs the bcrypt package: pip install 'feldera-exporter[web]'") from None
+    return bcrypt
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+def parse_web_config(data: object, base_dir: Path) -> WebConfig:
+    """Validate an already-parsed document; relative file paths are resolved against ``base_dir``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise WebConfigError("(top level): expected a mapping")
+    try:
+        config = WebConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        raise WebConfigError("\n".join(lines)) from None
+    tls = config.tls_server_config
+    if tls is None:
+        return config
+    resolved = {
+        name: base_dir / path
+        for name in ("cert_file", "key_file", "client_ca_file")
+        if (path := getattr(tls, name)) is not None
+    }
+    return config.model_copy(update={"tls_server_config": tls.model_copy(update=resolved)})
+
+
+def load_web_config(path: Path | str) -> WebConfig:
+    """Read and validate a web-config file; certificates are loaded (and checked) by :meth:`WebConfig.ssl_context`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WebConfigError(f"{path}: cannot read: {_reason(exc)}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise WebConfigError(f"{path}: invalid YAML: {exc}") from None
+    return parse_web_config(data, path.parent)

@@ -1,0 +1,327 @@
+"""Exporter-toolkit web config: basic auth and (mutual) TLS on the exporter's endpoint, over real sockets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exporter.httpserver import HttpServer, Request, Response
+from exporter.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
+
+PASSWORD = "s3cret-pässword"
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    rogue_cert: Path
+    rogue_key: Path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return path
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    elif issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer[1].public_key()), critical=False
+        )
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+def _write_cert(cert: x509.Certificate, path: Path) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+    ca_key = _key()
+    ca = _cert("test-ca", ca_key, None, ca=True)
+    rogue_ca_key = _key()
+    rogue_ca = _cert("rogue-ca", rogue_ca_key, None, ca=True)
+    server_key, client_key, rogue_key = _key(), _key(), _key()
+    return Pki(
+        ca=_write_cert(ca, d / "ca.crt"),
+        server_cert=_write_cert(_cert("localhost", server_key, (ca, ca_key), server=True), d / "server.crt"),
+        server_key=_write_key(server_key, d / "server.key"),
+        client_cert=_write_cert(_cert("prometheus", client_key, (ca, ca_key)), d / "client.crt"),
+        client_key=_write_key(client_key, d / "client.key"),
+        rogue_cert=_write_cert(_cert("intruder", rogue_key, (rogue_ca, rogue_ca_key)), d / "rogue.crt"),
+        rogue_key=_write_key(rogue_key, d / "rogue.key"),
+    )
+
+
+@pytest.fixture(scope="module")
+def password_hash() -> str:
+    return bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+
+
+async def _hello(request: Request) -> Response:
+    subject = dict(x[0] for x in request.tls_peer_cert["subject"]) if request.tls_peer_cert else {}
+    return Response(body=f"hello {subject.get('commonName', 'anonymous')}".encode())
+
+
+def _write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "web.yml"
+    path.write_text(text)
+    return path
+
+
+def _client_context(pki: Pki, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_right_password_gets_200_and_wrong_password_gets_401(password_hash: str) -> None:
+    config = parse_web_config({"basic_auth_users": {"prometheus": password_hash}}, Path("."))
+    async with (
+        HttpServer(config.protect(_hello)) as server,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client,
+    ):
+        good = await client.get("/metrics", auth=("prometheus", PASSWORD))
+        cached = await client.get("/metrics", auth=("prometheus", PASSWORD))
+        wrong = await client.get("/metrics", auth=("prometheus", "guess"))
+        unknown_user = await client.get("/metrics", auth=("admin", PASSWORD))
+        missing = await client.get("/-/healthy")
+        garbage = await client.get("/metrics", headers={"Authorization": "Basic !!!not-base64"})
+        bearer = await client.get("/metrics", headers={"Authorization": "Bearer abc"})
+    assert (good.status_code, good.text) == (200, "hello anonymous")
+    assert cached.status_code == 200
+    for response in (wrong, unknown_user, missing, garbage, bearer):
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Basic ")
+        assert "hello" not in response.text
+
+
+async def test_configured_headers_are_added_to_every_response(tmp_path: Path, password_hash: str) -> None:
+    path = _write_config(
+        tmp_path,
+        f"basic_auth_users:\n  p: '{password_hash}'\n"
+        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=60\n",
+    )
+    config = load_web_config(path)
+    async with (
+        HttpServer(config.protect(_hello)) as server,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client,
+    ):
+        denied = await client.get("/")
+        allowed = await client.get("/", auth=("p", PASSWORD))
+    for response in (denied, allowed):
+        assert response.headers["x-frame-options"] == "deny"
+        assert response.headers["strict-transport-security"] == "max-age=60"
+
+
+async def test_tls_server_serves_https_with_relative_certificate_paths(pki: Pki) -> None:
+    web = _write_config(pki.ca.parent, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    config = load_web_config(web)
+    async with (
+        HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server,
+        httpx.AsyncClient(verify=_client_context(pki)) as client,
+    ):
+        response = await client.get(f"https://localhost:{server.port}/")
+    assert (response.status_code, response.text) == (200, "hello anonymous")
+
+
+def _mtls_config(pki: Pki, auth_type: str, max_version: str = "TLS13") -> WebConfig:
+    return parse_web_config(
+        {
+            "tls_server_config": {
+                "cert_file": str(pki.server_cert),
+                "key_file": str(pki.server_key),
+                "client_auth_type": auth_type,
+                "client_ca_file": str(pki.ca),
+                "max_version": max_version,
+            }
+        },
+        Path("."),
+    )
+
+
+@pytest.mark.parametrize("max_version", ["TLS12", "TLS13"])
+async def test_required_client_cert_missing_refuses_the_connection(pki: Pki, max_version: str) -> None:
+    config = _mtls_config(pki, "RequireAndVerifyClientCert", max_version)
+    async with HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server:
+        for cert, key in ((None, None), (pki.rogue_cert, pki.rogue_key)):
+            async with httpx.AsyncClient(verify=_client_context(pki, cert, key)) as client:
+                with pytest.raises(httpx.TransportError):
+                    await client.get(f"https://localhost:{server.port}/")
+
+
+async def test_required_client_cert_present_is_accepted_and_visible_to_the_handler(pki: Pki) -> None:
+    config = _mtls_config(pki, "RequireAndVerifyClientCert")
+    async with (
+        HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server,
+        httpx.AsyncClient(verify=_client_context(pki, pki.client_cert, pki.client_key)) as client,
+    ):
+        response = await client.get(f"https://localhost:{server.port}/")
+    assert (response.status_code, response.text) == (200, "hello prometheus")
+
+
+async def test_optional_client_cert_allows_anonymous_but_rejects_untrusted_certs(pki: Pki) -> None:
+    config = _mtls_config(pki, "VerifyClientCertIfGiven", "TLS12")
+    async with HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server:
+        url = f"https://localhost:{server.port}/"
+        async with httpx.AsyncClient(verify=_client_context(pki)) as client:
+            assert (await client.get(url)).text == "hello anonymous"
+        async with httpx.AsyncClient(verify=_client_context(pki, pki.client_cert, pki.client_key)) as client:
+            assert (await client.get(url)).text == "hello prometheus"
+        async with httpx.AsyncClient(verify=_client_context(pki, pki.rogue_cert, pki.rogue_key)) as client:
+            with pytest.raises(httpx.TransportError):
+                await client.get(url)
+
+
+async def test_tls_and_basic_auth_combine(pki: Pki, password_hash: str) -> None:
+    config = parse_web_config(
+        {
+            "tls_server_config": {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)},
+            "basic_auth_users": {"prometheus": password_hash},
+        },
+        Path("."),
+    )
+    async with (
+        HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server,
+        httpx.AsyncClient(verify=_client_context(pki), base_url=f"https://localhost:{server.port}") as client,
+    ):
+        assert (await client.get("/")).status_code == 401
+        assert (await client.get("/", auth=("prometheus", PASSWORD))).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"tls_server_config": {"cert_file": "a"}}, "tls_server_config.key_file: Field required"),
+        ({"basic_auth_user": {}}, "basic_auth_user: Extra inputs are not permitted"),
+        (
+            {
+                "tls_server_config": {
+                    "cert_file": "a",
+                    "key_file": "b",
+                    "client_auth_type": "RequireAndVerifyClientCert",
+                }
+            },
+            "tls_server_config: client_auth_type RequireAndVerifyClientCert needs client_ca_file",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_auth_type": "RequestClientCert"}},
+            "tls_server_config: client_auth_type RequestClientCert is not supported",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_auth_type": "Sometimes"}},
+            "tls_server_config.client_auth_type: Input should be 'NoClientCert'",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "min_version": "TLS13", "max_version": "TLS12"}},
+            "tls_server_config: min_version TLS13 is newer than max_version TLS12",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "cipher_suites": ["X"]}},
+            "tls_server_config: cipher_suites is not supported",
+        ),
+        ({"http_server_config": {"headers": {"Set-Cookie": "a=b"}}}, "header 'Set-Cookie' is not allowed"),
+        ({"basic_auth_users": {"a:b": "$2b$" + "x" * 56}}, "user name 'a:b' must be non-empty and must not contain"),
+        ([1, 2], "(top level): expected a mapping"),
+    ],
+)
+def test_invalid_web_config_is_reported_as_location_and_message(document: object, expected: str) -> None:
+    with pytest.raises(WebConfigError) as info:
+        parse_web_config(document, Path("."))
+    assert expected in str(info.value)
+
+
+def test_plain_text_password_is_rejected_without_echoing_it() -> None:
+    with pytest.raises(WebConfigError) as info:
+        parse_web_config({"basic_auth_users": {"prometheus": "hunter2-plain"}}, Path("."))
+    assert "hunter2" not in str(info.value)
+    assert "is not a bcrypt hash" in str(info.value)
+
+
+def test_password_hashes_never_appear_in_repr(password_hash: str) -> None:
+    config = parse_web_config({"basic_auth_users": {"prometheus": password_hash}}, Path("."))
+    assert password_hash not in repr(config)
+    assert password_hash not in str(config)
+
+
+def test_unreadable_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    config = parse_web_config({"tls_server_config": {"cert_file": "nope.crt", "key_file": "nope.key"}}, tmp_path)
+    with pytest.raises(WebConfigError, match=r"tls_server_config.cert_file/key_file: cannot load .*nope.crt"):
+        config.ssl_context()
+
+
+def test_missing_or_malformed_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(WebConfigError, match="cannot read"):
+        load_web_config(tmp_path / "absent.yml")
+    with pytest.raises(WebConfigError, match="invalid YAML"):
+        load_web_config(_write_config(tmp_path, "tls_server_config: [unclosed\n"))
+
+
+def test_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
+    config = load_web_config(_write_config(tmp_path, ""))
+    assert config.ssl_context() is None
+    assert config.basic_auth_users == {}
