@@ -21,6 +21,7 @@ from exporter.httpserver import HttpServer, Request, Response
 from exporter.metrics import families
 from exporter.poller import PollContributor, Poller
 from exporter.render import Rendered, render
+from exporter.sidecar import Sidecar
 from exporter.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,10 @@ class Exporter:
     ) -> None:
         self.settings = settings
         self.poller = poller or Poller(settings, contributors=contributors, clock=clock)
-        self._routes = tuple(routes)
+        self.sidecar = Sidecar(settings, clock)
+        for contributor in self.sidecar.contributors:
+            self.poller.add_contributor(contributor)
+        self._routes = (*routes, self.sidecar)
         self._disabled = settings.collectors.disabled()
         self.latest = Snapshot(shard=settings.sharding.shard, total_shards=settings.sharding.total_shards)
         self._rendered: Rendered = render(families(self.latest, self._disabled))
@@ -96,7 +100,11 @@ class Exporter:
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
     async def start(self, *, poll_loop: bool = True) -> None:
-        """Start the HTTP server, then (unless ``poll_loop`` is False) the background poll loop."""
+        """Start the HTTP server, then (unless ``poll_loop`` is False) the background poll loop.
+
+        Without ``poll_loop`` the sidecar's sync timer does not run either (tests call ``sidecar.scheduler.tick``).
+        """
+        await self.sidecar.start(timers=poll_loop)
         web = self.settings.web
         self._server = HttpServer(self.handle, web.host, web.port)
         await self._server.start()
@@ -111,6 +119,7 @@ class Exporter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
+        await self.sidecar.stop()
         if self._server is not None:
             await self._server.close()
             self._server = None

@@ -50,9 +50,10 @@ class Sidecar:
     async def handle(self, request: Request) -> Response:
         return await self._routes.handle(request)
 
-    async def start(self) -> None:
+    async def start(self, *, timers: bool = True) -> None:
+        """Restore watches; start the sync scheduler's timer unless ``timers`` is False (tests drive ``tick``)."""
         self.resets.load()
-        if self.scheduler is not None:
+        if self.scheduler is not None and timers:
             log.info("checkpoint sync scheduling on: the exporter will POST checkpoint/sync (needs a write API key)")
             self._task = asyncio.create_task(self.scheduler.run(self._resolution), name="checkpoint-sync-scheduler")
 
