@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from exporter import __version__
 from exporter.config import ConfigError, Overrides, Settings, load_settings
 from exporter.errors import FelderaError
+from exporter.sidecar import cli as sidecar_cli
 
 log = logging.getLogger("exporter")
 
@@ -98,6 +99,11 @@ def _run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     try:
         asyncio.run(serve(settings))
+    except WebConfigError as exc:
+        print(f"web config error ({settings.web.config_file}):", file=sys.stderr)
+        for problem in str(exc).splitlines():
+            print(f"  {problem}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"error: cannot serve on {settings.web.listen_address}: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -127,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = subparsers.add_parser("check-config", help="validate a config file and exit (non-zero on error)")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=_check_config)
+    sidecar_cli.add_subcommand(subparsers)
     parser.set_defaults(subcommands=tuple(subparsers.choices))
     return parser
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from prometheus_client.core import Metric
 
-from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines
+from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines, sidecar
 from exporter.metrics.spec import FamilyBuilder, MetricSpec
 from exporter.snapshot import Snapshot
 
-MODULES = (exporter, pipelines, checkpoints, connectors, cluster)
+MODULES = (exporter, pipelines, checkpoints, connectors, cluster, sidecar)
 """Metric modules in documentation order; each has ``SPECS`` and ``add_samples(snapshot, out)``."""
 
 ALL_SPECS: tuple[MetricSpec, ...] = tuple(spec for module in MODULES for spec in module.SPECS)
