@@ -75,8 +75,13 @@ def errors_in(schema_name: str, body: object) -> list[str]:
 
 
 def check_response(response: httpx.Response) -> str | None:
-    """Assert the body matches its schema; returns the schema name used (None: no schema for this answer)."""
+    """Assert the body matches its schema; returns the schema name used.
+
+    ``None``: no schema applies (non-JSON bodies such as a framework's plain-text 400 or a proxy's HTML 502).
+    """
     request = response.request
+    if not response.headers.get("content-type", "").startswith("application/json"):
+        return None
     schema = schema_for(request.method, request.url.path, response.status_code)
     if schema is None:
         return None
