@@ -76,12 +76,14 @@ class Simulator:
         self.faults: list[Fault] = []
         self.request_counts: Counter[str] = Counter()
         self._release = asyncio.Event()
+        self._seen = asyncio.Condition()
         self._server = HttpServer(self._handle, host, port, server_header="feldera-simulator")
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._release = asyncio.Event()
+        self._seen = asyncio.Condition()
         await self._server.start()
 
     async def stop(self) -> None:
@@ -114,6 +116,14 @@ class Simulator:
             if (method is None or verb == method.upper()) and fnmatchcase(target, path):
                 total += count
         return total
+
+    async def wait_for_requests(
+        self, path: str = "*", count: int = 1, *, method: str | None = None, timeout: float = 10.0
+    ) -> int:
+        """Wait until ``requests(path, method) >= count`` (raises ``TimeoutError`` after ``timeout``)."""
+        async with asyncio.timeout(timeout), self._seen:
+            await self._seen.wait_for(lambda: self.requests(path, method) >= count)
+        return self.requests(path, method)
 
     # ---- control API: pipelines ----------------------------------------------------------------------------
 
@@ -379,6 +389,8 @@ class Simulator:
             return self._control(request, raw[len(self.control_prefix) :])
         path = request.path
         self.request_counts[f"{request.method} {path}"] += 1
+        async with self._seen:
+            self._seen.notify_all()
         truncate = False
         for fault in list(self.faults):
             if not fault.matches(request.method, path):
