@@ -1,0 +1,112 @@
+"""Shared test helpers: a scripted Feldera-like HTTP server (real sockets) and a config-file writer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.httpserver import HttpServer, Request, Response
+
+Reply = Response | Callable[[Request], Awaitable[Response]]
+
+
+def json_response(document: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(
+        status=status, body=json.dumps(document).encode(), content_type="application/json", headers=headers or []
+    )
+
+
+def feldera_error(status: int, error_code: str, message: str = "", retry_after: str | None = None) -> Response:
+    headers = [("retry-after", retry_after)] if retry_after is not None else []
+    return json_response({"message": message, "error_code": error_code, "details": None}, status, headers)
+
+
+def pipeline_json(name: str, runtime: str | None = "Running", **fields: Any) -> dict[str, Any]:
+    """A list entry as ``selector=status_with_connectors`` returns it (resources Provisioned unless stopped)."""
+    provisioned = runtime is not None
+    return {
+        "id": f"id-{name}",
+        "name": name,
+        "platform_version": "v0.337.0",
+        "program_status": "Success",
+        "deployment_status": runtime or "Stopped",
+        "deployment_desired_status": runtime or "Stopped",
+        "deployment_resources_status": "Provisioned" if provisioned else "Stopped",
+        "deployment_resources_desired_status": "Provisioned" if provisioned else "Stopped",
+        "deployment_runtime_status": runtime,
+        "deployment_runtime_desired_status": runtime,
+        "connectors": {"num_errors": 0},
+        **fields,
+    }
+
+
+@dataclass
+class ScriptedFeldera:
+    """A real HTTP server answering from per-path scripts; records every request.
+
+    ``routes[path]`` is a list of replies consumed in order (the last one repeats) or a single reply; a reply
+    is a :class:`Response` or an async callable ``request -> Response``. Unscripted paths answer 404.
+    """
+
+    routes: dict[str, Reply | list[Reply]] = field(default_factory=dict)
+    requests: list[Request] = field(default_factory=list)
+    server: HttpServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def paths(self) -> list[str]:
+        return [r.raw_path for r in self.requests]
+
+    async def handle(self, request: Request) -> Response:
+        self.requests.append(request)
+        script = self.routes.get(request.raw_path)
+        if script is None:
+            return feldera_error(404, "UnknownPipelineName", f"no route {request.raw_path}")
+        if not isinstance(script, list):
+            script = [script]
+        reply = script.pop(0) if len(script) > 1 else script[0]
+        if isinstance(reply, Response):
+            return reply
+        return await reply(request)
+
+    def list_pipelines(self, *pipelines: dict[str, Any]) -> None:
+        self.routes["/v0/pipelines"] = json_response(list(pipelines))
+
+
+@pytest.fixture
+async def feldera() -> AsyncIterator[ScriptedFeldera]:
+    scripted = ScriptedFeldera()
+    scripted.server = HttpServer(scripted.handle)
+    await scripted.server.start()
+    try:
+        yield scripted
+    finally:
+        await scripted.server.close()
+
+
+async def hang(request: Request) -> Response:
+    """A reply that never comes (until the server closes the connection)."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[Any], Path]:
+    """Write a YAML config (a mapping, or raw text) to a temp file and return its path."""
+
+    def write(content: Any, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content), encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,211 @@
+"""Config validation: every bad key/value is named in a ``location: message`` line; env and flags override."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.config import ConfigError, Overrides, build_settings, load_settings, parse_duration
+
+REPO = Path(__file__).resolve().parent.parent
+WriteConfig = Callable[..., Path]
+
+
+def problems_of(raw: dict[str, Any], **kwargs: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        build_settings(raw, env=kwargs.pop("env", {}), **kwargs)
+    return list(caught.value.problems)
+
+
+def test_defaults_poll_localhost_every_15s_and_listen_on_10027() -> None:
+    settings = build_settings({}, env={})
+    assert [(t.name, t.url) for t in settings.targets] == [("default", "http://localhost:8080")]
+    assert settings.poll.interval == 15.0
+    assert settings.web.port == 10027
+    assert settings.web.host == ""
+    assert settings.collectors.disabled() == {"connector_errors"}
+
+
+def test_example_config_validates() -> None:
+    settings = load_settings(REPO / "config.example.yaml", env={})
+    assert settings.targets
+    assert settings.poll.interval > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(15, 15.0), (2.5, 2.5), ("15", 15.0), ("15s", 15.0), ("2m", 120.0), ("1h", 3600.0), ("1m30s", 90.0)],
+)
+def test_durations_accept_seconds_and_units(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    assert parse_duration("500ms") == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"poll": {"interval": "soon"}}, "poll.interval: invalid duration 'soon'"),
+        ({"poll": {"interval": 0}}, "poll.interval: duration must be greater than 0"),
+        ({"poll": {"concurrency": 0}}, "poll.concurrency: "),
+        ({"poll": {"intervall": "15s"}}, "poll.intervall: unknown key"),
+        ({"bogus": 1}, "bogus: unknown key"),
+        ({"web": {"listen_address": "10027"}}, "web.listen_address: invalid listen address"),
+        ({"web": {"listen_address": ":99999"}}, "web.listen_address: invalid listen address"),
+        ({"targets": []}, "targets: "),
+        ({"targets": [{"url": "ftp://x"}]}, "targets[0].url: invalid URL"),
+        ({"targets": [{"url": "http://user:pw@x"}]}, "targets[0].url: credentials in the URL are not supported"),
+        ({"targets": [{"timeout": "-1s"}]}, "targets[0].timeout: invalid duration"),
+        ({"targets": [{"labels": {"target": "x"}}]}, "targets[0].labels: label 'target' is reserved"),
+        ({"targets": [{"labels": {"1bad": "x"}}]}, "targets[0].labels: '1bad' is not a valid Prometheus label"),
+        ({"targets": [{"ca_file": "/nonexistent/ca.pem"}]}, "targets[0].ca_file: file not found"),
+        ({"targets": [{"name": "a"}, {"name": "a"}]}, "targets: duplicate target name(s) a"),
+        ({"collectors": {"connectors": "maybe"}}, "collectors.connectors: "),
+        ({"collectors": {"everything": True}}, "collectors.everything: unknown key"),
+        ({"sharding": {"shard": 2, "total_shards": 2}}, "sharding: shard must be below total_shards"),
+        ({"log_level": "loud"}, "log_level: "),
+        ({"checkpoint_sync": {"schedules": [{"pipelines": "*"}]}}, "checkpoint_sync.schedules[0].every: required"),
+        (
+            {"checkpoint_sync": {"schedules": [{"pipelines": "*", "every": "1h", "target": "nope"}]}},
+            "checkpoint_sync.schedules[0].target: unknown target 'nope'",
+        ),
+        ({"reset_watches": {"keep_completed": "forever"}}, "reset_watches.keep_completed: invalid duration"),
+    ],
+)
+def test_invalid_value_is_reported_with_its_key(raw: dict[str, Any], expected: str) -> None:
+    problems = problems_of(raw)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = problems_of({"poll": {"interval": "x", "concurrency": -1}, "nope": 1})
+    assert len(problems) == 3
+
+
+def test_flag_overrides_file_and_env(write_config: WriteConfig) -> None:
+    path = write_config({"web": {"listen_address": ":1"}, "targets": [{"url": "http://file:1", "timeout": "3s"}]})
+    settings = load_settings(
+        path,
+        overrides=Overrides(feldera_url="http://flag:2", listen_address="127.0.0.1:3", shard=1, total_shards=3),
+        env={"FELDERA_URL": "http://env:4"},
+    )
+    assert settings.targets[0].url == "http://flag:2"
+    assert settings.targets[0].timeout == 3.0
+    assert settings.web.listen_address == "127.0.0.1:3"
+    assert (settings.sharding.shard, settings.sharding.total_shards) == (1, 3)
+
+
+def test_feldera_url_env_makes_the_default_target() -> None:
+    settings = build_settings({}, env={"FELDERA_URL": "https://feldera.example:8080/"})
+    assert [(t.name, t.url) for t in settings.targets] == [("default", "https://feldera.example:8080")]
+
+
+def test_feldera_url_needs_a_default_target_when_the_file_defines_targets() -> None:
+    problems = problems_of({"targets": [{"name": "prod", "url": "http://p:1"}]}, overrides=Overrides("http://x:1"))
+    assert problems == ["--feldera-url: the config file defines targets but none is named 'default'"]
+
+
+def test_several_targets_keep_their_own_url_and_labels() -> None:
+    settings = build_settings(
+        {
+            "targets": [
+                {"name": "eu", "url": "http://eu:8080", "labels": {"region": "eu"}},
+                {"name": "us", "url": "http://us:8080", "labels": {"region": "us"}},
+            ]
+        },
+        env={},
+    )
+    assert [(t.name, t.label_pairs) for t in settings.targets] == [
+        ("eu", (("region", "eu"),)),
+        ("us", (("region", "us"),)),
+    ]
+
+
+def test_api_key_from_env_applies_to_the_first_target_and_is_never_shown() -> None:
+    settings = build_settings(
+        {"targets": [{"name": "a", "url": "http://a:1"}, {"name": "b", "url": "http://b:1"}]},
+        env={"FELDERA_API_KEY": "apikey:topsecret"},
+    )
+    first, second = settings.targets
+    assert first.api_key is not None and first.api_key.get_secret_value() == "apikey:topsecret"
+    assert second.api_key is None
+    assert "topsecret" not in repr(settings)
+    assert "topsecret" not in str(settings.model_dump())
+    assert "topsecret" not in settings.model_dump_json()
+
+
+def test_api_key_file_is_read_and_stripped(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("apikey:fromfile\n")
+    settings = build_settings({"targets": [{"api_key_file": str(key_file)}]}, env={"FELDERA_API_KEY": "env"})
+    key = settings.targets[0].api_key
+    assert key is not None and key.get_secret_value() == "apikey:fromfile"
+
+
+def test_empty_api_key_file_is_an_error(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("\n")
+    assert problems_of({"targets": [{"api_key_file": str(key_file)}]}) == ["targets[0].api_key_file: file is empty"]
+
+
+def test_missing_api_key_file_is_named() -> None:
+    problems = problems_of({"targets": [{"api_key_file": "/nonexistent/key"}]})
+    assert problems == ["targets[0].api_key_file: file not found: /nonexistent/key"]
+
+
+def test_yaml_syntax_error_names_file_and_line(write_config: WriteConfig) -> None:
+    path = write_config("poll:\n  interval: [15s\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{path}:3:")
+
+
+def test_top_level_must_be_a_mapping(write_config: WriteConfig) -> None:
+    path = write_config("- a\n- b\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_settings(path, env={})
+
+
+def test_missing_config_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.yaml", env={})
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+
+
+def test_check_config_exits_zero_for_a_valid_file(write_config: WriteConfig) -> None:
+    path = write_config({"targets": [{"name": "prod", "url": "http://feldera:8080"}]})
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_check_config_exits_non_zero_naming_the_key_without_traceback(write_config: WriteConfig) -> None:
+    path = write_config({"poll": {"interval": "often"}, "targets": [{"url": "http://x", "colour": "red"}]})
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 1
+    assert "poll.interval: invalid duration 'often'" in result.stderr
+    assert "targets[0].colour: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_with_an_invalid_config_exits_2_without_traceback(write_config: WriteConfig) -> None:
+    path = write_config({"web": {"listen_address": "nowhere"}})
+    result = run_cli("--config", str(path))
+    assert result.returncode == 2
+    assert "web.listen_address: invalid listen address" in result.stderr
+    assert "Traceback" not in result.stderr
