@@ -72,7 +72,8 @@ async def test_hang_fault_times_out_the_client_until_faults_are_cleared(
     with pytest.raises(httpx.ReadTimeout):
         await client.get("/v0/cluster_healthz", timeout=0.2)
     pending = asyncio.ensure_future(client.get("/v0/cluster_healthz"))
-    await sim.wait_for_requests("/v0/cluster_healthz", 2)
+    async with asyncio.timeout(10):
+        await sim.wait_for_requests("/v0/cluster_healthz", 2)
     sim.clear_faults()
     assert (await pending).status_code == 200
 

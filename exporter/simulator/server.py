@@ -117,11 +117,9 @@ class Simulator:
                 total += count
         return total
 
-    async def wait_for_requests(
-        self, path: str = "*", count: int = 1, *, method: str | None = None, timeout: float = 10.0
-    ) -> int:
-        """Wait until ``requests(path, method) >= count`` (raises ``TimeoutError`` after ``timeout``)."""
-        async with asyncio.timeout(timeout), self._seen:
+    async def wait_for_requests(self, path: str = "*", count: int = 1, *, method: str | None = None) -> int:
+        """Wait until ``requests(path, method) >= count``; bound it with ``asyncio.timeout(...)``."""
+        async with self._seen:
             await self._seen.wait_for(lambda: self.requests(path, method) >= count)
         return self.requests(path, method)
 
