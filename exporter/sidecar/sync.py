@@ -187,6 +187,7 @@ class CheckpointSyncScheduler:
                     continue
                 if pipe.pending is not None:
                     if now < pipe.next_due:
+                        pipe.in_flight = True
                         actions.append(self._confirm(target, state, name, pipe))
                         continue
                     pipe.failures["unconfirmed"] += 1
@@ -196,6 +197,7 @@ class CheckpointSyncScheduler:
                     continue
                 while pipe.next_due <= now:
                     pipe.next_due += pipe.every
+                pipe.in_flight = True
                 actions.append(self._request(target, state, name, pipe, now))
         if actions:
             await asyncio.gather(*actions)
@@ -220,7 +222,6 @@ class CheckpointSyncScheduler:
             await sleep(self.next_wakeup(self._clock(), resolution))
 
     async def _request(self, target: str, state: _TargetState, name: str, pipe: _PipelineState, now: float) -> None:
-        pipe.in_flight = True
         try:
             async with self._limit:
                 answer: CheckpointSyncResponse | FelderaError = await state.client.checkpoint_sync(name)
@@ -255,7 +256,6 @@ class CheckpointSyncScheduler:
     async def _confirm(self, target: str, state: _TargetState, name: str, pipe: _PipelineState) -> None:
         pending = pipe.pending
         assert pending is not None
-        pipe.in_flight = True
         try:
             async with self._limit:
                 status: CheckpointSyncStatus | FelderaError = await state.client.sync_status(
