@@ -18,6 +18,7 @@ from exporter import __version__
 from exporter.config import ConfigError, Overrides, Settings, load_settings
 from exporter.errors import FelderaError
 from exporter.sidecar import cli as sidecar_cli
+from exporter.simulator import demo as simulator_demo
 
 log = logging.getLogger("exporter")
 
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=_check_config)
     sidecar_cli.add_subcommand(subparsers)
+    simulator_demo.add_subcommand(subparsers)
     parser.set_defaults(subcommands=tuple(subparsers.choices))
     return parser
 
