@@ -1,0 +1,322 @@
+"""The Exporter in-process against the simulator (and a scripted server), scraped over real HTTP."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import Exporter, wants_gzip, wants_openmetrics
+from exporter.config import Settings, build_settings
+from exporter.poller import Poller, shard_of, split_endpoint, sql_identifier
+from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
+from tests.conftest import ScriptedFeldera, feldera_error, json_response, pipeline_json
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def settings_for(url: str, **raw: Any) -> Settings:
+    targets = raw.pop("targets", [{"url": url}])
+    return build_settings({"web": {"listen_address": "127.0.0.1:0"}, "targets": targets, **raw}, env={})
+
+
+def samples(text: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: Samples, name: str, **labels: str) -> float | None:
+    return found.get((name, frozenset(labels.items())))
+
+
+def names_with_label(found: Samples, label: str, wanted: str) -> set[str]:
+    return {name for name, labels in found if (label, wanted) in labels}
+
+
+def scenario() -> Scenario:
+    return Scenario(
+        pipelines=[
+            PipelineSpec(
+                name="orders",
+                status="Running",
+                checkpoints=2,
+                tables=[RelationSpec(name="orders", connectors=["kafka-in"])],
+                views=[RelationSpec(name="totals", connectors=["delta-out"])],
+            ),
+            PipelineSpec(name="idle", status="Stopped"),
+            PipelineSpec(name="paused", status="Paused"),
+        ]
+    )
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(scenario(), clock=ManualClock()) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def make_exporter() -> AsyncIterator[Callable[..., Any]]:
+    started: list[Exporter] = []
+
+    async def make(settings: Settings, **kwargs: Any) -> Exporter:
+        exporter = Exporter(settings, **kwargs)
+        await exporter.start(poll_loop=False)
+        started.append(exporter)
+        return exporter
+
+    yield make
+    for exporter in started:
+        await exporter.stop()
+
+
+async def scrape(exporter: Exporter, **headers: str) -> httpx.Response:
+    async with httpx.AsyncClient() as http:
+        return await http.get(exporter.url + "/metrics", headers=headers)
+
+
+async def test_ready_is_503_until_the_first_cycle_completes(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    async with httpx.AsyncClient(base_url=exporter.url) as http:
+        assert (await http.get("/-/ready")).status_code == 503
+        assert (await http.get("/-/healthy")).status_code == 200
+        await exporter.poll_once()
+        assert (await http.get("/-/ready")).status_code == 200
+
+
+async def test_metrics_show_every_pipeline_with_target_and_pipeline_name(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    await exporter.poll_once()
+    found = samples((await scrape(exporter)).text)
+    assert value(found, "feldera_up", target="default") == 1.0
+    for name in ("orders", "idle", "paused"):
+        assert names_with_label(found, "pipeline_name", name), name
+    assert value(found, "feldera_exporter_polls_total", target="default", result="success") == 1.0
+    assert value(found, "feldera_exporter_api_requests_total", target="default", endpoint="list_pipelines", code="200")
+
+
+async def test_scrape_does_not_call_feldera(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    await exporter.poll_once()
+    before = sim.requests()
+    for _ in range(3):
+        assert (await scrape(exporter)).status_code == 200
+    assert sim.requests() == before
+
+
+async def test_endpoints_are_asked_only_when_the_status_makes_them_meaningful(
+    sim: Simulator, make_exporter: Any
+) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    await exporter.poll_once()
+    assert sim.requests("/v0/pipelines") == 1
+    assert sim.requests("/v0/pipelines/orders/stats") == 1
+    assert sim.requests("/v0/pipelines/orders/checkpoint_status") == 1
+    assert sim.requests("/v0/pipelines/paused/stats") == 1
+    assert sim.requests("/v0/pipelines/idle/*") == 0
+    assert sim.requests("/v0/pipelines/*/tables/*") == 0
+    assert sim.requests("/v0/cluster_healthz") == 1
+
+
+async def test_connector_errors_collector_calls_per_connector_endpoints(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url, collectors={"connector_errors": True}))
+    snapshot = await exporter.poll_once()
+    assert sim.requests("/v0/pipelines/orders/tables/orders/connectors/kafka-in/stats") == 1
+    assert sim.requests("/v0/pipelines/orders/views/totals/connectors/delta-out/stats") == 1
+    (orders,) = [p for p in snapshot.targets[0].pipelines if p.name == "orders"]
+    assert set(orders.connector_details) == {"orders.kafka-in", "totals.delta-out"}
+
+
+async def test_gzip_is_served_when_accepted(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    await exporter.poll_once()
+    async with (
+        httpx.AsyncClient() as http,
+        http.stream("GET", exporter.url + "/metrics", headers={"accept-encoding": "gzip"}) as response,
+    ):
+        assert response.headers["content-encoding"] == "gzip"
+        compressed = b"".join([chunk async for chunk in response.aiter_raw()])
+    plain = await scrape(exporter, **{"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert gzip.decompress(compressed).decode() == plain.text
+
+
+async def test_openmetrics_is_served_when_preferred(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    await exporter.poll_once()
+    prometheus_accept = (
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    response = await scrape(exporter, accept=prometheus_accept)
+    assert response.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert response.text.endswith("# EOF\n")
+    families = {f.name for f in parse_openmetrics(response.text)}
+    assert "feldera_up" in families
+    assert "_created" not in response.text
+    classic = await scrape(exporter)
+    assert classic.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "_created" not in classic.text
+
+
+def test_accept_negotiation_respects_q_values() -> None:
+    assert wants_openmetrics("application/openmetrics-text; version=1.0.0")
+    assert not wants_openmetrics("text/plain;version=0.0.4")
+    assert not wants_openmetrics("")
+    assert not wants_openmetrics("text/plain, application/openmetrics-text;q=0.5")
+    assert not wants_openmetrics("application/openmetrics-text;q=0")
+    assert wants_gzip("gzip, deflate")
+    assert not wants_gzip("gzip;q=0")
+    assert not wants_gzip("")
+
+
+async def test_deleted_pipeline_vanishes_on_the_next_cycle(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    await exporter.poll_once()
+    assert names_with_label(samples((await scrape(exporter)).text), "pipeline_name", "idle")
+    sim.delete_pipeline("idle")
+    await exporter.poll_once()
+    found = samples((await scrape(exporter)).text)
+    assert not names_with_label(found, "pipeline_name", "idle")
+    assert names_with_label(found, "pipeline_name", "orders")
+
+
+async def test_api_down_gives_up_0_and_no_pipeline_series(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    await exporter.poll_once()
+    sim.add_fault(kind="status", path="/v0/pipelines", status=500)
+    await exporter.poll_once()
+    found = samples((await scrape(exporter)).text)
+    assert value(found, "feldera_up", target="default") == 0.0
+    assert not [name for name, labels in found if any(k == "pipeline_name" for k, _ in labels)]
+    assert value(found, "feldera_exporter_polls_total", target="default", result="failure") == 1.0
+    assert value(found, "feldera_exporter_last_poll_success_timestamp_seconds", target="default") is not None
+    sim.clear_faults()
+    await exporter.poll_once()
+    assert value(samples((await scrape(exporter)).text), "feldera_up", target="default") == 1.0
+
+
+async def test_one_pipelines_failing_endpoint_hides_nothing_else(feldera: ScriptedFeldera, make_exporter: Any) -> None:
+    feldera.list_pipelines(pipeline_json("bad"), pipeline_json("good"))
+    feldera.routes["/v0/pipelines/bad/stats"] = feldera_error(500, "InitializationError")
+    feldera.routes["/v0/pipelines/bad/checkpoint_status"] = feldera_error(503, "PipelineUnavailable", retry_after="0")
+    feldera.routes["/v0/pipelines/good/stats"] = json_response({"inputs": [], "outputs": []})
+    feldera.routes["/v0/pipelines/good/checkpoint_status"] = json_response({"success": 1, "failure": None})
+    exporter = await make_exporter(settings_for(feldera.url, collectors={"checkpoint_sync": False, "cluster": False}))
+    snapshot = await exporter.poll_once()
+    by_name = {p.name: p for p in snapshot.targets[0].pipelines}
+    assert by_name["bad"].stats is None and by_name["bad"].checkpoint_status is None
+    assert by_name["good"].stats is not None and by_name["good"].checkpoint_status is not None
+    assert snapshot.targets[0].up
+    requests = {(e, c): n for e, c, n in snapshot.targets[0].exporter.requests}
+    assert requests[("stats", "500")] == 1
+    assert requests[("checkpoint_status", "503")] == 3
+
+
+async def test_one_target_down_does_not_hide_another(feldera: ScriptedFeldera, sim: Simulator) -> None:
+    feldera.routes["/v0/pipelines"] = feldera_error(401, "Unauthorized")
+    settings = settings_for(
+        "",
+        targets=[
+            {"name": "broken", "url": feldera.url, "labels": {"env": "a"}},
+            {"name": "sim", "url": sim.url, "labels": {"env": "b"}},
+        ],
+    )
+    poller = Poller(settings)
+    try:
+        snapshot = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    broken, ok = snapshot.targets
+    assert (broken.name, broken.up, broken.pipelines, broken.labels) == ("broken", False, (), (("env", "a"),))
+    assert ok.up and {p.name for p in ok.pipelines} == {"orders", "idle", "paused"}
+
+
+async def test_sync_status_is_not_asked_for_an_hour_after_501(feldera: ScriptedFeldera) -> None:
+    feldera.list_pipelines(pipeline_json("p"))
+    feldera.routes["/v0/pipelines/p/checkpoint/sync_status"] = feldera_error(501, "EnterpriseFeature")
+    now = [1000.0]
+    poller = Poller(settings_for(feldera.url, collectors={"cluster": False}), monotonic=lambda: now[0])
+    try:
+        await poller.poll_once()
+        await poller.poll_once()
+        assert feldera.paths().count("/v0/pipelines/p/checkpoint/sync_status") == 1
+        now[0] += 3601
+        await poller.poll_once()
+        assert feldera.paths().count("/v0/pipelines/p/checkpoint/sync_status") == 2
+    finally:
+        await poller.aclose()
+
+
+async def test_disabled_collectors_skip_their_api_calls(sim: Simulator) -> None:
+    off = {name: False for name in ("checkpoints", "checkpoint_sync", "connectors", "connector_counters", "cluster")}
+    poller = Poller(settings_for(sim.url, collectors=off))
+    try:
+        await poller.poll_once()
+    finally:
+        await poller.aclose()
+    assert sim.requests() == sim.requests("/v0/pipelines") == 1
+
+
+async def test_include_exclude_and_sharding_select_pipelines(sim: Simulator) -> None:
+    poller = Poller(settings_for(sim.url, pipelines={"include": ["*d*"], "exclude": ["idle"]}))
+    try:
+        snapshot = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    assert {p.name for p in snapshot.targets[0].pipelines} == {"orders", "paused"}
+    shard = shard_of("orders", 2)
+    poller = Poller(settings_for(sim.url, sharding={"shard": shard, "total_shards": 2}))
+    try:
+        snapshot = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    names = {p.name for p in snapshot.targets[0].pipelines}
+    assert "orders" in names
+    assert all(shard_of(n, 2) == shard for n in names)
+    assert (snapshot.shard, snapshot.total_shards) == (shard, 2)
+
+
+async def test_poll_contributor_result_lands_in_extras(sim: Simulator) -> None:
+    class Counter:
+        key = "count"
+
+        async def contribute(self, target: Any, pipelines: Any, now: float) -> object:
+            return (target.name, len(pipelines))
+
+    class Broken:
+        key = "broken"
+
+        async def contribute(self, target: Any, pipelines: Any, now: float) -> object:
+            raise RuntimeError("bug")
+
+    poller = Poller(settings_for(sim.url), contributors=[Broken(), Counter()])
+    try:
+        snapshot = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    assert dict(snapshot.targets[0].extras) == {"count": ("default", 3)}
+
+
+async def test_landing_page_links_to_metrics_and_unknown_paths_are_404(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    async with httpx.AsyncClient(base_url=exporter.url) as http:
+        landing = await http.get("/")
+        assert landing.status_code == 200 and 'href="metrics"' in landing.text
+        assert (await http.get("/nope")).status_code == 404
+        assert (await http.post("/metrics")).status_code == 405
+
+
+def test_connector_path_helpers_quote_case_sensitive_names() -> None:
+    assert sql_identifier("orders") == "orders"
+    assert sql_identifier("Customers") == '"Customers"'
+    assert split_endpoint("my.table.conn", "my.table") == ("my.table", "conn")
+    assert split_endpoint("t.unnamed-0", "") == ("t", "unnamed-0")
