@@ -78,7 +78,7 @@ RESET_STATUS = MetricSpec(
     "gauge",
     "State of a watched output-connector reset token: pending, completed, invalid (400), expired (410: token "
     "from a previous incarnation, reissue the reset), unknown (unrecognised answer).",
-    labels=("watch",),
+    labels=("watch", "status"),
     group=RESET_GROUP,
     states=STATES,
 )

@@ -1,0 +1,273 @@
+"""Reset watches against the simulator over real HTTP: the CLI and HTTP API, every reset_status answer,
+restarts of the pipeline and of the exporter, the state file, keep_completed (fake clock, no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import Exporter
+from exporter.cli import main
+from exporter.config import Settings
+from exporter.simulator import ManualClock, Scenario, Simulator
+
+START = 1_767_225_600.0
+KEEP = 3600.0
+STATUS = "feldera_output_reset_watch_status"
+
+
+class FakeClock:
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class World:
+    def __init__(self, sim: Simulator, state_file: Path, clock: FakeClock) -> None:
+        self.sim = sim
+        self.state_file = state_file
+        self.clock = clock
+        self.exporters: list[Exporter] = []
+
+    async def exporter(self) -> Exporter:
+        settings = Settings.model_validate(
+            {
+                "web": {"listen_address": "127.0.0.1:0"},
+                "targets": [{"name": "default", "url": self.sim.url, "timeout": 5}],
+                "reset_watches": {"state_file": str(self.state_file), "keep_completed": KEEP},
+            }
+        )
+        exporter = Exporter(settings, clock=self.clock)
+        await exporter.start(poll_loop=False)
+        self.exporters.append(exporter)
+        return exporter
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    scenario = Scenario.model_validate({"pipelines": [{"name": "orders"}, {"name": "billing"}]})
+    async with Simulator(scenario, clock=ManualClock(START)) as sim:
+        world = World(sim, tmp_path / "watches.json", FakeClock())
+        yield world
+        for exporter in world.exporters:
+            await exporter.stop()
+
+
+async def cli(*args: str) -> int:
+    """The real CLI in a thread (it is synchronous and talks to the exporter served by this event loop)."""
+    return await asyncio.to_thread(main, ["watch-reset", *args])
+
+
+async def statuses(exporter: Exporter) -> dict[str, str]:
+    """watch name -> the state whose one-hot sample is 1, read from /metrics."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{exporter.url}/metrics")).text
+    lit = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == STATUS and sample.value == 1:
+                lit[sample.labels["watch"]] = sample.labels["status"]
+    return lit
+
+
+async def sample(exporter: Exporter, name: str, **labels: str) -> float | None:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{exporter.url}/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for item in family.samples:
+            if item.name == name and labels.items() <= item.labels.items():
+                return item.value
+    return None
+
+
+async def test_registered_token_goes_from_pending_to_completed(world: World) -> None:
+    exporter = await world.exporter()
+    token = world.sim.issue_reset_token("orders")
+
+    assert await cli("orders", token, "--name", "kafka-out", "--exporter", exporter.url) == 0
+    await exporter.poll_once()
+    pending = await statuses(exporter)
+    world.sim.complete_reset("orders", token)
+    world.clock.now += 15
+    await exporter.poll_once()
+
+    assert pending == {"kafka-out": "pending"}
+    assert await statuses(exporter) == {"kafka-out": "completed"}
+    assert await sample(exporter, "feldera_output_reset_watch_age_seconds", watch="kafka-out") == 15
+    assert await sample(exporter, "feldera_output_reset_watch_last_checked_timestamp_seconds") == START + 15
+    assert await sample(exporter, STATUS, watch="kafka-out", pipeline_name="orders", status="Other") == 0
+
+
+async def test_invalid_token_becomes_invalid_and_is_not_polled_again(world: World) -> None:
+    exporter = await world.exporter()
+    exporter.sidecar.resets.register("orders", "not-a-token", name="bad")
+
+    await exporter.poll_once()
+    await exporter.poll_once()
+
+    assert await statuses(exporter) == {"bad": "invalid"}
+    assert world.sim.requests("/v0/pipelines/orders/reset_status") == 1
+
+
+async def test_pipeline_restart_between_register_and_poll_expires_the_watch(world: World) -> None:
+    exporter = await world.exporter()
+    token = world.sim.issue_reset_token("orders")
+    exporter.sidecar.resets.register("orders", token, name="w")
+
+    world.sim.restart_pipeline("orders")
+    await exporter.poll_once()
+
+    assert await statuses(exporter) == {"w": "expired"}
+
+
+async def test_unknown_pipeline_makes_the_watch_invalid(world: World) -> None:
+    exporter = await world.exporter()
+    exporter.sidecar.resets.register("ghost", "tok", name="w")
+
+    await exporter.poll_once()
+
+    assert (await statuses(exporter))["w"] == "invalid"
+
+
+async def test_transient_errors_keep_the_last_state(world: World) -> None:
+    exporter = await world.exporter()
+    exporter.sidecar.resets.register("orders", world.sim.issue_reset_token("orders"), name="w")
+    await exporter.poll_once()
+    world.sim.set_interaction_error("orders", "initialization_error")
+    world.clock.now += 15
+
+    await exporter.poll_once()
+
+    assert await statuses(exporter) == {"w": "pending"}
+    assert await sample(exporter, "feldera_output_reset_watch_last_checked_timestamp_seconds") == START
+
+
+async def test_unrecognised_answer_is_unknown_and_polled_again(world: World) -> None:
+    exporter = await world.exporter()
+    token = world.sim.issue_reset_token("orders")
+    exporter.sidecar.resets.register("orders", token, name="w")
+    world.sim.add_fault(kind="malformed", path="/v0/pipelines/orders/reset_status", times=1)
+
+    await exporter.poll_once()
+    unknown = await statuses(exporter)
+    await exporter.poll_once()
+
+    assert unknown == {"w": "unknown"}
+    assert await statuses(exporter) == {"w": "pending"}
+
+
+async def test_finished_watches_are_dropped_after_keep_completed(world: World) -> None:
+    exporter = await world.exporter()
+    token = world.sim.issue_reset_token("orders")
+    exporter.sidecar.resets.register("orders", token, name="done")
+    exporter.sidecar.resets.register("billing", world.sim.issue_reset_token("billing"), name="still-pending")
+    world.sim.complete_reset("orders", token)
+    await exporter.poll_once()
+
+    world.clock.now += KEEP - 1
+    await exporter.poll_once()
+    kept = await statuses(exporter)
+    world.clock.now += 1
+    await exporter.poll_once()
+
+    assert kept == {"done": "completed", "still-pending": "pending"}
+    assert await statuses(exporter) == {"still-pending": "pending"}
+    assert [w["name"] for w in json.loads(world.state_file.read_text())["watches"]] == ["still-pending"]
+
+
+async def test_watches_are_reloaded_after_an_exporter_restart(world: World) -> None:
+    first = await world.exporter()
+    token = world.sim.issue_reset_token("orders")
+    assert await cli("orders", token, "--name", "w", "--exporter", first.url) == 0
+    await first.stop()
+    world.exporters.remove(first)
+    world.sim.complete_reset("orders", token)
+
+    second = await world.exporter()
+    await second.poll_once()
+
+    assert await statuses(second) == {"w": "completed"}
+
+
+async def test_corrupt_state_file_is_reported_and_the_exporter_still_runs(world: World) -> None:
+    world.state_file.write_text('{"version": 1, "watches": [')
+
+    exporter = await world.exporter()
+    await exporter.poll_once()
+
+    assert await sample(exporter, "feldera_output_reset_state_file_errors_total", operation="load") == 1
+    assert await sample(exporter, "feldera_output_reset_state_file_errors_total", operation="save") == 0
+    assert await sample(exporter, "feldera_up", target="default") == 1
+    assert world.state_file.with_name("watches.json.corrupt").exists()
+
+
+async def test_cli_lists_and_removes_watches(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    exporter = await world.exporter()
+    exporter.sidecar.resets.register("orders", "secret-token", name="w")
+
+    listed = await cli("--list", "--exporter", exporter.url)
+    listing = capsys.readouterr().out
+    removed = await cli("--remove", "w", "--exporter", exporter.url)
+    missing = await cli("--remove", "w", "--exporter", exporter.url)
+
+    assert (listed, removed, missing) == (0, 0, 1)
+    assert json.loads(listing)["name"] == "w"
+    assert "secret-token" not in listing
+    assert exporter.sidecar.resets.watches() == []
+
+
+async def test_cli_usage_errors_exit_2(world: World) -> None:
+    assert await cli("orders") == 2
+    assert await cli("orders", "tok", "--list") == 2
+    assert await cli("orders", "tok", "--basic-auth-user", "ops", "--exporter", "http://127.0.0.1:9") == 2
+
+
+async def test_cli_reports_an_unreachable_exporter() -> None:
+    assert await cli("orders", "tok", "--exporter", "http://127.0.0.1:9") == 1
+
+
+Call = Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]]
+
+
+@pytest.mark.parametrize(
+    ("call", "status"),
+    [
+        (lambda c, u: c.post(u, content=b"{oops", headers={"content-type": "application/json"}), 400),
+        (lambda c, u: c.post(u, json=["orders", "tok"]), 400),
+        (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "extra": 1}), 400),
+        (lambda c, u: c.post(u, json={"pipeline": "orders"}), 400),
+        (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "target": "nope"}), 404),
+        (lambda c, u: c.post(u, content=b"pipeline=orders", headers={"content-type": "text/plain"}), 415),
+        (lambda c, u: c.put(u, json={}), 405),
+        (lambda c, u: c.get(f"{u}/w"), 405),
+        (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "name": "w"}), 201),
+    ],
+)
+async def test_http_api_validates_registrations(world: World, call: Call, status: int) -> None:
+    exporter = await world.exporter()
+    async with httpx.AsyncClient() as client:
+        response = await call(client, f"{exporter.url}/api/v1/reset-watches")
+
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+
+
+async def test_http_api_lists_without_tokens(world: World) -> None:
+    exporter = await world.exporter()
+    async with httpx.AsyncClient() as client:
+        created = await client.post(f"{exporter.url}/api/v1/reset-watches", json={"pipeline": "orders", "token": "s3"})
+        listed = (await client.get(f"{exporter.url}/api/v1/reset-watches")).json()
+
+    watch: dict[str, Any] = created.json()
+    assert watch["status"] == "pending" and watch["target"] == "default"
+    assert listed == {"watches": [watch]}
+    assert "s3" not in json.dumps(listed)
