@@ -110,3 +110,7 @@ def write_config(tmp_path: Path) -> Callable[[Any], Path]:
         return path
 
     return write
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: starts real processes (exporter, Prometheus, Alertmanager)")

@@ -1,0 +1,147 @@
+"""End to end: the ``feldera-exporter`` process against the simulator, scraped over HTTP like Prometheus does."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
+
+EXPORTER = Path(sys.executable).parent / "feldera-exporter"
+DEADLINE_SECONDS = 30.0
+
+
+@dataclass
+class Running:
+    process: asyncio.subprocess.Process
+    url: str
+    log: Path
+
+
+async def eventually(condition: Callable[[], object], what: str, deadline: float = DEADLINE_SECONDS) -> object:
+    """Poll an async-or-sync condition until it returns something truthy, or fail after ``deadline``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def scrape(url: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url + "/metrics")
+    response.raise_for_status()
+    found: dict[str, dict[frozenset[tuple[str, str]], float]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            found.setdefault(sample.name, {})[frozenset(sample.labels.items())] = sample.value
+    return found
+
+
+def pipeline_names(found: dict[str, dict[frozenset[tuple[str, str]], float]]) -> set[str]:
+    return {value for series in found.values() for labels in series for key, value in labels if key == "pipeline_name"}
+
+
+def up(found: dict[str, dict[frozenset[tuple[str, str]], float]]) -> float | None:
+    return found.get("feldera_up", {}).get(frozenset({("target", "default")}))
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    scenario = Scenario(
+        pipelines=[
+            PipelineSpec(name="orders", tables=[RelationSpec(name="orders", connectors=["kafka-in"])]),
+            PipelineSpec(name="scratch", status="Stopped"),
+        ]
+    )
+    async with Simulator(scenario) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def exporter(sim: Simulator, tmp_path: Path) -> AsyncIterator[Running]:
+    config = tmp_path / "config.yaml"
+    config.write_text("poll:\n  interval: 200ms\n")
+    log = tmp_path / "exporter.log"
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            str(EXPORTER),
+            "--config",
+            str(config),
+            "--feldera-url",
+            sim.url,
+            "--web.listen-address",
+            "127.0.0.1:0",
+            stdout=sink,
+            stderr=sink,
+        )
+    try:
+
+        def listening() -> str | None:
+            match = re.search(r"listening on (http://\S+?),", log.read_text())
+            if match is None and process.returncode is not None:
+                raise AssertionError(f"exporter exited early:\n{log.read_text()}")
+            return match.group(1) if match else None
+
+        url = str(await eventually(listening, "the exporter to listen"))
+        yield Running(process, url, log)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.e2e
+async def test_exporter_process_serves_simulated_pipelines_and_follows_changes(
+    sim: Simulator, exporter: Running
+) -> None:
+    async def has_both() -> bool:
+        return pipeline_names(await scrape(exporter.url)) == {"orders", "scratch"}
+
+    await eventually(has_both, "both pipelines on /metrics")
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(exporter.url + "/-/ready")).status_code == 200
+
+    sim.delete_pipeline("scratch")
+
+    async def scratch_gone() -> bool:
+        return pipeline_names(await scrape(exporter.url)) == {"orders"}
+
+    await eventually(scratch_gone, "the deleted pipeline to vanish")
+
+    sim.add_fault(kind="status", path="/v0/pipelines", status=502)
+
+    async def down() -> bool:
+        found = await scrape(exporter.url)
+        return up(found) == 0.0 and not pipeline_names(found)
+
+    await eventually(down, "feldera_up 0 without pipeline series")
+
+    sim.clear_faults()
+
+    async def back() -> bool:
+        found = await scrape(exporter.url)
+        return up(found) == 1.0 and pipeline_names(found) == {"orders"}
+
+    await eventually(back, "recovery")
+
+    exporter.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(exporter.process.wait(), DEADLINE_SECONDS) == 0
+    text = exporter.log.read_text()
+    assert "Traceback" not in text
+    assert "shutting down" in text
