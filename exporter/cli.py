@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from exporter import __version__
+from exporter import docs as docs_cli
 from exporter.config import ConfigError, Overrides, Settings, load_settings
 from exporter.errors import FelderaError
 from exporter.sidecar import cli as sidecar_cli
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=_check_config)
     sidecar_cli.add_subcommand(subparsers)
+    docs_cli.add_subcommand(subparsers)
     simulator_demo.add_subcommand(subparsers)
     parser.set_defaults(subcommands=tuple(subparsers.choices))
     return parser

@@ -38,6 +38,7 @@ BUILD_INFO = MetricSpec(
     labels=("version", "python_version"),
     group=GROUP,
     per_pipeline=False,
+    per_target=False,
 )
 POLL_DURATION = MetricSpec(
     "feldera_exporter_poll_duration_seconds",
@@ -88,6 +89,7 @@ SHARD_INFO = MetricSpec(
     labels=("shard", "total_shards"),
     group=GROUP,
     per_pipeline=False,
+    per_target=False,
 )
 
 SPECS: tuple[MetricSpec, ...] = (

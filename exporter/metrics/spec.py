@@ -35,6 +35,8 @@ class MetricSpec:
     labels: tuple[str, ...] = ()
     group: str = "pipelines"
     per_pipeline: bool = True
+    per_target: bool = True
+    """False for the few process-wide series without ``target`` (build and shard info); documentation only."""
     unit: str = ""
     states: tuple[str, ...] = ()
 
