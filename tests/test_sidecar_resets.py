@@ -4,13 +4,20 @@ restarts of the pipeline and of the exporter, the state file, keep_completed (fa
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import ipaddress
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
@@ -271,3 +278,59 @@ async def test_http_api_lists_without_tokens(world: World) -> None:
     assert watch["status"] == "pending" and watch["target"] == "default"
     assert listed == {"watches": [watch]}
     assert "s3" not in json.dumps(listed)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA (the CLI trusts it through --ca-file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "exporter")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "exporter.crt", directory / "exporter.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+async def test_cli_registers_through_tls_and_basic_auth(world: World, tmp_path: Path) -> None:
+    cert_file, key_file = _self_signed(tmp_path)
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    web_config = tmp_path / "web.yml"
+    web_config.write_text(
+        f"tls_server_config: {{cert_file: {cert_file}, key_file: {key_file}}}\nbasic_auth_users: {{ops: '{hashed}'}}\n"
+    )
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret\n")
+    settings = Settings.model_validate(
+        {
+            "web": {"listen_address": "127.0.0.1:0", "config_file": str(web_config)},
+            "targets": [{"name": "default", "url": world.sim.url}],
+        }
+    )
+    exporter = Exporter(settings, clock=world.clock)
+    await exporter.start(poll_loop=False)
+    world.exporters.append(exporter)
+    common = ["--exporter", exporter.url, "--ca-file", str(cert_file)]
+
+    anonymous = await cli("orders", "tok", *common)
+    wrong = await cli("orders", "tok", *common, "--basic-auth-user", "ops", "--basic-auth-password-file", __file__)
+    allowed = await cli(
+        "orders", "tok", *common, "--basic-auth-user", "ops", "--basic-auth-password-file", str(password_file)
+    )
+
+    assert exporter.url.startswith("https://")
+    assert (anonymous, wrong, allowed) == (1, 1, 0)
+    assert [w.pipeline for w in exporter.sidecar.resets.watches()] == ["orders"]

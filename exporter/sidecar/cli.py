@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"watch-reset: {exc}", file=sys.stderr)
         return 2
-    verify: Any = str(args.ca_file) if args.ca_file is not None else True
+    try:
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=args.ca_file) if args.ca_file else True
+    except OSError as exc:
+        print(f"watch-reset: cannot read --ca-file {args.ca_file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     method, path, body = request
     url = args.exporter.rstrip("/") + path
     try:
