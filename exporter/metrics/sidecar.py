@@ -102,10 +102,11 @@ RESET_STATE_FILE_ERRORS = MetricSpec(
     "feldera_output_reset_state_file_errors_total",
     "counter",
     "Errors reading (load: corrupt or unreadable, the file was moved aside) or writing (save) the reset watch "
-    "state file since the exporter started. Carries no target label.",
+    "state file since the exporter started (one file for all targets).",
     labels=("operation",),
     group=RESET_GROUP,
     per_pipeline=False,
+    per_target=False,
 )
 
 SPECS: tuple[MetricSpec, ...] = (
