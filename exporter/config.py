@@ -257,12 +257,6 @@ class Settings(_Section):
                 raise ValueError(f"checkpoint_sync.schedules[{i}].target: unknown target {schedule.target!r}")
         return self
 
-    def target(self, name: str) -> TargetSettings:
-        for target in self.targets:
-            if target.name == name:
-                return target
-        raise KeyError(name)
-
 
 class ConfigError(Exception):
     """Invalid configuration; ``problems`` are ``location: message`` lines."""

@@ -88,8 +88,10 @@ async def test_ready_is_503_until_the_first_cycle_completes(sim: Simulator, make
     async with httpx.AsyncClient(base_url=exporter.url) as http:
         assert (await http.get("/-/ready")).status_code == 503
         assert (await http.get("/-/healthy")).status_code == 200
+        assert not exporter.ready
         await exporter.poll_once()
         assert (await http.get("/-/ready")).status_code == 200
+        assert exporter.ready
 
 
 async def test_metrics_show_every_pipeline_with_target_and_pipeline_name(sim: Simulator, make_exporter: Any) -> None:

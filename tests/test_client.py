@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -10,7 +14,7 @@ from pydantic import SecretStr
 from exporter.client import FelderaClient, parse_retry_after
 from exporter.config import TargetSettings
 from exporter.errors import ApiError, ConnectionFailed, InvalidResponse, RequestTimeout
-from exporter.httpserver import Response
+from exporter.httpserver import HttpServer, Response
 from tests.conftest import ScriptedFeldera, feldera_error, hang, json_response, pipeline_json
 
 
@@ -259,3 +263,54 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subject = ["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"]
+    files = ["-keyout", str(key), "-out", str(cert)]
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", *subject, *files],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+async def tls_feldera(tls_files: tuple[Path, Path]) -> AsyncIterator[ScriptedFeldera]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*tls_files)
+    scripted = ScriptedFeldera()
+    scripted.server = HttpServer(scripted.handle, ssl_context=context)
+    await scripted.server.start()
+    scripted.list_pipelines(pipeline_json("p"))
+    try:
+        yield scripted
+    finally:
+        await scripted.server.close()
+
+
+def https_client(feldera: ScriptedFeldera, **fields: object) -> FelderaClient:
+    url = feldera.url.replace("http://", "https://")
+    return FelderaClient(TargetSettings(url=url, **fields), sleep=FakeSleep(), retries=0)  # type: ignore[arg-type]
+
+
+async def test_tls_server_is_verified_with_the_configured_ca_file(
+    tls_feldera: ScriptedFeldera, tls_files: tuple[Path, Path]
+) -> None:
+    async with https_client(tls_feldera, ca_file=tls_files[0]) as client:
+        assert [p.name for p in await client.list_pipelines()] == ["p"]
+
+
+async def test_tls_server_with_an_unknown_ca_is_refused(tls_feldera: ScriptedFeldera) -> None:
+    async with https_client(tls_feldera) as client:
+        with pytest.raises(ConnectionFailed):
+            await client.list_pipelines()
+
+
+async def test_tls_verification_can_be_switched_off(tls_feldera: ScriptedFeldera) -> None:
+    async with https_client(tls_feldera, tls_verify=False) as client:
+        assert [p.name for p in await client.list_pipelines()] == ["p"]
