@@ -1,0 +1,1 @@
+"""Golden-file fixtures of the metric layer: ``*.json`` snapshots in, ``*.prom`` expositions out."""

@@ -1,0 +1,106 @@
+"""Build real :class:`~exporter.snapshot.Snapshot` values from JSON fixtures, and render them like the exporter.
+
+A fixture is ``{"taken_at", "targets": [{"name", "labels", "up", "cluster", "pipelines": [{"pipeline",
+"checkpoint_status", "stats", "sync_status", "input_details", "output_details"}]}]}``; every API document goes
+through the real lenient models and the real :class:`~exporter.memory.Memory`, as in a poll cycle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+
+from exporter.memory import Memory
+from exporter.metrics import GROUPS, families
+from exporter.models import (
+    CheckpointStatus,
+    CheckpointSyncStatus,
+    ClusterHealth,
+    ControllerStatus,
+    InputEndpointStatus,
+    OutputEndpointStatus,
+    Pipeline,
+)
+from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
+
+GOLDEN_DIR = Path(__file__).parent
+
+METRICS_GROUPS = frozenset(
+    {"pipelines", "checkpoints", "checkpoint_sync", "connectors", "connector_counters", "connector_errors", "cluster"}
+)
+"""Groups of the Feldera-object metric modules; golden files cover exactly these (self-metrics carry versions)."""
+
+
+def _optional(model: Any, document: Any) -> Any:
+    return None if document is None else model.model_validate(document)
+
+
+def pipeline_snapshot(document: dict[str, Any]) -> PipelineSnapshot:
+    details: dict[str, InputEndpointStatus | OutputEndpointStatus] = {}
+    for name, detail in document.get("input_details", {}).items():
+        details[name] = InputEndpointStatus.model_validate(detail)
+    for name, detail in document.get("output_details", {}).items():
+        details[name] = OutputEndpointStatus.model_validate(detail)
+    return PipelineSnapshot(
+        pipeline=Pipeline.model_validate(document["pipeline"]),
+        checkpoint_status=_optional(CheckpointStatus, document.get("checkpoint_status")),
+        stats=_optional(ControllerStatus, document.get("stats")),
+        sync_status=_optional(CheckpointSyncStatus, document.get("sync_status")),
+        connector_details=details,
+    )
+
+
+def snapshot_from(document: dict[str, Any], memory: Memory | None = None) -> Snapshot:
+    """The snapshot a poll cycle would build from these API answers (derived values from ``memory``)."""
+    memory = memory or Memory()
+    now = float(document.get("taken_at", 0.0))
+    targets = []
+    for target in document["targets"]:
+        up = bool(target.get("up", True))
+        pipelines = [pipeline_snapshot(p) for p in target.get("pipelines", [])] if up else []
+        if up:
+            pipelines = memory.advance(target["name"], pipelines, now)
+        targets.append(
+            TargetSnapshot(
+                name=target["name"],
+                labels=tuple(target.get("labels", {}).items()),
+                up=up,
+                pipelines=tuple(pipelines),
+                cluster=_optional(ClusterHealth, target.get("cluster")),
+            )
+        )
+    return Snapshot(targets=tuple(targets), taken_at=now)
+
+
+def load_snapshot(name: str, memory: Memory | None = None) -> Snapshot:
+    return snapshot_from(json.loads((GOLDEN_DIR / f"{name}.json").read_text(encoding="utf-8")), memory)
+
+
+def fixture_names() -> list[str]:
+    return sorted(path.stem for path in GOLDEN_DIR.glob("*.json"))
+
+
+class _Families:
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self._metrics = list(metrics)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics
+
+
+def exposition(metrics: Iterable[Metric]) -> str:
+    """Text format 0.0.4 through a private registry, exactly as prometheus_client renders it."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(metrics))
+    return generate_latest(registry).decode("utf-8")
+
+
+def metrics_exposition(snapshot: Snapshot) -> str:
+    """Exposition of the Feldera-object groups only."""
+    return exposition(families(snapshot, frozenset(GROUPS) - METRICS_GROUPS))
