@@ -262,9 +262,9 @@ class Poller:
                     target.sync_disabled_until = self._monotonic() + SYNC_DISABLED_SECONDS
                     log.info("%s: checkpoint sync is not available (%s); not asking for 1h", target.name, exc)
                 else:
-                    log.warning("%s: sync_status of %s failed: %s", target.name, name, exc)
+                    log.log(_level(exc), "%s: sync_status of %s failed: %s", target.name, name, exc)
             except FelderaError as exc:
-                log.warning("%s: sync_status of %s failed: %s", target.name, name, exc)
+                log.log(_level(exc), "%s: sync_status of %s failed: %s", target.name, name, exc)
         return None
 
     async def _connector_details(
@@ -312,7 +312,12 @@ async def _guarded(subject: str, what: str, semaphore: asyncio.Semaphore, call: 
         try:
             return await call()
         except FelderaError as exc:
-            log.warning("%s: %s failed: %s", subject, what, exc)
+            log.log(_level(exc), "%s: %s failed: %s", subject, what, exc)
         except Exception:
             log.exception("%s: %s failed unexpectedly", subject, what)
         return None
+
+
+def _level(exc: FelderaError) -> int:
+    """503 from a pipeline in transition (Initializing, not yet deployed) is expected: debug; the rest: warning."""
+    return logging.DEBUG if isinstance(exc, ApiError) and exc.status == 503 else logging.WARNING
