@@ -20,6 +20,7 @@ from exporter.config import ConfigError, Overrides, Settings, load_settings
 from exporter.errors import FelderaError
 from exporter.sidecar import cli as sidecar_cli
 from exporter.simulator import demo as simulator_demo
+from exporter.webconfig import WebConfigError
 
 log = logging.getLogger("exporter")
 
