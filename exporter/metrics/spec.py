@@ -73,6 +73,11 @@ class FamilyBuilder:
             self._specs[spec.name] = spec
             self._families[spec.name] = Metric(spec.family_name, spec.help, spec.type)
         self._groups = frozenset(spec.group for spec in self._specs.values())
+        # per-spec facts looked up on every sample (this runs for millions of samples per cycle)
+        self._label_names = {name: frozenset(spec.labels) for name, spec in self._specs.items()}
+        self._states = {name: spec.all_states for name, spec in self._specs.items()}
+        self._identity: Labels = ()
+        self._identity_labels: dict[str, str] = {}
 
     def wants(self, group: str) -> bool:
         """Whether any spec of collector ``group`` is emitted by this builder."""
@@ -83,9 +88,16 @@ class FamilyBuilder:
         family = self._families.get(spec.name)
         if family is None:
             return
-        if labels.keys() != set(spec.labels):
+        if labels.keys() != self._label_names[spec.name]:
             raise ValueError(f"{spec.name}: labels {sorted(labels)} != declared {sorted(spec.labels)}")
-        family.add_sample(spec.name, {**dict(identity), **labels}, float(value))
+        family.add_sample(spec.name, {**self._identity_dict(identity), **labels}, float(value))
+
+    def _identity_dict(self, identity: Labels) -> dict[str, str]:
+        """``dict(identity)``, reused while consecutive calls pass the same identity tuple (one per pipeline)."""
+        if identity is not self._identity:
+            self._identity = identity
+            self._identity_labels = dict(identity)
+        return self._identity_labels
 
     def add_optional(self, spec: MetricSpec, identity: Labels, value: float | None, **labels: str) -> None:
         """Add a sample only when the value is known (``None`` means unknown, which is not 0)."""
@@ -98,10 +110,17 @@ class FamilyBuilder:
         ``current`` of ``None`` means the status does not apply (e.g. runtime status of a stopped
         pipeline): every state is emitted at 0.
         """
+        family = self._families.get(spec.name)
+        if family is None:
+            return
+        if {"status", *labels} != self._label_names[spec.name]:
+            raise ValueError(f"{spec.name}: labels {sorted(labels)} + status != declared {sorted(spec.labels)}")
         if current is not None and current not in spec.states:
             current = OTHER
-        for state in spec.all_states:
-            self.add(spec, identity, 1.0 if state == current else 0.0, status=state, **labels)
+        base = {**self._identity_dict(identity), **labels}
+        name = spec.name
+        for state in self._states[name]:
+            family.add_sample(name, {**base, "status": state}, 1.0 if state == current else 0.0)
 
     def add_histogram(
         self,
@@ -118,7 +137,9 @@ class FamilyBuilder:
             raise ValueError(f"{spec.name}: not a histogram")
         if labels.keys() != set(spec.labels):
             raise ValueError(f"{spec.name}: labels {sorted(labels)} != declared {sorted(spec.labels)}")
-        family = self._families[spec.name]
+        family = self._families.get(spec.name)
+        if family is None:
+            return
         base = {**dict(identity), **labels}
         for bound, cumulative in zip(bounds, cumulative_counts, strict=True):
             family.add_sample(f"{spec.name}_bucket", {**base, "le": _le(bound)}, float(cumulative))
