@@ -51,6 +51,8 @@ class Query:
     """Instant queries feed stats and tables; range queries feed time series."""
     column: str = ""
     """Tables: the header of this query's value column; unnamed value columns are hidden (label-only queries)."""
+    unit: str = ""
+    """Tables: the unit of this query's value column when it differs from the panel's."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def overview_rows() -> list[Row]:
             f"time() - feldera_pipeline_status_since_timestamp_seconds{{{FLEET}}}",
             instant=True,
             column="in status for",
+            unit="s",
         ),
     )
     checkpoint_table = (
@@ -127,6 +130,7 @@ def overview_rows() -> list[Row]:
             f"time() - feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{{{FLEET}}}",
             instant=True,
             column="newest checkpoint age",
+            unit="s",
         ),
         Query(
             f"increase(feldera_pipeline_checkpoint_failures_total{{{FLEET}}}[$__range])",
@@ -261,7 +265,7 @@ def overview_rows() -> list[Row]:
                     "Status vs desired status",
                     "table",
                     status_table,
-                    "s",
+                    "none",
                     w=14,
                     h=9,
                     key=True,
@@ -287,7 +291,7 @@ def overview_rows() -> list[Row]:
                     "Checkpoint health",
                     "table",
                     checkpoint_table,
-                    "s",
+                    "none",
                     w=14,
                     h=9,
                     key=True,
@@ -1095,6 +1099,11 @@ def _panel_json(panel: Panel, panel_id: int, grid: Json) -> Json:
                 renamed[value] = query.column
             else:
                 hidden[value] = True
+        result["fieldConfig"]["overrides"] = [
+            {"matcher": {"id": "byName", "options": q.column}, "properties": [{"id": "unit", "value": q.unit}]}
+            for q in panel.queries
+            if q.column and q.unit
+        ]
         result["transformations"] = [
             {"id": "merge", "options": {}},
             {"id": "organize", "options": {"excludeByName": hidden, "renameByName": renamed}},
