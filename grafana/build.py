@@ -273,7 +273,7 @@ def overview_rows() -> list[Row]:
                     description="Current and desired status per pipeline, and how long it has been in its status.",
                 ),
                 Panel(
-                    "Deployment errors",
+                    "Deployment error codes",
                     "table",
                     (Query(f"feldera_pipeline_deployment_error_info{{{FLEET}}}", instant=True),),
                     "none",
@@ -394,7 +394,7 @@ def overview_rows() -> list[Row]:
                     h=6,
                 ),
                 Panel(
-                    "Firing Feldera alerts",
+                    "Firing Feldera alerts (details)",
                     "table",
                     (Query('ALERTS{alertname=~"Feldera.*", alertstate="firing"}', instant=True),),
                     "none",

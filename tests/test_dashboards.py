@@ -86,6 +86,12 @@ def test_panel_ids_are_unique_within_a_dashboard(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_UIDS))
+def test_panel_titles_are_unique_within_a_dashboard(name: str) -> None:
+    titles = [p["title"] for p in data_panels(DASHBOARDS[name])]
+    assert sorted(t for t in set(titles) if titles.count(t) > 1) == []
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_UIDS))
 def test_every_panel_has_a_unit(name: str) -> None:
     missing = [p["title"] for p in data_panels(DASHBOARDS[name]) if not p["fieldConfig"]["defaults"].get("unit")]
     assert missing == []
