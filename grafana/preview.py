@@ -434,6 +434,9 @@ def render_previews(
         for uid, dashboard in load_dashboards().items():
             values = variable_values(dashboard, pipeline, rate_interval=rate_interval, time_range=f"{int(window)}s")
             results = run_queries(prometheus, dashboard, values, start, end, step)
+            with_data = sum(1 for series in results.values() if series)
+            queries = len(panel_queries(dashboard))
+            print(f"{uid}: {queries} queries, {with_data}/{len(results)} panels with data", file=sys.stderr)
             subtitle = f"pipeline_name={pipeline}" if "pipeline_name" in values else ""
             path = out_dir / f"{uid}.png"
             draw_dashboard(dashboard, results, path, subtitle=subtitle + f"   last {int(window)}s")

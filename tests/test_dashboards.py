@@ -216,3 +216,20 @@ def test_grafana_provisioning_points_the_dashboard_provider_at_one_folder() -> N
     assert provider["type"] == "file"
     assert provider["folder"] == "Feldera"
     assert provider["options"]["path"].startswith("/")
+
+
+def test_every_metric_a_dashboard_queries_is_in_the_exporters_catalogue() -> None:
+    from exporter.metrics import ALL_SPECS
+
+    exposed = {spec.name for spec in ALL_SPECS}
+    exposed |= {
+        f"{s.name}{suffix}" for s in ALL_SPECS if s.type == "histogram" for suffix in ("_bucket", "_sum", "_count")
+    }
+    queried = {
+        name
+        for dashboard in DASHBOARDS.values()
+        for panel in data_panels(dashboard)
+        for target in panel["targets"]
+        for name in re.findall(r"\b(feldera_\w+)", target["expr"])
+    }
+    assert queried - exposed == set()
