@@ -23,6 +23,7 @@ from exporter.poller import PollContributor, Poller
 from exporter.render import Rendered, render
 from exporter.sidecar import Sidecar
 from exporter.snapshot import Snapshot
+from exporter.webconfig import load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Exporter:
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._server: HttpServer | None = None
+        self._scheme = "http"
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
 
@@ -106,7 +108,12 @@ class Exporter:
         """
         await self.sidecar.start(timers=poll_loop)
         web = self.settings.web
-        self._server = HttpServer(self.handle, web.host, web.port)
+        handler, ssl_context = self.handle, None
+        if web.config_file is not None:  # TLS and basic auth (exporter-toolkit format); raises WebConfigError
+            security = load_web_config(web.config_file)
+            handler, ssl_context = security.protect(self.handle), security.ssl_context()
+        self._server = HttpServer(handler, web.host, web.port, ssl_context=ssl_context)
+        self._scheme = "https" if ssl_context is not None else "http"
         await self._server.start()
         log.info("listening on %s, polling %d target(s)", self.url, len(self.settings.targets))
         if poll_loop:
@@ -143,7 +150,7 @@ class Exporter:
         host = self.settings.web.host or "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"{self._scheme}://{host}:{self.port}"
 
     @property
     def ready(self) -> bool:

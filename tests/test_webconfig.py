@@ -16,7 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from exporter.app import Exporter
+from exporter.config import build_settings
 from exporter.httpserver import HttpServer, Request, Response
+from exporter.simulator import ManualClock, Scenario, Simulator
 from exporter.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
 
 PASSWORD = "s3cret-pässword"
@@ -325,3 +328,34 @@ def test_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
     config = load_web_config(_write_config(tmp_path, ""))
     assert config.ssl_context() is None
     assert config.basic_auth_users == {}
+
+
+async def test_exporter_serves_metrics_over_tls_with_basic_auth_from_web_config_file(
+    pki: Pki, password_hash: str, tmp_path: Path
+) -> None:
+    web = _write_config(
+        tmp_path,
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+        f"basic_auth_users:\n  prometheus: '{password_hash}'\n",
+    )
+    scenario = Scenario.model_validate({"pipelines": [{"name": "orders", "status": "Running"}]})
+    async with Simulator(scenario, clock=ManualClock()) as sim:
+        settings = build_settings(
+            {"web": {"listen_address": "127.0.0.1:0", "config_file": str(web)}, "targets": [{"url": sim.url}]},
+            env={},
+        )
+        exporter = Exporter(settings)
+        await exporter.start(poll_loop=False)
+        try:
+            await exporter.poll_once()
+            assert exporter.url.startswith("https://")
+            async with httpx.AsyncClient(verify=_client_context(pki), base_url=exporter.url) as client:
+                anonymous = await client.get("/metrics")
+                healthy_anonymous = await client.get("/-/healthy")
+                scraped = await client.get("/metrics", auth=("prometheus", PASSWORD))
+        finally:
+            await exporter.stop()
+    assert anonymous.status_code == 401
+    assert healthy_anonymous.status_code == 401
+    assert scraped.status_code == 200
+    assert 'feldera_up{target="default"} 1.0' in scraped.text
