@@ -359,8 +359,8 @@ ALERTS: tuple[AlertDef, ...] = (
         "FelderaScheduledCheckpointSyncFailing",
         "feldera-sidecar",
         "Scheduled checkpoint syncs of a Feldera pipeline fail.",
-        f'{{{{ $value | printf "%.0f" }}}} checkpoint syncs the exporter scheduled for pipeline {P} on target '
-        f"{T} did not succeed recently.",
+        f"Checkpoint syncs the exporter scheduled for pipeline {P} on target {T} did not succeed "
+        '(recent failures: {{ $value | printf "%.0f" }}).',
         _scheduled_sync_failing,
         ("window", "reasons"),
     ),
