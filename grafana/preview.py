@@ -182,7 +182,7 @@ def _scaled(value: float, base: int, prefixes: Sequence[str]) -> str:
     while abs(value) >= base and index < len(prefixes) - 1:
         value /= base
         index += 1
-    text = f"{value:.0f}" if value == int(value) and index == 0 else f"{value:.3g}"
+    text = f"{value:.0f}" if (value == int(value) and index == 0) or abs(value) >= 100 else f"{value:.3g}"
     return f"{text} {prefixes[index]}".strip() if prefixes[index] else text
 
 
@@ -259,67 +259,70 @@ def draw_dashboard(dashboard: Json, results: Mapping[int, Sequence[Series]], out
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in dashboard["panels"])
-    unit_h = 0.42  # inches per grid row
-    header = 0.9
-    width = 24.0
-    height = bottom * unit_h + header
-    fig = plt.figure(figsize=(width, height), dpi=80, facecolor="#111217")
-    fig.text(0.01, 1 - 0.35 / height, dashboard["title"], color="white", fontsize=20, weight="bold", va="center")
-    fig.text(0.99, 1 - 0.35 / height, subtitle, color="#a0a0a0", fontsize=11, ha="right", va="center")
+    grid_bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in dashboard["panels"])
+    dpi, width_px, cell_px, header_px = 80, 1920, 34, 60
+    height_px = header_px + grid_bottom * cell_px
+    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi, facecolor="#111217")
 
-    def box(grid: Json) -> list[float]:
-        left = grid["x"] / 24
-        top = (header + grid["y"] * unit_h) / height
-        return [
-            left + 0.004,
-            1 - top - grid["h"] * unit_h / height + 0.012,
-            grid["w"] / 24 - 0.008,
-            grid["h"] * unit_h / height - 0.03,
-        ]
+    def frac(x: float, y: float, w: float, h: float) -> list[float]:
+        """Pixel box (origin top left) -> figure fraction box (origin bottom left)."""
+        return [x / width_px, 1 - (y + h) / height_px, w / width_px, h / height_px]
+
+    fig.text(12 / width_px, 1 - 28 / height_px, dashboard["title"], color="white", fontsize=20, weight="bold")
+    fig.text(1 - 12 / width_px, 1 - 28 / height_px, subtitle, color="#a0a0a0", fontsize=11, ha="right")
 
     for panel in dashboard["panels"]:
         grid = panel["gridPos"]
+        x, y = grid["x"] * width_px / 24 + 4, header_px + grid["y"] * cell_px + 4
+        w, h = grid["w"] * width_px / 24 - 8, grid["h"] * cell_px - 8
         if panel["type"] == "row":
             fig.text(
-                0.005,
-                1 - (header + grid["y"] * unit_h + 0.2) / height,
+                x / width_px,
+                1 - (y + h / 2 + 6) / height_px,
                 panel["title"],
                 color="#d8d9da",
                 fontsize=14,
                 weight="bold",
-                va="center",
             )
             continue
+        frame = fig.add_axes(frac(x, y, w, h), facecolor="#181b1f")
+        frame.set_xticks([])
+        frame.set_yticks([])
+        for spine in frame.spines.values():
+            spine.set_color("#2c3235")
         defaults = panel["fieldConfig"]["defaults"]
         unit = defaults["unit"]
+        unit_label = "" if unit in ("none", "short") else f"  [{unit.removeprefix('suffix:')}]"
+        frame.text(
+            8 / w, 1 - 16 / h, panel["title"] + unit_label, color="#d8d9da", fontsize=11, transform=frame.transAxes
+        )
         series = list(results.get(panel["id"], []))
-        ax = fig.add_axes(box(grid), facecolor="#181b1f")
+        if not series:
+            frame.text(
+                0.5, 0.45, "No data", color="#a0a0a0", ha="center", va="center", fontsize=14, transform=frame.transAxes
+            )
+            continue
+        left_pad = 78 if panel["type"] == "timeseries" else 8
+        bottom_pad = 22 if panel["type"] in ("timeseries", "state-timeline") else 6
+        ax = fig.add_axes(frac(x + left_pad, y + 26, w - left_pad - 8, h - 26 - bottom_pad), facecolor="#181b1f")
         for spine in ax.spines.values():
             spine.set_color("#2c3235")
-        unit_label = "" if unit in ("none", "short") else f"  [{unit.removeprefix('suffix:')}]"
-        ax.set_title(panel["title"] + unit_label, color="#d8d9da", fontsize=11, loc="left")
         ax.tick_params(colors="#a0a0a0", labelsize=8)
-        if not series:
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.text(0.5, 0.5, "No data", color="#a0a0a0", ha="center", va="center", fontsize=14, transform=ax.transAxes)
-            continue
         kind = panel["type"]
         if kind == "timeseries":
             stacked = defaults.get("custom", {}).get("stacking", {}).get("mode") == "normal"
-            base: dict[float, float] = {}
+            timeline = sorted({t for item in series for t, _ in item.points})
+            base = [0.0] * len(timeline)
             for item in series[:12]:
-                times = [t / 86400 for t, _ in item.points]  # matplotlib dates: days since 1970
-                values = [v for _, v in item.points]
-                if stacked:
-                    lows = [base.get(t, 0.0) for t, _ in item.points]
-                    highs = [lo + v for lo, v in zip(lows, values, strict=True)]
-                    for (t, _), h in zip(item.points, highs, strict=True):
-                        base[t] = h
-                    ax.fill_between(times, lows, highs, alpha=0.35, label=item.legend)
+                if stacked:  # a missing point is 0, as Grafana stacks it
+                    by_time = dict(item.points)
+                    highs = [lo + by_time.get(t, 0.0) for lo, t in zip(base, timeline, strict=True)]
+                    days = [t / 86400 for t in timeline]
+                    ax.fill_between(days, base, highs, step="post", alpha=0.5, label=item.legend)
+                    base = highs
                 else:
-                    ax.plot(times, values, linewidth=1.4, label=item.legend)
+                    days = [t / 86400 for t, _ in item.points]  # matplotlib dates: days since 1970
+                    ax.plot(days, [v for _, v in item.points], linewidth=1.4, label=item.legend)
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos, u=unit: format_value(v, u)))
             ax.grid(color="#2c3235", linewidth=0.6)
@@ -341,7 +344,9 @@ def draw_dashboard(dashboard: Json, results: Mapping[int, Sequence[Series]], out
                     ax.broken_barh(
                         spans, (row - 0.35, 0.7), color=COLORS["blue"] if not name.startswith("desired") else "#8f3bb8"
                     )
-            ax.set_yticks(range(len(names)), names, color="#d8d9da", fontsize=9)
+            ax.set_yticks([])
+            for row, name in enumerate(names):
+                ax.text(0.005, row, name, color="white", fontsize=9, va="center", transform=ax.get_yaxis_transform())
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
             ax.set_ylim(-0.6, len(names) - 0.4)
         elif kind == "stat":
@@ -375,18 +380,26 @@ def draw_dashboard(dashboard: Json, results: Mapping[int, Sequence[Series]], out
             items = sorted(series, key=lambda s: s.points[-1][1])[-10:]
             values = [s.points[-1][1] for s in items]
             colors = [COLORS.get(threshold_color(v, defaults), "#37872d") for v in values]
-            ax.barh(range(len(items)), values, color=colors)
-            ax.set_yticks(range(len(items)), [s.legend for s in items], color="#d8d9da", fontsize=9)
+            ax.barh([i - 0.15 for i in range(len(items))], values, height=0.45, color=colors)
+            ax.set_yticks([])
             ax.set_xticks([])
-            for index, value in enumerate(values):
-                ax.text(value, index, " " + format_value(value, unit), color="#d8d9da", va="center", fontsize=9)
+            for index, (item, value) in enumerate(zip(items, values, strict=True)):
+                ax.text(0, index + 0.15, item.legend, color="#d8d9da", va="bottom", fontsize=9)
+                ax.text(value, index - 0.15, " " + format_value(value, unit), color="#d8d9da", va="center", fontsize=9)
             ax.set_xlim(0, max(values) * 1.35 if max(values) > 0 else 1)
         elif kind == "table":
             ax.set_xticks([])
             ax.set_yticks([])
             header_row, rows = merge_table(panel, series)
-            shown_rows = rows[: max(1, grid["h"] * 2 - 3)]
-            table = ax.table(cellText=shown_rows, colLabels=header_row, loc="upper left", cellLoc="left", colLoc="left")
+            shown_rows = rows[: max(1, int((h - 32) // 18) - 2)]
+            row_h = 18 / (h - 32)
+            table = ax.table(
+                cellText=shown_rows,
+                colLabels=header_row,
+                cellLoc="left",
+                colLoc="left",
+                bbox=[0, 1 - row_h * (len(shown_rows) + 1), 1, row_h * (len(shown_rows) + 1)],
+            )
             table.auto_set_font_size(False)
             table.set_fontsize(8)
             for (r, _c), cell in table.get_celld().items():
