@@ -1,0 +1,301 @@
+"""Deployment artefacts: Dockerfile (hadolint), compose stack, Kubernetes manifests, generated monitoring objects.
+
+There is no container engine on the test machines: images are linted, manifests validated with
+kubernetes-validate, Prometheus/Alertmanager configs checked with promtool/amtool, and the exporter configs
+shipped in them validated by the exporter's own config loader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes_validate
+import pytest
+import yaml
+
+from exporter.app import Exporter
+from exporter.config import build_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "kubernetes"
+COMPOSE = DEPLOY / "compose"
+KUBERNETES_VERSION = "1.30.0"
+EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text())["exporter_job"]
+HADOLINT = Path(sys.executable).parent / "hadolint"
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def _manifests() -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in sorted(K8S.rglob("*.yaml")):
+        for doc in _documents(path):
+            yield path, doc
+
+
+def _kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in _manifests() if doc["kind"] == kind]
+
+
+def _exporter_containers() -> list[dict[str, Any]]:
+    return [
+        c
+        for deployment in _kind("Deployment")
+        for c in deployment["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "feldera-exporter"
+    ]
+
+
+def _run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, check=False)
+
+
+# ---- Dockerfile -------------------------------------------------------------------------------------------------
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    result = _run(HADOLINT, "--failure-threshold", "info", ROOT / "Dockerfile")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_pins_base_image_runs_as_non_root_and_starts_the_exporter() -> None:
+    instructions = _dockerfile_instructions()
+    bases = [args.split()[0] for op, args in instructions if op == "FROM"]
+    assert bases and all(re.fullmatch(r"python:3\.11\.\d+-slim-\w+@sha256:[0-9a-f]{64}", b) for b in bases)
+    users = [args for op, args in instructions if op == "USER"]
+    assert users and users[-1].split(":")[0].isdigit() and int(users[-1].split(":")[0]) > 0
+    assert ("EXPOSE", "10027") in instructions
+    assert ("ENTRYPOINT", '["feldera-exporter"]') in instructions
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "feldera-exporter" in scripts
+    healthcheck = next(args for op, args in instructions if op == "HEALTHCHECK")
+    assert "/-/healthy" in healthcheck
+
+
+def test_dockerignore_keeps_everything_the_build_copies() -> None:
+    patterns = [p for p in (ROOT / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
+    kept = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    copied = {
+        src.rstrip("/")
+        for op, args in _dockerfile_instructions()
+        if op == "COPY" and not args.startswith("--from")
+        for src in args.split()[:-1]
+    }
+    assert copied <= kept
+    assert all((ROOT / path).exists() for path in copied)
+
+
+def _healthcheck_command() -> list[str]:
+    healthcheck = next(args for op, args in _dockerfile_instructions() if op == "HEALTHCHECK")
+    return json.loads(healthcheck.split("CMD", 1)[1].strip())
+
+
+async def test_dockerfile_healthcheck_command_passes_against_a_running_exporter(tmp_path: Path) -> None:
+    settings = build_settings(
+        {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"url": "http://127.0.0.1:9"}]}, env={}
+    )
+    command = _healthcheck_command()
+    assert command[0] == "python"
+    exporter = Exporter(settings)
+    await exporter.start(poll_loop=False)
+    try:
+        script = command[-1].replace(":10027/", f":{exporter.port}/")
+        healthy = await _async_run(sys.executable, "-c", script)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{exporter.url}/-/healthy")).status_code == 200
+    finally:
+        await exporter.stop()
+    unhealthy = await _async_run(sys.executable, "-c", script)
+    assert healthy == 0
+    assert unhealthy != 0
+
+
+async def _async_run(*args: str) -> int:
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await asyncio.wait_for(process.wait(), 30)
+
+
+# ---- Kubernetes -------------------------------------------------------------------------------------------------
+
+_CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+def test_kubernetes_manifests_validate_strictly_against_the_api_schema() -> None:
+    checked = 0
+    for path, doc in _manifests():
+        if doc["kind"] == "Kustomization" or doc["kind"] in _CRD_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{path.relative_to(ROOT)}: {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+        checked += 1
+    assert checked >= 9
+
+
+def test_every_manifest_is_listed_in_its_kustomization() -> None:
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        listed = set(_documents(kustomization)[0]["resources"])
+        present = {p.name for p in kustomization.parent.glob("*.yaml")} - {"kustomization.yaml"}
+        assert listed == present, kustomization
+
+
+def test_both_shapes_run_the_exporter_hardened_with_probes_and_limits() -> None:
+    containers = _exporter_containers()
+    assert len(containers) == 2  # standalone Deployment and sidecar in the pipeline-manager pod
+    for container in containers:
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
+        assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+        assert container["ports"] == [{"name": "metrics", "containerPort": 10027, "protocol": "TCP"}]
+    for deployment in _kind("Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        exporter = next(c for c in pod["containers"] if c["name"] == "feldera-exporter")
+        non_root = exporter["securityContext"].get("runAsNonRoot", pod.get("securityContext", {}).get("runAsNonRoot"))
+        assert non_root is True
+        secret_volumes = [v for v in pod["volumes"] if "secret" in v]
+        assert [v["secret"]["secretName"] for v in secret_volumes] == ["feldera-exporter-api-key"]
+
+
+@pytest.mark.parametrize("shape", ["standalone", "sidecar"])
+def test_shipped_exporter_config_is_accepted_by_the_config_loader(shape: str, tmp_path: Path) -> None:
+    (config_map,) = (doc for doc in _documents(K8S / shape / "configmap.yaml"))
+    raw = yaml.safe_load(config_map["data"]["config.yaml"])
+    key_file = tmp_path / "api-key"
+    key_file.write_text("apikey:test\n")
+    # The key file lives where the Secret is mounted, and the container is started with this config file.
+    mounted = raw["targets"][0]["api_key_file"]
+    for container in _exporter_containers():
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert any(mounted.startswith(path + "/") for name, path in mounts.items() if name.endswith("api-key"))
+        assert container["args"] == ["--config", "/etc/feldera-exporter/config.yaml"]
+    raw["targets"][0]["api_key_file"] = str(key_file)
+    settings = build_settings(raw, env={})
+    assert settings.web.port == 10027
+    if shape == "sidecar":
+        assert settings.targets[0].url == "http://localhost:8080"
+
+
+def test_service_monitor_selects_both_services_by_port_and_sets_the_alerting_job() -> None:
+    (monitor,) = _kind("ServiceMonitor")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    services = [s for s in _kind("Service") if selector.items() <= s["metadata"]["labels"].items()]
+    assert {s["metadata"]["name"] for s in services} == {"feldera-exporter", "pipeline-manager-metrics"}
+    job_label = monitor["spec"]["jobLabel"]
+    for service in services:
+        assert service["metadata"]["labels"][job_label] == EXPORTER_JOB
+        ports = {p["name"] for p in service["spec"]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+    assert all(e["path"] == "/metrics" for e in monitor["spec"]["endpoints"])
+
+
+def test_generated_monitoring_objects_are_up_to_date() -> None:
+    result = _run(sys.executable, DEPLOY / "generate.py", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_prometheus_rule_spec_is_the_shipped_rule_file_and_passes_promtool(tmp_path: Path) -> None:
+    (rule,) = _kind("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    shipped = yaml.safe_load((ROOT / "prometheus" / "alerts.yaml").read_text())
+    assert rule["spec"] == {"groups": shipped["groups"]}
+    extracted = tmp_path / "rules.yaml"
+    extracted.write_text(yaml.safe_dump(rule["spec"]))
+    result = _run("promtool", "check", "rules", extracted)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_config_map_holds_every_dashboard_unchanged() -> None:
+    (config_map,) = [c for c in _kind("ConfigMap") if c["metadata"]["name"] == "feldera-grafana-dashboards"]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    files = {p.name: json.loads(p.read_text()) for p in (ROOT / "grafana" / "dashboards").glob("*.json")}
+    assert files
+    assert {name: json.loads(text) for name, text in config_map["data"].items()} == files
+    kubernetes_validate.validate(config_map, KUBERNETES_VERSION, strict=True)
+    assert len(yaml.safe_dump(config_map).encode()) < 1 << 20  # ConfigMap size limit
+
+
+# ---- docker compose ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return _documents(COMPOSE / "docker-compose.yml")[0]
+
+
+def test_compose_stack_has_every_component_with_pinned_images(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"pipeline-manager", "feldera-exporter", "prometheus", "alertmanager", "grafana"}
+    assert services["pipeline-manager"]["image"].startswith("images.feldera.com/feldera/pipeline-manager:")
+    for name, service in services.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), name
+    exporter = services["feldera-exporter"]
+    assert exporter["build"] == {"context": "../..", "dockerfile": "Dockerfile"}
+    assert "10027:10027" in exporter["ports"]
+    assert exporter["read_only"] is True
+
+
+def test_compose_mounts_exist_and_wire_the_shipped_rules_and_dashboards(compose: dict[str, Any]) -> None:
+    named_volumes = set(compose["volumes"])
+    mounted: dict[str, str] = {}
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source in named_volumes:
+                continue
+            assert (COMPOSE / source).exists(), source
+            mounted[(COMPOSE / source).resolve().relative_to(ROOT).as_posix()] = target
+    assert mounted["prometheus/alerts.yaml"].startswith("/etc/prometheus/rules/")
+    assert mounted["grafana/dashboards"] == "/var/lib/grafana/dashboards/feldera"
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/feldera.yaml").read_text())
+    assert provider["providers"][0]["options"]["path"] == mounted["grafana/dashboards"]
+    datasource = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yaml").read_text())
+    assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_compose_prometheus_config_passes_promtool_with_the_shipped_rules(tmp_path: Path) -> None:
+    config = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    assert config["scrape_configs"][0]["job_name"] == EXPORTER_JOB
+    shutil.copy(COMPOSE / "prometheus.yml", tmp_path / "prometheus.yml")
+    (tmp_path / "rules").mkdir()
+    shutil.copy(ROOT / "prometheus" / "alerts.yaml", tmp_path / "rules" / "feldera-alerts.yaml")
+    result = _run("promtool", "check", "config", tmp_path / "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 rule files found" in result.stdout
+
+
+def test_compose_alertmanager_config_passes_amtool() -> None:
+    result = _run("amtool", "check-config", COMPOSE / "alertmanager.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_exporter_config_is_accepted_by_the_config_loader() -> None:
+    settings = build_settings(yaml.safe_load((COMPOSE / "exporter.yaml").read_text()), env={})
+    assert settings.targets[0].url == "http://pipeline-manager:8080"
+    assert settings.web.port == 10027
