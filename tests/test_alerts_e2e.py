@@ -1,0 +1,330 @@
+"""End to end: simulator -> exporter -> real Prometheus (shipped rules) -> real Alertmanager -> webhook receiver.
+
+Prometheus loads a variant of ``prometheus/alerts.yaml`` derived in code (every ``for:`` shortened, nothing else
+changed) and Alertmanager a variant of ``prometheus/alertmanager.yml`` (receivers pointed at the test's webhook,
+waits shortened; routing, grouping and inhibitions as shipped). Time-to-alert is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from exporter.app import Exporter
+from exporter.config import Settings
+from exporter.httpserver import HttpServer, Request, Response
+from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "prometheus" / "alerts.yaml"
+ALERTMANAGER_EXAMPLE = ROOT / "prometheus" / "alertmanager.yml"
+PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
+ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text(encoding="utf-8"))["exporter_job"]
+SHORT_FOR = "2s"
+DEADLINE_SECONDS = 60.0
+
+
+def fast_rules(shipped: dict[str, Any], for_: str = SHORT_FOR) -> dict[str, Any]:
+    """The shipped rule file with every ``for:`` set to ``for_``; expressions, labels, annotations untouched."""
+    groups = []
+    for group in shipped["groups"]:
+        rules = [{**rule, "for": for_} if "for" in rule else dict(rule) for rule in group["rules"]]
+        groups.append({**group, "rules": rules})
+    return {"groups": groups}
+
+
+def fast_alertmanager(example: dict[str, Any], webhook_url: str) -> dict[str, Any]:
+    """The example Alertmanager config with every receiver posting to ``webhook_url`` and 1s grouping waits."""
+
+    def fast_route(route: dict[str, Any]) -> dict[str, Any]:
+        out = {**route, "group_wait": "1s", "group_interval": "1s"}
+        if "routes" in route:
+            out["routes"] = [fast_route(r) for r in route["routes"]]
+        return out
+
+    receivers = [
+        {"name": r["name"], "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
+        for r in example["receivers"]
+    ]
+    return {**example, "route": fast_route(example["route"]), "receivers": receivers}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def eventually(condition: Callable[[], Any], what: str, deadline: float = DEADLINE_SECONDS) -> Any:
+    """Poll a sync or async condition until truthy, or fail after ``deadline`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > end:
+            raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class Notification:
+    received: float
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+@dataclass
+class Webhook:
+    """Alertmanager webhook receiver: records every alert of every notification, with the time it arrived."""
+
+    notifications: list[Notification] = field(default_factory=list)
+
+    async def handle(self, request: Request) -> Response:
+        payload = json.loads(request.body)
+        now = time.monotonic()
+        for alert in payload["alerts"]:
+            self.notifications.append(Notification(now, alert["status"], alert["labels"], alert["annotations"]))
+        return Response(status=200, body=b"ok")
+
+    def first(self, alertname: str, status: str, since: float) -> Notification | None:
+        for note in self.notifications:
+            if note.labels.get("alertname") == alertname and note.status == status and note.received >= since:
+                return note
+        return None
+
+    def pipeline_alerts(self) -> set[tuple[str, str, str]]:
+        """(alertname, pipeline_name, endpoint) of every pipeline alert received."""
+        return {
+            (n.labels["alertname"], n.labels["pipeline_name"], n.labels.get("endpoint", ""))
+            for n in self.notifications
+            if "pipeline_name" in n.labels
+        }
+
+
+def read_log(log: Path) -> str:
+    return log.read_text(encoding="utf-8", errors="replace")
+
+
+@asynccontextmanager
+async def process(args: list[str], log: Path, ready_url: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    with log.open("wb") as sink:
+        proc = await asyncio.create_subprocess_exec(*args, stdout=sink, stderr=sink)
+    try:
+        async with httpx.AsyncClient() as http:
+
+            async def ready() -> bool:
+                if proc.returncode is not None:
+                    raise AssertionError(f"{args[0]} exited early:\n{read_log(log)}")
+                try:
+                    return (await http.get(ready_url)).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, f"{args[0]} to become ready")
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+@dataclass
+class Stack:
+    sim: Simulator
+    webhook: Webhook
+    prometheus_url: str
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    scenario = Scenario(
+        pipelines=[
+            PipelineSpec(
+                name="orders",
+                tables=[RelationSpec(name="orders", connectors=["kafka-in"])],
+                views=[RelationSpec(name="totals", connectors=["delta-out"])],
+            ),
+            PipelineSpec(name="archive", status="Stopped"),
+        ]
+    )
+    webhook = Webhook()
+    async with AsyncExitStack() as stack:
+        sim = await stack.enter_async_context(Simulator(scenario))
+        settings = Settings.model_validate(
+            {
+                "web": {"listen_address": "127.0.0.1:0"},
+                "poll": {"interval": "500ms"},
+                "targets": [{"name": "default", "url": sim.url}],
+            }
+        )
+        exporter = await stack.enter_async_context(Exporter(settings))
+        receiver = HttpServer(webhook.handle, "127.0.0.1", 0)
+        await receiver.start()
+        stack.push_async_callback(receiver.close)
+
+        am_port, prom_port = free_port(), free_port()
+        am_config = tmp_path / "alertmanager.yml"
+        example = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
+        webhook_url = f"http://127.0.0.1:{receiver.port}/alerts"
+        am_config.write_text(yaml.safe_dump(fast_alertmanager(example, webhook_url)), encoding="utf-8")
+        await stack.enter_async_context(
+            process(
+                [
+                    ALERTMANAGER_BIN,
+                    f"--config.file={am_config}",
+                    f"--storage.path={tmp_path / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    "--cluster.listen-address=",
+                ],
+                tmp_path / "alertmanager.log",
+                f"http://127.0.0.1:{am_port}/-/ready",
+            )
+        )
+
+        rules = tmp_path / "alerts.yaml"
+        rules.write_text(yaml.safe_dump(fast_rules(yaml.safe_load(RULES.read_text(encoding="utf-8")))))
+        prom_config = tmp_path / "prometheus.yml"
+        prom_config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(rules)],
+                    "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+                    "scrape_configs": [
+                        {
+                            "job_name": EXPORTER_JOB,
+                            "static_configs": [{"targets": [exporter.url.removeprefix("http://")]}],
+                        }
+                    ],
+                }
+            ),
+            encoding="utf-8",
+        )
+        await stack.enter_async_context(
+            process(
+                [
+                    PROMETHEUS_BIN,
+                    f"--config.file={prom_config}",
+                    f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                    "--rules.alert.resend-delay=1s",
+                ],
+                tmp_path / "prometheus.log",
+                f"http://127.0.0.1:{prom_port}/-/ready",
+            )
+        )
+        yield Stack(sim, webhook, f"http://127.0.0.1:{prom_port}")
+
+
+async def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(prometheus_url + "/api/v1/query", params={"query": promql})
+    response.raise_for_status()
+    return list(response.json()["data"]["result"])
+
+
+def test_fast_rules_only_shorten_for() -> None:
+    shipped = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    fast = fast_rules(shipped)
+    for old_group, new_group in zip(shipped["groups"], fast["groups"], strict=True):
+        for old, new in zip(old_group["rules"], new_group["rules"], strict=True):
+            assert {k: v for k, v in new.items() if k != "for"} == {k: v for k, v in old.items() if k != "for"}
+            assert ("for" in new) == ("for" in old)
+
+
+@pytest.mark.e2e
+async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_and_resolve_after_restart(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, webhook = stack.sim, stack.webhook
+
+    async def scraped() -> bool:
+        series = await query(stack.prometheus_url, 'feldera_pipeline_status{pipeline_name="orders",status="Running"}')
+        return any(s["value"][1] == "1" for s in series)
+
+    await eventually(scraped, "Prometheus to scrape the running pipeline")
+
+    injected = time.monotonic()
+    sim.fail_checkpoint("orders", "disk full")
+    sim.set_connector_fatal_error("orders", "orders.kafka-in", "broker unreachable")
+
+    checkpoint = await eventually(
+        lambda: webhook.first("FelderaCheckpointFailed", "firing", injected), "FelderaCheckpointFailed at the webhook"
+    )
+    fatal = await eventually(
+        lambda: webhook.first("FelderaConnectorFatalError", "firing", injected),
+        "FelderaConnectorFatalError at the webhook",
+    )
+    identity = {"job": EXPORTER_JOB, "target": "default", "pipeline_name": "orders"}
+    assert checkpoint.labels == {
+        **identity,
+        "alertname": "FelderaCheckpointFailed",
+        "severity": "warning",
+        "instance": checkpoint.labels["instance"],
+    }
+    assert checkpoint.annotations["description"] == (
+        "The newest checkpoint attempt of pipeline orders on target default failed; a restart would lose the work "
+        "done since the last good checkpoint."
+    )
+    assert checkpoint.annotations["runbook_url"].endswith("docs/runbooks.md#felderacheckpointfailed")
+    assert fatal.labels == {
+        **identity,
+        "alertname": "FelderaConnectorFatalError",
+        "severity": "critical",
+        "instance": checkpoint.labels["instance"],
+        "endpoint": "orders.kafka-in",
+        "table": "orders",
+        "connector": "kafka-in",
+    }
+    assert fatal.annotations["description"] == (
+        "Connector orders.kafka-in of pipeline orders on target default hit a fatal error and stopped moving data."
+    )
+
+    restarted = time.monotonic()
+    sim.restart_pipeline("orders")  # new incarnation: checkpoint status and connector stats start clean
+
+    checkpoint_resolved = await eventually(
+        lambda: webhook.first("FelderaCheckpointFailed", "resolved", restarted), "FelderaCheckpointFailed resolved"
+    )
+    fatal_resolved = await eventually(
+        lambda: webhook.first("FelderaConnectorFatalError", "resolved", restarted),
+        "FelderaConnectorFatalError resolved",
+    )
+    assert checkpoint_resolved.labels == checkpoint.labels
+    assert fatal_resolved.labels == fatal.labels
+    # the healthy connector and the intentionally stopped pipeline raised nothing
+    assert webhook.pipeline_alerts() == {
+        ("FelderaCheckpointFailed", "orders", ""),
+        ("FelderaConnectorFatalError", "orders", "orders.kafka-in"),
+    }
+
+    with capsys.disabled():
+        print(
+            f"\n[alerts e2e] poll 0.5s, scrape/eval 1s, for {SHORT_FOR}, group_wait 1s: time to alert "
+            f"FelderaCheckpointFailed {checkpoint.received - injected:.1f}s, "
+            f"FelderaConnectorFatalError {fatal.received - injected:.1f}s; time to resolve "
+            f"{checkpoint_resolved.received - restarted:.1f}s / {fatal_resolved.received - restarted:.1f}s"
+        )
