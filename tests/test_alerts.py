@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.metrics import ALL_SPECS
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "prometheus"
 RULES = PROMETHEUS / "alerts.yaml"
@@ -182,6 +184,19 @@ def test_firing_unit_tests_state_every_label_and_annotation() -> None:
                     rule = rules[check["alertname"]]
                     assert alert["exp_labels"]["severity"] == rule["labels"]["severity"]
                     assert set(alert["exp_annotations"]) == set(rule["annotations"]), (test_file, check)
+
+
+def test_rules_use_only_metrics_and_labels_the_exporter_emits() -> None:
+    specs = {spec.name: spec for spec in ALL_SPECS}
+    for rule in rules_of(build.build(all_enabled_config())):
+        for selector in re.finditer(r"\b(feldera_\w+)(\{[^}]*\})?", rule["expr"]):
+            name, matchers = selector.group(1), selector.group(2) or ""
+            assert name in specs, f"{rule['alert']}: {name} is not an exporter metric"
+            for label, value in re.findall(r'(\w+)=~?"([^"]*)"', matchers):
+                if label == "status":
+                    assert set(value.split("|")) <= set(specs[name].states), f"{rule['alert']}: {name} {value}"
+                else:
+                    assert label in specs[name].labels, f"{rule['alert']}: {name} has no label {label}"
 
 
 # ---- conventions and runbooks ---------------------------------------------------------------------------------
