@@ -2,7 +2,8 @@
 
 Prometheus loads a variant of ``prometheus/alerts.yaml`` derived in code (every ``for:`` shortened, nothing else
 changed) and Alertmanager a variant of ``prometheus/alertmanager.yml`` (receivers pointed at the test's webhook,
-waits shortened; routing, grouping and inhibitions as shipped). Time-to-alert is printed.
+waits shortened; routing, grouping and inhibitions as shipped). Time-to-alert is printed. A run of failed
+checkpoint_status polls (series stale in Prometheus) must not resolve the firing alert.
 """
 
 from __future__ import annotations
@@ -302,6 +303,22 @@ async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_an
     assert fatal.annotations["description"] == (
         "Connector orders.kafka-in of pipeline orders on target default hit a fatal error and stopped moving data."
     )
+
+    # Missed polls: checkpoint_status fails, the exporter omits the series, Prometheus marks it stale. The alert
+    # must keep firing through the gap (no resolved notification, no new firing one).
+    series = 'feldera_pipeline_checkpoint_failed{pipeline_name="orders"}'
+    firing = 'ALERTS{alertname="FelderaCheckpointFailed",alertstate="firing"}'
+    sim.add_fault(kind="status", path="/v0/pipelines/orders/checkpoint_status", status=500)
+
+    async def gap_seen_while_firing() -> bool:
+        gap = await query(stack.prometheus_url, f"absent({series})")
+        return bool(gap) and bool(await query(stack.prometheus_url, firing))
+
+    await eventually(gap_seen_while_firing, "Prometheus to see the gap while the alert fires")
+    sim.clear_faults()
+    await eventually(lambda: query(stack.prometheus_url, f"{series} == 1"), "the series to come back")
+    await eventually(lambda: query(stack.prometheus_url, firing), "the alert to be firing after the gap")
+    assert webhook.first("FelderaCheckpointFailed", "resolved", injected) is None
 
     restarted = time.monotonic()
     sim.restart_pipeline("orders")  # new incarnation: checkpoint status and connector stats start clean
