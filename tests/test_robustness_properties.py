@@ -174,8 +174,10 @@ def cycles(draw: st.DrawFn) -> list[Snapshot]:
         if listed is None:
             snapshots.append(Snapshot(targets=(TargetSnapshot(name="default", up=False),), taken_at=cycle))
             continue
+        # Feldera's names are unique; duplicates in a malformed list are the xfail test at the end of this file.
+        unique = {p.name: p for p in reversed(listed)}
         pipelines = []
-        for pipeline in listed:
+        for pipeline in reversed(unique.values()):
             stats = _parse(ControllerStatus, draw(body("ControllerStatus")))
             details: dict[str, InputEndpointStatus | OutputEndpointStatus] = {}
             if stats is not None and draw(st.booleans()):
