@@ -1,0 +1,103 @@
+"""Bounded soak: many fast poll+scrape cycles against the simulator, with faults switching on and off.
+
+Asserts that resident memory stays flat (after a warm-up, within a small tolerance), and that no asyncio task,
+file descriptor or socket is left behind. Bounded by cycle count (about a minute on a loaded 2-core box).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import Exporter
+from exporter.config import build_settings
+from exporter.simulator import Fault, ManualClock, Scenario, Simulator
+
+WARMUP_CYCLES = 150
+SOAK_CYCLES = 800
+RSS_TOLERANCE_BYTES = 8 << 20
+SCENARIO = Scenario.model_validate(
+    {
+        "pipelines": [
+            {
+                "name": f"p{i}",
+                "status": "Running" if i % 3 else "Paused",
+                "checkpoints": 2,
+                "tables": [{"name": "t", "connectors": ["in-a", "in-b"]}],
+                "views": [{"name": "v", "connectors": ["out"]}],
+            }
+            for i in range(6)
+        ]
+        + [{"name": "stopped", "status": "Stopped"}]
+    }
+)
+FAULTS = (
+    Fault("status", path="/v0/pipelines/p1/stats", status=500),
+    Fault("html", path="/v0/pipelines"),
+    Fault("truncated", path="/v0/pipelines/p2/checkpoint_status"),
+    Fault("status", path="/v0/cluster_healthz", status=503),
+)
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def _run_cycles(exporter: Exporter, sim: Simulator, client: httpx.AsyncClient, count: int, start: int) -> None:
+    for cycle in range(start, start + count):
+        sim.clear_faults()
+        if cycle % 7 == 0:
+            sim.add_fault(FAULTS[(cycle // 7) % len(FAULTS)])
+        if cycle % 50 == 0:
+            sim.restart_pipeline("p3")
+        sim.advance_clock(15)
+        await exporter.poll_once()
+        response = await client.get("/metrics", headers={"Accept-Encoding": "gzip" if cycle % 2 else "identity"})
+        assert response.status_code == 200
+        if cycle % 100 == 0:
+            assert any(f.name == "feldera_up" for f in text_string_to_metric_families(response.text))
+
+
+@pytest.mark.e2e
+async def test_many_cycles_keep_memory_flat_and_leak_no_tasks_or_sockets() -> None:
+    tasks_before = len(asyncio.all_tasks())
+    fds_before = _open_fds()
+    async with Simulator(SCENARIO, clock=ManualClock()) as sim:
+        settings = build_settings(
+            {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"url": sim.url, "timeout": "2s"}]}, env={}
+        )
+        exporter = Exporter(settings)
+        await exporter.start(poll_loop=False)
+        try:
+            async with httpx.AsyncClient(base_url=exporter.url) as client:
+                await _run_cycles(exporter, sim, client, WARMUP_CYCLES, 0)
+                gc.collect()
+                rss_start, fds_start, tasks_start = _rss_bytes(), _open_fds(), len(asyncio.all_tasks())
+                await _run_cycles(exporter, sim, client, SOAK_CYCLES, WARMUP_CYCLES)
+                gc.collect()
+                rss_end, fds_end, tasks_end = _rss_bytes(), _open_fds(), len(asyncio.all_tasks())
+        finally:
+            await exporter.stop()
+    print(
+        f"soak: {SOAK_CYCLES} cycles after {WARMUP_CYCLES} warm-up; RSS {rss_start / 2**20:.1f} -> "
+        f"{rss_end / 2**20:.1f} MiB; fds {fds_start} -> {fds_end}; tasks {tasks_start} -> {tasks_end}"
+    )
+    assert rss_end - rss_start < RSS_TOLERANCE_BYTES
+    assert fds_end <= fds_start
+    assert tasks_end <= tasks_start
+    gc.collect()
+    assert _open_fds() <= fds_before
+    assert len(asyncio.all_tasks()) <= tasks_before
