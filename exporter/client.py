@@ -171,7 +171,7 @@ class FelderaClient:
     # ---- operations -----------------------------------------------------------------------------------------
 
     async def list_pipelines(self, selector: str = "status_with_connectors") -> list[Pipeline]:
-        """All pipelines; entries that are not valid pipeline objects are skipped and logged."""
+        """All pipelines; invalid entries and repeats of a name already listed are skipped and logged."""
         return await self._request(
             "list_pipelines", "GET", "v0/pipelines", params={"selector": selector}, parse=self._parse_list
         )
@@ -179,10 +179,21 @@ class FelderaClient:
     def _parse_list(self, body: Any) -> list[Pipeline]:
         if not isinstance(body, list):
             raise ValueError(f"expected a JSON list, got {type(body).__name__}")
-        pipelines = []
+        pipelines: list[Pipeline] = []
+        names: set[str] = set()
         for index, entry in enumerate(body):
             try:
-                pipelines.append(Pipeline.model_validate(entry))
+                pipeline = Pipeline.model_validate(entry)
+                if pipeline.name in names:
+                    log.warning(
+                        "%s: skipping duplicate pipeline list entry %d (name %r)",
+                        self.settings.name,
+                        index,
+                        pipeline.name,
+                    )
+                    continue
+                names.add(pipeline.name)
+                pipelines.append(pipeline)
             except ValidationError as exc:
                 name = entry.get("name") if isinstance(entry, dict) else None
                 log.warning(

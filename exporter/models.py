@@ -48,12 +48,13 @@ Timestamp = Annotated[float | None, BeforeValidator(parse_timestamp)]
 
 
 def _int_or_none(value: object) -> int | None:
+    """A non-negative integer, else None: every count, size and version Feldera sends is unsigned."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and value >= 0:
+        return value
     return None
 
 

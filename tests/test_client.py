@@ -175,6 +175,16 @@ async def test_malformed_list_entries_are_skipped(feldera: ScriptedFeldera) -> N
     assert [p.name for p in pipelines] == ["good", "also-good"]
 
 
+async def test_repeated_pipeline_names_keep_the_first_entry(feldera: ScriptedFeldera) -> None:
+    """Found by the robustness fuzzer: a repeated name would otherwise give duplicate series."""
+    feldera.list_pipelines(
+        pipeline_json("orders", version=1), pipeline_json("other", version=2), pipeline_json("orders", version=3)
+    )
+    async with make_client(feldera.url) as client:
+        pipelines = await client.list_pipelines()
+    assert [(p.name, p.version) for p in pipelines] == [("orders", 1), ("other", 2)]
+
+
 async def test_path_segments_are_url_encoded(feldera: ScriptedFeldera) -> None:
     async with make_client(feldera.url) as client:
         with pytest.raises(ApiError):
