@@ -81,6 +81,56 @@ OptStr = Annotated[str | None, BeforeValidator(_str_or_none)]
 Text = Annotated[str, BeforeValidator(_str)]
 
 
+# The status enums of the OpenAPI spec (CombinedStatus, CombinedDesiredStatus, ResourcesStatus, ...). Models keep
+# any string; these tuples say which values this code knows (the metric layer maps others to ``Other``).
+COMBINED_STATUSES = (
+    "Stopped",
+    "Provisioning",
+    "Unavailable",
+    "Coordination",
+    "Standby",
+    "AwaitingApproval",
+    "Initializing",
+    "Bootstrapping",
+    "ConcurrentBootstrapping",
+    "Synchronizing",
+    "Replaying",
+    "Paused",
+    "Running",
+    "Suspended",
+    "Stopping",
+)
+COMBINED_DESIRED_STATUSES = ("Stopped", "Unavailable", "Standby", "Paused", "Running", "Suspended")
+RESOURCES_STATUSES = ("Stopped", "Provisioning", "Provisioned", "Stopping")
+RESOURCES_DESIRED_STATUSES = ("Stopped", "Provisioned")
+RUNTIME_STATUSES = (
+    "Unavailable",
+    "Coordination",
+    "Standby",
+    "Initializing",
+    "AwaitingApproval",
+    "Bootstrapping",
+    "Replaying",
+    "Paused",
+    "Running",
+    "Suspended",
+    "ConcurrentBootstrapping",
+    "Synchronizing",
+)
+RUNTIME_DESIRED_STATUSES = ("Unavailable", "Coordination", "Standby", "Paused", "Running", "Suspended")
+PROGRAM_STATUSES = (
+    "Pending",
+    "CompilingSql",
+    "SqlCompiled",
+    "CompilingRust",
+    "Success",
+    "SqlError",
+    "RustError",
+    "SystemError",
+)
+STORAGE_STATUSES = ("Cleared", "InUse", "Clearing")
+
+
 class Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 

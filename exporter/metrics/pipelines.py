@@ -25,56 +25,19 @@ A stopped pipeline has no runtime status: both runtime status sets are emitted w
 from __future__ import annotations
 
 from exporter.metrics.spec import FamilyBuilder, MetricSpec, pipeline_identity, target_identity
+from exporter.models import (
+    COMBINED_DESIRED_STATUSES,
+    COMBINED_STATUSES,
+    PROGRAM_STATUSES,
+    RESOURCES_DESIRED_STATUSES,
+    RESOURCES_STATUSES,
+    RUNTIME_DESIRED_STATUSES,
+    RUNTIME_STATUSES,
+    STORAGE_STATUSES,
+)
 from exporter.snapshot import Snapshot
 
 GROUP = "pipelines"
-
-COMBINED_STATUSES = (
-    "Stopped",
-    "Provisioning",
-    "Unavailable",
-    "Coordination",
-    "Standby",
-    "AwaitingApproval",
-    "Initializing",
-    "Bootstrapping",
-    "ConcurrentBootstrapping",
-    "Synchronizing",
-    "Replaying",
-    "Paused",
-    "Running",
-    "Suspended",
-    "Stopping",
-)
-COMBINED_DESIRED_STATUSES = ("Stopped", "Unavailable", "Standby", "Paused", "Running", "Suspended")
-RESOURCES_STATUSES = ("Stopped", "Provisioning", "Provisioned", "Stopping")
-RESOURCES_DESIRED_STATUSES = ("Stopped", "Provisioned")
-RUNTIME_STATUSES = (
-    "Unavailable",
-    "Coordination",
-    "Standby",
-    "Initializing",
-    "AwaitingApproval",
-    "Bootstrapping",
-    "Replaying",
-    "Paused",
-    "Running",
-    "Suspended",
-    "ConcurrentBootstrapping",
-    "Synchronizing",
-)
-RUNTIME_DESIRED_STATUSES = ("Unavailable", "Coordination", "Standby", "Paused", "Running", "Suspended")
-PROGRAM_STATUSES = (
-    "Pending",
-    "CompilingSql",
-    "SqlCompiled",
-    "CompilingRust",
-    "Success",
-    "SqlError",
-    "RustError",
-    "SystemError",
-)
-STORAGE_STATUSES = ("Cleared", "InUse", "Clearing")
 
 
 def _gauge(name: str, help: str, unit: str = "", labels: tuple[str, ...] = ()) -> MetricSpec:

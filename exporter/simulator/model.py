@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.models import COMBINED_DESIRED_STATUSES as COMBINED_DESIRED
+from exporter.models import RUNTIME_DESIRED_STATUSES as RUNTIME_DESIRED
+from exporter.models import RUNTIME_STATUSES
 from exporter.simulator.clock import Clock, rfc3339
 from exporter.simulator.errors import dumps
 from exporter.simulator.scenario import (
-    RUNTIME_STATUSES,
     ConnectorSpec,
     PipelineSpec,
     RelationSpec,
@@ -23,8 +25,6 @@ from exporter.simulator.scenario import (
 )
 
 NAMESPACE = uuid.UUID("5b0f6c1e-3c9a-4e0a-9a55-6f2d1c0de000")
-RUNTIME_DESIRED = ("Unavailable", "Coordination", "Standby", "Paused", "Running", "Suspended")
-COMBINED_DESIRED = ("Stopped", "Unavailable", "Standby", "Paused", "Running", "Suspended")
 SELECTORS = ("all", "status", "status_with_connectors")
 MAX_ERROR_ENTRIES = 5
 

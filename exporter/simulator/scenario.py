@@ -31,49 +31,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-RUNTIME_STATUSES = (
-    "Unavailable",
-    "Coordination",
-    "Standby",
-    "AwaitingApproval",
-    "Initializing",
-    "Bootstrapping",
-    "ConcurrentBootstrapping",
-    "Synchronizing",
-    "Replaying",
-    "Paused",
-    "Running",
-    "Suspended",
-)
-RESOURCES_STATUSES = ("Stopped", "Provisioning", "Provisioned", "Stopping")
-PROGRAM_STATUSES = (
-    "Pending",
-    "CompilingSql",
-    "SqlCompiled",
-    "CompilingRust",
-    "Success",
-    "SqlError",
-    "RustError",
-    "SystemError",
-)
+from exporter.models import COMBINED_STATUSES
 
-StatusName = Literal[
-    "Stopped",
-    "Provisioning",
-    "Stopping",
-    "Unavailable",
-    "Coordination",
-    "Standby",
-    "AwaitingApproval",
-    "Initializing",
-    "Bootstrapping",
-    "ConcurrentBootstrapping",
-    "Synchronizing",
-    "Replaying",
-    "Paused",
-    "Running",
-    "Suspended",
-]
+StatusName = Literal[COMBINED_STATUSES]  # the combined deployment statuses a scenario may ask for
 
 
 class _Model(BaseModel):
