@@ -100,6 +100,40 @@ RED_ABOVE_ZERO = ((None, "green"), (1, "red"))
 RED_WHEN_DOWN = ((None, "red"), (1, "green"))
 
 
+def api_health_panels(h: int) -> tuple[Panel, Panel]:
+    """Feldera API reachability and data freshness per target: on the overview and the exporter dashboard."""
+    return (
+        Panel(
+            "Feldera API reachable",
+            "stat",
+            (Query(f"feldera_up{{{SEL}}}", legend="{{target}}", instant=True),),
+            "none",
+            w=6,
+            h=h,
+            key=True,
+            mappings=(UP_MAPPING,),
+            thresholds=RED_WHEN_DOWN,
+        ),
+        Panel(
+            "Data freshness",
+            "stat",
+            (
+                Query(
+                    f"time() - feldera_exporter_last_poll_success_timestamp_seconds{{{SEL}}}",
+                    legend="{{target}}",
+                    instant=True,
+                ),
+            ),
+            "s",
+            w=6,
+            h=h,
+            key=True,
+            thresholds=((None, "green"), (60, "orange"), (300, "red")),
+            description="Seconds since the last successful poll of each target.",
+        ),
+    )
+
+
 def _sum0(expr: str) -> str:
     """``sum(expr)`` that is 0, not empty, when nothing matches (stats then show 0 instead of "No data")."""
     return f"(sum({expr}) or vector(0))"
@@ -351,34 +385,7 @@ def overview_rows() -> list[Row]:
         Row(
             "Exporter and API health",
             (
-                Panel(
-                    "Feldera API reachable",
-                    "stat",
-                    (Query(f"feldera_up{{{SEL}}}", legend="{{target}}", instant=True),),
-                    "none",
-                    w=6,
-                    h=6,
-                    key=True,
-                    mappings=(UP_MAPPING,),
-                    thresholds=RED_WHEN_DOWN,
-                ),
-                Panel(
-                    "Data freshness",
-                    "stat",
-                    (
-                        Query(
-                            f"time() - feldera_exporter_last_poll_success_timestamp_seconds{{{SEL}}}",
-                            legend="{{target}}",
-                            instant=True,
-                        ),
-                    ),
-                    "s",
-                    w=6,
-                    h=6,
-                    key=True,
-                    thresholds=((None, "green"), (60, "orange"), (300, "red")),
-                    description="Seconds since the last successful poll of each target.",
-                ),
+                *api_health_panels(h=6),
                 Panel(
                     "API errors by endpoint",
                     "timeseries",
@@ -813,33 +820,7 @@ def exporter_rows() -> list[Row]:
         Row(
             "Exporter",
             (
-                Panel(
-                    "Feldera API reachable",
-                    "stat",
-                    (Query(f"feldera_up{{{SEL}}}", legend="{{target}}", instant=True),),
-                    "none",
-                    w=6,
-                    h=5,
-                    key=True,
-                    mappings=(UP_MAPPING,),
-                    thresholds=RED_WHEN_DOWN,
-                ),
-                Panel(
-                    "Data freshness",
-                    "stat",
-                    (
-                        Query(
-                            f"time() - feldera_exporter_last_poll_success_timestamp_seconds{{{SEL}}}",
-                            legend="{{target}}",
-                            instant=True,
-                        ),
-                    ),
-                    "s",
-                    w=6,
-                    h=5,
-                    key=True,
-                    thresholds=((None, "green"), (60, "orange"), (300, "red")),
-                ),
+                *api_health_panels(h=5),
                 Panel(
                     "Failed polls",
                     "stat",
