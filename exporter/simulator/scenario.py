@@ -123,9 +123,23 @@ class Scenario(_Model):
         tables: int = 2,
         views: int = 1,
         edition: Literal["enterprise", "community"] = "enterprise",
+        connectors: int | None = None,
     ) -> Scenario:
-        """``count`` pipelines with a realistic mix of states, for scale tests and benchmarks."""
+        """``count`` pipelines with a realistic mix of states, for scale tests and benchmarks.
+
+        ``connectors=None``: per table ``in-<t>`` and one unnamed connector, per view ``out-<v>``. ``connectors=N``:
+        exactly N connectors per pipeline, all named: ``max(1, N // 4)`` outputs (``out-0``, ...) spread round-robin
+        over the views when N >= 2 (none when there are no views), the rest inputs (``in-0``, ...) spread
+        round-robin over the tables.
+        """
+        if connectors is not None and connectors < 1:
+            raise ValueError(f"connectors per pipeline must be at least 1, got {connectors}")
         mix: tuple[StatusName, ...] = ("Running",) * 6 + ("Paused", "Stopped", "Initializing", "Suspended")
+        if connectors is None:
+            table_connectors: list[list[ConnectorEntry]] = [[f"in-{t}", None] for t in range(tables)]
+            view_connectors: list[list[ConnectorEntry]] = [[f"out-{v}"] for v in range(views)]
+        else:
+            table_connectors, view_connectors = _spread_connectors(connectors, tables, views)
         pipelines = []
         for i in range(count):
             name = f"{prefix}-{i:05d}"
@@ -135,8 +149,25 @@ class Scenario(_Model):
                     status=mix[i % len(mix)],
                     checkpoints=i % 3,
                     checkpoint_failure="injected failure" if i % 17 == 0 else None,
-                    tables=[RelationSpec(name=f"t{t}", connectors=[f"in-{t}", None]) for t in range(tables)],
-                    views=[RelationSpec(name=f"v{v}", connectors=[f"out-{v}"]) for v in range(views)],
+                    tables=[RelationSpec(name=f"t{t}", connectors=list(c)) for t, c in enumerate(table_connectors)],
+                    views=[RelationSpec(name=f"v{v}", connectors=list(c)) for v, c in enumerate(view_connectors)],
                 )
             )
         return cls(edition=edition, pipelines=pipelines)
+
+
+def _spread_connectors(
+    connectors: int, tables: int, views: int
+) -> tuple[list[list[ConnectorEntry]], list[list[ConnectorEntry]]]:
+    """Connector names per table and per view for ``Scenario.generate(..., connectors=N)``."""
+    outputs = max(1, connectors // 4) if connectors >= 2 and views > 0 else 0
+    inputs = connectors - outputs
+    if inputs and not tables:
+        raise ValueError(f"{inputs} input connector(s) per pipeline need at least one table")
+    table_connectors: list[list[ConnectorEntry]] = [[] for _ in range(tables)]
+    view_connectors: list[list[ConnectorEntry]] = [[] for _ in range(views)]
+    for k in range(inputs):
+        table_connectors[k % tables].append(f"in-{k}")
+    for k in range(outputs):
+        view_connectors[k % views].append(f"out-{k}")
+    return table_connectors, view_connectors
