@@ -1,0 +1,664 @@
+#!/usr/bin/env python3
+"""Benchmark the exporter against the simulator: requests and wall time per poll cycle, CPU, RSS, /metrics scrapes.
+
+The simulator (``python -m exporter.simulator --generate P --connectors C --latency L``) and the exporter
+(``python -m exporter run --config ...``) run as separate processes, so the exporter's CPU time and RSS are its
+own. After one warm-up cycle, ``--cycles`` poll cycles are measured while ``--scrapers`` clients scrape /metrics
+continuously (half of the requests plain, half gzip). See bench/README.md and docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+SELF_METRICS = (
+    "feldera_exporter_api_requests_total",
+    "feldera_exporter_last_poll_success_timestamp_seconds",
+    "feldera_exporter_poll_duration_seconds",
+    "feldera_exporter_polls_total",
+)
+SELF_LINE = re.compile(rb"^(?:" + b"|".join(re.escape(n.encode()) for n in SELF_METRICS) + rb")[{ ].*$", re.M)
+WATCH_PAUSE = 0.25
+"""Seconds between two scrapes of the cycle watcher."""
+
+
+class BenchError(Exception):
+    """A failure that ends the benchmark with a message (and no traceback)."""
+
+
+# ---- options ---------------------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pipelines", type=_positive_int, default=10_000, help="generated pipelines (10000)")
+    parser.add_argument("--connectors", type=_positive_int, default=4, help="connectors per pipeline (4)")
+    parser.add_argument("--latency", type=_seconds, default=0.02, help="seconds every API answer waits (0.02)")
+    parser.add_argument(
+        "--concurrency", type=_positive_int, help="poll.concurrency of the exporter (default: the config default)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="poll.interval of the exporter in seconds (1: a cycle slower than that starts the next at once)",
+    )
+    parser.add_argument("--cycles", type=_positive_int, default=3, help="measured poll cycles after 1 warm-up (3)")
+    parser.add_argument(
+        "--scrapers", type=_non_negative_int, default=4, help="concurrent /metrics clients (4; 0: no scraping)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a report")
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds to wait for any one cycle or start-up (1800)"
+    )
+    parser.add_argument("--log-dir", type=Path, help="keep the simulator and exporter logs here (default: discard)")
+    args = parser.parse_args(argv)
+    if not args.interval > 0:
+        parser.error("--interval must be greater than 0")
+    if args.concurrency is None:
+        args.concurrency = default_concurrency()
+    return args
+
+
+def default_concurrency() -> int:
+    """``poll.concurrency`` when the config leaves it out, from the exporter source under test."""
+    code = "from exporter.config import PollSettings; print(PollSettings().concurrency)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    python = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        python = python.relative_to(ROOT)
+    words = [str(python), "bench/run.py"]
+    for name in ("pipelines", "connectors", "latency", "concurrency", "interval", "cycles", "scrapers"):
+        words += [f"--{name}", f"{getattr(args, name):g}"]
+    if args.json:
+        words.append("--json")
+    return shlex.join(words)
+
+
+# ---- machine facts -----------------------------------------------------------------------------------------------
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def _git(*argv: str) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
+def machine_facts() -> dict[str, Any]:
+    model = re.search(r"^model name\s*:\s*(.+)$", _read("/proc/cpuinfo"), re.M)
+    memory = re.search(r"^MemTotal:\s*(\d+) kB", _read("/proc/meminfo"), re.M)
+    changed = [line for line in _git("status", "--porcelain", "--untracked-files=no").splitlines() if line]
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model.group(1).strip() if model else "unknown",
+        "memory_bytes": int(memory.group(1)) * 1024 if memory else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "source": str(ROOT),
+        "git_rev": _git("rev-parse", "--short=12", "HEAD") or "unknown",
+        "uncommitted_files": len(changed),
+        "loadavg_start": _read("/proc/loadavg").split()[:3],
+    }
+
+
+# ---- child processes ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Child:
+    """A subprocess in its own process group, its output in a log file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] = field(init=False)
+    _log: IO[bytes] = field(init=False)
+
+    def start(self) -> None:
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            self.argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def check(self) -> None:
+        """Raise :class:`BenchError` with the tail of its output if it has exited."""
+        code = self.process.poll()
+        if code is not None:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            raise BenchError(f"the {self.name} {how}; last lines of its output:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM to the process group, SIGKILL after 10 s."""
+        if not hasattr(self, "process"):
+            return
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(wait)
+        self._log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
+    fields = _read(f"/proc/{pid}/stat").rpartition(")")[2].split()
+    if len(fields) < 13:
+        raise BenchError(f"cannot read /proc/{pid}/stat")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_bytes(pid: int) -> dict[str, int]:
+    """Peak (VmHWM) and current (VmRSS) resident set size from /proc/<pid>/status."""
+    status = _read(f"/proc/{pid}/status")
+    sizes: dict[str, int] = {}
+    for name, key in (("peak", "VmHWM"), ("current", "VmRSS")):
+        found = re.search(rf"^{key}:\s*(\d+) kB", status, re.M)
+        if found is None:
+            raise BenchError(f"cannot read {key} from /proc/{pid}/status")
+        sizes[name] = int(found.group(1)) * 1024
+    return sizes
+
+
+# ---- observing cycles --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Observation:
+    """The exporter's self-metrics as one scrape showed them, with both processes' CPU time at that moment."""
+
+    polls: int
+    last_success: float
+    poll_duration: float
+    requests: dict[str, dict[str, float]]
+    exporter_cpu: float
+    simulator_cpu: float
+
+
+async def observe(client: httpx.AsyncClient, exporter: Child, simulator: Child) -> Observation | None:
+    """Scrape /metrics (gzip) and read the self-metrics; stops reading once they are all seen."""
+    lines: list[bytes] = []
+    seen: set[bytes] = set()
+    decompress = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    rest = b""
+    async with client.stream("GET", "/metrics", headers={"accept-encoding": "gzip"}) as response:
+        if response.status_code != 200:
+            return None
+        async for chunk in response.aiter_raw():
+            data = rest + decompress.decompress(chunk)
+            cut = data.rfind(b"\n") + 1
+            block, rest = data[:cut], data[cut:]
+            for match in SELF_LINE.finditer(block):
+                lines.append(match.group(0))
+                seen.add(match.group(0).split(b"{")[0].split(b" ")[0])
+            if block and len(seen) == len(SELF_METRICS) and not SELF_LINE.match(block.rsplit(b"\n", 2)[-2]):
+                break  # every self-metric family seen and the last line is past them: skip the rest
+    exporter_cpu, simulator_cpu = cpu_seconds(exporter.pid), cpu_seconds(simulator.pid)
+    values: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in SELF_METRICS}
+    for family in text_string_to_metric_families(b"\n".join(lines).decode() + "\n"):
+        for sample in family.samples:
+            if sample.name in values:
+                values[sample.name].append((sample.labels, sample.value))
+    if not (
+        values["feldera_exporter_last_poll_success_timestamp_seconds"]
+        and values["feldera_exporter_poll_duration_seconds"]
+    ):
+        return None  # before the first successful cycle
+    requests: dict[str, dict[str, float]] = {}
+    for labels, value in values["feldera_exporter_api_requests_total"]:
+        requests.setdefault(labels["endpoint"], {})[labels["code"]] = value
+    return Observation(
+        polls=int(sum(value for _, value in values["feldera_exporter_polls_total"])),
+        last_success=values["feldera_exporter_last_poll_success_timestamp_seconds"][0][1],
+        poll_duration=values["feldera_exporter_poll_duration_seconds"][0][1],
+        requests=requests,
+        exporter_cpu=exporter_cpu,
+        simulator_cpu=simulator_cpu,
+    )
+
+
+async def count_series(client: httpx.AsyncClient) -> int:
+    """Sample lines (not comments, not blank) of one full gzip scrape."""
+    decompress = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    series, rest = 0, b""
+    async with client.stream("GET", "/metrics", headers={"accept-encoding": "gzip"}) as response:
+        response.raise_for_status()
+        async for chunk in response.aiter_raw():
+            data = rest + decompress.decompress(chunk)
+            cut = data.rfind(b"\n") + 1
+            block, rest = data[:cut], data[cut:]
+            series += block.count(b"\n") - block.count(b"\n#") - block.count(b"\n\n") - block.startswith((b"#", b"\n"))
+    return series + (1 if rest.strip() and not rest.startswith(b"#") else 0)
+
+
+# ---- scraping ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scrape:
+    mode: str
+    seconds: float
+    size: int
+    error: str | None = None
+
+
+async def scraper(url: str, first_mode: int, stop: asyncio.Event, out: list[Scrape]) -> None:
+    """Scrape /metrics until ``stop``, alternating plain and gzip, on one keep-alive connection."""
+    modes = ("plain", "gzip")
+    encodings = {"plain": "identity", "gzip": "gzip"}
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+        turn = first_mode
+        while not stop.is_set():
+            mode = modes[turn % 2]
+            turn += 1
+            size, error = 0, None
+            started = time.perf_counter()
+            try:
+                headers = {"accept-encoding": encodings[mode]}
+                async with client.stream("GET", "/metrics", headers=headers) as response:
+                    async for chunk in response.aiter_raw():
+                        size += len(chunk)
+                    if response.status_code != 200:
+                        error = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            out.append(Scrape(mode, time.perf_counter() - started, size, error))
+            if error:
+                await asyncio.sleep(0.1)
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, int(-(-fraction * len(sorted_values) // 1)))
+    return sorted_values[rank - 1]
+
+
+def scrape_summary(scrapes: list[Scrape], mode: str) -> dict[str, Any]:
+    done = [s for s in scrapes if s.mode == mode and s.error is None]
+    errors = [s.error for s in scrapes if s.mode == mode and s.error is not None]
+    summary: dict[str, Any] = {"count": len(done), "errors": len(errors), "first_error": errors[0] if errors else None}
+    if done:
+        seconds = sorted(s.seconds for s in done)
+        sizes = sorted(s.size for s in done)
+        summary.update(
+            p50_seconds=percentile(seconds, 0.50),
+            p99_seconds=percentile(seconds, 0.99),
+            max_seconds=seconds[-1],
+            bytes_per_scrape=sizes[len(sizes) // 2],
+        )
+    return summary
+
+
+# ---- the run -----------------------------------------------------------------------------------------------------
+
+
+async def wait_until_ready(url: str, path: str, children: list[Child], limit: float) -> None:
+    """Until GET ``path`` answers 200; checks that the children still run."""
+    try:
+        async with asyncio.timeout(limit), httpx.AsyncClient(base_url=url, timeout=10) as client:
+            while True:
+                for child in children:
+                    child.check()
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(path)).status_code == 200:
+                        return
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise BenchError(f"{url}{path} not ready after {limit:g} s") from None
+
+
+async def next_observation(
+    client: httpx.AsyncClient, exporter: Child, simulator: Child, after: int, limit: float
+) -> Observation:
+    """The first observation with more than ``after`` completed poll cycles."""
+    try:
+        async with asyncio.timeout(limit):
+            while True:
+                for child in (simulator, exporter):
+                    child.check()
+                with contextlib.suppress(httpx.HTTPError):
+                    seen = await observe(client, exporter, simulator)
+                    if seen is not None and seen.polls > after:
+                        return seen
+                await asyncio.sleep(WATCH_PAUSE)
+    except TimeoutError:
+        raise BenchError(f"no poll cycle completed within {limit:g} s") from None
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def write_config(path: Path, port: int, simulator_url: str, args: argparse.Namespace) -> None:
+    path.write_text(
+        json.dumps(  # JSON is YAML
+            {
+                "web": {"listen_address": f"127.0.0.1:{port}"},
+                "poll": {"interval": args.interval, "concurrency": args.concurrency},
+                "targets": [{"name": "default", "url": simulator_url}],
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+
+
+async def run(args: argparse.Namespace, log_dir: Path, children: list[Child]) -> dict[str, Any]:
+    facts = machine_facts()
+    sim_port, exp_port = free_port(), free_port()
+    simulator_url, exporter_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{exp_port}"
+    simulator = Child(
+        "simulator",
+        [sys.executable, "-m", "exporter.simulator", "--generate", str(args.pipelines), "--connectors",
+         str(args.connectors), "--latency", f"{args.latency:g}", "--port", str(sim_port)],
+        log_dir / "simulator.log",
+    )  # fmt: skip
+    children.append(simulator)
+    progress(f"starting the simulator: {shlex.join(simulator.argv[1:])}")
+    simulator.start()
+    await wait_until_ready(simulator_url, "/_sim/state", [simulator], args.timeout)
+
+    config = log_dir / "exporter.yaml"
+    write_config(config, exp_port, simulator_url, args)
+    exporter = Child(
+        "exporter", [sys.executable, "-m", "exporter", "run", "--config", str(config)], log_dir / "exporter.log"
+    )
+    children.append(exporter)
+    progress(f"starting the exporter on {exporter_url}; waiting for the warm-up cycle")
+    exporter.start()
+    await wait_until_ready(exporter_url, "/-/ready", [simulator, exporter], args.timeout)
+
+    scrapes: list[Scrape] = []
+    async with httpx.AsyncClient(base_url=exporter_url, timeout=120) as watch:
+        observations = [await next_observation(watch, exporter, simulator, 0, args.timeout)]
+        progress(f"warm-up done ({observations[0].polls} cycle(s)); measuring {args.cycles} cycle(s)")
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(scraper(exporter_url, i, stop, scrapes)) for i in range(args.scrapers)]
+        try:
+            target = observations[0].polls + args.cycles
+            while observations[-1].polls < target:
+                observations.append(
+                    await next_observation(watch, exporter, simulator, observations[-1].polls, args.timeout)
+                )
+                progress(f"cycle {observations[-1].polls - observations[0].polls}/{args.cycles} done")
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        memory = memory_bytes(exporter.pid)
+        progress("counting series")
+        series = await count_series(watch)
+    facts["loadavg_end"] = _read("/proc/loadavg").split()[:3]
+    return summarise(args, facts, observations, scrapes, memory, series, exporter)
+
+
+def request_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, dict[str, int]]:
+    delta: dict[str, dict[str, int]] = {}
+    for endpoint, codes in after.items():
+        for code, value in codes.items():
+            count = int(value - before.get(endpoint, {}).get(code, 0))
+            if count:
+                delta.setdefault(endpoint, {})[code] = count
+    return delta
+
+
+def log_problems(child: Child) -> list[str]:
+    text = child.log_path.read_text(encoding="utf-8", errors="replace")
+    return [line for line in text.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback", line)]
+
+
+def summarise(
+    args: argparse.Namespace,
+    facts: dict[str, Any],
+    observations: list[Observation],
+    scrapes: list[Scrape],
+    memory: dict[str, int],
+    series: int,
+    exporter: Child,
+) -> dict[str, Any]:
+    cycles = []
+    for before, after in itertools.pairwise(observations):
+        polls = after.polls - before.polls
+        requests = request_delta(before.requests, after.requests)
+        total = sum(sum(codes.values()) for codes in requests.values())
+        lower_bound = total / polls * args.latency / args.concurrency
+        cycles.append(
+            {
+                "polls": polls,
+                "requests": requests,
+                "requests_total": total / polls,
+                "poll_duration_seconds": after.poll_duration,
+                "lower_bound_seconds": lower_bound,
+                "ratio": after.poll_duration / lower_bound if lower_bound else None,
+                "period_seconds": (after.last_success - before.last_success) / polls,
+                "exporter_cpu_seconds": (after.exporter_cpu - before.exporter_cpu) / polls,
+                "simulator_cpu_seconds": (after.simulator_cpu - before.simulator_cpu) / polls,
+            }
+        )
+    first, last = observations[0], observations[-1]
+    measured = last.polls - first.polls
+    by_endpoint = {
+        endpoint: {code: count / measured for code, count in codes.items()}
+        for endpoint, codes in sorted(request_delta(first.requests, last.requests).items())
+    }
+    requests_total = sum(sum(codes.values()) for codes in by_endpoint.values())
+    mean_duration = sum(c["poll_duration_seconds"] for c in cycles) / len(cycles)
+    lower_bound = requests_total * args.latency / args.concurrency
+    problems = log_problems(exporter)
+    return {
+        "command": reproduce_command(args),
+        "machine": facts,
+        "parameters": {
+            name: getattr(args, name)
+            for name in ("pipelines", "connectors", "latency", "concurrency", "interval", "cycles", "scrapers")
+        },
+        "cycles": cycles,
+        "missed_cycles": sum(c["polls"] - 1 for c in cycles),
+        "requests_per_cycle": {"total": requests_total, "by_endpoint": by_endpoint},
+        "poll_duration_seconds": {"mean": mean_duration, "per_cycle": [c["poll_duration_seconds"] for c in cycles]},
+        "lower_bound_seconds": lower_bound,
+        "ratio": mean_duration / lower_bound if lower_bound else None,
+        "exporter_cpu_seconds_per_cycle": (last.exporter_cpu - first.exporter_cpu) / measured,
+        "simulator_cpu_seconds_per_cycle": (last.simulator_cpu - first.simulator_cpu) / measured,
+        "exporter_rss_bytes": memory,
+        "series": series,
+        "scrapes": {mode: scrape_summary(scrapes, mode) for mode in ("plain", "gzip")},
+        "scrapes_per_cycle": len(scrapes) / measured,
+        "exporter_log_problems": {"count": len(problems), "first": problems[:10]},
+    }
+
+
+# ---- report ------------------------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def report(result: dict[str, Any]) -> Iterator[str]:
+    m, p, cycles = result["machine"], result["parameters"], result["cycles"]
+    dirty = f", {m['uncommitted_files']} file(s) with uncommitted changes" if m["uncommitted_files"] else ""
+    memory = f", {m['memory_bytes'] / 2**30:.1f} GiB RAM" if m["memory_bytes"] else ""
+    yield "feldera-exporter benchmark"
+    yield f"  reproduce:  {result['command']}"
+    yield f"  machine:    {m['cpus']} CPU(s) {m['cpu_model']}{memory}, Linux {m['kernel']}, Python {m['python']}"
+    yield f"  load avg:   {' '.join(m['loadavg_start'])} at start, {' '.join(m['loadavg_end'])} at end"
+    yield f"  source:     {m['source']} @ {m['git_rev']}{dirty}"
+    yield (
+        f"  fleet:      {p['pipelines']} pipelines x {p['connectors']} connectors, API latency {_ms(p['latency'])};"
+        f" poll.concurrency {p['concurrency']}, poll.interval {p['interval']:g} s"
+    )
+    yield f"  measured:   {len(cycles)} observed cycle(s) after 1 warm-up, {p['scrapers']} concurrent scrapers"
+    if result["missed_cycles"]:
+        yield f"  note:       {result['missed_cycles']} cycle(s) completed unobserved; their numbers are averaged in"
+    heads = "".join(f"{f'cycle {i + 1}':>12}" for i in range(len(cycles)))
+    yield ""
+    yield f"requests per poll cycle{'':17}{heads}{'mean':>12}"
+    yield (
+        f"  {'total':38}"
+        + "".join(f"{c['requests_total']:>12.0f}" for c in cycles)
+        + (f"{result['requests_per_cycle']['total']:>12.1f}")
+    )
+    for endpoint, codes in result["requests_per_cycle"]["by_endpoint"].items():
+        for code, mean in sorted(codes.items()):
+            per_cycle = "".join(f"{c['requests'].get(endpoint, {}).get(code, 0) / c['polls']:>12.0f}" for c in cycles)
+            yield f"  {f'{endpoint} ({code})':38}{per_cycle}{mean:>12.1f}"
+    yield ""
+    yield f"poll cycle wall time (seconds){'':10}{heads}{'mean':>12}"
+    rows = (
+        ("poll_duration_seconds", "poll_duration_seconds", result["poll_duration_seconds"]["mean"]),
+        ("lower bound = requests x latency / conc.", "lower_bound_seconds", result["lower_bound_seconds"]),
+        ("ratio poll duration / lower bound", "ratio", result["ratio"]),
+        ("period (success timestamp to next)", "period_seconds", None),
+    )
+    for title, key, mean in rows:
+        per_cycle = "".join(f"{c[key]:>12.3f}" if c[key] is not None else f"{'-':>12}" for c in cycles)
+        yield f"  {title:38}{per_cycle}" + (f"{mean:>12.3f}" if mean is not None else "")
+    yield ""
+    rss = result["exporter_rss_bytes"]
+    yield "exporter process"
+    yield f"  {'CPU seconds per cycle':38}{result['exporter_cpu_seconds_per_cycle']:>12.2f}" + (
+        f"   (polling, rendering and serving {result['scrapes_per_cycle']:.0f} scrapes)"
+    )
+    yield f"  {'RSS peak (VmHWM)':38}{_mib(rss['peak']):>12}"
+    yield f"  {'RSS now (VmRSS)':38}{_mib(rss['current']):>12}"
+    yield f"  {'(simulator CPU seconds per cycle)':38}{result['simulator_cpu_seconds_per_cycle']:>12.2f}"
+    yield ""
+    yield f"/metrics: {result['series']} series (sample lines)"
+    columns = f"{'count':>7}{'errors':>7}{'p50':>11}{'p99':>11}{'max':>11}{'bytes':>13}"
+    yield f"  {'scrapes during the measured cycles':38}{columns}"
+    for mode, s in result["scrapes"].items():
+        size = f"{s['bytes_per_scrape']:>13,}" if "bytes_per_scrape" in s else f"{'-':>13}"
+        yield (
+            f"  {mode:38}{s['count']:>7}{s['errors']:>7}{_ms(s.get('p50_seconds')):>11}"
+            f"{_ms(s.get('p99_seconds')):>11}{_ms(s.get('max_seconds')):>11}{size}"
+        )
+        if s["first_error"]:
+            yield f"    first error: {s['first_error']}"
+    yield ""
+    problems = result["exporter_log_problems"]
+    if problems["count"]:
+        yield f"exporter log: {problems['count']} warning/error line(s); the first:"
+        yield from (f"  {line}" for line in problems["first"])
+    else:
+        yield "exporter log: no warnings or errors"
+
+
+# ---- main --------------------------------------------------------------------------------------------------------
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    print("bench: terminated", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    children: list[Child] = []
+    with contextlib.ExitStack() as stack:
+        if args.log_dir is not None:
+            args.log_dir.mkdir(parents=True, exist_ok=True)
+            log_dir = args.log_dir
+        else:
+            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="feldera-bench-")))
+        try:
+            result = asyncio.run(run(args, log_dir, children))
+        except BenchError as exc:
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("bench: interrupted", file=sys.stderr)
+            return 130
+        finally:
+            for child in reversed(children):
+                child.stop()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n".join(report(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
