@@ -17,7 +17,7 @@ from typing import Protocol
 
 from exporter import __version__
 from exporter.config import Settings
-from exporter.httpserver import HttpServer, Request, Response
+from exporter.httpserver import HttpServer, Request, Response, Stream
 from exporter.metrics import families
 from exporter.poller import PollContributor, Poller
 from exporter.render import Rendered, render
@@ -91,7 +91,7 @@ class Exporter:
         self._routes = (*routes, self.sidecar)
         self._disabled = settings.collectors.disabled()
         self.latest = Snapshot(shard=settings.sharding.shard, total_shards=settings.sharding.total_shards)
-        self._rendered: Rendered = render(families(self.latest, self._disabled))
+        self._rendered: Rendered = self._render(self.latest)
         self._ready = False
         self._cycle_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -162,9 +162,13 @@ class Exporter:
         """One cycle now: poll, translate, render, swap. Returns the new snapshot."""
         async with self._cycle_lock:
             snapshot = await self.poller.poll_once()
-            rendered = render(families(snapshot, self._disabled))
+            # ~2 s of CPU at 10,000 pipelines: in a worker thread, so scrapes keep being answered meanwhile
+            rendered = await asyncio.to_thread(self._render, snapshot)
             self.latest, self._rendered, self._ready = snapshot, rendered, True
             return snapshot
+
+    def _render(self, snapshot: Snapshot) -> Rendered:
+        return render(families(snapshot, self._disabled))
 
     async def _poll_loop(self) -> None:
         interval = self.settings.poll.interval
@@ -205,10 +209,14 @@ class Exporter:
         openmetrics = wants_openmetrics(request.headers.get("accept", ""))
         gzipped = wants_gzip(request.headers.get("accept-encoding", ""))
         headers = [("vary", "Accept, Accept-Encoding")]
+        body: bytes | Stream
         if gzipped:
             headers.append(("content-encoding", "gzip"))
+            body = rendered.gzipped(openmetrics=openmetrics)
+        else:
+            body = Stream(rendered.plain_chunks(openmetrics=openmetrics), rendered.plain_size(openmetrics=openmetrics))
         return Response(
-            body=rendered.body(openmetrics=openmetrics, gzipped=gzipped),
+            body=body,
             content_type=rendered.content_type(openmetrics=openmetrics),
             headers=headers,
         )

@@ -12,7 +12,7 @@ import contextlib
 import http
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -49,10 +49,19 @@ class Request:
         return {k: v[0] for k, v in parse_qs(urlsplit(self.target).query, keep_blank_values=True).items()}
 
 
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A response body written a chunk at a time, waiting for the socket to drain in between, so a large body
+    neither sits in memory whole nor holds up other connections; ``length`` is its exact total size."""
+
+    chunks: Iterable[bytes]
+    length: int
+
+
 @dataclass(slots=True)
 class Response:
     status: int = 200
-    body: bytes = b""
+    body: bytes | Stream = b""
     content_type: str | None = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
 
@@ -217,7 +226,9 @@ class HttpServer:
         keep_alive: bool,
         head: bool = False,
     ) -> None:
-        headers = [(b"server", self._server_header), (b"content-length", str(len(response.body)).encode())]
+        body = response.body
+        length = body.length if isinstance(body, Stream) else len(body)
+        headers = [(b"server", self._server_header), (b"content-length", str(length).encode())]
         if response.content_type is not None:
             headers.append((b"content-type", response.content_type.encode("latin-1")))
         headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
@@ -227,8 +238,13 @@ class HttpServer:
             writer.write(
                 conn.send(h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status)))
             )
-            if response.body and not head:
-                writer.write(conn.send(h11.Data(data=response.body)))
+            if isinstance(body, Stream):
+                if not head:
+                    for chunk in body.chunks:
+                        writer.write(conn.send(h11.Data(data=chunk)))
+                        await writer.drain()
+            elif body and not head:
+                writer.write(conn.send(h11.Data(data=body)))
             writer.write(conn.send(h11.EndOfMessage()))
         except h11.LocalProtocolError:
             return

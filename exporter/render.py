@@ -1,56 +1,241 @@
-"""Serialise one cycle's metric families once, in both exposition formats; gzip on first demand.
+"""Serialise one cycle's metric families once, for both exposition formats, and keep only the gzip bytes.
 
-``/metrics`` never renders: it picks bytes from the latest :class:`Rendered`, which the poll loop replaces as a
-whole after each cycle (a single reference assignment, so a scrape sees one cycle or the next, never a mix).
+Scale drives the design: 10,000 pipelines make ~1.6 M series, ~220 MB of text. Holding that (twice: text 0.0.4
+and OpenMetrics) would cost far more memory than the rest of the exporter, so samples are deflated while they
+are written: each family gets a :class:`FamilyWriter` that escapes, formats and compresses its lines in batches,
+and ends as one raw-deflate segment (:class:`Family`). The two formats differ only in the ``# HELP``/``# TYPE``
+lines (OpenMetrics names a counter family without ``_total``) and OpenMetrics' closing ``# EOF``, so both
+gzip bodies are stitched from the *same* sample segments with small per-format header blocks; the gzip trailer's
+CRC is combined from the parts (:func:`crc32_combine`), never recomputed over the text.
+
+``/metrics`` never renders: it serves the gzip bytes of the latest :class:`Rendered`, or inflates them in
+chunks for a client that does not accept gzip. The poll loop replaces the :class:`Rendered` as a whole after
+each cycle, so a scrape sees one cycle or the next, never a mix.
+
+The output is what prometheus_client's ``generate_latest`` writes for the same families (the golden tests parse
+it back and compare), except that labels come in declaration order rather than sorted, which the formats allow.
 """
 
 from __future__ import annotations
 
-import gzip
-from collections.abc import Iterable, Sequence
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
-from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_TYPE = OPENMETRICS_CONTENT_TYPE
-GZIP_LEVEL = 6
+GZIP_LEVEL = 3
+"""Measured on a 226 MB exposition (10,000 pipelines): level 1 0.49 s / 5.56 MB, level 3 0.54 s / 5.14 MB,
+level 6 1.68 s / 4.81 MB. Every series is compressed every cycle, so the fast end wins."""
+BATCH_LINES = 512
+"""Lines a :class:`FamilyWriter` buffers as strings before encoding and deflating them."""
+PLAIN_CHUNK = 1 << 14
+"""Compressed bytes inflated per step when serving a client without gzip (about 1 MB of text)."""
+
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, no mtime, OS unknown
+_FINAL_BLOCK = b"\x03\x00"  # an empty, final, fixed-Huffman deflate block (what zlib writes on Z_FINISH)
+_EOF = b"# EOF\n"
 
 
-class _Fixed(Collector):
-    """Yields the families of one cycle; lives in a private registry that exists only to serialise them."""
+def escape_label_value(value: str) -> str:
+    """Label value escaping, the same in both formats: backslash, newline, double quote."""
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
 
-    def __init__(self, families: Sequence[Metric]) -> None:
-        self._families = families
 
-    def collect(self) -> Iterable[Metric]:
-        return self._families
+def format_value(value: float) -> str:
+    """A sample value as prometheus_client writes it (Go-style float: ``1.0``, ``+Inf``, ``1.5e+09``)."""
+    if type(value) is int and -(10**15) < value < 1_000_000:  # most samples: counts and flags from JSON
+        return f"{value}.0"
+    return floatToGoString(value)
+
+
+def label_pairs(labels: Iterable[tuple[str, str]]) -> str:
+    """``name="escaped value",...`` (no braces)."""
+    return ",".join(f'{name}="{escape_label_value(value)}"' for name, value in labels)
+
+
+# ---- gzip from parts -----------------------------------------------------------------------------------------
+
+_CRC_POLY = 0xEDB88320  # CRC-32 (gzip), reflected
+
+
+def _multmodp(a: int, b: int) -> int:
+    """a(x) * b(x) modulo the CRC polynomial (reflected bit order), as in zlib's crc32.c."""
+    m = 1 << 31
+    p = 0
+    while True:
+        if a & m:
+            p ^= b
+            if (a & (m - 1)) == 0:
+                return p
+        m >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+
+
+def _x2n_table() -> tuple[int, ...]:
+    table, p = [], 1 << 30  # x^1
+    for _ in range(32):
+        table.append(p)
+        p = _multmodp(p, p)
+    return tuple(table)
+
+
+_X2N = _x2n_table()
+"""``x^(2^k) mod p`` for k = 0..31."""
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 of ``A + B`` from ``crc32(A)``, ``crc32(B)`` and ``len(B)`` (zlib's crc32_combine)."""
+    if len2 <= 0:
+        return crc1
+    op, k, n = 1 << 31, 3, len2  # x^(8 * len2) mod p
+    while n:
+        if n & 1:
+            op = _multmodp(_X2N[k & 31], op)
+        n >>= 1
+        k += 1
+    return _multmodp(op, crc1) ^ crc2
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Bytes in a deflate stream (byte-aligned, non-final blocks) plus what they inflate to: CRC and length."""
+
+    deflated: bytes
+    crc: int
+    size: int
+
+
+def _stored(data: bytes) -> _Part:
+    """Uncompressed ("stored") deflate blocks holding ``data``; for the small header lines."""
+    blocks = []
+    for start in range(0, len(data), 0xFFFF):
+        chunk = data[start : start + 0xFFFF]
+        blocks.append(b"\x00" + struct.pack("<HH", len(chunk), len(chunk) ^ 0xFFFF) + chunk)
+    return _Part(b"".join(blocks), zlib.crc32(data), len(data))
+
+
+def _gzip(parts: Iterable[_Part]) -> tuple[bytes, int]:
+    """One gzip member from deflate parts; returns it with the inflated length."""
+    out, crc, size = [_GZIP_HEADER], 0, 0
+    for part in parts:
+        out.append(part.deflated)
+        crc = crc32_combine(crc, part.crc, part.size)
+        size += part.size
+    out += [_FINAL_BLOCK, struct.pack("<II", crc, size & 0xFFFFFFFF)]
+    return b"".join(out), size
+
+
+# ---- families ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One finished metric family: its metadata and its samples as one deflate segment."""
+
+    name: str
+    """The family name (a counter's without ``_total``), as in OpenMetrics and prometheus_client."""
+    type: str
+    help: str
+    samples: int
+    body: _Part
+
+    def headers(self, *, openmetrics: bool) -> bytes:
+        if openmetrics:
+            help_text = self.help.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+            return f"# HELP {self.name} {help_text}\n# TYPE {self.name} {self.type}\n".encode()
+        name = f"{self.name}_total" if self.type == "counter" else self.name
+        help_text = self.help.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {name} {help_text}\n# TYPE {name} {self.type}\n".encode()
+
+
+_EMPTY = _Part(b"", 0, 0)
+
+
+class FamilyWriter:
+    """Collects the sample lines of one family; lines are encoded and deflated every :data:`BATCH_LINES`.
+
+    Callers append complete lines (``name{labels} value\\n``) to :attr:`lines` and call :meth:`spill` when it
+    holds :data:`BATCH_LINES` or more; :meth:`finish` flushes the rest and returns the :class:`Family`.
+    """
+
+    __slots__ = ("_crc", "_deflated", "_size", "_zlib", "count", "help", "lines", "name", "type")
+
+    def __init__(self, name: str, type_: str, help_: str) -> None:
+        self.name, self.type, self.help = name, type_, help_
+        self.lines: list[str] = []
+        self.count = 0
+        self._zlib: zlib._Compress | None = None
+        self._deflated: list[bytes] = []
+        self._crc = 0
+        self._size = 0
+
+    def spill(self) -> None:
+        if not self.lines:
+            return
+        data = "".join(self.lines).encode()
+        self.count += len(self.lines)
+        self.lines.clear()
+        if self._zlib is None:
+            self._zlib = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self._crc = zlib.crc32(data, self._crc)
+        self._size += len(data)
+        self._deflated.append(self._zlib.compress(data))
+
+    def finish(self) -> Family:
+        self.spill()
+        body = _EMPTY
+        if self._zlib is not None:
+            self._deflated.append(self._zlib.flush(zlib.Z_SYNC_FLUSH))
+            body = _Part(b"".join(self._deflated), self._crc, self._size)
+            self._zlib, self._deflated = None, []
+        return Family(self.name, self.type, self.help, self.count, body)
+
+
+# ---- the served result ---------------------------------------------------------------------------------------
 
 
 class Rendered:
-    """Exposition bytes of one cycle: text 0.0.4 and OpenMetrics 1.0, each plain or gzip (compressed lazily)."""
+    """Exposition of one cycle: text 0.0.4 and OpenMetrics 1.0, each held gzip-compressed only."""
 
-    def __init__(self, families: Iterable[Metric]) -> None:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Fixed(tuple(families)))
-        self._plain = {False: generate_latest(registry), True: generate_openmetrics(registry)}
-        self._gzipped: dict[bool, bytes] = {}
+    def __init__(self, families: Iterable[Family]) -> None:
+        self.families = tuple(families)
+        self.series = sum(family.samples for family in self.families)
+        text_parts, om_parts = [], []
+        for family in self.families:
+            text_parts += [_stored(family.headers(openmetrics=False)), family.body]
+            om_parts += [_stored(family.headers(openmetrics=True)), family.body]
+        om_parts.append(_stored(_EOF))
+        self._gzipped: dict[bool, tuple[bytes, int]] = {False: _gzip(text_parts), True: _gzip(om_parts)}
 
-    def body(self, *, openmetrics: bool, gzipped: bool) -> bytes:
-        if not gzipped:
-            return self._plain[openmetrics]
-        cached = self._gzipped.get(openmetrics)
-        if cached is None:
-            cached = self._gzipped[openmetrics] = gzip.compress(self._plain[openmetrics], compresslevel=GZIP_LEVEL)
-        return cached
+    def gzipped(self, *, openmetrics: bool) -> bytes:
+        return self._gzipped[openmetrics][0]
+
+    def plain_size(self, *, openmetrics: bool) -> int:
+        return self._gzipped[openmetrics][1]
+
+    def plain_chunks(self, *, openmetrics: bool) -> Iterator[bytes]:
+        """The uncompressed exposition, inflated a piece at a time (about 1 MB per chunk at fleet scale)."""
+        body = self.gzipped(openmetrics=openmetrics)
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        for start in range(0, len(body), PLAIN_CHUNK):
+            chunk = inflater.decompress(body[start : start + PLAIN_CHUNK])
+            if chunk:
+                yield chunk
+        tail = inflater.flush()
+        if tail:
+            yield tail
 
     @staticmethod
     def content_type(*, openmetrics: bool) -> str:
         return OPENMETRICS_TYPE if openmetrics else TEXT_CONTENT_TYPE
 
 
-def render(families: Iterable[Metric]) -> Rendered:
+def render(families: Iterable[Family]) -> Rendered:
     return Rendered(families)

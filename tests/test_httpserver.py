@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from exporter.httpserver import HttpServer, Request, Response
+from exporter.httpserver import HttpServer, Request, Response, Stream
 
 
 async def _echo(request: Request) -> Response:
@@ -103,3 +104,25 @@ async def test_close_cancels_idle_connections_and_frees_the_port() -> None:
     writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_streamed_body_arrives_whole_with_its_length_and_head_skips_it() -> None:
+    pieces = [bytes([65 + i]) * 70_000 for i in range(5)]
+    consumed: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for i, piece in enumerate(pieces):
+            consumed.append(i)
+            yield piece
+
+    async def handler(request: Request) -> Response:
+        return Response(body=Stream(chunks(), sum(map(len, pieces))))
+
+    async with HttpServer(handler) as srv, httpx.AsyncClient(base_url=f"http://127.0.0.1:{srv.port}") as client:
+        head = await client.head("/")
+        assert head.headers["content-length"] == str(350_000)
+        assert (head.content, consumed) == (b"", [])
+        response = await client.get("/")
+    assert response.headers["content-length"] == str(350_000)
+    assert response.content == b"".join(pieces)
+    assert consumed == [0, 1, 2, 3, 4]

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from golden.snapshots import GOLDEN_DIR, snapshot_from
+from golden.snapshots import GOLDEN_DIR, parsed_families, snapshot_from
 
 from exporter.metrics import GROUPS, families
 from exporter.metrics.checkpoints import checkpoint_failed
@@ -22,14 +22,14 @@ def _document(name: str) -> dict[str, Any]:
 
 def _samples(snapshot: Snapshot, disabled: frozenset[str] = frozenset()) -> dict[str, list[dict[str, str]]]:
     out: dict[str, list[dict[str, str]]] = {}
-    for family in families(snapshot, disabled):
+    for family in parsed_families(snapshot, disabled):
         for sample in family.samples:
             out.setdefault(sample.name, []).append({**sample.labels, "value": str(sample.value)})
     return out
 
 
 def _value(snapshot: Snapshot, name: str, **labels: str) -> float | None:
-    for family in families(snapshot):
+    for family in parsed_families(snapshot):
         for sample in family.samples:
             if sample.name == name and labels.items() <= sample.labels.items():
                 return sample.value

@@ -12,10 +12,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from golden.snapshots import GOLDEN_DIR, METRICS_GROUPS, exposition, fixture_names, load_snapshot, metrics_exposition
+from golden.snapshots import (
+    GOLDEN_DIR,
+    METRICS_GROUPS,
+    fixture_names,
+    load_snapshot,
+    metrics_exposition,
+    parsed_families,
+    rendered,
+    text_of,
+)
 
 from exporter import docs
-from exporter.metrics import ALL_SPECS, families
+from exporter.metrics import ALL_SPECS
 
 REPO = Path(__file__).resolve().parents[1]
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -50,10 +59,8 @@ def test_golden_fixtures_cover_the_representative_cases() -> None:
 @pytest.mark.skipif(not Path(PROMTOOL).exists(), reason="promtool not installed")
 @pytest.mark.parametrize("name", fixture_names())
 def test_exposition_passes_promtool_check_metrics(name: str) -> None:
-    text = exposition(families(load_snapshot(name)))
-    result = subprocess.run(
-        [PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60, check=False
-    )
+    text = text_of(rendered(load_snapshot(name))).encode()
+    result = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, timeout=60, check=False)
     assert (result.returncode, result.stdout.decode(), result.stderr.decode()) == (0, "", "")
 
 
@@ -67,7 +74,7 @@ def test_every_emitted_family_is_documented_with_its_labels(name: str) -> None:
     specs = {spec.family_name: spec for spec in ALL_SPECS}
     snapshot = load_snapshot(name)
     target_labels = {key for target in snapshot.targets for key, _ in target.labels}
-    for family in families(snapshot):
+    for family in parsed_families(snapshot):
         spec = specs.get(family.name)
         assert spec is not None, f"{family.name} is emitted but has no MetricSpec (undocumented)"
         assert spec.type == family.type

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from golden.snapshots import text_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -219,7 +220,7 @@ def cycles(draw: st.DrawFn) -> list[Snapshot]:
 
 def assert_valid_exposition(snapshot: Snapshot) -> None:
     rendered = render(families(snapshot))
-    text = rendered.body(openmetrics=False, gzipped=False).decode("utf-8")
+    text = text_of(rendered, openmetrics=False)
     seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     for family in text_string_to_metric_families(text):
         assert METRIC_NAME.match(family.name), family.name
@@ -229,7 +230,7 @@ def assert_valid_exposition(snapshot: Snapshot) -> None:
             key = (sample.name, tuple(sorted(sample.labels.items())))
             assert key not in seen, f"duplicate series {key}"
             seen.add(key)
-    openmetrics = rendered.body(openmetrics=True, gzipped=False).decode("utf-8")
+    openmetrics = text_of(rendered, openmetrics=True)
     assert openmetrics.endswith("# EOF\n")
     assert sum(len(f.samples) for f in parse_openmetrics(openmetrics)) >= len(seen)
 

@@ -1,4 +1,4 @@
-"""Snapshot -> Prometheus metric families: one module per Feldera object kind, all pure functions.
+"""Snapshot -> metric families, one module per Feldera object kind, all pure functions.
 
 Every module listed in :data:`MODULES` declares ``SPECS`` (its :class:`~exporter.metrics.spec.MetricSpec`
 values, the single source of truth for ``docs/metrics.md``) and ``add_samples(snapshot, out)``, which emits
@@ -7,10 +7,9 @@ samples for those specs into a shared :class:`~exporter.metrics.spec.FamilyBuild
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
 from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines, sidecar
 from exporter.metrics.spec import FamilyBuilder, MetricSpec
+from exporter.render import Family
 from exporter.snapshot import Snapshot
 
 MODULES = (exporter, pipelines, checkpoints, connectors, cluster, sidecar)
@@ -22,7 +21,7 @@ GROUPS: tuple[str, ...] = tuple(dict.fromkeys(spec.group for spec in ALL_SPECS))
 """Collector groups in first-declared order (config ``collectors:`` keys)."""
 
 
-def families(snapshot: Snapshot, disabled_groups: frozenset[str] = frozenset()) -> list[Metric]:
+def families(snapshot: Snapshot, disabled_groups: frozenset[str] = frozenset()) -> list[Family]:
     """All metric families for ``snapshot``, sorted by name; specs of ``disabled_groups`` are not emitted."""
     out = FamilyBuilder(spec for spec in ALL_SPECS if spec.group not in disabled_groups)
     for module in MODULES:

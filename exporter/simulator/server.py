@@ -411,7 +411,7 @@ class Simulator:
         if self.world.api_key is not None and request.headers.get("authorization") != f"Bearer {self.world.api_key}":
             return errors.unauthorized()
         response = self._route(request)
-        if truncate:
+        if truncate and isinstance(response.body, bytes):
             response.body = response.body[: max(1, len(response.body) // 2)]
         return response
 

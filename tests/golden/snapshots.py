@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.memory import Memory
 from exporter.metrics import GROUPS, families
@@ -27,6 +28,7 @@ from exporter.models import (
     OutputEndpointStatus,
     Pipeline,
 )
+from exporter.render import Rendered, render
 from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
 
 GOLDEN_DIR = Path(__file__).parent
@@ -86,6 +88,22 @@ def fixture_names() -> list[str]:
     return sorted(path.stem for path in GOLDEN_DIR.glob("*.json"))
 
 
+def rendered(snapshot: Snapshot, disabled: frozenset[str] = frozenset()) -> Rendered:
+    """What the exporter serves for ``snapshot``."""
+    return render(families(snapshot, disabled))
+
+
+def text_of(result: Rendered, *, openmetrics: bool = False) -> str:
+    """The uncompressed exposition, as a client without gzip receives it."""
+    return b"".join(result.plain_chunks(openmetrics=openmetrics)).decode("utf-8")
+
+
+def parsed_families(snapshot: Snapshot, disabled: frozenset[str] = frozenset()) -> list[Metric]:
+    """The served text exposition, parsed back by prometheus_client's parser."""
+    text = text_of(rendered(snapshot, disabled))
+    return list(text_string_to_metric_families(text))
+
+
 class _Families:
     def __init__(self, metrics: Iterable[Metric]) -> None:
         self._metrics = list(metrics)
@@ -94,13 +112,17 @@ class _Families:
         return self._metrics
 
 
-def exposition(metrics: Iterable[Metric]) -> str:
-    """Text format 0.0.4 through a private registry, exactly as prometheus_client renders it."""
+def exposition(snapshot: Snapshot, disabled: frozenset[str] = frozenset()) -> str:
+    """The served text exposition, parsed and written again by prometheus_client (sorted labels).
+
+    The golden files were written by prometheus_client from its own metric objects; equality after this round
+    trip shows our renderer emits the same families, HELP, TYPE, series and values.
+    """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(metrics))
+    registry.register(_Families(parsed_families(snapshot, disabled)))
     return generate_latest(registry).decode("utf-8")
 
 
 def metrics_exposition(snapshot: Snapshot) -> str:
     """Exposition of the Feldera-object groups only."""
-    return exposition(families(snapshot, frozenset(GROUPS) - METRICS_GROUPS))
+    return exposition(snapshot, frozenset(GROUPS) - METRICS_GROUPS)
