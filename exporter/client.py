@@ -5,6 +5,9 @@
 - Retries with exponential backoff only for transient failures: no response (connection failure or timeout)
   and HTTP 408/502/503/504. ``Retry-After`` is honoured when it is at most ``max_retry_delay``; a longer one
   ends the attempts (the next poll cycle asks again). POST requests are not retried after a timeout.
+  A 503 whose Feldera error code describes the pipeline's state (:data:`PIPELINE_STATE_ERRORS`: not deployed,
+  unavailable, unreachable, initializing, suspended) is an answer about the pipeline, not a passing failure of
+  the API: it is not retried (a retry within the same poll cycle would only delay the cycle).
 - Failures are raised as the typed errors of :mod:`exporter.errors`; every attempt is recorded in
   :class:`ApiStats` (count by endpoint and code, duration histogram by endpoint) for the self-metrics.
 """
@@ -43,6 +46,16 @@ from exporter.snapshot import ExporterStats, RequestTimings
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 502, 503, 504})
+PIPELINE_STATE_ERRORS = frozenset(
+    {
+        "PipelineInteractionNotDeployed",
+        "PipelineUnavailable",
+        "PipelineInteractionUnreachable",
+        "Initializing",
+        "Suspended",
+    }
+)
+"""Error codes of 503 answers from pipeline-interaction endpoints that describe the pipeline (NOTES.md)."""
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BODY_EXCERPT_CHARS = 200
 
@@ -287,6 +300,8 @@ class FelderaClient:
         if isinstance(exc, RequestTimeout):
             return backoff if method == "GET" else None
         if isinstance(exc, ApiError) and exc.status in RETRY_STATUSES:
+            if exc.error_code in PIPELINE_STATE_ERRORS:
+                return None
             if exc.retry_after is None:
                 return backoff
             return exc.retry_after if exc.retry_after <= self._max_retry_delay else None

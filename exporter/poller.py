@@ -1,9 +1,9 @@
 """One poll cycle: ask every target what it knows, return one immutable :class:`Snapshot`.
 
 Per target and cycle: one ``GET /v0/pipelines?selector=status_with_connectors``; then, with at most
-``poll.concurrency`` requests in flight, per pipeline only the endpoints its status makes meaningful
-(:func:`wants_checkpoint_status`, :func:`wants_stats`), per-connector stats only when the opt-in
-``connector_errors`` collector is on, and cluster health once. A failed sub-request leaves that part ``None``
+``poll.concurrency`` requests in flight, per pipeline only the endpoints that can answer in its status
+(:func:`wants_checkpoint_status`, :func:`wants_sync_status`, :func:`wants_stats`), per-connector stats only when
+the opt-in ``connector_errors`` collector is on, and cluster health once. A failed sub-request leaves that part ``None``
 (counted in the request metrics, logged) and never hides other pipelines or targets. A failed list call
 marks the target down with no pipelines (the staleness rule in README.md).
 """
@@ -64,6 +64,12 @@ def wants_checkpoint_status(pipeline: Pipeline) -> bool:
         and runtime is not None
         and runtime not in NO_CHECKPOINT_RUNTIME
     )
+
+
+def wants_sync_status(pipeline: Pipeline) -> bool:
+    """checkpoint/sync_status: as checkpoint_status, except while Initializing, when every interaction endpoint
+    but checkpoint_status answers 503 ``Initializing`` (NOTES.md)."""
+    return wants_checkpoint_status(pipeline) and pipeline.deployment_runtime_status != "Initializing"
 
 
 def wants_stats(pipeline: Pipeline) -> bool:
@@ -236,7 +242,9 @@ class Poller:
             or self._on("connector_errors")
         )
         want_sync = (
-            checkpoint_meaningful and self._on("checkpoint_sync") and self._monotonic() >= target.sync_disabled_until
+            wants_sync_status(pipeline)
+            and self._on("checkpoint_sync")
+            and self._monotonic() >= target.sync_disabled_until
         )
         checkpoint, stats, sync = await asyncio.gather(
             _guarded(subject, "checkpoint_status", semaphore, lambda: client.checkpoint_status(name))

@@ -85,7 +85,7 @@ async def test_401_is_an_api_error_and_not_retried(feldera: ScriptedFeldera) -> 
 
 async def test_503_with_retry_after_is_retried_after_that_delay(feldera: ScriptedFeldera) -> None:
     feldera.routes["/v0/pipelines/p/checkpoint_status"] = [
-        feldera_error(503, "PipelineUnavailable", retry_after="1"),
+        Response(status=503, body=b"Service Unavailable", content_type="text/plain", headers=[("retry-after", "1")]),
         json_response({"success": 7, "failure": None}),
     ]
     sleep = FakeSleep()
@@ -94,6 +94,36 @@ async def test_503_with_retry_after_is_retried_after_that_delay(feldera: Scripte
     assert status.success == 7
     assert sleep.delays == [1.0]
     assert requests_of(client) == {("checkpoint_status", "503"): 1, ("checkpoint_status", "200"): 1}
+
+
+@pytest.mark.parametrize(
+    "error_code",
+    [
+        "PipelineInteractionNotDeployed",
+        "PipelineUnavailable",
+        "PipelineInteractionUnreachable",
+        "Initializing",
+        "Suspended",
+    ],
+)
+async def test_503_about_the_pipelines_state_is_not_retried(feldera: ScriptedFeldera, error_code: str) -> None:
+    """The answer describes the pipeline; retrying within the cycle only delays it (the next cycle asks again)."""
+    feldera.routes["/v0/pipelines/p/checkpoint/sync_status"] = feldera_error(503, error_code, retry_after="0")
+    sleep = FakeSleep()
+    async with make_client(feldera.url, sleep=sleep) as client:
+        with pytest.raises(ApiError) as caught:
+            await client.sync_status("p")
+    assert caught.value.error_code == error_code
+    assert sleep.delays == []
+    assert requests_of(client) == {("sync_status", "503"): 1}
+
+
+async def test_503_with_another_error_code_is_retried(feldera: ScriptedFeldera) -> None:
+    feldera.routes["/v0/pipelines"] = [feldera_error(503, "ServiceUnavailable"), json_response([])]
+    sleep = FakeSleep()
+    async with make_client(feldera.url, sleep=sleep, backoff=0.25) as client:
+        assert await client.list_pipelines() == []
+    assert sleep.delays == [0.25]
 
 
 async def test_retry_after_longer_than_the_bound_ends_the_attempts(feldera: ScriptedFeldera) -> None:
