@@ -1,7 +1,8 @@
 """Async client of Feldera's pipeline-manager REST API: one method per operation the exporter uses.
 
 - Bearer auth from the target's API key (never logged), TLS verification with an optional CA file, a per-request
-  timeout from the target's settings.
+  timeout from the target's settings, at most ``max_connections`` requests in flight (a retry's back-off does
+  not hold a slot). HTTP goes through the lean keep-alive pool of :mod:`exporter.transport`.
 - Retries with exponential backoff only for transient failures: no response (connection failure or timeout)
   and HTTP 408/502/503/504. ``Retry-After`` is honoured when it is at most ``max_retry_delay``; a longer one
   ends the attempts (the next poll cycle asks again). POST requests are not retried after a timeout.
@@ -23,7 +24,7 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -42,6 +43,15 @@ from exporter.models import (
     Pipeline,
 )
 from exporter.snapshot import ExporterStats, RequestTimings
+from exporter.transport import (
+    BodyDecodingError,
+    HttpResponse,
+    Transport,
+    TransportError,
+    TransportTimeout,
+    base_path,
+    make_transport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +137,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-def _ssl_context(settings: TargetSettings) -> ssl.SSLContext | bool:
+def _ssl_context(settings: TargetSettings) -> ssl.SSLContext | None:
+    """``None`` for plain HTTP; else as httpx builds it (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``)."""
+    if not settings.url.startswith("https:"):
+        return None
     if not settings.tls_verify:
-        return False
+        return httpx.create_ssl_context(verify=False)
     if settings.ca_file is not None:
         return ssl.create_default_context(cafile=str(settings.ca_file))
-    return True
+    return httpx.create_ssl_context(verify=True)
 
 
 class FelderaClient:
@@ -157,16 +170,17 @@ class FelderaClient:
         self._max_retry_delay = max_retry_delay
         self._sleep = sleep
         self._monotonic = monotonic
-        headers = {"Accept": "application/json", "User-Agent": f"feldera-exporter/{__version__}"}
+        headers = [("Accept", "application/json"), ("User-Agent", f"feldera-exporter/{__version__}")]
         if settings.api_key is not None:
-            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
-        self._http = httpx.AsyncClient(
-            base_url=settings.url + "/",
-            headers=headers,
-            timeout=httpx.Timeout(settings.timeout),
-            verify=_ssl_context(settings),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers.append(("Authorization", f"Bearer {settings.api_key.get_secret_value()}"))
+        self._prefix = base_path(settings.url)
+        self._slots = asyncio.Semaphore(max_connections)
+        self._transport: Transport = make_transport(
+            settings.url,
+            headers,
+            timeout=settings.timeout,
+            ssl_context=_ssl_context(settings),
+            max_connections=max_connections,
         )
 
     def __repr__(self) -> str:
@@ -179,7 +193,7 @@ class FelderaClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     # ---- operations -----------------------------------------------------------------------------------------
 
@@ -316,18 +330,25 @@ class FelderaClient:
         accept: frozenset[int],
         parse: Callable[[Any], T],
     ) -> T:
-        started = self._monotonic()
-        code = "invalid_response"
-        try:
+        target = f"{self._prefix}/{path}"
+        if params:
+            target += "?" + urlencode(params, quote_via=quote)
+        async with self._slots:
+            started = self._monotonic()
             try:
-                response = await self._http.request(method, path, params=params)
-            except httpx.TimeoutException as exc:
-                code = "timeout"
+                response = await self._transport.request(method, target)
+            except TransportTimeout as exc:
+                self._record(endpoint, "timeout", started)
                 raise RequestTimeout(endpoint, f"no answer within {self.settings.timeout:g}s") from exc
-            except (httpx.TransportError, OSError) as exc:
-                code = "connection_error"
-                raise ConnectionFailed(endpoint, f"{type(exc).__name__}: {exc}") from exc
-            code = str(response.status_code)
+            except TransportError as exc:
+                self._record(endpoint, "connection_error", started)
+                raise ConnectionFailed(endpoint, str(exc)) from exc
+            except BodyDecodingError as exc:
+                self._record(endpoint, "invalid_response", started)
+                raise InvalidResponse(endpoint, str(exc)) from exc
+            seconds = self._monotonic() - started
+        code = str(response.status_code)
+        try:
             if response.status_code not in accept:
                 raise _api_error(endpoint, response)
             try:
@@ -341,15 +362,18 @@ class FelderaClient:
                 code = "invalid_response"
                 raise InvalidResponse(endpoint, str(exc)) from exc
         finally:
-            self.api_stats.record(endpoint, code, max(0.0, self._monotonic() - started))
+            self.api_stats.record(endpoint, code, max(0.0, seconds))
+
+    def _record(self, endpoint: str, code: str, started: float) -> None:
+        self.api_stats.record(endpoint, code, max(0.0, self._monotonic() - started))
 
 
 def _excerpt(content: bytes) -> str:
     return content[:BODY_EXCERPT_CHARS].decode("utf-8", errors="replace")
 
 
-def _api_error(endpoint: str, response: httpx.Response) -> ApiError:
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
+def _api_error(endpoint: str, response: HttpResponse) -> ApiError:
+    retry_after = parse_retry_after(response.header("retry-after"))
     try:
         body = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):
