@@ -241,7 +241,7 @@ def memory_bytes(pid: int) -> dict[str, int]:
 
 @dataclass
 class Observation:
-    """The exporter's self-metrics as one scrape showed them, with both processes' CPU time at that moment."""
+    """The exporter's self-metrics as one scrape showed them, with the CPU time of all three processes then."""
 
     polls: int
     last_success: float
@@ -249,6 +249,7 @@ class Observation:
     requests: dict[str, dict[str, float]]
     exporter_cpu: float
     simulator_cpu: float
+    bench_cpu: float
 
 
 async def observe(client: httpx.AsyncClient, exporter: Child, simulator: Child) -> Observation | None:
@@ -290,6 +291,7 @@ async def observe(client: httpx.AsyncClient, exporter: Child, simulator: Child) 
         requests=requests,
         exporter_cpu=exporter_cpu,
         simulator_cpu=simulator_cpu,
+        bench_cpu=time.process_time(),
     )
 
 
@@ -534,8 +536,11 @@ def summarise(
         "poll_duration_seconds": {"mean": mean_duration, "per_cycle": [c["poll_duration_seconds"] for c in cycles]},
         "lower_bound_seconds": lower_bound,
         "ratio": mean_duration / lower_bound if lower_bound else None,
+        "warmup_ratio": first.poll_duration / lower_bound if lower_bound else None,
         "exporter_cpu_seconds_per_cycle": (last.exporter_cpu - first.exporter_cpu) / measured,
         "simulator_cpu_seconds_per_cycle": (last.simulator_cpu - first.simulator_cpu) / measured,
+        "bench_cpu_seconds_per_cycle": (last.bench_cpu - first.bench_cpu) / measured,
+        "warmup_poll_duration_seconds": first.poll_duration,
         "exporter_rss_bytes": memory,
         "series": series,
         "scrapes": {mode: scrape_summary(scrapes, mode) for mode in ("plain", "gzip")},
@@ -594,6 +599,10 @@ def report(result: dict[str, Any]) -> Iterator[str]:
     for title, key, mean in rows:
         per_cycle = "".join(f"{c[key]:>12.3f}" if c[key] is not None else f"{'-':>12}" for c in cycles)
         yield f"  {title:38}{per_cycle}" + (f"{mean:>12.3f}" if mean is not None else "")
+    warmup = f"{result['warmup_poll_duration_seconds']:.3f} s"
+    if result["warmup_ratio"] is not None:
+        warmup += f" = {result['warmup_ratio']:.3f} x the lower bound"
+    yield f"  warm-up cycle (no scrapes running): poll_duration_seconds {warmup}"
     yield ""
     rss = result["exporter_rss_bytes"]
     yield "exporter process"
@@ -603,6 +612,7 @@ def report(result: dict[str, Any]) -> Iterator[str]:
     yield f"  {'RSS peak (VmHWM)':38}{_mib(rss['peak']):>12}"
     yield f"  {'RSS now (VmRSS)':38}{_mib(rss['current']):>12}"
     yield f"  {'(simulator CPU seconds per cycle)':38}{result['simulator_cpu_seconds_per_cycle']:>12.2f}"
+    yield f"  {'(bench client CPU seconds per cycle)':38}{result['bench_cpu_seconds_per_cycle']:>12.2f}"
     yield ""
     yield f"/metrics: {result['series']} series (sample lines)"
     columns = f"{'count':>7}{'errors':>7}{'p50':>11}{'p99':>11}{'max':>11}{'bytes':>13}"
