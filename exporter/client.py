@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from exporter import __version__
 from exporter.config import TargetSettings
@@ -39,6 +39,7 @@ from exporter.models import (
     ClusterHealth,
     ControllerStatus,
     InputEndpointStatus,
+    Lenient,
     OutputEndpointStatus,
     Pipeline,
 )
@@ -69,7 +70,7 @@ PIPELINE_STATE_ERRORS = frozenset(
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BODY_EXCERPT_CHARS = 200
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=Lenient)
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 
