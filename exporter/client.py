@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import ssl
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from exporter import __version__
 from exporter.config import TargetSettings
@@ -204,24 +205,30 @@ class FelderaClient:
             "list_pipelines", "GET", "v0/pipelines", params={"selector": selector}, parse=self._parse_list
         )
 
-    def _parse_list(self, body: Any) -> list[Pipeline]:
+    def _parse_list(self, content: bytes) -> list[Pipeline]:
+        try:
+            listed = _PIPELINE_LIST.validate_json(content)
+        except ValidationError:  # not JSON to pydantic, not a list, or bad entries: the entry-by-entry path
+            listed = self._parse_entries(_loads(content))
+        pipelines: list[Pipeline] = []
+        names: set[str] = set()
+        for index, pipeline in enumerate(listed):
+            if pipeline.name in names:
+                log.warning(
+                    "%s: skipping duplicate pipeline list entry %d (name %r)", self.settings.name, index, pipeline.name
+                )
+                continue
+            names.add(pipeline.name)
+            pipelines.append(pipeline)
+        return pipelines
+
+    def _parse_entries(self, body: Any) -> list[Pipeline]:
         if not isinstance(body, list):
             raise ValueError(f"expected a JSON list, got {type(body).__name__}")
         pipelines: list[Pipeline] = []
-        names: set[str] = set()
         for index, entry in enumerate(body):
             try:
-                pipeline = Pipeline.model_validate(entry)
-                if pipeline.name in names:
-                    log.warning(
-                        "%s: skipping duplicate pipeline list entry %d (name %r)",
-                        self.settings.name,
-                        index,
-                        pipeline.name,
-                    )
-                    continue
-                names.add(pipeline.name)
-                pipelines.append(pipeline)
+                pipelines.append(Pipeline.model_validate(entry))
             except ValidationError as exc:
                 name = entry.get("name") if isinstance(entry, dict) else None
                 log.warning(
@@ -290,7 +297,7 @@ class FelderaClient:
         method: str,
         path: str,
         *,
-        parse: Callable[[Any], T],
+        parse: Callable[[bytes], T],
         params: dict[str, str] | None = None,
         accept: frozenset[int] = frozenset({200}),
     ) -> T:
@@ -329,7 +336,7 @@ class FelderaClient:
         path: str,
         params: dict[str, str] | None,
         accept: frozenset[int],
-        parse: Callable[[Any], T],
+        parse: Callable[[bytes], T],
     ) -> T:
         target = f"{self._prefix}/{path}"
         if params:
@@ -353,12 +360,10 @@ class FelderaClient:
             if response.status_code not in accept:
                 raise _api_error(endpoint, response)
             try:
-                body = json.loads(response.content)
-            except (ValueError, UnicodeDecodeError) as exc:
+                return parse(response.content)
+            except NotJson:
                 code = "invalid_response"
-                raise InvalidResponse(endpoint, f"body is not JSON: {_excerpt(response.content)!r}") from exc
-            try:
-                return parse(body)
+                raise InvalidResponse(endpoint, f"body is not JSON: {_excerpt(response.content)!r}") from None
             except ValueError as exc:
                 code = "invalid_response"
                 raise InvalidResponse(endpoint, str(exc)) from exc
@@ -391,16 +396,41 @@ def _api_error(endpoint: str, response: HttpResponse) -> ApiError:
     return ApiError(endpoint, response.status_code, body_excerpt=_excerpt(response.content), retry_after=retry_after)
 
 
-def _parser(model: type[M]) -> Callable[[Any], M]:
-    def parse(body: Any) -> M:
+class NotJson(ValueError):
+    """The body is not JSON (to the standard library's parser either)."""
+
+
+def _loads(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NotJson(str(exc)) from exc
+
+
+@functools.cache
+def _parser(model: type[M]) -> Callable[[bytes], M]:
+    """Parse and validate in one pass (pydantic's JSON parser, no intermediate dicts); when that parser refuses
+    the text, the standard library's decides (it also takes a UTF-8 BOM, UTF-16/32), so what was accepted
+    before still is. Errors: :class:`NotJson` or a ``ValueError`` naming the model and what did not fit."""
+
+    def parse(content: bytes) -> M:
         try:
-            return model.model_validate(body)
+            return model.model_validate_json(content)
         except ValidationError as exc:
-            detail = exc.errors(include_url=False, include_input=False)
-            raise ValueError(f"unexpected JSON shape for {model.__name__}: {detail}") from None
+            if exc.errors(include_url=False, include_input=False)[0]["type"] != "json_invalid":
+                raise _shape_error(model, exc) from None
+        try:
+            return model.model_validate(_loads(content))
+        except ValidationError as exc:
+            raise _shape_error(model, exc) from None
 
     return parse
 
 
-def _any(body: Any) -> Any:
-    return body
+def _shape_error(model: type, exc: ValidationError) -> ValueError:
+    detail = exc.errors(include_url=False, include_input=False)
+    return ValueError(f"unexpected JSON shape for {model.__name__}: {detail}")
+
+
+_any = _loads
+_PIPELINE_LIST = TypeAdapter(list[Pipeline])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -189,6 +190,36 @@ async def test_truncated_json_is_an_invalid_response(feldera: ScriptedFeldera) -
             await client.stats("p")
     assert requests_of(client) == {("stats", "invalid_response"): 1}
     assert len(feldera.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html>Bad Gateway</html>", "body is not JSON: '<html>Bad Gateway</html>'"),
+        (b'{"success": 1', "body is not JSON"),
+        (b'{"success": "\xff"}', "body is not JSON"),
+        (b"[1, 2]", "unexpected JSON shape for CheckpointStatus"),
+        (b'{"failure": {"error": "x", "sequence_number": 1}, "success": 1} trailing', "body is not JSON"),
+    ],
+)
+async def test_not_json_and_wrong_shape_are_told_apart(feldera: ScriptedFeldera, body: bytes, message: str) -> None:
+    feldera.routes["/v0/pipelines/p/checkpoint_status"] = Response(body=body)
+    async with make_client(feldera.url) as client:
+        with pytest.raises(InvalidResponse) as caught:
+            await client.checkpoint_status("p")
+    assert message in str(caught.value)
+    assert requests_of(client) == {("checkpoint_status", "invalid_response"): 1}
+
+
+async def test_json_the_standard_library_accepts_is_still_accepted(feldera: ScriptedFeldera) -> None:
+    """pydantic's JSON parser refuses a UTF-8 byte order mark and UTF-16; json.loads takes them."""
+    feldera.routes["/v0/pipelines/p/checkpoint_status"] = Response(body=b'\xef\xbb\xbf{"success": 4, "failure": null}')
+    feldera.routes["/v0/pipelines/p/stats"] = Response(body='{"inputs": [], "outputs": []}'.encode("utf-16"))
+    feldera.routes["/v0/pipelines"] = Response(body=b"\xef\xbb\xbf" + json.dumps([pipeline_json("a")]).encode())
+    async with make_client(feldera.url) as client:
+        assert (await client.checkpoint_status("p")).success == 4
+        assert (await client.stats("p")).inputs == []
+        assert [p.name for p in await client.list_pipelines()] == ["a"]
 
 
 async def test_list_that_is_not_a_json_list_is_an_invalid_response(feldera: ScriptedFeldera) -> None:
