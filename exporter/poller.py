@@ -3,9 +3,13 @@
 Per target and cycle: one ``GET /v0/pipelines?selector=status_with_connectors``; then, with at most
 ``poll.concurrency`` requests in flight, per pipeline only the endpoints that can answer in its status
 (:func:`wants_checkpoint_status`, :func:`wants_sync_status`, :func:`wants_stats`), per-connector stats only when
-the opt-in ``connector_errors`` collector is on, and cluster health once. A failed sub-request leaves that part ``None``
-(counted in the request metrics, logged) and never hides other pipelines or targets. A failed list call
+the opt-in ``connector_errors`` collector is on, and cluster health once. A failed sub-request leaves that part
+``None`` (counted in the request metrics, logged) and never hides other pipelines or targets. A failed list call
 marks the target down with no pipelines (the staleness rule in README.md).
+
+The calls of a cycle are a list of jobs worked off by ``poll.concurrency`` workers (:func:`_work`), not one task
+per call: at 10,000 pipelines a task per call kept ~40,000 tasks, coroutines and semaphore waiters alive for the
+whole cycle, and the garbage collector walked them again and again.
 """
 
 from __future__ import annotations
@@ -16,16 +20,17 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from exporter.client import FelderaClient
 from exporter.config import PipelineFilter, Settings, TargetSettings
 from exporter.errors import ApiError, FelderaError
 from exporter.memory import Memory
 from exporter.models import (
+    CheckpointStatus,
     CheckpointSyncStatus,
     ClusterHealth,
     ControllerStatus,
@@ -33,7 +38,7 @@ from exporter.models import (
     OutputEndpointStatus,
     Pipeline,
 )
-from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
+from exporter.snapshot import EMPTY, PipelineSnapshot, Snapshot, TargetSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +157,7 @@ class Poller:
         self.targets = tuple(TargetRuntime(settings=t, client=make_client(t)) for t in settings.targets)
         self._memory = Memory()
         self._disabled = settings.collectors.disabled()
+        self._everything = settings.pipelines.include == ["*"] and not settings.pipelines.exclude
 
     def add_contributor(self, contributor: PollContributor) -> None:
         self._contributors = (*self._contributors, contributor)
@@ -175,7 +181,6 @@ class Poller:
     async def _poll_target(self, target: TargetRuntime) -> TargetSnapshot:
         started = self._monotonic()
         identity = {"name": target.name, "labels": target.settings.label_pairs}
-        semaphore = asyncio.Semaphore(self.settings.poll.concurrency)
         try:
             listed = await target.client.list_pipelines()
         except FelderaError as exc:
@@ -192,10 +197,7 @@ class Poller:
             )
 
         pipelines = [p for p in listed if self._mine(p.name)]
-        cluster_task = self._cluster(target, semaphore)
-        snaps, cluster = await asyncio.gather(
-            asyncio.gather(*(self._poll_pipeline(target, p, semaphore) for p in pipelines)), cluster_task
-        )
+        snaps, cluster = await asyncio.gather(self._poll_pipelines(target, pipelines), self._cluster(target))
         now = self._clock()
         advanced = tuple(self._memory.advance(target.name, snaps, now))
         extras = await self._extras(target, advanced, now)
@@ -218,90 +220,70 @@ class Poller:
         sharding = self.settings.sharding
         if sharding.total_shards > 1 and shard_of(name, sharding.total_shards) != sharding.shard:
             return False
-        return selected(name, self.settings.pipelines)
+        return self._everything or selected(name, self.settings.pipelines)
 
-    async def _cluster(self, target: TargetRuntime, semaphore: asyncio.Semaphore) -> ClusterHealth | None:
+    async def _cluster(self, target: TargetRuntime) -> ClusterHealth | None:
         if not self._on("cluster"):
             return None
-        return await _guarded(target.name, "cluster", semaphore, target.client.cluster_health)
+        return await _guarded(target.client.cluster_health, (), target.name)
 
-    async def _poll_pipeline(
-        self, target: TargetRuntime, pipeline: Pipeline, semaphore: asyncio.Semaphore
-    ) -> PipelineSnapshot:
-        client, name = target.client, pipeline.name
-        subject = f"{target.name}/{name}"
+    async def _poll_pipelines(self, target: TargetRuntime, pipelines: list[Pipeline]) -> list[PipelineSnapshot]:
+        """Every call the pipelines' statuses make meaningful, then (opt-in) the per-connector ones."""
+        client = target.client
+        count = len(pipelines)
+        checkpoints: list[CheckpointStatus | None] = [None] * count
+        stats: list[ControllerStatus | None] = [None] * count
+        syncs: list[CheckpointSyncStatus | None] = [None] * count
+        want_checkpoints = self._on("checkpoints")
+        want_stats = any(self._on(g) for g in ("connectors", "connector_counters", "checkpoints", "connector_errors"))
+        want_sync = self._on("checkpoint_sync") and self._monotonic() >= target.sync_disabled_until
+        sync_status = self._sync_status_for(target)
+        jobs: list[Job] = []
+        for index, pipeline in enumerate(pipelines):
+            name = pipeline.name
+            if want_checkpoints and wants_checkpoint_status(pipeline):
+                jobs.append((client.checkpoint_status, (name,), checkpoints, index))
+            if want_stats and wants_stats(pipeline):
+                jobs.append((client.stats, (name,), stats, index))
+            if want_sync and wants_sync_status(pipeline):
+                jobs.append((sync_status, (name,), syncs, index))
+        workers = self.settings.poll.concurrency
+        await _work(jobs, workers, target.name)
 
-        async def none() -> None:
-            return None
+        details: list[Mapping[str, InputEndpointStatus | OutputEndpointStatus]] = [EMPTY] * count  # type: ignore[list-item]
+        if self._on("connector_errors"):
+            detail_jobs: list[Job] = []
+            for index, found in enumerate(stats):
+                if found is not None:
+                    answers: dict[str, InputEndpointStatus | OutputEndpointStatus] = {}
+                    detail_jobs.extend(_connector_jobs(client, pipelines[index].name, found, answers))
+                    details[index] = MappingProxyType(answers)
+            await _work(detail_jobs, workers, target.name)
+        return [
+            PipelineSnapshot(
+                pipeline=pipeline,
+                checkpoint_status=checkpoints[index],
+                stats=stats[index],
+                sync_status=syncs[index],
+                connector_details=details[index] or EMPTY,  # type: ignore[arg-type]
+            )
+            for index, pipeline in enumerate(pipelines)
+        ]
 
-        checkpoint_meaningful = wants_checkpoint_status(pipeline)
-        want_stats = wants_stats(pipeline) and (
-            self._on("connectors")
-            or self._on("connector_counters")
-            or self._on("checkpoints")
-            or self._on("connector_errors")
-        )
-        want_sync = (
-            wants_sync_status(pipeline)
-            and self._on("checkpoint_sync")
-            and self._monotonic() >= target.sync_disabled_until
-        )
-        checkpoint, stats, sync = await asyncio.gather(
-            _guarded(subject, "checkpoint_status", semaphore, lambda: client.checkpoint_status(name))
-            if checkpoint_meaningful and self._on("checkpoints")
-            else none(),
-            _guarded(subject, "stats", semaphore, lambda: client.stats(name)) if want_stats else none(),
-            self._sync_status(target, name, semaphore) if want_sync else none(),
-        )
-        details: MappingProxyType[str, InputEndpointStatus | OutputEndpointStatus] | None = None
-        if stats is not None and self._on("connector_errors"):
-            details = await self._connector_details(client, name, subject, stats, semaphore)
-        snap = PipelineSnapshot(pipeline=pipeline, checkpoint_status=checkpoint, stats=stats, sync_status=sync)
-        return replace(snap, connector_details=details) if details else snap
-
-    async def _sync_status(
-        self, target: TargetRuntime, name: str, semaphore: asyncio.Semaphore
-    ) -> CheckpointSyncStatus | None:
-        async with semaphore:
+    def _sync_status_for(self, target: TargetRuntime) -> Callable[[str], Awaitable[CheckpointSyncStatus | None]]:
+        async def sync_status(name: str) -> CheckpointSyncStatus | None:
+            if self._monotonic() < target.sync_disabled_until:
+                return None  # a 501 earlier in this cycle: the rest are not asked either
             try:
                 return await target.client.sync_status(name)
             except ApiError as exc:
                 if exc.status == 501 or exc.error_code == "EnterpriseFeature":
                     target.sync_disabled_until = self._monotonic() + SYNC_DISABLED_SECONDS
                     log.info("%s: checkpoint sync is not available (%s); not asking for 1h", target.name, exc)
-                else:
-                    log.log(_level(exc), "%s: sync_status of %s failed: %s", target.name, name, exc)
-            except FelderaError as exc:
-                log.log(_level(exc), "%s: sync_status of %s failed: %s", target.name, name, exc)
-        return None
+                    return None
+                raise
 
-    async def _connector_details(
-        self,
-        client: FelderaClient,
-        name: str,
-        subject: str,
-        stats: ControllerStatus,
-        semaphore: asyncio.Semaphore,
-    ) -> MappingProxyType[str, InputEndpointStatus | OutputEndpointStatus]:
-        calls: list[tuple[str, Callable[[], Awaitable[InputEndpointStatus | OutputEndpointStatus]]]] = []
-        for inp in stats.inputs:
-            table, connector = split_endpoint(inp.endpoint_name, inp.config.stream)
-            calls.append(
-                (
-                    inp.endpoint_name,
-                    lambda t=table, c=connector: client.input_connector_stats(name, sql_identifier(t), c),
-                )
-            )
-        for out in stats.outputs:
-            view, connector = split_endpoint(out.endpoint_name, out.config.stream)
-            calls.append(
-                (
-                    out.endpoint_name,
-                    lambda v=view, c=connector: client.output_connector_stats(name, sql_identifier(v), c),
-                )
-            )
-        answers = await asyncio.gather(*(_guarded(subject, "connector stats", semaphore, call) for _, call in calls))
-        return MappingProxyType({key: a for (key, _), a in zip(calls, answers, strict=True) if a is not None})
+        return sync_status
 
     async def _extras(
         self, target: TargetRuntime, pipelines: Sequence[PipelineSnapshot], now: float
@@ -315,15 +297,55 @@ class Poller:
         return MappingProxyType(extras)
 
 
-async def _guarded(subject: str, what: str, semaphore: asyncio.Semaphore, call: Callable[[], Awaitable[T]]) -> T | None:
-    async with semaphore:
-        try:
-            return await call()
-        except FelderaError as exc:
-            log.log(_level(exc), "%s: %s failed: %s", subject, what, exc)
-        except Exception:
-            log.exception("%s: %s failed unexpectedly", subject, what)
-        return None
+Job = tuple[Callable[..., Awaitable[Any]], tuple[str, ...], "list[Any] | dict[str, Any]", "int | str"]
+"""(call, args, into, key): ``into[key] = await call(*args)`` unless it failed; ``args[0]`` is the pipeline."""
+
+
+async def _work(jobs: Sequence[Job], workers: int, target: str) -> None:
+    """Run the jobs with at most ``workers`` in flight, in order; a failed call is logged and leaves its slot."""
+    pending = iter(jobs)
+
+    async def worker() -> None:
+        for call, args, into, key in pending:
+            result = await _guarded(call, args, target)
+            if result is not None:
+                into[key] = result  # type: ignore[index]
+
+    await asyncio.gather(*(worker() for _ in range(min(workers, len(jobs)))))
+
+
+def _connector_jobs(
+    client: FelderaClient,
+    name: str,
+    stats: ControllerStatus,
+    into: dict[str, InputEndpointStatus | OutputEndpointStatus],
+) -> list[Job]:
+    jobs: list[Job] = []
+    for inp in stats.inputs:
+        table, connector = split_endpoint(inp.endpoint_name, inp.config.stream)
+        jobs.append((client.input_connector_stats, (name, sql_identifier(table), connector), into, inp.endpoint_name))
+    for out in stats.outputs:
+        view, connector = split_endpoint(out.endpoint_name, out.config.stream)
+        jobs.append((client.output_connector_stats, (name, sql_identifier(view), connector), into, out.endpoint_name))
+    return jobs
+
+
+async def _guarded(call: Callable[..., Awaitable[T]], args: tuple[str, ...], target: str) -> T | None:
+    try:
+        return await call(*args)
+    except FelderaError as exc:
+        log.log(_level(exc), "%s: %s failed: %s", _subject(target, args), _what(call), exc)
+    except Exception:
+        log.exception("%s: %s failed unexpectedly", _subject(target, args), _what(call))
+    return None
+
+
+def _subject(target: str, args: tuple[str, ...]) -> str:
+    return f"{target}/{args[0]}" if args else target
+
+
+def _what(call: Callable[..., object]) -> str:
+    return getattr(call, "__name__", "call")
 
 
 def _level(exc: FelderaError) -> int:

@@ -1,15 +1,18 @@
-"""The Poller against the simulator: which calls one cycle makes, and what they cost."""
+"""The Poller against the simulator and a scripted server: which calls one cycle makes, and how many at once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from exporter.config import Settings, build_settings
+from exporter.httpserver import Request, Response
 from exporter.models import COMBINED_STATUSES
 from exporter.poller import Poller
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
+from tests.conftest import ScriptedFeldera, feldera_error, json_response, pipeline_json
 
 
 def settings_for(url: str) -> Settings:
@@ -63,3 +66,59 @@ async def test_no_program_code_is_fetched(every_status: Simulator) -> None:
         await poller.aclose()
     assert every_status.requests("/v0/pipelines") == 1
     assert every_status.requests("/v0/pipelines/*", method="GET") == every_status.requests("/v0/pipelines/*/*")
+
+
+def scripted_settings(url: str, concurrency: int, **collectors: bool) -> Settings:
+    return build_settings(
+        {
+            "web": {"listen_address": "127.0.0.1:0"},
+            "targets": [{"url": url}],
+            "poll": {"concurrency": concurrency},
+            "collectors": {"cluster": False, **collectors},
+        },
+        env={},
+    )
+
+
+async def test_requests_in_flight_never_exceed_poll_concurrency(feldera: ScriptedFeldera) -> None:
+    in_flight, most = 0, 0
+
+    async def slow(request: Request) -> Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        if request.raw_path.endswith("/stats"):
+            return json_response({"inputs": [], "outputs": []})
+        if request.raw_path.endswith("/sync_status"):
+            return json_response({"success": None, "failure": None, "periodic": None})
+        return json_response({"success": 1, "failure": None})
+
+    names = [f"p{i}" for i in range(12)]
+    feldera.list_pipelines(*(pipeline_json(n) for n in names))
+    for n in names:
+        for path in ("checkpoint_status", "stats", "checkpoint/sync_status"):
+            feldera.routes[f"/v0/pipelines/{n}/{path}"] = slow
+    poller = Poller(scripted_settings(feldera.url, 3))
+    try:
+        snapshot = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    assert most == 3
+    assert all(p.stats is not None and p.checkpoint_status is not None for p in snapshot.targets[0].pipelines)
+    assert len(feldera.requests) == 1 + 3 * len(names)
+
+
+async def test_after_a_501_the_rest_of_the_cycle_does_not_ask_for_sync_status(feldera: ScriptedFeldera) -> None:
+    names = [f"p{i}" for i in range(6)]
+    feldera.list_pipelines(*(pipeline_json(n) for n in names))
+    for n in names:
+        feldera.routes[f"/v0/pipelines/{n}/checkpoint/sync_status"] = feldera_error(501, "EnterpriseFeature")
+    poller = Poller(scripted_settings(feldera.url, 1, checkpoints=False, connectors=False, connector_counters=False))
+    try:
+        snapshot = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    assert [p for p in feldera.paths() if p.endswith("sync_status")] == ["/v0/pipelines/p0/checkpoint/sync_status"]
+    assert all(p.sync_status is None for p in snapshot.targets[0].pipelines)
