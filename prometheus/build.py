@@ -119,6 +119,51 @@ def _polls_stale(c: Ctx, g: dict[str, Any]) -> str:
     )
 
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _shards(c: Ctx, matchers: str = "") -> str:
+    """One series per (fleet, shard, total_shards): how many exporter processes claim that shard.
+
+    A fleet is the set of exporters whose ``feldera_exporter_shard_info`` series agree on every label except the
+    ``per_process_labels`` (``instance``, ``pod``): ``job`` and, on Kubernetes, ``namespace`` and ``service``. The
+    series has no ``target`` label, so the global ``selector`` is not applied.
+    """
+    labels = c.params["per_process_labels"]
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(x, str) and _LABEL_NAME.match(x) for x in labels)
+        or {"job", "shard", "total_shards"} & set(labels)
+    ):
+        raise ConfigError(
+            "per_process_labels: expected a non-empty list of label names other than job/shard/total_shards"
+        )
+    selector = f"{{{matchers}}}" if matchers else ""
+    return f"count without ({', '.join(labels)}) (feldera_exporter_shard_info{selector})"
+
+
+def _shard_missing(c: Ctx, g: dict[str, Any]) -> str:
+    # Distinct shards per fleet and total_shards, compared with total_shards. total_shards is a label, so the count
+    # is turned into a label too (count_values) and the two labels are compared by matching: a group is complete
+    # when its count_values series survives `and` with a copy whose shards_seen is set to total_shards.
+    seen = f"count without (shard) ({_shards(c)})"
+    return (
+        f"{seen}\n"
+        f"unless ignoring (shards_seen)\n"
+        f"  (\n"
+        f'    count_values without () ("shards_seen", {seen})\n'
+        f"    and\n"
+        f'    label_replace({seen}, "shards_seen", "$1", "total_shards", "(.*)")\n'
+        f"  )"
+    )
+
+
+def _shard_duplicated(c: Ctx, g: dict[str, Any]) -> str:
+    # Unsharded exporters (total_shards="1") are left out: one per Feldera instance in one job is the normal setup.
+    return _shards(c, 'total_shards!="1"') + " > 1"
+
+
 def _deployment_error(c: Ctx, g: dict[str, Any]) -> str:
     return f"{c.last('feldera_pipeline_deployment_error')} == 1"
 
@@ -300,6 +345,24 @@ ALERTS: tuple[AlertDef, ...] = (
         "{{ $value | humanizeDuration }} ago; the metrics it serves are outdated.",
         _polls_stale,
         ("after",),
+    ),
+    AlertDef(
+        "FelderaExporterShardMissing",
+        "feldera-exporter",
+        "Not every shard of a sharded Feldera exporter reports.",
+        "Only {{ $value }} of the {{ $labels.total_shards }} shards of the exporters in job {{ $labels.job }} "
+        "report (feldera_exporter_shard_info): the pipelines of the missing shards are not monitored.",
+        _shard_missing,
+        ("per_process_labels",),
+    ),
+    AlertDef(
+        "FelderaExporterShardDuplicated",
+        "feldera-exporter",
+        "Several Feldera exporters poll the same shard.",
+        "{{ $value }} exporters in job {{ $labels.job }} claim shard {{ $labels.shard }} of "
+        "{{ $labels.total_shards }}: its pipelines are polled (and scheduled checkpoint syncs sent) more than once.",
+        _shard_duplicated,
+        ("per_process_labels",),
     ),
     AlertDef(
         "FelderaPipelineDeploymentError",

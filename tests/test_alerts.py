@@ -131,6 +131,11 @@ def test_opt_in_alert_is_absent_from_the_shipped_rules_until_enabled() -> None:
         ({"alerts": {"FelderaCheckpointFailed": {"for": "soon"}}}, "for: expected a duration"),
         ({"alerts": {"FelderaCheckpointFailed": {"extra": 1}}}, "expected keys"),
         ({"alerts": {"FelderaConnectorErrorsIncreasing": {"threshold": -1}}}, "threshold"),
+        (
+            {"alerts": {"FelderaExporterShardMissing": {"per_process_labels": ["instance", "shard"]}}},
+            "per_process_labels",
+        ),
+        ({"alerts": {"FelderaExporterShardDuplicated": {"per_process_labels": []}}}, "per_process_labels"),
         ({"gap_window": 5}, "gap_window"),
         ({"surprise": True}, "unknown ['surprise']"),
     ],
