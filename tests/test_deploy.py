@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from exporter.app import Exporter
+from exporter.cli import build_parser, settings_from
 from exporter.config import build_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,11 +50,15 @@ def _kind(kind: str) -> list[dict[str, Any]]:
     return [doc for _, doc in _manifests() if doc["kind"] == kind]
 
 
+def _workloads() -> list[dict[str, Any]]:
+    return _kind("Deployment") + _kind("StatefulSet")
+
+
 def _exporter_containers() -> list[dict[str, Any]]:
     return [
         c
-        for deployment in _kind("Deployment")
-        for c in deployment["spec"]["template"]["spec"]["containers"]
+        for workload in _workloads()
+        for c in workload["spec"]["template"]["spec"]["containers"]
         if c["name"] == "feldera-exporter"
     ]
 
@@ -155,14 +160,39 @@ def test_kubernetes_manifests_validate_strictly_against_the_api_schema() -> None
 
 def test_every_manifest_is_listed_in_its_kustomization() -> None:
     for kustomization in K8S.rglob("kustomization.yaml"):
-        listed = set(_documents(kustomization)[0]["resources"])
+        resources = _documents(kustomization)[0]["resources"]
+        listed = {r for r in resources if not r.startswith("../")}
         present = {p.name for p in kustomization.parent.glob("*.yaml")} - {"kustomization.yaml"}
         assert listed == present, kustomization
+        for base in set(resources) - listed:  # another shape reused as a base
+            assert (kustomization.parent / base / "kustomization.yaml").is_file(), (kustomization, base)
 
 
-def test_both_shapes_run_the_exporter_hardened_with_probes_and_limits() -> None:
+def _kustomize(shape: str) -> list[dict[str, Any]]:
+    result = _run("kubectl", "kustomize", K8S / shape)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize("shape", sorted(p.parent.name for p in K8S.glob("*/kustomization.yaml")))
+def test_every_kustomization_builds_into_valid_objects_with_the_built_image(shape: str) -> None:
+    built = _kustomize(shape)
+    assert built
+    for doc in built:
+        if doc["kind"] in _CRD_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{shape}: {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+        for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            if container["name"] == "feldera-exporter":
+                assert container["image"] == "registry.example.com/feldera-exporter:0.1.0", (shape, doc["kind"])
+
+
+def test_every_shape_runs_the_exporter_hardened_with_probes_and_limits() -> None:
     containers = _exporter_containers()
-    assert len(containers) == 2  # standalone Deployment and sidecar in the pipeline-manager pod
+    assert len(containers) == 3  # standalone Deployment, sidecar in the pipeline-manager pod, sharded StatefulSet
     for container in containers:
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] is True
@@ -172,8 +202,8 @@ def test_both_shapes_run_the_exporter_hardened_with_probes_and_limits() -> None:
         assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
         assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
         assert container["ports"] == [{"name": "metrics", "containerPort": 10027, "protocol": "TCP"}]
-    for deployment in _kind("Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
+    for workload in _workloads():
+        pod = workload["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is False
         exporter = next(c for c in pod["containers"] if c["name"] == "feldera-exporter")
         non_root = exporter["securityContext"].get("runAsNonRoot", pod.get("securityContext", {}).get("runAsNonRoot"))
@@ -193,7 +223,7 @@ def test_shipped_exporter_config_is_accepted_by_the_config_loader(shape: str, tm
     for container in _exporter_containers():
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert any(mounted.startswith(path + "/") for name, path in mounts.items() if name.endswith("api-key"))
-        assert container["args"] == ["--config", "/etc/feldera-exporter/config.yaml"]
+        assert container["args"][:2] == ["--config", "/etc/feldera-exporter/config.yaml"]
     raw["targets"][0]["api_key_file"] = str(key_file)
     settings = build_settings(raw, env={})
     assert settings.web.port == 10027
@@ -201,17 +231,85 @@ def test_shipped_exporter_config_is_accepted_by_the_config_loader(shape: str, tm
         assert settings.targets[0].url == "http://localhost:8080"
 
 
-def test_service_monitor_selects_both_services_by_port_and_sets_the_alerting_job() -> None:
+def test_service_monitor_selects_every_shape_s_service_by_port_and_sets_the_alerting_job() -> None:
     (monitor,) = _kind("ServiceMonitor")
     selector = monitor["spec"]["selector"]["matchLabels"]
     services = [s for s in _kind("Service") if selector.items() <= s["metadata"]["labels"].items()]
-    assert {s["metadata"]["name"] for s in services} == {"feldera-exporter", "pipeline-manager-metrics"}
+    names = {s["metadata"]["name"] for s in services}
+    assert names == {"feldera-exporter", "pipeline-manager-metrics", "feldera-exporter-shards"}
     job_label = monitor["spec"]["jobLabel"]
+    pods = [w["spec"]["template"] for w in _workloads()]
     for service in services:
         assert service["metadata"]["labels"][job_label] == EXPORTER_JOB
         ports = {p["name"] for p in service["spec"]["ports"]}
         assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+        # the Service's endpoints are exporter pods: its selector matches a workload whose pods serve that port
+        selected = [t for t in pods if service["spec"]["selector"].items() <= t["metadata"]["labels"].items()]
+        assert selected, service["metadata"]["name"]
+        for template in selected:
+            served = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+            assert ports <= served, service["metadata"]["name"]
     assert all(e["path"] == "/metrics" for e in monitor["spec"]["endpoints"])
+
+
+_POD_LABEL_REF = re.compile(r"^metadata\.labels\['([^']+)'\]$")
+
+
+def _expand(arg: str, env: dict[str, str]) -> str:
+    """The kubelet's expansion of ``$(VAR)`` in container args."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
+
+
+def _shard_args(container: dict[str, Any], pod_labels: dict[str, str]) -> list[str]:
+    env = {}
+    for var in container["env"]:
+        label = _POD_LABEL_REF.match(var["valueFrom"]["fieldRef"]["fieldPath"])
+        assert label is not None, var
+        env[var["name"]] = pod_labels.get(label.group(1), "")  # a missing label is an empty string
+    return [_expand(arg, env) for arg in container["args"]]
+
+
+def test_sharded_statefulset_gives_pod_i_shard_i_of_replicas(tmp_path: Path) -> None:
+    built = {(doc["kind"], doc["metadata"]["name"]): doc for doc in _kustomize("sharded")}
+    standalone = {(doc["kind"], doc["metadata"]["name"]): doc for doc in _kustomize("standalone")}
+    assert set(built) == {
+        ("ServiceAccount", "feldera-exporter"),
+        ("ConfigMap", "feldera-exporter-config"),
+        ("Secret", "feldera-exporter-api-key"),
+        ("Service", "feldera-exporter-shards"),
+        ("StatefulSet", "feldera-exporter"),
+    }
+    for kind in ("ServiceAccount", "ConfigMap", "Secret"):  # reused from the standalone shape, not copied
+        (key,) = (k for k in built if k[0] == kind)
+        assert built[key] == standalone[key]
+    statefulset = built["StatefulSet", "feldera-exporter"]
+    service = built["Service", "feldera-exporter-shards"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+    template = statefulset["spec"]["template"]
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    (container,) = (c for c in template["spec"]["containers"] if c["name"] == "feldera-exporter")
+
+    config = yaml.safe_load(built["ConfigMap", "feldera-exporter-config"]["data"]["config.yaml"])
+    config["targets"][0]["api_key_file"] = str(tmp_path / "api-key")
+    (tmp_path / "api-key").write_text("apikey:test\n")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    replicas = statefulset["spec"]["replicas"]
+    assert replicas > 1
+    shards = set()
+    for index in range(replicas):
+        # The StatefulSet controller labels pod <name>-<index> with apps.kubernetes.io/pod-index (Kubernetes >= 1.28).
+        labels = {**template["metadata"]["labels"], "apps.kubernetes.io/pod-index": str(index)}
+        args = _shard_args(container, labels)
+        args[args.index("--config") + 1] = str(tmp_path / "config.yaml")
+        sharding = settings_from(build_parser().parse_args(["run", *args])).sharding
+        shards.add((sharding.shard, sharding.total_shards))
+    assert shards == {(i, replicas) for i in range(replicas)}
+
+    # Without the pod-index label (Kubernetes < 1.28) the exporter refuses to start instead of claiming shard 0.
+    args = _shard_args(container, template["metadata"]["labels"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", *args])
 
 
 def test_generated_monitoring_objects_are_up_to_date() -> None:
