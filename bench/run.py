@@ -177,8 +177,11 @@ class Child:
     name: str
     argv: list[str]
     log_path: Path
+    fatal: re.Pattern[bytes] | None = None
+    """A log line matching this ends the bench (the measurement would be meaningless)."""
     process: subprocess.Popen[bytes] = field(init=False)
     _log: IO[bytes] = field(init=False)
+    _scanned: int = field(init=False, default=0)
 
     def start(self) -> None:
         self._log = self.log_path.open("wb")
@@ -192,11 +195,22 @@ class Child:
         return self.process.pid
 
     def check(self) -> None:
-        """Raise :class:`BenchError` with the tail of its output if it has exited."""
+        """Raise :class:`BenchError` with the tail of its output if it has exited or logged a fatal line."""
         code = self.process.poll()
         if code is not None:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
             raise BenchError(f"the {self.name} {how}; last lines of its output:\n{self.tail()}")
+        if self.fatal is None:
+            return
+        with self.log_path.open("rb") as log:
+            log.seek(self._scanned)
+            new = log.read()
+        complete = new[: new.rfind(b"\n") + 1]
+        self._scanned += len(complete)
+        found = self.fatal.search(complete)
+        if found:
+            line = found.group(0).decode(errors="replace")
+            raise BenchError(f"the {self.name} logged {line!r}; last lines of its output:\n{self.tail()}")
 
     def tail(self, lines: int = 30) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -440,7 +454,10 @@ async def run(args: argparse.Namespace, log_dir: Path, children: list[Child]) ->
     config = log_dir / "exporter.yaml"
     write_config(config, exp_port, simulator_url, args)
     exporter = Child(
-        "exporter", [sys.executable, "-m", "exporter", "run", "--config", str(config)], log_dir / "exporter.log"
+        "exporter",
+        [sys.executable, "-m", "exporter", "run", "--config", str(config)],
+        log_dir / "exporter.log",
+        fatal=re.compile(rb"^.* (?:ERROR|CRITICAL) .*$", re.M),
     )
     children.append(exporter)
     progress(f"starting the exporter on {exporter_url}; waiting for the warm-up cycle")
