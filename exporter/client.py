@@ -25,7 +25,7 @@ from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -141,7 +141,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def _ssl_context(settings: TargetSettings) -> ssl.SSLContext | None:
     """``None`` for plain HTTP; else as httpx builds it (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``)."""
-    if not settings.url.startswith("https:"):
+    if urlsplit(settings.url).scheme != "https":
         return None
     if not settings.tls_verify:
         return httpx.create_ssl_context(verify=False)

@@ -138,19 +138,25 @@ async def test_chunked_gzip_and_connection_close_answers(raw: Callable[[Handler]
     assert server.connections == 1
 
 
-async def test_a_body_that_cannot_be_decoded_is_an_invalid_response(
+async def test_a_body_that_cannot_be_decoded_or_is_cut_is_an_invalid_response(
     raw: Callable[[Handler], Awaitable[RawServer]],
 ) -> None:
+    packed = gzip.compress(b'{"success": 3, "failure": null}')
+    replies = [b"not gzip at all", packed[: len(packed) // 2]]
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-        await read_request(reader)
-        writer.write(answer(b"not gzip at all", "Content-Encoding: gzip"))
-        await writer.drain()
+        while replies:
+            await read_request(reader)
+            writer.write(answer(replies.pop(0), "Content-Encoding: gzip"))
+            await writer.drain()
 
     server = await raw(handler)
     async with client_for(server.url) as client:
-        with pytest.raises(InvalidResponse):
-            await client.checkpoint_status("p")
-    assert client.api_stats.requests() == (("checkpoint_status", "invalid_response", 1),)
+        for _ in range(2):
+            with pytest.raises(InvalidResponse):
+                await client.checkpoint_status("p")
+    assert client.api_stats.requests() == (("checkpoint_status", "invalid_response", 2),)
+    assert server.connections == 1  # the answers were complete: the connection stays usable
 
 
 @pytest.mark.parametrize(
