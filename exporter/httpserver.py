@@ -52,7 +52,8 @@ class Request:
 @dataclass(frozen=True, slots=True)
 class Stream:
     """A response body written a chunk at a time, waiting for the socket to drain in between, so a large body
-    neither sits in memory whole nor holds up other connections; ``length`` is its exact total size."""
+    neither sits in memory whole nor holds up other connections; ``length`` is its exact total size. Chunks are
+    produced in a worker thread (they may be costly, e.g. inflated on the fly)."""
 
     chunks: Iterable[bytes]
     length: int
@@ -190,7 +191,8 @@ class HttpServer:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(1 << 16), self._idle_timeout)
+                async with asyncio.timeout(self._idle_timeout):
+                    data = await reader.read(1 << 16)
                 conn.receive_data(data)
                 continue
             if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
@@ -235,17 +237,21 @@ class HttpServer:
         if not keep_alive:
             headers.append((b"connection", b"close"))
         try:
-            writer.write(
-                conn.send(h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status)))
+            head_bytes = conn.send(
+                h11.Response(status_code=response.status, headers=headers, reason=_reason(response.status))
             )
             if isinstance(body, Stream):
+                writer.write(head_bytes)
                 if not head:
-                    for chunk in body.chunks:
+                    chunks = iter(body.chunks)
+                    # chunks may be costly to make (inflating): in a worker thread, so the loop keeps serving
+                    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
                         writer.write(conn.send(h11.Data(data=chunk)))
                         await writer.drain()
-            elif body and not head:
-                writer.write(conn.send(h11.Data(data=body)))
-            writer.write(conn.send(h11.EndOfMessage()))
+                writer.write(conn.send(h11.EndOfMessage()))
+            else:  # one write, so head and body leave in one segment
+                payload = conn.send(h11.Data(data=body)) if body and not head else b""
+                writer.write(b"".join((head_bytes, payload, conn.send(h11.EndOfMessage()))))
         except h11.LocalProtocolError:
             return
         await writer.drain()
