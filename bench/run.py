@@ -4,7 +4,8 @@
 The simulator (``python -m exporter.simulator --generate P --connectors C --latency L``) and the exporter
 (``python -m exporter run --config ...``) run as separate processes, so the exporter's CPU time and RSS are its
 own. After one warm-up cycle, ``--cycles`` poll cycles are measured while ``--scrapers`` clients scrape /metrics
-continuously (half of the requests plain, half gzip). See bench/README.md and docs/performance.md.
+continuously with gzip (as Prometheus does) and ``--plain-scrapers`` clients without. See bench/README.md and
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -92,7 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--cycles", type=_positive_int, default=3, help="measured poll cycles after 1 warm-up (3)")
     parser.add_argument(
-        "--scrapers", type=_non_negative_int, default=4, help="concurrent /metrics clients (4; 0: no scraping)"
+        "--scrapers", type=_non_negative_int, default=4, help="concurrent gzip /metrics clients (4; 0: none)"
+    )
+    parser.add_argument(
+        "--plain-scrapers",
+        type=_non_negative_int,
+        default=1,
+        help="concurrent /metrics clients without gzip (1; 0: none)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a report")
     parser.add_argument(
@@ -119,8 +126,17 @@ def reproduce_command(args: argparse.Namespace) -> str:
     with contextlib.suppress(ValueError):
         python = python.relative_to(ROOT)
     words = [str(python), "bench/run.py"]
-    for name in ("pipelines", "connectors", "latency", "concurrency", "interval", "cycles", "scrapers"):
-        words += [f"--{name}", f"{getattr(args, name):g}"]
+    for name in (
+        "pipelines",
+        "connectors",
+        "latency",
+        "concurrency",
+        "interval",
+        "cycles",
+        "scrapers",
+        "plain_scrapers",
+    ):
+        words += [f"--{name.replace('_', '-')}", f"{getattr(args, name):g}"]
     if args.json:
         words.append("--json")
     return shlex.join(words)
@@ -334,16 +350,12 @@ class Scrape:
     error: str | None = None
 
 
-async def scraper(url: str, first_mode: int, stop: asyncio.Event, out: list[Scrape]) -> None:
-    """Scrape /metrics until ``stop``, alternating plain and gzip, on one keep-alive connection."""
-    modes = ("plain", "gzip")
+async def scraper(url: str, mode: str, stop: asyncio.Event, out: list[Scrape]) -> None:
+    """Scrape /metrics until ``stop`` (``mode`` "gzip" or "plain"), back to back on one keep-alive connection."""
     encodings = {"plain": "identity", "gzip": "gzip"}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
-        turn = first_mode
         while not stop.is_set():
-            mode = modes[turn % 2]
-            turn += 1
             size, error = 0, None
             started = time.perf_counter()
             try:
@@ -469,7 +481,8 @@ async def run(args: argparse.Namespace, log_dir: Path, children: list[Child]) ->
         observations = [await next_observation(watch, exporter, simulator, 0, args.timeout)]
         progress(f"warm-up done ({observations[0].polls} cycle(s)); measuring {args.cycles} cycle(s)")
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(scraper(exporter_url, i, stop, scrapes)) for i in range(args.scrapers)]
+        modes = ["gzip"] * args.scrapers + ["plain"] * args.plain_scrapers
+        tasks = [asyncio.create_task(scraper(exporter_url, mode, stop, scrapes)) for mode in modes]
         try:
             target = observations[0].polls + args.cycles
             while observations[-1].polls < target:
@@ -545,7 +558,16 @@ def summarise(
         "machine": facts,
         "parameters": {
             name: getattr(args, name)
-            for name in ("pipelines", "connectors", "latency", "concurrency", "interval", "cycles", "scrapers")
+            for name in (
+                "pipelines",
+                "connectors",
+                "latency",
+                "concurrency",
+                "interval",
+                "cycles",
+                "scrapers",
+                "plain_scrapers",
+            )
         },
         "cycles": cycles,
         "missed_cycles": sum(c["polls"] - 1 for c in cycles),
@@ -590,7 +612,8 @@ def report(result: dict[str, Any]) -> Iterator[str]:
         f"  fleet:      {p['pipelines']} pipelines x {p['connectors']} connectors, API latency {_ms(p['latency'])};"
         f" poll.concurrency {p['concurrency']}, poll.interval {p['interval']:g} s"
     )
-    yield f"  measured:   {len(cycles)} observed cycle(s) after 1 warm-up, {p['scrapers']} concurrent scrapers"
+    scrapers = f"{p['scrapers']} gzip + {p['plain_scrapers']} plain scrapers"
+    yield f"  measured:   {len(cycles)} observed cycle(s) after 1 warm-up, {scrapers}"
     if result["missed_cycles"]:
         yield f"  note:       {result['missed_cycles']} cycle(s) completed unobserved; their numbers are averaged in"
     heads = "".join(f"{f'cycle {i + 1}':>12}" for i in range(len(cycles)))
