@@ -75,6 +75,10 @@ def _seconds(text: str) -> float:
     return value
 
 
+PARAMETERS = ("pipelines", "connectors", "latency", "concurrency", "interval", "cycles", "scrapers", "plain_scrapers")
+"""The options that decide a result: repeated in the reproduce command and the JSON report."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -126,16 +130,7 @@ def reproduce_command(args: argparse.Namespace) -> str:
     with contextlib.suppress(ValueError):
         python = python.relative_to(ROOT)
     words = [str(python), "bench/run.py"]
-    for name in (
-        "pipelines",
-        "connectors",
-        "latency",
-        "concurrency",
-        "interval",
-        "cycles",
-        "scrapers",
-        "plain_scrapers",
-    ):
+    for name in PARAMETERS:
         words += [f"--{name.replace('_', '-')}", f"{getattr(args, name):g}"]
     if args.json:
         words.append("--json")
@@ -556,19 +551,7 @@ def summarise(
     return {
         "command": reproduce_command(args),
         "machine": facts,
-        "parameters": {
-            name: getattr(args, name)
-            for name in (
-                "pipelines",
-                "connectors",
-                "latency",
-                "concurrency",
-                "interval",
-                "cycles",
-                "scrapers",
-                "plain_scrapers",
-            )
-        },
+        "parameters": {name: getattr(args, name) for name in PARAMETERS},
         "cycles": cycles,
         "missed_cycles": sum(c["polls"] - 1 for c in cycles),
         "requests_per_cycle": {"total": requests_total, "by_endpoint": by_endpoint},
