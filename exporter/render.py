@@ -205,10 +205,10 @@ class Rendered:
     """Exposition of one cycle: text 0.0.4 and OpenMetrics 1.0, each held gzip-compressed only."""
 
     def __init__(self, families: Iterable[Family]) -> None:
-        self.families = tuple(families)
-        self.series = sum(family.samples for family in self.families)
+        self.series = 0
         text_parts, om_parts = [], []
-        for family in self.families:
+        for family in families:
+            self.series += family.samples
             text_parts += [_stored(family.headers(openmetrics=False)), family.body]
             om_parts += [_stored(family.headers(openmetrics=True)), family.body]
         om_parts.append(_stored(_EOF))
