@@ -141,6 +141,10 @@ class HttpServer:
             await self._serve_connection(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
             pass
+        except asyncio.CancelledError:
+            # close() cancels connections still open after its grace period (idle keep-alive ones); ending the task
+            # normally keeps asyncio's stream callback from logging the cancelled handler as an error
+            pass
         finally:
             self._connections.discard(task)
             writer.close()

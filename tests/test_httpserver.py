@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -126,3 +127,17 @@ async def test_a_streamed_body_arrives_whole_with_its_length_and_head_skips_it()
     assert response.headers["content-length"] == str(350_000)
     assert response.content == b"".join(pieces)
     assert consumed == [0, 1, 2, 3, 4]
+
+
+async def test_closing_with_an_idle_keep_alive_connection_logs_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    srv = HttpServer(_echo)
+    await srv.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    with caplog.at_level(logging.ERROR):
+        await srv.close()  # the connection stays open and idle: cancelled after the grace period
+        await asyncio.sleep(0)
+    writer.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
