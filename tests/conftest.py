@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,29 @@ import yaml
 from exporter.httpserver import HttpServer, Request, Response
 
 Reply = Response | Callable[[Request], Awaitable[Response]]
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (for processes that need a port number up front)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def eventually(condition: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
+    """Poll a sync or async condition until it returns something truthy (and return that), or fail after
+    ``deadline`` seconds. Blocking conditions: ``lambda: asyncio.to_thread(check)``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > end:
+            raise AssertionError(f"timed out after {deadline:g}s waiting for {what}")
+        await asyncio.sleep(0.1)
 
 
 def json_response(document: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:

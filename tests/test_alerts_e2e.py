@@ -9,11 +9,11 @@ checkpoint_status polls (series stale in Prometheus) must not resolve the firing
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import shutil
-import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,8 @@ from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.httpserver import HttpServer, Request, Response
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
+from tests.conftest import eventually as wait_until
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yaml"
@@ -36,6 +38,8 @@ ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/promethe
 EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text(encoding="utf-8"))["exporter_job"]
 SHORT_FOR = "2s"
 DEADLINE_SECONDS = 60.0
+eventually = functools.partial(wait_until, deadline=DEADLINE_SECONDS)
+"""Alertmanager rounds (group_wait, evaluation) need longer than the shared default."""
 
 
 def fast_rules(shipped: dict[str, Any], for_: str = SHORT_FOR) -> dict[str, Any]:
@@ -61,27 +65,6 @@ def fast_alertmanager(example: dict[str, Any], webhook_url: str) -> dict[str, An
         for r in example["receivers"]
     ]
     return {**example, "route": fast_route(example["route"]), "receivers": receivers}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def eventually(condition: Callable[[], Any], what: str, deadline: float = DEADLINE_SECONDS) -> Any:
-    """Poll a sync or async condition until truthy, or fail after ``deadline`` seconds."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > end:
-            raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import asyncio
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
+from tests.conftest import eventually
 
 EXPORTER = Path(sys.executable).parent / "feldera-exporter"
 DEADLINE_SECONDS = 30.0
@@ -25,21 +26,6 @@ class Running:
     process: asyncio.subprocess.Process
     url: str
     log: Path
-
-
-async def eventually(condition: Callable[[], object], what: str, deadline: float = DEADLINE_SECONDS) -> object:
-    """Poll an async-or-sync condition until it returns something truthy, or fail after ``deadline``."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def scrape(url: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:

@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import importlib.util
 import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +21,7 @@ from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.simulator import Simulator
 from exporter.simulator.demo import DemoDriver, demo_scenario
+from tests.conftest import eventually, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = shutil.which("prometheus")
@@ -45,20 +45,6 @@ def load_grafana_module(name: str) -> ModuleType:
 
 build = load_grafana_module("build")
 preview = load_grafana_module("preview")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_for(condition: Callable[[], bool], what: str, within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not await asyncio.to_thread(condition):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 @dataclass(frozen=True)
@@ -129,14 +115,17 @@ def has_samples(url: str, expr: str, minimum: int) -> bool:
 async def test_every_panel_query_parses_and_key_panels_return_data(stack: Stack, tmp_path: Path) -> None:
     url = stack.prometheus_url
     # Rates need at least two samples inside the window; 20 scrapes at 1s give every query something to chew on.
-    await wait_for(
-        lambda: has_samples(url, 'count_over_time(feldera_up{target="demo"}[1m]) >= 20', 1),
+    await eventually(
+        lambda: asyncio.to_thread(has_samples, url, 'count_over_time(feldera_up{target="demo"}[1m]) >= 20', 1),
         "20 scrapes of the exporter",
-        within=90,
+        deadline=90,
     )
-    await wait_for(
-        lambda: has_samples(url, f'feldera_input_connector_records_total{{pipeline_name="{DETAIL_PIPELINE}"}}', 1),
+    await eventually(
+        lambda: asyncio.to_thread(
+            has_samples, url, f'feldera_input_connector_records_total{{pipeline_name="{DETAIL_PIPELINE}"}}', 1
+        ),
         "connector counters of the detail pipeline",
+        deadline=60,
     )
     end = time.time()
     start = stack.started

@@ -7,7 +7,6 @@ and no pipeline series for that target; a failed sub-request omits only that par
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.app import Exporter
 from exporter.config import build_settings
 from exporter.simulator import Fault, ManualClock, Scenario, Simulator
+from tests.conftest import free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SCENARIO: dict[str, Any] = {
@@ -82,14 +82,8 @@ async def _cycle(settings: Any) -> tuple[str, Samples]:
         await exporter.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_api_down_reports_up_0_and_no_pipeline_series() -> None:
-    _, samples = await _cycle(_settings(f"http://127.0.0.1:{_free_port()}"))
+    _, samples = await _cycle(_settings(f"http://127.0.0.1:{free_port()}"))
     assert samples[("feldera_up", frozenset({("target", "default")}))] == 0
     assert _pipelines(samples) == set()
     assert _requests(samples, "list_pipelines").keys() == {"connection_error"}
