@@ -3,12 +3,12 @@
 Sample output::
 
     feldera_up{target="default"} 1.0
-    feldera_exporter_build_info{python_version="3.11.2",version="0.1.0"} 1.0
+    feldera_exporter_build_info{version="0.1.0",python_version="3.11.2"} 1.0
     feldera_exporter_poll_duration_seconds{target="default"} 0.031
     feldera_exporter_last_poll_success_timestamp_seconds{target="default"} 1.7145648e+09
-    feldera_exporter_polls_total{result="success",target="default"} 12.0
-    feldera_exporter_api_requests_total{code="200",endpoint="list_pipelines",target="default"} 12.0
-    feldera_exporter_api_request_duration_seconds_bucket{endpoint="stats",le="0.005",target="default"} 30.0
+    feldera_exporter_polls_total{target="default",result="success"} 12.0
+    feldera_exporter_api_requests_total{target="default",endpoint="list_pipelines",code="200"} 12.0
+    feldera_exporter_api_request_duration_seconds_bucket{target="default",endpoint="stats",le="0.005"} 30.0
     feldera_exporter_shard_info{shard="0",total_shards="1"} 1.0
 
 These series are emitted whether or not the target is up (they are how one sees that it is down).
