@@ -76,7 +76,7 @@ REQUESTS = MetricSpec(
 REQUEST_DURATION = MetricSpec(
     "feldera_exporter_api_request_duration_seconds",
     "histogram",
-    "Duration of HTTP requests (attempts) to the Feldera API by operation.",
+    "Duration of HTTP requests (attempts) to the Feldera API by operation: sent to answered, parsing excluded.",
     labels=("endpoint",),
     group=GROUP,
     per_pipeline=False,
