@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import re
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from exporter.client import FelderaClient
 from exporter.config import PipelineFilter, Settings, TargetSettings
+from exporter.endpoint import split_endpoint, sql_identifier
 from exporter.errors import ApiError, FelderaError
 from exporter.memory import Memory
 from exporter.models import (
@@ -58,7 +58,6 @@ STATS_RUNTIME = frozenset(
 )
 SYNC_DISABLED_SECONDS = 3600.0
 """After a 501 ``EnterpriseFeature`` answer the target is not asked for sync status again for this long."""
-_PLAIN_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 def wants_checkpoint_status(pipeline: Pipeline) -> bool:
@@ -90,21 +89,6 @@ def selected(name: str, rules: PipelineFilter) -> bool:
 def shard_of(pipeline_name: str, total_shards: int) -> int:
     """Stable shard of a pipeline (CRC-32 of the name), the same in every process and release."""
     return zlib.crc32(pipeline_name.encode()) % total_shards
-
-
-def sql_identifier(name: str) -> str:
-    """A table/view name as the connector-stats path expects it: quoted unless a plain lower-case identifier."""
-    if _PLAIN_IDENTIFIER.match(name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-def split_endpoint(endpoint_name: str, stream: str) -> tuple[str, str]:
-    """``table.connector`` -> (table, connector), using the configured stream name when it is a prefix."""
-    if stream and endpoint_name.startswith(stream + "."):
-        return stream, endpoint_name[len(stream) + 1 :]
-    table, _, connector = endpoint_name.partition(".")
-    return table, connector
 
 
 @dataclass(slots=True)

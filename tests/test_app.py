@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter, wants_gzip, wants_openmetrics
 from exporter.config import Settings, build_settings
-from exporter.poller import Poller, shard_of, split_endpoint, sql_identifier
+from exporter.poller import Poller, shard_of
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
 from tests.conftest import ScriptedFeldera, feldera_error, json_response, pipeline_json
 
@@ -315,10 +315,3 @@ async def test_landing_page_links_to_metrics_and_unknown_paths_are_404(sim: Simu
         assert landing.status_code == 200 and 'href="metrics"' in landing.text
         assert (await http.get("/nope")).status_code == 404
         assert (await http.post("/metrics")).status_code == 405
-
-
-def test_connector_path_helpers_quote_case_sensitive_names() -> None:
-    assert sql_identifier("orders") == "orders"
-    assert sql_identifier("Customers") == '"Customers"'
-    assert split_endpoint("my.table.conn", "my.table") == ("my.table", "conn")
-    assert split_endpoint("t.unnamed-0", "") == ("t", "unnamed-0")

@@ -11,7 +11,6 @@ from golden.snapshots import GOLDEN_DIR, parsed_families, snapshot_from
 
 from exporter.metrics import GROUPS, families
 from exporter.metrics.checkpoints import checkpoint_failed
-from exporter.metrics.connectors import split_endpoint
 from exporter.models import CheckpointStatus
 from exporter.snapshot import Snapshot
 
@@ -139,18 +138,3 @@ def test_deployment_error_code_goes_on_info_and_the_message_nowhere() -> None:
     assert _value(snapshot, "feldera_pipeline_deployment_error_info", error_code="RunnerError") == 1.0
     text = json.dumps(_samples(snapshot))
     assert "out of memory" not in text
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "stream", "expected"),
-    [
-        ("orders.kafka", "orders", ("orders", "kafka")),
-        ("orders.unnamed-0", "", ("orders", "unnamed-0")),
-        ("My.Table.kafka", "My.Table", ("My.Table", "kafka")),
-        ("a.b.c", "", ("a", "b.c")),
-        ("orders.kafka", "ORDERS", ("ORDERS", "kafka")),
-        ("nodot", "t", ("t", "nodot")),
-    ],
-)
-def test_endpoint_splits_into_relation_and_connector(endpoint: str, stream: str, expected: tuple[str, str]) -> None:
-    assert split_endpoint(endpoint, stream) == expected

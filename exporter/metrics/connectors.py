@@ -20,6 +20,7 @@ Sample output (``target`` label left out; health set abridged)::
 
 from __future__ import annotations
 
+from exporter.endpoint import split_endpoint
 from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec, MetricType, pipeline_identity, target_identity
 from exporter.models import ConnectorErrorEntry, ConnectorHealth, InputEndpointStatus, OutputEndpointStatus
 from exporter.snapshot import Snapshot
@@ -173,22 +174,6 @@ SPECS: tuple[MetricSpec, ...] = (
     OUT_LAST_ENCODE_ERROR,
     OUT_LAST_TRANSPORT_ERROR,
 )
-
-
-def split_endpoint(endpoint: str, stream: str) -> tuple[str, str]:
-    """``(relation, connector)`` of an endpoint name ``relation.connector``; ``stream`` is the relation if known.
-
-    >>> split_endpoint("orders.kafka-in", "orders")
-    ('orders', 'kafka-in')
-    >>> split_endpoint("a.b.c", "")
-    ('a', 'b.c')
-    """
-    if stream and endpoint.startswith(stream) and endpoint[len(stream) : len(stream) + 1] == ".":
-        return stream, endpoint[len(stream) + 1 :]
-    relation, dot, connector = endpoint.partition(".")
-    if not dot:
-        return stream, endpoint
-    return stream or relation, connector
 
 
 def _health(health: ConnectorHealth | None) -> str:
