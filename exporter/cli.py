@@ -58,8 +58,8 @@ def overrides_from(args: argparse.Namespace) -> Overrides:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from ``--config`` plus env and flags; raises :class:`ConfigError`."""
-    return load_settings(args.config, overrides=overrides_from(args))
+    """Settings from ``--config`` plus env and flags, with the files ``run`` uses checked; raises :class:`ConfigError`."""
+    return load_settings(args.config, overrides=overrides_from(args), deep=True)
 
 
 def print_config_error(error: ConfigError) -> None:
@@ -114,8 +114,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    """What ``run`` would check, all problems at once: the file, the environment, the web config, the state file."""
     try:
-        settings = load_settings(args.file)
+        settings = load_settings(args.file, deep=True)
     except ConfigError as exc:
         print_config_error(exc)
         return 1

@@ -4,7 +4,17 @@ Precedence, lowest first: built-in defaults, the YAML file, environment (``FELDE
 command-line flags. Every problem is reported as ``location: message`` (e.g. ``targets[0].timeout: ...``) by
 :class:`ConfigError`; the CLI prints those lines and exits non-zero, without a traceback.
 
-API keys are held as :class:`pydantic.SecretStr`: they never appear in ``repr``, logs or error messages.
+API keys come from ``api_key_file`` or ``FELDERA_API_KEY``, never from the YAML itself (``api_key:`` there is an
+error pointing to those two). A key must be printable ASCII without spaces (it goes into an HTTP header); one with a
+line break or other characters is rejected without being shown. Keys are held as :class:`pydantic.SecretStr` and
+registered with :mod:`exporter.logsafe`: they never appear in ``repr``, logs or error messages.
+
+Every problem is found in one pass (collect, then report): duplicate YAML keys, every bad field, duplicate target
+names, unknown schedule targets, every bad label and API key problems all come in the same :class:`ConfigError`.
+A value that came from an environment variable or a flag is reported with its source
+(``targets[0].url (from FELDERA_URL): invalid URL ...``). With ``deep=True`` (``run`` and ``check-config``) the
+files ``run`` would use are checked too: the web config is loaded (certificates included) and the reset-watch
+state file's directory must exist and be writable.
 """
 
 from __future__ import annotations
@@ -25,9 +35,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from exporter import logsafe
 
 DEFAULT_PORT = 10027
 DEFAULT_TARGET = "default"
@@ -37,6 +50,8 @@ URL_ENV = "FELDERA_URL"
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_HEADER_SAFE_KEY = re.compile(r"^[\x21-\x7e]+$")
+"""What an API key may contain: printable ASCII without spaces (it is sent as ``Authorization: Bearer <key>``)."""
 RESERVED_LABELS = frozenset(
     {
         "target",
@@ -96,6 +111,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _deep(info: ValidationInfo) -> bool:
+    """Whether validation also checks the files ``run`` would use (``build_settings(deep=True)``)."""
+    return bool(info.context and info.context.get("deep"))
+
+
 def parse_listen_address(value: str) -> tuple[str, int]:
     """``":10027"`` -> ("", 10027) (all interfaces); ``"127.0.0.1:9"``; ``"[::1]:9"``."""
     host, sep, port_text = value.rpartition(":")
@@ -121,6 +141,18 @@ class WebSettings(_Section):
         parse_listen_address(value)
         return value
 
+    @field_validator("config_file")
+    @classmethod
+    def _check_config_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and _deep(info):
+            from exporter.webconfig import WebConfigError, load_web_config
+
+            try:
+                load_web_config(value).ssl_context()
+            except WebConfigError as exc:
+                raise ValueError("\n".join(str(exc).splitlines())) from None
+        return value
+
     @property
     def host(self) -> str:
         return parse_listen_address(self.listen_address)[0]
@@ -141,7 +173,7 @@ class TargetSettings(_Section):
     url: str = "http://localhost:8080"
     api_key_file: Path | None = None
     api_key: SecretStr | None = None
-    """Filled from ``api_key_file`` or ``FELDERA_API_KEY`` by :func:`load_settings`; prefer those over the file."""
+    """Filled from ``api_key_file`` or ``FELDERA_API_KEY`` by :func:`build_settings`; never read from the YAML."""
     ca_file: Path | None = None
     tls_verify: bool = True
     timeout: Duration = 10.0
@@ -162,11 +194,14 @@ class TargetSettings(_Section):
     @field_validator("labels")
     @classmethod
     def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
         for key in value:
             if not _LABEL_NAME.match(key) or key.startswith("__"):
-                raise ValueError(f"{key!r} is not a valid Prometheus label name")
-            if key in RESERVED_LABELS:
-                raise ValueError(f"label {key!r} is reserved by the exporter")
+                problems.append(f"{key!r} is not a valid Prometheus label name")
+            elif key in RESERVED_LABELS:
+                problems.append(f"label {key!r} is reserved by the exporter")
+        if problems:
+            raise ValueError("\n".join(problems))
         return value
 
     @field_validator("ca_file", "api_key_file")
@@ -216,6 +251,20 @@ class ResetWatchSettings(_Section):
     state_file: Path | None = None
     keep_completed: Duration = 3600.0
 
+    @field_validator("state_file")
+    @classmethod
+    def _check_state_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None or not _deep(info):
+            return value
+        directory = value.parent
+        if not directory.is_dir():
+            raise ValueError(f"directory {directory} does not exist")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ValueError(f"directory {directory} is not writable (the state file is replaced atomically there)")
+        if value.exists() and not value.is_file():
+            raise ValueError(f"{value} exists and is not a regular file")
+        return value
+
 
 class ShardingSettings(_Section):
     shard: Annotated[int, Field(ge=0)] = 0
@@ -245,17 +294,7 @@ class Settings(_Section):
     reset_watches: ResetWatchSettings = Field(default_factory=ResetWatchSettings)
     sharding: ShardingSettings = Field(default_factory=ShardingSettings)
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
-
-    @model_validator(mode="after")
-    def _check_targets(self) -> Settings:
-        names = [t.name for t in self.targets]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"targets: duplicate target name(s) {', '.join(duplicates)}")
-        for i, schedule in enumerate(self.checkpoint_sync.schedules):
-            if schedule.target is not None and schedule.target not in names:
-                raise ValueError(f"checkpoint_sync.schedules[{i}].target: unknown target {schedule.target!r}")
-        return self
+    """Target names are unique and schedules name known targets: :func:`build_settings` checks both."""
 
 
 class ConfigError(Exception):
@@ -290,7 +329,9 @@ def _location(loc: Sequence[int | str]) -> str:
     return text or "(top level)"
 
 
-def format_validation_error(error: ValidationError) -> list[str]:
+def format_validation_error(error: ValidationError, sources: Mapping[str, str] | None = None) -> list[str]:
+    """``location: message`` per problem (a message of several lines is several problems at one location);
+    a location in ``sources`` (a value from the environment or a flag) names that source."""
     problems = []
     for item in error.errors(include_url=False, include_input=False):
         location = _location(item["loc"])
@@ -299,102 +340,200 @@ def format_validation_error(error: ValidationError) -> list[str]:
             message = "unknown key"
         elif item["type"] == "missing":
             message = "required key missing"
-        if message.startswith("targets: ") or message.startswith("checkpoint_sync."):
-            location, _, message = message.partition(": ")
-        problems.append(f"{location}: {message}")
+        source = (sources or {}).get(location)
+        if source is not None:
+            location = f"{location} (from {source})"
+        problems += [f"{location}: {line}" for line in message.splitlines()]
     return problems
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that records every mapping key given twice (YAML forbids it; PyYAML keeps the last)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[int, int, str]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<" merges defaults that explicit keys may override
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) or key is None:
+                if key in seen:
+                    mark = key_node.start_mark
+                    self.duplicates.append((mark.line + 1, mark.column + 1, f"duplicate key {key!r}"))
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The top-level mapping of a YAML file and the problems that do not stop reading it (duplicate keys)."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError([f"{path}: cannot read: {reason or exc}"]) from None
+    loader = _UniqueKeyLoader(text)
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"{where}: {problem}"]) from None
+    finally:
+        loader.dispose()
+    duplicates = [f"{path}:{line}:{column}: {problem}" for line, column, problem in sorted(loader.duplicates)]
     if data is None:
-        return {}
+        return {}, duplicates
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}: expected a mapping of settings at the top level"])
-    return data
+        raise ConfigError([*duplicates, f"{path}: expected a mapping of settings at the top level"])
+    return data, duplicates
 
 
-def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str, str]) -> dict[str, Any]:
-    raw = dict(raw)
+@dataclass(slots=True)
+class _Merged:
+    """The raw settings after environment and flags, where those values came from, and what was wrong."""
+
+    raw: dict[str, Any]
+    sources: dict[str, str]
+    problems: list[str]
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str, str]) -> _Merged:
+    merged = _Merged(dict(raw), {}, [])
+    raw = merged.raw
     url, source = overrides.feldera_url, "--feldera-url"
     if url is None and env.get(URL_ENV):
         url, source = env[URL_ENV], URL_ENV
     if url is not None:
         targets = raw.get("targets") or []
         if not isinstance(targets, list):
-            raise ConfigError(["targets: expected a list"])
+            merged.problems.append("targets: expected a list")
+            targets = []
         named = [t for t in targets if isinstance(t, dict) and t.get("name", DEFAULT_TARGET) == DEFAULT_TARGET]
         if targets and not named:
-            raise ConfigError([f"{source}: the config file defines targets but none is named {DEFAULT_TARGET!r}"])
-        if named:
+            merged.problems.append(f"{source}: the config file defines targets but none is named {DEFAULT_TARGET!r}")
+        elif named:
             raw["targets"] = [{**t, "url": url} if t in named else t for t in targets]
+            merged.sources.update({f"targets[{i}].url": source for i, t in enumerate(targets) if t in named})
         else:
             raw["targets"] = [{"name": DEFAULT_TARGET, "url": url}]
-    if overrides.listen_address is not None or overrides.web_config_file is not None:
-        web = dict(raw.get("web") or {})
-        if overrides.listen_address is not None:
-            web["listen_address"] = overrides.listen_address
-        if overrides.web_config_file is not None:
-            web["config_file"] = overrides.web_config_file
-        raw["web"] = web
-    if overrides.shard is not None or overrides.total_shards is not None:
-        sharding = dict(raw.get("sharding") or {})
-        if overrides.shard is not None:
-            sharding["shard"] = overrides.shard
-        if overrides.total_shards is not None:
-            sharding["total_shards"] = overrides.total_shards
-        raw["sharding"] = sharding
+            merged.sources["targets[0].url"] = source
+    for section, key, value, flag in (
+        ("web", "listen_address", overrides.listen_address, "--web.listen-address"),
+        ("web", "config_file", overrides.web_config_file, "--web.config.file"),
+        ("sharding", "shard", overrides.shard, "--shard"),
+        ("sharding", "total_shards", overrides.total_shards, "--total-shards"),
+    ):
+        if value is not None:
+            current = raw.get(section)
+            raw[section] = {**(current if isinstance(current, dict) else {}), key: value}
+            merged.sources[f"{section}.{key}"] = flag
     if overrides.log_level is not None:
         raw["log_level"] = overrides.log_level
-    return raw
+        merged.sources["log_level"] = "--log-level"
+    return merged
 
 
-def _with_api_keys(settings: Settings, env: Mapping[str, str]) -> Settings:
-    """Read ``api_key_file`` of each target; ``FELDERA_API_KEY`` is the key of the first target without one."""
+def _entries(raw: Mapping[str, Any], *keys: str) -> list[tuple[int, dict[str, Any]]]:
+    """``(index, mapping)`` of the list at ``raw[keys[0]][keys[1]]...``, skipping what is not a mapping (the model
+    reports those)."""
+    value: Any = raw
+    for key in keys:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return [(i, entry) for i, entry in enumerate(value) if isinstance(entry, dict)] if isinstance(value, list) else []
+
+
+def _cross_checks(raw: Mapping[str, Any]) -> list[str]:
+    """What spans fields: API keys written into the YAML, duplicate target names, unknown schedule targets.
+
+    On the raw mapping, so these are found in the same pass as every field problem."""
+    problems = []
+    targets = _entries(raw, "targets") if raw.get("targets") is not None else [(0, {})]
+    for i, target in targets:
+        if "api_key" in target:
+            problems.append(
+                f"targets[{i}].api_key: API keys are not read from the config file: put the key in a file named by "
+                f"api_key_file, or in the {API_KEY_ENV} environment variable"
+            )
+    names = [str(t.get("name", DEFAULT_TARGET)) for _, t in targets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        problems.append(f"targets: duplicate target name(s) {', '.join(duplicates)}")
+    for i, schedule in _entries(raw, "checkpoint_sync", "schedules"):
+        target = schedule.get("target")
+        if target is not None and target not in names:
+            problems.append(f"checkpoint_sync.schedules[{i}].target: unknown target {target!r}")
+    return problems
+
+
+def check_api_key(key: str) -> str | None:
+    """Why ``key`` cannot be sent in an ``Authorization`` header, or ``None``; never quotes the key."""
+    if not key:
+        return "the API key is empty"
+    if not _HEADER_SAFE_KEY.match(key):
+        what = "a line break" if "\n" in key or "\r" in key else "a space, control or non-ASCII character"
+        return f"the API key contains {what}; only printable ASCII without spaces is allowed (the key is not shown)"
+    return None
+
+
+def _api_keys(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[dict[int, SecretStr], list[str]]:
+    """The key of each target by index: its ``api_key_file``, else (first target only) ``FELDERA_API_KEY``."""
+    keys: dict[int, SecretStr] = {}
     problems: list[str] = []
-    targets = []
-    for i, target in enumerate(settings.targets):
-        key = target.api_key
-        if target.api_key_file is not None:
-            if key is not None:
-                problems.append(f"targets[{i}].api_key_file: set either api_key or api_key_file, not both")
+    targets = _entries(raw, "targets") if raw.get("targets") is not None else [(0, {})]
+    for i, target in targets:
+        file, where = target.get("api_key_file"), f"targets[{i}].api_key_file"
+        if isinstance(file, str) and Path(file).is_file():  # a missing file is the model's problem to report
             try:
-                text = target.api_key_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                problems.append(f"targets[{i}].api_key_file: cannot read: {exc.strerror or exc}")
-            else:
-                if not text:
-                    problems.append(f"targets[{i}].api_key_file: file is empty")
-                key = SecretStr(text) if text else None
-        elif key is None and i == 0 and env.get(API_KEY_ENV):
-            key = SecretStr(env[API_KEY_ENV].strip())
-        targets.append(target.model_copy(update={"api_key": key}))
-    if problems:
-        raise ConfigError(problems)
-    return settings.model_copy(update={"targets": targets})
+                text = Path(file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                problems.append(f"{where}: cannot read: {reason or exc}")
+                continue
+            if not text:
+                problems.append(f"{where}: file is empty")
+                continue
+        elif file is None and i == 0 and env.get(API_KEY_ENV, "").strip():
+            text, where = env[API_KEY_ENV].strip(), API_KEY_ENV
+        else:
+            continue
+        problem = check_api_key(text)
+        if problem is not None:
+            problems.append(f"{where}: {problem}")
+            continue
+        logsafe.add_secret(text)
+        keys[i] = SecretStr(text)
+    return keys, problems
 
 
 def build_settings(
-    raw: Mapping[str, Any], *, overrides: Overrides | None = None, env: Mapping[str, str] | None = None
+    raw: Mapping[str, Any],
+    *,
+    overrides: Overrides | None = None,
+    env: Mapping[str, str] | None = None,
+    deep: bool = False,
 ) -> Settings:
-    """Validate a raw mapping (from YAML), applying ``overrides`` and ``env`` first."""
+    """Validate a raw mapping (from YAML), applying ``overrides`` and ``env`` first; every problem at once.
+
+    ``deep`` also checks the files ``run`` would use (web config, state file directory)."""
     env = os.environ if env is None else env
     merged = _apply_overrides(dict(raw), overrides or Overrides(), env)
+    problems = merged.problems + _cross_checks(merged.raw)
+    keys, key_problems = _api_keys(merged.raw, env)
+    settings = None
     try:
-        settings = Settings.model_validate(merged)
+        settings = Settings.model_validate(merged.raw, context={"deep": deep})
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc)) from None
-    return _with_api_keys(settings, env)
+        problems += format_validation_error(exc, merged.sources)
+    problems += key_problems
+    if problems or settings is None:
+        raise ConfigError(problems)
+    targets = [t.model_copy(update={"api_key": keys.get(i)}) for i, t in enumerate(settings.targets)]
+    return settings.model_copy(update={"targets": targets})
 
 
 def load_settings(
@@ -402,7 +541,14 @@ def load_settings(
     *,
     overrides: Overrides | None = None,
     env: Mapping[str, str] | None = None,
+    deep: bool = False,
 ) -> Settings:
     """Load and validate the YAML file at ``path`` (``None`` = defaults only), then env and flag overrides."""
-    raw = read_yaml(Path(path)) if path is not None else {}
-    return build_settings(raw, overrides=overrides, env=env)
+    raw, duplicates = read_yaml(Path(path)) if path is not None else ({}, [])
+    try:
+        settings = build_settings(raw, overrides=overrides, env=env, deep=deep)
+    except ConfigError as exc:
+        raise ConfigError([*duplicates, *exc.problems]) from None
+    if duplicates:
+        raise ConfigError(duplicates)
+    return settings

@@ -2,10 +2,14 @@
 
 Every failure maps onto a bounded ``code`` label value of ``feldera_exporter_api_requests_total``: the HTTP
 status for an error answer, else ``timeout``, ``connection_error`` or ``invalid_response``. Feldera's error
-message is kept for logs only (never used as a label value), and no error carries credentials.
+message is kept for logs only (never used as a label value), and no error carries credentials: ``str()`` of
+every error goes through :func:`exporter.logsafe.clean` (control characters escaped, keys and tokens redacted),
+while the attributes (``message``, ``body_excerpt``) keep the text as received.
 """
 
 from __future__ import annotations
+
+from exporter.logsafe import clean
 
 
 class FelderaError(Exception):
@@ -16,6 +20,9 @@ class FelderaError(Exception):
     def __init__(self, endpoint: str, message: str) -> None:
         super().__init__(f"{endpoint}: {message}")
         self.endpoint = endpoint
+
+    def __str__(self) -> str:
+        return clean(super().__str__())
 
 
 class ApiError(FelderaError):

@@ -28,6 +28,7 @@ from exporter.client import FelderaClient
 from exporter.config import PipelineFilter, Settings, TargetSettings
 from exporter.endpoint import split_endpoint, sql_identifier
 from exporter.errors import ApiError, FelderaError
+from exporter.logsafe import clean
 from exporter.memory import Memory
 from exporter.models import (
     CheckpointStatus,
@@ -325,7 +326,7 @@ async def _guarded(call: Callable[..., Awaitable[T]], args: tuple[str, ...], tar
 
 
 def _subject(target: str, args: tuple[str, ...]) -> str:
-    return f"{target}/{args[0]}" if args else target
+    return f"{target}/{clean(args[0])}" if args else target
 
 
 def _what(call: Callable[..., object]) -> str:

@@ -209,3 +209,135 @@ def test_run_with_an_invalid_config_exits_2_without_traceback(write_config: Writ
     assert result.returncode == 2
     assert "web.listen_address: invalid listen address" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---- one pass, sources, API keys, duplicate keys, the files run uses ------------------------------------------
+
+
+def test_cross_field_problems_come_with_field_problems_in_one_pass() -> None:
+    problems = problems_of(
+        {
+            "poll": {"interval": "often"},
+            "targets": [
+                {"name": "a", "url": "ftp://x", "labels": {"1bad": "x", "target": "y", "ok": "z"}},
+                {"name": "a"},
+            ],
+            "checkpoint_sync": {"schedules": [{"pipelines": "*", "every": "1h", "target": "nope"}]},
+        }
+    )
+    assert sorted(problems) == sorted(
+        [
+            "poll.interval: invalid duration 'often': expected a number of seconds or e.g. 15s, 2m, 1h, 500ms",
+            "targets[0].url: invalid URL 'ftp://x': expected http(s)://host[:port][/path]",
+            "targets[0].labels: '1bad' is not a valid Prometheus label name",
+            "targets[0].labels: label 'target' is reserved by the exporter",
+            "targets: duplicate target name(s) a",
+            "checkpoint_sync.schedules[0].target: unknown target 'nope'",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"env": {"FELDERA_URL": "garbage"}}, "targets[0].url (from FELDERA_URL): invalid URL 'garbage'"),
+        ({"overrides": Overrides(feldera_url="garbage")}, "targets[0].url (from --feldera-url): invalid URL"),
+        ({"overrides": Overrides(listen_address="x")}, "web.listen_address (from --web.listen-address): invalid"),
+        ({"overrides": Overrides(log_level="loud")}, "log_level (from --log-level): "),
+    ],
+)
+def test_a_value_from_the_environment_or_a_flag_names_its_source(kwargs: dict[str, Any], expected: str) -> None:
+    problems = problems_of({}, **kwargs)
+    assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+def test_api_key_in_the_yaml_is_rejected_with_a_pointer_and_without_the_key() -> None:
+    problems = problems_of({"targets": [{"url": "http://x:1", "api_key": "apikey:inline-secret"}]})
+    assert problems == [
+        "targets[0].api_key: API keys are not read from the config file: put the key in a file named by "
+        "api_key_file, or in the FELDERA_API_KEY environment variable"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ("apikey:SECRET\r\nsecond-line", "a line break"),
+        ("apikey:SE CRET", "a space, control or non-ASCII character"),
+        ("apikey:SECRÉT", "a space, control or non-ASCII character"),
+        ("apikey:SE\x1bCRET", "a space, control or non-ASCII character"),
+    ],
+)
+def test_api_key_that_cannot_be_a_header_is_rejected_without_being_shown(
+    tmp_path: Path, content: str, what: str
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(content.encode())
+    problems = problems_of({"targets": [{"api_key_file": str(key_file)}]})
+    assert problems == [
+        f"targets[0].api_key_file: the API key contains {what}; only printable ASCII without spaces is allowed "
+        "(the key is not shown)"
+    ]
+    env_problems = problems_of({}, env={"FELDERA_API_KEY": content})
+    assert env_problems == [problems[0].replace("targets[0].api_key_file", "FELDERA_API_KEY")]
+    assert not any("SE" in p for p in problems + env_problems)
+
+
+def test_configured_api_key_is_redacted_from_error_messages(tmp_path: Path) -> None:
+    from exporter.errors import ConnectionFailed
+
+    key_file = tmp_path / "key"
+    key_file.write_text("xk-7d1e0c2b9a\n")  # not shaped like apikey:..., so only the registered value can hide it
+    build_settings({"targets": [{"api_key_file": str(key_file)}]}, env={})
+    error = ConnectionFailed("stats", "Illegal header value b'Bearer xk-7d1e0c2b9a'; also xk-7d1e0c2b9a")
+    assert "7d1e0c2b9a" not in str(error)
+    assert str(error).count("[REDACTED]") == 2
+
+
+def test_duplicate_yaml_keys_are_all_reported_with_the_other_problems(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "poll:\n  interval: 5s\n  interval: 10s\nlog_level: info\nlog_level: loud\n"
+        "defaults: &d {timeout: 2s}\ntargets:\n  - <<: *d\n    timeout: 3s\n    url: http://x:1\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert list(caught.value.problems) == [
+        f"{path}:3:3: duplicate key 'interval'",
+        f"{path}:5:1: duplicate key 'log_level'",
+        "log_level: Input should be 'debug', 'info', 'warning' or 'error'",
+        "defaults: unknown key",
+    ]
+
+
+def test_deep_validation_loads_the_web_config_and_checks_the_state_file_directory(tmp_path: Path) -> None:
+    bad_web = tmp_path / "web.yml"
+    bad_web.write_text("tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n")
+    raw = {
+        "web": {"config_file": str(bad_web)},
+        "reset_watches": {"state_file": str(tmp_path / "absent" / "watches.json")},
+    }
+    settings = build_settings(raw, env={})  # not deep: paths are only paths
+    assert settings.web.config_file == bad_web
+    problems = problems_of(raw, deep=True)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("web.config_file: ") and "missing.crt" in problems[0]
+    assert problems[1] == f"reset_watches.state_file: directory {tmp_path / 'absent'} does not exist"
+    missing = problems_of({"web": {"config_file": str(tmp_path / "nope.yml")}}, deep=True)
+    assert len(missing) == 1 and missing[0].startswith(f"web.config_file: {tmp_path / 'nope.yml'}: cannot read")
+
+
+def test_check_config_reports_what_run_would_refuse(write_config: WriteConfig, tmp_path: Path) -> None:
+    path = write_config(
+        {
+            "web": {"config_file": str(tmp_path / "nope.yml")},
+            "reset_watches": {"state_file": str(tmp_path / "absent" / "watches.json")},
+            "targets": [{"name": "a"}, {"name": "a"}],
+        }
+    )
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 1
+    assert "OK" not in result.stdout
+    for expected in ("web.config_file: ", "reset_watches.state_file: directory", "duplicate target name(s) a"):
+        assert expected in result.stderr
+    assert "Traceback" not in result.stderr

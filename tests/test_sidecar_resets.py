@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -334,3 +335,17 @@ async def test_cli_registers_through_tls_and_basic_auth(world: World, tmp_path: 
     assert exporter.url.startswith("https://")
     assert (anonymous, wrong, allowed) == (1, 1, 0)
     assert [w.pipeline for w in exporter.sidecar.resets.watches()] == ["orders"]
+
+
+async def test_the_token_feldera_repeats_in_its_400_never_reaches_the_log(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = await world.exporter()
+    caplog.set_level(logging.DEBUG)
+    exporter.sidecar.resets.register("orders", "3f2a-never-logged-c9", name="bad")
+
+    await exporter.poll_once()
+
+    assert await statuses(exporter) == {"bad": "invalid"}
+    assert "reset watch bad is invalid" in caplog.text
+    assert "never-logged" not in caplog.text

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from exporter.client import FelderaClient
 from exporter.errors import ApiError, FelderaError, InvalidResponse
+from exporter.logsafe import clean
 from exporter.sidecar import store
 from exporter.sidecar.store import FINAL_STATES, STATES, StateFileError, StoredWatch
 from exporter.sidecar.target import Target
@@ -187,7 +188,7 @@ class ResetWatches:
         watch = StoredWatch(name=name, target=target, pipeline=pipeline, token=token, registered_at=self._clock())
         self._watches[name] = watch
         self._persist()
-        log.info("watching reset %s of %s/%s", name, target, pipeline)
+        log.info("watching reset %s of %s/%s", name, target, clean(pipeline))
         return watch
 
     def remove(self, name: str) -> bool:
@@ -242,22 +243,27 @@ class ResetWatches:
             async with self._limit:
                 body = await client.reset_status(watch.pipeline, watch.token)
         except InvalidResponse as exc:
-            log.warning("reset watch %s: unrecognised reset_status answer (%s)", watch.name, exc)
+            log.warning("reset watch %s: unrecognised reset_status answer (%s)", watch.name, _safe(exc, watch))
             return "unknown"
         except ApiError as exc:
             state = _error_state(exc)
             if state is None:
-                log.info("reset watch %s: reset_status not available (%s)", watch.name, exc)
+                log.info("reset watch %s: reset_status not available (%s)", watch.name, _safe(exc, watch))
             else:
-                log.warning("reset watch %s is %s (%s)", watch.name, state, exc)
+                log.warning("reset watch %s is %s (%s)", watch.name, state, _safe(exc, watch))
             return state
         except FelderaError as exc:
-            log.info("reset watch %s: reset_status not available (%s)", watch.name, exc)
+            log.info("reset watch %s: reset_status not available (%s)", watch.name, _safe(exc, watch))
             return None
         state = parse_reset_body(body)
         if state == "unknown":
-            log.warning("reset watch %s: unrecognised reset_status answer %s", watch.name, _excerpt(body))
+            log.warning("reset watch %s: unrecognised reset_status answer %s", watch.name, _safe(_excerpt(body), watch))
         return state
+
+
+def _safe(text: object, watch: StoredWatch) -> str:
+    """Feldera's words about a watch, fit for the log: its token redacted wherever the answer repeats it."""
+    return clean(text, (watch.token,))
 
 
 def _error_state(exc: ApiError) -> str | None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from exporter.client import FelderaClient
 from exporter.config import SyncSchedule
 from exporter.errors import ApiError, FelderaError
+from exporter.logsafe import clean
 from exporter.models import CheckpointSyncResponse, CheckpointSyncStatus, Pipeline
 from exporter.sidecar.target import Target
 from exporter.snapshot import PipelineSnapshot
@@ -191,7 +192,7 @@ class CheckpointSyncScheduler:
                         actions.append(self._confirm(target, state, name, pipe))
                         continue
                     pipe.failures["unconfirmed"] += 1
-                    log.warning("checkpoint sync of %s/%s was not confirmed before the next slot", target, name)
+                    log.warning("checkpoint sync of %s/%s was not confirmed before the next slot", target, clean(name))
                     pipe.pending = None
                 if name not in state.running or state.enterprise_until is not None or now < pipe.next_due:
                     continue
@@ -249,9 +250,9 @@ class CheckpointSyncScheduler:
             )
         elif result == "error":
             pipe.failures["rejected"] += 1
-            log.warning("checkpoint sync of %s/%s failed: %s", target, name, answer)
+            log.warning("checkpoint sync of %s/%s failed: %s", target, clean(name), clean(answer))
         else:
-            log.info("checkpoint sync of %s/%s not done (%s): %s", target, name, result, answer)
+            log.info("checkpoint sync of %s/%s not done (%s): %s", target, clean(name), result, clean(answer))
 
     async def _confirm(self, target: str, state: _TargetState, name: str, pipe: _PipelineState) -> None:
         pending = pipe.pending
@@ -272,14 +273,17 @@ class CheckpointSyncScheduler:
             elif status.failure is not None and status.failure.uuid == pending.checkpoint_uuid:
                 pipe.failures["failed"] += 1
                 pipe.pending = None
-                log.warning("checkpoint sync of %s/%s failed: %s", target, name, status.failure.error)
+                log.warning("checkpoint sync of %s/%s failed: %s", target, clean(name), clean(status.failure.error))
         elif isinstance(status, ApiError) and (
             status.status == 400 or (status.status == 503 and status.error_code == "PipelineInteractionNotDeployed")
         ):
             pipe.failures["lost"] += 1
             pipe.pending = None
             log.warning(
-                "checkpoint sync of %s/%s lost: the pipeline restarted or stopped first (%s)", target, name, status
+                "checkpoint sync of %s/%s lost: the pipeline restarted or stopped first (%s)",
+                target,
+                clean(name),
+                status,
             )
 
 

@@ -1,0 +1,78 @@
+"""Make text from outside (Feldera's answers, pipeline names) safe to put in a log line or an error message.
+
+:func:`clean` is the one place this happens; everything Feldera says that reaches a log goes through it (the
+``str()`` of :mod:`exporter.errors`, the poller's and the sidecar's log calls):
+
+* control characters (C0 incl. CR, LF, TAB and ESC, DEL, C1, U+2028/U+2029) and lone surrogates are written as
+  Python escapes (``\\r``, ``\\x1b``, ``\\ud800``), so a value cannot forge a log line, move the cursor or break
+  the log handler's encoder;
+* secrets are replaced by ``[REDACTED]``: every value registered with :func:`add_secret` (the configured API
+  keys), the ``secrets`` a caller passes (a reset watch's token), anything that looks like a Feldera API key
+  (``apikey:...``), a bearer credential or a ``token=`` parameter, and the token Feldera repeats in its answer
+  to a bad reset token (``Invalid reset token '...'``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+REDACTED = "[REDACTED]"
+MIN_SECRET_LENGTH = 4
+"""Shorter registered values are not redacted by value (they would blank out ordinary words)."""
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_PATTERNS = (
+    re.compile(r"(?i)(apikey:)[^\s'\",;]+"),
+    re.compile(r"(?i)(bearer\s+)[^\s'\",;]+"),
+    re.compile(r"(?i)(reset token\s*'?)[^'\s]+"),
+    re.compile(r"(?i)(token=)[^&\s'\",;]+"),
+)
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+_secret_pattern: re.Pattern[str] | None = None
+
+
+def add_secret(value: str) -> None:
+    """Redact ``value`` wherever :func:`clean` meets it from now on."""
+    global _secret_pattern
+    if len(value) < MIN_SECRET_LENGTH:
+        return
+    with _lock:
+        if value not in _secrets:
+            _secrets.add(value)
+            _secret_pattern = _compile(_secrets)
+
+
+def _compile(values: set[str]) -> re.Pattern[str] | None:
+    if not values:
+        return None
+    return re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = ord(match.group())
+    if char < 0x100:
+        return {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}.get(char, f"\\x{char:02x}")
+    return f"\\u{char:04x}"
+
+
+def clean(text: object, secrets: tuple[str, ...] = ()) -> str:
+    """``str(text)`` with registered secrets and ``secrets`` redacted, control characters escaped (module docs).
+
+    >>> clean("ok\\r\\nFAKE line \\x1b[31m")
+    'ok\\\\r\\\\nFAKE line \\\\x1b[31m'
+    >>> clean("HTTP 400 InvalidResetToken: Invalid reset token '3f2a9c'")
+    "HTTP 400 InvalidResetToken: Invalid reset token '[REDACTED]'"
+    """
+    value = str(text)
+    pattern = _secret_pattern
+    if pattern is not None:
+        value = pattern.sub(REDACTED, value)
+    for secret in secrets:
+        if len(secret) >= MIN_SECRET_LENGTH:
+            value = value.replace(secret, REDACTED)
+    for shape in _PATTERNS:
+        value = shape.sub(lambda m: m.group(1) + REDACTED, value)
+    return _UNSAFE.sub(_escape, value)

@@ -1,0 +1,63 @@
+"""Log hygiene: Feldera's words reach the log escaped, and no key or reset token reaches it at all."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from exporter.config import build_settings
+from exporter.errors import ApiError
+from exporter.logsafe import clean
+from exporter.poller import Poller
+from tests.conftest import ScriptedFeldera, feldera_error
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain words", "plain words"),
+        ("a\r\n2026-11-29 INFO forged", "a\\r\\n2026-11-29 INFO forged"),
+        ("\x1b[2J\x1b[31mred\x00", "\\x1b[2J\\x1b[31mred\\x00"),
+        ("tab\there\x7f\x85", "tab\\there\\x7f\\x85"),
+        ("line\u2028sep and \ud800 lone", "line\\u2028sep and \\ud800 lone"),
+        ("unicode stays: Grüße, 注文", "unicode stays: Grüße, 注文"),
+        ("Invalid reset token '3f2a9d01c9'", "Invalid reset token '[REDACTED]'"),
+        ("header Bearer apikey:abc123== rejected", "header Bearer [REDACTED] rejected"),
+        ("key apikey:0123abcd, done", "key apikey:[REDACTED], done"),
+        ("GET /v0/pipelines/p/reset_status?token=s3cr3t&x=1", "GET /v0/pipelines/p/reset_status?token=[REDACTED]&x=1"),
+    ],
+)
+def test_clean_escapes_control_characters_and_redacts_secret_shapes(text: str, expected: str) -> None:
+    assert clean(text) == expected
+
+
+def test_clean_redacts_the_secrets_it_is_given_and_the_result_encodes() -> None:
+    assert clean("token was opaque-77 again opaque-77", ("opaque-77",)) == "token was [REDACTED] again [REDACTED]"
+    clean("\udfff\ud800").encode("utf-8")  # a lone surrogate would break the log handler's encoder
+
+
+def test_feldera_error_text_is_cleaned_but_kept_raw_on_the_attributes() -> None:
+    error = ApiError("stats", 500, error_code="Boom\r\n", message="ok\x1b[0m\nWARNING forged")
+    assert str(error) == "stats: HTTP 500 Boom\\r\\n: ok\\x1b[0m\\nWARNING forged"
+    assert error.message == "ok\x1b[0m\nWARNING forged"
+
+
+async def test_hostile_error_text_from_feldera_is_one_escaped_log_line(
+    feldera: ScriptedFeldera, caplog: pytest.LogCaptureFixture
+) -> None:
+    feldera.routes["/v0/pipelines"] = feldera_error(
+        500, "Internal\x1b[31m", "boom\r\n2026-11-29 12:00:00 INFO exporter: all good"
+    )
+    settings = build_settings({"targets": [{"url": feldera.url}], "collectors": {"cluster": False}}, env={})
+    poller = Poller(settings)
+    caplog.set_level(logging.WARNING)
+    try:
+        snapshot = await poller.poll_once()
+    finally:
+        await poller.aclose()
+    assert not snapshot.targets[0].up
+    (record,) = [r for r in caplog.records if "listing pipelines failed" in r.getMessage()]
+    message = record.getMessage()
+    assert "\r" not in message and "\n" not in message and "\x1b" not in message
+    assert "boom\\r\\n2026-11-29 12:00:00 INFO" in message
