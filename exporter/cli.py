@@ -58,7 +58,7 @@ def overrides_from(args: argparse.Namespace) -> Overrides:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from ``--config`` plus env and flags, with the files ``run`` uses checked; raises :class:`ConfigError`."""
+    """Settings from ``--config``, env and flags, with the files ``run`` uses checked; raises :class:`ConfigError`."""
     return load_settings(args.config, overrides=overrides_from(args), deep=True)
 
 

@@ -367,6 +367,9 @@ class FelderaClient:
             except ValueError as exc:
                 code = "invalid_response"
                 raise InvalidResponse(endpoint, str(exc)) from exc
+            except Exception as exc:  # RecursionError (deep nesting), MemoryError: a body this exporter cannot take
+                code = "invalid_response"
+                raise InvalidResponse(endpoint, f"cannot parse the body: {type(exc).__name__}") from None
         finally:
             self.api_stats.record(endpoint, code, max(0.0, seconds))
 

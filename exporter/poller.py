@@ -4,8 +4,10 @@ Per target and cycle: one ``GET /v0/pipelines?selector=status_with_connectors``;
 ``poll.concurrency`` requests in flight, per pipeline only the endpoints that can answer in its status
 (:func:`wants_checkpoint_status`, :func:`wants_sync_status`, :func:`wants_stats`), per-connector stats only when
 the opt-in ``connector_errors`` collector is on, and cluster health once. A failed sub-request leaves that part
-``None`` (counted in the request metrics, logged) and never hides other pipelines or targets. A failed list call
-marks the target down with no pipelines (the staleness rule in README.md).
+``None`` (counted in the request metrics, logged) and never hides other pipelines or targets. A failed list call,
+or any exception while polling one target (a body nested too deeply to parse, ``MemoryError``, a bug), marks that
+target down with no pipelines for the cycle (the staleness rule in README.md) with one log line; the other targets
+and the served snapshot keep updating.
 
 The calls of a cycle are a list of jobs worked off by ``poll.concurrency`` workers (:func:`_work`), not one task
 per call: at 10,000 pipelines a task per call kept ~40,000 tasks, coroutines and semaphore waiters alive for the
@@ -88,8 +90,9 @@ def selected(name: str, rules: PipelineFilter) -> bool:
 
 
 def shard_of(pipeline_name: str, total_shards: int) -> int:
-    """Stable shard of a pipeline (CRC-32 of the name), the same in every process and release."""
-    return zlib.crc32(pipeline_name.encode()) % total_shards
+    """Stable shard of a pipeline (CRC-32 of the UTF-8 name), the same in every process and release; a lone
+    surrogate (possible in a name the standard-library JSON parser accepted) is hashed as its UTF-8-style bytes."""
+    return zlib.crc32(pipeline_name.encode("utf-8", "surrogatepass")) % total_shards
 
 
 @dataclass(slots=True)
@@ -164,23 +167,29 @@ class Poller:
         return group not in self._disabled
 
     async def _poll_target(self, target: TargetRuntime) -> TargetSnapshot:
+        """One target's cycle; whatever goes wrong marks this target down for the cycle and no other."""
         started = self._monotonic()
-        identity = {"name": target.name, "labels": target.settings.label_pairs}
         try:
-            listed = await target.client.list_pipelines()
+            return await self._poll_target_once(target, started)
         except FelderaError as exc:
             log.warning("%s: listing pipelines failed: %s", target.name, exc)
-            target.polls["failure"] += 1
-            return TargetSnapshot(
-                **identity,
-                up=False,
-                exporter=target.client.api_stats.freeze(
-                    poll_duration_seconds=self._monotonic() - started,
-                    last_success_timestamp_seconds=target.last_success,
-                    polls=tuple(sorted(target.polls.items())),
-                ),
-            )
+        except Exception as exc:  # RecursionError, MemoryError, a bug: still only this target, still one line
+            log.error("%s: poll failed unexpectedly: %s: %s", target.name, type(exc).__name__, clean(exc))
+            log.debug("%s: poll failure details", target.name, exc_info=exc)
+        target.polls["failure"] += 1
+        return TargetSnapshot(
+            name=target.name,
+            labels=target.settings.label_pairs,
+            up=False,
+            exporter=target.client.api_stats.freeze(
+                poll_duration_seconds=self._monotonic() - started,
+                last_success_timestamp_seconds=target.last_success,
+                polls=tuple(sorted(target.polls.items())),
+            ),
+        )
 
+    async def _poll_target_once(self, target: TargetRuntime, started: float) -> TargetSnapshot:
+        listed = await target.client.list_pipelines()
         pipelines = [p for p in listed if self._mine(p.name)]
         snaps, cluster = await asyncio.gather(self._poll_pipelines(target, pipelines), self._cluster(target))
         now = self._clock()
@@ -189,7 +198,8 @@ class Poller:
         target.polls["success"] += 1
         target.last_success = now
         return TargetSnapshot(
-            **identity,
+            name=target.name,
+            labels=target.settings.label_pairs,
             up=True,
             pipelines=advanced,
             cluster=cluster,
@@ -320,8 +330,10 @@ async def _guarded(call: Callable[..., Awaitable[T]], args: tuple[str, ...], tar
         return await call(*args)
     except FelderaError as exc:
         log.log(_level(exc), "%s: %s failed: %s", _subject(target, args), _what(call), exc)
-    except Exception:
-        log.exception("%s: %s failed unexpectedly", _subject(target, args), _what(call))
+    except Exception as exc:
+        subject = _subject(target, args)
+        log.error("%s: %s failed unexpectedly: %s: %s", subject, _what(call), type(exc).__name__, clean(exc))
+        log.debug("%s: %s failure details", subject, _what(call), exc_info=exc)
     return None
 
 

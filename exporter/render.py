@@ -18,6 +18,8 @@ it back and compare), except that labels come in declaration order rather than s
 
 from __future__ import annotations
 
+import hashlib
+import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -35,6 +37,13 @@ BATCH_LINES = 512
 """Lines a :class:`FamilyWriter` buffers as strings before encoding and deflating them."""
 PLAIN_CHUNK = 1 << 14
 """Compressed bytes inflated per step when serving a client without gzip (about 1 MB of text)."""
+
+MAX_LABEL_VALUE_LENGTH = 1024
+"""Longest label value served, in characters. Feldera sets no limit on names; a longer value (a hostile or broken
+answer) keeps its first 1015 characters plus ``~`` and 8 hex digits of its SHA-256, so distinct values stay distinct
+series and no scrape is refused by a Prometheus ``label_value_length_limit`` of 1024 or more."""
+_HASH_CHARS = 8
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, no mtime, OS unknown
 _FINAL_BLOCK = b"\x03\x00"  # an empty, final, fixed-Huffman deflate block (what zlib writes on Z_FINISH)
@@ -55,9 +64,25 @@ def format_value(value: float) -> str:
     return floatToGoString(value)
 
 
+def label_value(value: str) -> str:
+    """A string from outside as a servable label value: valid UTF-8 and at most :data:`MAX_LABEL_VALUE_LENGTH`
+    characters. Each surrogate code point (a lone ``"\\ud800"`` passes the standard-library JSON parser, and
+    UTF-8 cannot encode it) becomes U+FFFD; a longer value is cut as :data:`MAX_LABEL_VALUE_LENGTH` says.
+
+    >>> label_value("ok\\ud800") == "ok\\ufffd", len(label_value("x" * 5000)), label_value("x" * 5000)[-9:]
+    (True, 1024, '~c59d3c04')
+    """
+    if not value.isascii():
+        value = _SURROGATE.sub("\ufffd", value)
+    if len(value) > MAX_LABEL_VALUE_LENGTH:
+        digest = hashlib.sha256(value.encode()).hexdigest()[:_HASH_CHARS]
+        value = f"{value[: MAX_LABEL_VALUE_LENGTH - _HASH_CHARS - 1]}~{digest}"
+    return value
+
+
 def label_pairs(labels: Iterable[tuple[str, str]]) -> str:
-    """``name="escaped value",...`` (no braces)."""
-    return ",".join(f'{name}="{escape_label_value(value)}"' for name, value in labels)
+    """``name="escaped value",...`` (no braces); values pass :func:`label_value` first."""
+    return ",".join(f'{name}="{escape_label_value(label_value(value))}"' for name, value in labels)
 
 
 # ---- gzip from parts -----------------------------------------------------------------------------------------

@@ -102,6 +102,9 @@ class TargetSnapshot:
     """Results of optional sidecar features (checkpoint sync scheduling, reset watches), keyed by feature."""
     exporter: ExporterStats = field(default_factory=ExporterStats)
     """Self-metrics of this target (request counts, poll timings), frozen for this cycle."""
+    dropped_pipelines: frozenset[str] = frozenset()
+    """Pipelines left out of this cycle's series because translating them failed (set by
+    :func:`exporter.metrics.families`, which also removes them from ``pipelines``)."""
 
 
 @dataclass(frozen=True, slots=True)

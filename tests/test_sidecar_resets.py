@@ -212,8 +212,8 @@ async def test_corrupt_state_file_is_reported_and_the_exporter_still_runs(world:
     exporter = await world.exporter()
     await exporter.poll_once()
 
-    assert await sample(exporter, "feldera_output_reset_state_file_errors_total", operation="load") == 1
-    assert await sample(exporter, "feldera_output_reset_state_file_errors_total", operation="save") == 0
+    assert await sample(exporter, "feldera_exporter_reset_watch_state_file_errors_total", operation="load") == 1
+    assert await sample(exporter, "feldera_exporter_reset_watch_state_file_errors_total", operation="save") == 0
     assert await sample(exporter, "feldera_up", target="default") == 1
     assert world.state_file.with_name("watches.json.corrupt").exists()
 

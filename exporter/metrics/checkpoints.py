@@ -137,27 +137,28 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
             continue
         tid = target_identity(target.name, target.labels)
         for snap in target.pipelines:
-            pid = pipeline_identity(tid, snap.pipeline.name)
-            derived = snap.derived
-            if checkpoints:
-                out.add(FAILURES, pid, derived.checkpoint_failures_total)
-                status = snap.checkpoint_status
-                if status is not None:
-                    out.add_optional(LAST_SUCCESS, pid, status.success)
-                    if status.failure is not None:
-                        out.add_optional(LAST_FAILURE, pid, status.failure.sequence_number)
-                        out.add_optional(LAST_FAILURE_TIME, pid, status.failure.failed_at)
-                    out.add(FAILED, pid, 1 if checkpoint_failed(status) else 0)
-                stats = snap.stats
-                if stats is not None:
-                    activity = stats.checkpoint_activity
-                    if activity is not None:
-                        out.state_set(ACTIVITY, pid, activity.status)
-                        since = activity.delayed_since if activity.status == "delayed" else activity.started_at
-                        out.add_optional(ACTIVITY_SINCE, pid, since)
-                    out.add(PERMANENT_ERRORS, pid, len(stats.permanent_checkpoint_errors or ()))
-            if sync:
-                out.add(SYNC_FAILURES, pid, derived.checkpoint_sync_failures_total)
-                if snap.sync_status is not None and derived.checkpoint_sync_failed is not None:
-                    out.add(SYNC_FAILED, pid, 1 if derived.checkpoint_sync_failed else 0)
-                out.add_optional(SYNC_LAST_SUCCESS_SEEN, pid, derived.checkpoint_sync_last_success_seen_seconds)
+            with out.pipeline(target.name, snap.pipeline.name):
+                pid = pipeline_identity(tid, snap.pipeline.name)
+                derived = snap.derived
+                if checkpoints:
+                    out.add(FAILURES, pid, derived.checkpoint_failures_total)
+                    status = snap.checkpoint_status
+                    if status is not None:
+                        out.add_optional(LAST_SUCCESS, pid, status.success)
+                        if status.failure is not None:
+                            out.add_optional(LAST_FAILURE, pid, status.failure.sequence_number)
+                            out.add_optional(LAST_FAILURE_TIME, pid, status.failure.failed_at)
+                        out.add(FAILED, pid, 1 if checkpoint_failed(status) else 0)
+                    stats = snap.stats
+                    if stats is not None:
+                        activity = stats.checkpoint_activity
+                        if activity is not None:
+                            out.state_set(ACTIVITY, pid, activity.status)
+                            since = activity.delayed_since if activity.status == "delayed" else activity.started_at
+                            out.add_optional(ACTIVITY_SINCE, pid, since)
+                        out.add(PERMANENT_ERRORS, pid, len(stats.permanent_checkpoint_errors or ()))
+                if sync:
+                    out.add(SYNC_FAILURES, pid, derived.checkpoint_sync_failures_total)
+                    if snap.sync_status is not None and derived.checkpoint_sync_failed is not None:
+                        out.add(SYNC_FAILED, pid, 1 if derived.checkpoint_sync_failed else 0)
+                    out.add_optional(SYNC_LAST_SUCCESS_SEEN, pid, derived.checkpoint_sync_last_success_seen_seconds)

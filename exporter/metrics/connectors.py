@@ -252,16 +252,17 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
             continue
         tid = target_identity(target.name, target.labels)
         for snap in target.pipelines:
-            stats = snap.stats
-            details = snap.connector_details if errors else None
-            if stats is None and not details:
-                continue
-            pid = pipeline_identity(tid, snap.pipeline.name)
-            if stats is not None and (state or counters):
-                for inp in stats.inputs:
-                    _input_samples(out, pid, inp, state, counters)
-                for outp in stats.outputs:
-                    _output_samples(out, pid, outp, state, counters)
-            if details:
-                for detail in details.values():
-                    _error_samples(out, pid, detail)
+            with out.pipeline(target.name, snap.pipeline.name):
+                stats = snap.stats
+                details = snap.connector_details if errors else None
+                if stats is None and not details:
+                    continue
+                pid = pipeline_identity(tid, snap.pipeline.name)
+                if stats is not None and (state or counters):
+                    for inp in stats.inputs:
+                        _input_samples(out, pid, inp, state, counters)
+                    for outp in stats.outputs:
+                        _output_samples(out, pid, outp, state, counters)
+                if details:
+                    for detail in details.values():
+                        _error_samples(out, pid, detail)

@@ -9,6 +9,7 @@ Sample output::
     feldera_exporter_polls_total{target="default",result="success"} 12.0
     feldera_exporter_api_requests_total{target="default",endpoint="list_pipelines",code="200"} 12.0
     feldera_exporter_api_request_duration_seconds_bucket{target="default",endpoint="stats",le="0.005"} 30.0
+    feldera_exporter_dropped_pipelines{target="default"} 0.0
     feldera_exporter_shard_info{shard="0",total_shards="1"} 1.0
 
 These series are emitted whether or not the target is up (they are how one sees that it is down).
@@ -82,6 +83,14 @@ REQUEST_DURATION = MetricSpec(
     per_pipeline=False,
     unit="seconds",
 )
+DROPPED_PIPELINES = MetricSpec(
+    "feldera_exporter_dropped_pipelines",
+    "gauge",
+    "Pipelines of the target whose series this cycle leaves out because translating them into metrics failed "
+    "(logged with the error); 0 normally.",
+    group=GROUP,
+    per_pipeline=False,
+)
 SHARD_INFO = MetricSpec(
     "feldera_exporter_shard_info",
     "gauge",
@@ -100,6 +109,7 @@ SPECS: tuple[MetricSpec, ...] = (
     POLLS,
     REQUESTS,
     REQUEST_DURATION,
+    DROPPED_PIPELINES,
     SHARD_INFO,
 )
 
@@ -113,6 +123,7 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
         identity = target_identity(target.name, target.labels)
         stats = target.exporter
         out.add(UP, identity, 1.0 if target.up else 0.0)
+        out.add(DROPPED_PIPELINES, identity, len(target.dropped_pipelines))
         out.add_optional(POLL_DURATION, identity, stats.poll_duration_seconds)
         out.add_optional(LAST_SUCCESS, identity, stats.last_success_timestamp_seconds)
         polls = dict(stats.polls)

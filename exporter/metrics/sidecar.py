@@ -6,7 +6,7 @@ entry emits nothing. Sample output::
     feldera_checkpoint_sync_schedule_requests_total{target="default",pipeline_name="orders",result="accepted"} 3.0
     feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds{target="default",pipeline_name="orders"} 1.7e9
     feldera_output_reset_watch_status{target="default",pipeline_name="orders",watch="kafka-out",status="pending"} 1.0
-    feldera_output_reset_state_file_errors_total{operation="load"} 0.0
+    feldera_exporter_reset_watch_state_file_errors_total{operation="load"} 0.0
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ RESET_LAST_CHECKED = MetricSpec(
     unit="seconds",
 )
 RESET_STATE_FILE_ERRORS = MetricSpec(
-    "feldera_output_reset_state_file_errors_total",
+    "feldera_exporter_reset_watch_state_file_errors_total",
     "counter",
     "Errors reading (load: corrupt or unreadable, the file was moved aside) or writing (save) the reset watch "
     "state file since the exporter started (one file for all targets).",
@@ -132,22 +132,28 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
         if isinstance(sync, SyncReport):
             out.add(SYNC_ENTERPRISE_ONLY, identity, 1.0 if sync.enterprise_only else 0.0)
             for pipe in sync.pipelines:
-                labels = pipeline_identity(identity, pipe.pipeline)
-                out.add(SYNC_INTERVAL, labels, pipe.every)
-                for result, count in pipe.requests:
-                    out.add(SYNC_REQUESTS, labels, count, result=result)
-                out.add_optional(SYNC_LAST_REQUEST, labels, pipe.last_request)
-                out.add_optional(SYNC_LAST_CONFIRMED, labels, pipe.last_confirmed)
-                for reason, count in pipe.failures:
-                    out.add(SYNC_FAILURES, labels, count, reason=reason)
-                out.add(SYNC_AWAITING, labels, 1.0 if pipe.awaiting_confirmation else 0.0)
+                if pipe.pipeline in target.dropped_pipelines:
+                    continue
+                with out.pipeline(target.name, pipe.pipeline):
+                    labels = pipeline_identity(identity, pipe.pipeline)
+                    out.add(SYNC_INTERVAL, labels, pipe.every)
+                    for result, count in pipe.requests:
+                        out.add(SYNC_REQUESTS, labels, count, result=result)
+                    out.add_optional(SYNC_LAST_REQUEST, labels, pipe.last_request)
+                    out.add_optional(SYNC_LAST_CONFIRMED, labels, pipe.last_confirmed)
+                    for reason, count in pipe.failures:
+                        out.add(SYNC_FAILURES, labels, count, reason=reason)
+                    out.add(SYNC_AWAITING, labels, 1.0 if pipe.awaiting_confirmation else 0.0)
         resets = target.extras.get(RESET_KEY)
         if isinstance(resets, ResetReport):
             state_file_errors = state_file_errors or resets.state_file_errors
             for watch in resets.watches:
-                labels = pipeline_identity(identity, watch.pipeline)
-                out.state_set(RESET_STATUS, labels, watch.status, watch=watch.name)
-                out.add(RESET_AGE, labels, watch.age, watch=watch.name)
-                out.add_optional(RESET_LAST_CHECKED, labels, watch.last_checked, watch=watch.name)
+                if watch.pipeline in target.dropped_pipelines:
+                    continue
+                with out.pipeline(target.name, watch.pipeline):
+                    labels = pipeline_identity(identity, watch.pipeline)
+                    out.state_set(RESET_STATUS, labels, watch.status, watch=watch.name)
+                    out.add(RESET_AGE, labels, watch.age, watch=watch.name)
+                    out.add_optional(RESET_LAST_CHECKED, labels, watch.last_checked, watch=watch.name)
     for operation, count in state_file_errors or ():
         out.add(RESET_STATE_FILE_ERRORS, (), count, operation=operation)

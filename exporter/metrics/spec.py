@@ -56,6 +56,28 @@ class MetricSpec:
 Labels = tuple[tuple[str, str], ...]
 
 
+class PipelineGuard:
+    """``with out.pipeline(target, name):`` around one pipeline's samples in a metric module: an exception there
+    is recorded in :attr:`failed` (first one per pipeline) and swallowed, so the module goes on with the next
+    pipeline; :func:`exporter.metrics.families` then translates again without the failed ones. One object serves
+    every pipeline (entering it costs an attribute store, not an allocation)."""
+
+    __slots__ = ("failed", "key")
+
+    def __init__(self) -> None:
+        self.failed: dict[tuple[str, str], BaseException] = {}
+        self.key: tuple[str, str] = ("", "")
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: object) -> bool:
+        if error is None or not isinstance(error, Exception):
+            return False
+        self.failed.setdefault(self.key, error)
+        return True
+
+
 class FamilyBuilder:
     """Collects samples for a set of specs as exposition lines, one :class:`FamilyWriter` per spec.
 
@@ -85,6 +107,12 @@ class FamilyBuilder:
         self._identity: Labels | None = None
         self._identity_text = ""
         self._label_texts: dict[tuple[tuple[str, str], ...], str] = {}
+        self.guard = PipelineGuard()
+
+    def pipeline(self, target: str, pipeline: str) -> PipelineGuard:
+        """The guard for one pipeline's samples (see :class:`PipelineGuard`)."""
+        self.guard.key = (target, pipeline)
+        return self.guard
 
     def wants(self, group: str) -> bool:
         """Whether any spec of collector ``group`` is emitted by this builder."""
