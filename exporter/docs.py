@@ -85,7 +85,11 @@ def _main(args: argparse.Namespace) -> int:
         print(f"{path}: up to date")
         return 0
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         return 0
     sys.stdout.write(text)
     return 0

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 
+from exporter.argtypes import http_url, positive_seconds
 from exporter.sidecar.routes import PREFIX
 
 DEFAULT_EXPORTER_URL = "http://localhost:10027"
@@ -43,6 +44,7 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
     action.add_argument("--remove", metavar="NAME", help="remove the watch NAME")
     parser.add_argument(
         "--exporter",
+        type=http_url,
         default=os.environ.get(ENV_URL, DEFAULT_EXPORTER_URL),
         help=f"exporter base URL (env {ENV_URL}; default {DEFAULT_EXPORTER_URL})",
     )
@@ -53,7 +55,7 @@ def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
         help=f"file holding the basic-auth password (else env {ENV_PASSWORD})",
     )
     parser.add_argument("--ca-file", type=Path, help="CA bundle to verify the exporter's TLS certificate")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--timeout", type=positive_seconds, default=10.0, help="seconds (default 10)")
     parser.set_defaults(func=run)
     return parser
 

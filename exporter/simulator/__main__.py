@@ -12,29 +12,10 @@ import contextlib
 import signal
 import sys
 
+from exporter.argtypes import at_least_one, count, port, seconds
 from exporter.simulator.faults import Fault
 from exporter.simulator.scenario import Scenario
 from exporter.simulator.server import Simulator
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
-    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,22 +25,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scenario", help="YAML/JSON scenario file (default: the demo scenario)")
-    parser.add_argument("--generate", type=int, metavar="N", help="serve N generated pipelines instead")
+    parser.add_argument("--generate", type=count, metavar="N", help="serve N generated pipelines instead")
     parser.add_argument(
         "--connectors",
-        type=_at_least_one,
+        type=at_least_one,
         metavar="N",
         help="with --generate: N connectors per pipeline (max(1, N // 4) outputs when N >= 2, the rest inputs)",
     )
     parser.add_argument(
         "--latency",
-        type=_seconds,
+        type=seconds,
         default=0.0,
         metavar="SECONDS",
         help="delay every /v0/* answer by SECONDS (default 0; the /_sim control API is not delayed)",
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=port, default=8080, help="0..65535, 0 = any free port (default 8080)")
     args = parser.parse_args(argv)
     if args.connectors is not None and args.generate is None:
         parser.error("--connectors needs --generate")
@@ -103,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(scenario, args.host, args.port, faults(args)))
+    try:
+        asyncio.run(serve(scenario, args.host, args.port, faults(args)))
+    except OSError as exc:  # port in use, unknown host
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

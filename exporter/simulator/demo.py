@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 
+from exporter.argtypes import duration, listen_address, port, positive_seconds
 from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario
 from exporter.simulator.server import Simulator
 
@@ -164,10 +165,16 @@ def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "demo", help="run a simulated Feldera with a lively scenario and an exporter polling it"
     )
     parser.add_argument("--scenario", metavar="FILE", help="YAML/JSON scenario instead of the built-in one")
-    parser.add_argument("--feldera-port", type=int, default=8080, help="simulator port (default 8080, 0 = any)")
-    parser.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:10027", metavar="[HOST]:PORT")
-    parser.add_argument("--tick", type=float, default=5.0, help="seconds between scenario steps (default 5)")
-    parser.add_argument("--interval", default="5s", help="exporter poll interval (default 5s)")
+    parser.add_argument("--feldera-port", type=port, default=8080, help="simulator port (default 8080, 0 = any)")
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        type=listen_address,
+        default="127.0.0.1:10027",
+        metavar="[HOST]:PORT",
+    )
+    parser.add_argument("--tick", type=positive_seconds, default=5.0, help="seconds between scenario steps (default 5)")
+    parser.add_argument("--interval", type=duration, default="5s", help="exporter poll interval (default 5s)")
     parser.set_defaults(func=run)
 
 
