@@ -67,7 +67,7 @@ PIPELINE_STATE_ERRORS = frozenset(
         "Suspended",
     }
 )
-"""Error codes of 503 answers from pipeline-interaction endpoints that describe the pipeline (NOTES.md)."""
+"""Error codes of 503 answers from pipeline-interaction endpoints that describe the pipeline (docs/feldera-api.md)."""
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BODY_EXCERPT_CHARS = 200
 
@@ -258,7 +258,7 @@ class FelderaClient:
         return await self._model("sync_status", CheckpointSyncStatus, "GET", path, params=params)
 
     async def input_connector_stats(self, pipeline: str, table: str, connector: str) -> InputEndpointStatus:
-        """``table`` as a SQL identifier: quote case-sensitive names yourself (``'"Orders"'``), see NOTES.md."""
+        """``table`` as a SQL identifier: quote case-sensitive names (``'"Orders"'``), see docs/feldera-api.md."""
         path = f"v0/pipelines/{segment(pipeline)}/tables/{segment(table)}/connectors/{segment(connector)}/stats"
         return await self._model("input_connector_stats", InputEndpointStatus, "GET", path)
 

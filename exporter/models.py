@@ -1,6 +1,6 @@
 """Typed, lenient models of the Feldera pipeline-manager API responses the exporter reads.
 
-Leniency rules (see ``shared/feldera-api/NOTES.md``): unknown fields are ignored, enum-like fields are plain
+Leniency rules (see ``docs/feldera-api.md``): unknown fields are ignored, enum-like fields are plain
 strings so that values newer than this code are kept as-is (the metric layer maps them to ``Other``), optional
 keys may be missing, and timestamps with nanosecond precision or in an unexpected shape become ``None``
 rather than failing the whole document.
@@ -246,7 +246,7 @@ class CheckpointFailure(Lenient):
 
 @lenient
 class CheckpointStatus(Lenient):
-    """GET .../checkpoint_status. Neither field clears the other (NOTES.md)."""
+    """GET .../checkpoint_status. Neither field clears the other (docs/feldera-api.md)."""
 
     success: OptInt = None
     failure: CheckpointFailure | None = None

@@ -75,7 +75,7 @@ def wants_checkpoint_status(pipeline: Pipeline) -> bool:
 
 def wants_sync_status(pipeline: Pipeline) -> bool:
     """checkpoint/sync_status: as checkpoint_status, except while Initializing, when every interaction endpoint
-    but checkpoint_status answers 503 ``Initializing`` (NOTES.md)."""
+    but checkpoint_status answers 503 ``Initializing`` (docs/feldera-api.md)."""
     return wants_checkpoint_status(pipeline) and pipeline.deployment_runtime_status != "Initializing"
 
 

@@ -1,6 +1,6 @@
 """Feldera error bodies (``{"message", "error_code", "details"}``), shaped like pipeline-manager's.
 
-Texts follow the examples in the OpenAPI document and ``shared/feldera-api/NOTES.md``; the HTTP status and
+Texts follow the examples in the OpenAPI document and ``docs/feldera-api.md``; the HTTP status and
 ``error_code`` are what clients should key on.
 """
 
