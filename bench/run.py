@@ -35,6 +35,8 @@ from typing import IO, Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.argtypes import at_least_one, count, seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 SELF_METRICS = (
     "feldera_exporter_api_requests_total",
@@ -54,27 +56,6 @@ class BenchError(Exception):
 # ---- options ---------------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
-    return value
-
-
 PARAMETERS = ("pipelines", "connectors", "latency", "concurrency", "interval", "cycles", "scrapers", "plain_scrapers")
 """The options that decide a result: repeated in the reproduce command and the JSON report."""
 
@@ -83,11 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--pipelines", type=_positive_int, default=10_000, help="generated pipelines (10000)")
-    parser.add_argument("--connectors", type=_positive_int, default=4, help="connectors per pipeline (4)")
-    parser.add_argument("--latency", type=_seconds, default=0.02, help="seconds every API answer waits (0.02)")
+    parser.add_argument("--pipelines", type=at_least_one, default=10_000, help="generated pipelines (10000)")
+    parser.add_argument("--connectors", type=at_least_one, default=4, help="connectors per pipeline (4)")
+    parser.add_argument("--latency", type=seconds, default=0.02, help="seconds every API answer waits (0.02)")
     parser.add_argument(
-        "--concurrency", type=_positive_int, help="poll.concurrency of the exporter (default: the config default)"
+        "--concurrency", type=at_least_one, help="poll.concurrency of the exporter (default: the config default)"
     )
     parser.add_argument(
         "--interval",
@@ -95,13 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1.0,
         help="poll.interval of the exporter in seconds (1: a cycle slower than that starts the next at once)",
     )
-    parser.add_argument("--cycles", type=_positive_int, default=3, help="measured poll cycles after 1 warm-up (3)")
-    parser.add_argument(
-        "--scrapers", type=_non_negative_int, default=4, help="concurrent gzip /metrics clients (4; 0: none)"
-    )
+    parser.add_argument("--cycles", type=at_least_one, default=3, help="measured poll cycles after 1 warm-up (3)")
+    parser.add_argument("--scrapers", type=count, default=4, help="concurrent gzip /metrics clients (4; 0: none)")
     parser.add_argument(
         "--plain-scrapers",
-        type=_non_negative_int,
+        type=count,
         default=1,
         help="concurrent /metrics clients without gzip (1; 0: none)",
     )

@@ -11,6 +11,7 @@ from exporter.poller import Poller
 from exporter.render import render
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
 from tests.test_app import samples
+from tests.test_robustness_isolation import polled
 
 
 @pytest.mark.parametrize(
@@ -69,11 +70,7 @@ async def test_urls_reach_every_connector_and_labels_use_the_same_split() -> Non
     )
     async with Simulator(scenario, clock=ManualClock()) as sim:
         settings = build_settings({"targets": [{"url": sim.url}], "collectors": {"connector_errors": True}}, env={})
-        poller = Poller(settings)
-        try:
-            snapshot = await poller.poll_once()
-        finally:
-            await poller.aclose()
+        (snapshot,) = await polled(Poller(settings))
     (pipeline,) = snapshot.targets[0].pipelines
     assert sorted(pipeline.connector_details) == [
         "My.Orders.kafka.v2",

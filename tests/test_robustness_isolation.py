@@ -82,6 +82,14 @@ def two_targets(good_url: str, bad_url: str) -> Any:
     )
 
 
+async def polled(poller: Poller, cycles: int = 1) -> list[Snapshot]:
+    """``cycles`` poll cycles, then the poller closed."""
+    try:
+        return [await poller.poll_once() for _ in range(cycles)]
+    finally:
+        await poller.aclose()
+
+
 def exposition(snapshot: Snapshot) -> Samples:
     text = b"".join(render(families(snapshot)).plain_chunks(openmetrics=False)).decode("utf-8")
     return {
@@ -101,12 +109,7 @@ async def test_hostile_bodies_from_one_target_never_stop_the_other(
     for path in ("/v0/pipelines/fine/stats", "/v0/pipelines/fine/checkpoint_status", "/v0/cluster_healthz"):
         feldera.routes[path] = feldera.routes["/v0/pipelines"]
     ticks = Ticks()
-    poller = Poller(two_targets(good.url, feldera.url), clock=ticks)
-    try:
-        first = await poller.poll_once()
-        second = await poller.poll_once()
-    finally:
-        await poller.aclose()
+    first, second = await polled(Poller(two_targets(good.url, feldera.url), clock=ticks), cycles=2)
 
     for snapshot in (first, second):
         found = exposition(snapshot)  # renders, encodes as UTF-8 and parses back: never raises
@@ -132,11 +135,7 @@ async def test_a_body_too_deep_to_parse_marks_only_its_target_down_as_invalid_re
 ) -> None:
     feldera.routes["/v0/pipelines"] = json_response(None)
     feldera.routes["/v0/pipelines"].body = nested(200_000, "[", "]")  # type: ignore[union-attr]
-    poller = Poller(two_targets(good.url, feldera.url), clock=Ticks())
-    try:
-        snapshot = await poller.poll_once()
-    finally:
-        await poller.aclose()
+    (snapshot,) = await polled(Poller(two_targets(good.url, feldera.url), clock=Ticks()))
     good_target, bad_target = snapshot.targets
     assert good_target.up and not bad_target.up
     assert ("list_pipelines", "invalid_response", 1) in bad_target.exporter.requests
@@ -153,10 +152,7 @@ async def test_any_exception_polling_a_target_marks_only_that_target_down(
         raise MemoryError("simulated\r\nforged line")
 
     poller.targets[1].client.list_pipelines = broken  # type: ignore[method-assign]
-    try:
-        snapshot = await poller.poll_once()
-    finally:
-        await poller.aclose()
+    (snapshot,) = await polled(poller)
     good_target, bad_target = snapshot.targets
     assert good_target.up and not bad_target.up
     (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
@@ -168,11 +164,7 @@ async def test_a_pipeline_that_cannot_be_translated_loses_only_its_own_series(
 ) -> None:
     feldera.list_pipelines(pipeline_json("ok"), pipeline_json("bad"), pipeline_json("also-ok"))
     settings_ = build_settings({"targets": [{"url": feldera.url}], "collectors": {"cluster": False}}, env={})
-    poller = Poller(settings_)
-    try:
-        snapshot = await poller.poll_once()
-    finally:
-        await poller.aclose()
+    (snapshot,) = await polled(Poller(settings_))
     # a value no metric can take, standing in for a bug or an answer the models let through by mistake
     (target,) = snapshot.targets
     object.__setattr__(target.pipelines[1].pipeline, "version", "not a number")
