@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import eventually, start_demo, url_of
 
 EXPECTED = {
     ("FelderaCheckpointFailed", "fraud-detection", ""),
@@ -24,11 +22,6 @@ EXPECTED = {
 }
 DEADLINE = 120.0
 """One round of the story is 24 ticks (24 s at --tick 1); Prometheus needs a few seconds to start."""
-
-
-def demo_command() -> list[str]:
-    script = Path(sys.executable).with_name("feldera-exporter")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "exporter"]
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -66,33 +59,10 @@ async def test_demo_alerts_reach_alertmanager_recover_and_sigterm_leaves_no_proc
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        *demo_command(),
-        "demo",
-        "--feldera-port=0",
-        "--web.listen-address=127.0.0.1:0",
-        "--prometheus-port=0",
-        "--alertmanager-port=0",
-        "--tick=1",
-        "--interval=1s",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
+    process, lines = await start_demo("--prometheus-port=0", "--alertmanager-port=0", "--tick=1", "--interval=1s")
     children: dict[int, str] = {}
     try:
-        lines: list[str] = []
-        async with asyncio.timeout(90):
-            while not lines or not lines[-1].startswith("Press Ctrl-C"):
-                line = await process.stdout.readline()
-                assert line, f"demo exited early: {lines}"
-                lines.append(line.decode().strip())
-        (alertmanager,) = [
-            line.split(":", 1)[1].strip().removesuffix("/#/alerts")
-            for line in lines
-            if line.startswith("Alertmanager:")
-        ]
+        alertmanager = url_of(lines, "Alertmanager").removesuffix("/#/alerts")
         assert any(line.startswith("Prometheus alerts:") for line in lines)
         children = children_of(process.pid)
         assert sorted(children.values()) == ["prometheus", "prometheus-aler"]  # comm is cut at 15 characters

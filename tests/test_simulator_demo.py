@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from exporter.simulator.demo import (
     demo_scenario,
 )
 from exporter.simulator.monitoring import demo_alertmanager_config, demo_rules
-from tests.conftest import eventually
+from tests.conftest import eventually, start_demo, url_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,37 +118,6 @@ async def test_exporter_scrapes_the_demo_scenario() -> None:
     (target,) = snapshot.targets
     assert target.up
     assert sorted(p.name for p in target.pipelines) == sorted(p.name for p in scenario.pipelines)
-
-
-async def start_demo(*args: str, env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, list[str]]:
-    """``feldera-exporter demo`` on free ports; returns once it printed its table (the lines, stripped)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "demo",
-        "--feldera-port",
-        "0",
-        "--web.listen-address",
-        "127.0.0.1:0",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    async with asyncio.timeout(30):
-        while not lines or not lines[-1].startswith("Press Ctrl-C"):
-            line = await process.stdout.readline()
-            assert line, f"demo exited early: {lines}"
-            lines.append(line.decode().strip())
-    return process, lines
-
-
-def url_of(lines: list[str], label: str) -> str:
-    (line,) = [line for line in lines if line.startswith(label + ":")]
-    return line.split(":", 1)[1].strip()
 
 
 async def test_demo_command_without_the_binaries_says_so_in_one_line_and_stops_on_sigint() -> None:
