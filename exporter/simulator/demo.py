@@ -1,8 +1,11 @@
-"""``feldera-exporter demo``: the simulator with a lively scenario plus an exporter polling it.
+"""``feldera-exporter demo``: the simulator with a lively scenario, an exporter polling it, and (see
+:mod:`exporter.simulator.monitoring`) Prometheus with the shipped rules and Alertmanager with the shipped routing.
 
 The :class:`DemoDriver` advances the story one step per tick (deterministically, so it is testable): pipelines
-start and stop, checkpoints succeed and sometimes fail, a connector hits a fatal error, a compile fails, the
-compiler briefly turns unhealthy. ``python -m exporter.simulator`` serves the same scenario without the driver.
+start and stop, a compile fails, the compiler briefly turns unhealthy, and every :data:`CYCLE` ticks a failed
+checkpoint and a fatal connector error appear and are healed, so their alerts fire and resolve; it also issues the
+reset that the exporter's reset watch follows. ``python -m exporter.simulator`` serves the same scenario (all
+healthy at the start) without the driver.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from exporter.config import URL_ENV, ConfigError, Settings, build_settings, read_yaml
 from exporter.simulator.monitoring import Monitoring, MonitoringError, missing_parts
@@ -107,6 +110,8 @@ RESET_WATCH = "revenue_by_region.delta-revenue"
 CHECKPOINT_ERROR = "failed to write checkpoint: No space left on device (os error 28)"
 FATAL_ENDPOINT = "clicks.s3-backfill"
 FATAL_ERROR = "S3 error: AccessDenied: Access Denied (bucket clicks-archive)"
+
+T = TypeVar("T")
 
 WatchReset = Callable[[str, str, str], None]
 """``(pipeline, token, watch name)``: register a reset watch with the exporter."""
@@ -325,14 +330,19 @@ async def serve(scenario: Scenario, args: argparse.Namespace, settings: Settings
             note = missing_parts(prometheus, alertmanager)
             monitoring = None
             if note is None and (prometheus or alertmanager):
-                monitoring = await stack.enter_async_context(
-                    Monitoring(
-                        exporter.url.partition("://")[2],
-                        settings.poll.interval,
-                        args.prometheus_port if prometheus else None,
-                        args.alertmanager_port if alertmanager else None,
-                    )
+                monitoring = await _unless_stopped(
+                    stack.enter_async_context(
+                        Monitoring(
+                            exporter.url.partition("://")[2],
+                            settings.poll.interval,
+                            args.prometheus_port if prometheus else None,
+                            args.alertmanager_port if alertmanager else None,
+                        )
+                    ),
+                    stop,
                 )
+                if stop.is_set():  # Ctrl-C/SIGTERM while Prometheus or Alertmanager was starting
+                    return
             print(_banner(sim, exporter.url, monitoring, note, settings, scenario), flush=True)
             await stop.wait()
     finally:
@@ -379,6 +389,23 @@ def _banner(
     )
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
+
+
+async def _unless_stopped(starting: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``await starting``, unless ``stop`` is set first: then it is cancelled (cleaning up after itself) and
+    the result is None. A failure after ``stop`` was set is not reported (the processes were told to stop)."""
+    task = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if stop.is_set():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, MonitoringError, OSError):
+            await task
+        return None
+    return task.result()
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
