@@ -2,8 +2,9 @@
 
 :func:`render_landing` is a pure function of the snapshot and the time: per target up/down, the last successful
 poll and its age, pipelines by status, pipelines whose newest checkpoint failed, connectors with a fatal error,
-the reset watches, and links to ``/metrics`` and the documentation. No JavaScript; every value is escaped. Long
-lists are cut at :data:`MAX_ROWS` rows (the page stays small for large fleets; ``/metrics`` has everything).
+the scheduled checkpoint syncs (when configured), the reset watches, and links to ``/metrics`` and the
+documentation. No JavaScript; every value is escaped. Long lists are cut at :data:`MAX_ROWS` rows (the page stays
+small for large fleets; ``/metrics`` has everything).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from exporter.metrics.checkpoints import checkpoint_failed
 from exporter.sidecar.resets import KEY as RESET_WATCHES
 from exporter.sidecar.resets import ResetReport
+from exporter.sidecar.sync import KEY as SYNC_SCHEDULE
+from exporter.sidecar.sync import SyncReport
 from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
 
 DOCS_URL = "https://github.com/feldera/feldera-exporter/blob/main"
@@ -111,6 +114,31 @@ def _reset_watches(target: TargetSnapshot, now: float) -> list[list[str]]:
     ]
 
 
+def _ago(timestamp: float | None, now: float) -> str:
+    return "never" if timestamp is None else f"{_age(now - timestamp)} ago"
+
+
+def _scheduled_syncs(report: SyncReport, now: float) -> str:
+    rows = [
+        [
+            _e(p.pipeline),
+            _e(_age(p.every)),
+            _e(_ago(p.last_request, now)),
+            _e(_ago(p.last_confirmed, now)),
+            "yes" if p.awaiting_confirmation else "no",
+            _e(sum(count for _, count in p.failures)),
+        ]
+        for p in report.pipelines
+    ]
+    paused = (
+        '<p class="bad">Paused: the target answered 501 (enterprise feature) to a checkpoint sync.</p>'
+        if report.enterprise_only
+        else ""
+    )
+    header = ("pipeline", "every", "last request", "last confirmed", "awaiting confirmation", "failures")
+    return _table("Scheduled checkpoint syncs", header, rows, "No pipeline synced yet.") + paused
+
+
 def _target(target: TargetSnapshot, now: float) -> str:
     badge = '<span class="up">up</span>' if target.up else '<span class="down">down</span>'
     labels = "".join(f" <code>{_e(k)}={_e(v)}</code>" for k, v in target.labels)
@@ -150,6 +178,9 @@ def _target(target: TargetSnapshot, now: float) -> str:
                 "No connector has a fatal error.",
             )
         )
+    syncs = target.extras.get(SYNC_SCHEDULE)
+    if isinstance(syncs, SyncReport):  # only when schedules are configured
+        parts.append(_scheduled_syncs(syncs, now))
     parts.append(
         _table(
             "Reset watches", ("watch", "pipeline", "status", "age"), _reset_watches(target, now), "No reset watches."

@@ -124,6 +124,7 @@ async def setup() -> AsyncIterator[Setup]:
                     {"name": "demo", "url": sim.url, "labels": {"env": "test"}},
                     {"name": "gone", "url": f"http://127.0.0.1:{free_port()}", "timeout": "1s"},
                 ],
+                "checkpoint_sync": {"schedules": [{"pipelines": "orders", "every": "1m", "target": "demo"}]},
             }
         )
         exporter = Exporter(settings, clock=lambda: clock[0])
@@ -148,8 +149,11 @@ async def test_landing_page_shows_each_target_its_pipelines_failures_and_watches
     token = sim.issue_reset_token("orders")
     exporter.sidecar.resets.register("orders", token, name="orders-out", target="demo")
     exporter.sidecar.resets.register("orders", "not-a-token", name="orders-bad", target="demo")
+    await exporter.poll_once()  # the scheduler learns that orders runs
+    assert exporter.sidecar.scheduler is not None
+    await exporter.sidecar.scheduler.tick(setup.clock[0])  # its first sync: requested, accepted (202)
     await exporter.poll_once()
-    setup.clock[0] += 95  # the page shows the age of the last successful poll at request time
+    setup.clock[0] += 95  # the page shows ages at request time
 
     page = await landing(exporter)
 
@@ -171,6 +175,8 @@ async def test_landing_page_shows_each_target_its_pipelines_failures_and_watches
         ["orders-out", "orders", "pending", "95 s"],
     ]
 
+    assert page.rows(demo, "Scheduled checkpoint syncs") == [["orders", "60 s", "95 s ago", "never", "yes", "0"]]
+
     assert "Last successful poll: never" in page.text[gone]
     assert "pipeline list call failed" in page.text[gone]
     assert (gone, "Pipelines by status") not in page.tables
@@ -183,3 +189,4 @@ async def test_landing_page_shows_each_target_its_pipelines_failures_and_watches
     assert page.rows(demo, "Failed checkpoints") == []
     assert "No pipeline's newest checkpoint failed." in page.text[demo]
     assert ["orders-out", "orders", "completed", "95 s"] in page.rows(demo, "Reset watches")
+    assert (gone, "Scheduled checkpoint syncs") not in page.tables  # no schedule names that target
