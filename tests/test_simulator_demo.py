@@ -131,7 +131,8 @@ async def test_demo_command_without_the_binaries_says_so_in_one_line_and_stops_o
     assert url_of(lines, "Exporter landing page").endswith("/")
     assert url_of(lines, "Simulated Feldera API").startswith("http://127.0.0.1:")
     assert [line for line in lines if line.startswith("Note:")] == [
-        "Note: prometheus and prometheus-alertmanager not on PATH: running without them"
+        "Note: prometheus and prometheus-alertmanager not on PATH: running without them "
+        "(scripts/bootstrap as root installs them)"
     ]
     assert not any(line.startswith(("Prometheus", "Alertmanager")) for line in lines)
 

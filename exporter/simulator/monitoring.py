@@ -54,7 +54,8 @@ def missing_parts(prometheus: bool, alertmanager: bool) -> str | None:
     wanted = [name for name, on in ((PROMETHEUS_BIN, prometheus), (ALERTMANAGER_BIN, alertmanager)) if on]
     absent = [name for name in wanted if shutil.which(name) is None]
     if absent:
-        return f"{' and '.join(absent)} not on PATH: running without {'them' if len(absent) > 1 else 'it'}"
+        them = "them" if len(absent) > 1 else "it"
+        return f"{' and '.join(absent)} not on PATH: running without {them} (scripts/bootstrap as root installs {them})"
     return None
 
 
