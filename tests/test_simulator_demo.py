@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -123,6 +125,12 @@ async def test_exporter_scrapes_the_demo_scenario() -> None:
 async def test_demo_command_without_the_binaries_says_so_in_one_line_and_stops_on_sigint() -> None:
     path = str(Path(sys.executable).parent)  # the venv: python, but neither prometheus nor alertmanager
     process, lines = await start_demo(env={"PATH": path})
+    for label in ("Inject a fault", "Heal it"):  # the printed curl commands work as written: same URL and body
+        argv = shlex.split(url_of(lines, label))
+        assert argv[:3] == ["curl", "-s", "-X"] and argv[3] == "POST" and argv[5] == "-d"
+        request = urllib.request.Request(argv[4], data=argv[6].encode(), method="POST")
+        answer = await asyncio.to_thread(lambda r=request: json.load(urllib.request.urlopen(r, timeout=5)))
+        assert isinstance(answer["result"], int)  # the checkpoint's sequence number
     process.send_signal(signal.SIGINT)
     async with asyncio.timeout(30):
         code = await process.wait()

@@ -371,21 +371,21 @@ def _banner(
         rows.append(
             (
                 "Inject a fault",
-                f"curl -X POST {sim.url}{sim.control_prefix}/fail_checkpoint "
+                f"curl -s -X POST {sim.url}{sim.control_prefix}/fail_checkpoint "
                 f'-d \'{{"name": "{pipeline}", "error": "disk full"}}\'',
             )
         )
         rows.append(
-            ("Heal it", f'curl -X POST {sim.url}{sim.control_prefix}/checkpoint -d \'{{"name": "{pipeline}"}}\'')
+            ("Heal it", f'curl -s -X POST {sim.url}{sim.control_prefix}/checkpoint -d \'{{"name": "{pipeline}"}}\'')
         )
     width = max(len(label) for label, _ in rows) + 2
     lines = [f"{label + ':':<{width}}{value}" for label, value in rows]
     if note is not None:
         lines.append(f"Note: {note}")
     schedules = ", ".join(f"{s.pipelines} every {s.every:g}s" for s in settings.checkpoint_sync.schedules) or "none"
+    watch = f"{RESET_WATCH} on {RESET_PIPELINE}" if RESET_PIPELINE in names else "none"
     lines.append(
-        f"Sidecar: scheduled checkpoint sync: {schedules}; reset watch {RESET_WATCH} on {RESET_PIPELINE} "
-        f"(target {settings.targets[0].name})"
+        f"Sidecar: scheduled checkpoint sync: {schedules}; reset watch: {watch} (target {settings.targets[0].name})"
     )
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
