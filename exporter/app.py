@@ -202,7 +202,7 @@ class Exporter:
                 return Response(body=b"ready\n")
             return Response(status=503, body=b"not ready: the first poll cycle has not completed\n")
         if path == "/":
-            page = render_landing(self.latest, now=self._clock(), version=__version__)
+            page = render_landing(self.latest, now=self._clock(), version=__version__, disabled=self._disabled)
             return Response(body=page.encode(), content_type="text/html; charset=utf-8")
         return Response(status=404, body=b"not found\n")
 

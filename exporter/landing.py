@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+from exporter.metrics import checkpoints, connectors
 from exporter.metrics.checkpoints import checkpoint_failed
 from exporter.sidecar.resets import KEY as RESET_WATCHES
 from exporter.sidecar.resets import ResetReport
@@ -79,6 +80,10 @@ def _table(
     return f"<h3>{_e(caption)} ({len(rows) if total is None else total})</h3><table><tr>{head}</tr>{body}</table>{more}"
 
 
+def _not_collected(caption: str, collector: str) -> str:
+    return f'<h3>{_e(caption)}</h3><p class="none">Not collected (collectors.{_e(collector)} is false).</p>'
+
+
 def _failed_checkpoints(pipelines: Sequence[PipelineSnapshot]) -> list[list[str]]:
     rows = []
     for snap in pipelines:
@@ -139,7 +144,7 @@ def _scheduled_syncs(report: SyncReport, now: float) -> str:
     return _table("Scheduled checkpoint syncs", header, rows, "No pipeline synced yet.") + paused
 
 
-def _target(target: TargetSnapshot, now: float) -> str:
+def _target(target: TargetSnapshot, now: float, disabled: frozenset[str]) -> str:
     badge = '<span class="up">up</span>' if target.up else '<span class="down">down</span>'
     labels = "".join(f" <code>{_e(k)}={_e(v)}</code>" for k, v in target.labels)
     parts = [
@@ -163,7 +168,9 @@ def _target(target: TargetSnapshot, now: float) -> str:
             )
         )
         parts.append(
-            _table(
+            _not_collected("Failed checkpoints", checkpoints.GROUP)
+            if checkpoints.GROUP in disabled
+            else _table(
                 "Failed checkpoints",
                 ("pipeline", "sequence number", "error"),
                 _failed_checkpoints(target.pipelines),
@@ -171,7 +178,9 @@ def _target(target: TargetSnapshot, now: float) -> str:
             )
         )
         parts.append(
-            _table(
+            _not_collected("Connectors with a fatal error", connectors.STATE)
+            if connectors.STATE in disabled
+            else _table(
                 "Connectors with a fatal error",
                 ("pipeline", "endpoint", "error"),
                 _fatal_connectors(target.pipelines),
@@ -189,12 +198,13 @@ def _target(target: TargetSnapshot, now: float) -> str:
     return "".join(parts)
 
 
-def render_landing(snapshot: Snapshot, *, now: float, version: str) -> str:
-    """The landing page for the latest ``snapshot`` at time ``now`` (seconds since the epoch)."""
+def render_landing(snapshot: Snapshot, *, now: float, version: str, disabled: frozenset[str] = frozenset()) -> str:
+    """The landing page for the latest ``snapshot`` at time ``now`` (seconds since the epoch); ``disabled`` are
+    the collectors switched off (``CollectorSettings.disabled()``): their sections say so instead of "none"."""
     if snapshot.targets:
         taken = datetime.fromtimestamp(snapshot.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         cycle = f"<p>Latest poll cycle: {_e(taken)} ({_age(now - snapshot.taken_at)} ago).</p>"
-        body = "".join(_target(target, now) for target in snapshot.targets)
+        body = "".join(_target(target, now, disabled) for target in snapshot.targets)
     else:
         cycle, body = "<p>Waiting for the first poll cycle to complete.</p>", ""
     shard = f"<p>Shard {snapshot.shard} of {snapshot.total_shards} (0-based).</p>" if snapshot.total_shards > 1 else ""

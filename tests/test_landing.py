@@ -190,3 +190,27 @@ async def test_landing_page_shows_each_target_its_pipelines_failures_and_watches
     assert "No pipeline's newest checkpoint failed." in page.text[demo]
     assert ["orders-out", "orders", "completed", "95 s"] in page.rows(demo, "Reset watches")
     assert (gone, "Scheduled checkpoint syncs") not in page.tables  # no schedule names that target
+
+
+async def test_sections_of_switched_off_collectors_say_not_collected_instead_of_none() -> None:
+    scenario = Scenario(pipelines=[PipelineSpec(name="orders", checkpoints=1, checkpoint_failure="disk full")])
+    async with Simulator(scenario) as sim:
+        settings = Settings.model_validate(
+            {
+                "web": {"listen_address": "127.0.0.1:0"},
+                "targets": [{"name": "demo", "url": sim.url}],
+                "collectors": {"checkpoints": False, "connectors": False},
+            }
+        )
+        exporter = Exporter(settings)
+        await exporter.start(poll_loop=False)
+        try:
+            await exporter.poll_once()
+            page = await landing(exporter)
+        finally:
+            await exporter.stop()
+    (demo,) = page.h2
+    assert "Not collected (collectors.checkpoints is false)." in page.text[demo]
+    assert "Not collected (collectors.connectors is false)." in page.text[demo]
+    assert "No pipeline's newest checkpoint failed." not in page.text[demo]
+    assert page.rows(demo, "Pipelines by status") == [["Running", "1"]]
