@@ -6,6 +6,7 @@ import asyncio
 import json
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -195,4 +196,32 @@ def test_bad_demo_arguments_exit_2_with_a_message(args: list[str], message: str)
     )
     assert result.returncode == 2
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_taken_prometheus_port_stops_the_demo_with_a_message() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "demo",
+                "--feldera-port=0",
+                "--web.listen-address=127.0.0.1:0",
+                "--alertmanager-port=0",
+                f"--prometheus-port={port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"error: cannot use port {port} (Address already in use); choose another with --prometheus-port" in (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr
