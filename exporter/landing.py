@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from exporter.metrics import checkpoints, connectors
@@ -104,6 +104,25 @@ def _fatal_connectors(pipelines: Sequence[PipelineSnapshot]) -> list[list[str]]:
     return rows
 
 
+PROBLEMS: tuple[tuple[str, str, tuple[str, ...], Callable[[Sequence[PipelineSnapshot]], list[list[str]]], str], ...] = (
+    (
+        "Failed checkpoints",
+        checkpoints.GROUP,
+        ("pipeline", "sequence number", "error"),
+        _failed_checkpoints,
+        "No pipeline's newest checkpoint failed.",
+    ),
+    (
+        "Connectors with a fatal error",
+        connectors.STATE,
+        ("pipeline", "endpoint", "error"),
+        _fatal_connectors,
+        "No connector has a fatal error.",
+    ),
+)
+"""(caption, collector that fetches the data, header, rows of a target's pipelines, text when there are none)."""
+
+
 def _reset_watches(target: TargetSnapshot, now: float) -> list[list[str]]:
     report = target.extras.get(RESET_WATCHES)
     if not isinstance(report, ResetReport):
@@ -167,26 +186,11 @@ def _target(target: TargetSnapshot, now: float, disabled: frozenset[str]) -> str
                 total=len(target.pipelines),
             )
         )
-        parts.append(
-            _not_collected("Failed checkpoints", checkpoints.GROUP)
-            if checkpoints.GROUP in disabled
-            else _table(
-                "Failed checkpoints",
-                ("pipeline", "sequence number", "error"),
-                _failed_checkpoints(target.pipelines),
-                "No pipeline's newest checkpoint failed.",
-            )
-        )
-        parts.append(
-            _not_collected("Connectors with a fatal error", connectors.STATE)
-            if connectors.STATE in disabled
-            else _table(
-                "Connectors with a fatal error",
-                ("pipeline", "endpoint", "error"),
-                _fatal_connectors(target.pipelines),
-                "No connector has a fatal error.",
-            )
-        )
+        for caption, collector, header, rows, empty in PROBLEMS:
+            if collector in disabled:
+                parts.append(_not_collected(caption, collector))
+            else:
+                parts.append(_table(caption, header, rows(target.pipelines), empty))
     syncs = target.extras.get(SYNC_SCHEDULE)
     if isinstance(syncs, SyncReport):  # only when schedules are configured
         parts.append(_scheduled_syncs(syncs, now))
