@@ -236,14 +236,26 @@ def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "--web.listen-address still applies",
     )
     parser.add_argument("--scenario", metavar="FILE", help="YAML/JSON scenario instead of the built-in one")
-    parser.add_argument("--feldera-port", type=_port, default=8080, help="simulator port (default 8080, 0 = any)")
-    parser.add_argument("--web.listen-address", dest="listen_address", default="127.0.0.1:10027", metavar="[HOST]:PORT")
+    parser.add_argument(
+        "--feldera-port", type=_port, default=8080, metavar="PORT", help="simulator port (default 8080, 0 = any)"
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default="127.0.0.1:10027",
+        metavar="[HOST]:PORT",
+        help="where the exporter serves (default 127.0.0.1:10027)",
+    )
     parser.add_argument("--tick", type=float, default=5.0, help="seconds between scenario steps (default 5)")
     parser.add_argument(
         "--interval", help=f"exporter poll interval (default {DEFAULT_INTERVAL}, or poll.interval of --config)"
     )
-    parser.add_argument("--prometheus-port", type=_port, default=9090, help="default 9090, 0 = any free port")
-    parser.add_argument("--alertmanager-port", type=_port, default=9093, help="default 9093, 0 = any free port")
+    parser.add_argument(
+        "--prometheus-port", type=_port, default=9090, metavar="PORT", help="default 9090, 0 = any free port"
+    )
+    parser.add_argument(
+        "--alertmanager-port", type=_port, default=9093, metavar="PORT", help="default 9093, 0 = any free port"
+    )
     parser.add_argument("--no-prometheus", action="store_true", help="do not run Prometheus")
     parser.add_argument("--no-alertmanager", action="store_true", help="do not run Alertmanager")
     parser.set_defaults(func=run)
