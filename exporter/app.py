@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from typing import Protocol
 from exporter import __version__
 from exporter.config import Settings
 from exporter.httpserver import HttpServer, Request, Response, Stream
+from exporter.landing import render_landing
 from exporter.metrics import families
 from exporter.poller import PollContributor, Poller
 from exporter.render import Rendered, render
@@ -84,6 +84,7 @@ class Exporter:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self._clock = clock
         self.poller = poller or Poller(settings, contributors=contributors, clock=clock)
         self.sidecar = Sidecar(settings, clock)
         for contributor in self.sidecar.contributors:
@@ -201,7 +202,8 @@ class Exporter:
                 return Response(body=b"ready\n")
             return Response(status=503, body=b"not ready: the first poll cycle has not completed\n")
         if path == "/":
-            return Response(body=self._landing_page(), content_type="text/html; charset=utf-8")
+            page = render_landing(self.latest, now=self._clock(), version=__version__, disabled=self._disabled)
+            return Response(body=page.encode(), content_type="text/html; charset=utf-8")
         return Response(status=404, body=b"not found\n")
 
     def _metrics(self, request: Request) -> Response:
@@ -220,13 +222,3 @@ class Exporter:
             content_type=rendered.content_type(openmetrics=openmetrics),
             headers=headers,
         )
-
-    def _landing_page(self) -> bytes:
-        rows = "".join(f"<li>{html.escape(t.name)}: {html.escape(t.url)}</li>" for t in self.settings.targets)
-        page = (
-            "<!doctype html><html><head><title>Feldera Exporter</title></head><body>"
-            f"<h1>Feldera Exporter {html.escape(__version__)}</h1>"
-            '<p><a href="metrics">Metrics</a> · <a href="-/ready">Ready</a> · <a href="-/healthy">Healthy</a></p>'
-            f"<h2>Targets</h2><ul>{rows}</ul></body></html>\n"
-        )
-        return page.encode()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,47 @@ async def eventually(condition: Callable[[], Any], what: str, deadline: float = 
         if loop.time() > end:
             raise AssertionError(f"timed out after {deadline:g}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+def demo_command() -> list[str]:
+    """The ``feldera-exporter`` command of this venv (what ``./scripts/demo`` execs), or ``python -m exporter``."""
+    script = Path(sys.executable).with_name("feldera-exporter")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "exporter"]
+
+
+async def start_demo(*args: str, env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """``feldera-exporter demo`` with the simulator and exporter on free ports, plus ``args``; returns once the
+    demo printed its table (the lines, stripped). The caller stops the process."""
+    process = await asyncio.create_subprocess_exec(
+        *demo_command(),
+        "demo",
+        "--feldera-port=0",
+        "--web.listen-address=127.0.0.1:0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(90):  # Prometheus and Alertmanager need a few seconds to become ready
+            while not lines or not lines[-1].startswith("Press Ctrl-C"):
+                line = await process.stdout.readline()
+                assert line, f"demo exited early: {lines}"
+                lines.append(line.decode().strip())
+    except BaseException:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+        raise
+    return process, lines
+
+
+def url_of(lines: list[str], label: str) -> str:
+    """The value of the demo table's row ``label:``."""
+    (line,) = [line for line in lines if line.startswith(label + ":")]
+    return line.split(":", 1)[1].strip()
 
 
 def json_response(document: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import json
+import shlex
 import signal
+import socket
+import subprocess
 import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.simulator import ManualClock, Simulator
-from exporter.simulator.demo import DemoDriver, demo_scenario
+from exporter.simulator.demo import (
+    CYCLE,
+    FATAL_ENDPOINT,
+    FAULT_AT,
+    HEAL_AT,
+    RESET_PIPELINE,
+    RESET_WATCH,
+    DemoDriver,
+    demo_scenario,
+)
+from exporter.simulator.monitoring import demo_alertmanager_config, demo_rules
+from tests.conftest import eventually, start_demo, url_of
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_demo_driver_moves_pipelines_through_states_and_failures() -> None:
@@ -34,6 +55,57 @@ def test_demo_driver_moves_pipelines_through_states_and_failures() -> None:
     assert fraud_failed and clickstream_fatal and compiler_down
 
 
+def _failing(sim: Simulator) -> tuple[bool, bool]:
+    """(fraud-detection's newest checkpoint failed, clickstream's s3 connector has a fatal error)."""
+    fraud = sim.pipeline("fraud-detection")
+    failure = fraud.checkpoint_failure
+    failed = failure is not None and failure["sequence_number"] > (fraud.checkpoint_success or 0)
+    fatal = sim.pipeline("clickstream").find_endpoint(FATAL_ENDPOINT).fatal_error is not None
+    return failed, fatal
+
+
+def test_every_round_a_checkpoint_fails_and_a_connector_fails_until_the_driver_heals_both() -> None:
+    watched: list[tuple[str, str, str]] = []
+    sim = Simulator(demo_scenario(), clock=ManualClock())
+    driver = DemoDriver(sim, lambda pipeline, token, name: watched.append((pipeline, token, name)))
+    assert _failing(sim) == (False, False)  # the story starts healthy
+    for round_ in range(2):
+        states = []
+        for tick in range(CYCLE):
+            sim.advance_clock(5)
+            driver.step()
+            states.append(_failing(sim))
+            if tick == 0:  # a reset is issued and handed over for watching at the start of every round
+                pipeline, token, name = watched[-1]
+                assert (pipeline, name) == (RESET_PIPELINE, RESET_WATCH)
+                assert sim.world.get(pipeline).reset_tokens[token][1] == "pending"
+        assert all(state == (False, False) for state in states[:FAULT_AT]), round_
+        assert all(state == (True, True) for state in states[FAULT_AT:HEAL_AT]), round_
+        assert all(state == (False, False) for state in states[HEAL_AT:]), round_
+        assert sim.world.get(RESET_PIPELINE).reset_tokens[watched[-1][1]][1] == "completed"
+    assert len(watched) == 2
+
+
+def test_demo_rules_shorten_only_for_and_the_alertmanager_config_keeps_the_routing() -> None:
+    text, job = demo_rules(interval=5.0)
+    rules = yaml.safe_load(text)
+    shipped = yaml.safe_load((ROOT / "prometheus" / "alerts.yaml").read_text(encoding="utf-8"))
+    assert job == "feldera-exporter"
+    fors = set()
+    for demo_group, shipped_group in zip(rules["groups"], shipped["groups"], strict=True):
+        for demo, original in zip(demo_group["rules"], shipped_group["rules"], strict=True):
+            assert {k: v for k, v in demo.items() if k != "for"} == {k: v for k, v in original.items() if k != "for"}
+            fors.add(demo.get("for"))
+    assert fors <= {None, "15s", "0s"} and "15s" in fors
+
+    config = demo_alertmanager_config()
+    shipped_am = yaml.safe_load((ROOT / "prometheus" / "alertmanager.yml").read_text(encoding="utf-8"))
+    assert {k: v for k, v in config.items() if k != "receivers"} == {
+        k: v for k, v in shipped_am.items() if k != "receivers"
+    }
+    assert config["receivers"] == [{"name": r["name"]} for r in shipped_am["receivers"]]
+
+
 async def test_exporter_scrapes_the_demo_scenario() -> None:
     scenario = demo_scenario()
     async with Simulator(scenario, clock=ManualClock()) as sim:
@@ -51,27 +123,104 @@ async def test_exporter_scrapes_the_demo_scenario() -> None:
     assert sorted(p.name for p in target.pipelines) == sorted(p.name for p in scenario.pipelines)
 
 
-async def test_demo_command_prints_urls_and_stops_on_sigint() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "exporter",
-        "demo",
-        "--feldera-port",
-        "0",
-        "--web.listen-address",
-        "127.0.0.1:0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
+async def test_demo_command_without_the_binaries_says_so_in_one_line_and_stops_on_sigint() -> None:
+    path = str(Path(sys.executable).parent)  # the venv: python, but neither prometheus nor alertmanager
+    process, lines = await start_demo(env={"PATH": path})
+    for label in ("Inject a fault", "Heal it"):  # the printed curl commands work as written: same URL and body
+        argv = shlex.split(url_of(lines, label))
+        assert argv[:3] == ["curl", "-s", "-X"] and argv[3] == "POST" and argv[5] == "-d"
+        request = urllib.request.Request(argv[4], data=argv[6].encode(), method="POST")
+        answer = await asyncio.to_thread(lambda r=request: json.load(urllib.request.urlopen(r, timeout=5)))
+        assert isinstance(answer["result"], int)  # the checkpoint's sequence number
+    process.send_signal(signal.SIGINT)
     async with asyncio.timeout(30):
-        while not lines or not lines[-1].startswith("Press Ctrl-C"):
-            lines.append((await process.stdout.readline()).decode().strip())
-        process.send_signal(signal.SIGINT)
         code = await process.wait()
     assert code == 0
-    assert any(line.startswith("Exporter metrics:") and line.endswith("/metrics") for line in lines)
-    assert any(line.startswith("Simulated Feldera API: http://127.0.0.1:") for line in lines)
+    assert url_of(lines, "Exporter metrics").endswith("/metrics")
+    assert url_of(lines, "Exporter landing page").endswith("/")
+    assert url_of(lines, "Simulated Feldera API").startswith("http://127.0.0.1:")
+    assert [line for line in lines if line.startswith("Note:")] == [
+        "Note: prometheus and prometheus-alertmanager not on PATH: running without them "
+        "(scripts/bootstrap as root installs them)"
+    ]
+    assert not any(line.startswith(("Prometheus", "Alertmanager")) for line in lines)
+
+
+async def test_demo_with_config_polls_the_simulator_with_those_settings(tmp_path: Path) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "poll": {"interval": "500ms"},
+                "targets": [{"name": "mine", "url": "http://feldera.invalid:8080", "labels": {"env": "trial"}}],
+                "pipelines": {"include": ["orders"]},
+            }
+        ),
+        encoding="utf-8",
+    )
+    process, lines = await start_demo("--config", str(config), "--no-prometheus", "--no-alertmanager")
+    try:
+        metrics = url_of(lines, "Exporter metrics")
+
+        def scrape() -> str:
+            with urllib.request.urlopen(metrics, timeout=5) as response:
+                return str(response.read().decode())
+
+        async def polled() -> str:
+            text = await asyncio.to_thread(scrape)
+            return text if 'feldera_up{target="mine",env="trial"} 1.0' in text else ""
+
+        text = await eventually(polled, "the exporter to poll the simulator as target mine")
+        pipelines = {
+            line.split('pipeline_name="')[1].split('"')[0] for line in text.splitlines() if "pipeline_name=" in line
+        }
+        assert pipelines == {"orders"}  # the file's pipeline filter applies
+        assert "Sidecar: scheduled checkpoint sync: none;" in " ".join(lines)  # only the file's schedules
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await process.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prometheus-port", "70000"], "--prometheus-port: a port is 0..65535"),
+        (["--config", "/nonexistent/demo.yaml"], "/nonexistent/demo.yaml: cannot read"),
+    ],
+)
+def test_bad_demo_arguments_exit_2_with_a_message(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "demo", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_taken_prometheus_port_stops_the_demo_with_a_message() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "demo",
+                "--feldera-port=0",
+                "--web.listen-address=127.0.0.1:0",
+                "--alertmanager-port=0",
+                f"--prometheus-port={port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"error: cannot use port {port} (Address already in use); choose another with --prometheus-port" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr

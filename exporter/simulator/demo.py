@@ -1,8 +1,11 @@
-"""``feldera-exporter demo``: the simulator with a lively scenario plus an exporter polling it.
+"""``feldera-exporter demo``: the simulator with a lively scenario, an exporter polling it, and (see
+:mod:`exporter.simulator.monitoring`) Prometheus with the shipped rules and Alertmanager with the shipped routing.
 
 The :class:`DemoDriver` advances the story one step per tick (deterministically, so it is testable): pipelines
-start and stop, checkpoints succeed and sometimes fail, a connector hits a fatal error, a compile fails, the
-compiler briefly turns unhealthy. ``python -m exporter.simulator`` serves the same scenario without the driver.
+start and stop, a compile fails, the compiler briefly turns unhealthy, and every :data:`CYCLE` ticks a failed
+checkpoint and a fatal connector error appear and are healed, so their alerts fire and resolve; it also issues the
+reset that the exporter's reset watch follows. ``python -m exporter.simulator`` serves the same scenario (all
+healthy at the start) without the driver.
 """
 
 from __future__ import annotations
@@ -10,13 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from exporter.argtypes import duration, listen_address, port, positive_seconds
+from exporter.config import URL_ENV, ConfigError, Settings, build_settings, read_yaml
+from exporter.simulator.monitoring import Monitoring, MonitoringError, missing_parts
 from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario
 from exporter.simulator.server import Simulator
+from exporter.webconfig import WebConfigError
 
 
 def demo_scenario() -> Scenario:
@@ -40,7 +49,6 @@ def demo_scenario() -> Scenario:
                 name="fraud-detection",
                 status="Running",
                 checkpoints=2,
-                checkpoint_failure="failed to write checkpoint: No space left on device (os error 28)",
                 tables=[RelationSpec(name="payments", connectors=["kafka-payments"])],
                 views=[RelationSpec(name="alerts", connectors=["kafka-alerts", "webhook"])],
             ),
@@ -53,12 +61,7 @@ def demo_scenario() -> Scenario:
                         name="clicks",
                         connectors=[
                             "pubsub-clicks",
-                            ConnectorSpec(
-                                name="s3-backfill",
-                                fatal_error="S3 error: AccessDenied: Access Denied (bucket clicks-archive)",
-                                health="Unhealthy",
-                                health_description="AccessDenied",
-                            ),
+                            "s3-backfill",
                         ],
                     )
                 ],
@@ -89,30 +92,69 @@ def demo_scenario() -> Scenario:
     )
 
 
+DEMO_TARGET = "demo"
+DEFAULT_INTERVAL = "5s"
+SYNC_EVERY = "1m"
+FAULT_PIPELINE = "inventory"
+"""The pipeline of the printed fault-injection example: the driver never checkpoints it, so the fault stays."""
+
 LIFECYCLE = ("Provisioning", "Initializing", "Running", "Running", "Running", "Running", "Stopping", "Stopped")
+
+CYCLE = 24
+"""Ticks of one round of the story (2 minutes at the default 5 s tick)."""
+FAULT_AT = 2
+"""Tick of the round at which fraud-detection's checkpoints start failing and a clickstream connector fails."""
+HEAL_AT = 14
+"""Tick of the round at which both are healed (a successful checkpoint; clickstream restarted)."""
+RESET_PIPELINE = "orders"
+RESET_WATCH = "revenue_by_region.delta-revenue"
+CHECKPOINT_ERROR = "failed to write checkpoint: No space left on device (os error 28)"
+FATAL_ENDPOINT = "clicks.s3-backfill"
+FATAL_ERROR = "S3 error: AccessDenied: Access Denied (bucket clicks-archive)"
+
+T = TypeVar("T")
+
+WatchReset = Callable[[str, str, str], None]
+"""``(pipeline, token, watch name)``: register a reset watch with the exporter."""
 
 
 class DemoDriver:
-    """One :meth:`step` per tick; each action runs on ticks where ``tick % period == offset``."""
+    """One :meth:`step` per tick; each action runs on ticks where ``tick % period == offset``.
 
-    def __init__(self, sim: Simulator) -> None:
+    Every :data:`CYCLE` ticks: at :data:`FAULT_AT` fraud-detection's checkpoints start failing (disk full) and
+    clickstream's ``clicks.s3-backfill`` connector hits a fatal error; at :data:`HEAL_AT` fraud-detection checkpoints
+    again and clickstream is restarted (a new process: connectors start clean). At tick 0 of each round an output
+    connector reset of ``orders`` is issued and handed to ``watch_reset``; it completes at :data:`HEAL_AT`.
+    """
+
+    def __init__(self, sim: Simulator, watch_reset: WatchReset | None = None) -> None:
         self.sim = sim
         self.tick = 0
+        self._watch_reset = watch_reset
+        self._reset_token: str | None = None
         self._actions: tuple[tuple[int, int, Callable[[], None]], ...] = (
             (1, 0, self._nightly_lifecycle),
+            (CYCLE, 0, self._issue_reset),
             (3, 0, lambda: self._checkpoint("orders")),
             (4, 1, lambda: self._checkpoint("clickstream")),
-            (5, 2, lambda: self._checkpoint("fraud-detection")),
-            (7, 3, lambda: self._fail_checkpoint("fraud-detection")),
+            (5, 2, self._fraud_checkpoint),
+            (CYCLE, FAULT_AT, self._fraud_checkpoint),
+            (CYCLE, FAULT_AT, self._clickstream_fatal_error),
+            (CYCLE, HEAL_AT, self._fraud_checkpoint),
+            (CYCLE, HEAL_AT, self._restart_clickstream),
+            (CYCLE, HEAL_AT, self._complete_reset),
             (6, 4, self._parse_errors),
             (10, 5, self._toggle_inventory),
-            (12, 6, self._restart_clickstream),
-            (12, 9, self._clickstream_fatal_error),
             (15, 7, self._recompile_draft),
             (15, 9, self._draft_fails),
             (20, 10, lambda: self.sim.set_cluster_health("compiler", False, "compiler server unreachable")),
             (20, 12, lambda: self.sim.set_cluster_health("compiler", True)),
         )
+
+    @property
+    def faulty(self) -> bool:
+        """Whether this tick is in the failing part of the round."""
+        return FAULT_AT <= self.tick % CYCLE < HEAL_AT
 
     def step(self) -> None:
         for period, offset, action in self._actions:
@@ -128,9 +170,23 @@ class DemoDriver:
         if self._running(name):
             self.sim.checkpoint(name)
 
-    def _fail_checkpoint(self, name: str) -> None:
-        if self._running(name):
-            self.sim.fail_checkpoint(name, "failed to write checkpoint: No space left on device (os error 28)")
+    def _fraud_checkpoint(self) -> None:
+        if not self._running("fraud-detection"):
+            return
+        if self.faulty:
+            self.sim.fail_checkpoint("fraud-detection", CHECKPOINT_ERROR)
+        else:
+            self.sim.checkpoint("fraud-detection")
+
+    def _issue_reset(self) -> None:
+        token = self.sim.issue_reset_token(RESET_PIPELINE)
+        self._reset_token = token
+        if self._watch_reset is not None:
+            self._watch_reset(RESET_PIPELINE, token, RESET_WATCH)
+
+    def _complete_reset(self) -> None:
+        if self._reset_token is not None:
+            self.sim.complete_reset(RESET_PIPELINE, self._reset_token)
 
     def _nightly_lifecycle(self) -> None:
         self.sim.set_status("nightly-batch", LIFECYCLE[self.tick % len(LIFECYCLE)])
@@ -147,11 +203,8 @@ class DemoDriver:
         self.sim.restart_pipeline("clickstream")
 
     def _clickstream_fatal_error(self) -> None:
-        endpoint = "clicks.s3-backfill"
-        self.sim.set_connector_fatal_error(
-            "clickstream", endpoint, "S3 error: AccessDenied: Access Denied (bucket clicks-archive)"
-        )
-        self.sim.set_connector_health("clickstream", endpoint, "Unhealthy", "AccessDenied")
+        self.sim.set_connector_fatal_error("clickstream", FATAL_ENDPOINT, FATAL_ERROR)
+        self.sim.set_connector_health("clickstream", FATAL_ENDPOINT, "Unhealthy", "AccessDenied")
 
     def _recompile_draft(self) -> None:
         self.sim.set_program_status("reporting-draft", "CompilingSql")
@@ -162,69 +215,211 @@ class DemoDriver:
 
 def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "demo", help="run a simulated Feldera with a lively scenario and an exporter polling it"
+        "demo",
+        help="a simulated Feldera with a lively scenario, an exporter polling it, Prometheus and Alertmanager",
+        description="Simulator, exporter and (when the binaries are on PATH) Prometheus with the shipped rules and "
+        "Alertmanager with the shipped routing, all on 127.0.0.1; Ctrl-C or SIGTERM stops them together.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="your exporter config instead of the demo's; every target polls the simulator, "
+        "--web.listen-address still applies",
     )
     parser.add_argument("--scenario", metavar="FILE", help="YAML/JSON scenario instead of the built-in one")
-    parser.add_argument("--feldera-port", type=port, default=8080, help="simulator port (default 8080, 0 = any)")
+    parser.add_argument(
+        "--feldera-port", type=port, default=8080, metavar="PORT", help="simulator port (default 8080, 0 = any)"
+    )
     parser.add_argument(
         "--web.listen-address",
         dest="listen_address",
-        type=listen_address,
         default="127.0.0.1:10027",
+        type=listen_address,
         metavar="[HOST]:PORT",
+        help="where the exporter serves (default 127.0.0.1:10027)",
     )
     parser.add_argument("--tick", type=positive_seconds, default=5.0, help="seconds between scenario steps (default 5)")
-    parser.add_argument("--interval", type=duration, default="5s", help="exporter poll interval (default 5s)")
+    parser.add_argument(
+        "--interval",
+        type=duration,
+        help=f"exporter poll interval (default {DEFAULT_INTERVAL}, or poll.interval of --config)",
+    )
+    parser.add_argument(
+        "--prometheus-port", type=port, default=9090, metavar="PORT", help="default 9090, 0 = any free port"
+    )
+    parser.add_argument(
+        "--alertmanager-port", type=port, default=9093, metavar="PORT", help="default 9093, 0 = any free port"
+    )
+    parser.add_argument("--no-prometheus", action="store_true", help="do not run Prometheus")
+    parser.add_argument("--no-alertmanager", action="store_true", help="do not run Alertmanager")
     parser.set_defaults(func=run)
 
 
+def _mapping(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError([f"{key}: expected a mapping"])
+    return dict(value)
+
+
+def demo_settings(config: str | None, listen_address: str, interval: float | None, url: str) -> Settings:
+    """The demo's settings (target ``demo``, a sync schedule), or those of ``config`` with every target's URL
+    replaced by ``url``; ``listen_address`` and ``interval`` (when given) override. Raises :class:`ConfigError`."""
+    if config is None:
+        raw: dict[str, Any] = {
+            "poll": {"interval": interval or DEFAULT_INTERVAL},
+            "targets": [{"name": DEMO_TARGET}],
+            "checkpoint_sync": {"schedules": [{"pipelines": "*", "every": SYNC_EVERY, "target": DEMO_TARGET}]},
+        }
+    else:
+        raw, duplicates = read_yaml(Path(config))
+        if duplicates:
+            raise ConfigError(duplicates)
+        if interval is not None:
+            raw["poll"] = {**_mapping(raw, "poll"), "interval": interval}
+    targets = raw.get("targets") or [{"name": DEMO_TARGET}]
+    if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
+        raise ConfigError(["targets: expected a list of mappings"])
+    raw["targets"] = [{**target, "url": url} for target in targets]
+    raw["web"] = {**_mapping(raw, "web"), "listen_address": listen_address}
+    return build_settings(raw, env={k: v for k, v in os.environ.items() if k != URL_ENV})
+
+
 def run(args: argparse.Namespace) -> int:
+    from exporter.cli import print_config_error, setup_logging
+
     try:
         scenario = Scenario.load(args.scenario) if args.scenario else demo_scenario()
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:  # validated before anything starts; the simulator's URL is filled in once it listens
+        settings = demo_settings(args.config, args.listen_address, args.interval, "http://127.0.0.1:8080")
+    except ConfigError as exc:
+        print_config_error(exc)
+        return 2
+    setup_logging(settings.log_level if args.config else "warning")
     try:
-        asyncio.run(serve(scenario, args))
+        asyncio.run(serve(scenario, args, settings))
+    except WebConfigError as exc:
+        print(f"web config error ({settings.web.config_file}): {exc}", file=sys.stderr)
+        return 2
+    except MonitoringError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def serve(scenario: Scenario, args: argparse.Namespace) -> None:
+async def serve(scenario: Scenario, args: argparse.Namespace, settings: Settings) -> None:
     from exporter.app import Exporter
-    from exporter.config import Settings
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with Simulator(scenario, port=args.feldera_port) as sim:
-        settings = Settings.model_validate(
-            {
-                "web": {"listen_address": args.listen_address},
-                "poll": {"interval": args.interval},
-                "targets": [{"name": "demo", "url": sim.url}],
-            }
-        )
-        exporter = Exporter(settings)
-        await exporter.start()
-        driver = DemoDriver(sim)
-        task = asyncio.create_task(_drive(driver, args.tick), name="demo-driver")
-        print(f"Simulated Feldera API: {sim.url}/v0/pipelines", flush=True)
-        print(f"Simulator control:     {sim.url}{sim.control_prefix}/state", flush=True)
-        print(f"Exporter metrics:      {exporter.url}/metrics", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        try:
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            sim = await stack.enter_async_context(Simulator(scenario, port=args.feldera_port))
+            targets = [target.model_copy(update={"url": sim.url}) for target in settings.targets]
+            settings = settings.model_copy(update={"targets": targets})
+            exporter = await stack.enter_async_context(Exporter(settings))
+
+            def watch_reset(pipeline: str, token: str, name: str) -> None:
+                exporter.sidecar.resets.register(pipeline, token, name=name, target=targets[0].name)
+
+            task = asyncio.create_task(_drive(DemoDriver(sim, watch_reset), args.tick), name="demo-driver")
+            stack.push_async_callback(_cancel, task)
+            prometheus, alertmanager = not args.no_prometheus, not args.no_alertmanager
+            note = missing_parts(prometheus, alertmanager)
+            monitoring = None
+            if note is None and (prometheus or alertmanager):
+                monitoring = await _unless_stopped(
+                    stack.enter_async_context(
+                        Monitoring(
+                            exporter.url.partition("://")[2],
+                            settings.poll.interval,
+                            args.prometheus_port if prometheus else None,
+                            args.alertmanager_port if alertmanager else None,
+                        )
+                    ),
+                    stop,
+                )
+                if stop.is_set():  # Ctrl-C/SIGTERM while Prometheus or Alertmanager was starting
+                    return
+            print(_banner(sim, exporter.url, monitoring, note, settings, scenario), flush=True)
             await stop.wait()
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await exporter.stop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _banner(
+    sim: Simulator,
+    exporter: str,
+    monitoring: Monitoring | None,
+    note: str | None,
+    settings: Settings,
+    scenario: Scenario,
+) -> str:
+    """The short table of URLs and what runs, printed once everything is ready."""
+    rows = [("Exporter landing page", f"{exporter}/"), ("Exporter metrics", f"{exporter}/metrics")]
+    if monitoring is not None and monitoring.prometheus is not None:
+        rows.append(("Prometheus alerts", f"{monitoring.prometheus.url}/alerts"))
+    if monitoring is not None and monitoring.alertmanager is not None:
+        rows.append(("Alertmanager", f"{monitoring.alertmanager.url}/#/alerts"))
+    rows.append(("Simulated Feldera API", f"{sim.url}/v0/pipelines"))
+    names = [p.name for p in scenario.pipelines]
+    if names:
+        pipeline = FAULT_PIPELINE if FAULT_PIPELINE in names else names[0]
+        rows.append(
+            (
+                "Inject a fault",
+                f"curl -s -X POST {sim.url}{sim.control_prefix}/fail_checkpoint "
+                f'-d \'{{"name": "{pipeline}", "error": "disk full"}}\'',
+            )
+        )
+        rows.append(
+            ("Heal it", f'curl -s -X POST {sim.url}{sim.control_prefix}/checkpoint -d \'{{"name": "{pipeline}"}}\'')
+        )
+    width = max(len(label) for label, _ in rows) + 2
+    lines = [f"{label + ':':<{width}}{value}" for label, value in rows]
+    if note is not None:
+        lines.append(f"Note: {note}")
+    schedules = ", ".join(f"{s.pipelines} every {s.every:g}s" for s in settings.checkpoint_sync.schedules) or "none"
+    watch = f"{RESET_WATCH} on {RESET_PIPELINE}" if RESET_PIPELINE in names else "none"
+    lines.append(
+        f"Sidecar: scheduled checkpoint sync: {schedules}; reset watch: {watch} (target {settings.targets[0].name})"
+    )
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+async def _unless_stopped(starting: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """``await starting``, unless ``stop`` is set first: then it is cancelled (cleaning up after itself) and
+    the result is None. A failure after ``stop`` was set is not reported (the processes were told to stop)."""
+    task = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if stop.is_set():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, MonitoringError, OSError):
+            await task
+        return None
+    return task.result()
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _drive(driver: DemoDriver, tick: float) -> None:

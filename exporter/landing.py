@@ -1,0 +1,230 @@
+"""The exporter's landing page (``/``): what the latest poll cycle saw, per target, as plain HTML.
+
+:func:`render_landing` is a pure function of the snapshot and the time: per target up/down, the last successful
+poll and its age, pipelines by status, pipelines whose newest checkpoint failed, connectors with a fatal error,
+the scheduled checkpoint syncs (when configured), the reset watches, and links to ``/metrics`` and the
+documentation. No JavaScript; every value is escaped. Long lists are cut at :data:`MAX_ROWS` rows (the page stays
+small for large fleets; ``/metrics`` has everything).
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+
+from exporter.metrics import checkpoints, connectors
+from exporter.metrics.checkpoints import checkpoint_failed
+from exporter.sidecar.resets import KEY as RESET_WATCHES
+from exporter.sidecar.resets import ResetReport
+from exporter.sidecar.sync import KEY as SYNC_SCHEDULE
+from exporter.sidecar.sync import SyncReport
+from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
+
+DOCS_URL = "https://github.com/feldera/feldera-exporter/blob/main"
+MAX_ROWS = 50
+MAX_MESSAGE = 300
+NEEDS_REISSUE = frozenset({"expired", "invalid"})
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 70em; }
+h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .4em 0 1em; }
+th, td { text-align: left; padding: .25em .8em .25em 0; vertical-align: top; }
+th { font-weight: 600; border-bottom: 1px solid #ccc; }
+.up { color: #fff; background: #2e7d32; padding: .1em .5em; border-radius: .3em; }
+.down { color: #fff; background: #c62828; padding: .1em .5em; border-radius: .3em; }
+.bad { color: #c62828; }
+.none { color: #777; }
+code { font-size: 90%; }
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "…"
+
+
+def _when(timestamp: float | None, now: float) -> str:
+    if timestamp is None:
+        return '<span class="bad">never</span>'
+    stamp = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{_e(stamp)} ({_age(now - timestamp)} ago)"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _table(
+    caption: str, header: Sequence[str], rows: Iterable[Sequence[str]], empty: str, total: int | None = None
+) -> str:
+    """A section: ``<h3>caption (total)</h3>`` (default total: the rows) then a table of already escaped cells,
+    or ``empty`` when there are none."""
+    rows = list(rows)
+    if not rows:
+        return f'<h3>{_e(caption)}</h3><p class="none">{_e(empty)}</p>'
+    shown = rows[:MAX_ROWS]
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in shown)
+    more = f"<p>… and {len(rows) - len(shown)} more (see /metrics).</p>" if len(rows) > len(shown) else ""
+    return f"<h3>{_e(caption)} ({len(rows) if total is None else total})</h3><table><tr>{head}</tr>{body}</table>{more}"
+
+
+def _not_collected(caption: str, collector: str) -> str:
+    return f'<h3>{_e(caption)}</h3><p class="none">Not collected (collectors.{_e(collector)} is false).</p>'
+
+
+def _failed_checkpoints(pipelines: Sequence[PipelineSnapshot]) -> list[list[str]]:
+    rows = []
+    for snap in pipelines:
+        status = snap.checkpoint_status
+        if status is not None and status.failure is not None and checkpoint_failed(status):
+            rows.append([_e(snap.name), _e(status.failure.sequence_number), _e(_short(status.failure.error))])
+    return rows
+
+
+def _fatal_connectors(pipelines: Sequence[PipelineSnapshot]) -> list[list[str]]:
+    rows = []
+    for snap in pipelines:
+        if snap.stats is None:
+            continue
+        for connector in (*snap.stats.inputs, *snap.stats.outputs):
+            if connector.fatal_error is not None:
+                rows.append([_e(snap.name), _e(connector.endpoint_name), _e(_short(connector.fatal_error))])
+    return rows
+
+
+PROBLEMS: tuple[tuple[str, str, tuple[str, ...], Callable[[Sequence[PipelineSnapshot]], list[list[str]]], str], ...] = (
+    (
+        "Failed checkpoints",
+        checkpoints.GROUP,
+        ("pipeline", "sequence number", "error"),
+        _failed_checkpoints,
+        "No pipeline's newest checkpoint failed.",
+    ),
+    (
+        "Connectors with a fatal error",
+        connectors.STATE,
+        ("pipeline", "endpoint", "error"),
+        _fatal_connectors,
+        "No connector has a fatal error.",
+    ),
+)
+"""(caption, collector that fetches the data, header, rows of a target's pipelines, text when there are none)."""
+
+
+def _reset_watches(target: TargetSnapshot, now: float) -> list[list[str]]:
+    report = target.extras.get(RESET_WATCHES)
+    if not isinstance(report, ResetReport):
+        return []
+    return [
+        [
+            _e(w.name),
+            _e(w.pipeline),
+            f'<span class="bad">{_e(w.status)}</span>' if w.status in NEEDS_REISSUE else _e(w.status),
+            _e(_age(now - w.registered_at)),
+        ]
+        for w in report.watches
+    ]
+
+
+def _ago(timestamp: float | None, now: float) -> str:
+    return "never" if timestamp is None else f"{_age(now - timestamp)} ago"
+
+
+def _scheduled_syncs(report: SyncReport, now: float) -> str:
+    rows = [
+        [
+            _e(p.pipeline),
+            _e(_age(p.every)),
+            _e(_ago(p.last_request, now)),
+            _e(_ago(p.last_confirmed, now)),
+            "yes" if p.awaiting_confirmation else "no",
+            _e(sum(count for _, count in p.failures)),
+        ]
+        for p in report.pipelines
+    ]
+    paused = (
+        '<p class="bad">Paused: the target answered 501 (enterprise feature) to a checkpoint sync.</p>'
+        if report.enterprise_only
+        else ""
+    )
+    header = ("pipeline", "every", "last request", "last confirmed", "awaiting confirmation", "failures")
+    return _table("Scheduled checkpoint syncs", header, rows, "No pipeline synced yet.") + paused
+
+
+def _target(target: TargetSnapshot, now: float, disabled: frozenset[str]) -> str:
+    badge = '<span class="up">up</span>' if target.up else '<span class="down">down</span>'
+    labels = "".join(f" <code>{_e(k)}={_e(v)}</code>" for k, v in target.labels)
+    parts = [
+        f"<h2>Target {_e(target.name)} {badge}{labels}</h2>",
+        f"<p>Last successful poll: {_when(target.exporter.last_success_timestamp_seconds, now)}</p>",
+    ]
+    if not target.up:
+        parts.append(
+            '<p class="bad">The pipeline list call failed in the latest cycle: no pipeline data is shown for this '
+            "target until it answers again.</p>"
+        )
+    else:
+        statuses = Counter(snap.pipeline.deployment_status or "unknown" for snap in target.pipelines)
+        parts.append(
+            _table(
+                "Pipelines by status",
+                ("status", "pipelines"),
+                ([_e(status), _e(count)] for status, count in sorted(statuses.items())),
+                "No pipelines.",
+                total=len(target.pipelines),
+            )
+        )
+        for caption, collector, header, rows, empty in PROBLEMS:
+            if collector in disabled:
+                parts.append(_not_collected(caption, collector))
+            else:
+                parts.append(_table(caption, header, rows(target.pipelines), empty))
+    syncs = target.extras.get(SYNC_SCHEDULE)
+    if isinstance(syncs, SyncReport):  # only when schedules are configured
+        parts.append(_scheduled_syncs(syncs, now))
+    parts.append(
+        _table(
+            "Reset watches", ("watch", "pipeline", "status", "age"), _reset_watches(target, now), "No reset watches."
+        )
+    )
+    return "".join(parts)
+
+
+def render_landing(snapshot: Snapshot, *, now: float, version: str, disabled: frozenset[str] = frozenset()) -> str:
+    """The landing page for the latest ``snapshot`` at time ``now`` (seconds since the epoch); ``disabled`` are
+    the collectors switched off (``CollectorSettings.disabled()``): their sections say so instead of "none"."""
+    if snapshot.targets:
+        taken = datetime.fromtimestamp(snapshot.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        cycle = f"<p>Latest poll cycle: {_e(taken)} ({_age(now - snapshot.taken_at)} ago).</p>"
+        body = "".join(_target(target, now, disabled) for target in snapshot.targets)
+    else:
+        cycle, body = "<p>Waiting for the first poll cycle to complete.</p>", ""
+    shard = f"<p>Shard {snapshot.shard} of {snapshot.total_shards} (0-based).</p>" if snapshot.total_shards > 1 else ""
+    links = " · ".join(
+        (
+            '<a href="metrics">/metrics</a>',
+            '<a href="-/ready">/-/ready</a>',
+            '<a href="-/healthy">/-/healthy</a>',
+            f'<a href="{DOCS_URL}/docs/metrics.md">metrics reference</a>',
+            f'<a href="{DOCS_URL}/docs/runbooks.md">runbooks</a>',
+            f'<a href="{DOCS_URL}/docs/sidecar.md">sidecar</a>',
+            f'<a href="{DOCS_URL}/README.md">README</a>',
+        )
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Feldera Exporter</title><style>{STYLE}</style></head><body>"
+        f"<h1>Feldera Exporter {_e(version)}</h1><p>{links}</p>{cycle}{shard}{body}</body></html>\n"
+    )

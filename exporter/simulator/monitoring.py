@@ -1,0 +1,277 @@
+"""Prometheus and Alertmanager for ``feldera-exporter demo``: the shipped rules and routing, real binaries.
+
+* Rules: ``prometheus/build.py``'s ``render()`` of ``prometheus/config.yaml`` with every ``for:`` shortened to
+  :func:`demo_for` (expressions, severities and annotations as shipped), so alerts fire within a minute or two at
+  demo intervals.
+* Alertmanager: ``prometheus/alertmanager.yml`` with its routes, grouping and inhibitions as shipped; only the
+  receivers lose their webhook URLs (nothing leaves the machine: alerts are seen in Alertmanager's UI and API).
+* Everything on 127.0.0.1, in one temporary directory (configs, data, logs) removed at exit; Alertmanager's
+  cluster listener is switched off. :class:`Monitoring` stops both processes (SIGTERM, then SIGKILL after
+  :data:`STOP_TIMEOUT` seconds) and waits for them, whatever ends the demo.
+
+Rules and routing come from the checkout's ``prometheus/`` folder; a pip-installed package has none, and the demo
+then runs without Prometheus and Alertmanager (:func:`missing_parts` says why in one line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "prometheus"
+PROMETHEUS_BIN = "prometheus"
+ALERTMANAGER_BIN = "prometheus-alertmanager"
+HOST = "127.0.0.1"
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+
+class MonitoringError(Exception):
+    """Prometheus or Alertmanager cannot run (port taken, binary failed); the message says which and why."""
+
+
+def missing_parts(prometheus: bool, alertmanager: bool) -> str | None:
+    """One line saying why the wanted parts cannot run, or None when they can (or none is wanted)."""
+    if not (prometheus or alertmanager):
+        return None
+    if not (PROMETHEUS_DIR / "build.py").is_file():
+        return (
+            f"no rules ({PROMETHEUS_DIR} not found: not a checkout of the repository): "
+            "running without Prometheus and Alertmanager"
+        )
+    wanted = [name for name, on in ((PROMETHEUS_BIN, prometheus), (ALERTMANAGER_BIN, alertmanager)) if on]
+    absent = [name for name in wanted if shutil.which(name) is None]
+    if absent:
+        them = "them" if len(absent) > 1 else "it"
+        return f"{' and '.join(absent)} not on PATH: running without {them} (scripts/bootstrap as root installs {them})"
+    return None
+
+
+def _load_build() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("feldera_alert_rules_build", PROMETHEUS_DIR / "build.py")
+    if spec is None or spec.loader is None:
+        raise MonitoringError(f"cannot load {PROMETHEUS_DIR / 'build.py'}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+def demo_for(interval: float) -> int:
+    """The demo's ``for:`` in seconds: three scrape intervals (a single missed poll does not fire)."""
+    return 3 * scrape_seconds(interval)
+
+
+def scrape_seconds(interval: float) -> int:
+    """Prometheus scrapes and evaluates at the exporter's poll interval, at least every second."""
+    return max(1, round(interval))
+
+
+def demo_rules(interval: float) -> tuple[str, str]:
+    """(rule file text, scrape job name the rules expect): the shipped rules with every ``for:`` shortened."""
+    build = _load_build()
+    config = build.load_config(build.DEFAULT_CONFIG)
+    short = demo_for(interval)
+    overrides = {
+        name: {"for": f"{short}s"}
+        for name, entry in config["alerts"].items()
+        if build.duration_seconds(entry["for"], name) > short
+    }
+    config = build.merge(config, {"alerts": overrides})
+    return build.render(config), str(config["exporter_job"])
+
+
+def demo_alertmanager_config() -> dict[str, Any]:
+    """The shipped routing with receivers that notify nobody."""
+    shipped = yaml.safe_load((PROMETHEUS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
+    return {**shipped, "receivers": [{"name": receiver["name"]} for receiver in shipped["receivers"]]}
+
+
+def prometheus_config(
+    rules: Path, job: str, exporter_address: str, interval: float, alertmanager: str | None
+) -> dict[str, Any]:
+    every = f"{scrape_seconds(interval)}s"
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": every, "evaluation_interval": every},
+        "rule_files": [str(rules)],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [exporter_address]}]}],
+    }
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return config
+
+
+def claim_port(port: int, flag: str) -> int:
+    """``port`` if it is free on 127.0.0.1 (0: any free port, chosen now); raises :class:`MonitoringError`."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError as exc:
+            raise MonitoringError(
+                f"cannot use port {port} ({exc.strerror or exc}); choose another with {flag} (0 = any free port)"
+            ) from None
+        return int(sock.getsockname()[1])
+
+
+async def _ready(port: int) -> bool:
+    """``GET /-/ready`` answers 200 (a bare HTTP/1.0 request: no client library needed)."""
+    try:
+        reader, writer = await asyncio.open_connection(HOST, port)
+    except OSError:
+        return False
+    try:
+        writer.write(f"GET /-/ready HTTP/1.0\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+        await writer.drain()
+        status = await reader.readline()
+    except OSError:
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return status.split(b" ")[1:2] == [b"200"]
+
+
+@dataclass
+class Child:
+    name: str
+    port: int
+    log: Path
+    process: asyncio.subprocess.Process
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(f"  {line}" for line in text.splitlines()[-lines:])
+
+    async def wait_ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_TIMEOUT
+        while not await _ready(self.port):
+            if self.process.returncode is not None:
+                raise MonitoringError(f"{self.name} exited with status {self.process.returncode}:\n{self.tail()}")
+            if loop.time() > deadline:
+                raise MonitoringError(f"{self.name} not ready after {READY_TIMEOUT:g}s:\n{self.tail()}")
+            await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await self.process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+        await self.process.wait()
+
+
+@dataclass
+class Monitoring:
+    """``async with Monitoring(...)``: Alertmanager and/or Prometheus running and ready; both stopped at exit."""
+
+    exporter_address: str
+    interval: float
+    prometheus_port: int | None
+    """None: no Prometheus; 0: any free port."""
+    alertmanager_port: int | None
+    children: dict[str, Child] = field(default_factory=dict)
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    @property
+    def prometheus(self) -> Child | None:
+        return self.children.get(PROMETHEUS_BIN)
+
+    @property
+    def alertmanager(self) -> Child | None:
+        return self.children.get(ALERTMANAGER_BIN)
+
+    async def __aenter__(self) -> Monitoring:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        ports = {
+            name: claim_port(port, flag)
+            for name, port, flag in (
+                (ALERTMANAGER_BIN, self.alertmanager_port, "--alertmanager-port"),
+                (PROMETHEUS_BIN, self.prometheus_port, "--prometheus-port"),
+            )
+            if port is not None
+        }
+        workdir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="feldera-demo-")))
+        if ALERTMANAGER_BIN in ports:
+            config = _write(workdir / "alertmanager.yml", demo_alertmanager_config())
+            await self._spawn(
+                ALERTMANAGER_BIN,
+                ports[ALERTMANAGER_BIN],
+                workdir,
+                [
+                    f"--config.file={config}",
+                    f"--storage.path={workdir / 'alertmanager-data'}",
+                    "--cluster.listen-address=",
+                ],
+            )
+        if PROMETHEUS_BIN in ports:
+            text, job = demo_rules(self.interval)
+            rules = workdir / "alerts.yaml"
+            rules.write_text(text, encoding="utf-8")
+            alertmanager = f"{HOST}:{ports[ALERTMANAGER_BIN]}" if ALERTMANAGER_BIN in ports else None
+            config = _write(
+                workdir / "prometheus.yml",
+                prometheus_config(rules, job, self.exporter_address, self.interval, alertmanager),
+            )
+            await self._spawn(
+                PROMETHEUS_BIN,
+                ports[PROMETHEUS_BIN],
+                workdir,
+                [f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prometheus-data'}"],
+            )
+        await asyncio.gather(*(child.wait_ready() for child in self.children.values()))
+
+    async def _spawn(self, name: str, port: int, workdir: Path, args: list[str]) -> None:
+        log = workdir / f"{name}.log"
+        with log.open("wb") as sink:
+            process = await asyncio.create_subprocess_exec(
+                name,
+                *args,
+                f"--web.listen-address={HOST}:{port}",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=sink,
+                stderr=sink,
+                cwd=workdir,
+            )
+        child = Child(name, port, log, process)
+        self.children[name] = child
+        self._stack.push_async_callback(child.stop)
+
+
+def _write(path: Path, document: Mapping[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(dict(document), sort_keys=False), encoding="utf-8")
+    return path
