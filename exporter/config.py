@@ -114,6 +114,10 @@ class WebSettings(_Section):
     """``[host]:port`` of the exporter's HTTP endpoint; an empty host listens on all interfaces."""
     config_file: Path | None = None
     """Exporter-toolkit web config (TLS, basic auth)."""
+    enable_reset_watch_api: bool = False
+    """Allow POST/DELETE on ``/api/v1/reset-watches`` (GET is always served); like Prometheus'
+    ``--web.enable-admin-api``: off by default, since anyone who reaches the port could otherwise make the
+    exporter poll Feldera with its API key."""
 
     @field_validator("listen_address")
     @classmethod
@@ -273,6 +277,7 @@ class Overrides:
     feldera_url: str | None = None
     listen_address: str | None = None
     web_config_file: str | None = None
+    enable_reset_watch_api: bool | None = None
     shard: int | None = None
     total_shards: int | None = None
     log_level: str | None = None
@@ -340,12 +345,14 @@ def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str
             raw["targets"] = [{**t, "url": url} if t in named else t for t in targets]
         else:
             raw["targets"] = [{"name": DEFAULT_TARGET, "url": url}]
-    if overrides.listen_address is not None or overrides.web_config_file is not None:
+    web_flags = {
+        "listen_address": overrides.listen_address,
+        "config_file": overrides.web_config_file,
+        "enable_reset_watch_api": overrides.enable_reset_watch_api,
+    }
+    if any(value is not None for value in web_flags.values()):
         web = dict(raw.get("web") or {})
-        if overrides.listen_address is not None:
-            web["listen_address"] = overrides.listen_address
-        if overrides.web_config_file is not None:
-            web["config_file"] = overrides.web_config_file
+        web.update({key: value for key, value in web_flags.items() if value is not None})
         raw["web"] = web
     if overrides.shard is not None or overrides.total_shards is not None:
         sharding = dict(raw.get("sharding") or {})
