@@ -157,6 +157,13 @@ class Exporter:
         return self._server.port
 
     @property
+    def open_connections(self) -> int:
+        """Connections to the HTTP endpoint holding one of its slots (see ``ServerLimits.max_connections``)."""
+        if self._server is None:
+            raise RuntimeError("exporter not started")
+        return self._server.open_connections
+
+    @property
     def url(self) -> str:
         host = self.settings.web.host or "127.0.0.1"
         if ":" in host:
