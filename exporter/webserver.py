@@ -152,6 +152,7 @@ class WebServer:
         self._accepting: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
         self._open: set[_Connection] = set()
+        self._connections = 0
 
     @property
     def host(self) -> str:
@@ -165,8 +166,8 @@ class WebServer:
 
     @property
     def open_connections(self) -> int:
-        """Connections holding a slot (accepted, in their TLS handshake or open)."""
-        return self._limits.max_connections - self._slots._value
+        """Accepted connections not yet closed (in their TLS handshake or open)."""
+        return self._connections
 
     async def start(self) -> None:
         await self._runner.setup()
@@ -212,6 +213,7 @@ class WebServer:
                 log.warning("accept() failed: %s", exc.strerror or exc)
                 await asyncio.sleep(_ACCEPT_ERROR_PAUSE)
                 continue
+            self._connections += 1
             task = asyncio.create_task(self._connect(sock))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
@@ -220,7 +222,7 @@ class WebServer:
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
-        connection = _Connection(server(), self._open, self._slots.release)
+        connection = _Connection(server(), self._open, self._release)
         try:
             context = self._ssl_context() if self._ssl_context is not None else None
             if context is None:
@@ -242,6 +244,10 @@ class WebServer:
             if connection.transport is None:  # never connected: the handshake failed or the peer left
                 sock.close()
                 connection.release()
+
+    def _release(self) -> None:
+        self._connections -= 1
+        self._slots.release()
 
     # ---- per request ----------------------------------------------------------------------------------------
 
@@ -312,5 +318,7 @@ async def _starts_tls(sock: socket.socket) -> bool:
         return True
     if first[:1].isalpha():
         with contextlib.suppress(OSError):
+            sock.recv(1 << 16)  # the request head: closing with it unread would reset the connection before the 400
             sock.send(_HTTP_TO_TLS_PORT)
+            sock.shutdown(socket.SHUT_WR)
     return False

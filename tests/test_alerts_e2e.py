@@ -26,8 +26,8 @@ import yaml
 from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
-from tests.conftest import eventually as wait_until
 from tests.conftest import ReplyServer, Request, Response, free_port
+from tests.conftest import eventually as wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yaml"
