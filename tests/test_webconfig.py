@@ -234,9 +234,7 @@ def _mtls_config(tmp_path: Path, pki: Pki, auth_type: str, max_version: str = "T
 
 
 @pytest.mark.parametrize("max_version", ["TLS12", "TLS13"])
-async def test_required_client_cert_missing_refuses_the_connection(
-    tmp_path: Path, pki: Pki, max_version: str
-) -> None:
+async def test_required_client_cert_missing_refuses_the_connection(tmp_path: Path, pki: Pki, max_version: str) -> None:
     async with _serving(_mtls_config(tmp_path, pki, "RequireAndVerifyClientCert", max_version)) as server:
         for cert, key in ((None, None), (pki.rogue_cert, pki.rogue_key)):
             async with httpx.AsyncClient(verify=_client_context(pki, cert, key)) as client:

@@ -13,13 +13,13 @@ import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 from aiohttp import web
 
 from exporter.webserver import ServerLimits, WebServer
+from tests.conftest import eventually
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -56,9 +56,7 @@ async def _raw(port: int, payload: bytes, *, deadline: float = 10.0) -> bytes:
 
 
 async def _no_connections_left(server: WebServer) -> None:
-    async with asyncio.timeout(10):
-        while server.open_connections:
-            await asyncio.sleep(0.05)
+    await eventually(lambda: server.open_connections == 0, "every connection closed", deadline=10)
 
 
 async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
@@ -355,10 +353,6 @@ async def test_connections_beyond_the_cap_wait_for_a_free_slot() -> None:
     assert answer.startswith(b"HTTP/1.1 200 OK")
 
 
-def test_listen_on_all_interfaces_accepts_loopback(tmp_path: Path) -> None:
-    async def main() -> int:
-        async with serving(host="") as server:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"http://127.0.0.1:{server.port}/x")).status_code
-
-    assert asyncio.run(main()) == 200
+async def test_listen_on_all_interfaces_accepts_loopback() -> None:
+    async with serving(host="") as server, httpx.AsyncClient() as client:
+        assert (await client.get(f"http://127.0.0.1:{server.port}/x")).status_code == 200
