@@ -75,7 +75,7 @@ async def test_state_file_is_private_and_leaves_no_temp_files(tmp_path: Path) ->
     await make(path, FakeClock()).register("orders", "secret-token")
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["watches.json"]
+    assert sorted(os.listdir(tmp_path)) == ["watches.json"]
     assert json.loads(path.read_text())["version"] == 1
 
 
