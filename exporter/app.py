@@ -32,7 +32,7 @@ from exporter.webserver import ServerLimits, WebServer
 log = logging.getLogger(__name__)
 
 OPENMETRICS = "application/openmetrics-text"
-GZIP_SLICE = 1 << 16
+WRITE_SLICE = 1 << 16
 
 
 class Routes(Protocol):
@@ -243,9 +243,10 @@ class Exporter:
 
 
 class _Exposition(Payload):
-    """A cycle's exposition written piece by piece, each piece once the socket has drained the previous one, so a
-    client that reads slowly (or never) holds about one piece in memory: the stored gzip bytes in 64 KiB slices
-    (no copy), or the plain text inflated about 1 MB at a time in a worker thread (inflating costs CPU)."""
+    """A cycle's exposition written 64 KiB at a time, each slice once the socket has drained the previous one, so a
+    client that reads slowly (or never) costs at most a slice of buffered output plus, for plain text, the chunk
+    being written (inflated about 1 MB at a time in a worker thread: inflating costs CPU). Gzip slices are views of
+    the stored bytes (no copy)."""
 
     def __init__(self, rendered: Rendered, *, openmetrics: bool, gzipped: bool) -> None:
         super().__init__(rendered, content_type=rendered.content_type(openmetrics=openmetrics))
@@ -258,15 +259,19 @@ class _Exposition(Payload):
     async def write(self, writer: AbstractStreamWriter) -> None:
         rendered: Rendered = self._value
         if self._gzipped:
-            body = memoryview(rendered.gzipped(openmetrics=self._openmetrics))
-            for start in range(0, len(body), GZIP_SLICE):
-                await writer.write(body[start : start + GZIP_SLICE])
+            await _write_slices(writer, rendered.gzipped(openmetrics=self._openmetrics))
             return
         chunks = rendered.plain_chunks(openmetrics=self._openmetrics)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-            await writer.write(chunk)
+            await _write_slices(writer, chunk)
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         """The exposition text (whatever the encoding on the wire)."""
         rendered: Rendered = self._value
         return b"".join(rendered.plain_chunks(openmetrics=self._openmetrics)).decode(encoding, errors)
+
+
+async def _write_slices(writer: AbstractStreamWriter, data: bytes) -> None:
+    view = memoryview(data)
+    for start in range(0, len(view), WRITE_SLICE):
+        await writer.write(view[start : start + WRITE_SLICE])  # drains once over 64 KiB are buffered

@@ -60,7 +60,7 @@ class ServerLimits:
     response; it is also the idle keep-alive expiry (aiohttp's ``keepalive_timeout``)."""
     request_timeout: float | None = 30.0
     """Seconds for the handler plus writing the whole response (the write deadline); ``None``: no deadline."""
-    max_connections: int = 256
+    max_connections: int = 128
     """Open connections (TLS handshakes included); more wait in the listen backlog."""
     tls_handshake_timeout: float = 5.0
     max_line_size: int = 8190
@@ -142,6 +142,7 @@ class WebServer:
             handler_cancellation=True,
             shutdown_timeout=self._limits.shutdown_timeout,
             keepalive_timeout=self._limits.header_timeout,
+            lingering_time=self._limits.header_timeout,  # reading and discarding a body the handler did not read
             max_line_size=self._limits.max_line_size,
             max_field_size=self._limits.max_field_size,
             max_headers=self._limits.max_headers,
