@@ -188,8 +188,17 @@ class WebServer:
         for task in list(self._handshakes):
             task.cancel()
         await asyncio.gather(*self._handshakes, return_exceptions=True)
-        await self._runner.cleanup()
-        for connection in list(self._open):  # still open: their peer does not read what is left to send
+        # aiohttp waits shutdown_timeout for requests in progress, then again for their cancellation; a request
+        # stuck writing to a peer that does not read only ends with its connection, so abort what is left in time
+        aborting = asyncio.get_running_loop().call_later(self._limits.shutdown_timeout, self._abort_all)
+        try:
+            await self._runner.cleanup()
+        finally:
+            aborting.cancel()
+            self._abort_all()
+
+    def _abort_all(self) -> None:
+        for connection in list(self._open):
             if connection.transport is not None:
                 connection.transport.abort()
 
