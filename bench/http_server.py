@@ -29,14 +29,14 @@ TICKS = os.sysconf("SC_CLK_TCK")
 NEW_SERVER = """
 import asyncio, sys
 from aiohttp import web
-from exporter.webserver import WebServer
+from exporter.webserver import EVERY_PATH, WebServer
 
 async def ok(request):
     return web.Response(text="OK\\n")
 
 async def main():
     app = web.Application()
-    app.router.add_route("*", "/{path:.*}", ok)
+    app.router.add_route("*", EVERY_PATH, ok)
     async with WebServer(app) as server:
         print(server.port, flush=True)
         await asyncio.Event().wait()

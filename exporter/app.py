@@ -27,7 +27,7 @@ from exporter.render import Rendered, render
 from exporter.sidecar import Sidecar
 from exporter.snapshot import Snapshot
 from exporter.webconfig import WebSecurity
-from exporter.webserver import ServerLimits, WebServer
+from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Exporter:
             app.middlewares.append(security.middleware)
             app.on_cleanup.append(security.close)
             ssl_context = security.ssl_context if security.tls else None
-        app.router.add_route("*", "/{path:.*}", self.handle)
+        app.router.add_route("*", EVERY_PATH, self.handle)
         self._server = WebServer(app, settings.host, settings.port, ssl_context=ssl_context, limits=self._limits)
         self._scheme = "https" if ssl_context is not None else "http"
         await self._server.start()

@@ -46,6 +46,9 @@ _TLS_HANDSHAKE_RECORD = 0x16
 _VERSIONS = (HttpVersion10, HttpVersion11)
 _ACCEPT_ERROR_PAUSE = 0.1
 
+EVERY_PATH = r"/{path:[\s\S]*}"
+"""A route matching every path, control characters included (``.*`` stops at a decoded newline: aiohttp's 404)."""
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SSLContextSource = Callable[[], ssl.SSLContext]
 """Called for every new connection, so that a rotated certificate is used without a restart."""

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from aiohttp import web
 
-from exporter.webserver import ServerLimits, WebServer
+from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ class ReplyServer:
     ) -> None:
         self._handler = handler
         app = web.Application(client_max_size=REPLY_SERVER_LIMITS.max_body_bytes)
-        app.router.add_route("*", "/{path:.*}", self._serve)
+        app.router.add_route("*", EVERY_PATH, self._serve)
         context = None if ssl_context is None else (lambda: ssl_context)
         self._server = WebServer(app, host, port, ssl_context=context, limits=REPLY_SERVER_LIMITS)
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from exporter.webserver import ServerLimits, WebServer
+from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 from tests.conftest import eventually
 
 
@@ -34,7 +34,7 @@ async def _echo(request: web.Request) -> web.Response:
 
 def _app() -> web.Application:
     app = web.Application(client_max_size=1024)
-    app.router.add_route("*", "/{path:.*}", _echo)
+    app.router.add_route("*", EVERY_PATH, _echo)
     return app
 
 

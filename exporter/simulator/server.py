@@ -19,7 +19,7 @@ from exporter.simulator.clock import Clock, ManualClock, SystemClock, rfc3339
 from exporter.simulator.faults import HTML_502, MALFORMED_JSON, Fault
 from exporter.simulator.model import SELECTORS, Connector, Pipeline, UnknownEndpoint, World
 from exporter.simulator.scenario import PipelineSpec, Scenario
-from exporter.webserver import ServerLimits, WebServer
+from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
 CONTROL_METHODS = (
     "create_pipeline",
@@ -92,7 +92,7 @@ class Simulator:
         self._release = asyncio.Event()
         self._seen = asyncio.Condition()
         app = web.Application(client_max_size=LIMITS.max_body_bytes)
-        app.router.add_route("*", "/{path:.*}", self._handle)
+        app.router.add_route("*", EVERY_PATH, self._handle)
         self._server = WebServer(app, self._host, self._port, limits=LIMITS, server_header="feldera-simulator")
         await self._server.start()
 
