@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import socket
@@ -16,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually
 
 EXPORTER = Path(sys.executable).parent / "feldera-exporter"
 DEADLINE_SECONDS = 30.0
@@ -60,10 +61,11 @@ async def sim() -> AsyncIterator[Simulator]:
         yield simulator
 
 
-@pytest.fixture
-async def exporter(sim: Simulator, tmp_path: Path) -> AsyncIterator[Running]:
+@contextlib.asynccontextmanager
+async def running_exporter(feldera_url: str, tmp_path: Path, interval: str) -> AsyncIterator[Running]:
+    """The ``feldera-exporter`` process on a free port, killed on exit if it is still running."""
     config = tmp_path / "config.yaml"
-    config.write_text("poll:\n  interval: 200ms\n")
+    config.write_text(f"poll:\n  interval: {interval}\n")
     log = tmp_path / "exporter.log"
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
@@ -71,19 +73,32 @@ async def exporter(sim: Simulator, tmp_path: Path) -> AsyncIterator[Running]:
             "--config",
             str(config),
             "--feldera-url",
-            sim.url,
+            feldera_url,
             "--web.listen-address",
             "127.0.0.1:0",
             stdout=sink,
             stderr=sink,
         )
     try:
-        url = str(await eventually(lambda: _listening(log, process), "the exporter to listen"))
+
+        def listening() -> str | None:
+            match = re.search(r"listening on (http://\S+?),", log.read_text())
+            if match is None and process.returncode is not None:
+                raise AssertionError(f"exporter exited early:\n{log.read_text()}")
+            return match.group(1) if match else None
+
+        url = str(await eventually(listening, "the exporter to listen"))
         yield Running(process, url, log)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.fixture
+async def exporter(sim: Simulator, tmp_path: Path) -> AsyncIterator[Running]:
+    async with running_exporter(sim.url, tmp_path, "200ms") as running:
+        yield running
 
 
 @pytest.mark.e2e
@@ -136,32 +151,16 @@ async def test_sigterm_exits_within_seconds_with_hostile_clients_connected(tmp_p
             PipelineSpec(name=f"p{i}", tables=[RelationSpec(name="t", connectors=["c1", "c2"])]) for i in range(1000)
         ]
     )
-    config = tmp_path / "config.yaml"
-    config.write_text("poll:\n  interval: 1h\n")
-    log = tmp_path / "exporter.log"
-    async with Simulator(fleet) as simulator:
-        with log.open("wb") as sink:
-            process = await asyncio.create_subprocess_exec(
-                str(EXPORTER),
-                "--config",
-                str(config),
-                "--feldera-url",
-                simulator.url,
-                "--web.listen-address",
-                f"127.0.0.1:{free_port()}",
-                stdout=sink,
-                stderr=sink,
-            )
-        hostile: list[socket.socket] = []
+    hostile: list[socket.socket] = []
+    async with Simulator(fleet) as simulator, running_exporter(simulator.url, tmp_path, "1h") as running:
         try:
-            url = str(await eventually(lambda: _listening(log, process), "the exporter to listen"))
-            host, port = url.removeprefix("http://").rsplit(":", 1)
 
             async def ready() -> bool:
                 async with httpx.AsyncClient() as http:
-                    return (await http.get(url + "/-/ready")).status_code == 200
+                    return (await http.get(running.url + "/-/ready")).status_code == 200
 
             await eventually(ready, "the first cycle")
+            host, port = running.url.removeprefix("http://").rsplit(":", 1)
             loop = asyncio.get_running_loop()
             for kind in ("never-reads", "trickles", "idle") * 5:
                 sock = socket.socket()
@@ -174,19 +173,9 @@ async def test_sigterm_exits_within_seconds_with_hostile_clients_connected(tmp_p
                     await loop.sock_sendall(sock, b"GET /metrics HTTP/1.1\r\nHo")
                 hostile.append(sock)
             await asyncio.sleep(0.5)
-            process.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(process.wait(), 10) == 0
+            running.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(running.process.wait(), 10) == 0
         finally:
             for sock in hostile:
                 sock.close()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    assert "Traceback" not in log.read_text()
-
-
-def _listening(log: Path, process: asyncio.subprocess.Process) -> str | None:
-    match = re.search(r"listening on (http://\S+?),", log.read_text())
-    if match is None and process.returncode is not None:
-        raise AssertionError(f"exporter exited early:\n{log.read_text()}")
-    return match.group(1) if match else None
+    assert "Traceback" not in running.log.read_text()

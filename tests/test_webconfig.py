@@ -374,6 +374,24 @@ def test_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
     assert config.basic_auth_users == {}
 
 
+@contextlib.asynccontextmanager
+async def exporter_behind(web_config: Path) -> AsyncIterator[Exporter]:
+    """A started exporter with this web config, after one poll cycle of a one-pipeline simulator."""
+    scenario = Scenario.model_validate({"pipelines": [{"name": "orders", "status": "Running"}]})
+    async with Simulator(scenario, clock=ManualClock()) as sim:
+        settings = build_settings(
+            {"web": {"listen_address": "127.0.0.1:0", "config_file": str(web_config)}, "targets": [{"url": sim.url}]},
+            env={},
+        )
+        exporter = Exporter(settings)
+        await exporter.start(poll_loop=False)
+        try:
+            await exporter.poll_once()
+            yield exporter
+        finally:
+            await exporter.stop()
+
+
 async def test_exporter_serves_metrics_over_tls_with_basic_auth_from_web_config_file(
     pki: Pki, password_hash: str, tmp_path: Path
 ) -> None:
@@ -382,23 +400,12 @@ async def test_exporter_serves_metrics_over_tls_with_basic_auth_from_web_config_
         f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
         f"basic_auth_users:\n  prometheus: '{password_hash}'\n",
     )
-    scenario = Scenario.model_validate({"pipelines": [{"name": "orders", "status": "Running"}]})
-    async with Simulator(scenario, clock=ManualClock()) as sim:
-        settings = build_settings(
-            {"web": {"listen_address": "127.0.0.1:0", "config_file": str(web)}, "targets": [{"url": sim.url}]},
-            env={},
-        )
-        exporter = Exporter(settings)
-        await exporter.start(poll_loop=False)
-        try:
-            await exporter.poll_once()
-            assert exporter.url.startswith("https://")
-            async with httpx.AsyncClient(verify=_client_context(pki), base_url=exporter.url) as client:
-                anonymous = await client.get("/metrics")
-                healthy_anonymous = await client.get("/-/healthy")
-                scraped = await client.get("/metrics", auth=("prometheus", PASSWORD))
-        finally:
-            await exporter.stop()
+    async with exporter_behind(web) as exporter:
+        assert exporter.url.startswith("https://")
+        async with httpx.AsyncClient(verify=_client_context(pki), base_url=exporter.url) as client:
+            anonymous = await client.get("/metrics")
+            healthy_anonymous = await client.get("/-/healthy")
+            scraped = await client.get("/metrics", auth=("prometheus", PASSWORD))
     assert anonymous.status_code == 401
     assert healthy_anonymous.status_code == 401
     assert scraped.status_code == 200
@@ -470,37 +477,29 @@ async def test_bcrypt_flood_does_not_delay_a_scrape_or_a_poll_cycle(tmp_path: Pa
     remembered password are served meanwhile. Before, bcrypt shared the default pool and the cycle waited."""
     costly = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
     web_config = _write_config(tmp_path, {"basic_auth_users": {"prometheus": costly}})
-    scenario = Scenario.model_validate({"pipelines": [{"name": "orders", "status": "Running"}]})
-    async with Simulator(scenario, clock=ManualClock()) as sim:
-        settings = build_settings(
-            {"web": {"listen_address": "127.0.0.1:0", "config_file": str(web_config)}, "targets": [{"url": sim.url}]},
-            env={},
-        )
-        exporter = Exporter(settings)
-        await exporter.start(poll_loop=False)
-        good = _basic("prometheus", PASSWORD)
-        try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-                async with session.get(f"{exporter.url}/metrics", headers=good) as primed:  # remembered from now on
-                    assert primed.status == 200
+    good = _basic("prometheus", PASSWORD)
+    async with (
+        exporter_behind(web_config) as exporter,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
+    ):
+        async with session.get(f"{exporter.url}/metrics", headers=good) as primed:  # remembered from now on
+            assert primed.status == 200
 
-                async def wrong(i: int) -> int:
-                    bad = _basic("prometheus", f"guess-{i}")
-                    async with session.get(f"{exporter.url}/metrics", headers=bad) as response:
-                        return response.status
+        async def wrong(i: int) -> int:
+            bad = _basic("prometheus", f"guess-{i}")
+            async with session.get(f"{exporter.url}/metrics", headers=bad) as response:
+                return response.status
 
-                flood = [asyncio.create_task(wrong(i)) for i in range(100)]  # under the connection cap
-                await eventually(lambda: exporter.open_connections >= len(flood), "the flood connected")
-                await asyncio.sleep(0.2)  # its requests arrived and wait for bcrypt
-                await exporter.poll_once()  # renders in asyncio's default thread pool
-                async with session.get(f"{exporter.url}/metrics", headers=good) as scraped:
-                    text = await scraped.text()
-                answered = sum(task.done() for task in flood)
-                for task in flood:  # the rest of the flood is not needed: hang up
-                    task.cancel()
-                outcomes = await asyncio.gather(*flood, return_exceptions=True)
-        finally:
-            await exporter.stop()
+        flood = [asyncio.create_task(wrong(i)) for i in range(100)]  # under the connection cap
+        await eventually(lambda: exporter.open_connections >= len(flood), "the flood connected")
+        await asyncio.sleep(0.2)  # its requests arrived and wait for bcrypt
+        await exporter.poll_once()  # renders in asyncio's default thread pool
+        async with session.get(f"{exporter.url}/metrics", headers=good) as scraped:
+            text = await scraped.text()
+        answered = sum(task.done() for task in flood)
+        for task in flood:  # the rest of the flood is not needed: hang up
+            task.cancel()
+        outcomes = await asyncio.gather(*flood, return_exceptions=True)
     assert scraped.status == 200 and 'feldera_up{target="default"} 1.0' in text
     # with bcrypt in the shared pool, the cycle's rendering waited for every check queued before it
     assert answered < len(flood) // 2
