@@ -226,9 +226,9 @@ class WebSecurity:
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._path = Path(path)
         self._clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=BCRYPT_THREADS, thread_name_prefix="bcrypt")
         self._config = load_web_config(self._path)
         self._ssl = self._config.ssl_context()
+        self._executor = ThreadPoolExecutor(max_workers=BCRYPT_THREADS, thread_name_prefix="bcrypt")
         self._auth = self._basic_auth(self._config)
         self._stamps = self._file_stamps(self._config)
         self._checked = clock()
@@ -236,11 +236,6 @@ class WebSecurity:
     @property
     def tls(self) -> bool:
         return self._config.tls_server_config is not None
-
-    @property
-    def config(self) -> WebConfig:
-        self._refresh()
-        return self._config
 
     def ssl_context(self) -> ssl.SSLContext:
         """The context for a new TLS connection (after a rotation: the new certificate)."""

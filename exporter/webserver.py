@@ -154,7 +154,7 @@ class WebServer:
         self._socket: socket.socket | None = None
         self._slots = asyncio.Semaphore(self._limits.max_connections)
         self._accepting: asyncio.Task[None] | None = None
-        self._handshakes: set[asyncio.Task[None]] = set()
+        self._connecting: set[asyncio.Task[None]] = set()
         self._open: set[_Connection] = set()
         self._connections = 0
 
@@ -188,9 +188,9 @@ class WebServer:
         self._accepting = None
         if self._socket is not None:
             self._socket.close()
-        for task in list(self._handshakes):
+        for task in list(self._connecting):
             task.cancel()
-        await asyncio.gather(*self._handshakes, return_exceptions=True)
+        await asyncio.gather(*self._connecting, return_exceptions=True)
         # aiohttp waits shutdown_timeout for requests in progress, then again for their cancellation; a request
         # stuck writing to a peer that does not read only ends with its connection, so abort what is left in time
         aborting = asyncio.get_running_loop().call_later(self._limits.shutdown_timeout, self._abort_all)
@@ -228,8 +228,8 @@ class WebServer:
                 continue
             self._connections += 1
             task = asyncio.create_task(self._connect(sock))
-            self._handshakes.add(task)
-            task.add_done_callback(self._handshakes.discard)
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
 
     async def _connect(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
