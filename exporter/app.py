@@ -201,7 +201,7 @@ class Exporter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), next_at - loop.time())
 
-    # ---- HTTP ---------------------------------------------------------------------------------------------
+    # ---- HTTP -----------------------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
