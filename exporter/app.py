@@ -14,20 +14,25 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
+
 from exporter import __version__
 from exporter.config import Settings
-from exporter.httpserver import HttpServer, Request, Response, Stream
 from exporter.landing import render_landing
 from exporter.metrics import families
 from exporter.poller import PollContributor, Poller
 from exporter.render import Rendered, render
 from exporter.sidecar import Sidecar
 from exporter.snapshot import Snapshot
-from exporter.webconfig import load_web_config
+from exporter.webconfig import WebSecurity
+from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
 log = logging.getLogger(__name__)
 
 OPENMETRICS = "application/openmetrics-text"
+WRITE_SLICE = 1 << 16
 
 
 class Routes(Protocol):
@@ -35,7 +40,7 @@ class Routes(Protocol):
 
     def matches(self, path: str) -> bool: ...
 
-    async def handle(self, request: Request) -> Response: ...
+    async def handle(self, request: web.Request) -> web.StreamResponse: ...
 
 
 def _media_ranges(header: str) -> list[tuple[str, float]]:
@@ -82,6 +87,7 @@ class Exporter:
         routes: Sequence[Routes] = (),
         poller: Poller | None = None,
         clock: Callable[[], float] = time.time,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
@@ -97,7 +103,8 @@ class Exporter:
         self._cycle_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._server: HttpServer | None = None
+        self._limits = limits
+        self._server: WebServer | None = None
         self._scheme = "http"
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
@@ -108,12 +115,16 @@ class Exporter:
         Without ``poll_loop`` the sidecar's sync timer does not run either (tests call ``sidecar.scheduler.tick``).
         """
         await self.sidecar.start(timers=poll_loop)
-        web = self.settings.web
-        handler, ssl_context = self.handle, None
-        if web.config_file is not None:  # TLS and basic auth (exporter-toolkit format); raises WebConfigError
-            security = load_web_config(web.config_file)
-            handler, ssl_context = security.protect(self.handle), security.ssl_context()
-        self._server = HttpServer(handler, web.host, web.port, ssl_context=ssl_context)
+        settings = self.settings.web
+        app = web.Application(client_max_size=(self._limits or ServerLimits()).max_body_bytes)
+        ssl_context = None
+        if settings.config_file is not None:  # TLS and basic auth (exporter-toolkit format); raises WebConfigError
+            security = WebSecurity(settings.config_file)
+            app.middlewares.append(security.middleware)
+            app.on_cleanup.append(security.close)
+            ssl_context = security.ssl_context if security.tls else None
+        app.router.add_route("*", EVERY_PATH, self.handle)
+        self._server = WebServer(app, settings.host, settings.port, ssl_context=ssl_context, limits=self._limits)
         self._scheme = "https" if ssl_context is not None else "http"
         await self._server.start()
         log.info("listening on %s, polling %d target(s)", self.url, len(self.settings.targets))
@@ -145,6 +156,13 @@ class Exporter:
         if self._server is None:
             raise RuntimeError("exporter not started")
         return self._server.port
+
+    @property
+    def open_connections(self) -> int:
+        """Connections to the HTTP endpoint holding one of its slots (see ``ServerLimits.max_connections``)."""
+        if self._server is None:
+            raise RuntimeError("exporter not started")
+        return self._server.open_connections
 
     @property
     def url(self) -> str:
@@ -186,39 +204,66 @@ class Exporter:
 
     # ---- HTTP -----------------------------------------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Response:
-        path = request.raw_path
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.raw_path
         for routes in self._routes:
             if routes.matches(path):
                 return await routes.handle(request)
         if request.method not in ("GET", "HEAD"):
-            return Response(status=405, body=b"method not allowed\n", headers=[("allow", "GET, HEAD")])
+            return web.Response(status=405, text="method not allowed\n", headers={"Allow": "GET, HEAD"})
         if path == "/metrics":
             return self._metrics(request)
         if path == "/-/healthy":
-            return Response(body=b"OK\n")
+            return web.Response(text="OK\n")
         if path == "/-/ready":
             if self._ready:
-                return Response(body=b"ready\n")
-            return Response(status=503, body=b"not ready: the first poll cycle has not completed\n")
+                return web.Response(text="ready\n")
+            return web.Response(status=503, text="not ready: the first poll cycle has not completed\n")
         if path == "/":
             page = render_landing(self.latest, now=self._clock(), version=__version__, disabled=self._disabled)
-            return Response(body=page.encode(), content_type="text/html; charset=utf-8")
-        return Response(status=404, body=b"not found\n")
+            return web.Response(text=page, content_type="text/html", charset="utf-8")
+        return web.Response(status=404, text="not found\n")
 
-    def _metrics(self, request: Request) -> Response:
-        rendered = self._rendered
-        openmetrics = wants_openmetrics(request.headers.get("accept", ""))
-        gzipped = wants_gzip(request.headers.get("accept-encoding", ""))
-        headers = [("vary", "Accept, Accept-Encoding")]
-        body: bytes | Stream
+    def _metrics(self, request: web.Request) -> web.Response:
+        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+        gzipped = wants_gzip(request.headers.get("Accept-Encoding", ""))
+        response = web.Response(body=_Exposition(self._rendered, openmetrics=openmetrics, gzipped=gzipped))
+        response.headers["Vary"] = "Accept, Accept-Encoding"
         if gzipped:
-            headers.append(("content-encoding", "gzip"))
-            body = rendered.gzipped(openmetrics=openmetrics)
-        else:
-            body = Stream(rendered.plain_chunks(openmetrics=openmetrics), rendered.plain_size(openmetrics=openmetrics))
-        return Response(
-            body=body,
-            content_type=rendered.content_type(openmetrics=openmetrics),
-            headers=headers,
+            response.headers["Content-Encoding"] = "gzip"
+        return response
+
+
+class _Exposition(Payload):
+    """A cycle's exposition written 64 KiB at a time, each slice once the socket has drained the previous one, so a
+    client that reads slowly (or never) costs at most a slice of buffered output plus, for plain text, the chunk
+    being written (inflated about 1 MB at a time in a worker thread: inflating costs CPU). Gzip slices are views of
+    the stored bytes (no copy)."""
+
+    def __init__(self, rendered: Rendered, *, openmetrics: bool, gzipped: bool) -> None:
+        super().__init__(rendered, content_type=rendered.content_type(openmetrics=openmetrics))
+        self._openmetrics = openmetrics
+        self._gzipped = gzipped
+        self._size = (
+            len(rendered.gzipped(openmetrics=openmetrics)) if gzipped else rendered.plain_size(openmetrics=openmetrics)
         )
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        rendered: Rendered = self._value
+        if self._gzipped:
+            await _write_slices(writer, rendered.gzipped(openmetrics=self._openmetrics))
+            return
+        chunks = rendered.plain_chunks(openmetrics=self._openmetrics)
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            await _write_slices(writer, chunk)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """The exposition text (whatever the encoding on the wire)."""
+        rendered: Rendered = self._value
+        return b"".join(rendered.plain_chunks(openmetrics=self._openmetrics)).decode(encoding, errors)
+
+
+async def _write_slices(writer: AbstractStreamWriter, data: bytes) -> None:
+    view = memoryview(data)
+    for start in range(0, len(view), WRITE_SLICE):
+        await writer.write(view[start : start + WRITE_SLICE])  # drains once over 64 KiB are buffered

@@ -39,6 +39,13 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--web.config.file", dest="web_config_file", metavar="FILE", help="exporter-toolkit web config (TLS, auth)"
     )
+    parser.add_argument(
+        "--web.enable-reset-watch-api",
+        dest="enable_reset_watch_api",
+        action="store_true",
+        default=None,
+        help="allow registering and deleting reset watches over HTTP (POST/DELETE /api/v1/reset-watches)",
+    )
     parser.add_argument("--shard", type=int, metavar="I", help="poll only pipelines of shard I (0-based)")
     parser.add_argument("--total-shards", type=int, metavar="N", help="number of shards")
     parser.add_argument(
@@ -51,6 +58,7 @@ def overrides_from(args: argparse.Namespace) -> Overrides:
         feldera_url=args.feldera_url,
         listen_address=args.listen_address,
         web_config_file=args.web_config_file,
+        enable_reset_watch_api=args.enable_reset_watch_api,
         shard=args.shard,
         total_shards=args.total_shards,
         log_level=args.log_level,

@@ -134,6 +134,10 @@ class WebSettings(_Section):
     """``[host]:port`` of the exporter's HTTP endpoint; an empty host listens on all interfaces."""
     config_file: Path | None = None
     """Exporter-toolkit web config (TLS, basic auth)."""
+    enable_reset_watch_api: bool = False
+    """Allow POST/DELETE on ``/api/v1/reset-watches`` (GET is always served); like Prometheus'
+    ``--web.enable-admin-api``: off by default, since anyone who reaches the port could otherwise make the
+    exporter poll Feldera with its API key."""
 
     @field_validator("listen_address")
     @classmethod
@@ -312,6 +316,7 @@ class Overrides:
     feldera_url: str | None = None
     listen_address: str | None = None
     web_config_file: str | None = None
+    enable_reset_watch_api: bool | None = None
     shard: int | None = None
     total_shards: int | None = None
     log_level: str | None = None
@@ -425,6 +430,7 @@ def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str
     for section, key, value, flag in (
         ("web", "listen_address", overrides.listen_address, "--web.listen-address"),
         ("web", "config_file", overrides.web_config_file, "--web.config.file"),
+        ("web", "enable_reset_watch_api", overrides.enable_reset_watch_api, "--web.enable-reset-watch-api"),
         ("sharding", "shard", overrides.shard, "--shard"),
         ("sharding", "total_shards", overrides.total_shards, "--total-shards"),
     ):

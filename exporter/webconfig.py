@@ -17,13 +17,20 @@ The file given by ``--web.config.file`` / ``web.config_file`` looks like this (e
 
 Differences from the Go toolkit, all reported as errors at load time rather than silently ignored:
 ``RequestClientCert`` and ``RequireAnyClientCert`` (Python's ``ssl`` module cannot ask for a client certificate
-without verifying it), ``cipher_suites``, ``curve_preferences``, ``prefer_server_cipher_suites`` and
-``client_allowed_sans``. ``http_server_config.http2`` is accepted; the endpoint speaks HTTP/1.1 only.
-Certificates are read at start-up: restart the exporter to rotate them.
+without verifying it), ``cipher_suites``, ``curve_preferences``, ``prefer_server_cipher_suites``,
+``client_allowed_sans``, inline ``cert``/``key``/``client_ca`` and ``http_server_config.rate_limit``.
+``http_server_config.http2`` is accepted; the endpoint speaks HTTP/1.1 only. Response headers are checked as the
+toolkit does: only its five names (exact spelling), ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options``
+``deny`` or ``sameorigin``.
 
-Basic-auth passwords are checked with bcrypt in a worker thread (bcrypt is deliberately slow); a successful
-check is remembered as a SHA-256 digest so that Prometheus' scrape every few seconds does not pay bcrypt's cost
-each time. Unknown users are checked against a configured hash so that response timing does not reveal user names.
+:class:`WebSecurity` re-reads the file, and reloads the certificates, when any of them changes (checked at most
+once a second): cert-manager's rotation takes effect for new connections without a restart. A changed file that
+is invalid is logged and the configuration in force is kept; switching TLS on or off needs a restart.
+
+Basic-auth passwords are checked with bcrypt (deliberately slow) in a dedicated pool of two threads, so that a
+flood of wrong passwords queues there and cannot delay scrapes, polls or rendering; a successful check is
+remembered as a SHA-256 digest so that Prometheus' scrape every few seconds does not pay bcrypt's cost each time.
+Unknown users are checked against a configured hash so that response timing does not reveal user names.
 """
 
 from __future__ import annotations
@@ -33,15 +40,22 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import ssl
+import time
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporter.httpserver import Handler, Request, Response
+from exporter.webserver import Handler
+
+log = logging.getLogger(__name__)
 
 ClientAuthType = Literal[
     "NoClientCert",
@@ -60,16 +74,19 @@ _TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
 }
 _UNVERIFIED_CLIENT_AUTH = ("RequestClientCert", "RequireAnyClientCert")
 _UNSUPPORTED_TLS_KEYS = ("cipher_suites", "curve_preferences", "prefer_server_cipher_suites", "client_allowed_sans")
-# The exporter-toolkit accepts only these response headers in http_server_config.headers.
-_ALLOWED_HEADERS = (
-    "Strict-Transport-Security",
-    "X-Content-Type-Options",
-    "X-Frame-Options",
-    "X-XSS-Protection",
-    "Content-Security-Policy",
-)
+# The exporter-toolkit accepts only these response headers in http_server_config.headers (names spelt exactly so),
+# and for two of them only these values.
+_ALLOWED_HEADERS: dict[str, tuple[str, ...]] = {
+    "Strict-Transport-Security": (),
+    "X-Content-Type-Options": ("nosniff",),
+    "X-Frame-Options": ("deny", "sameorigin"),
+    "X-XSS-Protection": (),
+    "Content-Security-Policy": (),
+}
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 _AUTH_CACHE_SIZE = 64
+BCRYPT_THREADS = 2
+RELOAD_CHECK_SECONDS = 1.0
 
 
 class WebConfigError(Exception):
@@ -95,9 +112,9 @@ class TLSServerConfig(_Strict):
             for key in _UNSUPPORTED_TLS_KEYS:
                 if key in data:
                     raise ValueError(f"{key} is not supported by feldera-exporter; remove it")
-            for key in ("cert", "key"):
+            for key in ("cert", "key", "client_ca"):
                 if key in data:
-                    raise ValueError(f"inline {key} is not supported; use {key}_file")
+                    raise ValueError(f"inline {key} is not supported by feldera-exporter; use {key}_file")
         return data
 
     @model_validator(mode="after")
@@ -122,15 +139,27 @@ class HTTPServerConfig(_Strict):
     http2: bool = True
     """Accepted for compatibility with the exporter-toolkit; the endpoint speaks HTTP/1.1."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "rate_limit" in data:
+            raise ValueError(
+                "rate_limit is not supported by feldera-exporter; remove it (the server caps connections and "
+                "request time itself, see docs/security.md)"
+            )
+        return data
+
     @field_validator("headers")
     @classmethod
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        allowed = {name.lower(): name for name in _ALLOWED_HEADERS}
         for name, text in value.items():
-            if name.lower() not in allowed:
-                raise ValueError(f"header {name!r} is not allowed; allowed: {', '.join(_ALLOWED_HEADERS)}")
-            if "\r" in text or "\n" in text:
-                raise ValueError(f"header {name!r} must not contain line breaks")
+            if name not in _ALLOWED_HEADERS:
+                raise ValueError(f"header {name!r} can not be configured; allowed: {', '.join(_ALLOWED_HEADERS)}")
+            allowed = _ALLOWED_HEADERS[name]
+            if allowed and text not in allowed:
+                raise ValueError(f"invalid value for {name}: expected one of {', '.join(allowed)}, got {text!r}")
+            if not text.isprintable():
+                raise ValueError(f"header {name!r} must not contain line breaks or control characters")
         return value
 
 
@@ -153,7 +182,7 @@ class WebConfig(_Strict):
         return value
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """A server-side context for :class:`~exporter.httpserver.HttpServer`, or None when TLS is off."""
+        """A server-side context for :class:`~exporter.webserver.WebServer`, or None when TLS is off."""
         tls = self.tls_server_config
         if tls is None:
             return None
@@ -178,34 +207,105 @@ class WebConfig(_Strict):
             )
         return context
 
-    def protect(self, handler: Handler) -> Handler:
-        """Wrap ``handler``: basic auth on every route (when users are configured) and the configured headers."""
-        checker = BasicAuth(self.basic_auth_users) if self.basic_auth_users else None
-        extra_headers = list(self.http_server_config.headers.items())
+    def files(self) -> tuple[Path, ...]:
+        """The certificate files this configuration reads (watched for changes)."""
+        tls = self.tls_server_config
+        if tls is None:
+            return ()
+        return tuple(path for path in (tls.cert_file, tls.key_file, tls.client_ca_file) if path is not None)
 
-        async def secured(request: Request) -> Response:
-            if checker is not None and not await checker.allows(request.headers.get("authorization")):
-                response = Response(
-                    status=401,
-                    body=b"Unauthorized\n",
-                    headers=[("WWW-Authenticate", 'Basic realm="feldera-exporter", charset="UTF-8"')],
-                )
-            else:
-                response = await handler(request)
-            if extra_headers:
-                response.headers.extend(extra_headers)
-            return response
 
-        return secured
+class WebSecurity:
+    """The web config in force: TLS context for new connections and an aiohttp middleware for basic auth and
+    headers, both re-read when the web-config file or a certificate file changes.
+
+    Raises :class:`WebConfigError` at construction when the file is unusable; later reload failures are logged
+    and the configuration in force stays.
+    """
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._path = Path(path)
+        self._clock = clock
+        self._config = load_web_config(self._path)
+        self._ssl = self._config.ssl_context()
+        self._executor = ThreadPoolExecutor(max_workers=BCRYPT_THREADS, thread_name_prefix="bcrypt")
+        self._auth = self._basic_auth(self._config)
+        self._stamps = self._file_stamps(self._config)
+        self._checked = clock()
+
+    @property
+    def tls(self) -> bool:
+        return self._config.tls_server_config is not None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The context for a new TLS connection (after a rotation: the new certificate)."""
+        self._refresh()
+        if self._ssl is None:
+            raise RuntimeError("TLS is not configured")
+        return self._ssl
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self._refresh()
+        auth, headers = self._auth, self._config.http_server_config.headers
+        if auth is not None and not await auth.allows(request.headers.get("Authorization")):
+            response: web.StreamResponse = web.Response(
+                status=401,
+                text="Unauthorized\n",
+                headers={"WWW-Authenticate": 'Basic realm="feldera-exporter", charset="UTF-8"'},
+            )
+        else:
+            response = await handler(request)
+        response.headers.update(headers)
+        return response
+
+    async def close(self, _app: object = None) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _basic_auth(self, config: WebConfig) -> BasicAuth | None:
+        return BasicAuth(config.basic_auth_users, self._executor) if config.basic_auth_users else None
+
+    def _file_stamps(self, config: WebConfig) -> tuple[tuple[int, int, int] | None, ...]:
+        return tuple(_stamp(path) for path in (self._path, *config.files()))
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        if now - self._checked < RELOAD_CHECK_SECONDS:
+            return
+        self._checked = now
+        if self._file_stamps(self._config) == self._stamps:
+            return
+        try:
+            config = load_web_config(self._path)
+            if (config.tls_server_config is None) != (self._config.tls_server_config is None):
+                raise WebConfigError("tls_server_config: switching TLS on or off needs a restart")
+            context = config.ssl_context()
+        except WebConfigError as exc:
+            # the stamps are not taken: the next check tries again (a rotation may be half written)
+            log.error("web config %s not reloaded, keeping the one in force: %s", self._path, exc)
+            return
+        if config.basic_auth_users != self._config.basic_auth_users:
+            self._auth = self._basic_auth(config)
+        self._config, self._ssl, self._stamps = config, context, self._file_stamps(config)
+        log.info("web config %s reloaded (TLS certificates and basic auth users)", self._path)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 class BasicAuth:
     """Checks ``Authorization: Basic`` headers against bcrypt hashes, remembering recent successes."""
 
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], executor: ThreadPoolExecutor) -> None:
         self._users = {user: hashed.encode() for user, hashed in users.items()}
         # Unknown users are checked against a real hash (same cost) so that timing does not reveal user names.
         self._decoy = next(iter(self._users.values()))
+        self._executor = executor
         self._good: OrderedDict[bytes, None] = OrderedDict()
 
     def __repr__(self) -> str:
@@ -221,7 +321,8 @@ class BasicAuth:
         if hashed is not None and any(hmac.compare_digest(key, known) for known in self._good):
             self._good.move_to_end(key)
             return True
-        ok = await asyncio.to_thread(_bcrypt_check, password.encode(), hashed or self._decoy)
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._executor, _bcrypt_check, password.encode(), hashed or self._decoy)
         if not ok or hashed is None:
             return False
         self._good[key] = None

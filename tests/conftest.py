@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.httpserver import HttpServer, Request, Response
+from tests.replyserver import ReplyServer, Request, Response
+
+__all__ = ["ReplyServer", "Request", "Response"]
 
 Reply = Response | Callable[[Request], Awaitable[Response]]
 
@@ -124,7 +126,7 @@ class ScriptedFeldera:
 
     routes: dict[str, Reply | list[Reply]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
-    server: HttpServer | None = None
+    server: ReplyServer | None = None
 
     @property
     def url(self) -> str:
@@ -153,7 +155,7 @@ class ScriptedFeldera:
 @pytest.fixture
 async def feldera() -> AsyncIterator[ScriptedFeldera]:
     scripted = ScriptedFeldera()
-    scripted.server = HttpServer(scripted.handle)
+    scripted.server = ReplyServer(scripted.handle)
     await scripted.server.start()
     try:
         yield scripted

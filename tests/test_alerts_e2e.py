@@ -25,10 +25,9 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings
-from exporter.httpserver import HttpServer, Request, Response
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
+from tests.conftest import ReplyServer, Request, Response, free_port
 from tests.conftest import eventually as wait_until
-from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yaml"
@@ -165,7 +164,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             }
         )
         exporter = await stack.enter_async_context(Exporter(settings))
-        receiver = HttpServer(webhook.handle, "127.0.0.1", 0)
+        receiver = ReplyServer(webhook.handle, "127.0.0.1", 0)
         await receiver.start()
         stack.push_async_callback(receiver.close)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -59,10 +61,11 @@ async def sim() -> AsyncIterator[Simulator]:
         yield simulator
 
 
-@pytest.fixture
-async def exporter(sim: Simulator, tmp_path: Path) -> AsyncIterator[Running]:
+@contextlib.asynccontextmanager
+async def running_exporter(feldera_url: str, tmp_path: Path, interval: str) -> AsyncIterator[Running]:
+    """The ``feldera-exporter`` process on a free port, killed on exit if it is still running."""
     config = tmp_path / "config.yaml"
-    config.write_text("poll:\n  interval: 200ms\n")
+    config.write_text(f"poll:\n  interval: {interval}\n")
     log = tmp_path / "exporter.log"
     with log.open("wb") as sink:
         process = await asyncio.create_subprocess_exec(
@@ -70,7 +73,7 @@ async def exporter(sim: Simulator, tmp_path: Path) -> AsyncIterator[Running]:
             "--config",
             str(config),
             "--feldera-url",
-            sim.url,
+            feldera_url,
             "--web.listen-address",
             "127.0.0.1:0",
             stdout=sink,
@@ -90,6 +93,12 @@ async def exporter(sim: Simulator, tmp_path: Path) -> AsyncIterator[Running]:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.fixture
+async def exporter(sim: Simulator, tmp_path: Path) -> AsyncIterator[Running]:
+    async with running_exporter(sim.url, tmp_path, "200ms") as running:
+        yield running
 
 
 @pytest.mark.e2e
@@ -131,3 +140,42 @@ async def test_exporter_process_serves_simulated_pipelines_and_follows_changes(
     text = exporter.log.read_text()
     assert "Traceback" not in text
     assert "shutting down" in text
+
+
+@pytest.mark.e2e
+async def test_sigterm_exits_within_seconds_with_hostile_clients_connected(tmp_path: Path) -> None:
+    """Scrapers that never read a 13 MB /metrics, clients trickling headers and idle connections do not keep the
+    process alive after SIGTERM (before: it did not stop for 60 s+ with five never-reading scrapers)."""
+    fleet = Scenario(
+        pipelines=[
+            PipelineSpec(name=f"p{i}", tables=[RelationSpec(name="t", connectors=["c1", "c2"])]) for i in range(1000)
+        ]
+    )
+    hostile: list[socket.socket] = []
+    async with Simulator(fleet) as simulator, running_exporter(simulator.url, tmp_path, "1h") as running:
+        try:
+
+            async def ready() -> bool:
+                async with httpx.AsyncClient() as http:
+                    return (await http.get(running.url + "/-/ready")).status_code == 200
+
+            await eventually(ready, "the first cycle")
+            host, port = running.url.removeprefix("http://").rsplit(":", 1)
+            loop = asyncio.get_running_loop()
+            for kind in ("never-reads", "trickles", "idle") * 5:
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.setblocking(False)
+                await loop.sock_connect(sock, (host, int(port)))
+                if kind == "never-reads":
+                    await loop.sock_sendall(sock, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                elif kind == "trickles":
+                    await loop.sock_sendall(sock, b"GET /metrics HTTP/1.1\r\nHo")
+                hostile.append(sock)
+            await asyncio.sleep(0.5)
+            running.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(running.process.wait(), 10) == 0
+        finally:
+            for sock in hostile:
+                sock.close()
+    assert "Traceback" not in running.log.read_text()

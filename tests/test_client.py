@@ -15,8 +15,7 @@ from pydantic import SecretStr
 from exporter.client import FelderaClient, parse_retry_after
 from exporter.config import TargetSettings
 from exporter.errors import ApiError, ConnectionFailed, InvalidResponse, RequestTimeout
-from exporter.httpserver import HttpServer, Response
-from tests.conftest import ScriptedFeldera, feldera_error, hang, json_response, pipeline_json
+from tests.conftest import ReplyServer, Response, ScriptedFeldera, feldera_error, hang, json_response, pipeline_json
 
 
 class FakeSleep:
@@ -355,7 +354,7 @@ async def tls_feldera(tls_files: tuple[Path, Path]) -> AsyncIterator[ScriptedFel
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*tls_files)
     scripted = ScriptedFeldera()
-    scripted.server = HttpServer(scripted.handle, ssl_context=context)
+    scripted.server = ReplyServer(scripted.handle, ssl_context=context)
     await scripted.server.start()
     scripted.list_pipelines(pipeline_json("p"))
     try:

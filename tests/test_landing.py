@@ -147,8 +147,8 @@ async def test_landing_page_shows_each_target_its_pipelines_failures_and_watches
     sim.fail_checkpoint("orders", "disk full")
     sim.set_connector_fatal_error("orders", "orders.kafka-in", FATAL)
     token = sim.issue_reset_token("orders")
-    exporter.sidecar.resets.register("orders", token, name="orders-out", target="demo")
-    exporter.sidecar.resets.register("orders", "not-a-token", name="orders-bad", target="demo")
+    await exporter.sidecar.resets.register("orders", token, name="orders-out", target="demo")
+    await exporter.sidecar.resets.register("orders", "not-a-token", name="orders-bad", target="demo")
     await exporter.poll_once()  # the scheduler learns that orders runs
     assert exporter.sidecar.scheduler is not None
     await exporter.sidecar.scheduler.tick(setup.clock[0])  # its first sync: requested, accepted (202)

@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from exporter.config import Settings, build_settings
-from exporter.httpserver import Request, Response
 from exporter.models import COMBINED_STATUSES
 from exporter.poller import Poller
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
-from tests.conftest import ScriptedFeldera, feldera_error, json_response, pipeline_json
+from tests.conftest import Request, Response, ScriptedFeldera, feldera_error, json_response, pipeline_json
 
 
 def settings_for(url: str) -> Settings:

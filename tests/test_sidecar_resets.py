@@ -8,6 +8,7 @@ import datetime as dt
 import ipaddress
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,12 @@ class World:
         self.state_file = state_file
         self.clock = clock
         self.exporters: list[Exporter] = []
+        self.writable = True
 
     async def exporter(self) -> Exporter:
         settings = Settings.model_validate(
             {
-                "web": {"listen_address": "127.0.0.1:0"},
+                "web": {"listen_address": "127.0.0.1:0", "enable_reset_watch_api": self.writable},
                 "targets": [{"name": "default", "url": self.sim.url, "timeout": 5}],
                 "reset_watches": {"state_file": str(self.state_file), "keep_completed": KEEP},
             }
@@ -117,7 +119,7 @@ async def test_registered_token_goes_from_pending_to_completed(world: World) -> 
 
 async def test_invalid_token_becomes_invalid_and_is_not_polled_again(world: World) -> None:
     exporter = await world.exporter()
-    exporter.sidecar.resets.register("orders", "not-a-token", name="bad")
+    await exporter.sidecar.resets.register("orders", "not-a-token", name="bad")
 
     await exporter.poll_once()
     await exporter.poll_once()
@@ -129,7 +131,7 @@ async def test_invalid_token_becomes_invalid_and_is_not_polled_again(world: Worl
 async def test_pipeline_restart_between_register_and_poll_expires_the_watch(world: World) -> None:
     exporter = await world.exporter()
     token = world.sim.issue_reset_token("orders")
-    exporter.sidecar.resets.register("orders", token, name="w")
+    await exporter.sidecar.resets.register("orders", token, name="w")
 
     world.sim.restart_pipeline("orders")
     await exporter.poll_once()
@@ -139,7 +141,7 @@ async def test_pipeline_restart_between_register_and_poll_expires_the_watch(worl
 
 async def test_unknown_pipeline_makes_the_watch_invalid(world: World) -> None:
     exporter = await world.exporter()
-    exporter.sidecar.resets.register("ghost", "tok", name="w")
+    await exporter.sidecar.resets.register("ghost", "tok", name="w")
 
     await exporter.poll_once()
 
@@ -148,7 +150,7 @@ async def test_unknown_pipeline_makes_the_watch_invalid(world: World) -> None:
 
 async def test_transient_errors_keep_the_last_state(world: World) -> None:
     exporter = await world.exporter()
-    exporter.sidecar.resets.register("orders", world.sim.issue_reset_token("orders"), name="w")
+    await exporter.sidecar.resets.register("orders", world.sim.issue_reset_token("orders"), name="w")
     await exporter.poll_once()
     world.sim.set_interaction_error("orders", "initialization_error")
     world.clock.now += 15
@@ -162,7 +164,7 @@ async def test_transient_errors_keep_the_last_state(world: World) -> None:
 async def test_unrecognised_answer_is_unknown_and_polled_again(world: World) -> None:
     exporter = await world.exporter()
     token = world.sim.issue_reset_token("orders")
-    exporter.sidecar.resets.register("orders", token, name="w")
+    await exporter.sidecar.resets.register("orders", token, name="w")
     world.sim.add_fault(kind="malformed", path="/v0/pipelines/orders/reset_status", times=1)
 
     await exporter.poll_once()
@@ -176,8 +178,8 @@ async def test_unrecognised_answer_is_unknown_and_polled_again(world: World) -> 
 async def test_finished_watches_are_dropped_after_keep_completed(world: World) -> None:
     exporter = await world.exporter()
     token = world.sim.issue_reset_token("orders")
-    exporter.sidecar.resets.register("orders", token, name="done")
-    exporter.sidecar.resets.register("billing", world.sim.issue_reset_token("billing"), name="still-pending")
+    await exporter.sidecar.resets.register("orders", token, name="done")
+    await exporter.sidecar.resets.register("billing", world.sim.issue_reset_token("billing"), name="still-pending")
     world.sim.complete_reset("orders", token)
     await exporter.poll_once()
 
@@ -220,7 +222,7 @@ async def test_corrupt_state_file_is_reported_and_the_exporter_still_runs(world:
 
 async def test_cli_lists_and_removes_watches(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     exporter = await world.exporter()
-    exporter.sidecar.resets.register("orders", "secret-token", name="w")
+    await exporter.sidecar.resets.register("orders", "secret-token", name="w")
 
     listed = await cli("--list", "--exporter", exporter.url)
     listing = capsys.readouterr().out
@@ -317,7 +319,7 @@ async def test_cli_registers_through_tls_and_basic_auth(world: World, tmp_path: 
     password_file.write_text("s3cret\n")
     settings = Settings.model_validate(
         {
-            "web": {"listen_address": "127.0.0.1:0", "config_file": str(web_config)},
+            "web": {"listen_address": "127.0.0.1:0", "config_file": str(web_config), "enable_reset_watch_api": True},
             "targets": [{"name": "default", "url": world.sim.url}],
         }
     )
@@ -342,10 +344,112 @@ async def test_the_token_feldera_repeats_in_its_400_never_reaches_the_log(
 ) -> None:
     exporter = await world.exporter()
     caplog.set_level(logging.DEBUG)
-    exporter.sidecar.resets.register("orders", "3f2a-never-logged-c9", name="bad")
+    await exporter.sidecar.resets.register("orders", "3f2a-never-logged-c9", name="bad")
 
     await exporter.poll_once()
 
     assert await statuses(exporter) == {"bad": "invalid"}
     assert "reset watch bad is invalid" in caplog.text
     assert "never-logged" not in caplog.text
+
+
+# ---- the write API is off by default; what it accepts -----------------------------------------------------------
+
+
+async def test_write_api_is_disabled_by_default_and_says_how_to_enable_it(world: World) -> None:
+    world.writable = False
+    exporter = await world.exporter()
+    await exporter.sidecar.resets.register("orders", "tok", name="w")
+    url = f"{exporter.url}/api/v1/reset-watches"
+    async with httpx.AsyncClient() as client:
+        posted = await client.post(url, json={"pipeline": "orders", "token": "t", "name": "other"})
+        deleted = await client.delete(f"{url}/w")
+        listed = await client.get(url)
+    for response in (posted, deleted):
+        assert response.status_code == 403
+        assert "--web.enable-reset-watch-api" in response.json()["error"]
+    assert [w["name"] for w in listed.json()["watches"]] == ["w"]
+    assert [w.name for w in exporter.sidecar.resets.watches()] == ["w"]
+
+
+def test_the_flag_switches_the_write_api_on() -> None:
+    from exporter.cli import build_parser, settings_from
+
+    def parsed(*flags: str) -> bool:
+        args = build_parser().parse_args(["run", "--feldera-url", "http://127.0.0.1:9", *flags])
+        return settings_from(args).web.enable_reset_watch_api
+
+    assert (parsed(), parsed("--web.enable-reset-watch-api")) == (False, True)
+
+
+@pytest.mark.parametrize("pipeline", ["..", ".", "a/b", "../admin", "orders?x=1", "%2e%2e", "", "x" * 513])
+async def test_pipeline_names_that_could_leave_the_pipeline_path_are_refused(world: World, pipeline: str) -> None:
+    exporter = await world.exporter()
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{exporter.url}/api/v1/reset-watches", json={"pipeline": pipeline, "token": "tok"}
+        )
+    assert response.status_code == 400
+    assert "pipeline must be a Feldera pipeline name" in response.json()["error"]
+    assert exporter.sidecar.resets.watches() == []
+
+
+async def test_a_state_file_with_a_dot_dot_pipeline_is_not_polled(world: World) -> None:
+    exporter = await world.exporter()
+    await exporter.sidecar.resets.register("orders", "tok", name="good")
+    await exporter.stop()
+    world.exporters.remove(exporter)
+    document = json.loads(world.state_file.read_text())
+    document["watches"].append({**document["watches"][0], "name": "evil", "pipeline": ".."})
+    world.state_file.write_text(json.dumps(document))
+    restarted = await world.exporter()
+    await restarted.poll_once()
+    assert [w.name for w in restarted.sidecar.resets.watches()] == ["good"]
+    assert world.sim.requests("/v0/pipelines/../*") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"[" * 50_000 + b"]" * 50_000, 413),  # over the body limit
+        (b"[" * 20_000 + b"]" * 20_000, 400),  # deeper than the JSON parser's stack
+        (b'{"pipeline": "orders", "token": "\xff\xfe"}', 400),
+        (b"\xff\xfe{}", 400),
+        (b"not json at all", 400),
+    ],
+)
+async def test_unparsable_bodies_are_400_or_413_never_500(world: World, body: bytes, status: int) -> None:
+    exporter = await world.exporter()
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{exporter.url}/api/v1/reset-watches", content=body, headers={"content-type": "application/json"}
+        )
+        still_serving = await client.get(f"{exporter.url}/-/healthy")
+    assert response.status_code == status
+    assert "Traceback" not in response.text
+    assert still_serving.status_code == 200
+
+
+async def test_the_state_file_is_written_off_the_event_loop(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save that blocks (slow disk) does not stop the exporter from answering other requests."""
+    from exporter.sidecar import store
+
+    exporter = await world.exporter()
+    disk = threading.Event()
+    real_save = store.save
+
+    def slow_save(path: Path, watches: list[Any]) -> None:
+        disk.wait(10)
+        real_save(path, watches)
+
+    monkeypatch.setattr(store, "save", slow_save)
+    async with httpx.AsyncClient(base_url=exporter.url) as client:
+        registering = asyncio.create_task(
+            client.post("/api/v1/reset-watches", json={"pipeline": "orders", "token": "t", "name": "w"})
+        )
+        healthy = await client.get("/-/healthy")
+        assert not registering.done()
+        disk.set()
+        registered = await registering
+    assert (healthy.status_code, registered.status_code) == (200, 201)
+    assert json.loads(world.state_file.read_text())["watches"][0]["name"] == "w"

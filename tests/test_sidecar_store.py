@@ -54,12 +54,12 @@ def test_reset_body_shapes_are_recognised_leniently(body: object, state: str) ->
     assert parse_reset_body(body) == state
 
 
-def test_watches_survive_a_restart_through_the_state_file(tmp_path: Path) -> None:
+async def test_watches_survive_a_restart_through_the_state_file(tmp_path: Path) -> None:
     path = tmp_path / "watches.json"
     clock = FakeClock()
     first = make(path, clock)
-    first.register("orders", "tok-1", name="kafka-out")
-    first.register("orders", "tok-2", target="other")
+    await first.register("orders", "tok-1", name="kafka-out")
+    await first.register("orders", "tok-2", target="other")
 
     second = make(path, clock)
 
@@ -70,12 +70,12 @@ def test_watches_survive_a_restart_through_the_state_file(tmp_path: Path) -> Non
     assert second.state_file_errors == {"load": 0, "save": 0}
 
 
-def test_state_file_is_private_and_leaves_no_temp_files(tmp_path: Path) -> None:
+async def test_state_file_is_private_and_leaves_no_temp_files(tmp_path: Path) -> None:
     path = tmp_path / "watches.json"
-    make(path, FakeClock()).register("orders", "secret-token")
+    await make(path, FakeClock()).register("orders", "secret-token")
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["watches.json"]
+    assert sorted(os.listdir(tmp_path)) == ["watches.json"]
     assert json.loads(path.read_text())["version"] == 1
 
 
@@ -83,7 +83,7 @@ def test_state_file_is_private_and_leaves_no_temp_files(tmp_path: Path) -> None:
     "content",
     [b"{not json", b"\xff\xfe", b"[]", b'{"version": 2, "watches": []}', b'{"version": 1, "watches": [{"name": 1}]}'],
 )
-def test_corrupt_state_file_is_reported_moved_aside_and_does_not_crash(
+async def test_corrupt_state_file_is_reported_moved_aside_and_does_not_crash(
     tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "watches.json"
@@ -96,7 +96,7 @@ def test_corrupt_state_file_is_reported_moved_aside_and_does_not_crash(
     assert watches.state_file_errors == {"load": 1, "save": 0}
     assert "reset watches not restored" in caplog.text
     assert (tmp_path / "watches.json.corrupt").read_bytes() == content
-    watches.register("orders", "tok")
+    await watches.register("orders", "tok")
     assert [w.name for w in make(path, FakeClock()).watches()] == [default_watch_name("orders", "tok")]
 
 
@@ -112,14 +112,14 @@ def test_corrupt_state_file_log_does_not_echo_tokens(tmp_path: Path, caplog: pyt
     assert "watches.0.registered_at" in caplog.text
 
 
-def test_unwritable_state_file_is_counted_and_watch_kept_in_memory(
+async def test_unwritable_state_file_is_counted_and_watch_kept_in_memory(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     directory = tmp_path / "gone"
     watches = make(directory / "watches.json", FakeClock())
 
     with caplog.at_level(logging.ERROR):
-        watches.register("orders", "tok")
+        await watches.register("orders", "tok")
 
     assert [w.pipeline for w in watches.watches()] == ["orders"]
     assert watches.state_file_errors == {"load": 0, "save": 1}
@@ -147,31 +147,31 @@ def test_unreadable_state_file_is_reported(tmp_path: Path) -> None:
         ({"pipeline": "p", "token": "t", "target": "nope"}, 404),
     ],
 )
-def test_invalid_registrations_are_refused(tmp_path: Path, kwargs: dict[str, str], status: int) -> None:
+async def test_invalid_registrations_are_refused(tmp_path: Path, kwargs: dict[str, str], status: int) -> None:
     watches = make(None, FakeClock())
 
     with pytest.raises(WatchError) as caught:
-        watches.register(**kwargs)
+        await watches.register(**kwargs)
 
     assert caught.value.status == status
     assert watches.watches() == []
 
 
-def test_same_name_replaces_the_watch() -> None:
+async def test_same_name_replaces_the_watch() -> None:
     watches = make(None, FakeClock())
-    watches.register("orders", "old", name="w")
-    watches.register("orders", "new", name="w")
+    await watches.register("orders", "old", name="w")
+    await watches.register("orders", "new", name="w")
 
     assert [(w.name, w.token) for w in watches.watches()] == [("w", "new")]
 
 
-def test_removed_watch_is_gone_after_restart(tmp_path: Path) -> None:
+async def test_removed_watch_is_gone_after_restart(tmp_path: Path) -> None:
     path = tmp_path / "w.json"
     watches = make(path, FakeClock())
-    watches.register("orders", "tok", name="w")
+    await watches.register("orders", "tok", name="w")
 
-    assert watches.remove("w") is True
-    assert watches.remove("w") is False
+    assert await watches.remove("w") is True
+    assert await watches.remove("w") is False
     assert make(path, FakeClock()).watches() == []
 
 

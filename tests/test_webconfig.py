@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import bcrypt
 import httpx
 import pytest
+import yaml
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,9 +25,10 @@ from cryptography.x509.oid import NameOID
 
 from exporter.app import Exporter
 from exporter.config import build_settings
-from exporter.httpserver import HttpServer, Request, Response
 from exporter.simulator import ManualClock, Scenario, Simulator
-from exporter.webconfig import WebConfig, WebConfigError, load_web_config, parse_web_config
+from exporter.webconfig import WebConfigError, WebSecurity, load_web_config, parse_web_config
+from exporter.webserver import EVERY_PATH, WebServer
+from tests.conftest import eventually
 
 PASSWORD = "s3cret-pässword"
 
@@ -124,15 +132,35 @@ def password_hash() -> str:
     return bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
 
 
-async def _hello(request: Request) -> Response:
-    subject = dict(x[0] for x in request.tls_peer_cert["subject"]) if request.tls_peer_cert else {}
-    return Response(body=f"hello {subject.get('commonName', 'anonymous')}".encode())
+async def _hello(request: web.Request) -> web.Response:
+    peer = request.transport.get_extra_info("peercert") if request.transport is not None else None
+    subject = dict(x[0] for x in peer["subject"]) if peer else {}
+    return web.Response(text=f"hello {subject.get('commonName', 'anonymous')}")
 
 
-def _write_config(tmp_path: Path, text: str) -> Path:
+def _write_config(tmp_path: Path, text: str | dict[str, object]) -> Path:
     path = tmp_path / "web.yml"
-    path.write_text(text)
+    path.write_text(text if isinstance(text, str) else yaml.safe_dump(text))
     return path
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextlib.asynccontextmanager
+async def _serving(path: Path, clock: FakeClock | None = None) -> AsyncIterator[WebServer]:
+    """``_hello`` behind the web config at ``path`` (basic auth, headers, TLS), on a real server."""
+    security = WebSecurity(path, clock=clock or FakeClock())
+    app = web.Application(middlewares=[security.middleware])
+    app.router.add_get(EVERY_PATH, _hello)
+    app.on_cleanup.append(security.close)
+    async with WebServer(app, ssl_context=security.ssl_context if security.tls else None) as server:
+        yield server
 
 
 def _client_context(pki: Pki, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -142,10 +170,10 @@ def _client_context(pki: Pki, cert: Path | None = None, key: Path | None = None)
     return context
 
 
-async def test_right_password_gets_200_and_wrong_password_gets_401(password_hash: str) -> None:
-    config = parse_web_config({"basic_auth_users": {"prometheus": password_hash}}, Path("."))
+async def test_right_password_gets_200_and_wrong_password_gets_401(tmp_path: Path, password_hash: str) -> None:
+    path = _write_config(tmp_path, {"basic_auth_users": {"prometheus": password_hash}})
     async with (
-        HttpServer(config.protect(_hello)) as server,
+        _serving(path) as server,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client,
     ):
         good = await client.get("/metrics", auth=("prometheus", PASSWORD))
@@ -169,9 +197,8 @@ async def test_configured_headers_are_added_to_every_response(tmp_path: Path, pa
         f"basic_auth_users:\n  p: '{password_hash}'\n"
         "http_server_config:\n  headers:\n    X-Frame-Options: deny\n    Strict-Transport-Security: max-age=60\n",
     )
-    config = load_web_config(path)
     async with (
-        HttpServer(config.protect(_hello)) as server,
+        _serving(path) as server,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client,
     ):
         denied = await client.get("/")
@@ -182,18 +209,18 @@ async def test_configured_headers_are_added_to_every_response(tmp_path: Path, pa
 
 
 async def test_tls_server_serves_https_with_relative_certificate_paths(pki: Pki) -> None:
-    web = _write_config(pki.ca.parent, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
-    config = load_web_config(web)
+    path = _write_config(pki.ca.parent, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
     async with (
-        HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server,
+        _serving(path) as server,
         httpx.AsyncClient(verify=_client_context(pki)) as client,
     ):
         response = await client.get(f"https://localhost:{server.port}/")
     assert (response.status_code, response.text) == (200, "hello anonymous")
 
 
-def _mtls_config(pki: Pki, auth_type: str, max_version: str = "TLS13") -> WebConfig:
-    return parse_web_config(
+def _mtls_config(tmp_path: Path, pki: Pki, auth_type: str, max_version: str = "TLS13") -> Path:
+    return _write_config(
+        tmp_path,
         {
             "tls_server_config": {
                 "cert_file": str(pki.server_cert),
@@ -203,33 +230,29 @@ def _mtls_config(pki: Pki, auth_type: str, max_version: str = "TLS13") -> WebCon
                 "max_version": max_version,
             }
         },
-        Path("."),
     )
 
 
 @pytest.mark.parametrize("max_version", ["TLS12", "TLS13"])
-async def test_required_client_cert_missing_refuses_the_connection(pki: Pki, max_version: str) -> None:
-    config = _mtls_config(pki, "RequireAndVerifyClientCert", max_version)
-    async with HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server:
+async def test_required_client_cert_missing_refuses_the_connection(tmp_path: Path, pki: Pki, max_version: str) -> None:
+    async with _serving(_mtls_config(tmp_path, pki, "RequireAndVerifyClientCert", max_version)) as server:
         for cert, key in ((None, None), (pki.rogue_cert, pki.rogue_key)):
             async with httpx.AsyncClient(verify=_client_context(pki, cert, key)) as client:
                 with pytest.raises(httpx.TransportError):
                     await client.get(f"https://localhost:{server.port}/")
 
 
-async def test_required_client_cert_present_is_accepted_and_visible_to_the_handler(pki: Pki) -> None:
-    config = _mtls_config(pki, "RequireAndVerifyClientCert")
+async def test_required_client_cert_present_is_accepted_and_visible_to_the_handler(tmp_path: Path, pki: Pki) -> None:
     async with (
-        HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server,
+        _serving(_mtls_config(tmp_path, pki, "RequireAndVerifyClientCert")) as server,
         httpx.AsyncClient(verify=_client_context(pki, pki.client_cert, pki.client_key)) as client,
     ):
         response = await client.get(f"https://localhost:{server.port}/")
     assert (response.status_code, response.text) == (200, "hello prometheus")
 
 
-async def test_optional_client_cert_allows_anonymous_but_rejects_untrusted_certs(pki: Pki) -> None:
-    config = _mtls_config(pki, "VerifyClientCertIfGiven", "TLS12")
-    async with HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server:
+async def test_optional_client_cert_allows_anonymous_but_rejects_untrusted_certs(tmp_path: Path, pki: Pki) -> None:
+    async with _serving(_mtls_config(tmp_path, pki, "VerifyClientCertIfGiven", "TLS12")) as server:
         url = f"https://localhost:{server.port}/"
         async with httpx.AsyncClient(verify=_client_context(pki)) as client:
             assert (await client.get(url)).text == "hello anonymous"
@@ -240,16 +263,16 @@ async def test_optional_client_cert_allows_anonymous_but_rejects_untrusted_certs
                 await client.get(url)
 
 
-async def test_tls_and_basic_auth_combine(pki: Pki, password_hash: str) -> None:
-    config = parse_web_config(
+async def test_tls_and_basic_auth_combine(tmp_path: Path, pki: Pki, password_hash: str) -> None:
+    path = _write_config(
+        tmp_path,
         {
             "tls_server_config": {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)},
             "basic_auth_users": {"prometheus": password_hash},
         },
-        Path("."),
     )
     async with (
-        HttpServer(config.protect(_hello), ssl_context=config.ssl_context()) as server,
+        _serving(path) as server,
         httpx.AsyncClient(verify=_client_context(pki), base_url=f"https://localhost:{server.port}") as client,
     ):
         assert (await client.get("/")).status_code == 401
@@ -287,7 +310,28 @@ async def test_tls_and_basic_auth_combine(pki: Pki, password_hash: str) -> None:
             {"tls_server_config": {"cert_file": "a", "key_file": "b", "cipher_suites": ["X"]}},
             "tls_server_config: cipher_suites is not supported",
         ),
-        ({"http_server_config": {"headers": {"Set-Cookie": "a=b"}}}, "header 'Set-Cookie' is not allowed"),
+        ({"http_server_config": {"headers": {"Set-Cookie": "a=b"}}}, "header 'Set-Cookie' can not be configured"),
+        ({"http_server_config": {"headers": {"x-frame-options": "deny"}}}, "'x-frame-options' can not be configured"),
+        (
+            {"http_server_config": {"headers": {"X-Frame-Options": "allow-from x"}}},
+            "invalid value for X-Frame-Options: expected one of deny, sameorigin, got 'allow-from x'",
+        ),
+        (
+            {"http_server_config": {"headers": {"X-Content-Type-Options": "sniff"}}},
+            "invalid value for X-Content-Type-Options: expected one of nosniff",
+        ),
+        (
+            {"http_server_config": {"headers": {"Content-Security-Policy": "a\r\nSet-Cookie: x"}}},
+            "must not contain line breaks",
+        ),
+        (
+            {"http_server_config": {"rate_limit": {"interval": "1s", "burst": 10}}},
+            "http_server_config: rate_limit is not supported by feldera-exporter",
+        ),
+        (
+            {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_ca": "-----BEGIN CERTIFICATE-----"}},
+            "tls_server_config: inline client_ca is not supported by feldera-exporter; use client_ca_file",
+        ),
         ({"basic_auth_users": {"a:b": "$2b$" + "x" * 56}}, "user name 'a:b' must be non-empty and must not contain"),
         ([1, 2], "(top level): expected a mapping"),
     ],
@@ -330,6 +374,24 @@ def test_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
     assert config.basic_auth_users == {}
 
 
+@contextlib.asynccontextmanager
+async def exporter_behind(web_config: Path) -> AsyncIterator[Exporter]:
+    """A started exporter with this web config, after one poll cycle of a one-pipeline simulator."""
+    scenario = Scenario.model_validate({"pipelines": [{"name": "orders", "status": "Running"}]})
+    async with Simulator(scenario, clock=ManualClock()) as sim:
+        settings = build_settings(
+            {"web": {"listen_address": "127.0.0.1:0", "config_file": str(web_config)}, "targets": [{"url": sim.url}]},
+            env={},
+        )
+        exporter = Exporter(settings)
+        await exporter.start(poll_loop=False)
+        try:
+            await exporter.poll_once()
+            yield exporter
+        finally:
+            await exporter.stop()
+
+
 async def test_exporter_serves_metrics_over_tls_with_basic_auth_from_web_config_file(
     pki: Pki, password_hash: str, tmp_path: Path
 ) -> None:
@@ -338,24 +400,107 @@ async def test_exporter_serves_metrics_over_tls_with_basic_auth_from_web_config_
         f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
         f"basic_auth_users:\n  prometheus: '{password_hash}'\n",
     )
-    scenario = Scenario.model_validate({"pipelines": [{"name": "orders", "status": "Running"}]})
-    async with Simulator(scenario, clock=ManualClock()) as sim:
-        settings = build_settings(
-            {"web": {"listen_address": "127.0.0.1:0", "config_file": str(web)}, "targets": [{"url": sim.url}]},
-            env={},
-        )
-        exporter = Exporter(settings)
-        await exporter.start(poll_loop=False)
-        try:
-            await exporter.poll_once()
-            assert exporter.url.startswith("https://")
-            async with httpx.AsyncClient(verify=_client_context(pki), base_url=exporter.url) as client:
-                anonymous = await client.get("/metrics")
-                healthy_anonymous = await client.get("/-/healthy")
-                scraped = await client.get("/metrics", auth=("prometheus", PASSWORD))
-        finally:
-            await exporter.stop()
+    async with exporter_behind(web) as exporter:
+        assert exporter.url.startswith("https://")
+        async with httpx.AsyncClient(verify=_client_context(pki), base_url=exporter.url) as client:
+            anonymous = await client.get("/metrics")
+            healthy_anonymous = await client.get("/-/healthy")
+            scraped = await client.get("/metrics", auth=("prometheus", PASSWORD))
     assert anonymous.status_code == 401
     assert healthy_anonymous.status_code == 401
     assert scraped.status_code == 200
     assert 'feldera_up{target="default"} 1.0' in scraped.text
+
+
+# ---- reloading (cert-manager rotation) ------------------------------------------------------------------------
+
+
+async def _served_common_name(port: int, context: ssl.SSLContext) -> str:
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname="localhost")
+    peer = writer.get_extra_info("peercert")
+    writer.close()
+    return str(dict(x[0] for x in peer["subject"])["commonName"])
+
+
+async def test_rotated_certificate_is_served_to_new_connections_without_restart(tmp_path: Path) -> None:
+    ca_key = _key()
+    ca = _cert("rotation-ca", ca_key, None, ca=True)
+    ca_file = _write_cert(ca, tmp_path / "ca.crt")
+
+    def issue(common_name: str) -> None:  # as cert-manager does: new key and certificate over the old files
+        key = _key()
+        _write_key(key, tmp_path / "tls.key")
+        _write_cert(_cert(common_name, key, (ca, ca_key), server=True), tmp_path / "tls.crt")
+
+    issue("first")
+    path = _write_config(tmp_path, "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n")
+    client = ssl.create_default_context(cafile=str(ca_file))
+    clock = FakeClock()
+    async with _serving(path, clock) as server:
+        assert await _served_common_name(server.port, client) == "first"
+        issue("second")
+        assert await _served_common_name(server.port, client) == "first"  # checked at most once a second
+        clock.now += 2
+        assert await _served_common_name(server.port, client) == "second"
+
+
+async def test_changed_users_apply_without_restart_and_a_broken_file_keeps_the_config_in_force(
+    tmp_path: Path, password_hash: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _write_config(tmp_path, {"basic_auth_users": {"old": password_hash}})
+    clock = FakeClock()
+    async with (
+        _serving(path, clock) as server,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client,
+    ):
+        assert (await client.get("/", auth=("old", PASSWORD))).status_code == 200
+        _write_config(tmp_path, {"basic_auth_users": {"new": password_hash}})
+        clock.now += 2
+        assert (await client.get("/", auth=("new", PASSWORD))).status_code == 200
+        assert (await client.get("/", auth=("old", PASSWORD))).status_code == 401  # not kept by the success cache
+        _write_config(tmp_path, "basic_auth_users: [broken\n")
+        clock.now += 2
+        assert (await client.get("/", auth=("new", PASSWORD))).status_code == 200
+        assert (await client.get("/")).status_code == 401
+    assert "not reloaded, keeping the one in force" in caplog.text
+
+
+# ---- a flood of wrong passwords -------------------------------------------------------------------------------
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def test_bcrypt_flood_does_not_delay_a_scrape_or_a_poll_cycle(tmp_path: Path) -> None:
+    """Wrong passwords queue in the two bcrypt threads; rendering (asyncio's default pool) and a scrape with a
+    remembered password are served meanwhile. Before, bcrypt shared the default pool and the cycle waited."""
+    costly = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
+    web_config = _write_config(tmp_path, {"basic_auth_users": {"prometheus": costly}})
+    good = _basic("prometheus", PASSWORD)
+    async with (
+        exporter_behind(web_config) as exporter,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
+    ):
+        async with session.get(f"{exporter.url}/metrics", headers=good) as primed:  # remembered from now on
+            assert primed.status == 200
+
+        async def wrong(i: int) -> int:
+            bad = _basic("prometheus", f"guess-{i}")
+            async with session.get(f"{exporter.url}/metrics", headers=bad) as response:
+                return response.status
+
+        flood = [asyncio.create_task(wrong(i)) for i in range(100)]  # under the connection cap
+        await eventually(lambda: exporter.open_connections >= len(flood), "the flood connected")
+        await asyncio.sleep(0.2)  # its requests arrived and wait for bcrypt
+        await exporter.poll_once()  # renders in asyncio's default thread pool
+        async with session.get(f"{exporter.url}/metrics", headers=good) as scraped:
+            text = await scraped.text()
+        answered = sum(task.done() for task in flood)
+        for task in flood:  # the rest of the flood is not needed: hang up
+            task.cancel()
+        outcomes = await asyncio.gather(*flood, return_exceptions=True)
+    assert scraped.status == 200 and 'feldera_up{target="default"} 1.0' in text
+    # with bcrypt in the shared pool, the cycle's rendering waited for every check queued before it
+    assert answered < len(flood) // 2
+    assert {outcome for outcome in outcomes if isinstance(outcome, int)} == {401}

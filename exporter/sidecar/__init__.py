@@ -13,8 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from aiohttp import web
+
 from exporter.config import Settings
-from exporter.httpserver import Request, Response
 from exporter.sidecar.resets import ResetWatches
 from exporter.sidecar.routes import ResetWatchRoutes
 from exporter.sidecar.sync import CheckpointSyncScheduler
@@ -35,7 +36,7 @@ class Sidecar:
             settings.reset_watches.keep_completed,
             clock,
         )
-        self._routes = ResetWatchRoutes(self.resets, clock)
+        self._routes = ResetWatchRoutes(self.resets, clock, writable=settings.web.enable_reset_watch_api)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -47,7 +48,7 @@ class Sidecar:
         """Whether ``path`` is one of the sidecar's HTTP routes."""
         return ResetWatchRoutes.matches(path)
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: web.Request) -> web.Response:
         return await self._routes.handle(request)
 
     async def start(self, *, timers: bool = True) -> None:

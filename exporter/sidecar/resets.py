@@ -11,8 +11,9 @@ for every watch of the target that is not finished, and maps the answer onto a s
 
 ``completed``, ``invalid`` and ``expired`` are final: such watches are no longer polled and are dropped
 ``keep_completed`` seconds after they reached that state. Watches are persisted to the state file after every
-change; a state file that cannot be read or parsed is logged, counted, moved aside to ``<file>.corrupt`` and the
-exporter starts with no watches.
+change (written in a worker thread, one write at a time, so the event loop never waits on the disk); a state
+file that cannot be read or parsed is logged, counted, moved aside to ``<file>.corrupt`` and the exporter starts
+with no watches.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ STATE_FILE_OPERATIONS = ("load", "save")
 MAX_WATCHES = 1000
 MAX_TOKEN_LENGTH = 4096
 _NAME = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
+# Feldera's own rule for pipeline names (letters, digits, '_' and '-'): a watch can never name a path such as '..'
+# that would take its reset_status request out of /v0/pipelines/{name}/.
+PIPELINE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
 _LOGGED_BODY_CHARS = 200
 
 _COMPLETED_WORDS = frozenset({"done", "completed", "complete", "finished", "success", "succeeded", "ok"})
@@ -140,6 +144,7 @@ class ResetWatches:
         self._keep = keep_completed
         self._clock = clock
         self._limit = asyncio.Semaphore(concurrency)
+        self._saving = asyncio.Lock()
         self._watches: dict[str, StoredWatch] = {}
         self._errors = dict.fromkeys(STATE_FILE_OPERATIONS, 0)
 
@@ -159,26 +164,32 @@ class ResetWatches:
             where = f"; moved to {aside}" if aside else ""
             log.error("reset watches not restored: %s%s; starting with no watches", exc, where)
             return
-        self._watches = {watch.name: watch for watch in watches}
+        invalid = [watch.name for watch in watches if not PIPELINE_NAME.match(watch.pipeline)]
+        if invalid:
+            log.error("reset watches %s not restored: invalid pipeline name", ", ".join(invalid))
+        self._watches = {watch.name: watch for watch in watches if watch.name not in invalid}
         log.info("restored %d reset watch(es) from %s", len(self._watches), self._path)
 
-    def _persist(self) -> None:
+    async def _persist(self) -> None:
         if self._path is None:
             return
-        try:
-            store.save(self._path, list(self._watches.values()))
-        except OSError as exc:
-            self._errors["save"] += 1
-            log.error("cannot write reset watch state file %s: %s", self._path, exc.strerror or exc)
+        async with self._saving:  # one write at a time, each of the state as it is when its turn comes
+            try:
+                await asyncio.to_thread(store.save, self._path, list(self._watches.values()))
+            except OSError as exc:
+                self._errors["save"] += 1
+                log.error("cannot write reset watch state file %s: %s", self._path, exc.strerror or exc)
 
-    def register(self, pipeline: str, token: str, name: str | None = None, target: str | None = None) -> StoredWatch:
+    async def register(
+        self, pipeline: str, token: str, name: str | None = None, target: str | None = None
+    ) -> StoredWatch:
         """Add (or replace, same name) a watch; raises :class:`WatchError` on invalid input."""
-        if not isinstance(pipeline, str) or not pipeline or len(pipeline) > 512:
-            raise WatchError(400, "pipeline must be a non-empty string")
+        if not isinstance(pipeline, str) or not PIPELINE_NAME.match(pipeline):
+            raise WatchError(400, "pipeline must be a Feldera pipeline name: 1-512 characters of A-Z a-z 0-9 _ -")
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH or not token.isprintable():
             raise WatchError(400, "token must be a non-empty printable string")
         target = self._targets[0] if target is None else target
-        if target not in self._targets:
+        if not isinstance(target, str) or target not in self._targets:
             raise WatchError(404, f"unknown target {target!r}")
         name = default_watch_name(pipeline, token) if name is None else name
         if not isinstance(name, str) or not _NAME.match(name):
@@ -187,14 +198,14 @@ class ResetWatches:
             raise WatchError(409, f"too many watches (at most {MAX_WATCHES}); remove some first")
         watch = StoredWatch(name=name, target=target, pipeline=pipeline, token=token, registered_at=self._clock())
         self._watches[name] = watch
-        self._persist()
+        await self._persist()
         log.info("watching reset %s of %s/%s", name, target, clean(pipeline))
         return watch
 
-    def remove(self, name: str) -> bool:
+    async def remove(self, name: str) -> bool:
         if self._watches.pop(name, None) is None:
             return False
-        self._persist()
+        await self._persist()
         return True
 
     def watches(self) -> list[StoredWatch]:
@@ -229,7 +240,7 @@ class ResetWatches:
                 changed = changed or state != watch.status
                 self._watches[watch.name] = updated
         if changed:
-            self._persist()
+            await self._persist()
         return self.report(target.name, now)
 
     def report(self, target: str, now: float) -> ResetReport:

@@ -3,6 +3,11 @@
 * ``GET /api/v1/reset-watches`` -> 200 ``{"watches": [...]}`` (tokens are never echoed)
 * ``POST /api/v1/reset-watches`` with JSON ``{"pipeline", "token", "name"?, "target"?}`` -> 201 the watch
 * ``DELETE /api/v1/reset-watches/{name}`` -> 204, or 404 when there is no such watch
+
+POST and DELETE (the write API) answer 403 unless the exporter runs with ``--web.enable-reset-watch-api`` (config
+``web.enable_reset_watch_api: true``), like Prometheus' ``--web.enable-admin-api``: anyone who reaches the port
+could otherwise make the exporter poll Feldera with its API key. A body that is not a small JSON object is a 400
+(larger than the server's body limit: 413), never a 500.
 """
 
 from __future__ import annotations
@@ -11,50 +16,61 @@ import json
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from exporter.httpserver import Request, Response
+from aiohttp import web
+
 from exporter.sidecar.resets import ResetWatches, WatchError, describe
 
 PREFIX = "/api/v1/reset-watches"
+DISABLED = (
+    "the reset-watch write API is disabled; start the exporter with --web.enable-reset-watch-api "
+    "(or set web.enable_reset_watch_api: true) to register or delete watches"
+)
 
 
-def _json(status: int, document: object) -> Response:
-    return Response(status=status, body=json.dumps(document).encode() + b"\n", content_type="application/json")
+def _json(status: int, document: object) -> web.Response:
+    return web.Response(status=status, body=json.dumps(document).encode() + b"\n", content_type="application/json")
 
 
-def _error(status: int, message: str) -> Response:
+def _error(status: int, message: str) -> web.Response:
     return _json(status, {"error": message})
 
 
 class ResetWatchRoutes:
-    def __init__(self, watches: ResetWatches, clock: Callable[[], float]) -> None:
+    def __init__(self, watches: ResetWatches, clock: Callable[[], float], *, writable: bool = False) -> None:
         self._watches = watches
         self._clock = clock
+        self._writable = writable
 
     @staticmethod
     def matches(path: str) -> bool:
         return path == PREFIX or path.startswith(f"{PREFIX}/")
 
-    async def handle(self, request: Request) -> Response:
-        raw = request.raw_path.rstrip("/")
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = request.rel_url.raw_path.rstrip("/")
         if raw == PREFIX:
             if request.method in ("GET", "HEAD"):
                 return _json(200, {"watches": describe(self._watches.watches(), self._clock())})
-            if request.method == "POST":
-                return self._register(request)
-            return _method_not_allowed("GET, HEAD, POST")
+            if request.method != "POST":
+                return _method_not_allowed("GET, HEAD, POST")
+            if not self._writable:
+                return _error(403, DISABLED)
+            return await self._register(request)
         name = unquote(raw.removeprefix(f"{PREFIX}/"))
         if request.method != "DELETE":
             return _method_not_allowed("DELETE")
-        if not self._watches.remove(name):
+        if not self._writable:
+            return _error(403, DISABLED)
+        if not await self._watches.remove(name):
             return _error(404, "no such watch")
-        return Response(status=204, content_type=None)
+        return web.Response(status=204)
 
-    def _register(self, request: Request) -> Response:
-        if "json" not in request.headers.get("content-type", "application/json"):
+    async def _register(self, request: web.Request) -> web.Response:
+        if "json" not in request.headers.get("Content-Type", "application/json"):
             return _error(415, "send application/json")
+        body = await request.read()  # beyond the server's body limit: 413
         try:
-            document = json.loads(request.body or b"null")
-        except ValueError:
+            document = json.loads(body or b"null")
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
             return _error(400, "body is not valid JSON")
         if not isinstance(document, dict):
             return _error(400, 'body must be a JSON object {"pipeline": ..., "token": ...}')
@@ -62,7 +78,7 @@ class ResetWatchRoutes:
         if unknown:
             return _error(400, f"unknown field(s): {', '.join(unknown)}")
         try:
-            watch = self._watches.register(
+            watch = await self._watches.register(
                 document.get("pipeline"),  # type: ignore[arg-type]
                 document.get("token"),  # type: ignore[arg-type]
                 name=document.get("name"),
@@ -73,7 +89,7 @@ class ResetWatchRoutes:
         return _json(201, describe([watch], self._clock())[0])
 
 
-def _method_not_allowed(allow: str) -> Response:
+def _method_not_allowed(allow: str) -> web.Response:
     response = _error(405, "method not allowed")
-    response.headers.append(("allow", allow))
+    response.headers["Allow"] = allow
     return response

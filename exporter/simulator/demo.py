@@ -329,8 +329,14 @@ async def serve(scenario: Scenario, args: argparse.Namespace, settings: Settings
             settings = settings.model_copy(update={"targets": targets})
             exporter = await stack.enter_async_context(Exporter(settings))
 
+            registering: set[asyncio.Task[object]] = set()  # referenced until done (the loop keeps weak ones)
+
             def watch_reset(pipeline: str, token: str, name: str) -> None:
-                exporter.sidecar.resets.register(pipeline, token, name=name, target=targets[0].name)
+                task = asyncio.create_task(
+                    exporter.sidecar.resets.register(pipeline, token, name=name, target=targets[0].name)
+                )
+                registering.add(task)
+                task.add_done_callback(_registered(registering))
 
             task = asyncio.create_task(_drive(DemoDriver(sim, watch_reset), args.tick), name="demo-driver")
             stack.push_async_callback(_cancel, task)
@@ -420,6 +426,15 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _registered(registering: set[asyncio.Task[object]]) -> Callable[[asyncio.Task[object]], None]:
+    def done(task: asyncio.Task[object]) -> None:
+        registering.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            print(f"demo: registering the reset watch failed: {task.exception()}", file=sys.stderr)
+
+    return done
 
 
 async def _drive(driver: DemoDriver, tick: float) -> None:

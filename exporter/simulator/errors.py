@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import json
 
-from exporter.httpserver import Response
+from aiohttp.web import Response
 
 JSON = "application/json"
 
 
+def response(
+    status: int = 200, body: bytes = b"", content_type: str | None = None, headers: list[tuple[str, str]] | None = None
+) -> Response:
+    """A response with exactly these headers (``content_type`` as given, parameters included; None: no header)."""
+    all_headers = list(headers or [])
+    if content_type is not None:
+        all_headers.append(("Content-Type", content_type))
+    return Response(status=status, body=body, headers=all_headers)
+
+
 def json_response(status: int, body: object, headers: list[tuple[str, str]] | None = None) -> Response:
-    return Response(status=status, body=dumps(body), content_type=JSON, headers=list(headers or []))
+    return response(status, dumps(body), JSON, headers)
 
 
 def dumps(body: object) -> bytes:

@@ -11,12 +11,15 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote
 
-from exporter.httpserver import HttpServer, Request, Response
+from aiohttp import web
+from aiohttp.web import Request, Response
+
 from exporter.simulator import errors
 from exporter.simulator.clock import Clock, ManualClock, SystemClock, rfc3339
 from exporter.simulator.faults import HTML_502, MALFORMED_JSON, Fault
 from exporter.simulator.model import SELECTORS, Connector, Pipeline, UnknownEndpoint, World
 from exporter.simulator.scenario import PipelineSpec, Scenario
+from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
 CONTROL_METHODS = (
     "create_pipeline",
@@ -51,6 +54,8 @@ CONTROL_METHODS = (
     "advance_clock",
     "state",
 )
+# Test and demo tooling: requests may hang on purpose ("hang" faults), so there is no request deadline.
+LIMITS = ServerLimits(header_timeout=30.0, request_timeout=None, max_body_bytes=1 << 20)
 INTERACTION_ERRORS = ("unreachable", "unavailable", "initialization_error", "terminating", "initializing", "suspended")
 
 
@@ -77,18 +82,25 @@ class Simulator:
         self.request_counts: Counter[str] = Counter()
         self._release = asyncio.Event()
         self._seen = asyncio.Condition()
-        self._server = HttpServer(self._handle, host, port, server_header="feldera-simulator")
+        self._host = host
+        self._port = port
+        self._server: WebServer | None = None
 
     # ---- lifecycle -----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._release = asyncio.Event()
         self._seen = asyncio.Condition()
+        app = web.Application(client_max_size=LIMITS.max_body_bytes)
+        app.router.add_route("*", EVERY_PATH, self._handle)
+        self._server = WebServer(app, self._host, self._port, limits=LIMITS, server_header="feldera-simulator")
         await self._server.start()
 
     async def stop(self) -> None:
         self._release.set()
-        await self._server.close()
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -99,11 +111,13 @@ class Simulator:
 
     @property
     def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
         return self._server.port
 
     @property
     def url(self) -> str:
-        host = self._server.host or "127.0.0.1"
+        host = self._host or "127.0.0.1"
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         return f"http://{host}:{self.port}"
@@ -382,9 +396,9 @@ class Simulator:
     # ---- HTTP ----------------------------------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
-        raw = request.raw_path
+        raw = request.rel_url.raw_path
         if raw == self.control_prefix or raw.startswith(self.control_prefix + "/"):
-            return self._control(request, raw[len(self.control_prefix) :])
+            return self._control(request, raw[len(self.control_prefix) :], await request.read())
         path = request.path
         self.request_counts[f"{request.method} {path}"] += 1
         async with self._seen:
@@ -403,9 +417,9 @@ class Simulator:
             if fault.kind == "status":
                 return errors.error(fault.status, "InjectedFault", f"Injected fault for {path}")
             if fault.kind == "html":
-                return Response(status=502, body=HTML_502, content_type="text/html")
+                return errors.response(502, HTML_502, "text/html")
             if fault.kind == "malformed":
-                return Response(status=200, body=MALFORMED_JSON, content_type=errors.JSON)
+                return errors.response(200, MALFORMED_JSON, errors.JSON)
             truncate = True
             break
         if self.world.api_key is not None and request.headers.get("authorization") != f"Bearer {self.world.api_key}":
@@ -416,7 +430,7 @@ class Simulator:
         return response
 
     def _route(self, request: Request) -> Response:
-        parts = [unquote(p) for p in request.raw_path.split("/")[1:]]
+        parts = [unquote(p) for p in request.rel_url.raw_path.split("/")[1:]]
         method = request.method
         if parts == ["v0", "cluster_healthz"]:
             if method != "GET":
@@ -424,20 +438,20 @@ class Simulator:
             body = self.world.health_body()
             return errors.json_response(200 if body["all_healthy"] else 503, body)
         if len(parts) < 2 or parts[:2] != ["v0", "pipelines"]:
-            return Response(status=404, body=b"", content_type=None)
+            return errors.response(404)
         if len(parts) == 2:
             if method != "GET":
                 return _method_not_allowed()
             selector = request.query.get("selector", "all")
             if selector not in SELECTORS:
                 return _bad_selector(selector)
-            return Response(body=self.world.list_body(selector), content_type=errors.JSON)
+            return errors.response(200, self.world.list_body(selector), errors.JSON)
         name = parts[2]
         rest = parts[3:]
         pipeline = self.world.pipelines.get(name)
         expected = _expected_method(rest)
         if expected is None:
-            return Response(status=404, body=b"", content_type=None)
+            return errors.response(404)
         if method != expected:
             return _method_not_allowed()
         if pipeline is None:
@@ -446,7 +460,7 @@ class Simulator:
             selector = request.query.get("selector", "all")
             if selector not in SELECTORS:
                 return _bad_selector(selector)
-            return Response(body=pipeline.fragment(selector), content_type=errors.JSON)
+            return errors.response(200, pipeline.fragment(selector), errors.JSON)
         return self._interact(pipeline, rest, request)
 
     def _interact(self, pipeline: Pipeline, rest: list[str], request: Request) -> Response:
@@ -541,14 +555,14 @@ class Simulator:
             )
         return errors.json_response(200, {"token": token, "status": status})
 
-    def _control(self, request: Request, action: str) -> Response:
+    def _control(self, request: Request, action: str, body: bytes) -> Response:
         method = action.strip("/")
         if request.method == "GET" and method == "state":
             return errors.json_response(200, self.state())
         if request.method != "POST" or method not in CONTROL_METHODS:
             return errors.json_response(404, {"error": f"unknown control action {method!r}"})
         try:
-            kwargs = json.loads(request.body or b"{}")
+            kwargs = json.loads(body or b"{}")
             if not isinstance(kwargs, dict):
                 raise TypeError("the body must be a JSON object of keyword arguments")
             result = getattr(self, method)(**kwargs)
@@ -572,7 +586,7 @@ def _expected_method(rest: list[str]) -> str | None:
 
 
 def _method_not_allowed() -> Response:
-    return Response(status=405, body=b"", content_type=None)
+    return errors.response(405)
 
 
 def _bad_selector(selector: str) -> Response:
@@ -580,4 +594,4 @@ def _bad_selector(selector: str) -> Response:
         f"Query deserialize error: unknown variant `{selector}`, "
         "expected one of `all`, `status`, `status_with_connectors`"
     )
-    return Response(status=400, body=text.encode(), content_type="text/plain; charset=utf-8")
+    return errors.response(400, text.encode(), "text/plain; charset=utf-8")

@@ -1,0 +1,337 @@
+"""HTTP serving for the exporter and the simulator: an ``aiohttp.web`` application behind a bounded accept loop.
+
+aiohttp parses requests and writes responses; this module adds only what aiohttp has no setting for (see
+``docs/security.md`` for every limit and its value):
+
+* a cap on open connections: the accept loop takes a slot before ``accept()`` (like Go's
+  ``netutil.LimitListener``), so connections beyond the cap wait in the kernel's backlog instead of costing
+  memory here; a slot is given back when the connection closes or its TLS handshake fails;
+* a TLS handshake deadline (asyncio's ``ssl_handshake_timeout``), and a plain-HTTP request sent to the TLS port
+  answered ``400`` (the first byte is peeked before the handshake, as Go's TLS server does);
+* a request deadline covering the handler *and* writing the response, so a client that never reads cannot hold a
+  connection (and its buffered response) for ever; past it the connection is aborted;
+* HTTP versions other than 1.0 and 1.1 refused with ``505``.
+
+aiohttp itself enforces the header limits (``max_line_size``, ``max_field_size``, ``max_headers``), answers ``400``
+to a request with both ``Content-Length`` and ``Transfer-Encoding`` and closes the connection, and its
+``keepalive_timeout`` (armed at accept and after each response) closes a connection that has not delivered a
+complete request head in time, however slowly its bytes trickle in: that is the header-read deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.http import HttpVersion10, HttpVersion11
+
+log = logging.getLogger(__name__)
+
+# aiohttp logs every malformed request with a traceback at ERROR. Answering 400 is the whole story, and a client
+# must not be able to fill the log; handler failures are logged by the guard below, not here.
+_protocol_log = logging.getLogger("exporter.webserver.protocol")
+_protocol_log.setLevel(logging.CRITICAL)
+
+_HTTP_TO_TLS_PORT = (
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+    b"Client sent an HTTP request to an HTTPS server.\n"
+)
+_TLS_HANDSHAKE_RECORD = 0x16
+_VERSIONS = (HttpVersion10, HttpVersion11)
+_ACCEPT_ERROR_PAUSE = 0.1
+
+EVERY_PATH = r"/{path:[\s\S]*}"
+"""A route matching every path, control characters included (``.*`` stops at a decoded newline: aiohttp's 404)."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SSLContextSource = Callable[[], ssl.SSLContext]
+"""Called for every new connection, so that a rotated certificate is used without a restart."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Every server limit in one place; the defaults are what ``feldera-exporter`` serves with."""
+
+    header_timeout: float = 5.0
+    """Seconds a connection has to deliver a complete request head, from accept or from the end of the previous
+    response; it is also the idle keep-alive expiry (aiohttp's ``keepalive_timeout``)."""
+    request_timeout: float | None = 30.0
+    """Seconds for the handler plus writing the whole response (the write deadline); ``None``: no deadline."""
+    max_connections: int = 128
+    """Open connections (TLS handshakes included); more wait in the listen backlog."""
+    tls_handshake_timeout: float = 5.0
+    max_line_size: int = 8190
+    """Bytes in the request line or one header line; longer: 400."""
+    max_field_size: int = 8190
+    """Bytes in one header value; longer: 400."""
+    max_headers: int = 64
+    """Header lines per request; more: 400."""
+    max_body_bytes: int = 64 * 1024
+    """Request body; larger: 413."""
+    shutdown_timeout: float = 2.0
+    """On close, seconds a request in progress may still take before it is cancelled and its connection aborted."""
+    backlog: int = 128
+
+
+class _Connection(asyncio.Protocol):
+    """aiohttp's request handler for one connection, counted: in ``open`` while connected, and its slot given back
+    (once) when the connection ends or never starts."""
+
+    def __init__(self, inner: asyncio.Protocol, open_: set[_Connection], release: Callable[[], None]) -> None:
+        self._inner = inner
+        self._open = open_
+        self._release: Callable[[], None] | None = release
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self._open.add(self)
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._inner.connection_lost(exc)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        self._open.discard(self)
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+
+class WebServer:
+    """Serve ``app`` on ``host:port`` (port 0 picks a free one; read :attr:`port` after :meth:`start`)."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl_context: SSLContextSource | None = None,
+        limits: ServerLimits | None = None,
+        server_header: str = "feldera-exporter",
+    ) -> None:
+        self._limits = limits or ServerLimits()
+        self._host = host
+        self._port = port
+        self._ssl_context = ssl_context
+        self._server_header = server_header
+        app.middlewares.insert(0, self._guard)
+        app.on_response_prepare.append(self._stamp)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=self._limits.shutdown_timeout,
+            keepalive_timeout=self._limits.header_timeout,
+            lingering_time=self._limits.header_timeout,  # reading and discarding a body the handler did not read
+            max_line_size=self._limits.max_line_size,
+            max_field_size=self._limits.max_field_size,
+            max_headers=self._limits.max_headers,
+            logger=_protocol_log,
+        )
+        self._socket: socket.socket | None = None
+        self._slots = asyncio.Semaphore(self._limits.max_connections)
+        self._accepting: asyncio.Task[None] | None = None
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._open: set[_Connection] = set()
+        self._connections = 0
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    @property
+    def port(self) -> int:
+        if self._socket is None:
+            raise RuntimeError("server not started")
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def open_connections(self) -> int:
+        """Accepted connections not yet closed (in their TLS handshake or open)."""
+        return self._connections
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        self._socket = _listen(self._host, self._port, self._limits.backlog)
+        self._accepting = asyncio.create_task(self._accept_loop(), name=f"accept-{self.port}")
+
+    async def close(self) -> None:
+        """Stop accepting; requests in progress get ``shutdown_timeout`` to finish, then every connection goes."""
+        if self._accepting is None:
+            return
+        self._accepting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._accepting
+        self._accepting = None
+        if self._socket is not None:
+            self._socket.close()
+        for task in list(self._connecting):
+            task.cancel()
+        await asyncio.gather(*self._connecting, return_exceptions=True)
+        # aiohttp waits shutdown_timeout for requests in progress, then again for their cancellation; a request
+        # stuck writing to a peer that does not read only ends with its connection, so abort what is left in time
+        aborting = asyncio.get_running_loop().call_later(self._limits.shutdown_timeout, self._abort_all)
+        try:
+            await self._runner.cleanup()
+        finally:
+            aborting.cancel()
+            self._abort_all()
+
+    def _abort_all(self) -> None:
+        for connection in list(self._open):
+            if connection.transport is not None:
+                connection.transport.abort()
+
+    async def __aenter__(self) -> WebServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- connections ----------------------------------------------------------------------------------------
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._socket is not None
+        while True:
+            await self._slots.acquire()
+            try:
+                sock, _ = await loop.sock_accept(self._socket)
+            except OSError as exc:  # e.g. EMFILE: wait a little instead of spinning (and logging) per attempt
+                self._slots.release()
+                log.warning("accept() failed: %s", exc.strerror or exc)
+                await asyncio.sleep(_ACCEPT_ERROR_PAUSE)
+                continue
+            self._connections += 1
+            task = asyncio.create_task(self._connect(sock))
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
+
+    async def _connect(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+        connection = _Connection(server(), self._open, self._release)
+        try:
+            context = self._ssl_context() if self._ssl_context is not None else None
+            if context is None:
+                await loop.connect_accepted_socket(lambda: connection, sock)
+            else:
+                deadline = loop.time() + self._limits.tls_handshake_timeout
+                async with asyncio.timeout(self._limits.tls_handshake_timeout):
+                    if not await _starts_tls(sock):
+                        return
+                await loop.connect_accepted_socket(
+                    lambda: connection,
+                    sock,
+                    ssl=context,
+                    ssl_handshake_timeout=max(deadline - loop.time(), 0.001),
+                )
+        except (OSError, ssl.SSLError, TimeoutError):
+            return
+        finally:
+            if connection.transport is None:  # never connected: the handshake failed or the peer left
+                sock.close()
+                connection.release()
+
+    def _release(self) -> None:
+        self._connections -= 1
+        self._slots.release()
+
+    # ---- per request ----------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.version not in _VERSIONS:
+            return web.Response(status=505, text="HTTP version not supported: use HTTP/1.1\n", headers=_CLOSE)
+        try:
+            async with asyncio.timeout(self._limits.request_timeout):
+                try:
+                    response = await handler(request)
+                except web.HTTPException:
+                    raise
+                except Exception:
+                    log.exception("handler failed for %s %s", request.method, request.rel_url.raw_path)
+                    response = web.Response(status=500, text="internal server error\n")
+                await response.prepare(request)
+                await response.write_eof()
+        except TimeoutError:
+            # The client does not read (or send) fast enough: drop the connection and what is buffered for it.
+            log.debug("request deadline passed for %s %s", request.method, request.rel_url.raw_path)
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=408)  # cannot be written any more: aiohttp sees a closed connection
+        return response
+
+    async def _stamp(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = self._server_header
+
+
+_CLOSE = {"Connection": "close"}
+
+
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening, non-blocking socket: all interfaces (IPv6 and IPv4 where possible) for an empty host."""
+    if not host:
+        if socket.has_dualstack_ipv6():
+            sock = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=backlog)
+        else:
+            sock = socket.create_server(("", port), backlog=backlog)
+    else:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.create_server(address[:2], family=family, backlog=backlog)
+    sock.setblocking(False)
+    return sock
+
+
+async def _starts_tls(sock: socket.socket) -> bool:
+    """Wait for the first byte and peek at it: a TLS handshake record, or something else.
+
+    Something else that looks like an HTTP request gets the 400 Go's TLS server sends; the caller then closes.
+    """
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+
+    def ready() -> None:
+        loop.remove_reader(sock.fileno())
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
+    try:
+        await readable
+        first = sock.recv(1, socket.MSG_PEEK)
+    finally:
+        loop.remove_reader(sock.fileno())
+    if first and first[0] == _TLS_HANDSHAKE_RECORD:
+        return True
+    if first[:1].isalpha():
+        with contextlib.suppress(OSError):
+            sock.recv(1 << 16)  # the request head: closing with it unread would reset the connection before the 400
+            sock.send(_HTTP_TO_TLS_PORT)
+            sock.shutdown(socket.SHUT_WR)
+    return False

@@ -1,0 +1,370 @@
+"""The aiohttp.web server with its limits (exporter.webserver), over real loopback sockets, attacks included.
+
+Every attack is bounded in count and time; limits are shortened where waiting for the default would only slow the
+suite down, and the slowloris test uses the defaults to show they close a trickling client within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import subprocess
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiohttp import web
+
+from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
+from tests.conftest import eventually
+
+
+async def _echo(request: web.Request) -> web.Response:
+    if request.path == "/boom":
+        raise RuntimeError("handler bug")
+    if request.path == "/big":
+        return web.Response(body=b"x" * (8 << 20))
+    body = await request.read()
+    text = f"{request.method} {request.path} {sorted(request.query.items())} {len(body)}"
+    return web.Response(text=text, headers={"X-Test": "1"})
+
+
+def _app() -> web.Application:
+    app = web.Application(client_max_size=1024)
+    app.router.add_route("*", EVERY_PATH, _echo)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(limits: ServerLimits | None = None, **kwargs: object) -> AsyncIterator[WebServer]:
+    async with WebServer(_app(), limits=limits, **kwargs) as server:  # type: ignore[arg-type]
+        yield server
+
+
+async def _raw(port: int, payload: bytes, *, deadline: float = 10.0) -> bytes:
+    """Send ``payload`` and read until the server closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    await writer.drain()
+    async with asyncio.timeout(deadline):
+        data = await reader.read()
+    writer.close()
+    return data
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+async def _no_connections_left(server: WebServer) -> None:
+    await eventually(lambda: server.open_connections == 0, "every connection closed", deadline=10)
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
+    try:
+        while await reader.read(1 << 16):
+            pass
+    except ConnectionError:
+        pass
+    return True
+
+
+# ---- ordinary HTTP ------------------------------------------------------------------------------------------
+
+
+async def test_request_path_and_query_are_decoded() -> None:
+    async with serving() as server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        response = await client.get("/v0/pipelines/%22Quoted%20Name%22", params={"token": "a b", "x": ""})
+    assert response.status_code == 200
+    assert response.text == "GET /v0/pipelines/\"Quoted Name\" [('token', 'a b'), ('x', '')] 0"
+    assert response.headers["x-test"] == "1"
+    assert response.headers["server"] == "feldera-exporter"
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
+    async with serving() as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        for _ in range(3):
+            writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            assert (await reader.readexactly(length)).startswith(b"GET /a")
+        writer.close()
+
+
+async def test_head_gets_headers_and_length_but_no_body() -> None:
+    async with serving() as server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        response = await client.head("/abc")
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) == len(b"HEAD /abc [] 0")
+    assert response.content == b""
+
+
+async def test_handler_exception_becomes_500_logged_once_and_server_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with serving() as server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        failed = await client.get("/boom")
+        after = await client.get("/fine")
+    assert (failed.status_code, failed.text) == (500, "internal server error\n")
+    assert "handler bug" not in failed.text
+    assert after.status_code == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == ["handler failed for GET /boom"]
+
+
+async def test_garbage_request_gets_400_and_connection_closed_without_logging_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with serving() as server:
+        data = await _raw(server.port, b"NOT HTTP AT ALL\r\n\r\n")
+    assert data.startswith(b"HTTP/1.0 400 Bad Request") or data.startswith(b"HTTP/1.1 400 Bad Request")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_oversized_body_is_refused_with_413() -> None:
+    async with serving() as server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        response = await client.post("/upload", content=b"x" * 4096)
+        small = await client.post("/upload", content=b"x" * 10)
+    assert response.status_code == 413
+    assert small.text.endswith(" 10")
+
+
+async def test_expect_100_continue_gets_100_then_the_answer() -> None:
+    async with serving() as server:
+        data = await _raw(
+            server.port,
+            b"POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        )
+    assert data.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
+    assert data.endswith(b"POST /e [] 3")
+
+
+async def test_client_disconnect_mid_request_does_not_disturb_server() -> None:
+    async with serving() as server:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /partial HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        await writer.drain()
+        writer.close()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            assert (await client.get("/next")).status_code == 200
+
+
+async def test_close_ends_idle_connections_without_logging_errors_and_frees_the_port(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = WebServer(_app())
+    await server.start()
+    port = server.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    with caplog.at_level(logging.ERROR):
+        await server.close()
+    async with asyncio.timeout(5):
+        assert await _closed_by_server(reader)
+    writer.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+# ---- protocol attacks ---------------------------------------------------------------------------------------
+
+
+async def test_content_length_with_transfer_encoding_is_400_and_the_pipelined_request_is_not_served() -> None:
+    smuggled = (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    async with serving() as server:
+        data = await _raw(server.port, smuggled)
+    assert b" 400 Bad Request" in data.split(b"\r\n", 1)[0]
+    assert data.count(b"HTTP/1.") == 1
+    assert b"smuggled" not in data
+
+
+@pytest.mark.parametrize(("version", "status"), [(b"HTTP/9.9", b" 400 "), (b"HTTP/2.0", b" 505 ")])
+async def test_unsupported_http_versions_are_refused(version: bytes, status: bytes) -> None:
+    async with serving() as server:
+        data = await _raw(server.port, b"GET /a " + version + b"\r\nHost: x\r\n\r\n")
+    assert status in data.split(b"\r\n", 1)[0]
+    assert b"GET /a []" not in data  # the handler did not run
+
+
+async def test_too_many_or_too_long_headers_are_400() -> None:
+    limits = ServerLimits()
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(limits.max_headers + 1))
+    long = b"X-Long: " + b"v" * (limits.max_field_size + 1) + b"\r\n"
+    async with serving() as server:
+        for headers in (many, long):
+            data = await _raw(server.port, b"GET /a HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+            assert b" 400 " in data.split(b"\r\n", 1)[0]
+        ok = await _raw(server.port, b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert ok.startswith(b"HTTP/1.1 200")
+
+
+async def test_slowloris_clients_are_closed_within_the_header_deadline() -> None:
+    """Defaults: 30 clients trickling a header byte every 0.5 s are all closed after ``header_timeout``, not kept
+    alive by each byte; meanwhile an honest client is served."""
+    limits = ServerLimits()
+    async with serving() as server:
+        clients = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(30)]
+        for _, writer in clients:
+            writer.write(b"GET /slow HTTP/1.1\r\n")
+
+        async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+            while not reader.at_eof():
+                with contextlib.suppress(ConnectionError):
+                    writer.write(b"X")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        if not await reader.read(1 << 16):
+                            break
+            return True
+
+        async with asyncio.timeout(limits.header_timeout + 5):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+                assert (await client.get("/honest")).status_code == 200
+            assert all(await asyncio.gather(*(trickle(r, w) for r, w in clients)))
+        for _, writer in clients:
+            writer.close()
+        await _no_connections_left(server)
+
+
+async def test_a_client_that_never_reads_is_dropped_at_the_request_deadline() -> None:
+    limits = ServerLimits(request_timeout=1.0)
+    async with serving(limits) as server:
+        stuck = []
+        for _ in range(10):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            stuck.append((reader, writer))
+        await _no_connections_left(server)
+        for _, writer in stuck:
+            writer.close()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            assert (await client.get("/after")).status_code == 200
+
+
+# ---- the connection cap and TLS -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _unverified() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def test_plain_http_to_the_tls_port_is_answered_400(tls_context: ssl.SSLContext) -> None:
+    async with serving(ssl_context=lambda: tls_context) as server:
+        data = await _raw(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=_unverified())
+        writer.write(b"GET /tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        served = await reader.read()
+        writer.close()
+    assert data.startswith(b"HTTP/1.0 400 Bad Request")
+    assert data.endswith(b"Client sent an HTTP request to an HTTPS server.\n")
+    assert served.startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_idle_tls_connections_are_capped_and_dropped_at_the_handshake_deadline(
+    tls_context: ssl.SSLContext,
+) -> None:
+    """300 TCP connections that never start a handshake: at most ``max_connections`` are held (the rest wait in
+    the backlog), each for at most ``tls_handshake_timeout``, and none costs an SSL object (the first byte is
+    awaited before asyncio's TLS machinery is set up); then an honest client is served. Before, 2,000 such
+    connections took RSS from 208 to 664 MB."""
+    limits = ServerLimits(max_connections=50, tls_handshake_timeout=1.0, backlog=512)
+    before = _rss_bytes()
+    async with serving(limits, ssl_context=lambda: tls_context) as server:
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(300)]
+        await eventually(lambda: server.open_connections == limits.max_connections, "the cap reached")
+        grown = _rss_bytes() - before
+        most = 0
+        async with asyncio.timeout(30):
+            while True:
+                most = max(most, server.open_connections)
+                done = [reader.at_eof() for reader, _ in idle]
+                if all(done):
+                    break
+                await asyncio.gather(*(reader.read(1) for reader, _ in idle if not reader.at_eof()))
+        for _, writer in idle:
+            writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=_unverified())
+        writer.write(b"GET /honest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+    assert 0 < most <= limits.max_connections
+    assert grown < 16 << 20, f"RSS grew {grown >> 20} MiB for 300 idle connections"
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_connections_beyond_the_cap_wait_for_a_free_slot() -> None:
+    limits = ServerLimits(max_connections=2)
+    async with serving(limits) as server:
+        held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)  # in the backlog
+        writer.write(b"GET /third HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await reader.read()
+        assert server.open_connections == 2
+        held[0][1].close()
+        async with asyncio.timeout(10):
+            answer = await reader.read()
+        for _, other in held:
+            other.close()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_listen_on_all_interfaces_accepts_loopback() -> None:
+    async with serving(host="") as server, httpx.AsyncClient() as client:
+        assert (await client.get(f"http://127.0.0.1:{server.port}/x")).status_code == 200
