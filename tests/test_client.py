@@ -864,3 +864,12 @@ async def test_no_proxy_exempts_a_target(
     proxy_env.setenv("NO_PROXY", "localhost,127.0.0.1")
     async with make_client(feldera.url) as client:
         assert [p.name for p in await client.list_pipelines()] == ["direct"]
+
+
+def test_the_exporter_runtime_does_not_import_httpx() -> None:
+    """One HTTP client stack (aiohttp): httpx, httpcore and sniffio are test-only dependencies."""
+    modules = "exporter.cli, exporter.app, exporter.client, exporter.poller, exporter.sidecar.cli"
+    code = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}}))"
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert "aiohttp" in loaded
+    assert not {"httpx", "httpcore", "sniffio"} & set(json.loads(loaded.replace("'", '"')))
