@@ -127,7 +127,11 @@ class ApiStats:
 
 
 def segment(value: str) -> str:
-    """URL-encode one path segment (``/``, ``"``, spaces and everything else non-unreserved)."""
+    """URL-encode one path segment (``/``, ``"``, spaces and everything else non-unreserved); ``.`` and ``..``
+    as ``%2E`` and ``%2E%2E``, so no name can be a dot-segment that leaves ``/v0/pipelines/{name}/`` on the way
+    (servers and proxies resolve ``..`` before routing)."""
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
     return quote(value, safe="")
 
 

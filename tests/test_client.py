@@ -265,6 +265,18 @@ async def test_path_segments_are_url_encoded(feldera: ScriptedFeldera) -> None:
     assert feldera.requests[0].raw_path == "/v0/pipelines/a%2Fb%20c/tables/%22Orders%22/connectors/kafka.in/stats"
 
 
+async def test_dot_segments_are_encoded_so_no_request_leaves_the_pipeline(feldera: ScriptedFeldera) -> None:
+    async with make_client(feldera.url) as client:
+        for name in ("..", ".", "..."):
+            with pytest.raises(ApiError):
+                await client.reset_status(name, "t")
+    assert feldera.paths() == [
+        "/v0/pipelines/%2E%2E/reset_status",
+        "/v0/pipelines/%2E/reset_status",
+        "/v0/pipelines/.../reset_status",
+    ]
+
+
 async def test_base_url_path_prefix_is_kept(feldera: ScriptedFeldera) -> None:
     feldera.routes["/feldera/v0/pipelines"] = json_response([])
     async with make_client(feldera.url + "/feldera") as client:
