@@ -4,8 +4,8 @@
   ``keepalive_timeout`` idle, so a connection a NAT or load balancer dropped silently is not reused), at most
   ``max_connections`` requests in flight (a retry's back-off does not hold a slot), one deadline per request
   (``timeout``: connecting, sending and reading the whole answer), TLS verification with an optional CA file,
-  bearer auth from the target's API key (never logged). ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` and
-  ``NO_PROXY`` are read once, when the session opens.
+  bearer auth from the target's API key (never logged). ``HTTP_PROXY``/``HTTPS_PROXY`` and ``NO_PROXY`` are
+  read once, when the session opens.
 - Bodies are read up to ``max_response_size`` bytes after decoding (``gzip``/``deflate``, inflated as they stream
   by aiohttp, never past what was read); a larger body, a larger ``Content-Length``, or a ``Content-Encoding``
   other than one ``gzip``/``deflate`` is an ``invalid_response`` and is not retried.
@@ -351,7 +351,7 @@ class FelderaClient:
         path = f"v0/pipelines/{segment(pipeline)}/reset_status"
         return await self._request("reset_status", "GET", path, params={"token": token}, parse=_any)
 
-    # ---- HTTP ------------------------------------------------------------------------------------------
+    # ---- HTTP -----------------------------------------------------------------------------------------------
 
     async def _model(
         self, endpoint: str, model: type[M], method: str, path: str, params: dict[str, str] | None = None
@@ -410,9 +410,9 @@ class FelderaClient:
             started = self._monotonic()
             try:
                 response = await self._exchange(method, target)
-            except TimeoutError as exc:
+            except TimeoutError:  # not chained: aiohttp's connect timeout names the URL (with its query)
                 self._record(endpoint, "timeout", started)
-                raise RequestTimeout(endpoint, f"no answer within {self.settings.timeout:g}s") from exc
+                raise RequestTimeout(endpoint, f"no answer within {self.settings.timeout:g}s") from None
             except (aiohttp.ClientError, OSError) as exc:
                 self._record(endpoint, "connection_error", started)
                 raise ConnectionFailed(endpoint, _describe(exc)) from None
