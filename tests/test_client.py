@@ -21,7 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from exporter.client import FelderaClient, base_path, parse_retry_after
-from exporter.config import TargetSettings
+from exporter.config import ConfigError, TargetSettings, build_settings
 from exporter.errors import ApiError, ConnectionFailed, InvalidResponse, RequestTimeout
 from exporter.httpserver import HttpServer, Response
 from tests.conftest import ScriptedFeldera, eventually, feldera_error, hang, json_response, pipeline_json
@@ -664,6 +664,21 @@ def test_base_path_keeps_a_prefix_without_trailing_slash() -> None:
 
 
 # ---- response size: a cap on the decoded body, never retried ---------------------------------------------------
+
+
+def test_limits_are_target_settings_with_units() -> None:
+    target = build_settings({"targets": [{"max_response_size": "64MiB", "keepalive_timeout": "2m"}]}, env={}).targets[0]
+    assert (target.max_response_size, target.keepalive_timeout) == (64 * 1024 * 1024, 120.0)
+    assert build_settings({}, env={}).targets[0].max_response_size == 256 * 1024 * 1024
+    for raw, problem in [
+        ({"max_response_size": "lots"}, "targets[0].max_response_size: could not parse value and unit"),
+        ({"max_response_size": 0}, "targets[0].max_response_size: Input should be greater than 0"),
+        ({"keepalive_timeout": "0s"}, "targets[0].keepalive_timeout: duration must be greater than 0"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            build_settings({"targets": [raw]}, env={})
+        assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
 
 MiB = 1024 * 1024
 
