@@ -166,11 +166,18 @@ def _ssl(settings: TargetSettings) -> ssl.SSLContext | bool:
 
 def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
     """The proxy the environment names for ``url`` (``None`` when none applies or ``NO_PROXY`` exempts it), as
-    aiohttp's ``trust_env`` finds it; looked up once here rather than in a thread for every request."""
+    aiohttp's ``trust_env`` finds it; looked up once here rather than in a thread for every request. An unusable
+    proxy URL is a ``ClientError`` (every request fails as a connection error) that does not repeat the URL,
+    which may hold credentials."""
     try:
-        return aiohttp.helpers.get_env_proxy_for_url(URL(url))
+        proxy, auth = aiohttp.helpers.get_env_proxy_for_url(URL(url))
     except LookupError:
         return None, None
+    except ValueError as exc:
+        raise aiohttp.ClientError(f"the proxy environment variable for {url} cannot be parsed: {exc}") from None
+    if proxy.scheme != "http" or not proxy.host:
+        raise aiohttp.ClientError(f"the proxy environment variable for {url} is not an http:// URL")
+    return proxy, auth
 
 
 class _TooLarge(Exception):

@@ -895,3 +895,15 @@ def test_the_exporter_runtime_does_not_import_httpx() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert "aiohttp" in loaded
     assert not {"httpx", "httpcore", "sniffio"} & set(json.loads(loaded.replace("'", '"')))
+
+
+@pytest.mark.parametrize("proxy", ["http://user:pw@[::1", "user:pw@proxy:3128 here"])
+async def test_an_unusable_proxy_variable_is_a_connection_error_without_the_credentials(
+    proxy_env: pytest.MonkeyPatch, proxy: str
+) -> None:
+    proxy_env.setenv("HTTP_PROXY", proxy)
+    async with make_client("http://127.0.0.1:9", retries=0) as client:
+        with pytest.raises(ConnectionFailed) as caught:
+            await client.list_pipelines()
+    assert "proxy environment variable" in str(caught.value)
+    assert "pw" not in str(caught.value)
