@@ -116,7 +116,7 @@ async def _send(
 ) -> _Answer:
     headers = {"Authorization": auth} if auth is not None else None
     async with (
-        aiohttp.ClientSession(timeout=deadline) as session,
+        aiohttp.ClientSession(timeout=deadline, trust_env=True) as session,  # HTTP(S)_PROXY, NO_PROXY, .netrc
         session.request(method, url, json=body, headers=headers, ssl=verify) as response,
     ):
         return _Answer(response.status, response.reason or "", await response.read())
