@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-import httpx
+import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.argtypes import at_least_one, count, seconds
@@ -256,16 +256,16 @@ class Observation:
     bench_cpu: float
 
 
-async def observe(client: httpx.AsyncClient, exporter: Child, simulator: Child) -> Observation | None:
+async def observe(client: aiohttp.ClientSession, exporter: Child, simulator: Child) -> Observation | None:
     """Scrape /metrics (gzip) and read the self-metrics; stops reading once they are all seen."""
     lines: list[bytes] = []
     seen: set[bytes] = set()
     decompress = zlib.decompressobj(16 + zlib.MAX_WBITS)
     rest = b""
-    async with client.stream("GET", "/metrics", headers={"accept-encoding": "gzip"}) as response:
-        if response.status_code != 200:
+    async with client.get("/metrics", headers={"accept-encoding": "gzip"}) as response:
+        if response.status != 200:
             return None
-        async for chunk in response.aiter_raw():
+        async for chunk in response.content.iter_any():
             data = rest + decompress.decompress(chunk)
             cut = data.rfind(b"\n") + 1
             block, rest = data[:cut], data[cut:]
@@ -299,18 +299,28 @@ async def observe(client: httpx.AsyncClient, exporter: Child, simulator: Child) 
     )
 
 
-async def count_series(client: httpx.AsyncClient) -> int:
+async def count_series(client: aiohttp.ClientSession) -> int:
     """Sample lines (not comments, not blank) of one full gzip scrape."""
     decompress = zlib.decompressobj(16 + zlib.MAX_WBITS)
     series, rest = 0, b""
-    async with client.stream("GET", "/metrics", headers={"accept-encoding": "gzip"}) as response:
+    async with client.get("/metrics", headers={"accept-encoding": "gzip"}) as response:
         response.raise_for_status()
-        async for chunk in response.aiter_raw():
+        async for chunk in response.content.iter_any():
             data = rest + decompress.decompress(chunk)
             cut = data.rfind(b"\n") + 1
             block, rest = data[:cut], data[cut:]
             series += block.count(b"\n") - block.count(b"\n#") - block.count(b"\n\n") - block.startswith((b"#", b"\n"))
     return series + (1 if rest.strip() and not rest.startswith(b"#") else 0)
+
+
+def http_client(base_url: str, *, connections: int = 100, timeout: float = 120) -> aiohttp.ClientSession:
+    """Bodies as sent (gzip stays compressed: the bench inflates or counts them itself), no proxy from the env."""
+    return aiohttp.ClientSession(
+        base_url=base_url,
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        auto_decompress=False,
+    )
 
 
 # ---- scraping ----------------------------------------------------------------------------------------------------
@@ -327,19 +337,18 @@ class Scrape:
 async def scraper(url: str, mode: str, stop: asyncio.Event, out: list[Scrape]) -> None:
     """Scrape /metrics until ``stop`` (``mode`` "gzip" or "plain"), back to back on one keep-alive connection."""
     encodings = {"plain": "identity", "gzip": "gzip"}
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
+    async with http_client(url, connections=1) as client:
         while not stop.is_set():
             size, error = 0, None
             started = time.perf_counter()
             try:
                 headers = {"accept-encoding": encodings[mode]}
-                async with client.stream("GET", "/metrics", headers=headers) as response:
-                    async for chunk in response.aiter_raw():
+                async with client.get("/metrics", headers=headers) as response:
+                    async for chunk in response.content.iter_any():
                         size += len(chunk)
-                    if response.status_code != 200:
-                        error = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
+                    if response.status != 200:
+                        error = f"HTTP {response.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
             out.append(Scrape(mode, time.perf_counter() - started, size, error))
             if error:
@@ -374,20 +383,21 @@ def scrape_summary(scrapes: list[Scrape], mode: str) -> dict[str, Any]:
 async def wait_until_ready(url: str, path: str, children: list[Child], limit: float) -> None:
     """Until GET ``path`` answers 200; checks that the children still run."""
     try:
-        async with asyncio.timeout(limit), httpx.AsyncClient(base_url=url, timeout=10) as client:
+        async with asyncio.timeout(limit), http_client(url, timeout=10) as client:
             while True:
                 for child in children:
                     child.check()
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(path)).status_code == 200:
-                        return
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with client.get(path) as response:
+                        if response.status == 200:
+                            return
                 await asyncio.sleep(0.2)
     except TimeoutError:
         raise BenchError(f"{url}{path} not ready after {limit:g} s") from None
 
 
 async def next_observation(
-    client: httpx.AsyncClient, exporter: Child, simulator: Child, after: int, limit: float
+    client: aiohttp.ClientSession, exporter: Child, simulator: Child, after: int, limit: float
 ) -> Observation:
     """The first observation with more than ``after`` completed poll cycles."""
     try:
@@ -395,7 +405,7 @@ async def next_observation(
             while True:
                 for child in (simulator, exporter):
                     child.check()
-                with contextlib.suppress(httpx.HTTPError):
+                with contextlib.suppress(aiohttp.ClientError):
                     seen = await observe(client, exporter, simulator)
                     if seen is not None and seen.polls > after:
                         return seen
@@ -451,7 +461,7 @@ async def run(args: argparse.Namespace, log_dir: Path, children: list[Child]) ->
     await wait_until_ready(exporter_url, "/-/ready", [simulator, exporter], args.timeout)
 
     scrapes: list[Scrape] = []
-    async with httpx.AsyncClient(base_url=exporter_url, timeout=120) as watch:
+    async with http_client(exporter_url) as watch:
         observations = [await next_observation(watch, exporter, simulator, 0, args.timeout)]
         progress(f"warm-up done ({observations[0].polls} cycle(s)); measuring {args.cycles} cycle(s)")
         stop = asyncio.Event()

@@ -1,11 +1,19 @@
 """Async client of Feldera's pipeline-manager REST API: one method per operation the exporter uses.
 
-- Bearer auth from the target's API key (never logged), TLS verification with an optional CA file, a per-request
-  timeout from the target's settings, at most ``max_connections`` requests in flight (a retry's back-off does
-  not hold a slot). HTTP goes through the lean keep-alive pool of :mod:`exporter.transport`.
+- HTTP through one aiohttp ``ClientSession`` per target: keep-alive connections (closed after
+  ``keepalive_timeout`` idle, so a connection a NAT or load balancer dropped silently is not reused), at most
+  ``max_connections`` requests in flight (a retry's back-off does not hold a slot), one deadline per request
+  (``timeout``: connecting, sending and reading the whole answer), TLS verification with an optional CA file,
+  bearer auth from the target's API key (never logged). ``HTTP_PROXY``/``HTTPS_PROXY`` and ``NO_PROXY`` are
+  read once, when the session opens.
+- Bodies are read up to ``max_response_size`` bytes after decoding (``gzip``/``deflate``, inflated as they stream
+  by aiohttp, never past what was read); a larger body, a larger ``Content-Length``, or a ``Content-Encoding``
+  other than one ``gzip``/``deflate`` is an ``invalid_response`` and is not retried.
 - Retries with exponential backoff only for transient failures: no response (connection failure or timeout)
   and HTTP 408/502/503/504. ``Retry-After`` is honoured when it is at most ``max_retry_delay``; a longer one
-  ends the attempts (the next poll cycle asks again). POST requests are not retried after a timeout.
+  ends the attempts (the next poll cycle asks again). POST requests are never sent twice: never retried, and
+  each goes on a new connection (aiohttp re-sends an idempotent request once when a kept-alive connection turns
+  out closed by the server, never a POST; on a new connection a POST does not meet that race).
   A 503 whose Feldera error code describes the pipeline's state (:data:`PIPELINE_STATE_ERRORS`: not deployed,
   unavailable, unreachable, initializing, suspended) is an answer about the pipeline, not a passing failure of
   the API: it is not retried (a retry within the same poll cycle would only delay the cycle).
@@ -23,12 +31,15 @@ import ssl
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
 from pydantic import TypeAdapter, ValidationError
+from yarl import URL
 
 from exporter import __version__
 from exporter.config import TargetSettings
@@ -45,15 +56,6 @@ from exporter.models import (
     Pipeline,
 )
 from exporter.snapshot import ExporterStats, RequestTimings
-from exporter.transport import (
-    BodyDecodingError,
-    HttpResponse,
-    Transport,
-    TransportError,
-    TransportTimeout,
-    base_path,
-    make_transport,
-)
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,10 @@ PIPELINE_STATE_ERRORS = frozenset(
 """Error codes of 503 answers from pipeline-interaction endpoints that describe the pipeline (docs/feldera-api.md)."""
 DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BODY_EXCERPT_CHARS = 200
+READ_BUFFER = 256 * 1024
+"""aiohttp's read buffer per connection (also the most it inflates ahead of the reader)."""
+DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+"""``Content-Encoding`` values read: aiohttp inflates ``gzip``/``deflate`` (one coding, as advertised)."""
 
 M = TypeVar("M", bound=Lenient)
 T = TypeVar("T")
@@ -121,7 +127,11 @@ class ApiStats:
 
 
 def segment(value: str) -> str:
-    """URL-encode one path segment (``/``, ``"``, spaces and everything else non-unreserved)."""
+    """URL-encode one path segment (``/``, ``"``, spaces and everything else non-unreserved); ``.`` and ``..``
+    as ``%2E`` and ``%2E%2E``, so no name can be a dot-segment that leaves ``/v0/pipelines/{name}/`` on the way
+    (servers and proxies resolve ``..`` before routing)."""
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
     return quote(value, safe="")
 
 
@@ -139,15 +149,50 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-def _ssl_context(settings: TargetSettings) -> ssl.SSLContext | None:
-    """``None`` for plain HTTP; else as httpx builds it (certifi, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``)."""
-    if urlsplit(settings.url).scheme != "https":
-        return None
+def base_path(url: str) -> str:
+    """The base URL's path prefix, percent-encoded, without a trailing slash (``""`` for none)."""
+    return quote(urlsplit(url).path.rstrip("/"), safe="/%:@!$&'()*+,;=-._~")
+
+
+def _ssl(settings: TargetSettings) -> ssl.SSLContext | bool:
+    """For aiohttp's connector: ``False`` skips verification, ``True`` verifies with the system's CA store
+    (``SSL_CERT_FILE``/``SSL_CERT_DIR`` apply), a context verifies with ``ca_file``."""
     if not settings.tls_verify:
-        return httpx.create_ssl_context(verify=False)
+        return False
     if settings.ca_file is not None:
         return ssl.create_default_context(cafile=str(settings.ca_file))
-    return httpx.create_ssl_context(verify=True)
+    return True
+
+
+def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy the environment names for ``url`` (``None`` when none applies or ``NO_PROXY`` exempts it), as
+    aiohttp's ``trust_env`` finds it; looked up once here rather than in a thread for every request. An unusable
+    proxy URL is a ``ClientError`` (every request fails as a connection error) that does not repeat the URL,
+    which may hold credentials."""
+    try:
+        proxy, auth = aiohttp.helpers.get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+    except ValueError as exc:
+        raise aiohttp.ClientError(f"the proxy environment variable for {url} cannot be parsed: {exc}") from None
+    if proxy.scheme != "http" or not proxy.host:
+        raise aiohttp.ClientError(f"the proxy environment variable for {url} is not an http:// URL")
+    return proxy, auth
+
+
+class _TooLarge(Exception):
+    """The body is (or announces to be) larger than ``max_response_size``."""
+
+
+class _Undecodable(Exception):
+    """The body's ``Content-Encoding`` is not one the client reads, or its data does not inflate."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status_code: int
+    headers: CIMultiDictProxy[str]
+    content: bytes
 
 
 class FelderaClient:
@@ -172,18 +217,20 @@ class FelderaClient:
         self._max_retry_delay = max_retry_delay
         self._sleep = sleep
         self._monotonic = monotonic
-        headers = [("Accept", "application/json"), ("User-Agent", f"feldera-exporter/{__version__}")]
+        headers = {
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+            "User-Agent": f"feldera-exporter/{__version__}",
+        }
         if settings.api_key is not None:
-            headers.append(("Authorization", f"Bearer {settings.api_key.get_secret_value()}"))
+            headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+        self._headers = headers
+        parts = urlsplit(settings.url)
+        self._origin = f"{parts.scheme}://{parts.netloc}"
         self._prefix = base_path(settings.url)
+        self._max_connections = max_connections
         self._slots = asyncio.Semaphore(max_connections)
-        self._transport: Transport = make_transport(
-            settings.url,
-            headers,
-            timeout=settings.timeout,
-            ssl_context=_ssl_context(settings),
-            max_connections=max_connections,
-        )
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
 
     def __repr__(self) -> str:
         return f"FelderaClient(name={self.settings.name!r}, url={self.settings.url!r})"
@@ -195,7 +242,34 @@ class FelderaClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            await session.close()
+
+    def _session(self, keep_alive: bool) -> aiohttp.ClientSession:
+        """The kept-alive session (GETs), or one that opens a new connection per request (POSTs); each opened on
+        first use (aiohttp needs the running loop)."""
+        session = self._sessions.get(keep_alive)
+        if session is None:
+            settings = self.settings
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                ssl=_ssl(settings),
+                keepalive_timeout=settings.keepalive_timeout if keep_alive else None,
+                force_close=not keep_alive,
+            )
+            proxy, proxy_auth = _env_proxy(settings.url)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=settings.timeout),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                proxy=proxy,
+                proxy_auth=proxy_auth,
+                read_bufsize=READ_BUFFER,
+            )
+            self._sessions[keep_alive] = session
+        return session
 
     # ---- operations -----------------------------------------------------------------------------------------
 
@@ -284,7 +358,7 @@ class FelderaClient:
         path = f"v0/pipelines/{segment(pipeline)}/reset_status"
         return await self._request("reset_status", "GET", path, params={"token": token}, parse=_any)
 
-    # ---- transport ------------------------------------------------------------------------------------------
+    # ---- HTTP -----------------------------------------------------------------------------------------------
 
     async def _model(
         self, endpoint: str, model: type[M], method: str, path: str, params: dict[str, str] | None = None
@@ -314,13 +388,11 @@ class FelderaClient:
                 await self._sleep(delay)
 
     def _retry_delay(self, exc: FelderaError, method: str, attempt: int) -> float | None:
-        if attempt >= self._retries:
+        if attempt >= self._retries or method != "GET":
             return None
         backoff = self._backoff * (2**attempt)
-        if isinstance(exc, ConnectionFailed):
+        if isinstance(exc, ConnectionFailed | RequestTimeout):
             return backoff
-        if isinstance(exc, RequestTimeout):
-            return backoff if method == "GET" else None
         if isinstance(exc, ApiError) and exc.status in RETRY_STATUSES:
             if exc.error_code in PIPELINE_STATE_ERRORS:
                 return None
@@ -344,14 +416,14 @@ class FelderaClient:
         async with self._slots:
             started = self._monotonic()
             try:
-                response = await self._transport.request(method, target)
-            except TransportTimeout as exc:
+                response = await self._exchange(method, target)
+            except TimeoutError:  # not chained: aiohttp's connect timeout names the URL (with its query)
                 self._record(endpoint, "timeout", started)
-                raise RequestTimeout(endpoint, f"no answer within {self.settings.timeout:g}s") from exc
-            except TransportError as exc:
+                raise RequestTimeout(endpoint, f"no answer within {self.settings.timeout:g}s") from None
+            except (aiohttp.ClientError, OSError) as exc:
                 self._record(endpoint, "connection_error", started)
-                raise ConnectionFailed(endpoint, str(exc)) from exc
-            except BodyDecodingError as exc:
+                raise ConnectionFailed(endpoint, _describe(exc)) from None
+            except (_TooLarge, _Undecodable) as exc:
                 self._record(endpoint, "invalid_response", started)
                 raise InvalidResponse(endpoint, str(exc)) from exc
             seconds = self._monotonic() - started
@@ -373,8 +445,47 @@ class FelderaClient:
         finally:
             self.api_stats.record(endpoint, code, max(0.0, seconds))
 
+    async def _exchange(self, method: str, target: str) -> HttpResponse:
+        """One request and its whole body, or aiohttp's error, ``TimeoutError``, :class:`_TooLarge`,
+        :class:`_Undecodable`."""
+        session = self._session(keep_alive=method != "POST")
+        url = URL(self._origin + target, encoded=True)
+        async with session.request(method, url, allow_redirects=False) as response:
+            return HttpResponse(response.status, response.headers, await self._body(response))
+
+    async def _body(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self.settings.max_response_size
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in DECODED_ENCODINGS:
+            response.close()
+            raise _Undecodable(f"unsupported Content-Encoding {encoding!r} (expected one gzip or deflate)")
+        if response.content_length is not None and response.content_length > limit:
+            response.close()
+            raise _TooLarge(f"Content-Length {response.content_length} exceeds max_response_size {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    response.close()
+                    raise _TooLarge(f"body exceeds max_response_size {limit} (decoded)")
+                chunks.append(chunk)
+        except aiohttp.ClientPayloadError as exc:
+            if isinstance(exc.__cause__, aiohttp.http_exceptions.ContentEncodingError):
+                raise _Undecodable(f"body could not be decoded as {encoding}") from exc
+            raise
+        return b"".join(chunks)
+
     def _record(self, endpoint: str, code: str, started: float) -> None:
         self.api_stats.record(endpoint, code, max(0.0, self._monotonic() - started))
+
+
+def _describe(exc: BaseException) -> str:
+    """The failure on one line, without the request URL (its query may hold a reset token) and headers that
+    aiohttp's response errors carry (so the error is raised without them as its cause)."""
+    text = exc.message if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
+    return f"{type(exc).__name__}: {' '.join(text.split())}"
 
 
 def _excerpt(content: bytes) -> str:
@@ -382,7 +493,7 @@ def _excerpt(content: bytes) -> str:
 
 
 def _api_error(endpoint: str, response: HttpResponse) -> ApiError:
-    retry_after = parse_retry_after(response.header("retry-after"))
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
     try:
         body = json.loads(response.content)
     except (ValueError, UnicodeDecodeError):

@@ -31,6 +31,7 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     SecretStr,
@@ -181,6 +182,11 @@ class TargetSettings(_Section):
     ca_file: Path | None = None
     tls_verify: bool = True
     timeout: Duration = 10.0
+    """Deadline of one request: connecting, sending, and reading the whole answer."""
+    max_response_size: Annotated[ByteSize, Field(gt=0)] = ByteSize(256 * 1024 * 1024)
+    """Largest response body accepted, decoded (``256MiB``, ``64MB``, or bytes); a larger one is an invalid response."""
+    keepalive_timeout: Duration = 15.0
+    """How long an idle kept-alive connection is kept for reuse before the client closes it."""
     labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("url")

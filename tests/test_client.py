@@ -1,21 +1,38 @@
-"""FelderaClient against a real HTTP server: auth, typed errors, retries, timeouts, encoding, self-stats."""
+"""FelderaClient against real HTTP servers (the scripted Feldera, raw sockets, a real forward proxy): auth, typed
+errors, retries, timeouts, keep-alive, framing, encodings, size limits, proxies, TLS, self-stats."""
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
+import os
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+import sys
+import time
+import tracemalloc
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from exporter.client import FelderaClient, parse_retry_after
-from exporter.config import TargetSettings
+from exporter.client import FelderaClient, base_path, parse_retry_after
+from exporter.config import ConfigError, TargetSettings, build_settings
 from exporter.errors import ApiError, ConnectionFailed, InvalidResponse, RequestTimeout
-from tests.conftest import ReplyServer, Response, ScriptedFeldera, feldera_error, hang, json_response, pipeline_json
+from tests.conftest import (
+    ReplyServer,
+    Response,
+    ScriptedFeldera,
+    eventually,
+    feldera_error,
+    hang,
+    json_response,
+    pipeline_json,
+)
 
 
 class FakeSleep:
@@ -26,10 +43,14 @@ class FakeSleep:
         self.delays.append(seconds)
 
 
-def make_client(url: str, *, api_key: str | None = None, timeout: float = 5.0, **kwargs: object) -> FelderaClient:
-    settings = TargetSettings(url=url, timeout=timeout, api_key=SecretStr(api_key) if api_key else None)
+def make_client(
+    url: str, *, api_key: str | None = None, timeout: float = 5.0, settings: dict | None = None, **kwargs: object
+) -> FelderaClient:
+    target = TargetSettings(
+        url=url, timeout=timeout, api_key=SecretStr(api_key) if api_key else None, **(settings or {})
+    )
     kwargs.setdefault("sleep", FakeSleep())
-    return FelderaClient(settings, **kwargs)  # type: ignore[arg-type]
+    return FelderaClient(target, **kwargs)  # type: ignore[arg-type]
 
 
 def requests_of(client: FelderaClient) -> dict[tuple[str, str], int]:
@@ -252,6 +273,18 @@ async def test_path_segments_are_url_encoded(feldera: ScriptedFeldera) -> None:
     assert feldera.requests[0].raw_path == "/v0/pipelines/a%2Fb%20c/tables/%22Orders%22/connectors/kafka.in/stats"
 
 
+async def test_dot_segments_are_encoded_so_no_request_leaves_the_pipeline(feldera: ScriptedFeldera) -> None:
+    async with make_client(feldera.url) as client:
+        for name in ("..", ".", "..."):
+            with pytest.raises(ApiError):
+                await client.reset_status(name, "t")
+    assert feldera.paths() == [
+        "/v0/pipelines/%2E%2E/reset_status",
+        "/v0/pipelines/%2E/reset_status",
+        "/v0/pipelines/.../reset_status",
+    ]
+
+
 async def test_base_url_path_prefix_is_kept(feldera: ScriptedFeldera) -> None:
     feldera.routes["/feldera/v0/pipelines"] = json_response([])
     async with make_client(feldera.url + "/feldera") as client:
@@ -384,3 +417,501 @@ async def test_tls_server_with_an_unknown_ca_is_refused(tls_feldera: ScriptedFel
 async def test_tls_verification_can_be_switched_off(tls_feldera: ScriptedFeldera) -> None:
     async with https_client(tls_feldera, tls_verify=False) as client:
         assert [p.name for p in await client.list_pipelines()] == ["p"]
+
+
+# ---- raw sockets: keep-alive, framing, encodings, deadlines, limits ------------------------------------------
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+class RawServer:
+    """Counts connections, requests and closes seen from the client; ``handler(reader, writer,
+    connection_number)`` answers on each connection."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        request = await reader.readuntil(b"\r\n\r\n")
+        self.requests.append(request)
+        return request
+
+    def methods(self) -> list[str]:
+        return [r.split(b" ", 1)[0].decode() for r in self.requests]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer, self.connections)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[Callable[[Handler], Awaitable[RawServer]]]:
+    started: list[RawServer] = []
+
+    async def start(handler: Handler) -> RawServer:
+        server = RawServer(handler)
+        server.server = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        assert server.server is not None
+        server.server.close()
+
+
+Raw = Callable[[Handler], Awaitable[RawServer]]
+
+
+def answer(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
+    head = [f"HTTP/1.1 {status}", "Content-Type: application/json", *headers]
+    if not any(h.lower().startswith(("content-length", "transfer-encoding")) for h in headers):
+        head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+CHECKPOINT = b'{"success": 1, "failure": null}'
+
+
+async def test_connections_are_kept_alive_and_reused(raw: Raw) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            await server.read_request(reader)
+            writer.write(answer(CHECKPOINT))
+            await writer.drain()
+
+    server = await raw(handler)
+    async with make_client(server.url) as client:
+        for _ in range(5):
+            assert (await client.checkpoint_status("p")).success == 1
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("noticed", [True, False], ids=["close-noticed", "close-unnoticed"])
+async def test_a_kept_alive_connection_closed_by_the_server_is_replaced_for_a_get(raw: Raw, noticed: bool) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        writer.write(answer(CHECKPOINT))
+        await writer.drain()
+        if not noticed:  # the next request arrives on the old connection before the close does
+            await server.read_request(reader)
+        # then close without saying so (keep-alive timeout on the server)
+
+    server = await raw(handler)
+    async with make_client(server.url, retries=0) as client:
+        for _ in range(3):
+            assert (await client.checkpoint_status("p")).success == 1
+            await asyncio.sleep(0.05)
+    assert server.connections == 3
+    assert requests_of(client) == {("checkpoint_status", "200"): 3}
+
+
+async def test_idle_kept_alive_connections_are_closed_after_keepalive_timeout(raw: Raw) -> None:
+    """A connection a NAT or load balancer dropped silently would cost a whole timeout if it were reused."""
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        try:
+            while True:
+                await server.read_request(reader)
+                writer.write(answer(CHECKPOINT))
+                await writer.drain()
+        except asyncio.IncompleteReadError:  # the client closed the connection
+            closed.set()
+
+    server = await raw(handler)
+    async with make_client(server.url, settings={"keepalive_timeout": 0.3}) as client:
+        assert (await client.checkpoint_status("p")).success == 1
+        await asyncio.wait_for(closed.wait(), 10)  # closed by the client while idle, long before 10 s
+        assert (await client.checkpoint_status("p")).success == 1
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("answered", [True, False], ids=["fresh-connection", "dropped"])
+async def test_a_post_is_never_sent_twice(raw: Raw, answered: bool) -> None:
+    """Each connection answers one request, then reads the next and closes without answering (a server's
+    keep-alive timeout racing the request). A POST must not be re-sent: it goes on a new connection, and when that
+    one is dropped too the failure is reported."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        request = await server.read_request(reader)
+        if request.startswith(b"POST") and not answered:
+            return
+        body = b'{"checkpoint_uuid": "u", "incarnation_uuid": "i"}' if request.startswith(b"POST") else CHECKPOINT
+        writer.write(answer(body, status="202 Accepted" if request.startswith(b"POST") else "200 OK"))
+        await writer.drain()
+        await server.read_request(reader)
+
+    server = await raw(handler)
+    async with make_client(server.url) as client:
+        assert (await client.checkpoint_status("p")).success == 1
+        if answered:
+            assert (await client.checkpoint_sync("p")).checkpoint_uuid == "u"
+        else:
+            with pytest.raises(ConnectionFailed):
+                await client.checkpoint_sync("p")
+    assert server.methods().count("POST") == 1
+    code = "202" if answered else "connection_error"
+    assert requests_of(client) == {("checkpoint_status", "200"): 1, ("checkpoint_sync", code): 1}
+
+
+async def test_chunked_gzip_deflate_and_connection_close_answers(raw: Raw) -> None:
+    document = b'{"success": 3, "failure": null}'
+    packed = gzip.compress(document)
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(packed), packed)
+    replies = [
+        answer(chunked, "Transfer-Encoding: chunked", "Content-Encoding: gzip"),
+        answer(zlib.compress(document), "Content-Encoding: deflate"),
+        answer(zlib.compress(document)[2:-4], "Content-Encoding: deflate"),  # raw deflate, as some servers send
+        answer(document, "Connection: close"),
+    ]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while replies:
+            request = await server.read_request(reader)
+            assert b"accept-encoding: gzip, deflate" in request.lower()
+            writer.write(replies.pop(0))
+            await writer.drain()
+
+    server = await raw(handler)
+    async with make_client(server.url) as client:
+        for _ in range(4):
+            assert (await client.checkpoint_status("p")).success == 3
+    assert server.connections == 1
+
+
+async def test_a_body_that_cannot_be_decoded_or_is_cut_is_an_invalid_response(raw: Raw) -> None:
+    packed = gzip.compress(b'{"success": 3, "failure": null}')
+    replies = [b"not gzip at all", packed[: len(packed) // 2]]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while replies:
+            await server.read_request(reader)
+            writer.write(answer(replies.pop(0), "Content-Encoding: gzip"))
+            await writer.drain()
+
+    server = await raw(handler)
+    async with make_client(server.url) as client:
+        for _ in range(2):
+            with pytest.raises(InvalidResponse):
+                await client.checkpoint_status("p")
+    assert requests_of(client) == {("checkpoint_status", "invalid_response"): 2}
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"this is not HTTP\r\n\r\n", b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"success"'],
+    ids=["garbage", "cut-short"],
+)
+async def test_garbage_or_a_cut_answer_is_a_connection_error(raw: Raw, reply: bytes) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+
+    server = await raw(handler)
+    async with make_client(server.url, retries=0) as client:
+        with pytest.raises(ConnectionFailed) as caught:
+            await client.reset_status("p", "secret-token")
+    assert "\n" not in str(caught.value)
+    assert "secret-token" not in str(caught.value)
+    assert caught.value.__cause__ is None  # aiohttp's error carries the URL (with the token) and the headers
+
+
+async def test_a_slow_trickle_is_bounded_by_one_deadline(raw: Raw) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(100):
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    server = await raw(handler)
+    async with make_client(server.url, timeout=0.3, retries=0) as client:
+        with pytest.raises(RequestTimeout):
+            await client.checkpoint_status("p")
+
+
+async def test_requests_in_flight_are_bounded_by_max_connections(feldera: ScriptedFeldera) -> None:
+    in_flight, most = 0, 0
+
+    async def slow(request: object) -> object:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return json_response({"success": 1, "failure": None})
+
+    for i in range(20):
+        feldera.routes[f"/v0/pipelines/p{i}/checkpoint_status"] = slow  # type: ignore[assignment]
+    async with make_client(feldera.url, max_connections=3) as client:
+        await asyncio.gather(*(client.checkpoint_status(f"p{i}") for i in range(20)))
+    assert most == 3
+
+
+def test_base_path_keeps_a_prefix_without_trailing_slash() -> None:
+    assert base_path("http://h:1") == ""
+    assert base_path("http://h:1/feldera/") == "/feldera"
+    assert base_path("http://h/a b") == "/a%20b"
+
+
+# ---- response size: a cap on the decoded body, never retried ---------------------------------------------------
+
+
+def test_limits_are_target_settings_with_units() -> None:
+    target = build_settings({"targets": [{"max_response_size": "64MiB", "keepalive_timeout": "2m"}]}, env={}).targets[0]
+    assert (target.max_response_size, target.keepalive_timeout) == (64 * 1024 * 1024, 120.0)
+    assert build_settings({}, env={}).targets[0].max_response_size == 256 * 1024 * 1024
+    for raw, problem in [
+        ({"max_response_size": "lots"}, "targets[0].max_response_size: could not parse value and unit"),
+        ({"max_response_size": 0}, "targets[0].max_response_size: Input should be greater than 0"),
+        ({"keepalive_timeout": "0s"}, "targets[0].keepalive_timeout: duration must be greater than 0"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            build_settings({"targets": [raw]}, env={})
+        assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    """1 GiB of zeros, gzip-compressed to about 1 MiB."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(MiB)
+    return b"".join([*(packer.compress(block) for _ in range(1024)), packer.flush()])
+
+
+async def peak_allocated_while(work: Awaitable[object]) -> tuple[object, int]:
+    """``work``'s outcome (its exception, if it raised) and the peak of Python allocations meanwhile."""
+    tracemalloc.start()
+    try:
+        try:
+            outcome: object = await work
+        except Exception as exc:
+            outcome = exc
+        return outcome, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def send_until_closed(writer: asyncio.StreamWriter, head: bytes, chunks: Iterator[bytes]) -> None:
+    writer.write(head)
+    for chunk in chunks:
+        if writer.is_closing():
+            return
+        writer.write(chunk)
+        await writer.drain()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip"])
+async def test_a_gzip_bomb_is_not_inflated_past_the_cap(raw: Raw, gzip_bomb: bytes, encoding: str) -> None:
+    body = gzip.compress(gzip_bomb) if encoding == "gzip, gzip" else gzip_bomb  # the double one: about 3 KiB
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        writer.write(answer(body, f"Content-Encoding: {encoding}"))
+        await writer.drain()
+
+    server = await raw(handler)
+    async with make_client(server.url, settings={"max_response_size": MiB}) as client:
+        outcome, peak = await peak_allocated_while(client.stats("p"))
+    assert isinstance(outcome, InvalidResponse), outcome
+    expected = "exceeds max_response_size 1048576" if encoding == "gzip" else "unsupported Content-Encoding"
+    assert expected in str(outcome)
+    assert peak < 16 * MiB  # the bomb inflates to 1 GiB
+    assert len(server.requests) == 1  # not retried
+    assert requests_of(client) == {("stats", "invalid_response"): 1}
+
+
+async def test_an_endless_chunked_body_is_cut_at_the_cap_and_not_retried(raw: Raw) -> None:
+    sent = 0
+
+    def endless() -> Iterator[bytes]:
+        nonlocal sent
+        chunk = b"%x\r\n%s\r\n" % (64 * 1024, b" " * 64 * 1024)
+        while sent < 1024 * MiB:  # bounded: the test fails (not hangs) if the client reads on
+            sent += 64 * 1024
+            yield chunk
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        await send_until_closed(writer, head, endless())
+
+    server = await raw(handler)
+    async with make_client(server.url, timeout=60, settings={"max_response_size": 2 * MiB}) as client:
+        outcome, peak = await peak_allocated_while(client.list_pipelines())
+    assert isinstance(outcome, InvalidResponse), outcome
+    assert "exceeds max_response_size 2097152" in str(outcome)
+    assert peak < 16 * MiB
+    assert sent < 64 * MiB
+    assert len(server.requests) == 1
+    assert requests_of(client) == {("list_pipelines", "invalid_response"): 1}
+
+
+async def test_a_huge_content_length_is_refused_before_reading(raw: Raw) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000000000\r\n\r\n[")
+        await writer.drain()
+        await reader.read()  # nothing more is sent: a client that waited for the body would time out
+
+    server = await raw(handler)
+    async with make_client(server.url, timeout=30) as client:
+        with pytest.raises(InvalidResponse) as caught:
+            await client.list_pipelines()
+    assert "Content-Length 100000000000 exceeds max_response_size 268435456" in str(caught.value)
+    assert len(server.requests) == 1
+    assert requests_of(client) == {("list_pipelines", "invalid_response"): 1}
+
+
+async def test_a_body_within_the_cap_is_read_whole(raw: Raw) -> None:
+    document = json.dumps([pipeline_json(f"p{i}") for i in range(2000)]).encode()  # ~1.2 MiB, 0.1 MiB gzipped
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            await server.read_request(reader)
+            writer.write(answer(gzip.compress(document), "Content-Encoding: gzip"))
+            await writer.drain()
+
+    server = await raw(handler)
+    async with make_client(server.url, settings={"max_response_size": len(document)}) as client:
+        assert len(await client.list_pipelines()) == 2000
+    async with make_client(server.url, settings={"max_response_size": len(document) - 1}) as client:
+        with pytest.raises(InvalidResponse):
+            await client.list_pipelines()
+
+
+# ---- proxies from the environment, through a real forward proxy (proxy.py) ---------------------------------
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+class ForwardProxy:
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self.log = log
+
+    def requests(self) -> list[str]:
+        """The access-log lines (``... - GET host:port/path - 200 OK ...``, ``CONNECT host:port``)."""
+        text = self.log.read_text() if self.log.exists() else ""
+        return [line.split(" - ", 1)[1] for line in text.splitlines() if "access_log" in line]
+
+
+@pytest.fixture(scope="module")
+def forward_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardProxy]:
+    directory = tmp_path_factory.mktemp("proxy")
+    port_file, log = directory / "port", directory / "proxy.log"
+    command = [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
+    command += ["--num-workers", "1", "--num-acceptors", "1", "--log-file", str(log)]
+    env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES}
+    process = subprocess.Popen(command, env=env, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            if process.poll() is not None:
+                raise AssertionError(f"proxy.py exited with {process.returncode}: {log.read_text()}")
+            time.sleep(0.1)
+        else:
+            raise AssertionError("proxy.py did not start within 30 s")
+        yield ForwardProxy(f"http://127.0.0.1:{port_file.read_text().strip()}", log)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def access_lines(proxy: ForwardProxy, fragment: str) -> list[str]:
+    return [line for line in proxy.requests() if fragment in line]
+
+
+async def test_http_proxy_from_the_environment_is_used(
+    feldera: ScriptedFeldera, forward_proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch
+) -> None:
+    feldera.routes["/feldera/v0/pipelines/a%2Fb/checkpoint_status"] = json_response({"success": 9, "failure": None})
+    proxy_env.setenv("HTTP_PROXY", forward_proxy.url)
+    async with make_client(feldera.url + "/feldera", api_key="k") as client:
+        assert (await client.checkpoint_status("a/b")).success == 9
+        with pytest.raises(ApiError) as caught:
+            await client.stats("missing")
+    assert caught.value.status == 404
+    assert feldera.paths() == ["/feldera/v0/pipelines/a%2Fb/checkpoint_status", "/feldera/v0/pipelines/missing/stats"]
+    assert feldera.requests[0].headers["authorization"] == "Bearer k"
+    port = feldera.url.rsplit(":", 1)[1]
+    line = f"GET 127.0.0.1:{port}/feldera/v0/pipelines/a%2Fb/checkpoint_status - 200"  # proxy.py logs a
+    await eventually(lambda: access_lines(forward_proxy, line), "the request in the access log")  # connection's first
+
+
+async def test_https_proxy_tunnels_to_a_tls_target(
+    tls_feldera: ScriptedFeldera,
+    tls_files: tuple[Path, Path],
+    forward_proxy: ForwardProxy,
+    proxy_env: pytest.MonkeyPatch,
+) -> None:
+    proxy_env.setenv("HTTPS_PROXY", forward_proxy.url)
+    async with https_client(tls_feldera, ca_file=tls_files[0]) as client:
+        assert [p.name for p in await client.list_pipelines()] == ["p"]
+    port = tls_feldera.url.rsplit(":", 1)[1]
+    await eventually(lambda: access_lines(forward_proxy, f"CONNECT 127.0.0.1:{port}"), "CONNECT in the access log")
+
+
+async def test_no_proxy_exempts_a_target(feldera: ScriptedFeldera, proxy_env: pytest.MonkeyPatch) -> None:
+    feldera.list_pipelines(pipeline_json("direct"))
+    with socket.socket() as sock:  # a proxy address nothing listens on: used, it refuses the connection
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    proxy_env.setenv("HTTP_PROXY", dead)
+    async with make_client(feldera.url, retries=0) as client:
+        with pytest.raises(ConnectionFailed):
+            await client.list_pipelines()
+    assert feldera.requests == []
+    proxy_env.setenv("NO_PROXY", "localhost,127.0.0.1")
+    async with make_client(feldera.url) as client:
+        assert [p.name for p in await client.list_pipelines()] == ["direct"]
+
+
+def test_the_exporter_runtime_does_not_import_httpx() -> None:
+    """One HTTP client stack (aiohttp): httpx, httpcore and sniffio are test-only dependencies."""
+    modules = "exporter.cli, exporter.app, exporter.client, exporter.poller, exporter.sidecar.cli"
+    code = f"import sys, {modules}; print(sorted({{m.split('.')[0] for m in sys.modules}}))"
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert "aiohttp" in loaded
+    assert not {"httpx", "httpcore", "sniffio"} & set(json.loads(loaded.replace("'", '"')))
+
+
+@pytest.mark.parametrize("proxy", ["http://user:pw@[::1", "user:pw@proxy:3128 here"])
+async def test_an_unusable_proxy_variable_is_a_connection_error_without_the_credentials(
+    proxy_env: pytest.MonkeyPatch, proxy: str
+) -> None:
+    proxy_env.setenv("HTTP_PROXY", proxy)
+    async with make_client("http://127.0.0.1:9", retries=0) as client:
+        with pytest.raises(ConnectionFailed) as caught:
+            await client.list_pipelines()
+    assert "proxy environment variable" in str(caught.value)
+    assert "pw" not in str(caught.value)

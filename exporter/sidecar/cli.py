@@ -7,15 +7,17 @@ exporter runs (container, other host); it authenticates with basic auth when the
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import ssl
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 
 from exporter.argtypes import http_url, positive_seconds
 from exporter.sidecar.routes import PREFIX
@@ -76,15 +78,16 @@ def run(args: argparse.Namespace) -> int:
     method, path, body = request
     url = args.exporter.rstrip("/") + path
     try:
-        with httpx.Client(auth=auth, verify=verify, timeout=args.timeout) as client:
-            response = client.request(method, url, json=body)
-    except httpx.HTTPError as exc:
-        print(f"watch-reset: cannot reach the exporter at {args.exporter}: {exc}", file=sys.stderr)
+        deadline = aiohttp.ClientTimeout(total=args.timeout)
+        response = asyncio.run(_send(method, url, body, auth=auth, verify=verify, deadline=deadline))
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        reason = f"no answer within {args.timeout:g}s" if isinstance(exc, TimeoutError) else exc
+        print(f"watch-reset: cannot reach the exporter at {args.exporter}: {reason}", file=sys.stderr)
         return 1
-    if response.status_code >= 400:
-        print(f"watch-reset: the exporter answered {response.status_code}: {_error_text(response)}", file=sys.stderr)
+    if response.status >= 400:
+        print(f"watch-reset: the exporter answered {response.status}: {_error_text(response)}", file=sys.stderr)
         return 1
-    if response.status_code == 204:
+    if response.status == 204:
         print(f"removed {args.remove}")
     elif args.list:
         _print_watches(response.json().get("watches", []))
@@ -92,6 +95,33 @@ def run(args: argparse.Namespace) -> int:
         watch = response.json()
         print(f"watching {watch['name']} ({watch['target']}/{watch['pipeline']}): {watch['status']}")
     return 0
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    reason: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def _send(
+    method: str,
+    url: str,
+    body: dict[str, str] | None,
+    *,
+    auth: str | None,
+    verify: ssl.SSLContext | bool,
+    deadline: aiohttp.ClientTimeout,
+) -> _Answer:
+    headers = {"Authorization": auth} if auth is not None else None
+    async with (
+        aiohttp.ClientSession(timeout=deadline, trust_env=True) as session,  # HTTP(S)_PROXY, NO_PROXY, .netrc
+        session.request(method, url, json=body, headers=headers, ssl=verify) as response,
+    ):
+        return _Answer(response.status, response.reason or "", await response.read())
 
 
 def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, str] | None]:
@@ -112,7 +142,8 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, str] | None]
     return "POST", PREFIX, body
 
 
-def _auth(args: argparse.Namespace) -> httpx.BasicAuth | None:
+def _auth(args: argparse.Namespace) -> str | None:
+    """The ``Authorization`` header value, if basic auth is asked for."""
     if not args.basic_auth_user:
         return None
     if args.basic_auth_password_file is not None:
@@ -124,17 +155,17 @@ def _auth(args: argparse.Namespace) -> httpx.BasicAuth | None:
         password = os.environ.get(ENV_PASSWORD)
         if password is None:
             raise ValueError(f"--basic-auth-user needs {ENV_PASSWORD} or --basic-auth-password-file")
-    return httpx.BasicAuth(args.basic_auth_user, password)
+    return aiohttp.encode_basic_auth(args.basic_auth_user, password)
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(response: _Answer) -> str:
     try:
         document = response.json()
     except ValueError:
-        return response.text[:200].strip() or response.reason_phrase
+        return response.body[:200].decode("utf-8", errors="replace").strip() or response.reason
     if isinstance(document, dict) and isinstance(document.get("error"), str):
         return document["error"]
-    return response.reason_phrase
+    return response.reason
 
 
 def _print_watches(watches: list[dict[str, Any]]) -> None:
