@@ -423,6 +423,10 @@ class Simulator:
                 return _method_not_allowed()
             body = self.world.health_body()
             return errors.json_response(200 if body["all_healthy"] else 503, body)
+        if parts == ["v0", "config"]:
+            if method != "GET":
+                return _method_not_allowed()
+            return errors.json_response(200, self.world.config_body())
         if len(parts) < 2 or parts[:2] != ["v0", "pipelines"]:
             return Response(status=404, body=b"", content_type=None)
         if len(parts) == 2:
