@@ -484,7 +484,7 @@ class Simulator:
         if wanted and wanted != pipeline.incarnation:
             return errors.error(
                 400,
-                "400",
+                "IncarnationUuidMismatch",
                 f"incarnation_uuid {wanted} does not match the pipeline's current incarnation",
             )
         return errors.json_response(

@@ -24,6 +24,7 @@ ROOTS = (
     "InputEndpointStatus",
     "OutputEndpointStatus",
     "HealthStatus",
+    "Configuration",
     "ErrorResponse",
 )
 
