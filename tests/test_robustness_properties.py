@@ -30,6 +30,7 @@ from exporter.models import (
     CheckpointStatus,
     CheckpointSyncStatus,
     ClusterHealth,
+    Configuration,
     ControllerStatus,
     InputEndpointStatus,
     OutputEndpointStatus,
@@ -213,6 +214,7 @@ def cycles(draw: st.DrawFn) -> list[Snapshot]:
             up=True,
             pipelines=tuple(memory.advance("default", pipelines, now)),
             cluster=_parse(ClusterHealth, draw(body("HealthStatus"))),
+            server=_parse(Configuration, draw(body("Configuration"))),
         )
         snapshots.append(Snapshot(targets=(target,), taken_at=now))
     return snapshots
@@ -255,6 +257,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "InputEndpointStatus": lambda doc: _parse(InputEndpointStatus, doc),
     "OutputEndpointStatus": lambda doc: _parse(OutputEndpointStatus, doc),
     "HealthStatus": lambda doc: _parse(ClusterHealth, doc),
+    "Configuration": lambda doc: _parse(Configuration, doc),
 }
 
 
