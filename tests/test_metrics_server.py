@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from golden.snapshots import parsed_families
 
@@ -154,3 +155,28 @@ def test_drift_ignores_a_leading_v_and_is_omitted_when_a_version_is_unknown() ->
 def test_the_server_group_switched_off_emits_no_family() -> None:
     names = {family.name for family in families(_snapshot({"version": "1.0.0"}, "0.9.0"), frozenset({"server"}))}
     assert not names & set(SERVER_SERIES)
+
+
+async def test_an_upgrade_marks_every_pipeline_outdated_until_update_runtime_recompiles_it() -> None:
+    scenario = Scenario.model_validate(
+        {"pipelines": [{"name": "orders", "status": "Running"}, {"name": "parked", "status": "Stopped"}]}
+    )
+    async with Simulator(scenario, clock=ManualClock(START)) as sim:
+        settings = build_settings({"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"url": sim.url}]}, env={})
+        poller = Poller(settings)
+
+        async def cycle() -> tuple[str, dict[str, float]]:
+            got = samples(await poller.poll_once())
+            drift = {s["pipeline_name"]: s["value"] for s in got["feldera_pipeline_runtime_outdated"]}
+            return got["feldera_server_info"][0]["version"], drift
+
+        try:
+            assert await cycle() == ("0.337.0", {"orders": 0.0, "parked": 0.0})
+            sim.upgrade_platform("v0.338.0")
+            assert await cycle() == ("0.338.0", {"orders": 1.0, "parked": 1.0})
+            async with httpx.AsyncClient(base_url=sim.url) as http:
+                assert (await http.post("/v0/pipelines/parked/update_runtime")).status_code == 200
+                assert (await http.post("/v0/pipelines/orders/update_runtime")).status_code == 400  # running
+            assert await cycle() == ("0.338.0", {"orders": 1.0, "parked": 0.0})
+        finally:
+            await poller.aclose()

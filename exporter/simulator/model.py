@@ -499,6 +499,19 @@ class Pipeline:
             self.version += 1
         self.touch()
 
+    def update_runtime(self, platform_version: str, now: float) -> None:
+        """``POST .../update_runtime``: recompile for the platform's runtime (compiles at once here); only while
+        stopped. A no-op when already current."""
+        if self.deployment_status != "Stopped":
+            raise ValueError("Pipeline can only be updated while stopped. Stop it first by invoking '/stop'.")
+        if self.platform_version == platform_version:
+            return
+        self.platform_version = platform_version
+        self.program_version += 1
+        self.version += 1
+        self.program.set("Success", now)
+        self.touch()
+
     # ---- checkpoints ---------------------------------------------------------------------------------------
 
     def take_checkpoint(self, now: float) -> int:

@@ -30,6 +30,7 @@ ROUTES: tuple[tuple[str, str, dict[int, str]], ...] = (
     ("GET", r"/v0/cluster_healthz", {200: "HealthStatus", 503: "HealthStatus"}),
     ("GET", r"/v0/config", {200: "Configuration"}),
     ("GET", _P + r"/reset_status", {}),
+    ("POST", _P + r"/update_runtime", {200: "PipelineInfo"}),
 )
 
 

@@ -275,3 +275,19 @@ async def test_coordination_is_a_spec_status_the_official_client_does_not_know(
     with pytest.raises(ValueError, match="Coordination"):
         await call(pipeline.status)
     assert (await ours.get_pipeline("standby")).deployment_status == "Coordination"
+
+
+async def test_after_an_upgrade_update_runtime_recompiles_a_stopped_pipeline_only(
+    sim: Simulator, official: OfficialClient, ours: FelderaClient
+) -> None:
+    sim.upgrade_platform("v0.341.0")
+    assert (await call(official.get_config)).version == "0.341.0"
+    assert {p.name: p.platform_version for p in await ours.list_pipelines("status")}["idle"] == "v0.340.0"
+    await call(official.update_pipeline_runtime, "idle")
+    with pytest.raises(FelderaAPIError) as running:
+        await call(official.update_pipeline_runtime, "orders")
+    assert (running.value.status_code, running.value.error_code) == (400, "UpdateRestrictedToStopped")
+    versions = {p.name: p.platform_version for p in await ours.list_pipelines("status")}
+    assert (versions["idle"], versions["orders"], versions["old-runtime"]) == ("v0.341.0", "v0.340.0", "v0.337.0")
+    idle = await call(Pipeline.get, "idle", official)
+    assert await call(idle.platform_version) == "v0.341.0"
