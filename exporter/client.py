@@ -49,6 +49,7 @@ from exporter.models import (
     CheckpointSyncResponse,
     CheckpointSyncStatus,
     ClusterHealth,
+    Configuration,
     ControllerStatus,
     InputEndpointStatus,
     Lenient,
@@ -345,6 +346,10 @@ class FelderaClient:
         return await self._request(
             "cluster_healthz", "GET", "v0/cluster_healthz", accept=frozenset({200, 503}), parse=_parser(ClusterHealth)
         )
+
+    async def server_config(self) -> Configuration:
+        """``/v0/config``: platform version, edition, licence and update check."""
+        return await self._model("config", Configuration, "GET", "v0/config")
 
     async def checkpoint_sync(self, pipeline: str) -> CheckpointSyncResponse:
         """POST .../checkpoint/sync; 200 (seed) and 202 (current server) are both success."""

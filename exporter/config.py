@@ -240,6 +240,7 @@ class CollectorSettings(_Section):
     connector_counters: bool = True
     connector_errors: bool = False
     cluster: bool = True
+    server: bool = True
 
     def disabled(self) -> frozenset[str]:
         return frozenset(name for name, on in self.model_dump().items() if not on)

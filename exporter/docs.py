@@ -31,8 +31,8 @@ a value this exporter does not know lights `Other`. A value Feldera does not rep
 this cycle) is omitted, never shown as 0. Counters end in `_total`; times are `_timestamp_seconds` since the epoch.
 
 Groups that are keys of `collectors:` in the config (`pipelines`, `checkpoints`, `checkpoint_sync`, `connectors`,
-`connector_counters`, `connector_errors`, `cluster`) can be switched off there; a disabled group's metrics are
-not emitted at all and its API calls are not made.
+`connector_counters`, `connector_errors`, `cluster`, `server`) can be switched off there; a disabled group's
+metrics are not emitted at all and its API calls are not made.
 """
 
 

@@ -75,6 +75,10 @@ def _bool(value: object) -> bool:
     return value is True
 
 
+def _bool_or_none(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -86,6 +90,7 @@ def _str(value: object) -> str:
 OptInt = Annotated[int | None, BeforeValidator(_int_or_none)]
 Count = Annotated[int, BeforeValidator(_int_or_zero)]
 Flag = Annotated[bool, BeforeValidator(_bool)]
+OptBool = Annotated[bool | None, BeforeValidator(_bool_or_none)]
 OptStr = Annotated[str | None, BeforeValidator(_str_or_none)]
 Text = Annotated[str, BeforeValidator(_str)]
 
@@ -403,3 +408,57 @@ class ClusterHealth(Lenient):
     api: ServiceStatus | None = None
     compiler: ServiceStatus | None = None
     runner: ServiceStatus | None = None
+
+
+# ---- server (GET /v0/config) ----------------------------------------------------------------------------------
+
+
+def _mapping_or_none(value: object) -> object:
+    """An optional nested object: anything but a JSON object (a newer or broken shape) becomes None."""
+    return value if isinstance(value, Mapping) else None
+
+
+@lenient
+class LicenseInformation(Lenient):
+    """``license_validity.Exists``: the licence the server confirmed."""
+
+    valid_until: Timestamp = None
+    remind_starting_at: Timestamp = None
+    is_trial: OptBool = None
+
+
+@lenient
+class LicenseValidity(Lenient):
+    """``{"Exists": {...}}`` or ``{"DoesNotExistOrNotConfirmed": "why"}``; any other key leaves both None."""
+
+    exists: Annotated[LicenseInformation | None, BeforeValidator(_mapping_or_none)] = Field(
+        default=None, alias="Exists"
+    )
+    not_confirmed: OptStr = Field(default=None, alias="DoesNotExistOrNotConfirmed")
+
+    @property
+    def valid(self) -> bool | None:
+        """True when the licence exists, False when the server says it does not (or could not confirm it)."""
+        if self.exists is not None:
+            return True
+        if self.not_confirmed is not None:
+            return False
+        return None
+
+
+@lenient
+class UpdateInformation(Lenient):
+    latest_version: Text = ""
+    is_latest_version: OptBool = None
+
+
+@lenient
+class Configuration(Lenient):
+    """GET /v0/config: the platform's version, edition, licence and update check (build details are not kept)."""
+
+    version: Text = ""
+    edition: Text = ""
+    revision: Text = ""
+    runtime_revision: Text = ""
+    license_validity: Annotated[LicenseValidity | None, BeforeValidator(_mapping_or_none)] = None
+    update_info: Annotated[UpdateInformation | None, BeforeValidator(_mapping_or_none)] = None

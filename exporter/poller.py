@@ -12,6 +12,10 @@ and the served snapshot keep updating.
 The calls of a cycle are a list of jobs worked off by ``poll.concurrency`` workers (:func:`_work`), not one task
 per call: at 10,000 pipelines a task per call kept ~40,000 tasks, coroutines and semaphore waiters alive for the
 whole cycle, and the garbage collector walked them again and again.
+
+``GET /v0/config`` (version, edition, licence, update check) is asked once per cycle beside cluster health, not
+less often: it is one small request per target against the per-pipeline ones, and a cached answer would be shown
+as current after the server changed (an upgrade, a renewed licence), which the staleness rule forbids.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from exporter.models import (
     CheckpointStatus,
     CheckpointSyncStatus,
     ClusterHealth,
+    Configuration,
     ControllerStatus,
     InputEndpointStatus,
     OutputEndpointStatus,
@@ -191,7 +196,9 @@ class Poller:
     async def _poll_target_once(self, target: TargetRuntime, started: float) -> TargetSnapshot:
         listed = await target.client.list_pipelines()
         pipelines = [p for p in listed if self._mine(p.name)]
-        snaps, cluster = await asyncio.gather(self._poll_pipelines(target, pipelines), self._cluster(target))
+        snaps, cluster, server = await asyncio.gather(
+            self._poll_pipelines(target, pipelines), self._cluster(target), self._server(target)
+        )
         now = self._clock()
         advanced = tuple(self._memory.advance(target.name, snaps, now))
         extras = await self._extras(target, advanced, now)
@@ -203,6 +210,7 @@ class Poller:
             up=True,
             pipelines=advanced,
             cluster=cluster,
+            server=server,
             extras=extras,
             exporter=target.client.api_stats.freeze(
                 poll_duration_seconds=self._monotonic() - started,
@@ -221,6 +229,11 @@ class Poller:
         if not self._on("cluster"):
             return None
         return await _guarded(target.client.cluster_health, (), target.name)
+
+    async def _server(self, target: TargetRuntime) -> Configuration | None:
+        if not self._on("server"):
+            return None
+        return await _guarded(target.client.server_config, (), target.name)
 
     async def _poll_pipelines(self, target: TargetRuntime, pipelines: list[Pipeline]) -> list[PipelineSnapshot]:
         """Every call the pipelines' statuses make meaningful, then (opt-in) the per-connector ones."""

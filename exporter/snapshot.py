@@ -16,6 +16,7 @@ from exporter.models import (
     CheckpointStatus,
     CheckpointSyncStatus,
     ClusterHealth,
+    Configuration,
     ControllerStatus,
     InputEndpointStatus,
     OutputEndpointStatus,
@@ -98,6 +99,8 @@ class TargetSnapshot:
     """The pipeline list call succeeded this cycle. When False, ``pipelines`` is empty."""
     pipelines: tuple[PipelineSnapshot, ...] = ()
     cluster: ClusterHealth | None = None
+    server: Configuration | None = None
+    """``GET /v0/config`` of this cycle (None when the call failed or the ``server`` group is off)."""
     extras: Mapping[str, object] = field(default_factory=_empty)
     """Results of optional sidecar features (checkpoint sync scheduling, reset watches), keyed by feature."""
     exporter: ExporterStats = field(default_factory=ExporterStats)

@@ -139,6 +139,86 @@ def _sum0(expr: str) -> str:
     return f"(sum({expr}) or vector(0))"
 
 
+LICENCE_MAPPING: Json = {
+    "type": "value",
+    "options": {"0": {"text": "NOT VALID", "color": "red"}, "1": {"text": "valid", "color": "green"}},
+}
+DAY = 86400
+
+
+def platform_row() -> Row:
+    """The Feldera platform (GET /v0/config): version, edition, licence, update check, and per-pipeline runtime
+    drift after an upgrade. On the overview, after the fleet row."""
+    drift = (
+        Query(f"max by (target, pipeline_name, platform_version) (feldera_pipeline_info{{{FLEET}}})", instant=True),
+        Query(f"feldera_pipeline_runtime_outdated{{{FLEET}}}", instant=True, column="runtime outdated"),
+    )
+    return Row(
+        "Platform",
+        (
+            Panel(
+                "Feldera version and edition",
+                "table",
+                (
+                    Query(f"max by (target, version, edition, revision) (feldera_server_info{{{SEL}}})", instant=True),
+                    Query(
+                        f"max by (target, latest_version) (feldera_server_update_available{{{SEL}}})",
+                        instant=True,
+                        column="update available",
+                    ),
+                ),
+                "none",
+                w=9,
+                h=7,
+                key=True,
+                description="Version, edition and revision each Feldera target reports; update available (1) "
+                "with the latest version when the server ran its update check.",
+            ),
+            Panel(
+                "Licence",
+                "stat",
+                (Query(f"feldera_server_license_valid{{{SEL}}}", legend="{{target}}", instant=True),),
+                "none",
+                w=3,
+                h=7,
+                key=True,
+                mappings=(LICENCE_MAPPING,),
+                thresholds=RED_WHEN_DOWN,
+                description="Enterprise only: Exists (valid) or DoesNotExistOrNotConfirmed (not valid).",
+            ),
+            Panel(
+                "Licence expires in",
+                "stat",
+                (
+                    Query(
+                        f"feldera_server_license_expiry_timestamp_seconds{{{SEL}}} - time()",
+                        legend="{{target}}",
+                        instant=True,
+                    ),
+                ),
+                "s",
+                w=4,
+                h=7,
+                key=True,
+                thresholds=((None, "red"), (3 * DAY, "orange"), (14 * DAY, "green")),
+                description="Time until valid_until of the licence (trial or not: see feldera_server_license_trial).",
+            ),
+            Panel(
+                "Pipeline runtime vs platform version",
+                "table",
+                drift,
+                "none",
+                w=8,
+                h=7,
+                key=True,
+                link=True,
+                description="Each pipeline's platform_version; runtime outdated 1 = not recompiled since the "
+                "platform was upgraded (POST .../update_runtime on the stopped pipeline recompiles it).",
+            ),
+        ),
+    )
+
+
 # --- dashboards as data ----------------------------------------------------------------------------------------
 
 
@@ -292,6 +372,7 @@ def overview_rows() -> list[Row]:
                 ),
             ),
         ),
+        platform_row(),
         Row(
             "Pipelines",
             (
@@ -1181,8 +1262,9 @@ def dashboards() -> dict[str, Json]:
         OVERVIEW_UID: _dashboard(
             OVERVIEW_UID,
             "Feldera / Fleet overview",
-            "Every Feldera pipeline at a glance: status against desired status, deployment errors, checkpoint "
-            "health, broken connectors, exporter health and firing alerts.",
+            "Every Feldera pipeline at a glance: status against desired status, deployment errors, the "
+            "platform's version, licence and pipelines left on an old runtime, checkpoint health, broken "
+            "connectors, exporter health and firing alerts.",
             overview_rows(),
             "multi",
         ),

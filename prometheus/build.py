@@ -312,6 +312,81 @@ P = "{{ $labels.pipeline_name }}"
 T = "{{ $labels.target }}"
 E = "{{ $labels.endpoint }}"
 
+
+def _server_alerts() -> tuple[AlertDef, ...]:
+    """The Feldera platform itself (``GET /v0/config``): licence, pipelines left on an old runtime, updates.
+
+    The licence warning and the critical alert cover disjoint ranges of the remaining time (warning: between the
+    critical's ``within`` and its own), so one licence is never both; with the critical alert disabled the
+    warning covers everything up to expiry and after it.
+    """
+
+    def remaining(c: Ctx) -> str:
+        return f"{c.last('feldera_server_license_expiry_timestamp_seconds')} - time()"
+
+    def expiring_soon(c: Ctx, g: dict[str, Any]) -> str:
+        expr = f"{remaining(c)} < {c.seconds('within')}"
+        critical = g["alerts"]["FelderaLicenseExpiryImminent"]
+        if critical["enabled"]:
+            expr += f"\nunless\n  {remaining(c)} < {duration_seconds(critical['within'], 'within')}"
+        return expr
+
+    def expiry_imminent(c: Ctx, g: dict[str, Any]) -> str:
+        return f"{remaining(c)} < {c.seconds('within')}"
+
+    def license_invalid(c: Ctx, g: dict[str, Any]) -> str:
+        return f"{c.last('feldera_server_license_valid')} == 0"
+
+    def runtime_outdated(c: Ctx, g: dict[str, Any]) -> str:
+        return f"{c.last('feldera_pipeline_runtime_outdated')} == 1"
+
+    def update_available(c: Ctx, g: dict[str, Any]) -> str:
+        return f"{c.last('feldera_server_update_available')} == 1"
+
+    expires = f"The Feldera licence of target {T} expires in {{{{ $value | humanizeDuration }}}}"
+    return (
+        AlertDef(
+            "FelderaLicenseExpiringSoon",
+            "feldera-server",
+            "The Feldera licence expires soon.",
+            f"{expires}; renew it before then.",
+            expiring_soon,
+            ("within",),
+        ),
+        AlertDef(
+            "FelderaLicenseExpiryImminent",
+            "feldera-server",
+            "The Feldera licence expires within days.",
+            f"{expires} (negative: it has expired); Enterprise features stop working with it.",
+            expiry_imminent,
+            ("within",),
+        ),
+        AlertDef(
+            "FelderaLicenseInvalid",
+            "feldera-server",
+            "Feldera reports no valid licence.",
+            f"Feldera target {T} reports its licence as DoesNotExistOrNotConfirmed: the key is missing or invalid, "
+            "or the server cannot reach the licence check.",
+            license_invalid,
+        ),
+        AlertDef(
+            "FelderaPipelineRuntimeOutdated",
+            "feldera-server",
+            "A Feldera pipeline still runs an older runtime than the platform.",
+            f"Pipeline {P} on target {T} was compiled for another platform version than the one Feldera runs "
+            "(feldera_pipeline_info shows which); it keeps the old runtime until update_runtime recompiles it.",
+            runtime_outdated,
+        ),
+        AlertDef(
+            "FelderaServerUpdateAvailable",
+            "feldera-server",
+            "A newer Feldera version is available.",
+            f"Feldera target {T} reports that version {{{{ $labels.latest_version }}}} of its edition is out.",
+            update_available,
+        ),
+    )
+
+
 ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaExporterDown",
@@ -490,6 +565,7 @@ ALERTS: tuple[AlertDef, ...] = (
         f"The {{{{ $labels.service }}}} service of Feldera target {T} fails its health check.",
         _cluster_unhealthy,
     ),
+    *_server_alerts(),
 )
 
 GLOBAL_KEYS = ("runbook_base_url", "exporter_job", "selector", "pipeline_labels", "gap_window", "alerts")

@@ -262,7 +262,8 @@ async def test_sync_status_is_not_asked_for_an_hour_after_501(feldera: ScriptedF
 
 
 async def test_disabled_collectors_skip_their_api_calls(sim: Simulator) -> None:
-    off = {name: False for name in ("checkpoints", "checkpoint_sync", "connectors", "connector_counters", "cluster")}
+    groups = ("checkpoints", "checkpoint_sync", "connectors", "connector_counters", "cluster", "server")
+    off = {name: False for name in groups}
     poller = Poller(settings_for(sim.url, collectors=off))
     try:
         await poller.poll_once()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.models import CheckpointStatus, ControllerStatus, Pipeline, parse_timestamp
+from exporter.models import CheckpointStatus, Configuration, ControllerStatus, Pipeline, parse_timestamp
 
 
 @pytest.mark.parametrize(
@@ -99,3 +99,33 @@ def test_stats_parse_connectors_activity_and_missing_optional_parts() -> None:
     assert connector.health is not None and connector.health.status == "Unhealthy"
     assert connector.fatal_error is None
     assert stats.checkpoint_activity is not None and stats.checkpoint_activity.started_at == 1714564800.0
+
+
+def test_configuration_keeps_unknown_editions_and_degrades_unknown_licence_shapes() -> None:
+    config = Configuration.model_validate(
+        {
+            "version": "0.369.0",
+            "edition": "EnterpriseDev",  # a value newer than the spec's two
+            "revision": "abc",
+            "build_info": {"rustc_version": "1.90"},
+            "telemetry": "",
+            "license_validity": {"Exists": {"valid_until": "2027-01-01T00:00:00.123456789Z", "is_trial": "yes"}},
+            "update_info": {"latest_version": "0.370.0", "is_latest_version": False, "remind_schedule": "Once"},
+        }
+    )
+    assert (config.version, config.edition, config.revision, config.runtime_revision) == (
+        "0.369.0",
+        "EnterpriseDev",
+        "abc",
+        "",
+    )
+    assert config.license_validity is not None and config.license_validity.valid is True
+    licence = config.license_validity.exists
+    assert licence is not None and licence.valid_until == pytest.approx(1798761600.123456)
+    assert licence.is_trial is None  # not a boolean: unknown, not False
+    assert config.update_info is not None and config.update_info.is_latest_version is False
+    for odd in ("Exists", ["Exists"], {"Exists": "soon"}, {"Revoked": {}}):
+        validity = Configuration.model_validate({"license_validity": odd}).license_validity
+        assert validity is None or validity.valid is None, odd
+    not_confirmed = Configuration.model_validate({"license_validity": {"DoesNotExistOrNotConfirmed": ""}})
+    assert not_confirmed.license_validity is not None and not_confirmed.license_validity.valid is False

@@ -73,7 +73,7 @@ def scripted_settings(url: str, concurrency: int, **collectors: bool) -> Setting
             "web": {"listen_address": "127.0.0.1:0"},
             "targets": [{"url": url}],
             "poll": {"concurrency": concurrency},
-            "collectors": {"cluster": False, **collectors},
+            "collectors": {"cluster": False, "server": False, **collectors},
         },
         env={},
     )

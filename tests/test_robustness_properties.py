@@ -30,6 +30,7 @@ from exporter.models import (
     CheckpointStatus,
     CheckpointSyncStatus,
     ClusterHealth,
+    Configuration,
     ControllerStatus,
     InputEndpointStatus,
     OutputEndpointStatus,
@@ -213,6 +214,7 @@ def cycles(draw: st.DrawFn) -> list[Snapshot]:
             up=True,
             pipelines=tuple(memory.advance("default", pipelines, now)),
             cluster=_parse(ClusterHealth, draw(body("HealthStatus"))),
+            server=_parse(Configuration, draw(body("Configuration"))),
         )
         snapshots.append(Snapshot(targets=(target,), taken_at=now))
     return snapshots
@@ -255,6 +257,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "InputEndpointStatus": lambda doc: _parse(InputEndpointStatus, doc),
     "OutputEndpointStatus": lambda doc: _parse(OutputEndpointStatus, doc),
     "HealthStatus": lambda doc: _parse(ClusterHealth, doc),
+    "Configuration": lambda doc: _parse(Configuration, doc),
 }
 
 
@@ -263,6 +266,19 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 def test_every_schema_valid_body_is_accepted_by_its_parser(case: tuple[str, Any]) -> None:
     name, document = case
     assert PARSERS[name](document) is not None, f"{name} rejected a schema-valid body"
+
+
+def test_connector_answers_that_report_another_endpoints_name_give_no_duplicate_series() -> None:
+    """Found by this suite: per-connector answers were labelled by the name they report, so two answers naming the
+    same endpoint made duplicate series; they are labelled by the endpoint asked for."""
+    answer = {"endpoint_name": "v.same", "config": {"stream": "v"}, "metrics": {}, "transport_errors": []}
+    answer["transport_errors"] = [{"index": 1, "timestamp": "2024-05-01T10:00:00Z"}]
+    detail = OutputEndpointStatus.model_validate(answer)
+    stats = ControllerStatus.model_validate({"global_metrics": {}, "inputs": [], "outputs": []})
+    pipeline = Pipeline.model_validate({"name": "orders"})
+    snap = PipelineSnapshot(pipeline=pipeline, stats=stats, connector_details={"v.a": detail, "v.b": detail})
+    target = TargetSnapshot(name="default", up=True, pipelines=(snap,))
+    assert_valid_exposition(Snapshot(targets=(target,)))
 
 
 def test_negative_counter_from_api_does_not_break_rendering() -> None:

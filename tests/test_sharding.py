@@ -95,7 +95,7 @@ async def test_every_shard_lists_and_checks_cluster_health_and_each_pipeline_is_
     for shard, names in enumerate(polled):
         assert names and all(shard_of(name, SHARDS) == shard for name in names)
     # target-level calls: once per shard; per-pipeline calls: exactly as often as a single exporter makes them
-    target_calls = {"GET /v0/pipelines", "GET /v0/cluster_healthz"}
+    target_calls = {"GET /v0/pipelines", "GET /v0/cluster_healthz", "GET /v0/config"}
     assert {k: sharded[k] for k in target_calls} == {k: SHARDS for k in target_calls}
     assert {k: alone[k] for k in target_calls} == {k: 1 for k in target_calls}
     per_pipeline = {k: v for k, v in sharded.items() if k not in target_calls}

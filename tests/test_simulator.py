@@ -474,3 +474,56 @@ async def test_ten_thousand_generated_pipelines_are_listed(clock: ManualClock) -
         response = await client.get("/v0/pipelines", params={"selector": "status_with_connectors"})
         assert response.status_code == 200
         assert len(response.json()) == 10_000
+
+
+# ---- platform config (GET /v0/config) --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "license_validity"),
+    [
+        ({"edition": "community"}, None),
+        ({"server": {"license": "invalid"}}, {"DoesNotExistOrNotConfirmed": "invalid license key"}),
+        ({"server": {"license": "unconfirmed"}}, {"DoesNotExistOrNotConfirmed": "unable to reach the license server"}),
+    ],
+)
+async def test_config_reports_the_licence_state_of_the_scenario(
+    clock: ManualClock, settings: dict[str, Any], license_validity: dict[str, str] | None
+) -> None:
+    async with (
+        Simulator(scenario(**settings), clock=clock) as sim,
+        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http,
+    ):
+        body = (await http.get("/v0/config")).json()
+    assert body["license_validity"] == license_validity
+    assert body["edition"] == ("Open source" if settings.get("edition") == "community" else "Enterprise")
+
+
+async def test_config_reports_version_licence_expiry_and_update_check(clock: ManualClock) -> None:
+    settings = {
+        "platform_version": "v0.340.0",
+        "server": {"license": "trial", "license_expires_in_days": 10, "latest_version": "0.341.0"},
+    }
+    async with (
+        Simulator(scenario(**settings), clock=clock) as sim,
+        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http,
+    ):
+        clock.advance(3600)
+        body = (await http.get("/v0/config")).json()
+        assert (await http.post("/v0/config")).status_code == 405
+    assert body["version"] == "0.340.0"
+    licence = body["license_validity"]["Exists"]
+    assert licence["is_trial"] is True
+    assert licence["valid_until"] == "2026-01-11T00:00:00.000000Z"  # 10 days after the simulator started
+    assert licence["current"] == "2026-01-01T01:00:00.000000Z"
+    assert body["update_info"]["latest_version"] == "0.341.0" and body["update_info"]["is_latest_version"] is False
+
+
+async def test_pipelines_keep_their_own_platform_version(clock: ManualClock) -> None:
+    old = {"name": "old", "platform_version": "v0.337.0", "status": "Stopped"}
+    async with (
+        Simulator(scenario(ORDERS, old, platform_version="v0.340.0"), clock=clock) as sim,
+        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http,
+    ):
+        listed = (await http.get("/v0/pipelines", params={"selector": "status"})).json()
+    assert {p["name"]: p["platform_version"] for p in listed} == {"orders": "v0.340.0", "old": "v0.337.0"}

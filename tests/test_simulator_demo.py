@@ -17,6 +17,7 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings
+from exporter.metrics.server import normalized_version
 from exporter.simulator import ManualClock, Simulator
 from exporter.simulator.demo import (
     CYCLE,
@@ -121,6 +122,13 @@ async def test_exporter_scrapes_the_demo_scenario() -> None:
     (target,) = snapshot.targets
     assert target.up
     assert sorted(p.name for p in target.pipelines) == sorted(p.name for p in scenario.pipelines)
+    # an upgraded platform: two pipelines still on the old runtime, a trial licence, a newer release out
+    assert target.server is not None and target.server.version == "0.340.0"
+    drift = {p.name for p in target.pipelines if normalized_version(p.pipeline.platform_version) != "0.340.0"}
+    assert drift == {"inventory", "nightly-batch"}
+    licence = target.server.license_validity
+    assert licence is not None and licence.exists is not None and licence.exists.is_trial is True
+    assert target.server.update_info is not None and target.server.update_info.is_latest_version is False
 
 
 async def test_demo_command_without_the_binaries_says_so_in_one_line_and_stops_on_sigint() -> None:

@@ -231,14 +231,16 @@ def _output_samples(out: FamilyBuilder, pid: Labels, c: OutputEndpointStatus, st
         out.add(OUT_MEMORY, pid, m.memory, **labels)
 
 
-def _error_samples(out: FamilyBuilder, pid: Labels, c: InputEndpointStatus | OutputEndpointStatus) -> None:
-    relation, connector = split_endpoint(c.endpoint_name, c.config.stream)
+def _error_samples(out: FamilyBuilder, pid: Labels, name: str, c: InputEndpointStatus | OutputEndpointStatus) -> None:
+    """``name`` is the endpoint the exporter asked for, not the name the answer reports (which could repeat
+    another endpoint's and make a duplicate series)."""
+    relation, connector = split_endpoint(name, c.config.stream)
     if isinstance(c, InputEndpointStatus):
-        labels = {"endpoint": c.endpoint_name, "table": relation, "connector": connector}
+        labels = {"endpoint": name, "table": relation, "connector": connector}
         out.add_optional(IN_LAST_PARSE_ERROR, pid, _newest(c.parse_errors), **labels)
         out.add_optional(IN_LAST_TRANSPORT_ERROR, pid, _newest(c.transport_errors), **labels)
     else:
-        labels = {"endpoint": c.endpoint_name, "view": relation, "connector": connector}
+        labels = {"endpoint": name, "view": relation, "connector": connector}
         out.add_optional(OUT_LAST_ENCODE_ERROR, pid, _newest(c.encode_errors), **labels)
         out.add_optional(OUT_LAST_TRANSPORT_ERROR, pid, _newest(c.transport_errors), **labels)
 
@@ -264,5 +266,5 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
                     for outp in stats.outputs:
                         _output_samples(out, pid, outp, state, counters)
                 if details:
-                    for detail in details.values():
-                        _error_samples(out, pid, detail)
+                    for name, detail in details.items():
+                        _error_samples(out, pid, name, detail)

@@ -10,7 +10,7 @@ arguments as a JSON object body (``GET /_sim/state`` summarises the pipelines).
 
 from exporter.simulator.clock import Clock, ManualClock, SystemClock
 from exporter.simulator.faults import Fault
-from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario
+from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario, ServerSpec
 from exporter.simulator.server import CONTROL_METHODS, Simulator
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "PipelineSpec",
     "RelationSpec",
     "Scenario",
+    "ServerSpec",
     "Simulator",
     "SystemClock",
 ]

@@ -23,16 +23,19 @@ from typing import Any, TypeVar
 from exporter.argtypes import duration, listen_address, port, positive_seconds
 from exporter.config import URL_ENV, ConfigError, Settings, build_settings, read_yaml
 from exporter.simulator.monitoring import Monitoring, MonitoringError, missing_parts
-from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario
+from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario, ServerSpec
 from exporter.simulator.server import Simulator
 from exporter.webconfig import WebConfigError
 
 
 def demo_scenario() -> Scenario:
     """A small fleet in every interesting state: running, paused, failing checkpoints, a fatal connector
-    error, a compile error, a stopped and a crashed pipeline."""
+    error, a compile error, a stopped and a crashed pipeline; on a recently upgraded platform (two pipelines
+    still on the old runtime), with a trial licence that expires in 10 days and a newer release out."""
     return Scenario(
         edition="enterprise",
+        platform_version="v0.340.0",
+        server=ServerSpec(license="trial", license_expires_in_days=10, latest_version="0.341.0"),
         pipelines=[
             PipelineSpec(
                 name="orders",
@@ -69,6 +72,7 @@ def demo_scenario() -> Scenario:
             ),
             PipelineSpec(
                 name="inventory",
+                platform_version="v0.337.0",
                 status="Paused",
                 checkpoints=1,
                 tables=[RelationSpec(name="stock", connectors=["file-stock"])],
@@ -83,6 +87,7 @@ def demo_scenario() -> Scenario:
             PipelineSpec(name="archive", status="Stopped", storage_status="Cleared"),
             PipelineSpec(
                 name="nightly-batch",
+                platform_version="v0.337.0",
                 status="Stopped",
                 checkpoints=1,
                 tables=[RelationSpec(name="events", connectors=["s3-events"])],

@@ -7,6 +7,7 @@ fragments (the pipeline list is served from those, so 10,000 pipelines cost one 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from exporter.simulator.scenario import (
     PipelineSpec,
     RelationSpec,
     Scenario,
+    ServerSpec,
 )
 
 NAMESPACE = uuid.UUID("5b0f6c1e-3c9a-4e0a-9a55-6f2d1c0de000")
@@ -279,7 +281,7 @@ class Pipeline:
         self.id = spec.id or str(uuid.uuid5(NAMESPACE, spec.name))
         self.description = spec.description
         self.created_at = spec.created_at if spec.created_at is not None else now
-        self.platform_version = platform_version
+        self.platform_version = spec.platform_version or platform_version
         self.version = 1
         self.program_version = 1
         self.refresh_version = 1
@@ -495,6 +497,19 @@ class Pipeline:
             self._set_program_error("", "")
             self.program_version += 1
             self.version += 1
+        self.touch()
+
+    def update_runtime(self, platform_version: str, now: float) -> None:
+        """``POST .../update_runtime``: recompile for the platform's runtime (compiles at once here); only while
+        stopped. A no-op when already current."""
+        if self.deployment_status != "Stopped":
+            raise ValueError("Pipeline can only be updated while stopped. Stop it first by invoking '/stop'.")
+        if self.platform_version == platform_version:
+            return
+        self.platform_version = platform_version
+        self.program_version += 1
+        self.version += 1
+        self.program.set("Success", now)
         self.touch()
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
@@ -718,7 +733,9 @@ class World:
         self.sync_api = scenario.sync_api
         self.api_key = scenario.api_key
         self.platform_version = scenario.platform_version
+        self.server = scenario.server
         now = clock.now()
+        self.started_at = now
         self.cluster: dict[str, dict[str, Any]] = {
             service: {"healthy": healthy, "since": now, "message": _health_message(healthy)}
             for service, healthy in scenario.cluster.model_dump().items()
@@ -763,6 +780,9 @@ class World:
         self._list_cache[selector] = (stamp, body)
         return body
 
+    def config_body(self) -> dict[str, Any]:
+        return config_body(self.edition, self.platform_version, self.server, self.started_at, self.now())
+
     def health_body(self) -> dict[str, Any]:
         now = rfc3339(self.now())
         body: dict[str, Any] = {"all_healthy": all(s["healthy"] for s in self.cluster.values())}
@@ -774,6 +794,72 @@ class World:
                 "checked_at": now,
             }
         return body
+
+
+DAY = 86400.0
+
+
+def config_body(
+    edition: str, platform_version: str, server: ServerSpec, started_at: float, now: float
+) -> dict[str, Any]:
+    """``GET /v0/config`` as the real server answers it (schema ``Configuration``).
+
+    ``version`` is ``x.y.z`` (the platform version without a leading ``v``); the open-source edition reports no
+    licence (``license_validity`` null), the enterprise edition ``Exists`` or ``DoesNotExistOrNotConfirmed``.
+    """
+    version = platform_version.removeprefix("v")
+    revision = hashlib.sha1(version.encode()).hexdigest()
+    enterprise = edition == "enterprise"
+    validity: dict[str, Any] | None = None
+    if enterprise and server.license in ("valid", "trial"):
+        valid_until = started_at + server.license_expires_in_days * DAY
+        validity = {
+            "Exists": {
+                "current": rfc3339(now),
+                "valid_until": rfc3339(valid_until),
+                "remind_starting_at": rfc3339(valid_until - 30 * DAY),
+                "is_trial": server.license == "trial",
+                "description_html": "<p>Extend your Feldera Enterprise license.</p>",
+                "extension_url": "https://www.feldera.com/contact",
+                "remind_schedule": {"Every": {"seconds": 86400}},
+            }
+        }
+    elif enterprise:
+        reason = "invalid license key" if server.license == "invalid" else "unable to reach the license server"
+        validity = {"DoesNotExistOrNotConfirmed": reason}
+    update = None
+    if server.latest_version is not None:
+        update = {
+            "latest_version": server.latest_version,
+            "is_latest_version": server.latest_version.removeprefix("v") == version,
+            "instructions_url": "https://docs.feldera.com/get-started/upgrade",
+            "remind_schedule": "Once",
+        }
+    return {
+        "posthog": "",
+        "conceptualhq": "",
+        "product_fruits": "",
+        "edition": "Enterprise" if enterprise else "Open source",
+        "version": version,
+        "revision": revision,
+        "runtime_revision": revision,
+        "changelog_url": f"https://github.com/feldera/feldera/releases/tag/v{version}",
+        "build_info": {
+            "build_timestamp": "2026-01-01T00:00:00Z",
+            "build_cpu": "x86_64",
+            "build_os": "linux",
+            "cargo_dependencies": "",
+            "cargo_features": "",
+            "cargo_debug": "false",
+            "cargo_opt_level": "3",
+            "cargo_target_triple": "x86_64-unknown-linux-gnu",
+            "rustc_version": "1.87.0",
+        },
+        "build_source": "ci",
+        "license_validity": validity,
+        "update_info": update,
+        "unstable_features": None,
+    }
 
 
 def _health_message(healthy: bool) -> str:

@@ -4,9 +4,15 @@
 edition: enterprise            # or community: checkpoint sync answers 501 EnterpriseFeature
 sync_api: current              # or seed: POST checkpoint/sync answers 200 {checkpoint_sequence_number}
 api_key: null                  # set to require "Authorization: Bearer <key>"
+platform_version: v0.337.0     # GET /v0/config "version" (without the v) and every pipeline's default
+server:                        # the rest of GET /v0/config
+  license: valid               # valid | trial | invalid | unconfirmed (enterprise only; community reports none)
+  license_expires_in_days: 365 # valid_until, counted from the simulator's start (negative: already expired)
+  latest_version: null         # update check: null = none ran; "0.340.0" = that is the newest release
 cluster: {api: true, compiler: true, runner: true}
 pipelines:
   - name: orders
+    platform_version: v0.336.0 # compiled before an upgrade (default: the scenario's platform_version)
     status: Running            # Stopped | Provisioning | Stopping | any runtime status (Running, Paused, ...)
     program_status: Success    # SqlError/RustError/SystemError come with a program_error
     checkpoints: 2             # successful checkpoints already taken (listed in storage_status_details)
@@ -74,6 +80,8 @@ class PipelineSpec(_Model):
     name: str
     id: str | None = None
     description: str = ""
+    platform_version: str | None = None
+    """The runtime the program was compiled for; ``None`` = the scenario's ``platform_version``."""
     status: StatusName = "Running"
     desired_status: Literal["Stopped", "Running", "Paused", "Standby", "Suspended", "Unavailable"] | None = None
     program_status: Literal[
@@ -99,11 +107,23 @@ class ClusterSpec(_Model):
     runner: bool = True
 
 
+class ServerSpec(_Model):
+    """What ``GET /v0/config`` reports besides the edition and version."""
+
+    license: Literal["valid", "trial", "invalid", "unconfirmed"] = "valid"
+    """Enterprise only: ``Exists`` (``trial``: ``is_trial``), or ``DoesNotExistOrNotConfirmed`` because the key is
+    invalid or the licence check could not be reached."""
+    license_expires_in_days: float = 365.0
+    latest_version: str | None = None
+    """``None``: no update check ran (``update_info`` null)."""
+
+
 class Scenario(_Model):
     edition: Literal["enterprise", "community"] = "enterprise"
     sync_api: Literal["current", "seed"] = "current"
     api_key: str | None = Field(default=None, repr=False)
     platform_version: str = "v0.337.0"
+    server: ServerSpec = Field(default_factory=ServerSpec)
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     pipelines: list[PipelineSpec] = Field(default_factory=list)
 

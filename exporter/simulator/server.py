@@ -49,6 +49,7 @@ CONTROL_METHODS = (
     "set_cluster_health",
     "set_edition",
     "set_sync_api",
+    "upgrade_platform",
     "add_fault",
     "clear_faults",
     "advance_clock",
@@ -355,6 +356,11 @@ class Simulator:
             raise ValueError(f"unknown edition {edition!r}")
         self.world.edition = edition  # type: ignore[assignment]
 
+    def upgrade_platform(self, version: str) -> None:
+        """Feldera is upgraded to ``version``: ``/v0/config`` and new pipelines report it; existing pipelines keep
+        their ``platform_version`` until ``POST .../update_runtime``."""
+        self.world.platform_version = version
+
     def set_sync_api(self, sync_api: str) -> None:
         """``current`` (202 checkpoint_uuid) or ``seed`` (200 checkpoint_sequence_number, 404 if none)."""
         if sync_api not in ("current", "seed"):
@@ -437,6 +443,10 @@ class Simulator:
                 return _method_not_allowed()
             body = self.world.health_body()
             return errors.json_response(200 if body["all_healthy"] else 503, body)
+        if parts == ["v0", "config"]:
+            if method != "GET":
+                return _method_not_allowed()
+            return errors.json_response(200, self.world.config_body())
         if len(parts) < 2 or parts[:2] != ["v0", "pipelines"]:
             return errors.response(404)
         if len(parts) == 2:
@@ -456,6 +466,12 @@ class Simulator:
             return _method_not_allowed()
         if pipeline is None:
             return errors.unknown_pipeline(name)
+        if rest == ["update_runtime"]:
+            try:
+                pipeline.update_runtime(self.world.platform_version, self._now())
+            except ValueError as exc:
+                return errors.error(400, "UpdateRestrictedToStopped", str(exc))
+            return errors.response(200, pipeline.fragment("all"), errors.JSON)
         if not rest:
             selector = request.query.get("selector", "all")
             if selector not in SELECTORS:
@@ -494,7 +510,7 @@ class Simulator:
         if wanted and wanted != pipeline.incarnation:
             return errors.error(
                 400,
-                "400",
+                "IncarnationUuidMismatch",
                 f"incarnation_uuid {wanted} does not match the pipeline's current incarnation",
             )
         return errors.json_response(
@@ -578,7 +594,7 @@ class Simulator:
 def _expected_method(rest: list[str]) -> str | None:
     if rest in ([], ["checkpoint_status"], ["stats"], ["reset_status"], ["checkpoint", "sync_status"]):
         return "GET"
-    if rest == ["checkpoint", "sync"]:
+    if rest in (["checkpoint", "sync"], ["update_runtime"]):
         return "POST"
     if len(rest) == 5 and rest[0] in ("tables", "views") and rest[2] == "connectors" and rest[4] == "stats":
         return "GET"

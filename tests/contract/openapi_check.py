@@ -28,7 +28,9 @@ ROUTES: tuple[tuple[str, str, dict[int, str]], ...] = (
     ("GET", _P + r"/tables/[^/]+/connectors/[^/]+/stats", {200: "InputEndpointStatus"}),
     ("GET", _P + r"/views/[^/]+/connectors/[^/]+/stats", {200: "OutputEndpointStatus"}),
     ("GET", r"/v0/cluster_healthz", {200: "HealthStatus", 503: "HealthStatus"}),
+    ("GET", r"/v0/config", {200: "Configuration"}),
     ("GET", _P + r"/reset_status", {}),
+    ("POST", _P + r"/update_runtime", {200: "PipelineInfo"}),
 )
 
 

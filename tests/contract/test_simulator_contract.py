@@ -88,6 +88,11 @@ async def test_every_simulator_response_matches_the_openapi_schemas(sim: Simulat
         await client.get("/v0/pipelines/paused/tables/t/connectors/unnamed-0/stats")
         await client.get("/v0/pipelines/init/tables/t/connectors/c/stats")
         await client.get("/v0/cluster_healthz")
+        await client.get("/v0/config")
+        sim.upgrade_platform("v0.338.0")
+        await client.post("/v0/pipelines/stopped/update_runtime")
+        await client.post("/v0/pipelines/orders/update_runtime")
+        await client.post("/v0/pipelines/missing/update_runtime")
         sim.set_cluster_health("compiler", True)
         await client.get("/v0/cluster_healthz")
         await client.get("/v0/pipelines/orders/reset_status", params={"token": "bogus"})
@@ -118,6 +123,8 @@ async def test_every_simulator_response_matches_the_openapi_schemas(sim: Simulat
         ("OutputEndpointStatus", 200),
         ("HealthStatus", 200),
         ("HealthStatus", 503),
+        ("Configuration", 200),
+        ("PipelineInfo", 200),
     } | {("ErrorResponse", status) for status in (400, 404, 410, 500, 501, 503)}
     assert expected <= seen
 

@@ -16,6 +16,7 @@ OUTPUT = HERE / "feldera_openapi_subset.json"
 DEFAULT_SPEC = HERE.parents[2] / "shared" / "feldera-api" / "openapi.json"
 ROOTS = (
     "PipelineSelectedInfo",
+    "PipelineInfo",
     "CheckpointStatus",
     "CheckpointSyncResponse",
     "CheckpointResponse",
@@ -24,6 +25,7 @@ ROOTS = (
     "InputEndpointStatus",
     "OutputEndpointStatus",
     "HealthStatus",
+    "Configuration",
     "ErrorResponse",
 )
 
