@@ -484,8 +484,8 @@ ALERTS: tuple[AlertDef, ...] = (
         "FelderaPipelineMetricsMissing",
         "feldera-pipelines",
         "A running Feldera pipeline's statistics and checkpoint status cannot be read.",
-        f"Pipeline {P} on target {T} is {{{{ $labels.status }}}} but the exporter has not obtained its statistics "
-        "or checkpoint status for a while: connector and checkpoint alerts are blind for it.",
+        f"Pipeline {P} on target {T} is deployed but the exporter has not obtained its statistics or checkpoint "
+        "status for a while: connector and checkpoint alerts are blind for it.",
         _metrics_missing,
         ("statuses", "after", "seen_within"),
     ),
