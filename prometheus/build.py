@@ -8,17 +8,16 @@ the config file; this script has no defaults of its own. Usage::
     .venv/bin/python prometheus/build.py --override mine.yaml --output my-alerts.yaml
 
 How the rules cope with the exporter's staleness rule (a failed sub-request omits that part of a pipeline for one
-cycle) and with pipeline restarts: every condition reads the newest sample within ``gap_window`` (``last_over_time``), so
-a missed poll or an exporter outage shorter than the window neither resolves an alert nor restarts its ``for``
-timer, while a real change takes effect at the next poll. A per-process condition (connector fatal error and health, latest checkpoint,
-latest checkpoint sync) reads :meth:`Ctx.current`, the series' value in the newest scrape, or, when the newest
-scrape lacks it, the newest sample within ``gap_window`` (``last_over_time``), so a missed poll or an exporter
-outage shorter than the window neither resolves the alert nor restarts its ``for`` timer. The bridge is refused
-for a pipeline that went through one of ``process_boundary_statuses`` (Stopped, Provisioning, Initializing, ...)
-within the window: such a pipeline has a new process (or none), so the previous process's value must not come
-back; only what the new process reports counts. Conditions are therefore never carried across a deliberate stop
-and start, and a stopped pipeline never alerts. ``keep_firing_for`` (optional per alert) is not used by default:
-it also holds an alert whose condition is known to be false (a recovered service) for its whole length.
+cycle) and with pipeline restarts: every condition reads the newest sample within ``gap_window``
+(``last_over_time``), so a missed poll or an exporter outage shorter than the window neither resolves an alert nor
+restarts its ``for`` timer, while a real change takes effect at the next poll. A per-process condition (connector
+fatal error and health, latest checkpoint, latest checkpoint sync) reads :meth:`Ctx.current`: the series' value in
+the newest scrape or, when the newest scrape lacks it, the newest sample within the window -- a bridge refused for a
+pipeline that went through one of ``process_boundary_statuses`` (Stopped, Provisioning, Initializing, ...) within
+the window: such a pipeline has a new process (or none), so the previous process's value must not come back; only
+what the new process reports counts. Conditions are therefore never carried across a deliberate stop and start, and
+a stopped pipeline never alerts. ``keep_firing_for`` (optional per alert) is not used by default: it also holds an
+alert whose condition is known to be false (a recovered service) for its whole length.
 
 A new alert is one expression function, one :class:`AlertDef` in :data:`ALERTS` and one entry under ``alerts:``
 in the config. An expression function returns the PromQL text, or a list of :class:`Rule` when one alert is made

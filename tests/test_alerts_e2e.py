@@ -328,3 +328,61 @@ async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_an
             f"FelderaConnectorFatalError {fatal.received - injected:.1f}s; time to resolve "
             f"{checkpoint_resolved.received - restarted:.1f}s / {fatal_resolved.received - restarted:.1f}s"
         )
+
+
+def _alert(name: str, severity: str, **labels: str) -> dict[str, str]:
+    return {"alertname": name, "severity": severity, **labels}
+
+
+INHIBITION_CASES: list[tuple[dict[str, str], bool]] = [
+    # (alert labels, inhibited?) -- all posted together; each case uses its own pipeline or target
+    (_alert("FelderaConnectorFatalError", "critical", pipeline_name="p1", endpoint="t.a"), False),
+    (_alert("FelderaConnectorUnhealthy", "warning", pipeline_name="p1", endpoint="t.a"), True),
+    (_alert("FelderaConnectorErrorsIncreasing", "warning", pipeline_name="p1", endpoint="t.a"), True),
+    (_alert("FelderaConnectorUnhealthy", "warning", pipeline_name="p1", endpoint="t.b"), False),
+    (_alert("FelderaPipelineDeploymentError", "critical", pipeline_name="p2"), False),
+    (_alert("FelderaConnectorFatalError", "critical", pipeline_name="p2", endpoint="t.a"), True),
+    (_alert("FelderaCheckpointFailed", "warning", pipeline_name="p2"), True),
+    (_alert("FelderaCheckpointFailed", "critical", pipeline_name="p3"), False),
+    (_alert("FelderaCheckpointFailed", "warning", pipeline_name="p3"), True),
+    (_alert("FelderaCheckpointFailed", "warning", pipeline_name="p4"), False),
+    (_alert("FelderaClusterServiceUnhealthy", "critical", service="runner"), False),
+    (_alert("FelderaClusterServiceUnhealthy", "warning", service="compiler"), False),
+    (_alert("FelderaApiUnreachable", "critical", target="other"), False),
+    (_alert("FelderaConnectorFatalError", "critical", target="other", pipeline_name="p1"), True),
+]
+
+
+@pytest.mark.e2e
+async def test_shipped_inhibitions_in_a_real_alertmanager(tmp_path: Path) -> None:
+    """One incident, one page: the example config's inhibitions, as a real Alertmanager applies them."""
+    port = free_port()
+    config = tmp_path / "alertmanager.yml"
+    example = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
+    config.write_text(yaml.safe_dump(fast_alertmanager(example, "http://127.0.0.1:9/unused")), encoding="utf-8")
+    args = [
+        ALERTMANAGER_BIN,
+        f"--config.file={config}",
+        f"--storage.path={tmp_path / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    base = f"http://127.0.0.1:{port}/api/v2/alerts"
+    identity = {"job": EXPORTER_JOB, "instance": "exp:10027", "target": "prod"}
+    posted = [{"labels": {**identity, **labels}, "annotations": {}} for labels, _ in INHIBITION_CASES]
+    expected = {frozenset({**identity, **labels}.items()): inhibited for labels, inhibited in INHIBITION_CASES}
+    seen: dict[frozenset[tuple[str, str]], bool] = {}
+    ready = f"http://127.0.0.1:{port}/-/ready"
+    async with process(args, tmp_path / "alertmanager.log", ready), httpx.AsyncClient() as http:
+        (await http.post(base, json=posted)).raise_for_status()
+
+        async def as_expected() -> bool:  # inhibition marks follow the alerts' processing: poll until settled
+            alerts = (await http.get(base)).json()
+            seen.clear()
+            seen.update({frozenset(a["labels"].items()): bool(a["status"]["inhibitedBy"]) for a in alerts})
+            return seen == expected
+
+        try:
+            await eventually(as_expected, "Alertmanager to apply the inhibitions", deadline=15)
+        except AssertionError:
+            assert seen == expected
