@@ -393,10 +393,10 @@ def _reset_stuck(c: Ctx, g: dict[str, Any]) -> str:
 
 def _cluster_unhealthy(c: Ctx, g: dict[str, Any]) -> list[Rule]:
     # Services listed in warning_services (the compiler) do not affect pipelines that already run.
-    services = c.regex("warning_services")
+    services = '"' + c.regex("warning_services") + '"'
     return [
-        Rule(f"{c.last('feldera_cluster_service_healthy', f'service!~{chr(34)}{services}{chr(34)}')} == 0"),
-        Rule(f"{c.last('feldera_cluster_service_healthy', f'service=~{chr(34)}{services}{chr(34)}')} == 0", "warning"),
+        Rule(f"{c.last('feldera_cluster_service_healthy', 'service!~' + services)} == 0"),
+        Rule(f"{c.last('feldera_cluster_service_healthy', 'service=~' + services)} == 0", severity="warning"),
     ]
 
 

@@ -116,6 +116,31 @@ def test_override_file_changes_thresholds_for_severity_and_selector(tmp_path: Pa
     assert run(PROMTOOL, "check", "rules", output).returncode == 0
 
 
+def test_extra_labels_and_keep_firing_for_reach_the_rules(tmp_path: Path) -> None:
+    override = tmp_path / "override.yaml"
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "extra_labels": {"team": "data", "cluster": "eu-1"},
+                "alerts": {"FelderaApiUnreachable": {"keep_firing_for": "10m"}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    output = tmp_path / "mine.yaml"
+    assert build.main(["--override", str(override), "--output", str(output)]) == 0
+    rules = rules_of(yaml.safe_load(output.read_text(encoding="utf-8")))
+    assert all(r["labels"]["team"] == "data" and r["labels"]["cluster"] == "eu-1" for r in rules)
+    kept = {r["alert"]: r["keep_firing_for"] for r in rules if "keep_firing_for" in r}
+    assert kept == {"FelderaApiUnreachable": "10m"}
+    assert run(PROMTOOL, "check", "rules", output).returncode == 0
+
+
+def test_checkpoint_failed_escalates_under_the_same_name() -> None:
+    rules = [r for r in rules_of(build.build(shipped_config())) if r["alert"] == "FelderaCheckpointFailed"]
+    assert [(r["labels"]["severity"], r["for"]) for r in rules] == [("warning", "1m"), ("critical", "30m")]
+
+
 def test_opt_in_alert_is_absent_from_the_shipped_rules_until_enabled() -> None:
     shipped = {r["alert"] for r in rules_of(build.build(shipped_config()))}
     enabled = {r["alert"] for r in rules_of(build.build(all_enabled_config()))}
@@ -137,6 +162,12 @@ def test_opt_in_alert_is_absent_from_the_shipped_rules_until_enabled() -> None:
         ),
         ({"alerts": {"FelderaExporterShardDuplicated": {"per_process_labels": []}}}, "per_process_labels"),
         ({"gap_window": 5}, "gap_window"),
+        ({"alerts": {"FelderaConnectorErrorsIncreasing": {"window": "5m"}}}, "must not be shorter than gap_window"),
+        ({"alerts": {"FelderaCheckpointFailed": {"failures": 0}}}, "failures: expected a number >= 1"),
+        ({"alerts": {"FelderaCheckpointFailed": {"keep_firing_for": "a while"}}}, "keep_firing_for: expected"),
+        ({"alerts": {"FelderaClusterServiceUnhealthy": {"warning_services": []}}}, "warning_services"),
+        ({"extra_labels": {"severity": "low"}}, "extra_labels"),
+        ({"process_boundary_statuses": []}, "process_boundary_statuses"),
         ({"surprise": True}, "unknown ['surprise']"),
     ],
 )
