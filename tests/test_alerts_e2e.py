@@ -95,9 +95,11 @@ class Webhook:
             self.notifications.append(Notification(now, alert["status"], alert["labels"], alert["annotations"]))
         return Response(status=200, body=b"ok")
 
-    def first(self, alertname: str, status: str, since: float) -> Notification | None:
+    def first(self, alertname: str, status: str, since: float, severity: str = "") -> Notification | None:
+        """The first ``status`` notification of ``alertname`` (of ``severity``, when given) received after ``since``."""
         for note in self.notifications:
-            if note.labels.get("alertname") == alertname and note.status == status and note.received >= since:
+            wanted = note.labels.get("alertname") == alertname and note.status == status and note.received >= since
+            if wanted and (not severity or note.labels.get("severity") == severity):
                 return note
         return None
 
@@ -263,7 +265,8 @@ async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_an
     sim.set_connector_fatal_error("orders", "orders.kafka-in", "broker unreachable")
 
     checkpoint = await eventually(
-        lambda: webhook.first("FelderaCheckpointFailed", "firing", injected), "FelderaCheckpointFailed at the webhook"
+        lambda: webhook.first("FelderaCheckpointFailed", "firing", injected, "warning"),
+        "FelderaCheckpointFailed at the webhook",
     )
     fatal = await eventually(
         lambda: webhook.first("FelderaConnectorFatalError", "firing", injected),
@@ -308,13 +311,14 @@ async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_an
     sim.clear_faults()
     await eventually(lambda: query(stack.prometheus_url, f"{series} == 1"), "the series to come back")
     await eventually(lambda: query(stack.prometheus_url, firing), "the alert to be firing after the gap")
-    assert webhook.first("FelderaCheckpointFailed", "resolved", injected) is None
+    assert webhook.first("FelderaCheckpointFailed", "resolved", injected, "warning") is None
 
     restarted = time.monotonic()
     sim.restart_pipeline("orders")  # new incarnation: checkpoint status and connector stats start clean
 
     checkpoint_resolved = await eventually(
-        lambda: webhook.first("FelderaCheckpointFailed", "resolved", restarted), "FelderaCheckpointFailed resolved"
+        lambda: webhook.first("FelderaCheckpointFailed", "resolved", restarted, "warning"),
+        "FelderaCheckpointFailed resolved",
     )
     fatal_resolved = await eventually(
         lambda: webhook.first("FelderaConnectorFatalError", "resolved", restarted),
