@@ -269,11 +269,15 @@ def _checkpoint_failed(c: Ctx, g: dict[str, Any]) -> list[Rule]:
     window = c.window_param("window")
     failures = c.number("failures", minimum=1)
     latest = f"{c.current('feldera_pipeline_checkpoint_failed')} == 1"
-    # The failure counter spans restarts, so after a process boundary within the window the repeated-failure
-    # branch waits until the previous process's failures have left the window.
+    counter = c.sel("feldera_pipeline_checkpoint_failures_total")
+    boundary = c.sel("feldera_pipeline_status", f'status=~"{c.boundary}"')
+    # The failure counter spans restarts (the exporter emits it in every status). After a process boundary within
+    # the window only the new process's failures count: the counter minus its value at the newest boundary (a
+    # subquery at the evaluation step of `step`).
+    at_boundary = f"max_over_time(({counter} and on({c.join}) {boundary} == 1)[{window}:{c.window_param('step')}])"
     repeated = (
-        f"increase({c.sel('feldera_pipeline_checkpoint_failures_total')}[{window}]) >= {failures:g}\n"
-        f"unless on({c.join})\n  {c.restarted(window)}"
+        f"(\n  increase({counter}[{window}])\n  unless on({c.join})\n  {c.restarted(window)}\n"
+        f"  or\n  {counter} - {at_boundary}\n) >= {failures:g}"
     )
     return [
         Rule(f"{latest}\nor\n{repeated}"),
@@ -504,7 +508,7 @@ ALERTS: tuple[AlertDef, ...] = (
         f"Checkpoints of pipeline {P} on target {T} fail (the newest attempt failed, or several failed within the "
         "last hour); a restart would lose the work done since the last good checkpoint.",
         _checkpoint_failed,
-        ("window", "failures", "critical_after"),
+        ("window", "failures", "critical_after", "step"),
     ),
     AlertDef(
         "FelderaCheckpointOverdue",
