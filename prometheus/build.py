@@ -245,7 +245,7 @@ def _metrics_missing(c: Ctx, g: dict[str, Any]) -> str:
     def missing(metric: str) -> str:
         series = c.sel(metric)
         return (
-            f"  group by({c.join}) (\n"
+            f"  max without(status) (\n"
             f"    present_over_time({series}[{seen}])\n"
             f"    unless\n"
             f"    present_over_time({series}[{after}])\n"
