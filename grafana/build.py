@@ -4,6 +4,10 @@ Run ``python grafana/build.py`` to (re)write ``grafana/dashboards/*.json``; ``--
 committed files differ from what this script generates. Every panel and target uses the ``$datasource`` template
 variable (no datasource uid is hard-coded), every query is scoped by the ``job``/``instance``/``target`` variables,
 and rate queries use ``$__rate_interval``.
+
+The dashboards read the alert rules' config (``prometheus/config.yaml``): its ``selector`` is added to every query
+(so a multi-cluster label selects the same series for rules and dashboards), its ``extra_labels`` to the ``ALERTS``
+queries, and panels that show an alerting condition link to the alert's runbook under ``runbook_base_url``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+RULES_CONFIG = yaml.safe_load(
+    (Path(__file__).resolve().parent.parent / "prometheus" / "config.yaml").read_text(encoding="utf-8")
+)
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 SCHEMA_VERSION = 39
 TAGS = ["feldera"]
@@ -25,8 +34,23 @@ OVERVIEW_UID = "feldera-overview"
 PIPELINE_UID = "feldera-pipeline"
 EXPORTER_UID = "feldera-exporter"
 
-SEL = 'job=~"$job", instance=~"$instance", target=~"$target"'
+JOB_SCOPE = ", ".join(m for m in ('job=~"$job"', RULES_CONFIG["selector"]) if m)
+SCOPE = JOB_SCOPE + ', instance=~"$instance"'
+"""The exporter-level selector: scrape job, exporter instance, and the rules' ``selector``."""
+SEL = SCOPE + ', target=~"$target"'
 """Selector every query starts from (scrape job, exporter instance, Feldera target)."""
+ALERTS_SEL = ", ".join(
+    [
+        'alertname=~"Feldera.*"',
+        'alertstate="firing"',
+        'job=~"$job"',
+        'instance=~"$instance"',
+        'target=~"$target"',
+        *(f'{k}="{v}"' for k, v in RULES_CONFIG["extra_labels"].items()),
+    ]
+)
+"""The firing Feldera alerts of the selected exporters and targets (and of the rules' extra labels)."""
+RUNBOOKS = RULES_CONFIG["runbook_base_url"]
 FLEET = SEL + ', pipeline_name=~"$pipeline_name"'
 """Overview: the selected pipelines (multi-select, All by default)."""
 ONE = SEL + ', pipeline_name="$pipeline_name"'
@@ -73,6 +97,9 @@ class Panel:
     link: bool = False
     """Table rows link to the pipeline detail dashboard (the table must have target and pipeline_name columns)."""
     options: Json = field(default_factory=dict)
+    runbook: str = ""
+    """The alert whose condition the panel shows: the panel links to its runbook."""
+    overrides: tuple[Json, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +125,29 @@ YES_NO_MAPPING: Json = {
 ACTIVE_MAPPING: Json = {"type": "value", "options": {"1": {"text": "active", "color": "blue"}}}
 RED_ABOVE_ZERO = ((None, "green"), (1, "red"))
 RED_WHEN_DOWN = ((None, "red"), (1, "green"))
+NEUTRAL = ((None, "text"),)
+"""Lifetime counters: a number to read, not a condition (a past error is not an alarm now)."""
+STATUS_COLORS: dict[str, str] = {
+    "Running": "green",
+    "Paused": "blue",
+    "Stopped": "text",
+    "Suspended": "purple",
+    "Standby": "purple",
+    **dict.fromkeys(("Provisioning", "Initializing", "Bootstrapping", "Replaying", "Stopping"), "yellow"),
+    **dict.fromkeys(("Unavailable", "Coordination", "AwaitingApproval"), "orange"),
+}
+"""Pipeline statuses: a pipeline stopped on purpose is not drawn red."""
+
+
+def status_overrides(prefix: str = "") -> tuple[Json, ...]:
+    """Field overrides colouring series named after a status (legend ``{prefix}{{status}}``)."""
+    return tuple(
+        {
+            "matcher": {"id": "byName", "options": prefix + status},
+            "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+        }
+        for status, color in STATUS_COLORS.items()
+    )
 
 
 def api_health_panels(h: int) -> tuple[Panel, Panel]:
@@ -113,6 +163,7 @@ def api_health_panels(h: int) -> tuple[Panel, Panel]:
             key=True,
             mappings=(UP_MAPPING,),
             thresholds=RED_WHEN_DOWN,
+            runbook="FelderaApiUnreachable",
         ),
         Panel(
             "Data freshness",
@@ -129,6 +180,7 @@ def api_health_panels(h: int) -> tuple[Panel, Panel]:
             h=h,
             key=True,
             thresholds=((None, "green"), (60, "orange"), (300, "red")),
+            runbook="FelderaExporterPollsStale",
             description="Seconds since the last successful poll of each target.",
         ),
     )
@@ -185,6 +237,7 @@ def platform_row() -> Row:
                 mappings=(LICENCE_MAPPING,),
                 thresholds=RED_WHEN_DOWN,
                 description="Enterprise only: Exists (valid) or DoesNotExistOrNotConfirmed (not valid).",
+                runbook="FelderaLicenseInvalid",
             ),
             Panel(
                 "Licence expires in",
@@ -201,6 +254,7 @@ def platform_row() -> Row:
                 h=7,
                 key=True,
                 thresholds=((None, "red"), (3 * DAY, "orange"), (14 * DAY, "green")),
+                runbook="FelderaLicenseExpiryImminent",
                 description="Time until valid_until of the licence (trial or not: see feldera_server_license_trial).",
             ),
             Panel(
@@ -247,7 +301,7 @@ def overview_rows() -> list[Row]:
             unit="s",
         ),
         Query(
-            f"increase(feldera_pipeline_checkpoint_failures_total{{{FLEET}}}[$__range])",
+            f"round(increase(feldera_pipeline_checkpoint_failures_total{{{FLEET}}}[$__range]))",
             instant=True,
             column="failures in range",
         ),
@@ -291,6 +345,7 @@ def overview_rows() -> list[Row]:
                     key=True,
                     thresholds=RED_ABOVE_ZERO,
                     description="Pipelines whose deployment_error is set.",
+                    runbook="FelderaPipelineDeploymentError",
                 ),
                 Panel(
                     "Failed checkpoints",
@@ -302,6 +357,7 @@ def overview_rows() -> list[Row]:
                     key=True,
                     thresholds=RED_ABOVE_ZERO,
                     description="Pipelines whose latest checkpoint attempt failed.",
+                    runbook="FelderaCheckpointFailed",
                 ),
                 Panel(
                     "Connectors with fatal errors",
@@ -319,6 +375,7 @@ def overview_rows() -> list[Row]:
                     h=5,
                     key=True,
                     thresholds=RED_ABOVE_ZERO,
+                    runbook="FelderaConnectorFatalError",
                 ),
                 Panel(
                     "Unhealthy connectors",
@@ -336,15 +393,18 @@ def overview_rows() -> list[Row]:
                     h=5,
                     key=True,
                     thresholds=RED_ABOVE_ZERO,
+                    runbook="FelderaConnectorUnhealthy",
                 ),
                 Panel(
                     "Firing Feldera alerts",
                     "stat",
-                    (Query('count(ALERTS{alertname=~"Feldera.*", alertstate="firing"}) or vector(0)', instant=True),),
+                    (Query(f"count(ALERTS{{{ALERTS_SEL}}}) or vector(0)", instant=True),),
                     "none",
                     w=4,
                     h=5,
+                    key=True,
                     thresholds=RED_ABOVE_ZERO,
+                    description="Alerts of the shipped rules firing for the selected exporters and targets.",
                 ),
                 Panel(
                     "Pipelines by status",
@@ -360,6 +420,7 @@ def overview_rows() -> list[Row]:
                     w=8,
                     key=True,
                     options={"orientation": "horizontal", "displayMode": "basic"},
+                    overrides=status_overrides(),
                 ),
                 Panel(
                     "Pipelines by status over time",
@@ -369,6 +430,7 @@ def overview_rows() -> list[Row]:
                     w=16,
                     key=True,
                     stack=True,
+                    overrides=status_overrides(),
                 ),
             ),
         ),
@@ -386,6 +448,7 @@ def overview_rows() -> list[Row]:
                     key=True,
                     link=True,
                     description="Current and desired status per pipeline, and how long it has been in its status.",
+                    runbook="FelderaPipelineNotInDesiredState",
                 ),
                 Panel(
                     "Deployment error codes",
@@ -396,6 +459,7 @@ def overview_rows() -> list[Row]:
                     h=9,
                     link=True,
                     description="Pipelines with a deployment error, by Feldera error code. Messages are in the logs.",
+                    runbook="FelderaPipelineDeploymentError",
                 ),
             ),
         ),
@@ -413,6 +477,7 @@ def overview_rows() -> list[Row]:
                     link=True,
                     description="Latest checkpoint failed (1), checkpoint sync failed (1), age of the newest "
                     "checkpoint, checkpoint failures in the time range.",
+                    runbook="FelderaCheckpointFailed",
                 ),
                 Panel(
                     "Age of newest checkpoint",
@@ -431,6 +496,7 @@ def overview_rows() -> list[Row]:
                     key=True,
                     options={"orientation": "horizontal", "displayMode": "gradient"},
                     thresholds=((None, "green"), (3600, "orange"), (4 * 3600, "red")),
+                    runbook="FelderaCheckpointOverdue",
                 ),
             ),
         ),
@@ -446,6 +512,7 @@ def overview_rows() -> list[Row]:
                     h=8,
                     link=True,
                     description="1 in the first column: fatal error; 1 in the second: health Unhealthy.",
+                    runbook="FelderaConnectorFatalError",
                 ),
                 Panel(
                     "Connector errors (per second)",
@@ -484,7 +551,7 @@ def overview_rows() -> list[Row]:
                 Panel(
                     "Firing Feldera alerts (details)",
                     "table",
-                    (Query('ALERTS{alertname=~"Feldera.*", alertstate="firing"}', instant=True),),
+                    (Query(f"ALERTS{{{ALERTS_SEL}}}", instant=True),),
                     "none",
                     w=24,
                     h=6,
@@ -527,6 +594,7 @@ def pipeline_rows() -> list[Row]:
                     h=5,
                     key=True,
                     options={"textMode": "name"},
+                    overrides=status_overrides(),
                 ),
                 Panel(
                     "Desired status",
@@ -566,6 +634,7 @@ def pipeline_rows() -> list[Row]:
                     key=True,
                     mappings=(YES_NO_MAPPING,),
                     thresholds=RED_ABOVE_ZERO,
+                    runbook="FelderaPipelineDeploymentError",
                 ),
                 Panel(
                     "Connector errors (num_errors)",
@@ -574,7 +643,9 @@ def pipeline_rows() -> list[Row]:
                     "none",
                     w=4,
                     h=5,
-                    thresholds=RED_ABOVE_ZERO,
+                    thresholds=NEUTRAL,
+                    description="Errors the pipeline's connectors counted since its process started (a lifetime "
+                    "count; see the connector error rates for what happens now).",
                 ),
                 Panel(
                     "Status timeline",
@@ -588,6 +659,7 @@ def pipeline_rows() -> list[Row]:
                     h=6,
                     key=True,
                     mappings=(ACTIVE_MAPPING,),
+                    overrides=(*status_overrides(), *status_overrides("desired ")),
                 ),
             ),
         ),
@@ -604,6 +676,7 @@ def pipeline_rows() -> list[Row]:
                     key=True,
                     mappings=(FAILED_MAPPING,),
                     thresholds=RED_ABOVE_ZERO,
+                    runbook="FelderaCheckpointFailed",
                 ),
                 Panel(
                     "Age of newest checkpoint",
@@ -620,6 +693,7 @@ def pipeline_rows() -> list[Row]:
                     h=5,
                     key=True,
                     thresholds=((None, "green"), (3600, "orange"), (4 * 3600, "red")),
+                    runbook="FelderaCheckpointOverdue",
                 ),
                 Panel(
                     "Checkpoints in storage",
@@ -639,6 +713,7 @@ def pipeline_rows() -> list[Row]:
                     h=5,
                     mappings=(FAILED_MAPPING,),
                     thresholds=RED_ABOVE_ZERO,
+                    runbook="FelderaCheckpointSyncFailed",
                 ),
                 Panel(
                     "Since last confirmed sync",
@@ -661,6 +736,7 @@ def pipeline_rows() -> list[Row]:
                     w=4,
                     h=5,
                     thresholds=RED_ABOVE_ZERO,
+                    runbook="FelderaCheckpointFailed",
                 ),
                 Panel(
                     "Checkpoint sequence numbers",
@@ -677,11 +753,12 @@ def pipeline_rows() -> list[Row]:
                     "timeseries",
                     (
                         Query(
-                            f"increase(feldera_pipeline_checkpoint_failures_total{{{ONE}}}[$__rate_interval])",
+                            f"round(increase(feldera_pipeline_checkpoint_failures_total{{{ONE}}}[$__rate_interval]))",
                             legend="checkpoint",
                         ),
                         Query(
-                            f"increase(feldera_pipeline_checkpoint_sync_failures_total{{{ONE}}}[$__rate_interval])",
+                            "round(increase(feldera_pipeline_checkpoint_sync_failures_total"
+                            f"{{{ONE}}}[$__rate_interval]))",
                             legend="sync",
                         ),
                     ),
@@ -907,7 +984,9 @@ def exporter_rows() -> list[Row]:
                     "stat",
                     (
                         Query(
-                            _sum0(f'increase(feldera_exporter_polls_total{{{SEL}, result="failure"}}[$__range])'),
+                            "round("
+                            + _sum0(f'increase(feldera_exporter_polls_total{{{SEL}, result="failure"}}[$__range])')
+                            + ")",
                             instant=True,
                         ),
                     ),
@@ -917,11 +996,12 @@ def exporter_rows() -> list[Row]:
                     key=True,
                     thresholds=RED_ABOVE_ZERO,
                     description="Poll cycles that failed in the time range.",
+                    runbook="FelderaApiUnreachable",
                 ),
                 Panel(
                     "Exporter version",
                     "table",
-                    (Query('feldera_exporter_build_info{job=~"$job", instance=~"$instance"}', instant=True),),
+                    (Query(f"feldera_exporter_build_info{{{SCOPE}}}", instant=True),),
                     "none",
                     w=6,
                     h=5,
@@ -1019,8 +1099,8 @@ def exporter_rows() -> list[Row]:
                     "table",
                     (
                         Query(
-                            "sum by (target, endpoint, code) (increase(feldera_exporter_api_requests_total"
-                            f"{{{SEL}}}[$__range]))",
+                            "round(sum by (target, endpoint, code) (increase(feldera_exporter_api_requests_total"
+                            f"{{{SEL}}}[$__range])))",
                             instant=True,
                             column="requests",
                         ),
@@ -1074,11 +1154,9 @@ def _variables(pipeline: str | None) -> list[Json]:
             "regex": "",
             "skipUrlSync": False,
         },
-        _variable("job", "Job", "label_values(feldera_up, job)", multi=True),
-        _variable("instance", "Instance", 'label_values(feldera_up{job=~"$job"}, instance)', multi=True),
-        _variable(
-            "target", "Target", 'label_values(feldera_up{job=~"$job", instance=~"$instance"}, target)', multi=True
-        ),
+        _variable("job", "Job", f"label_values(feldera_up{{{RULES_CONFIG['selector']}}}, job)", multi=True),
+        _variable("instance", "Instance", f"label_values(feldera_up{{{JOB_SCOPE}}}, instance)", multi=True),
+        _variable("target", "Target", f"label_values(feldera_up{{{SCOPE}}}, target)", multi=True),
     ]
     if pipeline is not None:
         variables.append(
@@ -1149,9 +1227,12 @@ def _panel_json(panel: Panel, panel_id: int, grid: Json) -> Json:
         "datasource": DATASOURCE,
         "gridPos": grid,
         "targets": [_target(q, ref_id, panel.kind) for ref_id, q in zip(_ref_ids(panel), panel.queries, strict=True)],
-        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "fieldConfig": {"defaults": defaults, "overrides": list(panel.overrides)},
         "options": options,
     }
+    if panel.runbook:
+        url = f"{RUNBOOKS}#{panel.runbook.lower()}"
+        result["links"] = [{"title": f"Runbook: {panel.runbook}", "url": url, "targetBlank": True}]
     if panel.kind == "table":
         hidden = {name: True for name in TABLE_HIDDEN_COLUMNS}
         renamed = {}
@@ -1161,7 +1242,7 @@ def _panel_json(panel: Panel, panel_id: int, grid: Json) -> Json:
                 renamed[value] = query.column
             else:
                 hidden[value] = True
-        result["fieldConfig"]["overrides"] = [
+        result["fieldConfig"]["overrides"] += [
             {"matcher": {"id": "byName", "options": q.column}, "properties": [{"id": "unit", "value": q.unit}]}
             for q in panel.queries
             if q.column and q.unit

@@ -214,7 +214,25 @@ def threshold_color(value: float, defaults: Json) -> str:
     return color
 
 
-COLORS = {"green": "#37872d", "red": "#c4162a", "orange": "#ff780a", "blue": "#1f60c4"}
+COLORS = {
+    "green": "#37872d",
+    "red": "#c4162a",
+    "orange": "#ff780a",
+    "blue": "#1f60c4",
+    "yellow": "#e0b400",
+    "purple": "#8f3bb8",
+    "text": "#d8d9da",
+}
+
+
+def fixed_colors(panel: Json) -> dict[str, str]:
+    """Series name -> colour from the panel's ``byName`` colour overrides (pipeline statuses)."""
+    return {
+        override["matcher"]["options"]: COLORS.get(prop["value"]["fixedColor"], prop["value"]["fixedColor"])
+        for override in panel["fieldConfig"]["overrides"]
+        for prop in override["properties"]
+        if prop["id"] == "color"
+    }
 
 
 # --- drawing ----------------------------------------------------------------------------------------------------
@@ -309,6 +327,7 @@ def draw_dashboard(dashboard: Json, results: Mapping[int, Sequence[Series]], out
             spine.set_color("#2c3235")
         ax.tick_params(colors="#a0a0a0", labelsize=8)
         kind = panel["type"]
+        named = fixed_colors(panel)
         if kind == "timeseries":
             stacked = defaults.get("custom", {}).get("stacking", {}).get("mode") == "normal"
             timeline = sorted({t for item in series for t, _ in item.points})
@@ -318,11 +337,14 @@ def draw_dashboard(dashboard: Json, results: Mapping[int, Sequence[Series]], out
                     by_time = dict(item.points)
                     highs = [lo + by_time.get(t, 0.0) for lo, t in zip(base, timeline, strict=True)]
                     days = [t / 86400 for t in timeline]
-                    ax.fill_between(days, base, highs, step="post", alpha=0.5, label=item.legend)
+                    ax.fill_between(
+                        days, base, highs, step="post", alpha=0.5, label=item.legend, color=named.get(item.legend)
+                    )
                     base = highs
                 else:
                     days = [t / 86400 for t, _ in item.points]  # matplotlib dates: days since 1970
-                    ax.plot(days, [v for _, v in item.points], linewidth=1.4, label=item.legend)
+                    values = [v for _, v in item.points]
+                    ax.plot(days, values, linewidth=1.4, label=item.legend, color=named.get(item.legend))
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos, u=unit: format_value(v, u)))
             ax.grid(color="#2c3235", linewidth=0.6)
@@ -341,9 +363,8 @@ def draw_dashboard(dashboard: Json, results: Mapping[int, Sequence[Series]], out
             for row, name in enumerate(names):
                 for item in (s for s in series if s.legend == name):
                     spans = [(t / 86400, step / 86400) for t, _ in item.points]
-                    ax.broken_barh(
-                        spans, (row - 0.35, 0.7), color=COLORS["blue"] if not name.startswith("desired") else "#8f3bb8"
-                    )
+                    default = COLORS["blue"] if not name.startswith("desired") else COLORS["purple"]
+                    ax.broken_barh(spans, (row - 0.35, 0.7), color=named.get(name, default))
             ax.set_yticks([])
             for row, name in enumerate(names):
                 ax.text(0.005, row, name, color="white", fontsize=9, va="center", transform=ax.get_yaxis_transform())
@@ -358,7 +379,7 @@ def draw_dashboard(dashboard: Json, results: Mapping[int, Sequence[Series]], out
                 value = item.points[-1][1]
                 hit = mapped(value, defaults.get("mappings", []))
                 text, color = hit if hit else (format_value(value, unit), None)
-                color = COLORS.get(color or threshold_color(value, defaults), color)
+                color = named.get(item.legend) or COLORS.get(color or threshold_color(value, defaults), color)
                 if text_mode == "name":
                     text = item.legend
                 x = (index + 0.5) / len(shown)
@@ -379,7 +400,10 @@ def draw_dashboard(dashboard: Json, results: Mapping[int, Sequence[Series]], out
         elif kind == "bargauge":
             items = sorted(series, key=lambda s: s.points[-1][1])[-10:]
             values = [s.points[-1][1] for s in items]
-            colors = [COLORS.get(threshold_color(v, defaults), "#37872d") for v in values]
+            colors = [
+                named.get(s.legend) or COLORS.get(threshold_color(v, defaults), "#37872d")
+                for s, v in zip(items, values, strict=True)
+            ]
             ax.barh([i - 0.15 for i in range(len(items))], values, height=0.45, color=colors)
             ax.set_yticks([])
             ax.set_xticks([])

@@ -8,11 +8,20 @@ the config file; this script has no defaults of its own. Usage::
     .venv/bin/python prometheus/build.py --override mine.yaml --output my-alerts.yaml
 
 How the rules cope with the exporter's staleness rule (a failed sub-request omits that part of a pipeline for one
-cycle): pipeline-level conditions read ``last_over_time(metric[gap_window])``, the newest sample within the
-window, so a missed poll keeps the previous value instead of resolving the alert or restarting its ``for``
-timer, while a real change (recovery, new incarnation) takes effect at the next poll. Conditions that only make
-sense while the pipeline runs are dropped as soon as the pipeline's newest status is ``Stopped``, so an
-intentionally stopped pipeline never alerts.
+cycle) and with pipeline restarts: every condition reads the newest sample within ``gap_window``
+(``last_over_time``), so a missed poll or an exporter outage shorter than the window neither resolves an alert nor
+restarts its ``for`` timer, while a real change takes effect at the next poll. A per-process condition (connector
+fatal error and health, latest checkpoint, latest checkpoint sync) reads :meth:`Ctx.current`: the series' value in
+the newest scrape or, when the newest scrape lacks it, the newest sample within the window -- a bridge refused for a
+pipeline that went through one of ``process_boundary_statuses`` (Stopped, Provisioning, Initializing, ...) within
+the window: such a pipeline has a new process (or none), so the previous process's value must not come back; only
+what the new process reports counts. Conditions are therefore never carried across a deliberate stop and start, and
+a stopped pipeline never alerts. ``keep_firing_for`` (optional per alert) is not used by default: it also holds an
+alert whose condition is known to be false (a recovered service) for its whole length.
+
+A new alert is one expression function, one :class:`AlertDef` in :data:`ALERTS` and one entry under ``alerts:``
+in the config. An expression function returns the PromQL text, or a list of :class:`Rule` when one alert is made
+of several rules (severity by service, a later escalation to critical under the same name).
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ class Ctx:
     selector: str
     window: str
     join: str
+    boundary: str
     params: Mapping[str, Any]
 
     def sel(self, metric: str, *matchers: str) -> str:
@@ -77,17 +87,51 @@ class Ctx:
     def unless_stopped(self, expr: str) -> str:
         return f"(\n  {expr}\n)\nunless on({self.join})\n  ({self.stopped()})"
 
+    def restarted(self, window: str | None = None) -> str:
+        """Pipelines that were in a process-boundary status (no process, or a new one starting) within the window."""
+        status = self.sel("feldera_pipeline_status", f'status=~"{self.boundary}"')
+        return f"max_over_time({status}[{window or self.window}]) == 1"
+
+    def current(self, metric: str, *matchers: str) -> str:
+        """The value reported by the pipeline's current process: the newest scrape's sample, else the newest one
+        within the gap window unless the pipeline crossed a process boundary within the window."""
+        series = self.sel(metric, *matchers)
+        bridged = f"last_over_time({series}[{self.window}])"
+        return f"(\n  ({bridged} and {series})\n  or\n  ({bridged} unless on({self.join}) {self.restarted()})\n)"
+
     def seconds(self, key: str) -> int:
         return duration_seconds(self.params[key], key)
+
+    def window_param(self, key: str) -> str:
+        duration_seconds(self.params[key], key)
+        return str(self.params[key])
+
+    def number(self, key: str, minimum: float = 0) -> float:
+        value = self.params[key]
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < minimum:
+            raise ConfigError(f"{key}: expected a number >= {minimum}; got {value!r}")
+        return value
 
     def status_matcher(self) -> str:
         return 'status=~"' + self.regex("statuses") + '"'
 
     def regex(self, key: str) -> str:
-        values = self.params[key]
-        if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
-            raise ConfigError(f"{key}: expected a non-empty list of names")
-        return "|".join(re.escape(v) for v in values)
+        return names_regex(self.params[key], key)
+
+
+def names_regex(values: object, key: str) -> str:
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"{key}: expected a non-empty list of names")
+    return "|".join(re.escape(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of an alert made of several: its own expression, and a severity / ``for`` other than the config's."""
+
+    expr: str
+    severity: str | None = None
+    for_: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +140,7 @@ class AlertDef:
     group: str
     summary: str
     description: str
-    expr: Callable[[Ctx, dict[str, Any]], str]
+    expr: Callable[[Ctx, dict[str, Any]], str | list[Rule]]
     params: tuple[str, ...] = ()
 
 
@@ -109,13 +153,13 @@ def _target_missing(c: Ctx, g: dict[str, Any]) -> str:
 
 
 def _api_unreachable(c: Ctx, g: dict[str, Any]) -> str:
-    return f"{c.sel('feldera_up')} == 0"
+    return f"{c.last('feldera_up')} == 0"
 
 
 def _polls_stale(c: Ctx, g: dict[str, Any]) -> str:
     return (
-        f"time() - {c.sel('feldera_exporter_last_poll_success_timestamp_seconds')} > {c.seconds('after')}\n"
-        f"unless\n  {c.sel('feldera_up')} == 0"
+        f"time() - {c.last('feldera_exporter_last_poll_success_timestamp_seconds')} > {c.seconds('after')}\n"
+        f"unless\n  {c.last('feldera_up')} == 0"
     )
 
 
@@ -189,15 +233,56 @@ def _not_in_desired_state(c: Ctx, g: dict[str, Any]) -> str:
 
 
 def _stuck_in_transition(c: Ctx, g: dict[str, Any]) -> str:
-    return c.last("feldera_pipeline_status", c.status_matcher()) + " == 1"
+    # `status` aggregated away: moving between two transitional states keeps the same alert (and its `for` timer).
+    return f"max without(status) ({c.last('feldera_pipeline_status', c.status_matcher())}) == 1"
+
+
+def _metrics_missing(c: Ctx, g: dict[str, Any]) -> str:
+    after = c.window_param("after")
+    seen = c.window_param("seen_within")
+    fresh_status = c.sel("feldera_pipeline_status", c.status_matcher())
+
+    def missing(metric: str) -> str:
+        series = c.sel(metric)
+        return (
+            f"  max without(status) (\n"
+            f"    present_over_time({series}[{seen}])\n"
+            f"    unless\n"
+            f"    present_over_time({series}[{after}])\n"
+            f"  )"
+        )
+
+    since = c.sel("feldera_pipeline_status_since_timestamp_seconds")
+    return (
+        f"(\n{missing('feldera_pipeline_checkpoint_failed')}\n  or\n"
+        f"{missing('feldera_pipeline_checkpoint_activity')}\n)\n"
+        f"and on({c.join})\n  ({fresh_status} == 1)\n"
+        f"and on({c.join})\n  (time() - {since} > {c.seconds('after')})"
+    )
 
 
 def _compilation_failed(c: Ctx, g: dict[str, Any]) -> str:
     return c.last("feldera_pipeline_program_status", c.status_matcher()) + " == 1"
 
 
-def _checkpoint_failed(c: Ctx, g: dict[str, Any]) -> str:
-    return c.unless_stopped(f"{c.last('feldera_pipeline_checkpoint_failed')} == 1")
+def _checkpoint_failed(c: Ctx, g: dict[str, Any]) -> list[Rule]:
+    window = c.window_param("window")
+    failures = c.number("failures", minimum=1)
+    latest = f"{c.current('feldera_pipeline_checkpoint_failed')} == 1"
+    counter = c.sel("feldera_pipeline_checkpoint_failures_total")
+    boundary = c.sel("feldera_pipeline_status", f'status=~"{c.boundary}"')
+    # The failure counter spans restarts (the exporter emits it in every status). After a process boundary within
+    # the window only the new process's failures count: the counter minus its value at the newest boundary (a
+    # subquery at the evaluation step of `step`).
+    at_boundary = f"max_over_time(({counter} and on({c.join}) {boundary} == 1)[{window}:{c.window_param('step')}])"
+    repeated = (
+        f"(\n  increase({counter}[{window}])\n  unless on({c.join})\n  {c.restarted(window)}\n"
+        f"  or\n  {counter} - {at_boundary}\n) >= {failures:g}"
+    )
+    return [
+        Rule(f"{latest}\nor\n{repeated}"),
+        Rule(latest, severity="critical", for_=c.window_param("critical_after")),
+    ]
 
 
 def _checkpoint_overdue(c: Ctx, g: dict[str, Any]) -> str:
@@ -216,23 +301,24 @@ def _checkpoint_overdue(c: Ctx, g: dict[str, Any]) -> str:
 
 
 def _sync_failed(c: Ctx, g: dict[str, Any]) -> str:
-    return c.unless_stopped(f"{c.last('feldera_pipeline_checkpoint_sync_failed')} == 1")
+    return f"{c.current('feldera_pipeline_checkpoint_sync_failed')} == 1"
 
 
 def _scheduled_sync_failing(c: Ctx, g: dict[str, Any]) -> str:
-    window = c.params["window"]
-    duration_seconds(window, "window")
+    window = c.window_param("window")
+    threshold = c.number("threshold")
     failures = c.sel("feldera_checkpoint_sync_schedule_failures_total", 'reason=~"' + c.regex("reasons") + '"')
-    return c.unless_stopped(f"sum without(reason) (increase({failures}[{window}])) > 0")
+    return c.unless_stopped(f"sum without(reason) (increase({failures}[{window}])) > {threshold:g}")
 
 
 def _scheduled_sync_overdue(c: Ctx, g: dict[str, Any]) -> str:
-    factor = c.params["factor"]
-    if not isinstance(factor, int | float) or isinstance(factor, bool) or factor <= 0:
+    factor = c.number("factor", minimum=0)
+    if factor <= 0:
         raise ConfigError(f"factor: expected a positive number; got {factor!r}")
-    interval = f"{factor} * {c.last('feldera_checkpoint_sync_schedule_interval_seconds')}"
+    window = c.window_param("window")
+    interval = f"{factor:g} * {c.last('feldera_checkpoint_sync_schedule_interval_seconds')}"
     confirmed = c.last("feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds")
-    requests = c.last("feldera_checkpoint_sync_schedule_requests_total")
+    requests = c.sel("feldera_checkpoint_sync_schedule_requests_total")
     return (
         f"(\n"
         f"  (\n"
@@ -242,7 +328,7 @@ def _scheduled_sync_overdue(c: Ctx, g: dict[str, Any]) -> str:
         f"  )\n"
         f"  or\n"
         f"  (\n"
-        f"    sum without(result) ({requests}) > {factor}\n"
+        f"    sum without(result) (increase({requests}[{window}])) > {factor:g}\n"
         f"    unless\n"
         f"    {confirmed}\n"
         f"  )\n"
@@ -257,38 +343,43 @@ def _sync_unsupported(c: Ctx, g: dict[str, Any]) -> str:
 
 
 def _connector_fatal(c: Ctx, g: dict[str, Any]) -> str:
-    return c.unless_stopped(
-        f"{c.last('feldera_input_connector_fatal_error')} == 1\n  or\n"
-        f"  {c.last('feldera_output_connector_fatal_error')} == 1"
+    return (
+        f"{c.current('feldera_input_connector_fatal_error')} == 1\nor\n"
+        f"{c.current('feldera_output_connector_fatal_error')} == 1"
     )
 
 
 def _connector_unhealthy(c: Ctx, g: dict[str, Any]) -> str:
     unhealthy = 'status="Unhealthy"'
-    return c.unless_stopped(
-        c.last("feldera_input_connector_health", unhealthy)
-        + " == 1\n  or\n  "
-        + c.last("feldera_output_connector_health", unhealthy)
-        + " == 1"
+    return (
+        f"{c.current('feldera_input_connector_health', unhealthy)} == 1\nor\n"
+        f"{c.current('feldera_output_connector_health', unhealthy)} == 1"
     )
 
 
 def _connector_errors(c: Ctx, g: dict[str, Any]) -> str:
-    window = c.params["window"]
-    duration_seconds(window, "window")
-    threshold = c.params["threshold"]
-    if not isinstance(threshold, int | float) or isinstance(threshold, bool) or threshold < 0:
-        raise ConfigError(f"threshold: expected a number >= 0; got {threshold!r}")
+    window = c.window_param("window")
+    if duration_seconds(window, "window") < duration_seconds(c.window, "gap_window"):
+        raise ConfigError(f"window: must not be shorter than gap_window ({c.window})")
+    threshold = c.number("threshold")
+    restarted = c.restarted(window)
 
-    def inc(metric: str) -> str:
-        return f"increase({c.sel(metric)}[{window}])"
+    def errors(first: str, second: str) -> str:
+        # Feldera's counters restart at 0 with every pipeline process: within `window` of a process boundary, the
+        # counters' current values are the new process's errors, including a first sample already above zero,
+        # which increase() (two samples needed) would miss.
+        steady = f"increase({c.sel(first)}[{window}]) + increase({c.sel(second)}[{window}])"
+        current = f"{c.current(first)}\n  +\n  {c.current(second)}"
+        return (
+            f"(\n  ({steady})\n  and\n  {c.current(first)}\n  unless on({c.join})\n  {restarted}\n)\n"
+            f"or\n(\n  ({current})\n  and on({c.join})\n  {restarted}\n)"
+        )
 
-    return c.unless_stopped(
-        f"{inc('feldera_input_connector_parse_errors_total')}\n"
-        f"  + {inc('feldera_input_connector_transport_errors_total')} > {threshold}\n"
-        f"  or\n"
-        f"  {inc('feldera_output_connector_encode_errors_total')}\n"
-        f"  + {inc('feldera_output_connector_transport_errors_total')} > {threshold}"
+    return (
+        f"(\n{errors('feldera_input_connector_parse_errors_total', 'feldera_input_connector_transport_errors_total')}"
+        f"\n) > {threshold:g}\nor\n(\n"
+        f"{errors('feldera_output_connector_encode_errors_total', 'feldera_output_connector_transport_errors_total')}"
+        f"\n) > {threshold:g}"
     )
 
 
@@ -304,8 +395,13 @@ def _reset_stuck(c: Ctx, g: dict[str, Any]) -> str:
     )
 
 
-def _cluster_unhealthy(c: Ctx, g: dict[str, Any]) -> str:
-    return f"{c.last('feldera_cluster_service_healthy')} == 0"
+def _cluster_unhealthy(c: Ctx, g: dict[str, Any]) -> list[Rule]:
+    # Services listed in warning_services (the compiler) do not affect pipelines that already run.
+    services = '"' + c.regex("warning_services") + '"'
+    return [
+        Rule(f"{c.last('feldera_cluster_service_healthy', 'service!~' + services)} == 0"),
+        Rule(f"{c.last('feldera_cluster_service_healthy', 'service=~' + services)} == 0", severity="warning"),
+    ]
 
 
 P = "{{ $labels.pipeline_name }}"
@@ -457,9 +553,19 @@ ALERTS: tuple[AlertDef, ...] = (
         "FelderaPipelineStuckInTransition",
         "feldera-pipelines",
         "A Feldera pipeline is stuck in a transitional state.",
-        f"Pipeline {P} on target {T} has been {{{{ $labels.status }}}} for too long.",
+        f"Pipeline {P} on target {T} has been starting, stopping or unavailable for too long (transitional "
+        "statuses, possibly several in a row, without reaching a stable one).",
         _stuck_in_transition,
         ("statuses",),
+    ),
+    AlertDef(
+        "FelderaPipelineMetricsMissing",
+        "feldera-pipelines",
+        "A running Feldera pipeline's statistics and checkpoint status cannot be read.",
+        f"Pipeline {P} on target {T} is deployed but the exporter has not obtained its statistics or checkpoint "
+        "status for a while: connector and checkpoint alerts are blind for it.",
+        _metrics_missing,
+        ("statuses", "after", "seen_within"),
     ),
     AlertDef(
         "FelderaProgramCompilationFailed",
@@ -473,10 +579,11 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaCheckpointFailed",
         "feldera-checkpoints",
-        "A Feldera pipeline's latest checkpoint failed.",
-        f"The newest checkpoint attempt of pipeline {P} on target {T} failed; a restart would lose the work "
-        "done since the last good checkpoint.",
+        "Checkpoints of a Feldera pipeline fail.",
+        f"Checkpoints of pipeline {P} on target {T} fail (the newest attempt failed, or several failed within the "
+        "last hour); a restart would lose the work done since the last good checkpoint.",
         _checkpoint_failed,
+        ("window", "failures", "critical_after", "step"),
     ),
     AlertDef(
         "FelderaCheckpointOverdue",
@@ -500,7 +607,7 @@ ALERTS: tuple[AlertDef, ...] = (
         f"Checkpoint syncs the exporter scheduled for pipeline {P} on target {T} did not succeed "
         '(recent failures: {{ $value | printf "%.0f" }}).',
         _scheduled_sync_failing,
-        ("window", "reasons"),
+        ("window", "reasons", "threshold"),
     ),
     AlertDef(
         "FelderaScheduledCheckpointSyncOverdue",
@@ -508,7 +615,7 @@ ALERTS: tuple[AlertDef, ...] = (
         "A scheduled checkpoint sync of a Feldera pipeline is overdue.",
         f"No checkpoint sync of running pipeline {P} on target {T} has been confirmed within its schedule.",
         _scheduled_sync_overdue,
-        ("factor",),
+        ("factor", "window"),
     ),
     AlertDef(
         "FelderaCheckpointSyncUnsupported",
@@ -564,12 +671,23 @@ ALERTS: tuple[AlertDef, ...] = (
         "A Feldera cluster service is unhealthy.",
         f"The {{{{ $labels.service }}}} service of Feldera target {T} fails its health check.",
         _cluster_unhealthy,
+        ("warning_services",),
     ),
     *_server_alerts(),
 )
 
-GLOBAL_KEYS = ("runbook_base_url", "exporter_job", "selector", "pipeline_labels", "gap_window", "alerts")
+GLOBAL_KEYS = (
+    "runbook_base_url",
+    "exporter_job",
+    "selector",
+    "extra_labels",
+    "pipeline_labels",
+    "gap_window",
+    "process_boundary_statuses",
+    "alerts",
+)
 COMMON_ALERT_KEYS = ("enabled", "severity", "for")
+OPTIONAL_ALERT_KEYS = ("keep_firing_for",)
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -589,8 +707,15 @@ def validate(config: Mapping[str, Any]) -> None:
     if missing or unknown:
         raise ConfigError(f"top level: missing {missing}, unknown {unknown}")
     duration_seconds(config["gap_window"], "gap_window")
+    names_regex(config["process_boundary_statuses"], "process_boundary_statuses")
     if not isinstance(config["selector"], str):
         raise ConfigError("selector: expected a string of label matchers")
+    extra = config["extra_labels"]
+    if not isinstance(extra, Mapping) or not all(
+        isinstance(k, str) and _LABEL_NAME.match(k) and k not in ("alertname", "severity") and isinstance(v, str)
+        for k, v in extra.items()
+    ):
+        raise ConfigError("extra_labels: expected a mapping of label names (not alertname/severity) to strings")
     labels = config["pipeline_labels"]
     if not isinstance(labels, list) or "pipeline_name" not in labels:
         raise ConfigError("pipeline_labels: expected a list containing pipeline_name")
@@ -603,13 +728,15 @@ def validate(config: Mapping[str, Any]) -> None:
         entry = alerts[alert.name]
         where = f"alerts.{alert.name}"
         wanted = (*COMMON_ALERT_KEYS, *alert.params)
-        if not isinstance(entry, Mapping) or sorted(entry) != sorted(wanted):
-            raise ConfigError(f"{where}: expected keys {sorted(wanted)}; got {entry!r}")
+        if not isinstance(entry, Mapping) or sorted(set(entry) - set(OPTIONAL_ALERT_KEYS)) != sorted(wanted):
+            optional = list(OPTIONAL_ALERT_KEYS)
+            raise ConfigError(f"{where}: expected keys {sorted(wanted)} (optional {optional}); got {entry!r}")
         if entry["severity"] not in SEVERITIES:
             raise ConfigError(f"{where}.severity: expected one of {SEVERITIES}")
         if not isinstance(entry["enabled"], bool):
             raise ConfigError(f"{where}.enabled: expected true or false")
         duration_seconds(entry["for"], f"{where}.for")
+        duration_seconds(entry.get("keep_firing_for", "0s"), f"{where}.keep_firing_for")
 
 
 def build(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -626,22 +753,28 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
             selector=config["selector"],
             window=config["gap_window"],
             join=", ".join(config["pipeline_labels"]),
+            boundary=names_regex(config["process_boundary_statuses"], "process_boundary_statuses"),
             params={k: entry[k] for k in alert.params},
         )
         try:
-            expr = alert.expr(ctx, dict(config))
+            made = alert.expr(ctx, dict(config))
         except ConfigError as exc:
             raise ConfigError(f"alerts.{alert.name}.{exc}") from None
-        rule: dict[str, Any] = {"alert": alert.name, "expr": expr}
-        if duration_seconds(entry["for"], "for") > 0:
-            rule["for"] = entry["for"]
-        rule["labels"] = {"severity": entry["severity"]}
-        rule["annotations"] = {
-            "summary": alert.summary,
-            "description": alert.description,
-            "runbook_url": f"{base}#{alert.name.lower()}",
-        }
-        groups[alert.group].append(rule)
+        for part in [Rule(made)] if isinstance(made, str) else made:
+            rule: dict[str, Any] = {"alert": alert.name, "expr": part.expr}
+            for_ = part.for_ or entry["for"]
+            if duration_seconds(for_, "for") > 0:
+                rule["for"] = for_
+            keep = entry.get("keep_firing_for", "0s")
+            if duration_seconds(keep, "keep_firing_for") > 0:
+                rule["keep_firing_for"] = keep
+            rule["labels"] = {**config["extra_labels"], "severity": part.severity or entry["severity"]}
+            rule["annotations"] = {
+                "summary": alert.summary,
+                "description": alert.description,
+                "runbook_url": f"{base}#{alert.name.lower()}",
+            }
+            groups[alert.group].append(rule)
     return {"groups": [{"name": name, "rules": rules} for name, rules in groups.items() if rules]}
 
 

@@ -28,6 +28,7 @@ from exporter.config import Settings
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
 from tests.conftest import ReplyServer, Request, Response, free_port
 from tests.conftest import eventually as wait_until
+from tests.test_alerts import build
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yaml"
@@ -36,18 +37,24 @@ PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text(encoding="utf-8"))["exporter_job"]
 SHORT_FOR = "2s"
+FOR_SCALE = 30
+"""``for:`` durations are divided by this (1m -> 2s, 30m -> 60s): an escalation still comes long after the warning."""
 DEADLINE_SECONDS = 60.0
 eventually = functools.partial(wait_until, deadline=DEADLINE_SECONDS)
 """Alertmanager rounds (group_wait, evaluation) need longer than the shared default."""
 
 
-def fast_rules(shipped: dict[str, Any], for_: str = SHORT_FOR) -> dict[str, Any]:
-    """The shipped rule file with every ``for:`` set to ``for_``; expressions, labels, annotations untouched."""
-    groups = []
-    for group in shipped["groups"]:
-        rules = [{**rule, "for": for_} if "for" in rule else dict(rule) for rule in group["rules"]]
-        groups.append({**group, "rules": rules})
-    return {"groups": groups}
+def fast_rules(shipped: dict[str, Any]) -> dict[str, Any]:
+    """The shipped rule file with every ``for:`` divided by FOR_SCALE (at least SHORT_FOR); expressions, windows,
+    labels and annotations untouched (so gap_window still holds the previous process's samples in a restart)."""
+    minimum = build.duration_seconds(SHORT_FOR, "for")
+
+    def fast(rule: dict[str, Any]) -> dict[str, Any]:
+        if "for" not in rule:
+            return dict(rule)
+        return {**rule, "for": f"{max(minimum, build.duration_seconds(rule['for'], 'for') // FOR_SCALE)}s"}
+
+    return {"groups": [{**group, "rules": [fast(rule) for rule in group["rules"]]} for group in shipped["groups"]]}
 
 
 def fast_alertmanager(example: dict[str, Any], webhook_url: str) -> dict[str, Any]:
@@ -87,9 +94,11 @@ class Webhook:
             self.notifications.append(Notification(now, alert["status"], alert["labels"], alert["annotations"]))
         return Response(status=200, body=b"ok")
 
-    def first(self, alertname: str, status: str, since: float) -> Notification | None:
+    def first(self, alertname: str, status: str, since: float, severity: str = "") -> Notification | None:
+        """The first ``status`` notification of ``alertname`` (of ``severity``, when given) received after ``since``."""
         for note in self.notifications:
-            if note.labels.get("alertname") == alertname and note.status == status and note.received >= since:
+            wanted = note.labels.get("alertname") == alertname and note.status == status and note.received >= since
+            if wanted and (not severity or note.labels.get("severity") == severity):
                 return note
         return None
 
@@ -255,7 +264,8 @@ async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_an
     sim.set_connector_fatal_error("orders", "orders.kafka-in", "broker unreachable")
 
     checkpoint = await eventually(
-        lambda: webhook.first("FelderaCheckpointFailed", "firing", injected), "FelderaCheckpointFailed at the webhook"
+        lambda: webhook.first("FelderaCheckpointFailed", "firing", injected, "warning"),
+        "FelderaCheckpointFailed at the webhook",
     )
     fatal = await eventually(
         lambda: webhook.first("FelderaConnectorFatalError", "firing", injected),
@@ -269,8 +279,8 @@ async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_an
         "instance": checkpoint.labels["instance"],
     }
     assert checkpoint.annotations["description"] == (
-        "The newest checkpoint attempt of pipeline orders on target default failed; a restart would lose the work "
-        "done since the last good checkpoint."
+        "Checkpoints of pipeline orders on target default fail (the newest attempt failed, or several failed within "
+        "the last hour); a restart would lose the work done since the last good checkpoint."
     )
     assert checkpoint.annotations["runbook_url"].endswith("docs/runbooks.md#felderacheckpointfailed")
     assert fatal.labels == {
@@ -300,13 +310,14 @@ async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_an
     sim.clear_faults()
     await eventually(lambda: query(stack.prometheus_url, f"{series} == 1"), "the series to come back")
     await eventually(lambda: query(stack.prometheus_url, firing), "the alert to be firing after the gap")
-    assert webhook.first("FelderaCheckpointFailed", "resolved", injected) is None
+    assert webhook.first("FelderaCheckpointFailed", "resolved", injected, "warning") is None
 
     restarted = time.monotonic()
     sim.restart_pipeline("orders")  # new incarnation: checkpoint status and connector stats start clean
 
     checkpoint_resolved = await eventually(
-        lambda: webhook.first("FelderaCheckpointFailed", "resolved", restarted), "FelderaCheckpointFailed resolved"
+        lambda: webhook.first("FelderaCheckpointFailed", "resolved", restarted, "warning"),
+        "FelderaCheckpointFailed resolved",
     )
     fatal_resolved = await eventually(
         lambda: webhook.first("FelderaConnectorFatalError", "resolved", restarted),
@@ -322,8 +333,146 @@ async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_an
 
     with capsys.disabled():
         print(
-            f"\n[alerts e2e] poll 0.5s, scrape/eval 1s, for {SHORT_FOR}, group_wait 1s: time to alert "
+            f"\n[alerts e2e] poll 0.5s, scrape/eval 1s, for 1m -> {SHORT_FOR}, group_wait 1s: time to alert "
             f"FelderaCheckpointFailed {checkpoint.received - injected:.1f}s, "
             f"FelderaConnectorFatalError {fatal.received - injected:.1f}s; time to resolve "
             f"{checkpoint_resolved.received - restarted:.1f}s / {fatal_resolved.received - restarted:.1f}s"
         )
+
+
+PROCESS_ALERTS = "FelderaConnectorFatalError|FelderaCheckpointFailed|FelderaConnectorUnhealthy"
+
+
+async def held(prometheus_url: str, promql: str, seconds: int = 3) -> bool:
+    """``promql`` (one series) has been 1 in every scrape for ``seconds`` (rules evaluated that state meanwhile)."""
+    found = await query(prometheus_url, f"min_over_time(({promql})[{seconds}s:1s]) == 1")
+    return bool(found)
+
+
+@pytest.mark.e2e
+async def test_stop_and_start_of_a_pipeline_with_a_fatal_connector_sends_nothing_for_the_old_process(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runbook's remedy (stop, start) must not page: no alert for the previous process while the pipeline is
+    Stopping, Stopped, Provisioning, Initializing, Running before the new process reports, or after it has."""
+    sim, webhook, prom = stack.sim, stack.webhook, stack.prometheus_url
+    status = 'feldera_pipeline_status{{pipeline_name="orders",status="{}"}}'
+    await eventually(lambda: held(prom, status.format("Running")), "Prometheus to scrape the running pipeline")
+    injected = time.monotonic()
+    sim.set_connector_fatal_error("orders", "orders.kafka-in", "broker unreachable")
+    sim.fail_checkpoint("orders", "disk full")
+    for name in ("FelderaConnectorFatalError", "FelderaCheckpointFailed"):
+        await eventually(lambda name=name: webhook.first(name, "firing", injected), f"{name} at the webhook")
+
+    stopped = time.monotonic()
+    sim.set_status("orders", "Stopping")
+    await eventually(lambda: held(prom, status.format("Stopping"), 2), "Prometheus to see Stopping")
+    sim.stop_pipeline("orders")
+    resolved = [
+        await eventually(lambda name=name: webhook.first(name, "resolved", stopped), f"{name} resolved")
+        for name in ("FelderaConnectorFatalError", "FelderaCheckpointFailed")
+    ]
+    quiet_since = max(note.received for note in resolved)
+    await eventually(lambda: held(prom, status.format("Stopped")), "Prometheus to see Stopped")
+    sim.set_status("orders", "Provisioning")
+    await eventually(lambda: held(prom, status.format("Provisioning")), "Prometheus to see Provisioning")
+    sim.set_status("orders", "Initializing")  # the new process
+    await eventually(lambda: held(prom, status.format("Initializing")), "Prometheus to see Initializing")
+    # Running, but the new process's stats and checkpoint status cannot be read yet
+    sim.add_fault(kind="status", path="/v0/pipelines/orders/stats", status=503)
+    sim.add_fault(kind="status", path="/v0/pipelines/orders/checkpoint_status", status=503)
+    sim.set_status("orders", "Running")
+    await eventually(lambda: held(prom, status.format("Running"), 4), "Prometheus to see Running (not reported)")
+    sim.clear_faults()
+    fatal = 'feldera_input_connector_fatal_error{pipeline_name="orders",endpoint="orders.kafka-in"} == 0'
+    await eventually(lambda: held(prom, f"({fatal}) + 1", 4), "the new process's connector stats")
+
+    since = int(time.monotonic() - quiet_since)
+    alerts = f'ALERTS{{pipeline_name="orders",alertname=~"{PROCESS_ALERTS}"}}'
+    assert await query(prom, f"count_over_time({alerts}[{since}s])") == []  # not even pending
+    later = [n for n in webhook.notifications if n.received > quiet_since and n.labels.get("pipeline_name")]
+    assert later == []
+    with capsys.disabled():
+        print(f"\n[alerts e2e] stop/start: no pending or firing process alert for orders during {since}s")
+
+
+@pytest.mark.e2e
+async def test_intermittent_checkpoint_failures_fire_although_every_failure_is_followed_by_a_success(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, webhook, prom = stack.sim, stack.webhook, stack.prometheus_url
+    failures = 'feldera_pipeline_checkpoint_failures_total{pipeline_name="orders"}'
+    await eventually(lambda: query(prom, f"{failures} == 0"), "Prometheus to scrape the checkpoint counters")
+    started = time.monotonic()
+    for count in (1, 2, 3):
+        sim.fail_checkpoint("orders", "object store timeout")
+        sim.checkpoint("orders")  # the next attempt succeeds: the newest attempt never shows as failed
+        await eventually(lambda count=count: query(prom, f"{failures} == {count}"), f"failure {count} scraped")
+        assert webhook.first("FelderaCheckpointFailed", "firing", started) is None or count == 3
+    fired = await eventually(
+        lambda: webhook.first("FelderaCheckpointFailed", "firing", started), "FelderaCheckpointFailed at the webhook"
+    )
+    assert fired.labels["severity"] == "warning" and fired.labels["pipeline_name"] == "orders"
+    window = int(time.monotonic() - started) + 1
+    newest = f'max_over_time(feldera_pipeline_checkpoint_failed{{pipeline_name="orders"}}[{window}s])'
+    assert [s["value"][1] for s in await query(prom, newest)] == ["0"]
+    with capsys.disabled():
+        print(f"\n[alerts e2e] intermittent: fired {fired.received - started:.1f}s after the first of 3 failures")
+
+
+def _alert(name: str, severity: str, **labels: str) -> dict[str, str]:
+    return {"alertname": name, "severity": severity, **labels}
+
+
+INHIBITION_CASES: list[tuple[dict[str, str], bool]] = [
+    # (alert labels, inhibited?) -- all posted together; each case uses its own pipeline or target
+    (_alert("FelderaConnectorFatalError", "critical", pipeline_name="p1", endpoint="t.a"), False),
+    (_alert("FelderaConnectorUnhealthy", "warning", pipeline_name="p1", endpoint="t.a"), True),
+    (_alert("FelderaConnectorErrorsIncreasing", "warning", pipeline_name="p1", endpoint="t.a"), True),
+    (_alert("FelderaConnectorUnhealthy", "warning", pipeline_name="p1", endpoint="t.b"), False),
+    (_alert("FelderaPipelineDeploymentError", "critical", pipeline_name="p2"), False),
+    (_alert("FelderaConnectorFatalError", "critical", pipeline_name="p2", endpoint="t.a"), True),
+    (_alert("FelderaCheckpointFailed", "warning", pipeline_name="p2"), True),
+    (_alert("FelderaCheckpointFailed", "critical", pipeline_name="p3"), False),
+    (_alert("FelderaCheckpointFailed", "warning", pipeline_name="p3"), True),
+    (_alert("FelderaCheckpointFailed", "warning", pipeline_name="p4"), False),
+    (_alert("FelderaClusterServiceUnhealthy", "critical", service="runner"), False),
+    (_alert("FelderaClusterServiceUnhealthy", "warning", service="compiler"), False),
+    (_alert("FelderaApiUnreachable", "critical", target="other"), False),
+    (_alert("FelderaConnectorFatalError", "critical", target="other", pipeline_name="p1"), True),
+]
+
+
+@pytest.mark.e2e
+async def test_shipped_inhibitions_in_a_real_alertmanager(tmp_path: Path) -> None:
+    """One incident, one page: the example config's inhibitions, as a real Alertmanager applies them."""
+    port = free_port()
+    config = tmp_path / "alertmanager.yml"
+    example = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
+    config.write_text(yaml.safe_dump(fast_alertmanager(example, "http://127.0.0.1:9/unused")), encoding="utf-8")
+    args = [
+        ALERTMANAGER_BIN,
+        f"--config.file={config}",
+        f"--storage.path={tmp_path / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    base = f"http://127.0.0.1:{port}/api/v2/alerts"
+    identity = {"job": EXPORTER_JOB, "instance": "exp:10027", "target": "prod"}
+    posted = [{"labels": {**identity, **labels}, "annotations": {}} for labels, _ in INHIBITION_CASES]
+    expected = {frozenset({**identity, **labels}.items()): inhibited for labels, inhibited in INHIBITION_CASES}
+    seen: dict[frozenset[tuple[str, str]], bool] = {}
+    ready = f"http://127.0.0.1:{port}/-/ready"
+    async with process(args, tmp_path / "alertmanager.log", ready), httpx.AsyncClient() as http:
+        (await http.post(base, json=posted)).raise_for_status()
+
+        async def as_expected() -> bool:  # inhibition marks follow the alerts' processing: poll until settled
+            alerts = (await http.get(base)).json()
+            seen.clear()
+            seen.update({frozenset(a["labels"].items()): bool(a["status"]["inhibitedBy"]) for a in alerts})
+            return seen == expected
+
+        try:
+            await eventually(as_expected, "Alertmanager to apply the inhibitions", deadline=15)
+        except AssertionError:
+            assert seen == expected

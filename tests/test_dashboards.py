@@ -157,8 +157,6 @@ def test_every_feldera_query_is_scoped_by_job_instance_and_target(name: str) -> 
     for panel in data_panels(DASHBOARDS[name]):
         for target in panel["targets"]:
             expr = target["expr"]
-            if expr.startswith(("ALERTS", "count(ALERTS")):
-                continue
             assert 'job=~"$job"' in expr and 'instance=~"$instance"' in expr, (panel["title"], expr)
             if "build_info" not in expr:
                 assert 'target=~"$target"' in expr, (panel["title"], expr)
@@ -233,3 +231,66 @@ def test_every_metric_a_dashboard_queries_is_in_the_exporters_catalogue() -> Non
         for name in re.findall(r"\b(feldera_\w+)", target["expr"])
     }
     assert queried - exposed == set()
+
+
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+
+
+def test_panels_showing_an_alerting_condition_link_to_that_alerts_runbook() -> None:
+    base = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text(encoding="utf-8"))["runbook_base_url"]
+    sections = {
+        line[3:].strip().lower() for line in RUNBOOKS.read_text(encoding="utf-8").splitlines() if line[:3] == "## "
+    }
+    linked = 0
+    for dashboard in DASHBOARDS.values():
+        for panel in data_panels(dashboard):
+            red = any(step["color"] == "red" for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"])
+            links = panel.get("links", [])
+            if red and "ALERTS" not in panel["targets"][0]["expr"] and panel["type"] == "stat":
+                assert links, f"{panel['title']}: red when alerting but no runbook link"
+            for link in links:
+                url, anchor = link["url"].split("#")
+                assert url == base and anchor in sections, (panel["title"], link)
+                linked += 1
+    assert linked >= 10
+
+
+def test_counts_are_rounded_and_lifetime_counters_and_stopped_pipelines_are_not_red() -> None:
+    for dashboard in DASHBOARDS.values():
+        for panel in data_panels(dashboard):
+            steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            for target in panel["targets"]:
+                expr = target["expr"]
+                if "increase(" in expr:
+                    assert "round(" in expr, (panel["title"], expr)
+                lifetime = re.search(r"\b\w+_total\{", expr) and not re.search(r"(increase|rate)\(\w+_total", expr)
+                if lifetime:
+                    assert all(step["color"] != "red" for step in steps), panel["title"]
+            if any("feldera_pipeline_status{" in t["expr"] for t in panel["targets"]) and panel["type"] != "table":
+                colors = {
+                    o["matcher"]["options"]: o["properties"][0]["value"]["fixedColor"]
+                    for o in panel["fieldConfig"]["overrides"]
+                }
+                assert colors.get("Stopped") not in (None, "red"), panel["title"]
+
+
+def test_dashboards_and_rules_share_the_selector_and_extra_labels(tmp_path: Path) -> None:
+    """A selector / extra label set in prometheus/config.yaml reaches every dashboard query (multi-cluster)."""
+    (tmp_path / "grafana").mkdir()
+    (tmp_path / "prometheus").mkdir()
+    (tmp_path / "grafana" / "build.py").write_text((GRAFANA / "build.py").read_text(encoding="utf-8"))
+    config = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text(encoding="utf-8"))
+    config.update(selector='cluster="eu-1"', extra_labels={"cluster": "eu-1"})
+    (tmp_path / "prometheus" / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("grafana_build_eu1", tmp_path / "grafana" / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    exprs = [
+        t["expr"]
+        for dashboard in module.dashboards().values()
+        for panel in data_panels(dashboard)
+        for t in panel["targets"]
+    ]
+    assert exprs and [expr for expr in exprs if 'cluster="eu-1"' not in expr] == []
