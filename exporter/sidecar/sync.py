@@ -134,10 +134,6 @@ class CheckpointSyncScheduler:
         self._limit = asyncio.Semaphore(concurrency)
         self._targets: dict[str, _TargetState] = {}
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._schedules)
-
     def _schedule_for(self, target: str, pipeline: str) -> SyncSchedule | None:
         for schedule in self._schedules:
             if schedule.target in (None, target) and fnmatch.fnmatchcase(pipeline, schedule.pipelines):
