@@ -41,6 +41,7 @@ from exporter.models import (
     OutputEndpointStatus,
     Pipeline,
 )
+from exporter.process import ProcessStats
 from exporter.sidecar import Sidecar
 from exporter.snapshot import EMPTY, ExporterStats, PipelineSnapshot, Snapshot, TargetSnapshot
 
@@ -135,6 +136,7 @@ class Poller:
         )
         self.targets = tuple(TargetRuntime(settings=t, client=make_client(t)) for t in settings.targets)
         self._memory = Memory()
+        self._process = ProcessStats()
         self._disabled = settings.collectors.disabled()
         self._everything = settings.pipelines.include == ["*"] and not settings.pipelines.exclude
 
@@ -146,6 +148,7 @@ class Poller:
         sharding = self.settings.sharding
         return Snapshot(
             targets=tuple(results),
+            process=self._process.read(),
             taken_at=self._clock(),
             shard=sharding.shard,
             total_shards=sharding.total_shards,

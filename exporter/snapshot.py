@@ -156,8 +156,20 @@ class TargetSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessSample:
+    """One sample of the exporter process's standard metrics (:mod:`exporter.process`), e.g.
+    ``process_resident_memory_bytes``; ``name`` is the sample name (a counter's with ``_total``)."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     targets: tuple[TargetSnapshot, ...] = ()
+    process: tuple[ProcessSample, ...] = ()
+    """The exporter process's own ``process_*`` and ``python_*`` samples, read at the end of the cycle."""
     taken_at: float = 0.0
     shard: int = 0
     total_shards: int = 1

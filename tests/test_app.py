@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import platform
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -108,6 +109,23 @@ async def test_metrics_show_every_pipeline_with_target_and_pipeline_name(sim: Si
         assert names_with_label(found, "pipeline_name", name), name
     assert value(found, "feldera_exporter_polls_total", target="default", result="success") == 1.0
     assert value(found, "feldera_exporter_api_requests_total", target="default", endpoint="list_pipelines", code="200")
+
+
+async def test_process_and_python_metrics_are_read_with_each_cycle(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    before = samples((await scrape(exporter)).text)
+    assert value(before, "process_resident_memory_bytes") is None  # nothing is read at scrape time
+    await exporter.poll_once()
+    found = samples((await scrape(exporter)).text)
+    resident = value(found, "process_resident_memory_bytes")
+    assert resident is not None and resident > 1_000_000
+    assert (value(found, "process_open_fds") or 0) >= 3  # stdin/out/err at least, plus the listening socket
+    assert (value(found, "process_start_time_seconds") or 0) > 1_000_000_000
+    assert value(found, "process_cpu_seconds_total") is not None
+    info = [labels for name, labels in found if name == "python_info"]
+    assert [dict(labels)["version"] for labels in info] == [platform.python_version()]
+    assert value(found, "python_gc_collections_total", generation="0") is not None
+    assert not names_with_label(found, "target", "default") & {"process_open_fds", "python_info"}
 
 
 async def test_scrape_does_not_call_feldera(sim: Simulator, make_exporter: Any) -> None:
