@@ -24,6 +24,7 @@ from exporter.client import FelderaClient, base_path, parse_retry_after
 from exporter.config import ConfigError, TargetSettings, build_settings
 from exporter.errors import ApiError, ConnectionFailed, InvalidResponse, RequestTimeout
 from tests.conftest import (
+    InFlight,
     ReplyServer,
     Response,
     ScriptedFeldera,
@@ -649,21 +650,17 @@ async def test_a_slow_trickle_is_bounded_by_one_deadline(raw: Raw) -> None:
 
 
 async def test_requests_in_flight_are_bounded_by_max_connections(feldera: ScriptedFeldera) -> None:
-    in_flight, most = 0, 0
+    in_flight = InFlight(limit=3)
 
     async def slow(request: object) -> object:
-        nonlocal in_flight, most
-        in_flight += 1
-        most = max(most, in_flight)
-        await asyncio.sleep(0.02)
-        in_flight -= 1
-        return json_response({"success": 1, "failure": None})
+        async with in_flight.held():
+            return json_response({"success": 1, "failure": None})
 
     for i in range(20):
         feldera.routes[f"/v0/pipelines/p{i}/checkpoint_status"] = slow  # type: ignore[assignment]
     async with make_client(feldera.url, max_connections=3) as client:
         await asyncio.gather(*(client.checkpoint_status(f"p{i}") for i in range(20)))
-    assert most == 3
+    assert in_flight.most == 3
 
 
 def test_base_path_keeps_a_prefix_without_trailing_slash() -> None:
