@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
 from dataclasses import asdict
 from fnmatch import fnmatchcase
@@ -15,9 +14,11 @@ from aiohttp import web
 from aiohttp.web import Request, Response
 
 from exporter.simulator import errors
-from exporter.simulator.clock import Clock, ManualClock, SystemClock, rfc3339
+from exporter.simulator.checkpoints import CheckpointControl
+from exporter.simulator.clock import Clock, ManualClock, SystemClock
+from exporter.simulator.connectors import ConnectorControl, UnknownEndpoint
 from exporter.simulator.faults import HTML_502, MALFORMED_JSON, Fault
-from exporter.simulator.model import SELECTORS, Connector, Pipeline, UnknownEndpoint, World
+from exporter.simulator.model import SELECTORS, Pipeline, World
 from exporter.simulator.scenario import PipelineSpec, Scenario
 from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
@@ -59,7 +60,7 @@ LIMITS = ServerLimits(header_timeout=30.0, request_timeout=None, max_body_bytes=
 INTERACTION_ERRORS = ("unreachable", "unavailable", "initialization_error", "terminating", "initializing", "suspended")
 
 
-class Simulator:
+class Simulator(CheckpointControl, ConnectorControl):
     """A scriptable stand-in for Feldera's pipeline-manager.
 
     ``async with Simulator(scenario, clock=ManualClock()) as sim: ...`` serves on ``sim.url`` (port 0 picks a
@@ -203,138 +204,8 @@ class Simulator:
         status = {"sql": "SqlError", "rust": "RustError", "system": "SystemError"}[kind]
         self.world.get(name).set_program_status(status, self._now(), message)
 
-    # ---- control API: checkpoints and sync -----------------------------------------------------------------
-
-    def checkpoint(self, name: str) -> int:
-        """A successful checkpoint; returns its sequence number. An older failure stays reported."""
-        return self.world.get(name).take_checkpoint(self._now())
-
-    def fail_checkpoint(self, name: str, error: str = "checkpoint failed: I/O error") -> int:
-        """A failed checkpoint (``failed_at`` with nanoseconds); returns its sequence number."""
-        return self.world.get(name).fail_checkpoint(error, self._now())
-
-    def set_checkpoint_activity(self, name: str, status: str = "idle", reasons: list[Any] | None = None) -> None:
-        """``idle``, ``delayed`` (with ``reasons``, e.g. ``["Replaying"]``) or ``in_progress``."""
-        pipeline = self.world.get(name)
-        now = rfc3339(self._now())
-        if status == "idle":
-            activity: dict[str, Any] = {"status": "idle"}
-        elif status == "delayed":
-            activity = {"status": "delayed", "reasons": reasons or ["Replaying"], "delayed_since": now}
-        elif status == "in_progress":
-            activity = {"status": "in_progress", "started_at": now}
-        else:
-            raise ValueError(f"unknown checkpoint activity {status!r}")
-        pipeline.checkpoint_activity = activity
-        pipeline.touch()
-
-    def set_permanent_checkpoint_errors(self, name: str, errors_: list[Any] | None) -> None:
-        """E.g. ``["StorageRequired"]`` or ``[{"UnsupportedInputEndpoint": "t.c"}]``; ``None`` clears."""
-        pipeline = self.world.get(name)
-        pipeline.permanent_checkpoint_errors = errors_
-        pipeline.touch()
-
-    def set_sync_mode(self, name: str, mode: str) -> None:
-        """What a POST checkpoint/sync does next: ``success``, ``failure`` or ``pending`` (wait for control)."""
-        if mode not in ("success", "failure", "pending"):
-            raise ValueError(f"unknown sync mode {mode!r}")
-        self.world.get(name).sync_mode = mode  # type: ignore[assignment]
-
-    def succeed_sync(self, name: str, checkpoint_uuid: str | None = None) -> str:
-        pipeline = self.world.get(name)
-        chosen = checkpoint_uuid or self._sync_target(pipeline)
-        pipeline.sync_success = chosen
-        pipeline.touch()
-        return chosen
-
-    def fail_sync(
-        self, name: str, error: str = "sync failed: access denied", checkpoint_uuid: str | None = None
-    ) -> str:
-        pipeline = self.world.get(name)
-        chosen = checkpoint_uuid or self._sync_target(pipeline)
-        pipeline.sync_failure = {"uuid": chosen, "error": error}
-        pipeline.touch()
-        return chosen
-
-    def set_periodic_sync(self, name: str, checkpoint_uuid: str | None) -> None:
-        pipeline = self.world.get(name)
-        pipeline.sync_periodic = checkpoint_uuid
-        pipeline.touch()
-
-    @staticmethod
-    def _sync_target(pipeline: Pipeline) -> str:
-        if pipeline.sync_pending:
-            return pipeline.sync_pending.pop(0)
-        if pipeline.stored_checkpoints:
-            return str(pipeline.stored_checkpoints[-1]["uuid"])
-        return str(uuid.uuid4())
-
-    # ---- control API: connectors ---------------------------------------------------------------------------
-
-    def _connector(self, name: str, endpoint: str) -> Connector:
-        return self.world.get(name).find_endpoint(endpoint)
-
-    def set_connector_fatal_error(self, name: str, endpoint: str, message: str = "fatal connector error") -> None:
-        """Record a fatal error; like the server, only the first one is kept and it is never cleared."""
-        connector = self._connector(name, endpoint)
-        if connector.fatal_error is None:
-            connector.fatal_error = message
-        self.world.get(name).touch()
-
-    def set_connector_health(
-        self, name: str, endpoint: str, status: str | None, description: str | None = None
-    ) -> None:
-        """``Healthy``/``Unhealthy`` (or ``None``: not reported yet)."""
-        connector = self._connector(name, endpoint)
-        connector.health = None if status is None else {"status": status, "description": description}
-        self.world.get(name).touch()
-
-    def set_connector_state(
-        self,
-        name: str,
-        endpoint: str,
-        *,
-        paused: bool | None = None,
-        barrier: bool | None = None,
-        end_of_input: bool | None = None,
-        records_per_second: float | None = None,
-    ) -> None:
-        pipeline = self.world.get(name)
-        pipeline.advance(self._now())
-        connector = pipeline.find_endpoint(endpoint)
-        if paused is not None:
-            connector.paused = paused
-        if barrier is not None:
-            connector.barrier = barrier
-        if end_of_input is not None:
-            connector.end_of_input = end_of_input
-        if records_per_second is not None:
-            connector.rate = records_per_second
-        pipeline.touch()
-
-    def add_connector_errors(
-        self, name: str, endpoint: str, kind: str = "parse", count: int = 1, message: str = "invalid record"
-    ) -> None:
-        """``kind``: parse (inputs) / encode (outputs) / transport; raises the pipeline's ``num_errors``."""
-        connector = self._connector(name, endpoint)
-        connector.add_errors("transport" if kind == "transport" else "a", count, message, self._now())
-        self.world.get(name).touch()
-
-    # ---- control API: resets, interaction errors, cluster, instance ----------------------------------------
-
-    def issue_reset_token(self, name: str) -> str:
-        """A reset token of the current incarnation, status ``pending``."""
-        pipeline = self.world.get(name)
-        if pipeline.incarnation is None:
-            raise ValueError(f"pipeline {name!r} is not running")
-        token = uuid.uuid4().hex
-        pipeline.reset_tokens[token] = (pipeline.incarnation, "pending")
-        return token
-
-    def complete_reset(self, name: str, token: str) -> None:
-        pipeline = self.world.get(name)
-        incarnation, _ = pipeline.reset_tokens[token]
-        pipeline.reset_tokens[token] = (incarnation, "completed")
+    # ---- control API: interaction errors, cluster, instance (checkpoints: CheckpointControl, connectors and
+    # resets: ConnectorControl)
 
     def set_interaction_error(self, name: str, kind: str | None) -> None:
         """Force interaction endpoints to fail: unreachable (503), unavailable (503), initializing (503),
