@@ -1,4 +1,10 @@
-"""The simulator: Feldera's REST API over real HTTP, plus a control API (Python and HTTP) to script it."""
+"""The simulator: Feldera's REST API over real HTTP, plus a control API (Python and HTTP) to script it.
+
+:class:`Simulator` owns the server's lifecycle, the route table (``_route``), faults, and the control API of
+pipelines and of the instance; the control API of checkpoints and of connectors comes from their parts
+(:class:`~exporter.simulator.checkpoints.CheckpointControl`, :class:`~exporter.simulator.connectors.ConnectorControl`),
+and the answers of a pipeline's interaction endpoints from :mod:`exporter.simulator.interaction`.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +22,9 @@ from aiohttp.web import Request, Response
 from exporter.simulator import errors
 from exporter.simulator.checkpoints import CheckpointControl
 from exporter.simulator.clock import Clock, ManualClock, SystemClock
-from exporter.simulator.connectors import ConnectorControl, UnknownEndpoint
+from exporter.simulator.connectors import ConnectorControl
 from exporter.simulator.faults import HTML_502, MALFORMED_JSON, Fault
+from exporter.simulator.interaction import INTERACTION_ERRORS, expected_method, interact
 from exporter.simulator.model import SELECTORS, Pipeline, World
 from exporter.simulator.scenario import PipelineSpec, Scenario
 from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
@@ -57,7 +64,6 @@ CONTROL_METHODS = (
 )
 # Test and demo tooling: requests may hang on purpose ("hang" faults), so there is no request deadline.
 LIMITS = ServerLimits(header_timeout=30.0, request_timeout=None, max_body_bytes=1 << 20)
-INTERACTION_ERRORS = ("unreachable", "unavailable", "initialization_error", "terminating", "initializing", "suspended")
 
 
 class Simulator(CheckpointControl, ConnectorControl):
@@ -320,7 +326,7 @@ class Simulator(CheckpointControl, ConnectorControl):
         name = parts[2]
         rest = parts[3:]
         pipeline = self.world.pipelines.get(name)
-        expected = _expected_method(rest)
+        expected = expected_method(rest)
         if expected is None:
             return errors.response(404)
         if method != expected:
@@ -332,99 +338,7 @@ class Simulator(CheckpointControl, ConnectorControl):
             if selector not in SELECTORS:
                 return _bad_selector(selector)
             return errors.response(200, pipeline.fragment(selector), errors.JSON)
-        return self._interact(pipeline, rest, request)
-
-    def _interact(self, pipeline: Pipeline, rest: list[str], request: Request) -> Response:
-        endpoint = "/" + "/".join(rest)
-        blocked = self._gate(pipeline, endpoint, allow_initializing=rest == ["checkpoint_status"])
-        if blocked is not None:
-            return blocked
-        now = self._now()
-        pipeline.advance(now)
-        if rest == ["checkpoint_status"]:
-            return errors.json_response(
-                200, {"success": pipeline.checkpoint_success, "failure": pipeline.checkpoint_failure}
-            )
-        if rest == ["stats"]:
-            return errors.json_response(200, pipeline.render_stats(now))
-        if rest == ["reset_status"]:
-            return self._reset_status(pipeline, request.query.get("token"))
-        if rest[0] in ("tables", "views"):
-            is_input = rest[0] == "tables"
-            try:
-                connector = pipeline.find_connector(rest[1], rest[3], is_input)
-            except UnknownEndpoint as exc:
-                missing = str(exc.args[0])
-                return errors.unknown_input_endpoint(missing) if is_input else errors.unknown_output_endpoint(missing)
-            return errors.json_response(200, connector.render(True))
-        if self.world.edition == "community":
-            return errors.enterprise_feature("checkpoint sync")
-        if rest == ["checkpoint", "sync"]:
-            return self._sync(pipeline)
-        wanted = request.query.get("incarnation_uuid")
-        if wanted and wanted != pipeline.incarnation:
-            return errors.error(
-                400,
-                "400",
-                f"incarnation_uuid {wanted} does not match the pipeline's current incarnation",
-            )
-        return errors.json_response(
-            200,
-            {"success": pipeline.sync_success, "failure": pipeline.sync_failure, "periodic": pipeline.sync_periodic},
-        )
-
-    def _gate(self, pipeline: Pipeline, endpoint: str, *, allow_initializing: bool) -> Response | None:
-        if not pipeline.provisioned:
-            return errors.not_deployed(
-                pipeline.id, pipeline.name, str(pipeline.resources.value), str(pipeline.resources_desired.value)
-            )
-        fault = pipeline.interaction_fault
-        runtime = pipeline.runtime.value
-        if fault == "unreachable":
-            return errors.unreachable(pipeline.id, pipeline.name, endpoint)
-        if fault == "initialization_error":
-            return errors.initialization_error("failed to open storage: permission denied")
-        if fault == "terminating":
-            return errors.terminating()
-        if fault == "unavailable" or runtime == "Unavailable":
-            return errors.unavailable(pipeline.id, pipeline.name)
-        if fault == "initializing" or (runtime == "Initializing" and not allow_initializing):
-            return errors.initializing()
-        if fault == "suspended" or runtime == "Suspended":
-            return errors.suspended()
-        return None
-
-    def _sync(self, pipeline: Pipeline) -> Response:
-        if self.world.sync_api == "seed":
-            if pipeline.checkpoint_success is None:
-                return errors.error(404, "404", "No checkpoints found")
-            return errors.json_response(200, {"checkpoint_sequence_number": pipeline.checkpoint_success})
-        if not pipeline.stored_checkpoints:
-            return errors.error(400, "400", "no checkpoints found: take a checkpoint before syncing")
-        target = str(pipeline.stored_checkpoints[-1]["uuid"])
-        if pipeline.sync_mode == "success":
-            pipeline.sync_success = target
-        elif pipeline.sync_mode == "failure":
-            pipeline.sync_failure = {"uuid": target, "error": "failed to upload checkpoint: access denied"}
-        else:
-            pipeline.sync_pending.append(target)
-        return errors.json_response(202, {"checkpoint_uuid": target, "incarnation_uuid": pipeline.incarnation})
-
-    @staticmethod
-    def _reset_status(pipeline: Pipeline, token: str | None) -> Response:
-        entry = pipeline.reset_tokens.get(token or "")
-        if entry is None:
-            return errors.error(400, "InvalidResetToken", f"Invalid reset token '{token or ''}'", {"token": token})
-        incarnation, status = entry
-        if incarnation != pipeline.incarnation:
-            return errors.error(
-                410,
-                "ResetTokenFromPreviousIncarnation",
-                "Reset token was created by a previous incarnation of the pipeline; the server cannot validate "
-                "the reset across incarnations. Reissue the reset.",
-                {"token": token},
-            )
-        return errors.json_response(200, {"token": token, "status": status})
+        return interact(self.world, pipeline, rest, request.query, self._now())
 
     def _control(self, request: Request, action: str, body: bytes) -> Response:
         method = action.strip("/")
@@ -444,16 +358,6 @@ class Simulator(CheckpointControl, ConnectorControl):
         if isinstance(result, Fault):
             result = asdict(result)
         return errors.json_response(200, {"result": result})
-
-
-def _expected_method(rest: list[str]) -> str | None:
-    if rest in ([], ["checkpoint_status"], ["stats"], ["reset_status"], ["checkpoint", "sync_status"]):
-        return "GET"
-    if rest == ["checkpoint", "sync"]:
-        return "POST"
-    if len(rest) == 5 and rest[0] in ("tables", "views") and rest[2] == "connectors" and rest[4] == "stats":
-        return "GET"
-    return None
 
 
 def _method_not_allowed() -> Response:
