@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from exporter.simulator.clock import rfc3339
 from exporter.simulator.errors import dumps
 
 if TYPE_CHECKING:
+    from exporter.simulator.connectors import Relation
     from exporter.simulator.model import Pipeline
 
 RUNTIME_CONFIG: dict[str, Any] = {
@@ -146,22 +148,8 @@ class PipelineDocuments:
                 "outputs": [r.render_schema() for r in self.views],
             },
             "udf_stubs": "",
-            "input_connectors": {
-                c.endpoint_name: {
-                    "stream": c.relation,
-                    "transport": {"name": "file_input", "config": {"path": f"/data/{c.endpoint_name}.json"}},
-                }
-                for r in self.tables
-                for c in r.connectors
-            },
-            "output_connectors": {
-                c.endpoint_name: {
-                    "stream": c.relation,
-                    "transport": {"name": "file_output", "config": {"path": f"/out/{c.endpoint_name}.json"}},
-                }
-                for r in self.views
-                for c in r.connectors
-            },
+            "input_connectors": _connector_configs(self.tables, "file_input", "/data"),
+            "output_connectors": _connector_configs(self.views, "file_output", "/out"),
         }
 
     def render_stats(self: Pipeline, now: float) -> dict[str, Any]:
@@ -214,3 +202,14 @@ class PipelineDocuments:
             "inputs": inputs,
             "outputs": outputs,
         }
+
+
+def _connector_configs(relations: Iterable[Relation], transport: str, directory: str) -> dict[str, Any]:
+    return {
+        c.endpoint_name: {
+            "stream": c.relation,
+            "transport": {"name": transport, "config": {"path": f"{directory}/{c.endpoint_name}.json"}},
+        }
+        for r in relations
+        for c in r.connectors
+    }
