@@ -80,6 +80,12 @@ def print_config_error(error: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
+def print_web_config_error(settings: Settings, error: WebConfigError) -> None:
+    print(f"web config error ({settings.web.config_file}):", file=sys.stderr)
+    for problem in str(error).splitlines():
+        print(f"  {problem}", file=sys.stderr)
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
 
@@ -113,9 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(settings))
     except WebConfigError as exc:
-        print(f"web config error ({settings.web.config_file}):", file=sys.stderr)
-        for problem in str(exc).splitlines():
-            print(f"  {problem}", file=sys.stderr)
+        print_web_config_error(settings, exc)
         return 2
     except OSError as exc:
         print(f"error: cannot serve on {settings.web.listen_address}: {exc.strerror or exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from exporter.cli import DEMO_INTERVAL, print_config_error, setup_logging
+from exporter.cli import DEMO_INTERVAL, print_config_error, print_web_config_error, setup_logging
 from exporter.config import URL_ENV, ConfigError, Settings, build_settings, read_yaml
 from exporter.simulator.monitoring import Monitoring, MonitoringError, missing_parts
 from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario
@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(scenario, args, settings))
     except WebConfigError as exc:
-        print(f"web config error ({settings.web.config_file}): {exc}", file=sys.stderr)
+        print_web_config_error(settings, exc)
         return 2
     except MonitoringError as exc:
         print(f"error: {exc}", file=sys.stderr)
