@@ -116,7 +116,11 @@ ClientFactory = Callable[[TargetSettings], FelderaClient]
 
 
 class Poller:
-    """Owns the clients and cross-cycle memory; :meth:`poll_once` runs one cycle over all targets."""
+    """Owns the clients and cross-cycle memory; :meth:`poll_once` runs one cycle over all targets.
+
+    With a ``sidecar`` (given here, never added later), each target that is up gets its typed sidecar results
+    (:meth:`exporter.sidecar.Sidecar.report`); the exporter's own ``process_*``/``python_*`` samples are read once
+    per cycle (:mod:`exporter.process`)."""
 
     def __init__(
         self,
