@@ -1,8 +1,8 @@
 """The running exporter: background poll loop + HTTP endpoint serving the latest rendered cycle.
 
 Routes: ``/metrics`` (text 0.0.4 or OpenMetrics by ``Accept``, gzip by ``Accept-Encoding``), ``/`` (landing
-page), ``/-/healthy`` (200 while running), ``/-/ready`` (503 until the first cycle has completed), plus any
-extra :class:`Routes` (the sidecar's reset-watch API). Scrapes never call Feldera.
+page), ``/-/healthy`` (200 while running), ``/-/ready`` (503 until the first cycle has completed), plus the
+sidecar's reset-watch API (:mod:`exporter.sidecar.routes`). Scrapes never call Feldera.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -22,7 +21,7 @@ from exporter import __version__
 from exporter.config import Settings
 from exporter.landing import render_landing
 from exporter.metrics import families
-from exporter.poller import PollContributor, Poller
+from exporter.poller import Poller
 from exporter.render import Rendered, render
 from exporter.sidecar import Sidecar
 from exporter.snapshot import Snapshot
@@ -33,14 +32,6 @@ log = logging.getLogger(__name__)
 
 OPENMETRICS = "application/openmetrics-text"
 WRITE_SLICE = 1 << 16
-
-
-class Routes(Protocol):
-    """Extra endpoints mounted on the exporter's server (e.g. ``exporter.sidecar.routes.ResetWatchRoutes``)."""
-
-    def matches(self, path: str) -> bool: ...
-
-    async def handle(self, request: web.Request) -> web.StreamResponse: ...
 
 
 def _media_ranges(header: str) -> list[tuple[str, float]]:
@@ -83,19 +74,13 @@ class Exporter:
         self,
         settings: Settings,
         *,
-        contributors: Sequence[PollContributor] = (),
-        routes: Sequence[Routes] = (),
-        poller: Poller | None = None,
         clock: Callable[[], float] = time.time,
         limits: ServerLimits | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
-        self.poller = poller or Poller(settings, contributors=contributors, clock=clock)
         self.sidecar = Sidecar(settings, clock)
-        for contributor in self.sidecar.contributors:
-            self.poller.add_contributor(contributor)
-        self._routes = (*routes, self.sidecar)
+        self.poller = Poller(settings, sidecar=self.sidecar, clock=clock)
         self._disabled = settings.collectors.disabled()
         self.latest = Snapshot(shard=settings.sharding.shard, total_shards=settings.sharding.total_shards)
         self._rendered: Rendered = self._render(self.latest)
@@ -206,9 +191,8 @@ class Exporter:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
-        for routes in self._routes:
-            if routes.matches(path):
-                return await routes.handle(request)
+        if self.sidecar.matches(path):
+            return await self.sidecar.handle(request)
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, text="method not allowed\n", headers={"Allow": "GET, HEAD"})
         if path == "/metrics":

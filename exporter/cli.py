@@ -1,7 +1,9 @@
 """Command line: ``feldera-exporter [run]`` (default), ``check-config FILE``, and subcommands owners register.
 
-Subcommands other than ``run`` and ``check-config`` live in their owner's module as
+Subcommands other than ``run``, ``check-config`` and ``demo`` live in their owner's module as
 ``add_subcommand(subparsers)``; each sets ``func`` (``argparse.Namespace -> int`` exit status) on its parser.
+``demo``'s flags are declared here and its module (:mod:`exporter.simulator.demo`) imported only when it runs, so
+``run`` never loads the simulator.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter import docs as docs_cli
+from exporter.argtypes import duration, listen_address, port, positive_seconds
 from exporter.config import ConfigError, Overrides, Settings, load_settings
 from exporter.errors import FelderaError
 from exporter.sidecar import cli as sidecar_cli
-from exporter.simulator import demo as simulator_demo
 from exporter.webconfig import WebConfigError
 
 log = logging.getLogger("exporter")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+DEMO_INTERVAL = "5s"
+"""The demo's poll interval unless ``--interval`` or its ``--config`` says otherwise."""
 
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +80,12 @@ def print_config_error(error: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
+def print_web_config_error(settings: Settings, error: WebConfigError) -> None:
+    print(f"web config error ({settings.web.config_file}):", file=sys.stderr)
+    for problem in str(error).splitlines():
+        print(f"  {problem}", file=sys.stderr)
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
 
@@ -109,9 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(settings))
     except WebConfigError as exc:
-        print(f"web config error ({settings.web.config_file}):", file=sys.stderr)
-        for problem in str(exc).splitlines():
-            print(f"  {problem}", file=sys.stderr)
+        print_web_config_error(settings, exc)
         return 2
     except OSError as exc:
         print(f"error: cannot serve on {settings.web.listen_address}: {exc.strerror or exc}", file=sys.stderr)
@@ -131,6 +139,55 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``demo`` (:mod:`exporter.simulator.demo`): its flags here, the simulator imported only when it runs."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="a simulated Feldera with a lively scenario, an exporter polling it, Prometheus and Alertmanager",
+        description="Simulator, exporter and (when the binaries are on PATH) Prometheus with the shipped rules and "
+        "Alertmanager with the shipped routing, all on 127.0.0.1; Ctrl-C or SIGTERM stops them together.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="your exporter config instead of the demo's; every target polls the simulator, "
+        "--web.listen-address still applies",
+    )
+    parser.add_argument("--scenario", metavar="FILE", help="YAML/JSON scenario instead of the built-in one")
+    parser.add_argument(
+        "--feldera-port", type=port, default=8080, metavar="PORT", help="simulator port (default 8080, 0 = any)"
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default="127.0.0.1:10027",
+        type=listen_address,
+        metavar="[HOST]:PORT",
+        help="where the exporter serves (default 127.0.0.1:10027)",
+    )
+    parser.add_argument("--tick", type=positive_seconds, default=5.0, help="seconds between scenario steps (default 5)")
+    parser.add_argument(
+        "--interval",
+        type=duration,
+        help=f"exporter poll interval (default {DEMO_INTERVAL}, or poll.interval of --config)",
+    )
+    parser.add_argument(
+        "--prometheus-port", type=port, default=9090, metavar="PORT", help="default 9090, 0 = any free port"
+    )
+    parser.add_argument(
+        "--alertmanager-port", type=port, default=9093, metavar="PORT", help="default 9093, 0 = any free port"
+    )
+    parser.add_argument("--no-prometheus", action="store_true", help="do not run Prometheus")
+    parser.add_argument("--no-alertmanager", action="store_true", help="do not run Alertmanager")
+    parser.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from exporter.simulator import demo  # the test double is loaded by the demo only, never by run
+
+    return demo.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feldera-exporter", description="Prometheus exporter for Feldera's pipeline-manager API."
@@ -145,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check_config)
     sidecar_cli.add_subcommand(subparsers)
     docs_cli.add_subcommand(subparsers)
-    simulator_demo.add_subcommand(subparsers)
+    _add_demo(subparsers)
     parser.set_defaults(subcommands=tuple(subparsers.choices))
     return parser
 

@@ -315,10 +315,6 @@ class FelderaClient:
                 )
         return pipelines
 
-    async def get_pipeline(self, pipeline: str, selector: str = "status") -> Pipeline:
-        path = f"v0/pipelines/{segment(pipeline)}"
-        return await self._model("get_pipeline", Pipeline, "GET", path, params={"selector": selector})
-
     async def checkpoint_status(self, pipeline: str) -> CheckpointStatus:
         path = f"v0/pipelines/{segment(pipeline)}/checkpoint_status"
         return await self._model("checkpoint_status", CheckpointStatus, "GET", path)

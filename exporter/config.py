@@ -380,13 +380,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _unreadable(exc: OSError | UnicodeDecodeError) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+    return f"cannot read: {reason or exc}"
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], list[str]]:
     """The top-level mapping of a YAML file and the problems that do not stop reading it (duplicate keys)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([f"{path}: cannot read: {reason or exc}"]) from None
+        raise ConfigError([f"{path}: {_unreadable(exc)}"]) from None
     loader = _UniqueKeyLoader(text)
     try:
         data = loader.get_single_data()
@@ -460,12 +464,17 @@ def _entries(raw: Mapping[str, Any], *keys: str) -> list[tuple[int, dict[str, An
     return [(i, entry) for i, entry in enumerate(value) if isinstance(entry, dict)] if isinstance(value, list) else []
 
 
+def _targets(raw: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """The targets as :func:`_entries` gives them; no ``targets`` key means the one default target."""
+    return _entries(raw, "targets") if raw.get("targets") is not None else [(0, {})]
+
+
 def _cross_checks(raw: Mapping[str, Any]) -> list[str]:
     """What spans fields: API keys written into the YAML, duplicate target names, unknown schedule targets.
 
     On the raw mapping, so these are found in the same pass as every field problem."""
     problems = []
-    targets = _entries(raw, "targets") if raw.get("targets") is not None else [(0, {})]
+    targets = _targets(raw)
     for i, target in targets:
         if "api_key" in target:
             problems.append(
@@ -497,15 +506,14 @@ def _api_keys(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[dict[int,
     """The key of each target by index: its ``api_key_file``, else (first target only) ``FELDERA_API_KEY``."""
     keys: dict[int, SecretStr] = {}
     problems: list[str] = []
-    targets = _entries(raw, "targets") if raw.get("targets") is not None else [(0, {})]
+    targets = _targets(raw)
     for i, target in targets:
         file, where = target.get("api_key_file"), f"targets[{i}].api_key_file"
         if isinstance(file, str) and Path(file).is_file():  # a missing file is the model's problem to report
             try:
                 text = Path(file).read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                problems.append(f"{where}: cannot read: {reason or exc}")
+                problems.append(f"{where}: {_unreadable(exc)}")
                 continue
             if not text:
                 problems.append(f"{where}: file is empty")

@@ -16,11 +16,7 @@ from datetime import UTC, datetime
 
 from exporter.metrics import checkpoints, connectors
 from exporter.metrics.checkpoints import checkpoint_failed
-from exporter.sidecar.resets import KEY as RESET_WATCHES
-from exporter.sidecar.resets import ResetReport
-from exporter.sidecar.sync import KEY as SYNC_SCHEDULE
-from exporter.sidecar.sync import SyncReport
-from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
+from exporter.snapshot import PipelineSnapshot, Snapshot, SyncReport, TargetSnapshot
 
 DOCS_URL = "https://github.com/feldera/feldera-exporter/blob/main"
 MAX_ROWS = 50
@@ -124,8 +120,8 @@ PROBLEMS: tuple[tuple[str, str, tuple[str, ...], Callable[[Sequence[PipelineSnap
 
 
 def _reset_watches(target: TargetSnapshot, now: float) -> list[list[str]]:
-    report = target.extras.get(RESET_WATCHES)
-    if not isinstance(report, ResetReport):
+    report = target.resets
+    if report is None:
         return []
     return [
         [
@@ -191,9 +187,8 @@ def _target(target: TargetSnapshot, now: float, disabled: frozenset[str]) -> str
                 parts.append(_not_collected(caption, collector))
             else:
                 parts.append(_table(caption, header, rows(target.pipelines), empty))
-    syncs = target.extras.get(SYNC_SCHEDULE)
-    if isinstance(syncs, SyncReport):  # only when schedules are configured
-        parts.append(_scheduled_syncs(syncs, now))
+    if target.sync is not None:  # only when schedules are configured
+        parts.append(_scheduled_syncs(target.sync, now))
     parts.append(
         _table(
             "Reset watches", ("watch", "pipeline", "status", "age"), _reset_watches(target, now), "No reset watches."

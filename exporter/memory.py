@@ -56,10 +56,6 @@ class Memory:
             del self._history[key]
         return result
 
-    def forget_target(self, target: str) -> None:
-        for key in [k for k in self._history if k[0] == target]:
-            del self._history[key]
-
 
 def _observe(history: _History, snap: PipelineSnapshot, now: float) -> Derived:
     deployment_id = snap.pipeline.deployment_id

@@ -26,9 +26,9 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from exporter.client import FelderaClient
 from exporter.config import PipelineFilter, Settings, TargetSettings
@@ -46,7 +46,9 @@ from exporter.models import (
     OutputEndpointStatus,
     Pipeline,
 )
-from exporter.snapshot import EMPTY, PipelineSnapshot, Snapshot, TargetSnapshot
+from exporter.process import ProcessStats
+from exporter.sidecar import Sidecar
+from exporter.snapshot import EMPTY, ExporterStats, PipelineSnapshot, Snapshot, TargetSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ def shard_of(pipeline_name: str, total_shards: int) -> int:
 
 @dataclass(slots=True)
 class TargetRuntime:
-    """What persists per target between cycles; given to poll contributors (sidecar features)."""
+    """What persists per target between cycles; given to the sidecar (it satisfies ``exporter.sidecar.target``)."""
 
     settings: TargetSettings
     client: FelderaClient
@@ -115,33 +117,27 @@ class TargetRuntime:
         return self.settings.name
 
 
-class PollContributor(Protocol):
-    """A sidecar feature adding an immutable result to ``TargetSnapshot.extras[key]`` each cycle."""
-
-    key: str
-
-    def contribute(
-        self, target: TargetRuntime, pipelines: Sequence[PipelineSnapshot], now: float
-    ) -> Awaitable[object]: ...
-
-
 ClientFactory = Callable[[TargetSettings], FelderaClient]
 
 
 class Poller:
-    """Owns the clients and cross-cycle memory; :meth:`poll_once` runs one cycle over all targets."""
+    """Owns the clients and cross-cycle memory; :meth:`poll_once` runs one cycle over all targets.
+
+    With a ``sidecar`` (given here, never added later), each target that is up gets its typed sidecar results
+    (:meth:`exporter.sidecar.Sidecar.report`); the exporter's own ``process_*``/``python_*`` samples are read once
+    per cycle (:mod:`exporter.process`)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        contributors: Sequence[PollContributor] = (),
+        sidecar: Sidecar | None = None,
         client_factory: ClientFactory | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
-        self._contributors = tuple(contributors)
+        self._sidecar = sidecar
         self._clock = clock
         self._monotonic = monotonic
         make_client = client_factory or (
@@ -149,11 +145,9 @@ class Poller:
         )
         self.targets = tuple(TargetRuntime(settings=t, client=make_client(t)) for t in settings.targets)
         self._memory = Memory()
+        self._process = ProcessStats()
         self._disabled = settings.collectors.disabled()
         self._everything = settings.pipelines.include == ["*"] and not settings.pipelines.exclude
-
-    def add_contributor(self, contributor: PollContributor) -> None:
-        self._contributors = (*self._contributors, contributor)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(t.client.aclose() for t in self.targets), return_exceptions=True)
@@ -163,6 +157,7 @@ class Poller:
         sharding = self.settings.sharding
         return Snapshot(
             targets=tuple(results),
+            process=self._process.read(),
             taken_at=self._clock(),
             shard=sharding.shard,
             total_shards=sharding.total_shards,
@@ -183,14 +178,7 @@ class Poller:
             log.debug("%s: poll failure details", target.name, exc_info=exc)
         target.polls["failure"] += 1
         return TargetSnapshot(
-            name=target.name,
-            labels=target.settings.label_pairs,
-            up=False,
-            exporter=target.client.api_stats.freeze(
-                poll_duration_seconds=self._monotonic() - started,
-                last_success_timestamp_seconds=target.last_success,
-                polls=tuple(sorted(target.polls.items())),
-            ),
+            name=target.name, labels=target.settings.label_pairs, up=False, exporter=self._stats(target, started)
         )
 
     async def _poll_target_once(self, target: TargetRuntime, started: float) -> TargetSnapshot:
@@ -200,23 +188,25 @@ class Poller:
             self._poll_pipelines(target, pipelines), self._cluster(target), self._server(target)
         )
         now = self._clock()
-        advanced = tuple(self._memory.advance(target.name, snaps, now))
-        extras = await self._extras(target, advanced, now)
-        target.polls["success"] += 1
-        target.last_success = now
-        return TargetSnapshot(
+        snapshot = TargetSnapshot(
             name=target.name,
             labels=target.settings.label_pairs,
             up=True,
-            pipelines=advanced,
+            pipelines=tuple(self._memory.advance(target.name, snaps, now)),
             cluster=cluster,
             server=server,
-            extras=extras,
-            exporter=target.client.api_stats.freeze(
-                poll_duration_seconds=self._monotonic() - started,
-                last_success_timestamp_seconds=now,
-                polls=tuple(sorted(target.polls.items())),
-            ),
+        )
+        if self._sidecar is not None:
+            snapshot = await self._sidecar.report(target, snapshot, now)
+        target.polls["success"] += 1
+        target.last_success = now
+        return replace(snapshot, exporter=self._stats(target, started))
+
+    def _stats(self, target: TargetRuntime, started: float) -> ExporterStats:
+        return target.client.api_stats.freeze(
+            poll_duration_seconds=self._monotonic() - started,
+            last_success_timestamp_seconds=target.last_success,
+            polls=tuple(sorted(target.polls.items())),
         )
 
     def _mine(self, name: str) -> bool:
@@ -292,17 +282,6 @@ class Poller:
                 raise
 
         return sync_status
-
-    async def _extras(
-        self, target: TargetRuntime, pipelines: Sequence[PipelineSnapshot], now: float
-    ) -> MappingProxyType[str, object]:
-        extras: dict[str, object] = {}
-        for contributor in self._contributors:
-            try:
-                extras[contributor.key] = await contributor.contribute(target, pipelines, now)
-            except Exception:
-                log.exception("%s: poll contributor %r failed", target.name, contributor.key)
-        return MappingProxyType(extras)
 
 
 Job = tuple[Callable[..., Awaitable[Any]], tuple[str, ...], "list[Any] | dict[str, Any]", "int | str"]

@@ -4,6 +4,11 @@ The poll loop builds one :class:`Snapshot` per cycle; the metric modules turn it
 functions; the renderer serialises it once. A field is ``None`` when the exporter did not fetch it this cycle
 (endpoint not meaningful for the pipeline's status, collector disabled) or when the fetch failed; the metric
 layer then emits nothing for it rather than an old value, so stale data is never shown as current.
+
+The sidecar's results are typed fields of :class:`TargetSnapshot` too (``sync``, ``resets``), filled by
+:meth:`exporter.sidecar.Sidecar.report`; their frozen report types live here, next to the fields that hold them.
+A third sidecar feature is a new module under ``exporter/sidecar/`` plus one field (and its report type) here,
+one line in ``Sidecar.report`` and its specs in ``exporter/metrics/sidecar.py``.
 """
 
 from __future__ import annotations
@@ -89,6 +94,47 @@ class ExporterStats:
 
 
 @dataclass(frozen=True, slots=True)
+class PipelineSyncReport:
+    pipeline: str
+    every: float
+    requests: tuple[tuple[str, int], ...]
+    """Count per result, in ``exporter.sidecar.sync.RESULTS`` order."""
+    failures: tuple[tuple[str, int], ...]
+    """Count per reason, in ``exporter.sidecar.sync.FAILURE_REASONS`` order."""
+    last_request: float | None
+    last_confirmed: float | None
+    awaiting_confirmation: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """Scheduled checkpoint sync of one target (:mod:`exporter.sidecar.sync`)."""
+
+    enterprise_only: bool
+    pipelines: tuple[PipelineSyncReport, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WatchReport:
+    name: str
+    pipeline: str
+    status: str
+    registered_at: float
+    age: float
+    last_checked: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResetReport:
+    """Reset watches of one target (:mod:`exporter.sidecar.resets`)."""
+
+    watches: tuple[WatchReport, ...] = ()
+    state_file_errors: tuple[tuple[str, int], ...] = ()
+    """Errors reading/writing the state file since start, per operation (the file is shared by all targets)."""
+
+
+@dataclass(frozen=True, slots=True)
 class TargetSnapshot:
     """One monitored Feldera instance."""
 
@@ -101,8 +147,10 @@ class TargetSnapshot:
     cluster: ClusterHealth | None = None
     server: Configuration | None = None
     """``GET /v0/config`` of this cycle (None when the call failed or the ``server`` group is off)."""
-    extras: Mapping[str, object] = field(default_factory=_empty)
-    """Results of optional sidecar features (checkpoint sync scheduling, reset watches), keyed by feature."""
+    sync: SyncReport | None = None
+    """Scheduled checkpoint sync (None: no schedule configured, or the feature failed this cycle)."""
+    resets: ResetReport | None = None
+    """Reset watches (None only when the feature failed this cycle)."""
     exporter: ExporterStats = field(default_factory=ExporterStats)
     """Self-metrics of this target (request counts, poll timings), frozen for this cycle."""
     dropped_pipelines: frozenset[str] = frozenset()
@@ -111,8 +159,20 @@ class TargetSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessSample:
+    """One sample of the exporter process's standard metrics (:mod:`exporter.process`), e.g.
+    ``process_resident_memory_bytes``; ``name`` is the sample name (a counter's with ``_total``)."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     targets: tuple[TargetSnapshot, ...] = ()
+    process: tuple[ProcessSample, ...] = ()
+    """The exporter process's own ``process_*`` and ``python_*`` samples, read at the end of the cycle."""
     taken_at: float = 0.0
     shard: int = 0
     total_shards: int = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -43,6 +44,37 @@ async def eventually(condition: Callable[[], Any], what: str, deadline: float = 
         if loop.time() > end:
             raise AssertionError(f"timed out after {deadline:g}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+LOOP_TURNS = 50
+
+
+@dataclass
+class InFlight:
+    """Requests in flight at a test server: each handler runs inside :meth:`held`, which holds every request until
+    ``limit`` are in flight together (an event, not a timer), then for :data:`LOOP_TURNS` more turns of the event
+    loop, so that any request beyond the limit (already written on loopback by a client that allows more) arrives
+    while they are held. A client that keeps to ``limit`` is seen at exactly ``limit`` (:attr:`most`)."""
+
+    limit: int
+    now: int = 0
+    most: int = 0
+    full: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @contextlib.asynccontextmanager
+    async def held(self, deadline: float = 30.0) -> AsyncIterator[None]:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        if self.now >= self.limit:
+            self.full.set()
+        try:
+            async with asyncio.timeout(deadline):  # fewer than limit ever in flight: fail, never hang
+                await self.full.wait()
+            for _ in range(LOOP_TURNS):
+                await asyncio.sleep(0)  # a turn of the loop, not a delay
+            yield
+        finally:
+            self.now -= 1
 
 
 def demo_command() -> list[str]:

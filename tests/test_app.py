@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import platform
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,7 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.app import Exporter, wants_gzip, wants_openmetrics
 from exporter.config import Settings, build_settings
 from exporter.poller import Poller, shard_of
+from exporter.sidecar import Sidecar
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
+from exporter.snapshot import ResetReport
 from exporter.webserver import ServerLimits
 from tests.conftest import ScriptedFeldera, eventually, feldera_error, json_response, pipeline_json
 
@@ -106,6 +109,23 @@ async def test_metrics_show_every_pipeline_with_target_and_pipeline_name(sim: Si
         assert names_with_label(found, "pipeline_name", name), name
     assert value(found, "feldera_exporter_polls_total", target="default", result="success") == 1.0
     assert value(found, "feldera_exporter_api_requests_total", target="default", endpoint="list_pipelines", code="200")
+
+
+async def test_process_and_python_metrics_are_read_with_each_cycle(sim: Simulator, make_exporter: Any) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    before = samples((await scrape(exporter)).text)
+    assert value(before, "process_resident_memory_bytes") is None  # nothing is read at scrape time
+    await exporter.poll_once()
+    found = samples((await scrape(exporter)).text)
+    resident = value(found, "process_resident_memory_bytes")
+    assert resident is not None and resident > 1_000_000
+    assert (value(found, "process_open_fds") or 0) >= 3  # stdin/out/err at least, plus the listening socket
+    assert (value(found, "process_start_time_seconds") or 0) > 1_000_000_000
+    assert value(found, "process_cpu_seconds_total") is not None
+    info = [labels for name, labels in found if name == "python_info"]
+    assert [dict(labels)["version"] for labels in info] == [platform.python_version()]
+    assert value(found, "python_gc_collections_total", generation="0") is not None
+    assert not names_with_label(found, "target", "default") & {"process_open_fds", "python_info"}
 
 
 async def test_scrape_does_not_call_feldera(sim: Simulator, make_exporter: Any) -> None:
@@ -291,25 +311,42 @@ async def test_include_exclude_and_sharding_select_pipelines(sim: Simulator) -> 
     assert (snapshot.shard, snapshot.total_shards) == (shard, 2)
 
 
-async def test_poll_contributor_result_lands_in_extras(sim: Simulator) -> None:
-    class Counter:
-        key = "count"
+async def test_sidecar_results_are_typed_fields_and_a_failing_feature_stands_alone(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(sim.url, checkpoint_sync={"schedules": [{"pipelines": "*", "every": "1m"}]})
+    sidecar = Sidecar(settings)
+    assert sidecar.scheduler is not None
+    poller = Poller(settings, sidecar=sidecar)
+    try:
+        target = (await poller.poll_once()).targets[0]
+        assert target.resets == ResetReport(state_file_errors=(("load", 0), ("save", 0)))
+        assert target.sync is not None
+        assert [p.pipeline for p in target.sync.pipelines] == sorted(p.name for p in target.pipelines)
 
-        async def contribute(self, target: Any, pipelines: Any, now: float) -> object:
-            return (target.name, len(pipelines))
-
-    class Broken:
-        key = "broken"
-
-        async def contribute(self, target: Any, pipelines: Any, now: float) -> object:
+        def broken(*args: object) -> None:
             raise RuntimeError("bug")
 
-    poller = Poller(settings_for(sim.url), contributors=[Broken(), Counter()])
-    try:
-        snapshot = await poller.poll_once()
+        monkeypatch.setattr(sidecar.scheduler, "observe", broken)
+        target = (await poller.poll_once()).targets[0]
     finally:
         await poller.aclose()
-    assert dict(snapshot.targets[0].extras) == {"count": ("default", 3)}
+    assert target.up and target.pipelines
+    assert target.sync is None
+    assert target.resets is not None
+
+
+async def test_without_schedules_or_sidecar_the_fields_are_empty(sim: Simulator) -> None:
+    settings = settings_for(sim.url)
+    plain, with_sidecar = Poller(settings), Poller(settings, sidecar=Sidecar(settings))
+    try:
+        bare = (await plain.poll_once()).targets[0]
+        target = (await with_sidecar.poll_once()).targets[0]
+    finally:
+        await plain.aclose()
+        await with_sidecar.aclose()
+    assert (bare.sync, bare.resets) == (None, None)
+    assert target.sync is None and target.resets is not None
 
 
 async def test_landing_page_links_to_metrics_and_unknown_paths_are_404(sim: Simulator, make_exporter: Any) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -80,3 +83,18 @@ def test_docs_to_a_missing_directory_is_a_message(capsys: pytest.CaptureFixture[
     status, err = outcome(main, ["docs", "--output", "/nonexistent/dir/metrics.md"], capsys)
     assert status == 1
     assert "error: cannot write /nonexistent/dir/metrics.md: No such file or directory" in err
+
+
+def test_run_does_not_load_the_simulator() -> None:
+    """``run`` needs the CLI, the app and the parser of every subcommand, never the test double behind ``demo``."""
+    probe = (
+        "import sys\n"
+        "import exporter.app, exporter.cli\n"
+        "args = exporter.cli.build_parser().parse_args(['run'])\n"
+        "assert args.func.__name__ == '_run', args.func\n"
+        "print(sorted(m for m in sys.modules if m.startswith('exporter.')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    loaded = ast.literal_eval(result.stdout)
+    assert {"exporter.app", "exporter.cli", "exporter.poller"} <= set(loaded)
+    assert [name for name in loaded if name.startswith("exporter.simulator")] == []

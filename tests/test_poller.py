@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,7 +10,7 @@ from exporter.config import Settings, build_settings
 from exporter.models import COMBINED_STATUSES
 from exporter.poller import Poller
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
-from tests.conftest import Request, Response, ScriptedFeldera, feldera_error, json_response, pipeline_json
+from tests.conftest import InFlight, Request, Response, ScriptedFeldera, feldera_error, json_response, pipeline_json
 
 
 def settings_for(url: str) -> Settings:
@@ -80,14 +79,11 @@ def scripted_settings(url: str, concurrency: int, **collectors: bool) -> Setting
 
 
 async def test_requests_in_flight_never_exceed_poll_concurrency(feldera: ScriptedFeldera) -> None:
-    in_flight, most = 0, 0
+    in_flight = InFlight(limit=3)
 
     async def slow(request: Request) -> Response:
-        nonlocal in_flight, most
-        in_flight += 1
-        most = max(most, in_flight)
-        await asyncio.sleep(0.01)
-        in_flight -= 1
+        async with in_flight.held():
+            pass
         if request.raw_path.endswith("/stats"):
             return json_response({"inputs": [], "outputs": []})
         if request.raw_path.endswith("/sync_status"):
@@ -104,7 +100,7 @@ async def test_requests_in_flight_never_exceed_poll_concurrency(feldera: Scripte
         snapshot = await poller.poll_once()
     finally:
         await poller.aclose()
-    assert most == 3
+    assert in_flight.most == 3
     assert all(p.stats is not None and p.checkpoint_status is not None for p in snapshot.targets[0].pipelines)
     assert len(feldera.requests) == 1 + 3 * len(names)
 

@@ -186,4 +186,4 @@ async def test_label_values_with_quotes_backslashes_newlines_and_unicode_round_t
     assert ("feldera_pipeline_version", frozenset(identity)) in samples
     assert any(dict(labels).get("connector") == WEIRD for _, labels in samples)
     # A raw newline in a label value would start a line that is neither a sample nor a comment.
-    assert all(line.startswith(("#", "feldera_")) for line in text.splitlines())
+    assert all(line.startswith(("#", "feldera_", "process_", "python_")) for line in text.splitlines())

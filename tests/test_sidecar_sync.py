@@ -15,6 +15,7 @@ from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.sidecar.sync import CheckpointSyncScheduler
 from exporter.simulator import ManualClock, Scenario, Simulator
+from tests.conftest import eventually
 
 START = 1_767_225_600.0
 EVERY = 600.0
@@ -227,7 +228,7 @@ async def test_never_two_requests_in_flight_for_one_pipeline(harness: Start) -> 
     sim.add_fault(kind="hang", path="/v0/pipelines/orders/checkpoint/sync", method="POST")
 
     first = asyncio.create_task(scheduler(exporter).tick(clock()))
-    await wait_for(lambda: sim.requests(SYNC_PATH, "POST") == 1)
+    await eventually(lambda: sim.requests(SYNC_PATH, "POST") == 1, "the first sync request")
     clock.now += 10 * EVERY
     await scheduler(exporter).tick(clock())
     posts_while_hanging = sim.requests(SYNC_PATH, "POST")
@@ -347,12 +348,3 @@ async def test_without_schedules_the_exporter_never_writes() -> None:
 
     assert exporter.sidecar.scheduler is None
     assert sim.requests("*", "POST") == 0
-
-
-async def wait_for(condition: Callable[[], bool], deadline: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while not condition():
-        if loop.time() > end:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)

@@ -97,7 +97,7 @@ def test_demo_rules_shorten_only_for_and_the_alertmanager_config_keeps_the_routi
         for demo, original in zip(demo_group["rules"], shipped_group["rules"], strict=True):
             assert {k: v for k, v in demo.items() if k != "for"} == {k: v for k, v in original.items() if k != "for"}
             fors.add(demo.get("for"))
-    assert fors <= {None, "15s", "0s"} and "15s" in fors
+    assert fors <= {None, "15s", "30s", "0s"} and {"15s", "30s"} <= fors  # 30s: the critical escalation
 
     config = demo_alertmanager_config()
     shipped_am = yaml.safe_load((ROOT / "prometheus" / "alertmanager.yml").read_text(encoding="utf-8"))

@@ -17,14 +17,14 @@ import logging
 from collections.abc import Iterable
 
 from exporter.logsafe import clean
-from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines, server, sidecar
+from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines, process, server, sidecar
 from exporter.metrics.spec import FamilyBuilder, MetricSpec
 from exporter.render import Family
 from exporter.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-MODULES = (exporter, pipelines, checkpoints, connectors, cluster, server, sidecar)
+MODULES = (exporter, process, pipelines, checkpoints, connectors, cluster, server, sidecar)
 """Metric modules in documentation order; each has ``SPECS`` and ``add_samples(snapshot, out)``."""
 
 ALL_SPECS: tuple[MetricSpec, ...] = tuple(spec for module in MODULES for spec in module.SPECS)

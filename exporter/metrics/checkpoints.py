@@ -21,9 +21,10 @@ exporter's memory of distinct failures (:mod:`exporter.memory`) and are emitted 
 
 from __future__ import annotations
 
-from exporter.metrics.spec import FamilyBuilder, MetricSpec, pipeline_identity, target_identity
+from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec
+from exporter.metrics.walk import each_pipeline
 from exporter.models import CheckpointStatus
-from exporter.snapshot import Snapshot
+from exporter.snapshot import PipelineSnapshot, Snapshot
 
 GROUP = "checkpoints"
 SYNC_GROUP = "checkpoint_sync"
@@ -132,33 +133,30 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
     sync = out.wants(SYNC_GROUP)
     if not (checkpoints or sync):
         return
-    for target in snapshot.targets:
-        if not target.up:
-            continue
-        tid = target_identity(target.name, target.labels)
-        for snap in target.pipelines:
-            with out.pipeline(target.name, snap.pipeline.name):
-                pid = pipeline_identity(tid, snap.pipeline.name)
-                derived = snap.derived
-                if checkpoints:
-                    out.add(FAILURES, pid, derived.checkpoint_failures_total)
-                    status = snap.checkpoint_status
-                    if status is not None:
-                        out.add_optional(LAST_SUCCESS, pid, status.success)
-                        if status.failure is not None:
-                            out.add_optional(LAST_FAILURE, pid, status.failure.sequence_number)
-                            out.add_optional(LAST_FAILURE_TIME, pid, status.failure.failed_at)
-                        out.add(FAILED, pid, 1 if checkpoint_failed(status) else 0)
-                    stats = snap.stats
-                    if stats is not None:
-                        activity = stats.checkpoint_activity
-                        if activity is not None:
-                            out.state_set(ACTIVITY, pid, activity.status)
-                            since = activity.delayed_since if activity.status == "delayed" else activity.started_at
-                            out.add_optional(ACTIVITY_SINCE, pid, since)
-                        out.add(PERMANENT_ERRORS, pid, len(stats.permanent_checkpoint_errors or ()))
-                if sync:
-                    out.add(SYNC_FAILURES, pid, derived.checkpoint_sync_failures_total)
-                    if snap.sync_status is not None and derived.checkpoint_sync_failed is not None:
-                        out.add(SYNC_FAILED, pid, 1 if derived.checkpoint_sync_failed else 0)
-                    out.add_optional(SYNC_LAST_SUCCESS_SEEN, pid, derived.checkpoint_sync_last_success_seen_seconds)
+
+    def emit(pid: Labels, snap: PipelineSnapshot) -> None:
+        derived = snap.derived
+        if checkpoints:
+            out.add(FAILURES, pid, derived.checkpoint_failures_total)
+            status = snap.checkpoint_status
+            if status is not None:
+                out.add_optional(LAST_SUCCESS, pid, status.success)
+                if status.failure is not None:
+                    out.add_optional(LAST_FAILURE, pid, status.failure.sequence_number)
+                    out.add_optional(LAST_FAILURE_TIME, pid, status.failure.failed_at)
+                out.add(FAILED, pid, 1 if checkpoint_failed(status) else 0)
+            stats = snap.stats
+            if stats is not None:
+                activity = stats.checkpoint_activity
+                if activity is not None:
+                    out.state_set(ACTIVITY, pid, activity.status)
+                    since = activity.delayed_since if activity.status == "delayed" else activity.started_at
+                    out.add_optional(ACTIVITY_SINCE, pid, since)
+                out.add(PERMANENT_ERRORS, pid, len(stats.permanent_checkpoint_errors or ()))
+        if sync:
+            out.add(SYNC_FAILURES, pid, derived.checkpoint_sync_failures_total)
+            if snap.sync_status is not None and derived.checkpoint_sync_failed is not None:
+                out.add(SYNC_FAILED, pid, 1 if derived.checkpoint_sync_failed else 0)
+            out.add_optional(SYNC_LAST_SUCCESS_SEEN, pid, derived.checkpoint_sync_last_success_seen_seconds)
+
+    each_pipeline(snapshot, out, emit)

@@ -21,9 +21,10 @@ Sample output (``target`` label left out; health set abridged)::
 from __future__ import annotations
 
 from exporter.endpoint import split_endpoint
-from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec, MetricType, pipeline_identity, target_identity
+from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec, MetricType
+from exporter.metrics.walk import each_pipeline
 from exporter.models import ConnectorErrorEntry, ConnectorHealth, InputEndpointStatus, OutputEndpointStatus
-from exporter.snapshot import Snapshot
+from exporter.snapshot import PipelineSnapshot, Snapshot
 
 STATE = "connectors"
 COUNTERS = "connector_counters"
@@ -249,22 +250,17 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
     state, counters, errors = out.wants(STATE), out.wants(COUNTERS), out.wants(ERRORS)
     if not (state or counters or errors):
         return
-    for target in snapshot.targets:
-        if not target.up:
-            continue
-        tid = target_identity(target.name, target.labels)
-        for snap in target.pipelines:
-            with out.pipeline(target.name, snap.pipeline.name):
-                stats = snap.stats
-                details = snap.connector_details if errors else None
-                if stats is None and not details:
-                    continue
-                pid = pipeline_identity(tid, snap.pipeline.name)
-                if stats is not None and (state or counters):
-                    for inp in stats.inputs:
-                        _input_samples(out, pid, inp, state, counters)
-                    for outp in stats.outputs:
-                        _output_samples(out, pid, outp, state, counters)
-                if details:
-                    for name, detail in details.items():
-                        _error_samples(out, pid, name, detail)
+
+    def emit(pid: Labels, snap: PipelineSnapshot) -> None:
+        stats = snap.stats
+        details = snap.connector_details if errors else None
+        if stats is not None and (state or counters):
+            for inp in stats.inputs:
+                _input_samples(out, pid, inp, state, counters)
+            for outp in stats.outputs:
+                _output_samples(out, pid, outp, state, counters)
+        if details:
+            for name, detail in details.items():
+                _error_samples(out, pid, name, detail)
+
+    each_pipeline(snapshot, out, emit)

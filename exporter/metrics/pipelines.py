@@ -24,7 +24,8 @@ A stopped pipeline has no runtime status: both runtime status sets are emitted w
 
 from __future__ import annotations
 
-from exporter.metrics.spec import FamilyBuilder, MetricSpec, pipeline_identity, target_identity
+from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec
+from exporter.metrics.walk import each_pipeline
 from exporter.models import (
     COMBINED_DESIRED_STATUSES,
     COMBINED_STATUSES,
@@ -35,7 +36,7 @@ from exporter.models import (
     RUNTIME_STATUSES,
     STORAGE_STATUSES,
 )
-from exporter.snapshot import Snapshot
+from exporter.snapshot import PipelineSnapshot, Snapshot
 
 GROUP = "pipelines"
 
@@ -166,45 +167,39 @@ SPECS: tuple[MetricSpec, ...] = (
 
 
 def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
-    if not out.wants(GROUP):
-        return
-    for target in snapshot.targets:
-        if not target.up:
-            continue
-        tid = target_identity(target.name, target.labels)
-        for snap in target.pipelines:
-            with out.pipeline(target.name, snap.pipeline.name):
-                p = snap.pipeline
-                pid = pipeline_identity(tid, p.name)
-                out.add(INFO, pid, 1, pipeline_id=p.id, platform_version=p.platform_version)
-                out.state_set(STATUS, pid, p.deployment_status or None)
-                out.state_set(DESIRED_STATUS, pid, p.deployment_desired_status or None)
-                out.state_set(RESOURCES_STATUS, pid, p.deployment_resources_status or None)
-                out.state_set(RESOURCES_DESIRED_STATUS, pid, p.deployment_resources_desired_status or None)
-                out.state_set(RUNTIME_STATUS, pid, p.deployment_runtime_status or None)
-                out.state_set(RUNTIME_DESIRED_STATUS, pid, p.deployment_runtime_desired_status or None)
-                out.state_set(PROGRAM_STATUS, pid, p.program_status or None)
-                out.state_set(STORAGE_STATUS, pid, p.storage_status or None)
-                out.add_optional(STATUS_SINCE, pid, p.deployment_status_since)
-                out.add_optional(DESIRED_STATUS_SINCE, pid, p.deployment_desired_status_since)
-                out.add_optional(RESOURCES_STATUS_SINCE, pid, p.deployment_resources_status_since)
-                out.add_optional(RUNTIME_STATUS_SINCE, pid, p.deployment_runtime_status_since)
-                out.add_optional(PROGRAM_STATUS_SINCE, pid, p.program_status_since)
-                out.add_optional(CREATION, pid, p.created_at)
-                error = p.deployment_error
-                out.add(DEPLOYMENT_ERROR, pid, 0 if error is None else 1)
-                if error is not None:
-                    out.add(DEPLOYMENT_ERROR_INFO, pid, 1, error_code=error.error_code)
-                out.add_optional(VERSION, pid, p.version)
-                out.add_optional(PROGRAM_VERSION, pid, p.program_version)
-                out.add_optional(REFRESH_VERSION, pid, p.refresh_version)
-                if p.connectors is not None:
-                    out.add_optional(CONNECTOR_ERRORS, pid, p.connectors.num_errors)
-                details = p.storage_status_details
-                if details is not None:
-                    out.add(STORAGE_CHECKPOINTS, pid, len(details.checkpoints))
-                    if details.checkpoints:
-                        out.add_optional(NEWEST_CHECKPOINT_SIZE, pid, details.checkpoints[-1].size)
-                        out.add_optional(
-                            NEWEST_CHECKPOINT_FIRST_SEEN, pid, snap.derived.newest_checkpoint_first_seen_seconds
-                        )
+    if out.wants(GROUP):
+        each_pipeline(snapshot, out, lambda pid, snap: _pipeline_samples(out, pid, snap))
+
+
+def _pipeline_samples(out: FamilyBuilder, pid: Labels, snap: PipelineSnapshot) -> None:
+    p = snap.pipeline
+    out.add(INFO, pid, 1, pipeline_id=p.id, platform_version=p.platform_version)
+    out.state_set(STATUS, pid, p.deployment_status or None)
+    out.state_set(DESIRED_STATUS, pid, p.deployment_desired_status or None)
+    out.state_set(RESOURCES_STATUS, pid, p.deployment_resources_status or None)
+    out.state_set(RESOURCES_DESIRED_STATUS, pid, p.deployment_resources_desired_status or None)
+    out.state_set(RUNTIME_STATUS, pid, p.deployment_runtime_status or None)
+    out.state_set(RUNTIME_DESIRED_STATUS, pid, p.deployment_runtime_desired_status or None)
+    out.state_set(PROGRAM_STATUS, pid, p.program_status or None)
+    out.state_set(STORAGE_STATUS, pid, p.storage_status or None)
+    out.add_optional(STATUS_SINCE, pid, p.deployment_status_since)
+    out.add_optional(DESIRED_STATUS_SINCE, pid, p.deployment_desired_status_since)
+    out.add_optional(RESOURCES_STATUS_SINCE, pid, p.deployment_resources_status_since)
+    out.add_optional(RUNTIME_STATUS_SINCE, pid, p.deployment_runtime_status_since)
+    out.add_optional(PROGRAM_STATUS_SINCE, pid, p.program_status_since)
+    out.add_optional(CREATION, pid, p.created_at)
+    error = p.deployment_error
+    out.add(DEPLOYMENT_ERROR, pid, 0 if error is None else 1)
+    if error is not None:
+        out.add(DEPLOYMENT_ERROR_INFO, pid, 1, error_code=error.error_code)
+    out.add_optional(VERSION, pid, p.version)
+    out.add_optional(PROGRAM_VERSION, pid, p.program_version)
+    out.add_optional(REFRESH_VERSION, pid, p.refresh_version)
+    if p.connectors is not None:
+        out.add_optional(CONNECTOR_ERRORS, pid, p.connectors.num_errors)
+    details = p.storage_status_details
+    if details is not None:
+        out.add(STORAGE_CHECKPOINTS, pid, len(details.checkpoints))
+        if details.checkpoints:
+            out.add_optional(NEWEST_CHECKPOINT_SIZE, pid, details.checkpoints[-1].size)
+            out.add_optional(NEWEST_CHECKPOINT_FIRST_SEEN, pid, snap.derived.newest_checkpoint_first_seen_seconds)

@@ -1,7 +1,7 @@
 """Metrics of the sidecar features: scheduled checkpoint sync and output-connector reset watches.
 
-Both read ``TargetSnapshot.extras`` (filled by the sidecar's poll contributors); a target without the feature's
-entry emits nothing. Sample output::
+Both read the typed sidecar fields of the snapshot (``TargetSnapshot.sync``, ``TargetSnapshot.resets``); a target
+whose field is None emits nothing for that feature. Sample output::
 
     feldera_checkpoint_sync_schedule_requests_total{target="default",pipeline_name="orders",result="accepted"} 3.0
     feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds{target="default",pipeline_name="orders"} 1.7e9
@@ -12,10 +12,7 @@ entry emits nothing. Sample output::
 from __future__ import annotations
 
 from exporter.metrics.spec import FamilyBuilder, MetricSpec, pipeline_identity, target_identity
-from exporter.sidecar.resets import KEY as RESET_KEY
-from exporter.sidecar.resets import STATES, ResetReport
-from exporter.sidecar.sync import KEY as SYNC_KEY
-from exporter.sidecar.sync import SyncReport
+from exporter.sidecar.store import STATES
 from exporter.snapshot import Snapshot
 
 SYNC_GROUP = "checkpoint_sync_schedule"
@@ -128,8 +125,8 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
     state_file_errors: tuple[tuple[str, int], ...] | None = None
     for target in snapshot.targets:
         identity = target_identity(target.name, target.labels)
-        sync = target.extras.get(SYNC_KEY)
-        if isinstance(sync, SyncReport):
+        sync = target.sync
+        if sync is not None:
             out.add(SYNC_ENTERPRISE_ONLY, identity, 1.0 if sync.enterprise_only else 0.0)
             for pipe in sync.pipelines:
                 if pipe.pipeline in target.dropped_pipelines:
@@ -144,8 +141,8 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
                     for reason, count in pipe.failures:
                         out.add(SYNC_FAILURES, labels, count, reason=reason)
                     out.add(SYNC_AWAITING, labels, 1.0 if pipe.awaiting_confirmation else 0.0)
-        resets = target.extras.get(RESET_KEY)
-        if isinstance(resets, ResetReport):
+        resets = target.resets
+        if resets is not None:
             state_file_errors = state_file_errors or resets.state_file_errors
             for watch in resets.watches:
                 if watch.pipeline in target.dropped_pipelines:

@@ -1,8 +1,13 @@
 """Sidecar features of the exporter: scheduled checkpoint sync and output-connector reset watches.
 
-:class:`Sidecar` wires both from :class:`~exporter.config.Settings`: its :attr:`~Sidecar.contributors` are
-registered with the poller, :meth:`~Sidecar.handle` serves the reset-watch HTTP routes, and :meth:`~Sidecar.start`
-restores watches from the state file and starts the sync scheduler's timer (only when schedules are configured).
+:class:`Sidecar` wires both from :class:`~exporter.config.Settings`; the poller is given it at construction and
+calls :meth:`~Sidecar.report` once per target and cycle, which returns the target's snapshot with the typed
+sidecar fields filled (``TargetSnapshot.sync``, ``TargetSnapshot.resets``). :meth:`~Sidecar.handle` serves the
+reset-watch HTTP routes, and :meth:`~Sidecar.start` restores watches from the state file and starts the sync
+scheduler's timer (only when schedules are configured).
+
+Adding a third feature: its module here (state and work; its frozen report type in :mod:`exporter.snapshot`), one
+field on ``TargetSnapshot``, one line in :meth:`Sidecar.report`, its metrics in ``exporter/metrics/sidecar.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -19,10 +26,14 @@ from exporter.config import Settings
 from exporter.sidecar.resets import ResetWatches
 from exporter.sidecar.routes import ResetWatchRoutes
 from exporter.sidecar.sync import CheckpointSyncScheduler
+from exporter.sidecar.target import Target
+from exporter.snapshot import SyncReport, TargetSnapshot
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Sidecar"]
+
+T = TypeVar("T")
 
 
 class Sidecar:
@@ -39,9 +50,19 @@ class Sidecar:
         self._routes = ResetWatchRoutes(self.resets, clock, writable=settings.web.enable_reset_watch_api)
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def contributors(self) -> tuple[CheckpointSyncScheduler | ResetWatches, ...]:
-        return (self.resets,) if self.scheduler is None else (self.scheduler, self.resets)
+    async def report(self, target: Target, snapshot: TargetSnapshot, now: float) -> TargetSnapshot:
+        """``snapshot`` (of a target that is up) with this cycle's sidecar results. A feature that fails (a bug) is
+        logged and leaves its field None; the other feature and the rest of the snapshot stand."""
+        return replace(
+            snapshot,
+            sync=await _isolated(target.name, "checkpoint sync schedule", self._sync(target, snapshot, now)),
+            resets=await _isolated(target.name, "reset watches", self.resets.check(target, now)),
+        )
+
+    async def _sync(self, target: Target, snapshot: TargetSnapshot, now: float) -> SyncReport | None:
+        if self.scheduler is None:
+            return None
+        return self.scheduler.observe(target.name, target.client, snapshot.pipelines, now)
 
     @staticmethod
     def matches(path: str) -> bool:
@@ -64,3 +85,11 @@ class Sidecar:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+async def _isolated(target: str, feature: str, work: Awaitable[T]) -> T | None:
+    try:
+        return await work
+    except Exception:
+        log.exception("%s: %s failed this cycle", target, feature)
+        return None

@@ -1,7 +1,8 @@
 """Output-connector reset tracking: operators register reset tokens, the exporter polls their status.
 
-Each cycle, :meth:`ResetWatches.contribute` (a poll contributor) asks ``GET /v0/pipelines/{p}/reset_status?token=``
-for every watch of the target that is not finished, and maps the answer onto a state:
+Each cycle, :meth:`ResetWatches.check` (its report is ``TargetSnapshot.resets``) asks
+``GET /v0/pipelines/{p}/reset_status?token=`` for every watch of the target that is not finished, and maps the
+answer onto a state:
 
 * 200 -> the body is not specified by Feldera; :func:`parse_reset_body` recognises the shapes listed in
   ``docs/sidecar.md`` (``pending`` or ``completed``), anything else is ``unknown`` (and polled again);
@@ -24,7 +25,6 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.client import FelderaClient
@@ -33,12 +33,11 @@ from exporter.logsafe import clean
 from exporter.sidecar import store
 from exporter.sidecar.store import FINAL_STATES, STATES, StateFileError, StoredWatch
 from exporter.sidecar.target import Target
-from exporter.snapshot import PipelineSnapshot
+from exporter.snapshot import ResetReport, WatchReport
 
 log = logging.getLogger(__name__)
 
-KEY = "reset_watches"
-__all__ = ["KEY", "STATES", "ResetReport", "ResetWatches", "WatchError", "WatchReport", "parse_reset_body"]
+__all__ = ["STATES", "ResetWatches", "WatchError", "parse_reset_body"]
 
 STATE_FILE_OPERATIONS = ("load", "save")
 MAX_WATCHES = 1000
@@ -99,34 +98,12 @@ class WatchError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
-class WatchReport:
-    name: str
-    pipeline: str
-    status: str
-    registered_at: float
-    age: float
-    last_checked: float | None
-    finished_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ResetReport:
-    """What :meth:`ResetWatches.contribute` stores in ``TargetSnapshot.extras[KEY]``."""
-
-    watches: tuple[WatchReport, ...] = ()
-    state_file_errors: tuple[tuple[str, int], ...] = ()
-    """Errors reading/writing the state file since start, per operation (the file is shared by all targets)."""
-
-
 def default_watch_name(pipeline: str, token: str) -> str:
     return f"{pipeline}-{hashlib.sha256(token.encode()).hexdigest()[:8]}"
 
 
 class ResetWatches:
     """The registry of reset watches of all targets, persisted to ``state_file`` (None: memory only)."""
-
-    key = KEY
 
     def __init__(
         self,
@@ -221,8 +198,8 @@ class ResetWatches:
             del self._watches[name]
         return bool(expired)
 
-    async def contribute(self, target: Target, pipelines: Sequence[PipelineSnapshot], now: float) -> ResetReport:
-        """Poll contributor entry point: check every unfinished watch of ``target`` once."""
+    async def check(self, target: Target, now: float) -> ResetReport:
+        """Check every unfinished watch of ``target`` once (each poll cycle); report them all."""
         changed = self._prune(now)
         active = [w for w in self._watches.values() if w.target == target.name and w.status not in FINAL_STATES]
         if active:

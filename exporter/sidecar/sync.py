@@ -17,8 +17,8 @@ The answer decides what happens next:
 * 501 ``EnterpriseFeature``: the target cannot sync; it is not asked again for ``enterprise_backoff`` seconds.
 * 503: not deployed / unavailable; other answers and transport errors count as ``error`` (and a failure).
 
-:meth:`CheckpointSyncScheduler.contribute` is the poll contributor: it learns which pipelines run from each cycle's
-snapshot and reports immutable counters; :meth:`tick` (driven by :meth:`run` or a test's fake clock) acts.
+:meth:`CheckpointSyncScheduler.observe` learns which pipelines run from each cycle's snapshot and reports
+immutable counters (``TargetSnapshot.sync``); :meth:`tick` (driven by :meth:`run` or a test's fake clock) acts.
 """
 
 from __future__ import annotations
@@ -34,12 +34,9 @@ from exporter.config import SyncSchedule
 from exporter.errors import ApiError, FelderaError
 from exporter.logsafe import clean
 from exporter.models import CheckpointSyncResponse, CheckpointSyncStatus, Pipeline
-from exporter.sidecar.target import Target
-from exporter.snapshot import PipelineSnapshot
+from exporter.snapshot import PipelineSnapshot, PipelineSyncReport, SyncReport
 
 log = logging.getLogger(__name__)
-
-KEY = "checkpoint_sync_schedule"
 
 RESULTS = ("synced", "accepted", "no_checkpoints", "unknown_pipeline", "enterprise_only", "unavailable", "error")
 """``result`` label of the requests counter, one per kind of server answer."""
@@ -48,27 +45,6 @@ FAILURE_REASONS = ("rejected", "failed", "lost", "unconfirmed")
 failed; pipeline restarted or stopped before confirmation; no confirmation before the next slot."""
 
 ENTERPRISE_BACKOFF_SECONDS = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineSyncReport:
-    pipeline: str
-    every: float
-    requests: tuple[tuple[str, int], ...]
-    """Count per result, in :data:`RESULTS` order."""
-    failures: tuple[tuple[str, int], ...]
-    """Count per reason, in :data:`FAILURE_REASONS` order."""
-    last_request: float | None
-    last_confirmed: float | None
-    awaiting_confirmation: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    """What :meth:`CheckpointSyncScheduler.contribute` stores in ``TargetSnapshot.extras[KEY]``."""
-
-    enterprise_only: bool
-    pipelines: tuple[PipelineSyncReport, ...] = ()
 
 
 def is_running(pipeline: Pipeline) -> bool:
@@ -118,8 +94,6 @@ class _TargetState:
 class CheckpointSyncScheduler:
     """Owns the per-pipeline timers; one instance serves every target."""
 
-    key = KEY
-
     def __init__(
         self,
         schedules: Sequence[SyncSchedule],
@@ -134,23 +108,16 @@ class CheckpointSyncScheduler:
         self._limit = asyncio.Semaphore(concurrency)
         self._targets: dict[str, _TargetState] = {}
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._schedules)
-
     def _schedule_for(self, target: str, pipeline: str) -> SyncSchedule | None:
         for schedule in self._schedules:
             if schedule.target in (None, target) and fnmatch.fnmatchcase(pipeline, schedule.pipelines):
                 return schedule
         return None
 
-    async def contribute(self, target: Target, pipelines: Sequence[PipelineSnapshot], now: float) -> SyncReport:
-        """Poll contributor: learn which scheduled pipelines of ``target`` run now; report the counters."""
-        return self.observe(target.name, target.client, pipelines, now)
-
     def observe(
         self, target: str, client: FelderaClient, pipelines: Sequence[PipelineSnapshot], now: float
     ) -> SyncReport:
+        """Learn from a cycle's snapshot which scheduled pipelines of ``target`` run now; report the counters."""
         state = self._targets.get(target)
         if state is None:
             state = self._targets[target] = _TargetState(client=client)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from exporter.argtypes import duration, listen_address, port, positive_seconds
+from exporter.cli import DEMO_INTERVAL, print_config_error, print_web_config_error, setup_logging
 from exporter.config import URL_ENV, ConfigError, Settings, build_settings, read_yaml
 from exporter.simulator.monitoring import Monitoring, MonitoringError, missing_parts
 from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario, ServerSpec
@@ -98,7 +98,6 @@ def demo_scenario() -> Scenario:
 
 
 DEMO_TARGET = "demo"
-DEFAULT_INTERVAL = "5s"
 SYNC_EVERY = "1m"
 FAULT_PIPELINE = "inventory"
 """The pipeline of the printed fault-injection example: the driver never checkpoints it, so the fault stays."""
@@ -218,48 +217,6 @@ class DemoDriver:
         self.sim.fail_compile("reporting-draft", "sql", 'Error parsing SQL: Encountered "FORM" at line 3, column 10.')
 
 
-def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="a simulated Feldera with a lively scenario, an exporter polling it, Prometheus and Alertmanager",
-        description="Simulator, exporter and (when the binaries are on PATH) Prometheus with the shipped rules and "
-        "Alertmanager with the shipped routing, all on 127.0.0.1; Ctrl-C or SIGTERM stops them together.",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="your exporter config instead of the demo's; every target polls the simulator, "
-        "--web.listen-address still applies",
-    )
-    parser.add_argument("--scenario", metavar="FILE", help="YAML/JSON scenario instead of the built-in one")
-    parser.add_argument(
-        "--feldera-port", type=port, default=8080, metavar="PORT", help="simulator port (default 8080, 0 = any)"
-    )
-    parser.add_argument(
-        "--web.listen-address",
-        dest="listen_address",
-        default="127.0.0.1:10027",
-        type=listen_address,
-        metavar="[HOST]:PORT",
-        help="where the exporter serves (default 127.0.0.1:10027)",
-    )
-    parser.add_argument("--tick", type=positive_seconds, default=5.0, help="seconds between scenario steps (default 5)")
-    parser.add_argument(
-        "--interval",
-        type=duration,
-        help=f"exporter poll interval (default {DEFAULT_INTERVAL}, or poll.interval of --config)",
-    )
-    parser.add_argument(
-        "--prometheus-port", type=port, default=9090, metavar="PORT", help="default 9090, 0 = any free port"
-    )
-    parser.add_argument(
-        "--alertmanager-port", type=port, default=9093, metavar="PORT", help="default 9093, 0 = any free port"
-    )
-    parser.add_argument("--no-prometheus", action="store_true", help="do not run Prometheus")
-    parser.add_argument("--no-alertmanager", action="store_true", help="do not run Alertmanager")
-    parser.set_defaults(func=run)
-
-
 def _mapping(raw: dict[str, Any], key: str) -> dict[str, Any]:
     value = raw.get(key)
     if value is None:
@@ -274,7 +231,7 @@ def demo_settings(config: str | None, listen_address: str, interval: float | Non
     replaced by ``url``; ``listen_address`` and ``interval`` (when given) override. Raises :class:`ConfigError`."""
     if config is None:
         raw: dict[str, Any] = {
-            "poll": {"interval": interval or DEFAULT_INTERVAL},
+            "poll": {"interval": interval or DEMO_INTERVAL},
             "targets": [{"name": DEMO_TARGET}],
             "checkpoint_sync": {"schedules": [{"pipelines": "*", "every": SYNC_EVERY, "target": DEMO_TARGET}]},
         }
@@ -293,8 +250,6 @@ def demo_settings(config: str | None, listen_address: str, interval: float | Non
 
 
 def run(args: argparse.Namespace) -> int:
-    from exporter.cli import print_config_error, setup_logging
-
     try:
         scenario = Scenario.load(args.scenario) if args.scenario else demo_scenario()
     except (OSError, ValueError) as exc:
@@ -309,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(scenario, args, settings))
     except WebConfigError as exc:
-        print(f"web config error ({settings.web.config_file}): {exc}", file=sys.stderr)
+        print_web_config_error(settings, exc)
         return 2
     except MonitoringError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -69,6 +69,10 @@ def _load_build() -> ModuleType:
     return module
 
 
+ESCALATING = "FelderaCheckpointFailed"
+"""The alert with a warning and a critical form (``critical_after``)."""
+
+
 def demo_for(interval: float) -> int:
     """The demo's ``for:`` in seconds: three scrape intervals (a single missed poll does not fire)."""
     return 3 * scrape_seconds(interval)
@@ -80,15 +84,18 @@ def scrape_seconds(interval: float) -> int:
 
 
 def demo_rules(interval: float) -> tuple[str, str]:
-    """(rule file text, scrape job name the rules expect): the shipped rules with every ``for:`` shortened."""
+    """(rule file text, scrape job name the rules expect): the shipped rules with every ``for:`` shortened, and
+    ``FelderaCheckpointFailed``'s escalation to critical (``critical_after``) at twice that, so the demo's failing
+    minute shows the warning and then the critical."""
     build = _load_build()
     config = build.load_config(build.DEFAULT_CONFIG)
     short = demo_for(interval)
-    overrides = {
+    overrides: dict[str, dict[str, str]] = {
         name: {"for": f"{short}s"}
         for name, entry in config["alerts"].items()
         if build.duration_seconds(entry["for"], name) > short
     }
+    overrides.setdefault(ESCALATING, {})["critical_after"] = f"{2 * short}s"
     config = build.merge(config, {"alerts": overrides})
     return build.render(config), str(config["exporter_job"])
 

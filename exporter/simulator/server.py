@@ -1,10 +1,15 @@
-"""The simulator: Feldera's REST API over real HTTP, plus a control API (Python and HTTP) to script it."""
+"""The simulator: Feldera's REST API over real HTTP, plus a control API (Python and HTTP) to script it.
+
+:class:`Simulator` owns the server's lifecycle, the route table (``_route``), faults, and the control API of
+pipelines and of the instance; the control API of checkpoints and of connectors comes from their parts
+(:class:`~exporter.simulator.checkpoints.CheckpointControl`, :class:`~exporter.simulator.connectors.ConnectorControl`),
+and the answers of a pipeline's interaction endpoints from :mod:`exporter.simulator.interaction`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections import Counter
 from dataclasses import asdict
 from fnmatch import fnmatchcase
@@ -15,9 +20,12 @@ from aiohttp import web
 from aiohttp.web import Request, Response
 
 from exporter.simulator import errors
-from exporter.simulator.clock import Clock, ManualClock, SystemClock, rfc3339
+from exporter.simulator.checkpoints import CheckpointControl
+from exporter.simulator.clock import Clock, ManualClock, SystemClock
+from exporter.simulator.connectors import ConnectorControl
 from exporter.simulator.faults import HTML_502, MALFORMED_JSON, Fault
-from exporter.simulator.model import SELECTORS, Connector, Pipeline, UnknownEndpoint, World
+from exporter.simulator.interaction import INTERACTION_ERRORS, expected_method, interact
+from exporter.simulator.model import SELECTORS, Pipeline, World
 from exporter.simulator.scenario import PipelineSpec, Scenario
 from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
@@ -57,10 +65,9 @@ CONTROL_METHODS = (
 )
 # Test and demo tooling: requests may hang on purpose ("hang" faults), so there is no request deadline.
 LIMITS = ServerLimits(header_timeout=30.0, request_timeout=None, max_body_bytes=1 << 20)
-INTERACTION_ERRORS = ("unreachable", "unavailable", "initialization_error", "terminating", "initializing", "suspended")
 
 
-class Simulator:
+class Simulator(CheckpointControl, ConnectorControl):
     """A scriptable stand-in for Feldera's pipeline-manager.
 
     ``async with Simulator(scenario, clock=ManualClock()) as sim: ...`` serves on ``sim.url`` (port 0 picks a
@@ -204,138 +211,8 @@ class Simulator:
         status = {"sql": "SqlError", "rust": "RustError", "system": "SystemError"}[kind]
         self.world.get(name).set_program_status(status, self._now(), message)
 
-    # ---- control API: checkpoints and sync -----------------------------------------------------------------
-
-    def checkpoint(self, name: str) -> int:
-        """A successful checkpoint; returns its sequence number. An older failure stays reported."""
-        return self.world.get(name).take_checkpoint(self._now())
-
-    def fail_checkpoint(self, name: str, error: str = "checkpoint failed: I/O error") -> int:
-        """A failed checkpoint (``failed_at`` with nanoseconds); returns its sequence number."""
-        return self.world.get(name).fail_checkpoint(error, self._now())
-
-    def set_checkpoint_activity(self, name: str, status: str = "idle", reasons: list[Any] | None = None) -> None:
-        """``idle``, ``delayed`` (with ``reasons``, e.g. ``["Replaying"]``) or ``in_progress``."""
-        pipeline = self.world.get(name)
-        now = rfc3339(self._now())
-        if status == "idle":
-            activity: dict[str, Any] = {"status": "idle"}
-        elif status == "delayed":
-            activity = {"status": "delayed", "reasons": reasons or ["Replaying"], "delayed_since": now}
-        elif status == "in_progress":
-            activity = {"status": "in_progress", "started_at": now}
-        else:
-            raise ValueError(f"unknown checkpoint activity {status!r}")
-        pipeline.checkpoint_activity = activity
-        pipeline.touch()
-
-    def set_permanent_checkpoint_errors(self, name: str, errors_: list[Any] | None) -> None:
-        """E.g. ``["StorageRequired"]`` or ``[{"UnsupportedInputEndpoint": "t.c"}]``; ``None`` clears."""
-        pipeline = self.world.get(name)
-        pipeline.permanent_checkpoint_errors = errors_
-        pipeline.touch()
-
-    def set_sync_mode(self, name: str, mode: str) -> None:
-        """What a POST checkpoint/sync does next: ``success``, ``failure`` or ``pending`` (wait for control)."""
-        if mode not in ("success", "failure", "pending"):
-            raise ValueError(f"unknown sync mode {mode!r}")
-        self.world.get(name).sync_mode = mode  # type: ignore[assignment]
-
-    def succeed_sync(self, name: str, checkpoint_uuid: str | None = None) -> str:
-        pipeline = self.world.get(name)
-        chosen = checkpoint_uuid or self._sync_target(pipeline)
-        pipeline.sync_success = chosen
-        pipeline.touch()
-        return chosen
-
-    def fail_sync(
-        self, name: str, error: str = "sync failed: access denied", checkpoint_uuid: str | None = None
-    ) -> str:
-        pipeline = self.world.get(name)
-        chosen = checkpoint_uuid or self._sync_target(pipeline)
-        pipeline.sync_failure = {"uuid": chosen, "error": error}
-        pipeline.touch()
-        return chosen
-
-    def set_periodic_sync(self, name: str, checkpoint_uuid: str | None) -> None:
-        pipeline = self.world.get(name)
-        pipeline.sync_periodic = checkpoint_uuid
-        pipeline.touch()
-
-    @staticmethod
-    def _sync_target(pipeline: Pipeline) -> str:
-        if pipeline.sync_pending:
-            return pipeline.sync_pending.pop(0)
-        if pipeline.stored_checkpoints:
-            return str(pipeline.stored_checkpoints[-1]["uuid"])
-        return str(uuid.uuid4())
-
-    # ---- control API: connectors ---------------------------------------------------------------------------
-
-    def _connector(self, name: str, endpoint: str) -> Connector:
-        return self.world.get(name).find_endpoint(endpoint)
-
-    def set_connector_fatal_error(self, name: str, endpoint: str, message: str = "fatal connector error") -> None:
-        """Record a fatal error; like the server, only the first one is kept and it is never cleared."""
-        connector = self._connector(name, endpoint)
-        if connector.fatal_error is None:
-            connector.fatal_error = message
-        self.world.get(name).touch()
-
-    def set_connector_health(
-        self, name: str, endpoint: str, status: str | None, description: str | None = None
-    ) -> None:
-        """``Healthy``/``Unhealthy`` (or ``None``: not reported yet)."""
-        connector = self._connector(name, endpoint)
-        connector.health = None if status is None else {"status": status, "description": description}
-        self.world.get(name).touch()
-
-    def set_connector_state(
-        self,
-        name: str,
-        endpoint: str,
-        *,
-        paused: bool | None = None,
-        barrier: bool | None = None,
-        end_of_input: bool | None = None,
-        records_per_second: float | None = None,
-    ) -> None:
-        pipeline = self.world.get(name)
-        pipeline.advance(self._now())
-        connector = pipeline.find_endpoint(endpoint)
-        if paused is not None:
-            connector.paused = paused
-        if barrier is not None:
-            connector.barrier = barrier
-        if end_of_input is not None:
-            connector.end_of_input = end_of_input
-        if records_per_second is not None:
-            connector.rate = records_per_second
-        pipeline.touch()
-
-    def add_connector_errors(
-        self, name: str, endpoint: str, kind: str = "parse", count: int = 1, message: str = "invalid record"
-    ) -> None:
-        """``kind``: parse (inputs) / encode (outputs) / transport; raises the pipeline's ``num_errors``."""
-        connector = self._connector(name, endpoint)
-        connector.add_errors("transport" if kind == "transport" else "a", count, message, self._now())
-        self.world.get(name).touch()
-
-    # ---- control API: resets, interaction errors, cluster, instance ----------------------------------------
-
-    def issue_reset_token(self, name: str) -> str:
-        """A reset token of the current incarnation, status ``pending``."""
-        pipeline = self.world.get(name)
-        if pipeline.incarnation is None:
-            raise ValueError(f"pipeline {name!r} is not running")
-        token = uuid.uuid4().hex
-        pipeline.reset_tokens[token] = (pipeline.incarnation, "pending")
-        return token
-
-    def complete_reset(self, name: str, token: str) -> None:
-        pipeline = self.world.get(name)
-        incarnation, _ = pipeline.reset_tokens[token]
-        pipeline.reset_tokens[token] = (incarnation, "completed")
+    # ---- control API: interaction errors, cluster, instance (checkpoints: CheckpointControl, connectors and
+    # resets: ConnectorControl)
 
     def set_interaction_error(self, name: str, kind: str | None) -> None:
         """Force interaction endpoints to fail: unreachable (503), unavailable (503), initializing (503),
@@ -459,7 +336,7 @@ class Simulator:
         name = parts[2]
         rest = parts[3:]
         pipeline = self.world.pipelines.get(name)
-        expected = _expected_method(rest)
+        expected = expected_method(rest)
         if expected is None:
             return errors.response(404)
         if method != expected:
@@ -477,99 +354,7 @@ class Simulator:
             if selector not in SELECTORS:
                 return _bad_selector(selector)
             return errors.response(200, pipeline.fragment(selector), errors.JSON)
-        return self._interact(pipeline, rest, request)
-
-    def _interact(self, pipeline: Pipeline, rest: list[str], request: Request) -> Response:
-        endpoint = "/" + "/".join(rest)
-        blocked = self._gate(pipeline, endpoint, allow_initializing=rest == ["checkpoint_status"])
-        if blocked is not None:
-            return blocked
-        now = self._now()
-        pipeline.advance(now)
-        if rest == ["checkpoint_status"]:
-            return errors.json_response(
-                200, {"success": pipeline.checkpoint_success, "failure": pipeline.checkpoint_failure}
-            )
-        if rest == ["stats"]:
-            return errors.json_response(200, pipeline.render_stats(now))
-        if rest == ["reset_status"]:
-            return self._reset_status(pipeline, request.query.get("token"))
-        if rest[0] in ("tables", "views"):
-            is_input = rest[0] == "tables"
-            try:
-                connector = pipeline.find_connector(rest[1], rest[3], is_input)
-            except UnknownEndpoint as exc:
-                missing = str(exc.args[0])
-                return errors.unknown_input_endpoint(missing) if is_input else errors.unknown_output_endpoint(missing)
-            return errors.json_response(200, connector.render(True))
-        if self.world.edition == "community":
-            return errors.enterprise_feature("checkpoint sync")
-        if rest == ["checkpoint", "sync"]:
-            return self._sync(pipeline)
-        wanted = request.query.get("incarnation_uuid")
-        if wanted and wanted != pipeline.incarnation:
-            return errors.error(
-                400,
-                "IncarnationUuidMismatch",
-                f"incarnation_uuid {wanted} does not match the pipeline's current incarnation",
-            )
-        return errors.json_response(
-            200,
-            {"success": pipeline.sync_success, "failure": pipeline.sync_failure, "periodic": pipeline.sync_periodic},
-        )
-
-    def _gate(self, pipeline: Pipeline, endpoint: str, *, allow_initializing: bool) -> Response | None:
-        if not pipeline.provisioned:
-            return errors.not_deployed(
-                pipeline.id, pipeline.name, str(pipeline.resources.value), str(pipeline.resources_desired.value)
-            )
-        fault = pipeline.interaction_fault
-        runtime = pipeline.runtime.value
-        if fault == "unreachable":
-            return errors.unreachable(pipeline.id, pipeline.name, endpoint)
-        if fault == "initialization_error":
-            return errors.initialization_error("failed to open storage: permission denied")
-        if fault == "terminating":
-            return errors.terminating()
-        if fault == "unavailable" or runtime == "Unavailable":
-            return errors.unavailable(pipeline.id, pipeline.name)
-        if fault == "initializing" or (runtime == "Initializing" and not allow_initializing):
-            return errors.initializing()
-        if fault == "suspended" or runtime == "Suspended":
-            return errors.suspended()
-        return None
-
-    def _sync(self, pipeline: Pipeline) -> Response:
-        if self.world.sync_api == "seed":
-            if pipeline.checkpoint_success is None:
-                return errors.error(404, "404", "No checkpoints found")
-            return errors.json_response(200, {"checkpoint_sequence_number": pipeline.checkpoint_success})
-        if not pipeline.stored_checkpoints:
-            return errors.error(400, "400", "no checkpoints found: take a checkpoint before syncing")
-        target = str(pipeline.stored_checkpoints[-1]["uuid"])
-        if pipeline.sync_mode == "success":
-            pipeline.sync_success = target
-        elif pipeline.sync_mode == "failure":
-            pipeline.sync_failure = {"uuid": target, "error": "failed to upload checkpoint: access denied"}
-        else:
-            pipeline.sync_pending.append(target)
-        return errors.json_response(202, {"checkpoint_uuid": target, "incarnation_uuid": pipeline.incarnation})
-
-    @staticmethod
-    def _reset_status(pipeline: Pipeline, token: str | None) -> Response:
-        entry = pipeline.reset_tokens.get(token or "")
-        if entry is None:
-            return errors.error(400, "InvalidResetToken", f"Invalid reset token '{token or ''}'", {"token": token})
-        incarnation, status = entry
-        if incarnation != pipeline.incarnation:
-            return errors.error(
-                410,
-                "ResetTokenFromPreviousIncarnation",
-                "Reset token was created by a previous incarnation of the pipeline; the server cannot validate "
-                "the reset across incarnations. Reissue the reset.",
-                {"token": token},
-            )
-        return errors.json_response(200, {"token": token, "status": status})
+        return interact(self.world, pipeline, rest, request.query, self._now())
 
     def _control(self, request: Request, action: str, body: bytes) -> Response:
         method = action.strip("/")
@@ -589,16 +374,6 @@ class Simulator:
         if isinstance(result, Fault):
             result = asdict(result)
         return errors.json_response(200, {"result": result})
-
-
-def _expected_method(rest: list[str]) -> str | None:
-    if rest in ([], ["checkpoint_status"], ["stats"], ["reset_status"], ["checkpoint", "sync_status"]):
-        return "GET"
-    if rest in (["checkpoint", "sync"], ["update_runtime"]):
-        return "POST"
-    if len(rest) == 5 and rest[0] in ("tables", "views") and rest[2] == "connectors" and rest[4] == "stats":
-        return "GET"
-    return None
 
 
 def _method_not_allowed() -> Response:

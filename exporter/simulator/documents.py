@@ -1,0 +1,215 @@
+"""The JSON documents the real server answers with for one pipeline: its entry in ``GET /v0/pipelines`` (per
+``selector``, cached until the pipeline changes), ``GET /v0/pipelines/{p}`` and ``GET /v0/pipelines/{p}/stats``.
+
+:class:`PipelineDocuments` is that part of :class:`~exporter.simulator.model.Pipeline`; it only reads the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from exporter.simulator.clock import rfc3339
+from exporter.simulator.errors import dumps
+
+if TYPE_CHECKING:
+    from exporter.simulator.connectors import Relation
+    from exporter.simulator.model import Pipeline
+
+RUNTIME_CONFIG: dict[str, Any] = {
+    "workers": 4,
+    "hosts": 1,
+    "storage": {
+        "backend": {"name": "default"},
+        "min_storage_bytes": None,
+        "min_step_storage_bytes": None,
+        "compression": "default",
+        "cache_mib": None,
+    },
+    "fault_tolerance": {"model": "none", "checkpoint_interval_secs": 60},
+    "cpu_profiler": True,
+    "tracing": False,
+    "tracing_endpoint_jaeger": "",
+    "min_batch_size_records": 0,
+    "max_buffering_delay_usecs": 0,
+    "clock_resolution_usecs": 1000000,
+    "pin_cpus": [],
+    "provisioning_timeout_secs": None,
+    "max_parallel_connector_init": None,
+    "init_containers": None,
+    "checkpoint_during_suspend": True,
+    "http_workers": None,
+    "io_workers": None,
+    "env": {},
+    "dev_tweaks": {},
+    "logging": None,
+}
+PROGRAM_CONFIG: dict[str, Any] = {
+    "profile": "optimized",
+    "cache": True,
+    "runtime_version": None,
+    "use_platform_compiler": False,
+}
+
+
+class PipelineDocuments:
+    """Rendering part of a pipeline (methods take the whole :class:`~exporter.simulator.model.Pipeline`)."""
+
+    def fragment(self: Pipeline, selector: str) -> bytes:
+        cached = self._cache.get(selector)
+        if cached is None:
+            cached = self._cache[selector] = dumps(self.render(selector))
+        return cached
+
+    def render(self: Pipeline, selector: str) -> dict[str, Any]:
+        run = self.provisioned
+        body: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "tags": [],
+            "created_at": rfc3339(self.created_at),
+            "version": self.version,
+            "platform_version": self.platform_version,
+        }
+        if selector == "all":
+            body["runtime_config"] = RUNTIME_CONFIG
+            body["program_code"] = self.program_code()
+            body["udf_rust"] = ""
+            body["udf_toml"] = ""
+            body["program_config"] = PROGRAM_CONFIG
+        body["program_version"] = self.program_version
+        body["program_status"] = self.program.value
+        body["program_status_since"] = rfc3339(self.program.since or 0.0)
+        if selector == "all":
+            body["program_error"] = self.program_error
+            body["program_info"] = self.program_info()
+        body.update(
+            {
+                "deployment_error": self.deployment_error,
+                "refresh_version": self.refresh_version,
+                "storage_status": self.storage_status,
+                "storage_status_details": {"checkpoints": self.stored_checkpoints}
+                if self.storage_status == "InUse"
+                else None,
+                "deployment_id": self.deployment_id,
+                "deployment_initial": self.deployment_initial,
+                "deployment_status": self.deployment_status,
+                "deployment_status_since": rfc3339(self.deployment_status_since),
+                "deployment_desired_status": self.deployment_desired_status,
+                "deployment_desired_status_since": rfc3339(self.deployment_desired_status_since),
+                "deployment_resources_status": self.resources.value,
+                "deployment_resources_status_details": None,
+                "deployment_resources_status_since": rfc3339(self.resources.since or 0.0),
+                "deployment_resources_desired_status": self.resources_desired.value,
+                "deployment_resources_desired_status_since": rfc3339(self.resources_desired.since or 0.0),
+                "deployment_runtime_status": self.runtime.value if run else None,
+                "deployment_runtime_status_details": None,
+                "deployment_runtime_status_since": rfc3339(self.runtime.since)
+                if run and self.runtime.since is not None
+                else None,
+                "deployment_runtime_desired_status": self.runtime_desired.value if run else None,
+                "deployment_runtime_desired_status_since": rfc3339(self.runtime_desired.since)
+                if run and self.runtime_desired.since is not None
+                else None,
+                "bootstrap_policy": "allow",
+                "silent_bootstrap": False,
+                "concurrent_bootstrap": False,
+            }
+        )
+        if selector == "status_with_connectors" and self.connectors_reported():
+            body["connectors"] = {"num_errors": self.num_errors()}
+        return body
+
+    def connectors_reported(self: Pipeline) -> bool:
+        """The runner only knows connector totals from a live pipeline process."""
+        return (
+            self.connectors_known
+            and self.provisioned
+            and self.runtime.value not in (None, "Unavailable", "Initializing", "Suspended")
+        )
+
+    def program_code(self: Pipeline) -> str:
+        lines = []
+        for relation in self.tables:
+            quoted = f'"{relation.name}"' if relation.case_sensitive else relation.name
+            lines.append(f"CREATE TABLE {quoted} (id BIGINT NOT NULL);")
+        for relation in self.views:
+            quoted = f'"{relation.name}"' if relation.case_sensitive else relation.name
+            lines.append(f"CREATE MATERIALIZED VIEW {quoted} AS SELECT 1 AS id;")
+        return "\n".join(lines)
+
+    def program_info(self: Pipeline) -> dict[str, Any] | None:
+        if self.program.value not in ("SqlCompiled", "CompilingRust", "Success"):
+            return None
+        return {
+            "schema": {
+                "inputs": [r.render_schema() for r in self.tables],
+                "outputs": [r.render_schema() for r in self.views],
+            },
+            "udf_stubs": "",
+            "input_connectors": _connector_configs(self.tables, "file_input", "/data"),
+            "output_connectors": _connector_configs(self.views, "file_output", "/out"),
+        }
+
+    def render_stats(self: Pipeline, now: float) -> dict[str, Any]:
+        inputs = [c.render(False) for r in self.tables for c in r.connectors]
+        outputs = [c.render(False) for r in self.views for c in r.connectors]
+        total_in = sum(i["metrics"]["total_records"] for i in inputs)
+        total_bytes = sum(i["metrics"]["total_bytes"] for i in inputs)
+        buffered = sum(i["metrics"]["buffered_records"] for i in inputs)
+        buffered_bytes = sum(i["metrics"]["buffered_bytes"] for i in inputs)
+        uptime_ms = int(max(0.0, now - (self.start_time or now)) * 1000)
+        steps = total_in // 100
+        return {
+            "global_metrics": {
+                "state": "Running" if self.runtime.value == "Running" else "Paused",
+                "bootstrap_in_progress": self.runtime.value in ("Bootstrapping", "ConcurrentBootstrapping"),
+                "transaction_status": "NoTransaction",
+                "transaction_id": 0,
+                "transaction_initiators": {
+                    "transaction_id": None,
+                    "initiated_by_api": None,
+                    "initiated_by_connectors": {},
+                },
+                "concurrent_bootstrap_phase": "Inactive",
+                "rss_bytes": 256 * 1024 * 1024,
+                "memory_pressure": "low",
+                "memory_pressure_epoch": 0,
+                "cpu_msecs": uptime_ms // 2,
+                "uptime_msecs": uptime_ms,
+                "start_time": int(self.start_time or now),
+                "incarnation_uuid": self.incarnation,
+                "initial_start_time": int(self.initial_start_time or now),
+                "storage_bytes": sum(c["size"] for c in self.stored_checkpoints),
+                "storage_mb_secs": uptime_ms // 1000,
+                "runtime_elapsed_msecs": uptime_ms,
+                "buffered_input_records": buffered,
+                "buffered_input_bytes": buffered_bytes,
+                "total_input_records": total_in,
+                "total_input_bytes": total_bytes,
+                "total_processed_records": total_in,
+                "total_processed_bytes": total_bytes,
+                "total_completed_records": total_in,
+                "output_stall_msecs": 0,
+                "total_initiated_steps": steps,
+                "total_completed_steps": steps,
+                "pipeline_complete": False,
+            },
+            "suspend_error": None,
+            "checkpoint_activity": self.checkpoint_activity,
+            "permanent_checkpoint_errors": self.permanent_checkpoint_errors,
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+
+
+def _connector_configs(relations: Iterable[Relation], transport: str, directory: str) -> dict[str, Any]:
+    return {
+        c.endpoint_name: {
+            "stream": c.relation,
+            "transport": {"name": transport, "config": {"path": f"{directory}/{c.endpoint_name}.json"}},
+        }
+        for r in relations
+        for c in r.connectors
+    }

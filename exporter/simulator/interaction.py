@@ -1,0 +1,125 @@
+"""The pipeline interaction endpoints: ``/v0/pipelines/{p}/...`` that the pipeline process answers, as the real
+server does (``checkpoint_status``, ``stats``, connector stats, ``reset_status``, ``checkpoint/sync`` and
+``checkpoint/sync_status``), including the errors of a pipeline that cannot answer (not deployed, unreachable,
+initializing, suspended, ...). The route table that leads here is ``Simulator._route`` in
+:mod:`exporter.simulator.server`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aiohttp.web import Response
+
+from exporter.simulator import errors
+from exporter.simulator.connectors import UnknownEndpoint
+from exporter.simulator.model import Pipeline, World
+
+INTERACTION_ERRORS = ("unreachable", "unavailable", "initialization_error", "terminating", "initializing", "suspended")
+"""What ``Simulator.set_interaction_error`` can force on a pipeline's interaction endpoints."""
+
+
+def expected_method(rest: list[str]) -> str | None:
+    """The method of ``/v0/pipelines/{p}/<rest>`` (``rest`` = the path segments after the name), None: no route."""
+    if rest in ([], ["checkpoint_status"], ["stats"], ["reset_status"], ["checkpoint", "sync_status"]):
+        return "GET"
+    if rest in (["checkpoint", "sync"], ["update_runtime"]):
+        return "POST"
+    if len(rest) == 5 and rest[0] in ("tables", "views") and rest[2] == "connectors" and rest[4] == "stats":
+        return "GET"
+    return None
+
+
+def interact(world: World, pipeline: Pipeline, rest: list[str], query: Mapping[str, str], now: float) -> Response:
+    """The answer of ``pipeline`` to an interaction request (its route and method already checked)."""
+    endpoint = "/" + "/".join(rest)
+    blocked = _gate(pipeline, endpoint, allow_initializing=rest == ["checkpoint_status"])
+    if blocked is not None:
+        return blocked
+    pipeline.advance(now)
+    if rest == ["checkpoint_status"]:
+        return errors.json_response(
+            200, {"success": pipeline.checkpoint_success, "failure": pipeline.checkpoint_failure}
+        )
+    if rest == ["stats"]:
+        return errors.json_response(200, pipeline.render_stats(now))
+    if rest == ["reset_status"]:
+        return _reset_status(pipeline, query.get("token"))
+    if rest[0] in ("tables", "views"):
+        is_input = rest[0] == "tables"
+        try:
+            connector = pipeline.find_connector(rest[1], rest[3], is_input)
+        except UnknownEndpoint as exc:
+            missing = str(exc.args[0])
+            return errors.unknown_input_endpoint(missing) if is_input else errors.unknown_output_endpoint(missing)
+        return errors.json_response(200, connector.render(True))
+    if world.edition == "community":
+        return errors.enterprise_feature("checkpoint sync")
+    if rest == ["checkpoint", "sync"]:
+        return _sync(world, pipeline)
+    wanted = query.get("incarnation_uuid")
+    if wanted and wanted != pipeline.incarnation:
+        return errors.error(
+            400,
+            "IncarnationUuidMismatch",
+            f"incarnation_uuid {wanted} does not match the pipeline's current incarnation",
+        )
+    return errors.json_response(
+        200,
+        {"success": pipeline.sync_success, "failure": pipeline.sync_failure, "periodic": pipeline.sync_periodic},
+    )
+
+
+def _gate(pipeline: Pipeline, endpoint: str, *, allow_initializing: bool) -> Response | None:
+    if not pipeline.provisioned:
+        return errors.not_deployed(
+            pipeline.id, pipeline.name, str(pipeline.resources.value), str(pipeline.resources_desired.value)
+        )
+    fault = pipeline.interaction_fault
+    runtime = pipeline.runtime.value
+    if fault == "unreachable":
+        return errors.unreachable(pipeline.id, pipeline.name, endpoint)
+    if fault == "initialization_error":
+        return errors.initialization_error("failed to open storage: permission denied")
+    if fault == "terminating":
+        return errors.terminating()
+    if fault == "unavailable" or runtime == "Unavailable":
+        return errors.unavailable(pipeline.id, pipeline.name)
+    if fault == "initializing" or (runtime == "Initializing" and not allow_initializing):
+        return errors.initializing()
+    if fault == "suspended" or runtime == "Suspended":
+        return errors.suspended()
+    return None
+
+
+def _sync(world: World, pipeline: Pipeline) -> Response:
+    if world.sync_api == "seed":
+        if pipeline.checkpoint_success is None:
+            return errors.error(404, "404", "No checkpoints found")
+        return errors.json_response(200, {"checkpoint_sequence_number": pipeline.checkpoint_success})
+    if not pipeline.stored_checkpoints:
+        return errors.error(400, "400", "no checkpoints found: take a checkpoint before syncing")
+    target = str(pipeline.stored_checkpoints[-1]["uuid"])
+    if pipeline.sync_mode == "success":
+        pipeline.sync_success = target
+    elif pipeline.sync_mode == "failure":
+        pipeline.sync_failure = {"uuid": target, "error": "failed to upload checkpoint: access denied"}
+    else:
+        pipeline.sync_pending.append(target)
+    return errors.json_response(202, {"checkpoint_uuid": target, "incarnation_uuid": pipeline.incarnation})
+
+
+def _reset_status(pipeline: Pipeline, token: str | None) -> Response:
+    entry = pipeline.reset_tokens.get(token or "")
+    if entry is None:
+        return errors.error(400, "InvalidResetToken", f"Invalid reset token '{token or ''}'", {"token": token})
+    incarnation, status = entry
+    if incarnation != pipeline.incarnation:
+        return errors.error(
+            410,
+            "ResetTokenFromPreviousIncarnation",
+            "Reset token was created by a previous incarnation of the pipeline; the server cannot validate "
+            "the reset across incarnations. Reissue the reset.",
+            {"token": token},
+        )
+    return errors.json_response(200, {"token": token, "status": status})
