@@ -130,10 +130,11 @@ class ApiStats:
 def segment(value: str) -> str:
     """URL-encode one path segment (``/``, ``"``, spaces and everything else non-unreserved); ``.`` and ``..``
     as ``%2E`` and ``%2E%2E``, so no name can be a dot-segment that leaves ``/v0/pipelines/{name}/`` on the way
-    (servers and proxies resolve ``..`` before routing)."""
+    (servers and proxies resolve ``..`` before routing). A lone surrogate (a name the standard-library JSON parser
+    let through) is sent as its UTF-8-style bytes instead of raising: the server answers 404 for it."""
     if value in (".", ".."):
         return value.replace(".", "%2E")
-    return quote(value, safe="")
+    return quote(value.encode("utf-8", "surrogatepass"), safe="")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -286,6 +286,13 @@ async def test_dot_segments_are_encoded_so_no_request_leaves_the_pipeline(felder
     ]
 
 
+async def test_a_lone_surrogate_in_a_name_is_sent_as_bytes_and_answered_not_raised(feldera: ScriptedFeldera) -> None:
+    async with make_client(feldera.url) as client:
+        with pytest.raises(ApiError):
+            await client.checkpoint_status("bad\ud800name")
+    assert feldera.requests[0].raw_path == "/v0/pipelines/bad%ED%A0%80name/checkpoint_status"
+
+
 async def test_base_url_path_prefix_is_kept(feldera: ScriptedFeldera) -> None:
     feldera.routes["/feldera/v0/pipelines"] = json_response([])
     async with make_client(feldera.url + "/feldera") as client:
