@@ -18,7 +18,7 @@ from typing import Protocol
 from exporter import __version__
 from exporter.config import Settings
 from exporter.httpserver import HttpServer, Request, Response, Stream
-from exporter.metrics import families
+from exporter.metrics import emitted_specs, families, selection_warnings
 from exporter.poller import PollContributor, Poller
 from exporter.render import Rendered, render
 from exporter.sidecar import Sidecar
@@ -89,7 +89,9 @@ class Exporter:
         for contributor in self.sidecar.contributors:
             self.poller.add_contributor(contributor)
         self._routes = (*routes, self.sidecar)
-        self._disabled = settings.collectors.disabled()
+        self._specs = emitted_specs(settings)
+        for warning in selection_warnings(settings):
+            log.warning("%s", warning)
         self.latest = Snapshot(shard=settings.sharding.shard, total_shards=settings.sharding.total_shards)
         self._rendered: Rendered = self._render(self.latest)
         self._ready = False
@@ -168,7 +170,7 @@ class Exporter:
             return snapshot
 
     def _render(self, snapshot: Snapshot) -> Rendered:
-        return render(families(snapshot, self._disabled))
+        return render(families(snapshot, specs=self._specs))
 
     async def _poll_loop(self) -> None:
         interval = self.settings.poll.interval
