@@ -33,6 +33,7 @@ from types import FrameType
 from typing import IO, Any
 
 import httpx
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="concurrent /metrics clients without gzip (1; 0: none)",
     )
+    parser.add_argument(
+        "--metrics-config",
+        type=Path,
+        metavar="FILE",
+        help="YAML whose metrics: and collectors: sections the exporter gets, e.g. config.lean.yaml (default: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a report")
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="seconds to wait for any one cycle or start-up (1800)"
@@ -132,6 +139,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
     words = [str(python), "bench/run.py"]
     for name in PARAMETERS:
         words += [f"--{name.replace('_', '-')}", f"{getattr(args, name):g}"]
+    if args.metrics_config is not None:
+        words += ["--metrics-config", str(args.metrics_config)]
     if args.json:
         words.append("--json")
     return shlex.join(words)
@@ -430,17 +439,15 @@ def progress(message: str) -> None:
 
 
 def write_config(path: Path, port: int, simulator_url: str, args: argparse.Namespace) -> None:
-    path.write_text(
-        json.dumps(  # JSON is YAML
-            {
-                "web": {"listen_address": f"127.0.0.1:{port}"},
-                "poll": {"interval": args.interval, "concurrency": args.concurrency},
-                "targets": [{"name": "default", "url": simulator_url}],
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
+    config: dict[str, Any] = {
+        "web": {"listen_address": f"127.0.0.1:{port}"},
+        "poll": {"interval": args.interval, "concurrency": args.concurrency},
+        "targets": [{"name": "default", "url": simulator_url}],
+    }
+    if args.metrics_config is not None:
+        chosen = yaml.safe_load(args.metrics_config.read_text(encoding="utf-8")) or {}
+        config.update({key: chosen[key] for key in ("metrics", "collectors") if key in chosen})
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
 
 
 async def run(args: argparse.Namespace, log_dir: Path, children: list[Child]) -> dict[str, Any]:
@@ -552,6 +559,7 @@ def summarise(
         "command": reproduce_command(args),
         "machine": facts,
         "parameters": {name: getattr(args, name) for name in PARAMETERS},
+        "metrics_config": None if args.metrics_config is None else str(args.metrics_config),
         "cycles": cycles,
         "missed_cycles": sum(c["polls"] - 1 for c in cycles),
         "requests_per_cycle": {"total": requests_total, "by_endpoint": by_endpoint},
@@ -565,6 +573,7 @@ def summarise(
         "warmup_poll_duration_seconds": first.poll_duration,
         "exporter_rss_bytes": memory,
         "series": series,
+        "series_per_pipeline": series / args.pipelines,
         "scrapes": {mode: scrape_summary(scrapes, mode) for mode in ("plain", "gzip")},
         "scrapes_per_cycle": len(scrapes) / measured,
         "exporter_log_problems": {"count": len(problems), "first": problems[:10]},
@@ -596,6 +605,8 @@ def report(result: dict[str, Any]) -> Iterator[str]:
         f" poll.concurrency {p['concurrency']}, poll.interval {p['interval']:g} s"
     )
     scrapers = f"{p['scrapers']} gzip + {p['plain_scrapers']} plain scrapers"
+    if result["metrics_config"]:
+        yield f"  metrics:    metrics/collectors sections of {result['metrics_config']}"
     yield f"  measured:   {len(cycles)} observed cycle(s) after 1 warm-up, {scrapers}"
     if result["missed_cycles"]:
         yield f"  note:       {result['missed_cycles']} cycle(s) completed unobserved; their numbers are averaged in"
@@ -637,7 +648,7 @@ def report(result: dict[str, Any]) -> Iterator[str]:
     yield f"  {'(simulator CPU seconds per cycle)':38}{result['simulator_cpu_seconds_per_cycle']:>12.2f}"
     yield f"  {'(bench client CPU seconds per cycle)':38}{result['bench_cpu_seconds_per_cycle']:>12.2f}"
     yield ""
-    yield f"/metrics: {result['series']} series (sample lines)"
+    yield f"/metrics: {result['series']} series (sample lines), {result['series_per_pipeline']:.1f} per pipeline"
     columns = f"{'count':>7}{'errors':>7}{'p50':>11}{'p99':>11}{'max':>11}{'bytes':>13}"
     yield f"  {'scrapes during the measured cycles':38}{columns}"
     for mode, s in result["scrapes"].items():

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 
 from exporter.app import Exporter
@@ -132,13 +133,14 @@ async def test_denied_families_are_not_served_and_fully_denied_groups_are_not_po
         "feldera_(input|output)_connector_.*",
         "feldera_pipeline_checkpoint_(activity|activity_since_timestamp_seconds|permanent_errors)",
     ]
-    config = settings({"denylist": denylist}, url=running.url)
-    exporter = Exporter(config)
+    exporter = Exporter(settings({"denylist": denylist}, url=running.url))
+    await exporter.start(poll_loop=False)
     try:
         await exporter.poll_once()
+        async with httpx.AsyncClient() as client:
+            body = (await client.get(f"{exporter.url}/metrics")).text
     finally:
-        await exporter.poller.aclose()
-    body = b"".join(exporter._rendered.plain_chunks(openmetrics=False)).decode()
+        await exporter.stop()
     served = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if not line.startswith("#")}
     assert "feldera_pipeline_status" not in served and "# TYPE feldera_pipeline_status gauge" not in body
     assert not any(
@@ -154,10 +156,11 @@ async def test_denied_families_are_not_served_and_fully_denied_groups_are_not_po
 async def test_the_same_config_without_the_denylist_asks_for_stats_and_cluster_health(running: Simulator) -> None:
     """The counterpart of the test above: these calls are made when their families are emitted."""
     exporter = Exporter(settings(url=running.url))
+    await exporter.start(poll_loop=False)
     try:
         await exporter.poll_once()
     finally:
-        await exporter.poller.aclose()
+        await exporter.stop()
     assert running.requests("/v0/cluster_healthz") == 1
     assert running.requests("/v0/pipelines/orders/stats") == 1
 
