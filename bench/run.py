@@ -251,11 +251,12 @@ class Child:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
+    """utime + stime + cutime + cstime of a process from /proc/<pid>/stat: all its threads and its children
+    that have ended and been waited for (none in a running exporter, unless it renders in a child process)."""
     fields = _read(f"/proc/{pid}/stat").rpartition(")")[2].split()
-    if len(fields) < 13:
+    if len(fields) < 15:
         raise BenchError(f"cannot read /proc/{pid}/stat")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_bytes(pid: int) -> dict[str, int]:
@@ -284,6 +285,8 @@ class Observation:
     exporter_cpu: float
     simulator_cpu: float
     bench_cpu: float
+    seen_at: float
+    """Wall time when the watcher's scrape ended: the cycle's rendering ran between ``last_success`` and this."""
 
 
 async def observe(client: httpx.AsyncClient, exporter: Child, simulator: Child) -> Observation | None:
@@ -326,6 +329,7 @@ async def observe(client: httpx.AsyncClient, exporter: Child, simulator: Child) 
         exporter_cpu=exporter_cpu,
         simulator_cpu=simulator_cpu,
         bench_cpu=time.process_time(),
+        seen_at=time.time(),
     )
 
 
@@ -351,6 +355,8 @@ class Scrape:
     mode: str
     seconds: float
     size: int
+    started_at: float
+    """Wall time the request was sent (to place it against the cycles' rendering windows)."""
     error: str | None = None
 
 
@@ -361,7 +367,7 @@ async def scraper(url: str, mode: str, stop: asyncio.Event, out: list[Scrape]) -
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as client:
         while not stop.is_set():
             size, error = 0, None
-            started = time.perf_counter()
+            started_at, started = time.time(), time.perf_counter()
             try:
                 headers = {"accept-encoding": encodings[mode]}
                 async with client.stream("GET", "/metrics", headers=headers) as response:
@@ -371,7 +377,7 @@ async def scraper(url: str, mode: str, stop: asyncio.Event, out: list[Scrape]) -
                         error = f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            out.append(Scrape(mode, time.perf_counter() - started, size, error))
+            out.append(Scrape(mode, time.perf_counter() - started, size, started_at, error))
             if error:
                 await asyncio.sleep(0.1)
 
@@ -382,19 +388,32 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
-def scrape_summary(scrapes: list[Scrape], mode: str) -> dict[str, Any]:
+def _latencies(scrapes: list[Scrape]) -> dict[str, Any]:
+    seconds = sorted(s.seconds for s in scrapes)
+    if not seconds:
+        return {"count": 0}
+    return {
+        "count": len(seconds),
+        "p50_seconds": percentile(seconds, 0.50),
+        "p99_seconds": percentile(seconds, 0.99),
+        "max_seconds": seconds[-1],
+    }
+
+
+def scrape_summary(scrapes: list[Scrape], mode: str, rendering: list[tuple[float, float]]) -> dict[str, Any]:
+    """Latency and size of the scrapes of ``mode``; also split by whether a scrape overlapped a rendering window
+    (from a cycle's success timestamp to when the watcher saw that cycle: an over-estimate by up to one watch)."""
     done = [s for s in scrapes if s.mode == mode and s.error is None]
     errors = [s.error for s in scrapes if s.mode == mode and s.error is not None]
     summary: dict[str, Any] = {"count": len(done), "errors": len(errors), "first_error": errors[0] if errors else None}
     if done:
-        seconds = sorted(s.seconds for s in done)
         sizes = sorted(s.size for s in done)
-        summary.update(
-            p50_seconds=percentile(seconds, 0.50),
-            p99_seconds=percentile(seconds, 0.99),
-            max_seconds=seconds[-1],
-            bytes_per_scrape=sizes[len(sizes) // 2],
-        )
+        summary.update(_latencies(done), bytes_per_scrape=sizes[len(sizes) // 2])
+        during = [
+            s for s in done if any(s.started_at < end and s.started_at + s.seconds > start for start, end in rendering)
+        ]
+        others = [s for s in done if s not in during]
+        summary.update(during_rendering=_latencies(during), outside_rendering=_latencies(others))
     return summary
 
 
@@ -526,6 +545,7 @@ def summarise(
     series: int,
     exporter: Child,
 ) -> dict[str, Any]:
+    rendering = [(o.last_success, o.seen_at) for o in observations[1:]]
     cycles = []
     for before, after in itertools.pairwise(observations):
         polls = after.polls - before.polls
@@ -574,7 +594,7 @@ def summarise(
         "exporter_rss_bytes": memory,
         "series": series,
         "series_per_pipeline": series / args.pipelines,
-        "scrapes": {mode: scrape_summary(scrapes, mode) for mode in ("plain", "gzip")},
+        "scrapes": {mode: scrape_summary(scrapes, mode, rendering) for mode in ("plain", "gzip")},
         "scrapes_per_cycle": len(scrapes) / measured,
         "exporter_log_problems": {"count": len(problems), "first": problems[:10]},
     }
@@ -657,6 +677,13 @@ def report(result: dict[str, Any]) -> Iterator[str]:
             f"  {mode:38}{s['count']:>7}{s['errors']:>7}{_ms(s.get('p50_seconds')):>11}"
             f"{_ms(s.get('p99_seconds')):>11}{_ms(s.get('max_seconds')):>11}{size}"
         )
+        for part in ("during_rendering", "outside_rendering"):
+            d = s.get(part, {})
+            if d.get("count"):
+                yield (
+                    f"    {part.replace('_', ' '):36}{d['count']:>7}{'':7}{_ms(d.get('p50_seconds')):>11}"
+                    f"{_ms(d.get('p99_seconds')):>11}{_ms(d.get('max_seconds')):>11}"
+                )
         if s["first_error"]:
             yield f"    first error: {s['first_error']}"
     yield ""
