@@ -370,6 +370,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _override(raw: dict[str, Any], section: str, **values: object) -> None:
+    """Set the keys of ``raw[section]`` that have a value (not ``None``), keeping the section's other keys."""
+    given = {key: value for key, value in values.items() if value is not None}
+    if given:
+        raw[section] = {**(raw.get(section) or {}), **given}
+
+
 def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str, str]) -> dict[str, Any]:
     raw = dict(raw)
     url, source = overrides.feldera_url, "--feldera-url"
@@ -386,29 +393,11 @@ def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str
             raw["targets"] = [{**t, "url": url} if t in named else t for t in targets]
         else:
             raw["targets"] = [{"name": DEFAULT_TARGET, "url": url}]
-    if overrides.listen_address is not None or overrides.web_config_file is not None:
-        web = dict(raw.get("web") or {})
-        if overrides.listen_address is not None:
-            web["listen_address"] = overrides.listen_address
-        if overrides.web_config_file is not None:
-            web["config_file"] = overrides.web_config_file
-        raw["web"] = web
-    if overrides.shard is not None or overrides.total_shards is not None:
-        sharding = dict(raw.get("sharding") or {})
-        if overrides.shard is not None:
-            sharding["shard"] = overrides.shard
-        if overrides.total_shards is not None:
-            sharding["total_shards"] = overrides.total_shards
-        raw["sharding"] = sharding
+    _override(raw, "web", listen_address=overrides.listen_address, config_file=overrides.web_config_file)
+    _override(raw, "sharding", shard=overrides.shard, total_shards=overrides.total_shards)
     if overrides.log_level is not None:
         raw["log_level"] = overrides.log_level
-    if overrides.metric_allowlist is not None or overrides.metric_denylist is not None:
-        metrics = dict(raw.get("metrics") or {})
-        if overrides.metric_allowlist is not None:
-            metrics["allowlist"] = overrides.metric_allowlist
-        if overrides.metric_denylist is not None:
-            metrics["denylist"] = overrides.metric_denylist
-        raw["metrics"] = metrics
+    _override(raw, "metrics", allowlist=overrides.metric_allowlist, denylist=overrides.metric_denylist)
     return raw
 
 

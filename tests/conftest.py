@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -39,6 +42,16 @@ async def eventually(condition: Callable[[], Any], what: str, deadline: float = 
         if loop.time() > end:
             raise AssertionError(f"timed out after {deadline:g}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Import a script of the repository that is not part of the package (generators under prometheus/, ...)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def json_response(document: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:

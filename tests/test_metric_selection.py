@@ -7,12 +7,9 @@ and the lean configuration; the exporter warns once at start when its configurat
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -23,22 +20,14 @@ from exporter.cli import build_parser, main, settings_from
 from exporter.config import ConfigError, Settings, build_settings, load_settings
 from exporter.metrics import ALL_SPECS, emitted_specs, polled_off_groups, selection_warnings, shipped
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
+from tests.conftest import load_module
 from tests.test_config import problems_of
 
 REPO = Path(__file__).resolve().parent.parent
 ALL_NAMES = {spec.name for spec in ALL_SPECS}
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("shipped_metrics", REPO / "scripts" / "shipped_metrics.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-script = _load_script()
+script = load_module(REPO / "scripts" / "shipped_metrics.py", "shipped_metrics")
 
 
 def settings(metrics: dict[str, Any] | None = None, url: str = "http://localhost:8080", **raw: Any) -> Settings:
