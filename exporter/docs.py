@@ -40,7 +40,8 @@ both. A denied family is neither built nor served, and a group none of whose fam
 (nor is `/stats` when no family read from it is emitted). `feldera_up` is always emitted: the exporter-health
 alerts need it. A pattern that matches no family, and a configuration that drops a family the shipped alert rules
 or dashboards use, are logged as warnings at start. [`config.lean.yaml`](../config.lean.yaml) is the lean
-configuration: exactly the families the shipped rules and dashboards use.
+configuration: exactly the families the shipped rules and dashboards use. The sidecar's duties (checkpoint-sync
+schedules, reset watches) run whether or not their metrics are emitted.
 """
 
 _CONNECTORS = (3, 1)
