@@ -33,6 +33,7 @@ from types import FrameType
 from typing import IO, Any
 
 import aiohttp
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.argtypes import at_least_one, count, seconds
@@ -84,6 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="concurrent /metrics clients without gzip (1; 0: none)",
     )
+    parser.add_argument(
+        "--metrics-config",
+        type=Path,
+        metavar="FILE",
+        help="YAML whose metrics: and collectors: sections the exporter gets, e.g. config.lean.yaml (default: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a report")
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="seconds to wait for any one cycle or start-up (1800)"
@@ -111,6 +118,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
     words = [str(python), "bench/run.py"]
     for name in PARAMETERS:
         words += [f"--{name.replace('_', '-')}", f"{getattr(args, name):g}"]
+    if args.metrics_config is not None:
+        words += ["--metrics-config", str(args.metrics_config)]
     if args.json:
         words.append("--json")
     return shlex.join(words)
@@ -221,11 +230,12 @@ class Child:
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
+    """utime + stime + cutime + cstime of a process from /proc/<pid>/stat: all its threads and its children
+    that have ended and been waited for (none in a running exporter, unless it renders in a child process)."""
     fields = _read(f"/proc/{pid}/stat").rpartition(")")[2].split()
-    if len(fields) < 13:
+    if len(fields) < 15:
         raise BenchError(f"cannot read /proc/{pid}/stat")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_bytes(pid: int) -> dict[str, int]:
@@ -254,6 +264,8 @@ class Observation:
     exporter_cpu: float
     simulator_cpu: float
     bench_cpu: float
+    seen_at: float
+    """Wall time when the watcher's scrape ended: the cycle's rendering ran between ``last_success`` and this."""
 
 
 async def observe(client: aiohttp.ClientSession, exporter: Child, simulator: Child) -> Observation | None:
@@ -296,6 +308,7 @@ async def observe(client: aiohttp.ClientSession, exporter: Child, simulator: Chi
         exporter_cpu=exporter_cpu,
         simulator_cpu=simulator_cpu,
         bench_cpu=time.process_time(),
+        seen_at=time.time(),
     )
 
 
@@ -331,6 +344,8 @@ class Scrape:
     mode: str
     seconds: float
     size: int
+    started_at: float
+    """Wall time the request was sent (to place it against the cycles' rendering windows)."""
     error: str | None = None
 
 
@@ -340,7 +355,7 @@ async def scraper(url: str, mode: str, stop: asyncio.Event, out: list[Scrape]) -
     async with http_client(url, connections=1) as client:
         while not stop.is_set():
             size, error = 0, None
-            started = time.perf_counter()
+            started_at, started = time.time(), time.perf_counter()
             try:
                 headers = {"accept-encoding": encodings[mode]}
                 async with client.get("/metrics", headers=headers) as response:
@@ -350,7 +365,7 @@ async def scraper(url: str, mode: str, stop: asyncio.Event, out: list[Scrape]) -
                         error = f"HTTP {response.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            out.append(Scrape(mode, time.perf_counter() - started, size, error))
+            out.append(Scrape(mode, time.perf_counter() - started, size, started_at, error))
             if error:
                 await asyncio.sleep(0.1)
 
@@ -361,19 +376,32 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
-def scrape_summary(scrapes: list[Scrape], mode: str) -> dict[str, Any]:
+def _latencies(scrapes: list[Scrape]) -> dict[str, Any]:
+    seconds = sorted(s.seconds for s in scrapes)
+    if not seconds:
+        return {"count": 0}
+    return {
+        "count": len(seconds),
+        "p50_seconds": percentile(seconds, 0.50),
+        "p99_seconds": percentile(seconds, 0.99),
+        "max_seconds": seconds[-1],
+    }
+
+
+def scrape_summary(scrapes: list[Scrape], mode: str, rendering: list[tuple[float, float]]) -> dict[str, Any]:
+    """Latency and size of the scrapes of ``mode``; also split by whether a scrape overlapped a rendering window
+    (from a cycle's success timestamp to when the watcher saw that cycle: an over-estimate by up to one watch)."""
     done = [s for s in scrapes if s.mode == mode and s.error is None]
     errors = [s.error for s in scrapes if s.mode == mode and s.error is not None]
     summary: dict[str, Any] = {"count": len(done), "errors": len(errors), "first_error": errors[0] if errors else None}
     if done:
-        seconds = sorted(s.seconds for s in done)
         sizes = sorted(s.size for s in done)
-        summary.update(
-            p50_seconds=percentile(seconds, 0.50),
-            p99_seconds=percentile(seconds, 0.99),
-            max_seconds=seconds[-1],
-            bytes_per_scrape=sizes[len(sizes) // 2],
-        )
+        summary.update(_latencies(done), bytes_per_scrape=sizes[len(sizes) // 2])
+        during = [
+            s for s in done if any(s.started_at < end and s.started_at + s.seconds > start for start, end in rendering)
+        ]
+        others = [s for s in done if s not in during]
+        summary.update(during_rendering=_latencies(during), outside_rendering=_latencies(others))
     return summary
 
 
@@ -419,17 +447,15 @@ def progress(message: str) -> None:
 
 
 def write_config(path: Path, port: int, simulator_url: str, args: argparse.Namespace) -> None:
-    path.write_text(
-        json.dumps(  # JSON is YAML
-            {
-                "web": {"listen_address": f"127.0.0.1:{port}"},
-                "poll": {"interval": args.interval, "concurrency": args.concurrency},
-                "targets": [{"name": "default", "url": simulator_url}],
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
+    config: dict[str, Any] = {
+        "web": {"listen_address": f"127.0.0.1:{port}"},
+        "poll": {"interval": args.interval, "concurrency": args.concurrency},
+        "targets": [{"name": "default", "url": simulator_url}],
+    }
+    if args.metrics_config is not None:
+        chosen = yaml.safe_load(args.metrics_config.read_text(encoding="utf-8")) or {}
+        config.update({key: chosen[key] for key in ("metrics", "collectors") if key in chosen})
+    path.write_text(json.dumps(config, indent=2), encoding="utf-8")  # JSON is YAML
 
 
 async def run(args: argparse.Namespace, log_dir: Path, children: list[Child]) -> dict[str, Any]:
@@ -508,6 +534,7 @@ def summarise(
     series: int,
     exporter: Child,
 ) -> dict[str, Any]:
+    rendering = [(o.last_success, o.seen_at) for o in observations[1:]]
     cycles = []
     for before, after in itertools.pairwise(observations):
         polls = after.polls - before.polls
@@ -541,6 +568,7 @@ def summarise(
         "command": reproduce_command(args),
         "machine": facts,
         "parameters": {name: getattr(args, name) for name in PARAMETERS},
+        "metrics_config": None if args.metrics_config is None else str(args.metrics_config),
         "cycles": cycles,
         "missed_cycles": sum(c["polls"] - 1 for c in cycles),
         "requests_per_cycle": {"total": requests_total, "by_endpoint": by_endpoint},
@@ -554,7 +582,8 @@ def summarise(
         "warmup_poll_duration_seconds": first.poll_duration,
         "exporter_rss_bytes": memory,
         "series": series,
-        "scrapes": {mode: scrape_summary(scrapes, mode) for mode in ("plain", "gzip")},
+        "series_per_pipeline": series / args.pipelines,
+        "scrapes": {mode: scrape_summary(scrapes, mode, rendering) for mode in ("plain", "gzip")},
         "scrapes_per_cycle": len(scrapes) / measured,
         "exporter_log_problems": {"count": len(problems), "first": problems[:10]},
     }
@@ -585,6 +614,8 @@ def report(result: dict[str, Any]) -> Iterator[str]:
         f" poll.concurrency {p['concurrency']}, poll.interval {p['interval']:g} s"
     )
     scrapers = f"{p['scrapers']} gzip + {p['plain_scrapers']} plain scrapers"
+    if result["metrics_config"]:
+        yield f"  metrics:    metrics/collectors sections of {result['metrics_config']}"
     yield f"  measured:   {len(cycles)} observed cycle(s) after 1 warm-up, {scrapers}"
     if result["missed_cycles"]:
         yield f"  note:       {result['missed_cycles']} cycle(s) completed unobserved; their numbers are averaged in"
@@ -626,7 +657,7 @@ def report(result: dict[str, Any]) -> Iterator[str]:
     yield f"  {'(simulator CPU seconds per cycle)':38}{result['simulator_cpu_seconds_per_cycle']:>12.2f}"
     yield f"  {'(bench client CPU seconds per cycle)':38}{result['bench_cpu_seconds_per_cycle']:>12.2f}"
     yield ""
-    yield f"/metrics: {result['series']} series (sample lines)"
+    yield f"/metrics: {result['series']} series (sample lines), {result['series_per_pipeline']:.1f} per pipeline"
     columns = f"{'count':>7}{'errors':>7}{'p50':>11}{'p99':>11}{'max':>11}{'bytes':>13}"
     yield f"  {'scrapes during the measured cycles':38}{columns}"
     for mode, s in result["scrapes"].items():
@@ -635,6 +666,13 @@ def report(result: dict[str, Any]) -> Iterator[str]:
             f"  {mode:38}{s['count']:>7}{s['errors']:>7}{_ms(s.get('p50_seconds')):>11}"
             f"{_ms(s.get('p99_seconds')):>11}{_ms(s.get('max_seconds')):>11}{size}"
         )
+        for part in ("during_rendering", "outside_rendering"):
+            d = s.get(part, {})
+            if d.get("count"):
+                yield (
+                    f"    {part.replace('_', ' '):36}{d['count']:>7}{'':7}{_ms(d.get('p50_seconds')):>11}"
+                    f"{_ms(d.get('p99_seconds')):>11}{_ms(d.get('max_seconds')):>11}"
+                )
         if s["first_error"]:
             yield f"    first error: {s['first_error']}"
     yield ""

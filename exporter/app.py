@@ -20,7 +20,7 @@ from aiohttp.payload import Payload
 from exporter import __version__
 from exporter.config import Settings
 from exporter.landing import render_landing
-from exporter.metrics import families
+from exporter.metrics import emitted_specs, families, selection_warnings
 from exporter.poller import Poller
 from exporter.render import Rendered, render
 from exporter.sidecar import Sidecar
@@ -82,6 +82,9 @@ class Exporter:
         self.sidecar = Sidecar(settings, clock)
         self.poller = Poller(settings, sidecar=self.sidecar, clock=clock)
         self._disabled = settings.collectors.disabled()
+        self._specs = emitted_specs(settings)
+        for warning in selection_warnings(settings):
+            log.warning("%s", warning)
         self.latest = Snapshot(shard=settings.sharding.shard, total_shards=settings.sharding.total_shards)
         self._rendered: Rendered = self._render(self.latest)
         self._ready = False
@@ -172,7 +175,7 @@ class Exporter:
             return snapshot
 
     def _render(self, snapshot: Snapshot) -> Rendered:
-        return render(families(snapshot, self._disabled))
+        return render(families(snapshot, specs=self._specs))
 
     async def _poll_loop(self) -> None:
         interval = self.settings.poll.interval

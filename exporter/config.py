@@ -246,6 +246,49 @@ class CollectorSettings(_Section):
         return frozenset(name for name, on in self.model_dump().items() if not on)
 
 
+def _regex_list(value: object) -> object:
+    """A comma-separated string (as the flags take it) -> list; a list stays a list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+RegexList = Annotated[list[str], BeforeValidator(_regex_list)]
+
+
+class MetricsSettings(_Section):
+    """Which metric families are emitted, by regular expression on the family name (kube-state-metrics'
+    ``--metric-allowlist``/``--metric-denylist``): fully anchored, matched against the names in docs/metrics.md
+    (counters with ``_total``). At most one of the two lists may be set; ``feldera_up`` is always emitted."""
+
+    allowlist: RegexList = Field(default_factory=list)
+    denylist: RegexList = Field(default_factory=list)
+
+    @field_validator("allowlist", "denylist")
+    @classmethod
+    def _check_patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_exclusive(self) -> MetricsSettings:
+        if self.allowlist and self.denylist:
+            raise ValueError("set either allowlist or denylist, not both")
+        return self
+
+    def allows(self, name: str) -> bool:
+        """Whether the family ``name`` passes the lists (``feldera_up`` always does)."""
+        if name == "feldera_up":
+            return True
+        if self.allowlist:
+            return any(re.fullmatch(pattern, name) for pattern in self.allowlist)
+        return not any(re.fullmatch(pattern, name) for pattern in self.denylist)
+
+
 class SyncSchedule(_Section):
     pipelines: Annotated[str, Field(min_length=1)]
     """fnmatch glob on the pipeline name."""
@@ -301,6 +344,7 @@ class Settings(_Section):
     targets: Annotated[list[TargetSettings], Field(min_length=1)] = Field(default_factory=lambda: [TargetSettings()])
     pipelines: PipelineFilter = Field(default_factory=PipelineFilter)
     collectors: CollectorSettings = Field(default_factory=CollectorSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     checkpoint_sync: CheckpointSyncSettings = Field(default_factory=CheckpointSyncSettings)
     reset_watches: ResetWatchSettings = Field(default_factory=ResetWatchSettings)
     sharding: ShardingSettings = Field(default_factory=ShardingSettings)
@@ -327,6 +371,8 @@ class Overrides:
     shard: int | None = None
     total_shards: int | None = None
     log_level: str | None = None
+    metric_allowlist: str | None = None
+    metric_denylist: str | None = None
 
 
 def _location(loc: Sequence[int | str]) -> str:
@@ -444,6 +490,8 @@ def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str
         ("web", "enable_reset_watch_api", overrides.enable_reset_watch_api, "--web.enable-reset-watch-api"),
         ("sharding", "shard", overrides.shard, "--shard"),
         ("sharding", "total_shards", overrides.total_shards, "--total-shards"),
+        ("metrics", "allowlist", overrides.metric_allowlist, "--metric-allowlist"),
+        ("metrics", "denylist", overrides.metric_denylist, "--metric-denylist"),
     ):
         if value is not None:
             current = raw.get(section)

@@ -36,6 +36,7 @@ from exporter.endpoint import split_endpoint, sql_identifier
 from exporter.errors import ApiError, FelderaError
 from exporter.logsafe import clean
 from exporter.memory import Memory
+from exporter.metrics import polled_off_groups, stats_needed
 from exporter.models import (
     CheckpointStatus,
     CheckpointSyncStatus,
@@ -146,7 +147,8 @@ class Poller:
         self.targets = tuple(TargetRuntime(settings=t, client=make_client(t)) for t in settings.targets)
         self._memory = Memory()
         self._process = ProcessStats()
-        self._disabled = settings.collectors.disabled()
+        self._disabled = polled_off_groups(settings)  # switched off, or every family of the group denied
+        self._want_stats = stats_needed(settings)
         self._everything = settings.pipelines.include == ["*"] and not settings.pipelines.exclude
 
     async def aclose(self) -> None:
@@ -233,7 +235,7 @@ class Poller:
         stats: list[ControllerStatus | None] = [None] * count
         syncs: list[CheckpointSyncStatus | None] = [None] * count
         want_checkpoints = self._on("checkpoints")
-        want_stats = any(self._on(g) for g in ("connectors", "connector_counters", "checkpoints", "connector_errors"))
+        want_stats = self._want_stats
         want_sync = self._on("checkpoint_sync") and self._monotonic() >= target.sync_disabled_until
         sync_status = self._sync_status_for(target)
         jobs: list[Job] = []

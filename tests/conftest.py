@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import socket
@@ -11,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -116,6 +118,16 @@ def url_of(lines: list[str], label: str) -> str:
     """The value of the demo table's row ``label:``."""
     (line,) = [line for line in lines if line.startswith(label + ":")]
     return line.split(":", 1)[1].strip()
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Import a script of the repository that is not part of the package (generators under prometheus/, ...)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def json_response(document: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:

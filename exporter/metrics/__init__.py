@@ -8,16 +8,24 @@ A module wraps each pipeline's samples in ``with out.pipeline(target, name):``. 
 raises (an answer the models let through but a module cannot represent, or a bug), :func:`families` logs one line
 per such pipeline and translates the cycle again without them: their series are absent for the cycle, every other
 pipeline's are served, and ``feldera_exporter_dropped_pipelines`` counts them per target.
+
+Which specs are emitted is decided once at start (:func:`emitted_specs`): the ``collectors:`` switches and the
+``metrics:`` allow/deny lists. A family that is not emitted costs nothing per cycle: the builder has no writer for
+it, so no line is formatted, and a collector group none of whose families is emitted is not polled either
+(:func:`polled_off_groups`), nor is ``/stats`` when no family read from it is emitted
+(:func:`stats_needed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Iterable
 
+from exporter.config import MetricsSettings, Settings
 from exporter.logsafe import clean
-from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines, process, server, sidecar
+from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines, process, server, shipped, sidecar
 from exporter.metrics.spec import FamilyBuilder, MetricSpec
 from exporter.render import Family
 from exporter.snapshot import Snapshot
@@ -33,9 +41,12 @@ GROUPS: tuple[str, ...] = tuple(dict.fromkeys(spec.group for spec in ALL_SPECS))
 """Collector groups in first-declared order (config ``collectors:`` keys)."""
 
 
-def families(snapshot: Snapshot, disabled_groups: frozenset[str] = frozenset()) -> list[Family]:
-    """All metric families for ``snapshot``, sorted by name; specs of ``disabled_groups`` are not emitted."""
-    specs = [spec for spec in ALL_SPECS if spec.group not in disabled_groups]
+def families(
+    snapshot: Snapshot, disabled_groups: frozenset[str] = frozenset(), specs: Iterable[MetricSpec] = ALL_SPECS
+) -> list[Family]:
+    """The metric families of ``specs`` for ``snapshot``, sorted by name; specs of ``disabled_groups`` are not
+    emitted."""
+    specs = [spec for spec in specs if spec.group not in disabled_groups]
     out = _translate(snapshot, specs)
     while out.guard.failed:  # each pass leaves out at least one more pipeline, so this ends
         for (target, name), error in out.guard.failed.items():
@@ -75,3 +86,53 @@ def _without(snapshot: Snapshot, failed: Iterable[tuple[str, str]]) -> Snapshot:
             )
         targets.append(target)
     return dataclasses.replace(snapshot, targets=tuple(targets))
+
+
+def emitted_specs(settings: Settings) -> tuple[MetricSpec, ...]:
+    """The specs a configuration emits: group not switched off under ``collectors:``, name allowed by
+    ``metrics:``."""
+    disabled = settings.collectors.disabled()
+    return tuple(spec for spec in ALL_SPECS if spec.group not in disabled and settings.metrics.allows(spec.name))
+
+
+def polled_off_groups(settings: Settings) -> frozenset[str]:
+    """Collector groups the poller skips: switched off, or every family of the group denied."""
+    emitted = {spec.group for spec in emitted_specs(settings)}
+    return frozenset(GROUPS) - emitted
+
+
+def stats_needed(settings: Settings) -> bool:
+    """Whether any emitted family is read from ``/stats`` (connector state and counters, checkpoint activity);
+    the per-connector error calls of ``connector_errors`` need its connector list too."""
+    from_stats = {spec.name for spec in checkpoints.FROM_STATS}
+    stats_groups = {connectors.STATE, connectors.COUNTERS, connectors.ERRORS}
+    return any(spec.group in stats_groups or spec.name in from_stats for spec in emitted_specs(settings))
+
+
+def unmatched_patterns(metrics: MetricsSettings) -> list[str]:
+    """Patterns of the allow/deny list that match no family (denying ``feldera_up`` does not count: it is always
+    emitted)."""
+    names = [spec.name for spec in ALL_SPECS]
+    denyable = [name for name in names if name != "feldera_up"]
+    return [
+        pattern
+        for patterns, candidates in ((metrics.allowlist, names), (metrics.denylist, denyable))
+        for pattern in patterns
+        if not any(re.fullmatch(pattern, name) for name in candidates)
+    ]
+
+
+def selection_warnings(settings: Settings) -> list[str]:
+    """What an operator should hear about the metric selection: patterns that match nothing, and families the
+    shipped alert rules or dashboards use that this configuration does not emit."""
+    warnings = []
+    for pattern in unmatched_patterns(settings.metrics):
+        warnings.append(f"metrics: pattern {pattern!r} matches no metric family (see docs/metrics.md)")
+    emitted = {spec.name for spec in emitted_specs(settings)}
+    for what, used in (("alert rules", shipped.RULES), ("dashboards", shipped.DASHBOARDS)):
+        missing = sorted(used - emitted)
+        if missing:
+            warnings.append(
+                f"the shipped {what} use metric families this configuration does not emit: " + ", ".join(missing)
+            )
+    return warnings

@@ -117,6 +117,9 @@ SPECS: tuple[MetricSpec, ...] = (
     SYNC_LAST_SUCCESS_SEEN,
 )
 
+FROM_STATS: tuple[MetricSpec, ...] = (ACTIVITY, ACTIVITY_SINCE, PERMANENT_ERRORS)
+"""The specs read from ``/stats`` (the rest from ``checkpoint_status`` and ``checkpoint/sync_status``)."""
+
 
 def checkpoint_failed(status: CheckpointStatus) -> bool:
     """The newest checkpoint attempt failed: a failure newer than the last success, or no success at all."""
