@@ -108,54 +108,6 @@ class Row:
     panels: tuple[Panel, ...]
 
 
-# --- panel shapes: each written once ---------------------------------------------------------------------------
-
-
-def stat(title: str, expr: str, unit: str = "none", *, legend: str = "", w: int = 4, h: int = 5, **kw: Any) -> Panel:
-    """One number (or one per series, named by ``legend``): the value now, coloured by the thresholds."""
-    return Panel(title, "stat", (Query(expr, legend),), unit, w=w, h=h, **kw)
-
-
-def graph(title: str, unit: str, *queries: Query, **kw: Any) -> Panel:
-    """A time series panel: one line per series of each query."""
-    return Panel(title, "timeseries", queries, unit, **kw)
-
-
-def table(title: str, queries: tuple[Query, ...], *, w: int, h: int, **kw: Any) -> Panel:
-    """A table of the queries' series merged on their labels; each query's value is a column (see ``Query.column``)."""
-    return Panel(title, "table", queries, "none", w=w, h=h, **kw)
-
-
-def status_stat(title: str, metric: str, **kw: Any) -> Panel:
-    """The name of the status whose one-hot series of ``metric`` is 1 for the selected pipeline."""
-    return stat(title, f"{metric}{{{ONE}}} == 1", legend="{{status}}", options={"textMode": "name"}, **kw)
-
-
-def rate(metric: str, by: str, sel: str) -> str:
-    """Per-second rate of a counter, summed by the ``by`` labels."""
-    return f"sum by ({by}) (rate({metric}{{{sel}}}[$__rate_interval]))"
-
-
-def _sum0(expr: str) -> str:
-    """``sum(expr)`` that is 0, not empty, when nothing matches (stats then show 0 instead of "No data")."""
-    return f"(sum({expr}) or vector(0))"
-
-
-def connector_series(metric: str, sel: str) -> tuple[str, str]:
-    """The input and the output connector series of ``feldera_{input,output}_connector_<metric>``."""
-    return (f"feldera_input_connector_{metric}{{{sel}}}", f"feldera_output_connector_{metric}{{{sel}}}")
-
-
-def connector_columns(direction: str, *columns: tuple[str, str]) -> tuple[Query, ...]:
-    """Pipeline detail: one table row per ``direction`` connector: fatal error, health, then ``(metric, header)``."""
-    prefix = f"feldera_{direction}_connector_"
-    return (
-        Query(f"max by (endpoint) ({prefix}fatal_error{{{ONE}}})", column="fatal error"),
-        Query(f"max by (endpoint, status) ({prefix}health{{{ONE}}} == 1)"),
-        *(Query(f"max by (endpoint) ({prefix}{metric}{{{ONE}}})", column=header) for metric, header in columns),
-    )
-
-
 # --- value mappings and thresholds -------------------------------------------------------------------------
 
 
@@ -201,6 +153,67 @@ def status_overrides(prefix: str = "") -> tuple[Json, ...]:
     )
 
 
+# --- PromQL ------------------------------------------------------------------------------------------------
+
+
+def rate(metric: str, by: str, sel: str) -> str:
+    """Per-second rate of a counter, summed by the ``by`` labels."""
+    return f"sum by ({by}) (rate({metric}{{{sel}}}[$__rate_interval]))"
+
+
+def _sum0(expr: str) -> str:
+    """``sum(expr)`` that is 0, not empty, when nothing matches (stats then show 0 instead of "No data")."""
+    return f"(sum({expr}) or vector(0))"
+
+
+def checkpoint_age(sel: str) -> str:
+    """Seconds since the exporter first saw the newest checkpoint in storage."""
+    return f"time() - feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{{{sel}}}"
+
+
+def connector_series(metric: str, sel: str) -> tuple[str, str]:
+    """The input and the output connector series of ``feldera_{input,output}_connector_<metric>``."""
+    return (f"feldera_input_connector_{metric}{{{sel}}}", f"feldera_output_connector_{metric}{{{sel}}}")
+
+
+def connector_columns(direction: str, *columns: tuple[str, str]) -> tuple[Query, ...]:
+    """Pipeline detail: one table row per ``direction`` connector: fatal error, health, then ``(metric, header)``."""
+    prefix = f"feldera_{direction}_connector_"
+    return (
+        Query(f"max by (endpoint) ({prefix}fatal_error{{{ONE}}})", column="fatal error"),
+        Query(f"max by (endpoint, status) ({prefix}health{{{ONE}}} == 1)"),
+        *(Query(f"max by (endpoint) ({prefix}{metric}{{{ONE}}})", column=header) for metric, header in columns),
+    )
+
+
+# --- panel shapes: each written once ---------------------------------------------------------------------------
+
+
+def stat(title: str, expr: str, unit: str = "none", *, legend: str = "", w: int = 4, h: int = 5, **kw: Any) -> Panel:
+    """One number (or one per series, named by ``legend``): the value now, coloured by the thresholds."""
+    return Panel(title, "stat", (Query(expr, legend),), unit, w=w, h=h, **kw)
+
+
+def graph(title: str, unit: str, *queries: Query, **kw: Any) -> Panel:
+    """A time series panel: one line per series of each query."""
+    return Panel(title, "timeseries", queries, unit, **kw)
+
+
+def table(title: str, queries: tuple[Query, ...], *, w: int, h: int, **kw: Any) -> Panel:
+    """A table of the queries' series merged on their labels; each query's value is a column (see ``Query.column``)."""
+    return Panel(title, "table", queries, "none", w=w, h=h, **kw)
+
+
+def alarm(title: str, expr: str, runbook: str, **kw: Any) -> Panel:
+    """A stat that turns red above 0 (a condition an alert watches), linked to that alert's runbook."""
+    return stat(title, expr, thresholds=RED_ABOVE_ZERO, runbook=runbook, **kw)
+
+
+def status_stat(title: str, metric: str, **kw: Any) -> Panel:
+    """The name of the status whose one-hot series of ``metric`` is 1 for the selected pipeline."""
+    return stat(title, f"{metric}{{{ONE}}} == 1", legend="{{status}}", options={"textMode": "name"}, **kw)
+
+
 # --- queries more than one panel shows -----------------------------------------------------------------------
 
 FRESHNESS = f"time() - feldera_exporter_last_poll_success_timestamp_seconds{{{SEL}}}"
@@ -208,7 +221,6 @@ API_ERRORS = Query(
     rate("feldera_exporter_api_requests_total", "endpoint, code", SEL + ', code!~"2.."'), "{{endpoint}} {{code}}"
 )
 BY_STATUS = Query(f"sum by (status) (feldera_pipeline_status{{{FLEET}}}) > 0", "{{status}}")
-CHECKPOINT_AGE_EXPR = "time() - feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{{{sel}}}"
 
 
 def api_health_panels(h: int) -> tuple[Panel, Panel]:
@@ -316,7 +328,7 @@ def overview_rows() -> list[Row]:
     checkpoint_table = (
         Query(f"feldera_pipeline_checkpoint_failed{{{FLEET}}}", column="checkpoint failed"),
         Query(f"feldera_pipeline_checkpoint_sync_failed{{{FLEET}}}", column="sync failed"),
-        Query(CHECKPOINT_AGE_EXPR.format(sel=FLEET), column="newest checkpoint age", unit="s"),
+        Query(checkpoint_age(FLEET), column="newest checkpoint age", unit="s"),
         Query(
             f"round(increase(feldera_pipeline_checkpoint_failures_total{{{FLEET}}}[$__range]))",
             column="failures in range",
@@ -368,7 +380,7 @@ def overview_rows() -> list[Row]:
             (
                 stat("Pipelines", f"count(feldera_pipeline_info{{{FLEET}}}) or vector(0)", key=True),
                 *(
-                    stat(title, expr, key=True, thresholds=RED_ABOVE_ZERO, runbook=runbook, description=description)
+                    alarm(title, expr, runbook, key=True, description=description)
                     for title, expr, runbook, description in fleet_alarms
                 ),
                 Panel(
@@ -434,7 +446,7 @@ def overview_rows() -> list[Row]:
                 Panel(
                     "Age of newest checkpoint",
                     "bargauge",
-                    (Query(CHECKPOINT_AGE_EXPR.format(sel=FLEET), "{{pipeline_name}}"),),
+                    (Query(checkpoint_age(FLEET), "{{pipeline_name}}"),),
                     "s",
                     w=10,
                     h=9,
@@ -514,13 +526,12 @@ def pipeline_rows() -> list[Row]:
                     key=True,
                 ),
                 status_stat("Program status", "feldera_pipeline_program_status"),
-                stat(
+                alarm(
                     "Deployment error",
                     f"feldera_pipeline_deployment_error{{{ONE}}}",
+                    "FelderaPipelineDeploymentError",
                     key=True,
                     mappings=(YES_NO_MAPPING,),
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaPipelineDeploymentError",
                 ),
                 stat(
                     "Connector errors (num_errors)",
@@ -548,40 +559,37 @@ def pipeline_rows() -> list[Row]:
         Row(
             "Checkpoints and sync",
             (
-                stat(
+                alarm(
                     "Latest checkpoint",
                     f"feldera_pipeline_checkpoint_failed{{{ONE}}}",
+                    "FelderaCheckpointFailed",
                     key=True,
                     mappings=(FAILED_MAPPING,),
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaCheckpointFailed",
                 ),
                 stat(
                     "Age of newest checkpoint",
-                    CHECKPOINT_AGE_EXPR.format(sel=ONE),
+                    checkpoint_age(ONE),
                     "s",
                     key=True,
                     thresholds=CHECKPOINT_AGE,
                     runbook="FelderaCheckpointOverdue",
                 ),
                 stat("Checkpoints in storage", f"feldera_pipeline_storage_checkpoints{{{ONE}}}", key=True),
-                stat(
+                alarm(
                     "Latest checkpoint sync",
                     f"feldera_pipeline_checkpoint_sync_failed{{{ONE}}}",
+                    "FelderaCheckpointSyncFailed",
                     mappings=(FAILED_MAPPING,),
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaCheckpointSyncFailed",
                 ),
                 stat(
                     "Since last confirmed sync",
                     f"time() - feldera_pipeline_checkpoint_sync_last_success_seen_timestamp_seconds{{{ONE}}}",
                     "s",
                 ),
-                stat(
+                alarm(
                     "Checkpoint permanent errors",
                     f"feldera_pipeline_checkpoint_permanent_errors{{{ONE}}}",
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaCheckpointFailed",
+                    "FelderaCheckpointFailed",
                 ),
                 graph(
                     "Checkpoint sequence numbers",
@@ -695,14 +703,13 @@ def exporter_rows() -> list[Row]:
             "Exporter",
             (
                 *api_health_panels(h=5),
-                stat(
+                alarm(
                     "Failed polls",
                     f"round({failed_polls})",
+                    "FelderaApiUnreachable",
                     w=6,
                     key=True,
-                    thresholds=RED_ABOVE_ZERO,
                     description="Poll cycles that failed in the time range.",
-                    runbook="FelderaApiUnreachable",
                 ),
                 table("Exporter version", (Query(f"feldera_exporter_build_info{{{SCOPE}}}"),), w=6, h=5, key=True),
             ),
