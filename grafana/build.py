@@ -8,6 +8,10 @@ and rate queries use ``$__rate_interval``.
 The dashboards read the alert rules' config (``prometheus/config.yaml``): its ``selector`` is added to every query
 (so a multi-cluster label selects the same series for rules and dashboards), its ``extra_labels`` to the ``ALERTS``
 queries, and panels that show an alerting condition link to the alert's runbook under ``runbook_base_url``.
+
+Each panel shape is written once (``stat``, ``alarm``, ``status_stat``, ``graph``, ``table``) and the Grafana options
+a kind of panel shares are set once, in ``_panel_json``; grafana/README.md says why this is not built on
+grafana-foundation-sdk (measured).
 """
 
 from __future__ import annotations
