@@ -9,9 +9,9 @@ The dashboards read the alert rules' config (``prometheus/config.yaml``): its ``
 (so a multi-cluster label selects the same series for rules and dashboards), its ``extra_labels`` to the ``ALERTS``
 queries, and panels that show an alerting condition link to the alert's runbook under ``runbook_base_url``.
 
-Each panel shape is written once (``stat``, ``alarm``, ``status_stat``, ``graph``, ``table``) and the Grafana options
-a kind of panel shares are set once, in ``_panel_json``; grafana/README.md says why this is not built on
-grafana-foundation-sdk (measured).
+Each panel shape is written once (``stat``, ``alarm``, ``status_stat``, ``graph``, ``table``, ``bars``,
+``timeline``) and the Grafana options a kind of panel shares are set once, in ``_panel_json``; grafana/README.md
+says why this is not built on grafana-foundation-sdk (measured).
 """
 
 from __future__ import annotations
@@ -208,6 +208,17 @@ def table(title: str, queries: tuple[Query, ...], *, w: int, h: int, **kw: Any) 
     return Panel(title, "table", queries, "none", w=w, h=h, **kw)
 
 
+def bars(title: str, query: Query, unit: str, display_mode: str, **kw: Any) -> Panel:
+    """Horizontal bars, one per series: the value now."""
+    options = {"orientation": "horizontal", "displayMode": display_mode}
+    return Panel(title, "bargauge", (query,), unit, options=options, **kw)
+
+
+def timeline(title: str, *queries: Query, h: int, **kw: Any) -> Panel:
+    """A full-width state timeline of one-hot series: each series is drawn "active" while it is 1."""
+    return Panel(title, "state-timeline", queries, "none", w=24, h=h, mappings=(ACTIVE_MAPPING,), **kw)
+
+
 def alarm(title: str, expr: str, runbook: str, **kw: Any) -> Panel:
     """A stat that turns red above 0 (a condition an alert watches), linked to that alert's runbook."""
     return stat(title, expr, thresholds=RED_ABOVE_ZERO, runbook=runbook, **kw)
@@ -387,16 +398,7 @@ def overview_rows() -> list[Row]:
                     alarm(title, expr, runbook, key=True, description=description)
                     for title, expr, runbook, description in fleet_alarms
                 ),
-                Panel(
-                    "Pipelines by status",
-                    "bargauge",
-                    (BY_STATUS,),
-                    "none",
-                    w=8,
-                    key=True,
-                    options={"orientation": "horizontal", "displayMode": "basic"},
-                    overrides=status_overrides(),
-                ),
+                bars("Pipelines by status", BY_STATUS, "none", "basic", w=8, key=True, overrides=status_overrides()),
                 graph(
                     "Pipelines by status over time",
                     "none",
@@ -447,15 +449,14 @@ def overview_rows() -> list[Row]:
                     "checkpoint, checkpoint failures in the time range.",
                     runbook="FelderaCheckpointFailed",
                 ),
-                Panel(
+                bars(
                     "Age of newest checkpoint",
-                    "bargauge",
-                    (Query(checkpoint_age(FLEET), "{{pipeline_name}}"),),
+                    Query(checkpoint_age(FLEET), "{{pipeline_name}}"),
                     "s",
+                    "gradient",
                     w=10,
                     h=9,
                     key=True,
-                    options={"orientation": "horizontal", "displayMode": "gradient"},
                     thresholds=CHECKPOINT_AGE,
                     runbook="FelderaCheckpointOverdue",
                 ),
@@ -544,18 +545,12 @@ def pipeline_rows() -> list[Row]:
                     description="Errors the pipeline's connectors counted since its process started (a lifetime "
                     "count; see the connector error rates for what happens now).",
                 ),
-                Panel(
+                timeline(
                     "Status timeline",
-                    "state-timeline",
-                    (
-                        one_hot("feldera_pipeline_status", "{{status}}"),
-                        one_hot("feldera_pipeline_desired_status", "desired {{status}}"),
-                    ),
-                    "none",
-                    w=24,
+                    one_hot("feldera_pipeline_status", "{{status}}"),
+                    one_hot("feldera_pipeline_desired_status", "desired {{status}}"),
                     h=6,
                     key=True,
-                    mappings=(ACTIVE_MAPPING,),
                     overrides=(*status_overrides(), *status_overrides("desired ")),
                 ),
             ),
@@ -614,15 +609,7 @@ def pipeline_rows() -> list[Row]:
                     gauge("feldera_pipeline_storage_newest_checkpoint_size_bytes", "size"),
                     key=True,
                 ),
-                Panel(
-                    "Checkpoint activity",
-                    "state-timeline",
-                    (one_hot("feldera_pipeline_checkpoint_activity", "{{status}}"),),
-                    "none",
-                    w=24,
-                    h=5,
-                    mappings=(ACTIVE_MAPPING,),
-                ),
+                timeline("Checkpoint activity", one_hot("feldera_pipeline_checkpoint_activity", "{{status}}"), h=5),
             ),
         ),
         Row(
