@@ -505,9 +505,7 @@ def pipeline_rows() -> list[Row]:
 
     def connector_errors(direction: str, kinds: tuple[str, str]) -> Panel:
         errors = (
-            Query(
-                rate(f"feldera_{direction}_connector_{kind}_errors_total", "endpoint", ONE), f"{kind} {{{{endpoint}}}}"
-            )
+            Query(rate(f"feldera_{direction}_connector_{kind}_errors_total", "endpoint", ONE), kind + " {{endpoint}}")
             for kind in kinds
         )
         return graph(f"{direction.capitalize()} connector errors", "suffix:err/s", *errors, w=12, key=True)
