@@ -8,6 +8,10 @@ and rate queries use ``$__rate_interval``.
 The dashboards read the alert rules' config (``prometheus/config.yaml``): its ``selector`` is added to every query
 (so a multi-cluster label selects the same series for rules and dashboards), its ``extra_labels`` to the ``ALERTS``
 queries, and panels that show an alerting condition link to the alert's runbook under ``runbook_base_url``.
+
+Each panel shape is written once (``stat``, ``alarm``, ``status_stat``, ``graph``, ``table``, ``bars``,
+``timeline``) and the Grafana options a kind of panel shares are set once, in ``_panel_json``; grafana/README.md
+says why this is not built on grafana-foundation-sdk (measured).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,14 +69,14 @@ Json = dict[str, Any]
 
 TABLE_HIDDEN_COLUMNS = ("Time", "__name__", "job", "instance")
 """Label columns tables do not show (the dashboard variables already select them)."""
+INSTANT_KINDS = frozenset({"stat", "table", "bargauge"})
+"""Panels that show the value now run instant queries; time series and state timelines run range queries."""
 
 
 @dataclass(frozen=True)
 class Query:
     expr: str
     legend: str = ""
-    instant: bool = False
-    """Instant queries feed stats and tables; range queries feed time series."""
     column: str = ""
     """Tables: the header of this query's value column; unnamed value columns are hidden (label-only queries)."""
     unit: str = ""
@@ -110,23 +114,26 @@ class Row:
 
 # --- value mappings and thresholds -------------------------------------------------------------------------
 
-UP_MAPPING: Json = {
-    "type": "value",
-    "options": {"0": {"text": "DOWN", "color": "red"}, "1": {"text": "UP", "color": "green"}},
-}
-FAILED_MAPPING: Json = {
-    "type": "value",
-    "options": {"0": {"text": "OK", "color": "green"}, "1": {"text": "FAILED", "color": "red"}},
-}
-YES_NO_MAPPING: Json = {
-    "type": "value",
-    "options": {"0": {"text": "no", "color": "green"}, "1": {"text": "yes", "color": "red"}},
-}
+
+def value_mapping(zero: tuple[str, str], one: tuple[str, str]) -> Json:
+    """Show 0 and 1 as ``(text, colour)``."""
+    return {
+        "type": "value",
+        "options": {"0": {"text": zero[0], "color": zero[1]}, "1": {"text": one[0], "color": one[1]}},
+    }
+
+
+UP_MAPPING = value_mapping(("DOWN", "red"), ("UP", "green"))
+FAILED_MAPPING = value_mapping(("OK", "green"), ("FAILED", "red"))
+YES_NO_MAPPING = value_mapping(("no", "green"), ("yes", "red"))
+LICENCE_MAPPING = value_mapping(("NOT VALID", "red"), ("valid", "green"))
 ACTIVE_MAPPING: Json = {"type": "value", "options": {"1": {"text": "active", "color": "blue"}}}
 RED_ABOVE_ZERO = ((None, "green"), (1, "red"))
 RED_WHEN_DOWN = ((None, "red"), (1, "green"))
 NEUTRAL = ((None, "text"),)
 """Lifetime counters: a number to read, not a condition (a past error is not an alarm now)."""
+DAY = 86400
+CHECKPOINT_AGE = ((None, "green"), (3600, "orange"), (4 * 3600, "red"))
 STATUS_COLORS: dict[str, str] = {
     "Running": "green",
     "Paused": "blue",
@@ -150,14 +157,94 @@ def status_overrides(prefix: str = "") -> tuple[Json, ...]:
     )
 
 
+# --- PromQL ------------------------------------------------------------------------------------------------
+
+
+def rate(metric: str, by: str, sel: str) -> str:
+    """Per-second rate of a counter, summed by the ``by`` labels."""
+    return f"sum by ({by}) (rate({metric}{{{sel}}}[$__rate_interval]))"
+
+
+def _sum0(expr: str) -> str:
+    """``sum(expr)`` that is 0, not empty, when nothing matches (stats then show 0 instead of "No data")."""
+    return f"(sum({expr}) or vector(0))"
+
+
+def checkpoint_age(sel: str) -> str:
+    """Seconds since the exporter first saw the newest checkpoint in storage."""
+    return f"time() - feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{{{sel}}}"
+
+
+def connector_series(metric: str, sel: str) -> tuple[str, str]:
+    """The input and the output connector series of ``feldera_{input,output}_connector_<metric>``."""
+    return (f"feldera_input_connector_{metric}{{{sel}}}", f"feldera_output_connector_{metric}{{{sel}}}")
+
+
+def connector_columns(direction: str, *columns: tuple[str, str]) -> tuple[Query, ...]:
+    """Pipeline detail: one table row per ``direction`` connector: fatal error, health, then ``(metric, header)``."""
+    prefix = f"feldera_{direction}_connector_"
+    return (
+        Query(f"max by (endpoint) ({prefix}fatal_error{{{ONE}}})", column="fatal error"),
+        Query(f"max by (endpoint, status) ({prefix}health{{{ONE}}} == 1)"),
+        *(Query(f"max by (endpoint) ({prefix}{metric}{{{ONE}}})", column=header) for metric, header in columns),
+    )
+
+
+# --- panel shapes: each written once ---------------------------------------------------------------------------
+
+
+def stat(title: str, expr: str, unit: str = "none", *, legend: str = "", w: int = 4, h: int = 5, **kw: Any) -> Panel:
+    """One number (or one per series, named by ``legend``): the value now, coloured by the thresholds."""
+    return Panel(title, "stat", (Query(expr, legend),), unit, w=w, h=h, **kw)
+
+
+def graph(title: str, unit: str, *queries: Query, **kw: Any) -> Panel:
+    """A time series panel: one line per series of each query."""
+    return Panel(title, "timeseries", queries, unit, **kw)
+
+
+def table(title: str, queries: tuple[Query, ...], *, w: int, h: int, **kw: Any) -> Panel:
+    """A table of the queries' series merged on their labels; each query's value is a column (see ``Query.column``)."""
+    return Panel(title, "table", queries, "none", w=w, h=h, **kw)
+
+
+def bars(title: str, query: Query, unit: str, display_mode: str, **kw: Any) -> Panel:
+    """Horizontal bars, one per series: the value now."""
+    options = {"orientation": "horizontal", "displayMode": display_mode}
+    return Panel(title, "bargauge", (query,), unit, options=options, **kw)
+
+
+def timeline(title: str, *queries: Query, h: int, **kw: Any) -> Panel:
+    """A full-width state timeline of one-hot series: each series is drawn "active" while it is 1."""
+    return Panel(title, "state-timeline", queries, "none", w=24, h=h, mappings=(ACTIVE_MAPPING,), **kw)
+
+
+def alarm(title: str, expr: str, runbook: str, **kw: Any) -> Panel:
+    """A stat that turns red above 0 (a condition an alert watches), linked to that alert's runbook."""
+    return stat(title, expr, thresholds=RED_ABOVE_ZERO, runbook=runbook, **kw)
+
+
+def status_stat(title: str, metric: str, **kw: Any) -> Panel:
+    """The name of the status whose one-hot series of ``metric`` is 1 for the selected pipeline."""
+    return stat(title, f"{metric}{{{ONE}}} == 1", legend="{{status}}", options={"textMode": "name"}, **kw)
+
+
+# --- queries more than one panel shows -----------------------------------------------------------------------
+
+FRESHNESS = f"time() - feldera_exporter_last_poll_success_timestamp_seconds{{{SEL}}}"
+API_ERRORS = Query(
+    rate("feldera_exporter_api_requests_total", "endpoint, code", SEL + ', code!~"2.."'), "{{endpoint}} {{code}}"
+)
+BY_STATUS = Query(f"sum by (status) (feldera_pipeline_status{{{FLEET}}}) > 0", "{{status}}")
+
+
 def api_health_panels(h: int) -> tuple[Panel, Panel]:
     """Feldera API reachability and data freshness per target: on the overview and the exporter dashboard."""
     return (
-        Panel(
+        stat(
             "Feldera API reachable",
-            "stat",
-            (Query(f"feldera_up{{{SEL}}}", legend="{{target}}", instant=True),),
-            "none",
+            f"feldera_up{{{SEL}}}",
+            legend="{{target}}",
             w=6,
             h=h,
             key=True,
@@ -165,17 +252,11 @@ def api_health_panels(h: int) -> tuple[Panel, Panel]:
             thresholds=RED_WHEN_DOWN,
             runbook="FelderaApiUnreachable",
         ),
-        Panel(
+        stat(
             "Data freshness",
-            "stat",
-            (
-                Query(
-                    f"time() - feldera_exporter_last_poll_success_timestamp_seconds{{{SEL}}}",
-                    legend="{{target}}",
-                    instant=True,
-                ),
-            ),
+            FRESHNESS,
             "s",
+            legend="{{target}}",
             w=6,
             h=h,
             key=True,
@@ -186,51 +267,36 @@ def api_health_panels(h: int) -> tuple[Panel, Panel]:
     )
 
 
-def _sum0(expr: str) -> str:
-    """``sum(expr)`` that is 0, not empty, when nothing matches (stats then show 0 instead of "No data")."""
-    return f"(sum({expr}) or vector(0))"
-
-
-LICENCE_MAPPING: Json = {
-    "type": "value",
-    "options": {"0": {"text": "NOT VALID", "color": "red"}, "1": {"text": "valid", "color": "green"}},
-}
-DAY = 86400
+# --- dashboards as data ----------------------------------------------------------------------------------------
 
 
 def platform_row() -> Row:
     """The Feldera platform (GET /v0/config): version, edition, licence, update check, and per-pipeline runtime
     drift after an upgrade. On the overview, after the fleet row."""
+    version = (
+        Query(f"max by (target, version, edition, revision) (feldera_server_info{{{SEL}}})"),
+        Query(f"max by (target, latest_version) (feldera_server_update_available{{{SEL}}})", column="update available"),
+    )
     drift = (
-        Query(f"max by (target, pipeline_name, platform_version) (feldera_pipeline_info{{{FLEET}}})", instant=True),
-        Query(f"feldera_pipeline_runtime_outdated{{{FLEET}}}", instant=True, column="runtime outdated"),
+        Query(f"max by (target, pipeline_name, platform_version) (feldera_pipeline_info{{{FLEET}}})"),
+        Query(f"feldera_pipeline_runtime_outdated{{{FLEET}}}", column="runtime outdated"),
     )
     return Row(
         "Platform",
         (
-            Panel(
+            table(
                 "Feldera version and edition",
-                "table",
-                (
-                    Query(f"max by (target, version, edition, revision) (feldera_server_info{{{SEL}}})", instant=True),
-                    Query(
-                        f"max by (target, latest_version) (feldera_server_update_available{{{SEL}}})",
-                        instant=True,
-                        column="update available",
-                    ),
-                ),
-                "none",
+                version,
                 w=9,
                 h=7,
                 key=True,
                 description="Version, edition and revision each Feldera target reports; update available (1) "
                 "with the latest version when the server ran its update check.",
             ),
-            Panel(
+            stat(
                 "Licence",
-                "stat",
-                (Query(f"feldera_server_license_valid{{{SEL}}}", legend="{{target}}", instant=True),),
-                "none",
+                f"feldera_server_license_valid{{{SEL}}}",
+                legend="{{target}}",
                 w=3,
                 h=7,
                 key=True,
@@ -239,17 +305,11 @@ def platform_row() -> Row:
                 description="Enterprise only: Exists (valid) or DoesNotExistOrNotConfirmed (not valid).",
                 runbook="FelderaLicenseInvalid",
             ),
-            Panel(
+            stat(
                 "Licence expires in",
-                "stat",
-                (
-                    Query(
-                        f"feldera_server_license_expiry_timestamp_seconds{{{SEL}}} - time()",
-                        legend="{{target}}",
-                        instant=True,
-                    ),
-                ),
+                f"feldera_server_license_expiry_timestamp_seconds{{{SEL}}} - time()",
                 "s",
+                legend="{{target}}",
                 w=4,
                 h=7,
                 key=True,
@@ -257,11 +317,9 @@ def platform_row() -> Row:
                 runbook="FelderaLicenseExpiryImminent",
                 description="Time until valid_until of the licence (trial or not: see feldera_server_license_trial).",
             ),
-            Panel(
+            table(
                 "Pipeline runtime vs platform version",
-                "table",
                 drift,
-                "none",
                 w=8,
                 h=7,
                 key=True,
@@ -273,160 +331,78 @@ def platform_row() -> Row:
     )
 
 
-# --- dashboards as data ----------------------------------------------------------------------------------------
-
-
 def overview_rows() -> list[Row]:
     status_table = (
-        Query(f"max by (target, pipeline_name, status) (feldera_pipeline_status{{{FLEET}}} == 1)", instant=True),
+        Query(f"max by (target, pipeline_name, status) (feldera_pipeline_status{{{FLEET}}} == 1)"),
         Query(
             "max by (target, pipeline_name, desired_status) (label_replace("
-            f'feldera_pipeline_desired_status{{{FLEET}}} == 1, "desired_status", "$1", "status", "(.*)"))',
-            instant=True,
+            f'feldera_pipeline_desired_status{{{FLEET}}} == 1, "desired_status", "$1", "status", "(.*)"))'
         ),
-        Query(
-            f"time() - feldera_pipeline_status_since_timestamp_seconds{{{FLEET}}}",
-            instant=True,
-            column="in status for",
-            unit="s",
-        ),
+        Query(f"time() - feldera_pipeline_status_since_timestamp_seconds{{{FLEET}}}", column="in status for", unit="s"),
     )
     checkpoint_table = (
-        Query(f"feldera_pipeline_checkpoint_failed{{{FLEET}}}", instant=True, column="checkpoint failed"),
-        Query(f"feldera_pipeline_checkpoint_sync_failed{{{FLEET}}}", instant=True, column="sync failed"),
-        Query(
-            f"time() - feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{{{FLEET}}}",
-            instant=True,
-            column="newest checkpoint age",
-            unit="s",
-        ),
+        Query(f"feldera_pipeline_checkpoint_failed{{{FLEET}}}", column="checkpoint failed"),
+        Query(f"feldera_pipeline_checkpoint_sync_failed{{{FLEET}}}", column="sync failed"),
+        Query(checkpoint_age(FLEET), column="newest checkpoint age", unit="s"),
         Query(
             f"round(increase(feldera_pipeline_checkpoint_failures_total{{{FLEET}}}[$__range]))",
-            instant=True,
             column="failures in range",
         ),
     )
-    connector_problems = (
-        Query(
-            "max by (target, pipeline_name, endpoint) ("
-            f"feldera_input_connector_fatal_error{{{FLEET}}} == 1"
-            f" or feldera_output_connector_fatal_error{{{FLEET}}} == 1)",
-            instant=True,
-            column="fatal error",
+    unhealthy = FLEET + ', status="Unhealthy"'
+    connector_problems = tuple(
+        Query(f"max by (target, pipeline_name, endpoint) ({a} == 1 or {b} == 1)", column=column)
+        for (a, b), column in (
+            (connector_series("fatal_error", FLEET), "fatal error"),
+            (connector_series("health", unhealthy), "unhealthy"),
+        )
+    )
+    fleet_alarms = (
+        (
+            "Deployment errors",
+            _sum0(f"feldera_pipeline_deployment_error{{{FLEET}}}"),
+            "FelderaPipelineDeploymentError",
+            "Pipelines whose deployment_error is set.",
         ),
-        Query(
-            "max by (target, pipeline_name, endpoint) ("
-            f'feldera_input_connector_health{{{FLEET}, status="Unhealthy"}} == 1'
-            f' or feldera_output_connector_health{{{FLEET}, status="Unhealthy"}} == 1)',
-            instant=True,
-            column="unhealthy",
+        (
+            "Failed checkpoints",
+            _sum0(f"feldera_pipeline_checkpoint_failed{{{FLEET}}}"),
+            "FelderaCheckpointFailed",
+            "Pipelines whose latest checkpoint attempt failed.",
+        ),
+        (
+            "Connectors with fatal errors",
+            " + ".join(map(_sum0, connector_series("fatal_error", FLEET))),
+            "FelderaConnectorFatalError",
+            "",
+        ),
+        (
+            "Unhealthy connectors",
+            " + ".join(map(_sum0, connector_series("health", unhealthy))),
+            "FelderaConnectorUnhealthy",
+            "",
+        ),
+        (
+            "Firing Feldera alerts",
+            f"count(ALERTS{{{ALERTS_SEL}}}) or vector(0)",
+            "",
+            "Alerts of the shipped rules firing for the selected exporters and targets.",
         ),
     )
     return [
         Row(
             "Fleet",
             (
-                Panel(
-                    "Pipelines",
-                    "stat",
-                    (Query(f"count(feldera_pipeline_info{{{FLEET}}}) or vector(0)", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
-                    key=True,
+                stat("Pipelines", f"count(feldera_pipeline_info{{{FLEET}}}) or vector(0)", key=True),
+                *(
+                    alarm(title, expr, runbook, key=True, description=description)
+                    for title, expr, runbook, description in fleet_alarms
                 ),
-                Panel(
-                    "Deployment errors",
-                    "stat",
-                    (Query(_sum0(f"feldera_pipeline_deployment_error{{{FLEET}}}"), instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
-                    key=True,
-                    thresholds=RED_ABOVE_ZERO,
-                    description="Pipelines whose deployment_error is set.",
-                    runbook="FelderaPipelineDeploymentError",
-                ),
-                Panel(
-                    "Failed checkpoints",
-                    "stat",
-                    (Query(_sum0(f"feldera_pipeline_checkpoint_failed{{{FLEET}}}"), instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
-                    key=True,
-                    thresholds=RED_ABOVE_ZERO,
-                    description="Pipelines whose latest checkpoint attempt failed.",
-                    runbook="FelderaCheckpointFailed",
-                ),
-                Panel(
-                    "Connectors with fatal errors",
-                    "stat",
-                    (
-                        Query(
-                            _sum0(f"feldera_input_connector_fatal_error{{{FLEET}}}")
-                            + " + "
-                            + _sum0(f"feldera_output_connector_fatal_error{{{FLEET}}}"),
-                            instant=True,
-                        ),
-                    ),
-                    "none",
-                    w=4,
-                    h=5,
-                    key=True,
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaConnectorFatalError",
-                ),
-                Panel(
-                    "Unhealthy connectors",
-                    "stat",
-                    (
-                        Query(
-                            _sum0(f'feldera_input_connector_health{{{FLEET}, status="Unhealthy"}}')
-                            + " + "
-                            + _sum0(f'feldera_output_connector_health{{{FLEET}, status="Unhealthy"}}'),
-                            instant=True,
-                        ),
-                    ),
-                    "none",
-                    w=4,
-                    h=5,
-                    key=True,
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaConnectorUnhealthy",
-                ),
-                Panel(
-                    "Firing Feldera alerts",
-                    "stat",
-                    (Query(f"count(ALERTS{{{ALERTS_SEL}}}) or vector(0)", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
-                    key=True,
-                    thresholds=RED_ABOVE_ZERO,
-                    description="Alerts of the shipped rules firing for the selected exporters and targets.",
-                ),
-                Panel(
-                    "Pipelines by status",
-                    "bargauge",
-                    (
-                        Query(
-                            f"sum by (status) (feldera_pipeline_status{{{FLEET}}}) > 0",
-                            legend="{{status}}",
-                            instant=True,
-                        ),
-                    ),
-                    "none",
-                    w=8,
-                    key=True,
-                    options={"orientation": "horizontal", "displayMode": "basic"},
-                    overrides=status_overrides(),
-                ),
-                Panel(
+                bars("Pipelines by status", BY_STATUS, "none", "basic", w=8, key=True, overrides=status_overrides()),
+                graph(
                     "Pipelines by status over time",
-                    "timeseries",
-                    (Query(f"sum by (status) (feldera_pipeline_status{{{FLEET}}}) > 0", legend="{{status}}"),),
                     "none",
+                    BY_STATUS,
                     w=16,
                     key=True,
                     stack=True,
@@ -438,11 +414,9 @@ def overview_rows() -> list[Row]:
         Row(
             "Pipelines",
             (
-                Panel(
+                table(
                     "Status vs desired status",
-                    "table",
                     status_table,
-                    "none",
                     w=14,
                     h=9,
                     key=True,
@@ -450,11 +424,9 @@ def overview_rows() -> list[Row]:
                     description="Current and desired status per pipeline, and how long it has been in its status.",
                     runbook="FelderaPipelineNotInDesiredState",
                 ),
-                Panel(
+                table(
                     "Deployment error codes",
-                    "table",
-                    (Query(f"feldera_pipeline_deployment_error_info{{{FLEET}}}", instant=True),),
-                    "none",
+                    (Query(f"feldera_pipeline_deployment_error_info{{{FLEET}}}"),),
                     w=10,
                     h=9,
                     link=True,
@@ -466,11 +438,9 @@ def overview_rows() -> list[Row]:
         Row(
             "Checkpoints",
             (
-                Panel(
+                table(
                     "Checkpoint health",
-                    "table",
                     checkpoint_table,
-                    "none",
                     w=14,
                     h=9,
                     key=True,
@@ -479,23 +449,15 @@ def overview_rows() -> list[Row]:
                     "checkpoint, checkpoint failures in the time range.",
                     runbook="FelderaCheckpointFailed",
                 ),
-                Panel(
+                bars(
                     "Age of newest checkpoint",
-                    "bargauge",
-                    (
-                        Query(
-                            "time() - feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds"
-                            f"{{{FLEET}}}",
-                            legend="{{pipeline_name}}",
-                            instant=True,
-                        ),
-                    ),
+                    Query(checkpoint_age(FLEET), "{{pipeline_name}}"),
                     "s",
+                    "gradient",
                     w=10,
                     h=9,
                     key=True,
-                    options={"orientation": "horizontal", "displayMode": "gradient"},
-                    thresholds=((None, "green"), (3600, "orange"), (4 * 3600, "red")),
+                    thresholds=CHECKPOINT_AGE,
                     runbook="FelderaCheckpointOverdue",
                 ),
             ),
@@ -503,30 +465,20 @@ def overview_rows() -> list[Row]:
         Row(
             "Connectors",
             (
-                Panel(
+                table(
                     "Connectors with a fatal error or unhealthy",
-                    "table",
                     connector_problems,
-                    "none",
                     w=12,
                     h=8,
                     link=True,
                     description="1 in the first column: fatal error; 1 in the second: health Unhealthy.",
                     runbook="FelderaConnectorFatalError",
                 ),
-                Panel(
+                graph(
                     "Connector errors (per second)",
-                    "timeseries",
-                    (
-                        Query(
-                            "sum by (pipeline_name) (rate(feldera_pipeline_connector_errors_total"
-                            f"{{{FLEET}}}[$__rate_interval]))",
-                            legend="{{pipeline_name}}",
-                        ),
-                    ),
                     "suffix:err/s",
+                    Query(rate("feldera_pipeline_connector_errors_total", "pipeline_name", FLEET), "{{pipeline_name}}"),
                     w=12,
-                    h=8,
                 ),
             ),
         ),
@@ -534,131 +486,69 @@ def overview_rows() -> list[Row]:
             "Exporter and API health",
             (
                 *api_health_panels(h=6),
-                Panel(
-                    "API errors by endpoint",
-                    "timeseries",
-                    (
-                        Query(
-                            "sum by (endpoint, code) (rate(feldera_exporter_api_requests_total"
-                            f'{{{SEL}, code!~"2.."}}[$__rate_interval]))',
-                            legend="{{endpoint}} {{code}}",
-                        ),
-                    ),
-                    "reqps",
-                    w=12,
-                    h=6,
-                ),
-                Panel(
-                    "Firing Feldera alerts (details)",
-                    "table",
-                    (Query(f"ALERTS{{{ALERTS_SEL}}}", instant=True),),
-                    "none",
-                    w=24,
-                    h=6,
-                ),
+                graph("API errors by endpoint", "reqps", API_ERRORS, w=12, h=6),
+                table("Firing Feldera alerts (details)", (Query(f"ALERTS{{{ALERTS_SEL}}}"),), w=24, h=6),
             ),
         ),
     ]
 
 
 def pipeline_rows() -> list[Row]:
-    inputs = (
-        Query(f"max by (endpoint) (feldera_input_connector_fatal_error{{{ONE}}})", instant=True, column="fatal error"),
-        Query(f"max by (endpoint, status) (feldera_input_connector_health{{{ONE}}} == 1)", instant=True),
-        Query(f"max by (endpoint) (feldera_input_connector_paused{{{ONE}}})", instant=True, column="paused"),
-        Query(
-            f"max by (endpoint) (feldera_input_connector_end_of_input{{{ONE}}})", instant=True, column="end of input"
-        ),
-        Query(
-            f"max by (endpoint) (feldera_input_connector_buffered_records{{{ONE}}})", instant=True, column="buffered"
-        ),
-    )
-    outputs = (
-        Query(f"max by (endpoint) (feldera_output_connector_fatal_error{{{ONE}}})", instant=True, column="fatal error"),
-        Query(f"max by (endpoint, status) (feldera_output_connector_health{{{ONE}}} == 1)", instant=True),
-        Query(f"max by (endpoint) (feldera_output_connector_queued_records{{{ONE}}})", instant=True, column="queued"),
-        Query(
-            f"max by (endpoint) (feldera_output_connector_buffered_records{{{ONE}}})", instant=True, column="buffered"
-        ),
+    def gauge(metric: str, legend: str = "{{endpoint}}") -> Query:
+        return Query(f"{metric}{{{ONE}}}", legend)
+
+    def one_hot(metric: str, legend: str) -> Query:
+        return Query(f"{metric}{{{ONE}}} == 1", legend)
+
+    def failures(metric: str, legend: str) -> Query:
+        return Query(f"round(increase({metric}{{{ONE}}}[$__rate_interval]))", legend)
+
+    def connector_errors(direction: str, kinds: tuple[str, str]) -> Panel:
+        errors = (
+            Query(rate(f"feldera_{direction}_connector_{kind}_errors_total", "endpoint", ONE), kind + " {{endpoint}}")
+            for kind in kinds
+        )
+        return graph(f"{direction.capitalize()} connector errors", "suffix:err/s", *errors, w=12, key=True)
+
+    throughput = (
+        ("Input records", "feldera_input_connector_records_total", "suffix:rec/s"),
+        ("Input bytes", "feldera_input_connector_bytes_total", "Bps"),
+        ("Output records", "feldera_output_connector_transmitted_records_total", "suffix:rec/s"),
+        ("Output bytes", "feldera_output_connector_transmitted_bytes_total", "Bps"),
     )
     return [
         Row(
             "Status",
             (
-                Panel(
-                    "Status",
-                    "stat",
-                    (Query(f"feldera_pipeline_status{{{ONE}}} == 1", legend="{{status}}", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
-                    key=True,
-                    options={"textMode": "name"},
-                    overrides=status_overrides(),
-                ),
-                Panel(
-                    "Desired status",
-                    "stat",
-                    (Query(f"feldera_pipeline_desired_status{{{ONE}}} == 1", legend="{{status}}", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
-                    key=True,
-                    options={"textMode": "name"},
-                ),
-                Panel(
+                status_stat("Status", "feldera_pipeline_status", key=True, overrides=status_overrides()),
+                status_stat("Desired status", "feldera_pipeline_desired_status", key=True),
+                stat(
                     "In this status for",
-                    "stat",
-                    (Query(f"time() - feldera_pipeline_status_since_timestamp_seconds{{{ONE}}}", instant=True),),
+                    f"time() - feldera_pipeline_status_since_timestamp_seconds{{{ONE}}}",
                     "s",
-                    w=4,
-                    h=5,
                     key=True,
                 ),
-                Panel(
-                    "Program status",
-                    "stat",
-                    (Query(f"feldera_pipeline_program_status{{{ONE}}} == 1", legend="{{status}}", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
-                    options={"textMode": "name"},
-                ),
-                Panel(
+                status_stat("Program status", "feldera_pipeline_program_status"),
+                alarm(
                     "Deployment error",
-                    "stat",
-                    (Query(f"feldera_pipeline_deployment_error{{{ONE}}}", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
+                    f"feldera_pipeline_deployment_error{{{ONE}}}",
+                    "FelderaPipelineDeploymentError",
                     key=True,
                     mappings=(YES_NO_MAPPING,),
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaPipelineDeploymentError",
                 ),
-                Panel(
+                stat(
                     "Connector errors (num_errors)",
-                    "stat",
-                    (Query(f"feldera_pipeline_connector_errors_total{{{ONE}}}", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
+                    f"feldera_pipeline_connector_errors_total{{{ONE}}}",
                     thresholds=NEUTRAL,
                     description="Errors the pipeline's connectors counted since its process started (a lifetime "
                     "count; see the connector error rates for what happens now).",
                 ),
-                Panel(
+                timeline(
                     "Status timeline",
-                    "state-timeline",
-                    (
-                        Query(f"feldera_pipeline_status{{{ONE}}} == 1", legend="{{status}}"),
-                        Query(f"feldera_pipeline_desired_status{{{ONE}}} == 1", legend="desired {{status}}"),
-                    ),
-                    "none",
-                    w=24,
+                    one_hot("feldera_pipeline_status", "{{status}}"),
+                    one_hot("feldera_pipeline_desired_status", "desired {{status}}"),
                     h=6,
                     key=True,
-                    mappings=(ACTIVE_MAPPING,),
                     overrides=(*status_overrides(), *status_overrides("desired ")),
                 ),
             ),
@@ -666,140 +556,79 @@ def pipeline_rows() -> list[Row]:
         Row(
             "Checkpoints and sync",
             (
-                Panel(
+                alarm(
                     "Latest checkpoint",
-                    "stat",
-                    (Query(f"feldera_pipeline_checkpoint_failed{{{ONE}}}", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
+                    f"feldera_pipeline_checkpoint_failed{{{ONE}}}",
+                    "FelderaCheckpointFailed",
                     key=True,
                     mappings=(FAILED_MAPPING,),
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaCheckpointFailed",
                 ),
-                Panel(
+                stat(
                     "Age of newest checkpoint",
-                    "stat",
-                    (
-                        Query(
-                            "time() - feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds"
-                            f"{{{ONE}}}",
-                            instant=True,
-                        ),
-                    ),
+                    checkpoint_age(ONE),
                     "s",
-                    w=4,
-                    h=5,
                     key=True,
-                    thresholds=((None, "green"), (3600, "orange"), (4 * 3600, "red")),
+                    thresholds=CHECKPOINT_AGE,
                     runbook="FelderaCheckpointOverdue",
                 ),
-                Panel(
-                    "Checkpoints in storage",
-                    "stat",
-                    (Query(f"feldera_pipeline_storage_checkpoints{{{ONE}}}", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
-                    key=True,
-                ),
-                Panel(
+                stat("Checkpoints in storage", f"feldera_pipeline_storage_checkpoints{{{ONE}}}", key=True),
+                alarm(
                     "Latest checkpoint sync",
-                    "stat",
-                    (Query(f"feldera_pipeline_checkpoint_sync_failed{{{ONE}}}", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
+                    f"feldera_pipeline_checkpoint_sync_failed{{{ONE}}}",
+                    "FelderaCheckpointSyncFailed",
                     mappings=(FAILED_MAPPING,),
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaCheckpointSyncFailed",
                 ),
-                Panel(
+                stat(
                     "Since last confirmed sync",
-                    "stat",
-                    (
-                        Query(
-                            f"time() - feldera_pipeline_checkpoint_sync_last_success_seen_timestamp_seconds{{{ONE}}}",
-                            instant=True,
-                        ),
-                    ),
+                    f"time() - feldera_pipeline_checkpoint_sync_last_success_seen_timestamp_seconds{{{ONE}}}",
                     "s",
-                    w=4,
-                    h=5,
                 ),
-                Panel(
+                alarm(
                     "Checkpoint permanent errors",
-                    "stat",
-                    (Query(f"feldera_pipeline_checkpoint_permanent_errors{{{ONE}}}", instant=True),),
-                    "none",
-                    w=4,
-                    h=5,
-                    thresholds=RED_ABOVE_ZERO,
-                    runbook="FelderaCheckpointFailed",
+                    f"feldera_pipeline_checkpoint_permanent_errors{{{ONE}}}",
+                    "FelderaCheckpointFailed",
                 ),
-                Panel(
+                graph(
                     "Checkpoint sequence numbers",
-                    "timeseries",
-                    (
-                        Query(f"feldera_pipeline_checkpoint_last_success_sequence_number{{{ONE}}}", legend="success"),
-                        Query(f"feldera_pipeline_checkpoint_last_failure_sequence_number{{{ONE}}}", legend="failure"),
-                    ),
                     "none",
+                    gauge("feldera_pipeline_checkpoint_last_success_sequence_number", "success"),
+                    gauge("feldera_pipeline_checkpoint_last_failure_sequence_number", "failure"),
                     key=True,
                 ),
-                Panel(
+                graph(
                     "Checkpoint and sync failures",
-                    "timeseries",
-                    (
-                        Query(
-                            f"round(increase(feldera_pipeline_checkpoint_failures_total{{{ONE}}}[$__rate_interval]))",
-                            legend="checkpoint",
-                        ),
-                        Query(
-                            "round(increase(feldera_pipeline_checkpoint_sync_failures_total"
-                            f"{{{ONE}}}[$__rate_interval]))",
-                            legend="sync",
-                        ),
-                    ),
                     "none",
+                    failures("feldera_pipeline_checkpoint_failures_total", "checkpoint"),
+                    failures("feldera_pipeline_checkpoint_sync_failures_total", "sync"),
                 ),
-                Panel(
+                graph(
                     "Newest checkpoint size",
-                    "timeseries",
-                    (Query(f"feldera_pipeline_storage_newest_checkpoint_size_bytes{{{ONE}}}", legend="size"),),
                     "bytes",
+                    gauge("feldera_pipeline_storage_newest_checkpoint_size_bytes", "size"),
                     key=True,
                 ),
-                Panel(
-                    "Checkpoint activity",
-                    "state-timeline",
-                    (Query(f"feldera_pipeline_checkpoint_activity{{{ONE}}} == 1", legend="{{status}}"),),
-                    "none",
-                    w=24,
-                    h=5,
-                    mappings=(ACTIVE_MAPPING,),
-                ),
+                timeline("Checkpoint activity", one_hot("feldera_pipeline_checkpoint_activity", "{{status}}"), h=5),
             ),
         ),
         Row(
             "Connectors",
             (
-                Panel(
+                table(
                     "Input connectors",
-                    "table",
-                    inputs,
-                    "none",
+                    connector_columns(
+                        "input",
+                        ("paused", "paused"),
+                        ("end_of_input", "end of input"),
+                        ("buffered_records", "buffered"),
+                    ),
                     w=12,
                     h=8,
                     key=True,
                     description="Per input connector: fatal error, health, paused, end of input, buffered records.",
                 ),
-                Panel(
+                table(
                     "Output connectors",
-                    "table",
-                    outputs,
-                    "none",
+                    connector_columns("output", ("queued_records", "queued"), ("buffered_records", "buffered")),
                     w=12,
                     h=8,
                     key=True,
@@ -809,162 +638,45 @@ def pipeline_rows() -> list[Row]:
         ),
         Row(
             "Throughput",
-            (
-                Panel(
-                    "Input records",
-                    "timeseries",
-                    (
-                        Query(
-                            "sum by (endpoint) (rate(feldera_input_connector_records_total"
-                            f"{{{ONE}}}[$__rate_interval]))",
-                            legend="{{endpoint}}",
-                        ),
-                    ),
-                    "suffix:rec/s",
-                    w=6,
-                    key=True,
-                ),
-                Panel(
-                    "Input bytes",
-                    "timeseries",
-                    (
-                        Query(
-                            f"sum by (endpoint) (rate(feldera_input_connector_bytes_total{{{ONE}}}[$__rate_interval]))",
-                            legend="{{endpoint}}",
-                        ),
-                    ),
-                    "Bps",
-                    w=6,
-                    key=True,
-                ),
-                Panel(
-                    "Output records",
-                    "timeseries",
-                    (
-                        Query(
-                            "sum by (endpoint) (rate(feldera_output_connector_transmitted_records_total"
-                            f"{{{ONE}}}[$__rate_interval]))",
-                            legend="{{endpoint}}",
-                        ),
-                    ),
-                    "suffix:rec/s",
-                    w=6,
-                    key=True,
-                ),
-                Panel(
-                    "Output bytes",
-                    "timeseries",
-                    (
-                        Query(
-                            "sum by (endpoint) (rate(feldera_output_connector_transmitted_bytes_total"
-                            f"{{{ONE}}}[$__rate_interval]))",
-                            legend="{{endpoint}}",
-                        ),
-                    ),
-                    "Bps",
-                    w=6,
-                    key=True,
-                ),
+            tuple(
+                graph(title, unit, Query(rate(metric, "endpoint", ONE), "{{endpoint}}"), w=6, key=True)
+                for title, metric, unit in throughput
             ),
         ),
         Row(
             "Errors",
-            (
-                Panel(
-                    "Input connector errors",
-                    "timeseries",
-                    (
-                        Query(
-                            "sum by (endpoint) (rate(feldera_input_connector_parse_errors_total"
-                            f"{{{ONE}}}[$__rate_interval]))",
-                            legend="parse {{endpoint}}",
-                        ),
-                        Query(
-                            "sum by (endpoint) (rate(feldera_input_connector_transport_errors_total"
-                            f"{{{ONE}}}[$__rate_interval]))",
-                            legend="transport {{endpoint}}",
-                        ),
-                    ),
-                    "suffix:err/s",
-                    w=12,
-                    key=True,
-                ),
-                Panel(
-                    "Output connector errors",
-                    "timeseries",
-                    (
-                        Query(
-                            "sum by (endpoint) (rate(feldera_output_connector_encode_errors_total"
-                            f"{{{ONE}}}[$__rate_interval]))",
-                            legend="encode {{endpoint}}",
-                        ),
-                        Query(
-                            "sum by (endpoint) (rate(feldera_output_connector_transport_errors_total"
-                            f"{{{ONE}}}[$__rate_interval]))",
-                            legend="transport {{endpoint}}",
-                        ),
-                    ),
-                    "suffix:err/s",
-                    w=12,
-                    key=True,
-                ),
-            ),
+            (connector_errors("input", ("parse", "transport")), connector_errors("output", ("encode", "transport"))),
         ),
         Row(
             "Backlog and latency",
             (
-                Panel(
-                    "Input buffered records",
-                    "timeseries",
-                    (Query(f"feldera_input_connector_buffered_records{{{ONE}}}", legend="{{endpoint}}"),),
-                    "short",
-                    w=6,
-                    key=True,
+                graph(
+                    "Input buffered records", "short", gauge("feldera_input_connector_buffered_records"), w=6, key=True
                 ),
-                Panel(
-                    "Input buffered bytes",
-                    "timeseries",
-                    (Query(f"feldera_input_connector_buffered_bytes{{{ONE}}}", legend="{{endpoint}}"),),
-                    "bytes",
-                    w=6,
-                    key=True,
-                ),
-                Panel(
+                graph("Input buffered bytes", "bytes", gauge("feldera_input_connector_buffered_bytes"), w=6, key=True),
+                graph(
                     "Output queued records",
-                    "timeseries",
-                    (
-                        Query(f"feldera_output_connector_queued_records{{{ONE}}}", legend="queued {{endpoint}}"),
-                        Query(f"feldera_output_connector_buffered_records{{{ONE}}}", legend="buffered {{endpoint}}"),
-                    ),
                     "short",
+                    gauge("feldera_output_connector_queued_records", "queued {{endpoint}}"),
+                    gauge("feldera_output_connector_buffered_records", "buffered {{endpoint}}"),
                     w=6,
                     key=True,
                 ),
-                Panel(
-                    "Output connector memory",
-                    "timeseries",
-                    (Query(f"feldera_output_connector_memory_bytes{{{ONE}}}", legend="{{endpoint}}"),),
-                    "bytes",
-                    w=6,
-                ),
-                Panel(
+                graph("Output connector memory", "bytes", gauge("feldera_output_connector_memory_bytes"), w=6),
+                graph(
                     "Input processing latency p99",
-                    "timeseries",
-                    (Query(f"feldera_input_connector_processing_latency_p99_seconds{{{ONE}}}", legend="{{endpoint}}"),),
                     "s",
+                    gauge("feldera_input_connector_processing_latency_p99_seconds"),
                     w=12,
                     key=True,
                 ),
-                Panel(
+                graph(
                     "Input completion lag",
-                    "timeseries",
-                    (
-                        Query(
-                            f"time() - feldera_input_connector_completed_frontier_completed_timestamp_seconds{{{ONE}}}",
-                            legend="{{endpoint}}",
-                        ),
-                    ),
                     "s",
+                    Query(
+                        f"time() - feldera_input_connector_completed_frontier_completed_timestamp_seconds{{{ONE}}}",
+                        "{{endpoint}}",
+                    ),
                     w=12,
                     description="Seconds since the newest input that is fully processed and written to all outputs.",
                 ),
@@ -974,138 +686,83 @@ def pipeline_rows() -> list[Row]:
 
 
 def exporter_rows() -> list[Row]:
+    failed_polls = _sum0(f'increase(feldera_exporter_polls_total{{{SEL}, result="failure"}}[$__range])')
     return [
         Row(
             "Exporter",
             (
                 *api_health_panels(h=5),
-                Panel(
+                alarm(
                     "Failed polls",
-                    "stat",
-                    (
-                        Query(
-                            "round("
-                            + _sum0(f'increase(feldera_exporter_polls_total{{{SEL}, result="failure"}}[$__range])')
-                            + ")",
-                            instant=True,
-                        ),
-                    ),
-                    "none",
+                    f"round({failed_polls})",
+                    "FelderaApiUnreachable",
                     w=6,
-                    h=5,
                     key=True,
-                    thresholds=RED_ABOVE_ZERO,
                     description="Poll cycles that failed in the time range.",
-                    runbook="FelderaApiUnreachable",
                 ),
-                Panel(
-                    "Exporter version",
-                    "table",
-                    (Query(f"feldera_exporter_build_info{{{SCOPE}}}", instant=True),),
-                    "none",
-                    w=6,
-                    h=5,
-                    key=True,
-                ),
+                table("Exporter version", (Query(f"feldera_exporter_build_info{{{SCOPE}}}"),), w=6, h=5, key=True),
             ),
         ),
         Row(
             "Polling",
             (
-                Panel(
+                graph(
                     "Poll duration",
-                    "timeseries",
-                    (Query(f"feldera_exporter_poll_duration_seconds{{{SEL}}}", legend="{{target}}"),),
                     "s",
+                    Query(f"feldera_exporter_poll_duration_seconds{{{SEL}}}", "{{target}}"),
                     key=True,
                 ),
-                Panel(
+                graph(
                     "Polls",
-                    "timeseries",
-                    (
-                        Query(
-                            f"sum by (target, result) (rate(feldera_exporter_polls_total{{{SEL}}}[$__rate_interval]))",
-                            legend="{{target}} {{result}}",
-                        ),
-                    ),
                     "reqps",
+                    Query(rate("feldera_exporter_polls_total", "target, result", SEL), "{{target}} {{result}}"),
                     key=True,
                 ),
-                Panel(
-                    "Freshness",
-                    "timeseries",
-                    (
-                        Query(
-                            f"time() - feldera_exporter_last_poll_success_timestamp_seconds{{{SEL}}}",
-                            legend="{{target}}",
-                        ),
-                    ),
-                    "s",
-                    key=True,
-                ),
+                graph("Freshness", "s", Query(FRESHNESS, "{{target}}"), key=True),
             ),
         ),
         Row(
             "Feldera API requests",
             (
-                Panel(
+                graph(
                     "API requests by endpoint and code",
-                    "timeseries",
-                    (
-                        Query(
-                            "sum by (endpoint, code) (rate(feldera_exporter_api_requests_total"
-                            f"{{{SEL}}}[$__rate_interval]))",
-                            legend="{{endpoint}} {{code}}",
-                        ),
-                    ),
                     "reqps",
+                    Query(rate("feldera_exporter_api_requests_total", "endpoint, code", SEL), "{{endpoint}} {{code}}"),
                     w=12,
                     h=9,
                     key=True,
                     stack=True,
                 ),
-                Panel(
+                graph(
                     "API errors by endpoint and code",
-                    "timeseries",
-                    (
-                        Query(
-                            "sum by (endpoint, code) (rate(feldera_exporter_api_requests_total"
-                            f'{{{SEL}, code!~"2.."}}[$__rate_interval]))',
-                            legend="{{endpoint}} {{code}}",
-                        ),
-                    ),
                     "reqps",
+                    API_ERRORS,
                     w=12,
                     h=9,
                     description="Non-2xx answers, timeouts, connection errors and invalid responses.",
                 ),
-                Panel(
+                graph(
                     "API request duration p99",
-                    "timeseries",
-                    (
-                        Query(
-                            "histogram_quantile(0.99, sum by (endpoint, le) (rate("
-                            f"feldera_exporter_api_request_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
-                            legend="{{endpoint}}",
-                        ),
-                    ),
                     "s",
+                    Query(
+                        "histogram_quantile(0.99, "
+                        + rate("feldera_exporter_api_request_duration_seconds_bucket", "endpoint, le", SEL)
+                        + ")",
+                        "{{endpoint}}",
+                    ),
                     w=12,
                     h=9,
                     key=True,
                 ),
-                Panel(
+                table(
                     "API requests in the time range",
-                    "table",
                     (
                         Query(
                             "round(sum by (target, endpoint, code) (increase(feldera_exporter_api_requests_total"
                             f"{{{SEL}}}[$__range])))",
-                            instant=True,
                             column="requests",
                         ),
                     ),
-                    "none",
                     w=12,
                     h=9,
                     key=True,
@@ -1180,8 +837,8 @@ def _target(query: Query, ref_id: str, kind: str) -> Json:
         "expr": query.expr,
         "legendFormat": query.legend or "__auto",
         "refId": ref_id,
-        "instant": query.instant,
-        "range": not query.instant,
+        "instant": kind in INSTANT_KINDS,
+        "range": kind not in INSTANT_KINDS,
     }
     if kind == "table":
         target["format"] = "table"
@@ -1306,11 +963,46 @@ def _links() -> list[Json]:
     ]
 
 
-def _dashboard(uid: str, title: str, description: str, rows: Sequence[Row], pipeline: str | None) -> Json:
+@dataclass(frozen=True)
+class Dashboard:
+    title: str
+    description: str
+    rows: Callable[[], list[Row]]
+    pipeline: str | None
+    """The pipeline variable: None (none), "multi" (overview) or "single" (detail)."""
+
+
+DASHBOARDS = {
+    OVERVIEW_UID: Dashboard(
+        "Feldera / Fleet overview",
+        "Every Feldera pipeline at a glance: status against desired status, deployment errors, the "
+        "platform's version, licence and pipelines left on an old runtime, checkpoint health, broken "
+        "connectors, exporter health and firing alerts.",
+        overview_rows,
+        "multi",
+    ),
+    PIPELINE_UID: Dashboard(
+        "Feldera / Pipeline",
+        "One Feldera pipeline: status timeline, checkpoints and sync, connectors, throughput, errors, "
+        "backlog and latency.",
+        pipeline_rows,
+        "single",
+    ),
+    EXPORTER_UID: Dashboard(
+        "Feldera / Exporter",
+        "feldera-exporter self-monitoring: Feldera API reachability, poll duration and freshness, API "
+        "requests and errors by endpoint and code.",
+        exporter_rows,
+        None,
+    ),
+}
+
+
+def _dashboard(uid: str, dashboard: Dashboard) -> Json:
     return {
         "uid": uid,
-        "title": title,
-        "description": description,
+        "title": dashboard.title,
+        "description": dashboard.description,
         "tags": TAGS,
         "schemaVersion": SCHEMA_VERSION,
         "version": 1,
@@ -1325,52 +1017,19 @@ def _dashboard(uid: str, title: str, description: str, rows: Sequence[Row], pipe
         "weekStart": "",
         "annotations": {"list": []},
         "links": _links(),
-        "templating": {"list": _variables(pipeline)},
-        "panels": _layout(rows),
+        "templating": {"list": _variables(dashboard.pipeline)},
+        "panels": _layout(dashboard.rows()),
     }
-
-
-DASHBOARD_ROWS = {
-    OVERVIEW_UID: overview_rows,
-    PIPELINE_UID: pipeline_rows,
-    EXPORTER_UID: exporter_rows,
-}
 
 
 def dashboards() -> dict[str, Json]:
     """File name (without ``.json``) -> dashboard JSON."""
-    return {
-        OVERVIEW_UID: _dashboard(
-            OVERVIEW_UID,
-            "Feldera / Fleet overview",
-            "Every Feldera pipeline at a glance: status against desired status, deployment errors, the "
-            "platform's version, licence and pipelines left on an old runtime, checkpoint health, broken "
-            "connectors, exporter health and firing alerts.",
-            overview_rows(),
-            "multi",
-        ),
-        PIPELINE_UID: _dashboard(
-            PIPELINE_UID,
-            "Feldera / Pipeline",
-            "One Feldera pipeline: status timeline, checkpoints and sync, connectors, throughput, errors, "
-            "backlog and latency.",
-            pipeline_rows(),
-            "single",
-        ),
-        EXPORTER_UID: _dashboard(
-            EXPORTER_UID,
-            "Feldera / Exporter",
-            "feldera-exporter self-monitoring: Feldera API reachability, poll duration and freshness, API "
-            "requests and errors by endpoint and code.",
-            exporter_rows(),
-            None,
-        ),
-    }
+    return {uid: _dashboard(uid, dashboard) for uid, dashboard in DASHBOARDS.items()}
 
 
 def key_panels() -> dict[str, set[str]]:
     """Dashboard uid -> titles of the panels that must return data against the demo."""
-    return {uid: {p.title for row in rows() for p in row.panels if p.key} for uid, rows in DASHBOARD_ROWS.items()}
+    return {uid: {p.title for row in d.rows() for p in row.panels if p.key} for uid, d in DASHBOARDS.items()}
 
 
 def render(dashboard: Json) -> str:

@@ -153,6 +153,16 @@ def test_rate_queries_use_rate_interval_or_the_dashboard_range(name: str) -> Non
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_UIDS))
+def test_value_panels_run_instant_queries_and_time_panels_range_queries(name: str) -> None:
+    """Stats, tables and bar gauges show the value now; time series and state timelines need a range."""
+    for panel in data_panels(DASHBOARDS[name]):
+        now = panel["type"] in {"stat", "table", "bargauge"}
+        assert now or panel["type"] in {"timeseries", "state-timeline"}, panel["type"]
+        for target in panel["targets"]:
+            assert (target["instant"], target["range"]) == (now, not now), (panel["title"], target["refId"])
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_UIDS))
 def test_every_feldera_query_is_scoped_by_job_instance_and_target(name: str) -> None:
     for panel in data_panels(DASHBOARDS[name]):
         for target in panel["targets"]:
