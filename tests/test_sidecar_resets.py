@@ -271,6 +271,8 @@ Call = Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]]
         (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "extra": 1}), 400),
         (lambda c, u: c.post(u, json={"pipeline": "orders"}), 400),
         (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "target": "nope"}), 404),
+        (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "name": ".."}), 400),
+        (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "name": "."}), 400),
         (lambda c, u: c.post(u, content=b"pipeline=orders", headers={"content-type": "text/plain"}), 415),
         (lambda c, u: c.put(u, json={}), 405),
         (lambda c, u: c.get(f"{u}/w"), 405),
