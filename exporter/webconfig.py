@@ -399,6 +399,8 @@ def load_web_config(path: Path | str) -> WebConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise WebConfigError(f"{path}: cannot read: {_reason(exc)}") from None
+    except UnicodeDecodeError:
+        raise WebConfigError(f"{path}: cannot read: not UTF-8 text") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

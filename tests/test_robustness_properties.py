@@ -53,7 +53,7 @@ TRICKY_TEXT = st.text(
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
-    # Negative numbers where Feldera sends counts are covered by an xfail test at the end of this file.
+    # Negative numbers where Feldera sends counts: test_negative_counter_from_api_does_not_break_rendering below.
     | st.integers(min_value=0, max_value=2**70)
     | st.floats(min_value=0, allow_nan=False, allow_infinity=False)
     | TRICKY_TEXT,
@@ -100,7 +100,7 @@ def _openapi(schema: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
     if kind == "string":
         return TIMESTAMPS if schema.get("format") == "date-time" else TRICKY_TEXT
     if kind == "integer":
-        low = schema.get("minimum", 0)  # negatives: see the xfail test for negative counters at the end
+        low = schema.get("minimum", 0)  # negatives: test_negative_counter_from_api_does_not_break_rendering
         high = schema.get("maximum", 2**64 - 1)
         return st.integers(min_value=math.ceil(low), max_value=math.floor(high))
     if kind == "number":
@@ -176,12 +176,13 @@ def cycles(draw: st.DrawFn) -> list[Snapshot]:
         if listed is None:
             snapshots.append(Snapshot(targets=(TargetSnapshot(name="default", up=False),), taken_at=cycle))
             continue
-        # Feldera's names are unique; duplicates in a malformed list are the xfail test at the end of this file.
+        # Feldera's names are unique; duplicates in a malformed list: test_client.py's
+        # test_repeated_pipeline_names_keep_the_first_entry.
         unique = {p.name: p for p in reversed(listed)}
         pipelines = []
         for pipeline in reversed(unique.values()):
             stats = _parse(ControllerStatus, draw(body("ControllerStatus")))
-            if stats is not None:  # endpoint names are unique in Feldera; duplicates: see the xfail tests
+            if stats is not None:  # endpoint names are unique in Feldera; duplicates: the connector test below
                 stats = stats.model_copy(
                     update={
                         "inputs": list({e.endpoint_name: e for e in reversed(stats.inputs)}.values())[::-1],

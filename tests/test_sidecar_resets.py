@@ -26,6 +26,7 @@ from exporter.app import Exporter
 from exporter.cli import main
 from exporter.config import Settings
 from exporter.simulator import ManualClock, Scenario, Simulator
+from tests.conftest import ReplyServer, Request, Response
 
 START = 1_767_225_600.0
 KEEP = 3600.0
@@ -245,6 +246,20 @@ async def test_cli_reports_an_unreachable_exporter() -> None:
     assert await cli("orders", "tok", "--exporter", "http://127.0.0.1:9") == 1
 
 
+async def test_cli_reports_a_success_answer_that_is_not_the_reset_watch_api(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def not_the_exporter(request: Request) -> Response:
+        return Response(200, b"<html>a web server</html>", "text/html")
+
+    async with ReplyServer(not_the_exporter) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        assert await cli("--list", "--exporter", url) == 1
+        assert await cli("orders", "tok", "--exporter", url) == 1
+    err = capsys.readouterr().err
+    assert err.count("with something other than the exporter's reset-watch API: <html>a web server</html>") == 2
+
+
 Call = Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]]
 
 
@@ -256,6 +271,8 @@ Call = Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]]
         (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "extra": 1}), 400),
         (lambda c, u: c.post(u, json={"pipeline": "orders"}), 400),
         (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "target": "nope"}), 404),
+        (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "name": ".."}), 400),
+        (lambda c, u: c.post(u, json={"pipeline": "orders", "token": "t", "name": "."}), 400),
         (lambda c, u: c.post(u, content=b"pipeline=orders", headers={"content-type": "text/plain"}), 415),
         (lambda c, u: c.put(u, json={}), 405),
         (lambda c, u: c.get(f"{u}/w"), 405),

@@ -366,6 +366,9 @@ def test_missing_or_malformed_file_is_a_clear_error(tmp_path: Path) -> None:
         load_web_config(tmp_path / "absent.yml")
     with pytest.raises(WebConfigError, match="invalid YAML"):
         load_web_config(_write_config(tmp_path, "tls_server_config: [unclosed\n"))
+    (tmp_path / "latin1.yml").write_bytes(b"basic_auth_users:\n  j\xf6rg: x\n")
+    with pytest.raises(WebConfigError, match=r"latin1\.yml: cannot read: not UTF-8 text"):
+        load_web_config(tmp_path / "latin1.yml")
 
 
 def test_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
@@ -462,6 +465,9 @@ async def test_changed_users_apply_without_restart_and_a_broken_file_keeps_the_c
         clock.now += 2
         assert (await client.get("/", auth=("new", PASSWORD))).status_code == 200
         assert (await client.get("/")).status_code == 401
+        path.write_bytes(b"basic_auth_users:\n  j\xf6rg: x\n")  # not UTF-8: the same, not a 500 per request
+        clock.now += 2
+        assert (await client.get("/", auth=("new", PASSWORD))).status_code == 200
     assert "not reloaded, keeping the one in force" in caplog.text
 
 

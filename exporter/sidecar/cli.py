@@ -87,13 +87,15 @@ def run(args: argparse.Namespace) -> int:
     if response.status >= 400:
         print(f"watch-reset: the exporter answered {response.status}: {_error_text(response)}", file=sys.stderr)
         return 1
-    if response.status == 204:
-        print(f"removed {args.remove}")
-    elif args.list:
-        _print_watches(response.json().get("watches", []))
-    else:
-        watch = response.json()
-        print(f"watching {watch['name']} ({watch['target']}/{watch['pipeline']}): {watch['status']}")
+    try:
+        print(_done(args, response))
+    except (ValueError, LookupError, TypeError):  # not JSON, or not the shape of the reset-watch API
+        print(
+            f"watch-reset: {args.exporter} answered {response.status} with something other than the exporter's "
+            f"reset-watch API: {_excerpt(response)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -158,19 +160,28 @@ def _auth(args: argparse.Namespace) -> str | None:
     return aiohttp.encode_basic_auth(args.basic_auth_user, password)
 
 
+def _done(args: argparse.Namespace, response: _Answer) -> str:
+    """What a successful answer says, for the terminal; raises on an answer of another shape."""
+    if response.status == 204:
+        return f"removed {args.remove}"
+    document = response.json()
+    if args.list:
+        watches = document["watches"]
+        if not isinstance(watches, list):
+            raise TypeError("watches is not a list")
+        return "\n".join(json.dumps(watch, sort_keys=True) for watch in watches) or "no reset watches"
+    return f"watching {document['name']} ({document['target']}/{document['pipeline']}): {document['status']}"
+
+
 def _error_text(response: _Answer) -> str:
     try:
         document = response.json()
     except ValueError:
-        return response.body[:200].decode("utf-8", errors="replace").strip() or response.reason
+        return _excerpt(response)
     if isinstance(document, dict) and isinstance(document.get("error"), str):
         return document["error"]
     return response.reason
 
 
-def _print_watches(watches: list[dict[str, Any]]) -> None:
-    if not watches:
-        print("no reset watches")
-        return
-    for watch in watches:
-        print(json.dumps(watch, sort_keys=True))
+def _excerpt(response: _Answer) -> str:
+    return response.body[:200].decode("utf-8", errors="replace").strip() or response.reason

@@ -169,8 +169,9 @@ class ResetWatches:
         if not isinstance(target, str) or target not in self._targets:
             raise WatchError(404, f"unknown target {target!r}")
         name = default_watch_name(pipeline, token) if name is None else name
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise WatchError(400, "name must be 1-128 characters of A-Z a-z 0-9 _ . : @ / -")
+        if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+            # '.' and '..' would be dot-segments in DELETE /api/v1/reset-watches/{name}: never removable
+            raise WatchError(400, "name must be 1-128 characters of A-Z a-z 0-9 _ . : @ / -, other than . and ..")
         if name not in self._watches and len(self._watches) >= MAX_WATCHES:
             raise WatchError(409, f"too many watches (at most {MAX_WATCHES}); remove some first")
         watch = StoredWatch(name=name, target=target, pipeline=pipeline, token=token, registered_at=self._clock())
