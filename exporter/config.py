@@ -94,7 +94,7 @@ def parse_duration(value: object) -> float:
         text = value.strip()
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
             seconds = float(text)
-        elif text and _DURATION_PART.sub("", text) == "":
+        elif text and _DURATION_PART.sub("", text) == "" and _units_descend(_DURATION_PART.findall(text)):
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
         else:
             raise ValueError(f"invalid duration {value!r}: expected a number of seconds or e.g. 15s, 2m, 1h, 500ms")
@@ -103,6 +103,12 @@ def parse_duration(value: object) -> float:
     if not seconds > 0:
         raise ValueError(f"duration must be greater than 0, got {value!r}")
     return seconds
+
+
+def _units_descend(parts: list[tuple[str, str]]) -> bool:
+    """Each unit once, largest first (``1h30m``, not ``30m1h`` or ``1h1h``), as Prometheus writes durations."""
+    sizes = [_UNIT_SECONDS[unit] for _, unit in parts]
+    return all(a > b for a, b in zip(sizes, sizes[1:], strict=False))
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

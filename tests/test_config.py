@@ -39,7 +39,16 @@ def test_example_config_validates() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(15, 15.0), (2.5, 2.5), ("15", 15.0), ("15s", 15.0), ("2m", 120.0), ("1h", 3600.0), ("1m30s", 90.0)],
+    [
+        (15, 15.0),
+        (2.5, 2.5),
+        ("15", 15.0),
+        ("15s", 15.0),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        ("1m30s", 90.0),
+        ("1h1s500ms", 3601.5),
+    ],
 )
 def test_durations_accept_seconds_and_units(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -60,6 +69,8 @@ def test_durations_accept_seconds_and_units(text: object, seconds: float) -> Non
         ({"targets": [{"url": "ftp://x"}]}, "targets[0].url: invalid URL"),
         ({"targets": [{"url": "http://user:pw@x"}]}, "targets[0].url: credentials in the URL are not supported"),
         ({"targets": [{"timeout": "-1s"}]}, "targets[0].timeout: invalid duration"),
+        ({"targets": [{"timeout": "1h1h"}]}, "targets[0].timeout: invalid duration '1h1h'"),
+        ({"targets": [{"timeout": "30s1m"}]}, "targets[0].timeout: invalid duration '30s1m'"),
         ({"targets": [{"labels": {"target": "x"}}]}, "targets[0].labels: label 'target' is reserved"),
         ({"targets": [{"labels": {"1bad": "x"}}]}, "targets[0].labels: '1bad' is not a valid Prometheus label"),
         ({"targets": [{"ca_file": "/nonexistent/ca.pem"}]}, "targets[0].ca_file: file not found"),

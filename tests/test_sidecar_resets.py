@@ -411,13 +411,14 @@ async def test_pipeline_names_that_could_leave_the_pipeline_path_are_refused(wor
     assert exporter.sidecar.resets.watches() == []
 
 
-async def test_a_state_file_with_a_dot_dot_pipeline_is_not_polled(world: World) -> None:
+async def test_a_state_file_with_a_dot_dot_pipeline_or_watch_name_is_not_restored(world: World) -> None:
     exporter = await world.exporter()
     await exporter.sidecar.resets.register("orders", "tok", name="good")
     await exporter.stop()
     world.exporters.remove(exporter)
     document = json.loads(world.state_file.read_text())
     document["watches"].append({**document["watches"][0], "name": "evil", "pipeline": ".."})
+    document["watches"].append({**document["watches"][0], "name": ".."})  # could never be removed over the API
     world.state_file.write_text(json.dumps(document))
     restarted = await world.exporter()
     await restarted.poll_once()

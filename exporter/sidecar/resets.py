@@ -46,6 +46,13 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
 # Feldera's own rule for pipeline names (letters, digits, '_' and '-'): a watch can never name a path such as '..'
 # that would take its reset_status request out of /v0/pipelines/{name}/.
 PIPELINE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,512}$")
+
+
+def _valid_name(name: str) -> bool:
+    """A watch name the API can address: ``.`` and ``..`` are dot-segments in ``/api/v1/reset-watches/{name}``."""
+    return bool(_NAME.match(name)) and name not in (".", "..")
+
+
 _LOGGED_BODY_CHARS = 200
 
 _COMPLETED_WORDS = frozenset({"done", "completed", "complete", "finished", "success", "succeeded", "ok"})
@@ -141,9 +148,9 @@ class ResetWatches:
             where = f"; moved to {aside}" if aside else ""
             log.error("reset watches not restored: %s%s; starting with no watches", exc, where)
             return
-        invalid = [watch.name for watch in watches if not PIPELINE_NAME.match(watch.pipeline)]
+        invalid = [w.name for w in watches if not PIPELINE_NAME.match(w.pipeline) or not _valid_name(w.name)]
         if invalid:
-            log.error("reset watches %s not restored: invalid pipeline name", ", ".join(invalid))
+            log.error("reset watches %s not restored: invalid pipeline or watch name", ", ".join(map(clean, invalid)))
         self._watches = {watch.name: watch for watch in watches if watch.name not in invalid}
         log.info("restored %d reset watch(es) from %s", len(self._watches), self._path)
 
@@ -169,7 +176,7 @@ class ResetWatches:
         if not isinstance(target, str) or target not in self._targets:
             raise WatchError(404, f"unknown target {target!r}")
         name = default_watch_name(pipeline, token) if name is None else name
-        if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        if not isinstance(name, str) or not _valid_name(name):
             # '.' and '..' would be dot-segments in DELETE /api/v1/reset-watches/{name}: never removable
             raise WatchError(400, "name must be 1-128 characters of A-Z a-z 0-9 _ . : @ / -, other than . and ..")
         if name not in self._watches and len(self._watches) >= MAX_WATCHES:
