@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -108,7 +109,7 @@ def parse_duration(value: object) -> float:
 def _units_descend(parts: list[tuple[str, str]]) -> bool:
     """Each unit once, largest first (``1h30m``, not ``30m1h`` or ``1h1h``), as Prometheus writes durations."""
     sizes = [_UNIT_SECONDS[unit] for _, unit in parts]
-    return all(a > b for a, b in zip(sizes, sizes[1:], strict=False))
+    return all(a > b for a, b in pairwise(sizes))
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
