@@ -1,19 +1,22 @@
 """Vendor the Feldera OpenAPI schemas the simulator's responses must satisfy (run when the spec changes).
 
-``python tests/schemas/vendor_openapi.py [path/to/openapi.json]`` writes ``feldera_openapi_subset.json``: the
-root schemas below plus everything they reference, verbatim from ``components/schemas``.
+``python tests/schemas/vendor_openapi.py path/to/openapi.json`` (Feldera's published spec, e.g. from a Feldera
+checkout or release; or ``$FELDERA_OPENAPI``) writes ``feldera_openapi_subset.json``: the root schemas below plus
+everything they reference, verbatim from ``components/schemas``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "feldera_openapi_subset.json"
-DEFAULT_SPEC = HERE.parents[2] / "shared" / "feldera-api" / "openapi.json"
+SPEC_ENV = "FELDERA_OPENAPI"
+"""The environment variable naming Feldera's ``openapi.json`` (for this script and the contract test)."""
 ROOTS = (
     "PipelineSelectedInfo",
     "PipelineInfo",
@@ -60,7 +63,11 @@ def subset(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    source = Path(argv[1]) if len(argv) > 1 else DEFAULT_SPEC
+    named = argv[1] if len(argv) > 1 else os.environ.get(SPEC_ENV)
+    if not named:
+        print(f"usage: {argv[0]} path/to/openapi.json (or set {SPEC_ENV})", file=sys.stderr)
+        return 2
+    source = Path(named)
     data = subset(json.loads(source.read_text(encoding="utf-8")))
     OUTPUT.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {len(data['components']['schemas'])} schemas to {OUTPUT}")
