@@ -27,7 +27,7 @@ from exporter.config import MetricsSettings, Settings
 from exporter.logsafe import clean
 from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines, process, server, shipped, sidecar
 from exporter.metrics.spec import FamilyBuilder, MetricSpec
-from exporter.render import Family
+from exporter.render import Family, FamilyWriter
 from exporter.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def families(
     return sorted(out.families(), key=lambda family: family.name)
 
 
-def _translate(snapshot: Snapshot, specs: Iterable[MetricSpec]) -> FamilyBuilder:
-    out = FamilyBuilder(specs)
+def _translate(snapshot: Snapshot, specs: Iterable[MetricSpec]) -> FamilyBuilder[Family]:
+    out = FamilyBuilder(specs, FamilyWriter)
     for module in MODULES:
         module.add_samples(snapshot, out)
     return out
