@@ -1,12 +1,14 @@
 """Serialise one cycle's metric families once, for both exposition formats, and keep only the gzip bytes.
 
-Scale drives the design: 10,000 pipelines make ~1.6 M series, ~220 MB of text. Holding that (twice: text 0.0.4
+Scale drives the design: 10,000 pipelines make ~1.3 M series, ~160 MB of text. Holding that (twice: text 0.0.4
 and OpenMetrics) would cost far more memory than the rest of the exporter, so samples are deflated while they
-are written: each family gets a :class:`FamilyWriter` that escapes, formats and compresses its lines in batches,
-and ends as one raw-deflate segment (:class:`Family`). The two formats differ only in the ``# HELP``/``# TYPE``
-lines (OpenMetrics names a counter family without ``_total``) and OpenMetrics' closing ``# EOF``, so both
-gzip bodies are stitched from the *same* sample segments with small per-format header blocks; the gzip trailer's
-CRC is combined from the parts (:func:`crc32_combine`), never recomputed over the text.
+are written: the metric layer's builder writes each family's sample lines into a :class:`FamilyWriter` (its
+:class:`~exporter.metrics.spec.FamilySink`), which encodes and compresses them in batches of :data:`BATCH_LINES`
+and ends as one raw-deflate segment (:class:`Family`); batching and spilling are decided here only. The two
+formats differ only in the ``# HELP``/``# TYPE`` lines (OpenMetrics names a counter family without ``_total``)
+and OpenMetrics' closing ``# EOF``, so both gzip bodies are stitched from the *same* sample segments with small
+per-format header blocks; the gzip trailer's CRC is combined from the parts (:func:`crc32_combine`), never
+recomputed over the text.
 
 ``/metrics`` never renders: it serves the gzip bytes of the latest :class:`Rendered`, or inflates them in
 chunks for a client that does not accept gzip. The poll loop replaces the :class:`Rendered` as a whole after
