@@ -260,10 +260,11 @@ class FamilyBuilder(Generic[FamilyT]):
         family = self._families.get(spec.name)
         if family is None:
             return
+        sink, _, _ = family
         text = self._labels(identity, labels)
         bucket = f"{spec.name}_bucket{{{text}," if text else f"{spec.name}_bucket{{"
         braces = f"{{{text}}}" if text else ""
-        family[0].extend(
+        sink.extend(
             [
                 *(
                     f'{bucket}le="{_le(bound)}"}} {format_value(cumulative)}\n'
