@@ -1,12 +1,14 @@
 """Serialise one cycle's metric families once, for both exposition formats, and keep only the gzip bytes.
 
-Scale drives the design: 10,000 pipelines make ~1.6 M series, ~220 MB of text. Holding that (twice: text 0.0.4
+Scale drives the design: 10,000 pipelines make ~1.3 M series, ~160 MB of text. Holding that (twice: text 0.0.4
 and OpenMetrics) would cost far more memory than the rest of the exporter, so samples are deflated while they
-are written: each family gets a :class:`FamilyWriter` that escapes, formats and compresses its lines in batches,
-and ends as one raw-deflate segment (:class:`Family`). The two formats differ only in the ``# HELP``/``# TYPE``
-lines (OpenMetrics names a counter family without ``_total``) and OpenMetrics' closing ``# EOF``, so both
-gzip bodies are stitched from the *same* sample segments with small per-format header blocks; the gzip trailer's
-CRC is combined from the parts (:func:`crc32_combine`), never recomputed over the text.
+are written: the metric layer's builder writes each family's sample lines into a :class:`FamilyWriter` (its
+:class:`~exporter.metrics.spec.FamilySink`), which encodes and compresses them in batches of :data:`BATCH_LINES`
+and ends as one raw-deflate segment (:class:`Family`); batching and spilling are decided here only. The two
+formats differ only in the ``# HELP``/``# TYPE`` lines (OpenMetrics names a counter family without ``_total``)
+and OpenMetrics' closing ``# EOF``, so both gzip bodies are stitched from the *same* sample segments with small
+per-format header blocks; the gzip trailer's CRC is combined from the parts (:func:`crc32_combine`), never
+recomputed over the text.
 
 ``/metrics`` never renders: it serves the gzip bytes of the latest :class:`Rendered`, or inflates them in
 chunks for a client that does not accept gzip. The poll loop replaces the :class:`Rendered` as a whole after
@@ -18,15 +20,12 @@ it back and compare), except that labels come in declaration order rather than s
 
 from __future__ import annotations
 
-import hashlib
-import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
-from prometheus_client.utils import floatToGoString
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_TYPE = OPENMETRICS_CONTENT_TYPE
@@ -38,51 +37,9 @@ BATCH_LINES = 512
 PLAIN_CHUNK = 1 << 14
 """Compressed bytes inflated per step when serving a client without gzip (about 1 MB of text)."""
 
-MAX_LABEL_VALUE_LENGTH = 1024
-"""Longest label value served, in characters. Feldera sets no limit on names; a longer value (a hostile or broken
-answer) keeps its first 1015 characters plus ``~`` and 8 hex digits of its SHA-256, so distinct values stay distinct
-series and no scrape is refused by a Prometheus ``label_value_length_limit`` of 1024 or more."""
-_HASH_CHARS = 8
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, no mtime, OS unknown
 _FINAL_BLOCK = b"\x03\x00"  # an empty, final, fixed-Huffman deflate block (what zlib writes on Z_FINISH)
 _EOF = b"# EOF\n"
-
-
-def escape_label_value(value: str) -> str:
-    """Label value escaping, the same in both formats: backslash, newline, double quote."""
-    if "\\" in value or "\n" in value or '"' in value:
-        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-    return value
-
-
-def format_value(value: float) -> str:
-    """A sample value as prometheus_client writes it (Go-style float: ``1.0``, ``+Inf``, ``1.5e+09``)."""
-    if type(value) is int and -(10**15) < value < 1_000_000:  # most samples: counts and flags from JSON
-        return f"{value}.0"
-    return floatToGoString(value)
-
-
-def label_value(value: str) -> str:
-    """A string from outside as a servable label value: valid UTF-8 and at most :data:`MAX_LABEL_VALUE_LENGTH`
-    characters. Each surrogate code point (a lone ``"\\ud800"`` passes the standard-library JSON parser, and
-    UTF-8 cannot encode it) becomes U+FFFD; a longer value is cut as :data:`MAX_LABEL_VALUE_LENGTH` says.
-
-    >>> label_value("ok\\ud800") == "ok\\ufffd", len(label_value("x" * 5000)), label_value("x" * 5000)[-9:]
-    (True, 1024, '~c59d3c04')
-    """
-    if not value.isascii():
-        value = _SURROGATE.sub("\ufffd", value)
-    if len(value) > MAX_LABEL_VALUE_LENGTH:
-        digest = hashlib.sha256(value.encode()).hexdigest()[:_HASH_CHARS]
-        value = f"{value[: MAX_LABEL_VALUE_LENGTH - _HASH_CHARS - 1]}~{digest}"
-    return value
-
-
-def label_pairs(labels: Iterable[tuple[str, str]]) -> str:
-    """``name="escaped value",...`` (no braces); values pass :func:`label_value` first."""
-    return ",".join(f'{name}="{escape_label_value(label_value(value))}"' for name, value in labels)
 
 
 # ---- gzip from parts -----------------------------------------------------------------------------------------
@@ -184,29 +141,40 @@ _EMPTY = _Part(b"", 0, 0)
 
 
 class FamilyWriter:
-    """Collects the sample lines of one family; lines are encoded and deflated every :data:`BATCH_LINES`.
+    """The exporter's :class:`~exporter.metrics.spec.FamilySink`: collects the sample lines of one family and
+    encodes and deflates them every :data:`BATCH_LINES`; :meth:`finish` flushes the rest and returns the
+    :class:`Family`."""
 
-    Callers append complete lines (``name{labels} value\\n``) to :attr:`lines` and call :meth:`spill` when it
-    holds :data:`BATCH_LINES` or more; :meth:`finish` flushes the rest and returns the :class:`Family`.
-    """
-
-    __slots__ = ("_crc", "_deflated", "_size", "_zlib", "count", "help", "lines", "name", "type")
+    __slots__ = ("_crc", "_deflated", "_lines", "_size", "_zlib", "count", "help", "name", "type")
 
     def __init__(self, name: str, type_: str, help_: str) -> None:
         self.name, self.type, self.help = name, type_, help_
-        self.lines: list[str] = []
+        self._lines: list[str] = []
         self.count = 0
         self._zlib: zlib._Compress | None = None
         self._deflated: list[bytes] = []
         self._crc = 0
         self._size = 0
 
-    def spill(self) -> None:
-        if not self.lines:
+    def append(self, line: str) -> None:
+        """Add one complete line (``name{labels} value\\n``)."""
+        lines = self._lines
+        lines.append(line)
+        if len(lines) >= BATCH_LINES:
+            self._spill()
+
+    def extend(self, lines: list[str]) -> None:
+        """Add complete lines, in order."""
+        self._lines += lines
+        if len(self._lines) >= BATCH_LINES:
+            self._spill()
+
+    def _spill(self) -> None:
+        if not self._lines:
             return
-        data = "".join(self.lines).encode()
-        self.count += len(self.lines)
-        self.lines.clear()
+        data = "".join(self._lines).encode()
+        self.count += len(self._lines)
+        self._lines.clear()
         if self._zlib is None:
             self._zlib = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
         self._crc = zlib.crc32(data, self._crc)
@@ -214,7 +182,7 @@ class FamilyWriter:
         self._deflated.append(self._zlib.compress(data))
 
     def finish(self) -> Family:
-        self.spill()
+        self._spill()
         body = _EMPTY
         if self._zlib is not None:
             self._deflated.append(self._zlib.flush(zlib.Z_SYNC_FLUSH))

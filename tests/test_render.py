@@ -20,7 +20,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.render import BATCH_LINES, PLAIN_CHUNK, crc32_combine, format_value
+from exporter.metrics.spec import format_value
+from exporter.render import BATCH_LINES, PLAIN_CHUNK, FamilyWriter, crc32_combine
 
 
 class _Families:
@@ -96,6 +97,22 @@ def test_crc32_combine_equals_the_crc_of_the_concatenation() -> None:
         a = rng.randbytes(rng.randrange(0, 3000))
         b = rng.randbytes(rng.choice([0, 1, 7, rng.randrange(0, 70_000)]))
         assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+def test_the_family_writer_batches_lines_however_they_arrive() -> None:
+    lines = [f'x_total{{n="{i}"}} {i}.0\n' for i in range(3 * BATCH_LINES + 7)]
+    writer = FamilyWriter("x", "counter", "Help.")
+    writer.extend(lines[:5])
+    for line in lines[5 : BATCH_LINES + 1]:  # one line at a time across a batch boundary
+        writer.append(line)
+    writer.extend(lines[BATCH_LINES + 1 :])  # more than a batch at once
+    family = writer.finish()
+    assert (family.name, family.type, family.help, family.samples) == ("x", "counter", "Help.", len(lines))
+    text = "".join(lines).encode()
+    assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(family.body.deflated) == text
+    assert (family.body.crc, family.body.size) == (zlib.crc32(text), len(text))
+    empty = FamilyWriter("y", "gauge", "Empty.").finish()
+    assert (empty.samples, empty.body.deflated, empty.body.size) == (0, b"", 0)
 
 
 def _fleet(pipelines: int) -> dict[str, Any]:

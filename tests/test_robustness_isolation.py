@@ -16,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import build_settings
 from exporter.metrics import families
+from exporter.metrics.spec import MAX_LABEL_VALUE_LENGTH
 from exporter.poller import Poller
-from exporter.render import MAX_LABEL_VALUE_LENGTH, render
+from exporter.render import render
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
 from exporter.snapshot import Snapshot
 from tests.conftest import ScriptedFeldera, json_response, pipeline_json

@@ -2,7 +2,9 @@
 
 Every module listed in :data:`MODULES` declares ``SPECS`` (its :class:`~exporter.metrics.spec.MetricSpec`
 values, the single source of truth for ``docs/metrics.md``) and ``add_samples(snapshot, out)``, which emits
-samples for those specs into a shared :class:`~exporter.metrics.spec.FamilyBuilder`. No module does I/O.
+samples for those specs into a shared :class:`~exporter.metrics.spec.FamilyBuilder`. No module does I/O. The
+builder writes each family into a sink; :func:`families` gives it the renderer's
+(:class:`~exporter.render.FamilyWriter`, which batches and compresses), the one place the two meet.
 
 A module wraps each pipeline's samples in ``with out.pipeline(target, name):``. When translating a pipeline
 raises (an answer the models let through but a module cannot represent, or a bug), :func:`families` logs one line
@@ -10,7 +12,7 @@ per such pipeline and translates the cycle again without them: their series are 
 pipeline's are served, and ``feldera_exporter_dropped_pipelines`` counts them per target.
 
 Which specs are emitted is decided once at start (:func:`emitted_specs`): the ``collectors:`` switches and the
-``metrics:`` allow/deny lists. A family that is not emitted costs nothing per cycle: the builder has no writer for
+``metrics:`` allow/deny lists. A family that is not emitted costs nothing per cycle: the builder has no sink for
 it, so no line is formatted, and a collector group none of whose families is emitted is not polled either
 (:func:`polled_off_groups`), nor is ``/stats`` when no family read from it is emitted
 (:func:`stats_needed`).
@@ -27,7 +29,7 @@ from exporter.config import MetricsSettings, Settings
 from exporter.logsafe import clean
 from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines, process, server, shipped, sidecar
 from exporter.metrics.spec import FamilyBuilder, MetricSpec
-from exporter.render import Family
+from exporter.render import Family, FamilyWriter
 from exporter.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -62,8 +64,8 @@ def families(
     return sorted(out.families(), key=lambda family: family.name)
 
 
-def _translate(snapshot: Snapshot, specs: Iterable[MetricSpec]) -> FamilyBuilder:
-    out = FamilyBuilder(specs)
+def _translate(snapshot: Snapshot, specs: Iterable[MetricSpec]) -> FamilyBuilder[Family]:
+    out = FamilyBuilder(specs, FamilyWriter)
     for module in MODULES:
         module.add_samples(snapshot, out)
     return out

@@ -2,16 +2,23 @@
 
 Each metric module declares its metrics once as :class:`MetricSpec` values (the single source of truth for
 ``docs/metrics.md``) and emits samples through a :class:`FamilyBuilder`, which adds the identity labels
-(target labels, ``pipeline_name``) so no module repeats them.
+(target labels, ``pipeline_name``) so no module repeats them, and writes each sample as one exposition line
+(the format both Prometheus formats share: label escaping, value text, bounded label values).
+
+The builder hands each family's lines to a :class:`FamilySink` and knows nothing else about what happens to
+them: the exporter's sink (:class:`exporter.render.FamilyWriter`, chosen in :func:`exporter.metrics.families`)
+batches and compresses them; a test can pass a list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, Protocol, TypeVar
 
-from exporter.render import BATCH_LINES, Family, FamilyWriter, escape_label_value, format_value, label_pairs
+from prometheus_client.utils import floatToGoString
 
 MetricType = Literal["gauge", "counter", "histogram"]
 
@@ -78,32 +85,97 @@ class PipelineGuard:
         return True
 
 
-class FamilyBuilder:
-    """Collects samples for a set of specs as exposition lines, one :class:`FamilyWriter` per spec.
+# ---- the sample line format ----------------------------------------------------------------------------------
 
-    Families are emitted in spec order; a spec with no samples is still emitted (HELP/TYPE only) so the
+MAX_LABEL_VALUE_LENGTH = 1024
+"""Longest label value served, in characters. Feldera sets no limit on names; a longer value (a hostile or broken
+answer) keeps its first 1015 characters plus ``~`` and 8 hex digits of its SHA-256, so distinct values stay distinct
+series and no scrape is refused by a Prometheus ``label_value_length_limit`` of 1024 or more."""
+_HASH_CHARS = 8
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_label_value(value: str) -> str:
+    """Label value escaping, the same in both formats: backslash, newline, double quote."""
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+def format_value(value: float) -> str:
+    """A sample value as prometheus_client writes it (Go-style float: ``1.0``, ``+Inf``, ``1.5e+09``)."""
+    if type(value) is int and -(10**15) < value < 1_000_000:  # most samples: counts and flags from JSON
+        return f"{value}.0"
+    return floatToGoString(value)
+
+
+def label_value(value: str) -> str:
+    """A string from outside as a servable label value: valid UTF-8 and at most :data:`MAX_LABEL_VALUE_LENGTH`
+    characters. Each surrogate code point (a lone ``"\\ud800"`` passes the standard-library JSON parser, and
+    UTF-8 cannot encode it) becomes U+FFFD; a longer value is cut as :data:`MAX_LABEL_VALUE_LENGTH` says.
+
+    >>> label_value("ok\\ud800") == "ok\\ufffd", len(label_value("x" * 5000)), label_value("x" * 5000)[-9:]
+    (True, 1024, '~c59d3c04')
+    """
+    if not value.isascii():
+        value = _SURROGATE.sub("\ufffd", value)
+    if len(value) > MAX_LABEL_VALUE_LENGTH:
+        digest = hashlib.sha256(value.encode()).hexdigest()[:_HASH_CHARS]
+        value = f"{value[: MAX_LABEL_VALUE_LENGTH - _HASH_CHARS - 1]}~{digest}"
+    return value
+
+
+def label_pairs(labels: Iterable[tuple[str, str]]) -> str:
+    """``name="escaped value",...`` (no braces); values pass :func:`label_value` first."""
+    return ",".join(f'{name}="{escape_label_value(label_value(value))}"' for name, value in labels)
+
+
+# ---- the builder ---------------------------------------------------------------------------------------------
+
+_Family_co = TypeVar("_Family_co", covariant=True)
+FamilyT = TypeVar("FamilyT")
+
+
+class FamilySink(Protocol[_Family_co]):
+    """Where a :class:`FamilyBuilder` writes the samples of one family: complete lines (``name{labels} value\\n``),
+    in order. Buffering, encoding and compressing them is the sink's business."""
+
+    def append(self, line: str) -> None: ...
+
+    def extend(self, lines: list[str]) -> None: ...
+
+    def finish(self) -> _Family_co:
+        """Called once, after the last line: the finished family."""
+        ...
+
+
+SinkFactory = Callable[[str, MetricType, str], FamilySink[FamilyT]]
+"""Makes the sink of one family from its name (a counter's without ``_total``), type and help text."""
+
+
+class FamilyBuilder(Generic[FamilyT]):
+    """Writes samples for a set of specs as exposition lines, into one :class:`FamilySink` per spec.
+
+    Families are finished in spec order; a spec with no samples is still finished (HELP/TYPE only) so the
     exposition's shape does not depend on the data. Samples for a spec the builder was not given (its
     collector group is switched off) are dropped; :meth:`wants` lets a module skip that work up front.
 
-    This runs for every series every cycle (~1.6 M at 10,000 pipelines), so the identity labels of a pipeline
-    are escaped once and reused while consecutive calls pass the same identity tuple, and a status set's
-    label suffixes are prepared once per spec.
+    This runs for every series every cycle (~1.3 M at 10,000 pipelines), so the identity labels of a pipeline
+    are escaped once and reused while consecutive calls pass the same identity tuple, a status set's label
+    suffixes are prepared once per spec, and one dictionary look-up per sample finds the sink and the declared
+    labels.
     """
 
-    def __init__(self, specs: Iterable[MetricSpec]) -> None:
-        self._writers: dict[str, FamilyWriter] = {}
-        self._specs: dict[str, MetricSpec] = {}
+    def __init__(self, specs: Iterable[MetricSpec], sink: SinkFactory[FamilyT]) -> None:
+        self._families: dict[str, tuple[FamilySink[FamilyT], frozenset[str], tuple[tuple[str, str], ...]]] = {}
+        groups = set()
         for spec in specs:
-            if spec.name in self._specs:
+            if spec.name in self._families:
                 raise ValueError(f"metric {spec.name} declared twice")
-            self._specs[spec.name] = spec
-            self._writers[spec.name] = FamilyWriter(spec.family_name, spec.type, spec.help)
-        self._groups = frozenset(spec.group for spec in self._specs.values())
-        self._label_names = {name: frozenset(spec.labels) for name, spec in self._specs.items()}
-        self._states = {
-            name: tuple((state, f'status="{escape_label_value(state)}"') for state in spec.all_states)
-            for name, spec in self._specs.items()
-        }
+            states = tuple((state, f'status="{escape_label_value(state)}"') for state in spec.all_states)
+            self._families[spec.name] = (sink(spec.family_name, spec.type, spec.help), frozenset(spec.labels), states)
+            groups.add(spec.group)
+        self._groups = frozenset(groups)
         self._identity: Labels | None = None
         self._identity_text = ""
         self._label_texts: dict[tuple[tuple[str, str], ...], str] = {}
@@ -136,18 +208,16 @@ class FamilyBuilder:
 
     def add(self, spec: MetricSpec, identity: Labels, value: float, **labels: str) -> None:
         """Add one sample: ``identity`` labels first, then the spec's own labels (all must be given)."""
-        writer = self._writers.get(spec.name)
-        if writer is None:
+        family = self._families.get(spec.name)
+        if family is None:
             return
-        if labels.keys() != self._label_names[spec.name]:
+        sink, names, _ = family
+        if labels.keys() != names:
             raise ValueError(f"{spec.name}: labels {sorted(labels)} != declared {sorted(spec.labels)}")
         text = self._labels(identity, labels)
-        lines = writer.lines
-        lines.append(
+        sink.append(
             f"{spec.name}{{{text}}} {format_value(value)}\n" if text else f"{spec.name} {format_value(value)}\n"
         )
-        if len(lines) >= BATCH_LINES:
-            writer.spill()
 
     def add_optional(self, spec: MetricSpec, identity: Labels, value: float | None, **labels: str) -> None:
         """Add a sample only when the value is known (``None`` means unknown, which is not 0)."""
@@ -160,20 +230,17 @@ class FamilyBuilder:
         ``current`` of ``None`` means the status does not apply (e.g. runtime status of a stopped
         pipeline): every state is emitted at 0.
         """
-        writer = self._writers.get(spec.name)
-        if writer is None:
+        family = self._families.get(spec.name)
+        if family is None:
             return
-        if {"status", *labels} != self._label_names[spec.name]:
+        sink, names, states = family
+        if {"status", *labels} != names:
             raise ValueError(f"{spec.name}: labels {sorted(labels)} + status != declared {sorted(spec.labels)}")
         if current is not None and current not in spec.states:
             current = OTHER
         text = self._labels(identity, labels)
         head = f"{spec.name}{{{text}," if text else f"{spec.name}{{"
-        writer.lines += [
-            f"{head}{status}}} {'1.0' if state == current else '0.0'}\n" for state, status in self._states[spec.name]
-        ]
-        if len(writer.lines) >= BATCH_LINES:
-            writer.spill()
+        sink.extend([f"{head}{status}}} {'1.0' if state == current else '0.0'}\n" for state, status in states])
 
     def add_histogram(
         self,
@@ -190,27 +257,29 @@ class FamilyBuilder:
             raise ValueError(f"{spec.name}: not a histogram")
         if labels.keys() != set(spec.labels):
             raise ValueError(f"{spec.name}: labels {sorted(labels)} != declared {sorted(spec.labels)}")
-        writer = self._writers.get(spec.name)
-        if writer is None:
+        family = self._families.get(spec.name)
+        if family is None:
             return
+        sink, _, _ = family
         text = self._labels(identity, labels)
         bucket = f"{spec.name}_bucket{{{text}," if text else f"{spec.name}_bucket{{"
         braces = f"{{{text}}}" if text else ""
-        writer.lines += [
-            *(
-                f'{bucket}le="{_le(bound)}"}} {format_value(cumulative)}\n'
-                for bound, cumulative in zip(bounds, cumulative_counts, strict=True)
-            ),
-            f'{bucket}le="+Inf"}} {format_value(count)}\n',
-            f"{spec.name}_sum{braces} {format_value(total)}\n",
-            f"{spec.name}_count{braces} {format_value(count)}\n",
-        ]
-        if len(writer.lines) >= BATCH_LINES:
-            writer.spill()
+        sink.extend(
+            [
+                *(
+                    f'{bucket}le="{_le(bound)}"}} {format_value(cumulative)}\n'
+                    for bound, cumulative in zip(bounds, cumulative_counts, strict=True)
+                ),
+                f'{bucket}le="+Inf"}} {format_value(count)}\n',
+                f"{spec.name}_sum{braces} {format_value(total)}\n",
+                f"{spec.name}_count{braces} {format_value(count)}\n",
+            ]
+        )
 
-    def families(self) -> Iterator[Family]:
-        for writer in self._writers.values():
-            yield writer.finish()
+    def families(self) -> Iterator[FamilyT]:
+        """Each spec's family, finished by its sink, in spec order."""
+        for sink, _, _ in self._families.values():
+            yield sink.finish()
 
 
 def _le(bound: float) -> str:
