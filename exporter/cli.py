@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from exporter import __version__
 from exporter import docs as docs_cli
+from exporter.arenas import limit_malloc_arenas
 from exporter.argtypes import duration, listen_address, port, positive_seconds
 from exporter.config import ConfigError, Overrides, Settings, load_settings
 from exporter.errors import FelderaError
@@ -107,6 +108,8 @@ def setup_logging(level: str) -> None:
 async def serve(settings: Settings) -> None:
     """Run an exporter until SIGTERM/SIGINT, then stop it gracefully."""
     from exporter.app import Exporter
+
+    limit_malloc_arenas()  # before the exporter's threads exist
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
