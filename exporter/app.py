@@ -109,7 +109,7 @@ class Exporter:
         if settings.config_file is not None:  # TLS and basic auth (exporter-toolkit format); raises WebConfigError
             security = WebSecurity(settings.config_file)
             app.middlewares.append(security.middleware)
-            app.on_cleanup.append(security.close)
+            app.cleanup_ctx.append(security.running)  # checks the files for changes in the background
             ssl_context = security.ssl_context if security.tls else None
         app.router.add_route("*", EVERY_PATH, self.handle)
         self._server = WebServer(app, settings.host, settings.port, ssl_context=ssl_context, limits=self._limits)
