@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
@@ -77,6 +78,45 @@ class ServerLimits:
     shutdown_timeout: float = 2.0
     """On close, seconds a request in progress may still take before it is cancelled and its connection aborted."""
     backlog: int = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """Where a server listens, as its socket says (not as it was asked: ``localhost`` is bound as ``127.0.0.1``)."""
+
+    host: str
+    """The bound address: ``0.0.0.0`` or ``::`` for all interfaces."""
+    port: int
+    ipv4_too: bool
+    """An IPv6 socket that accepts IPv4 as well (dual stack: the empty host)."""
+
+    @classmethod
+    def of(cls, sock: socket.socket) -> Listening:
+        host, port = sock.getsockname()[:2]
+        dual = sock.family == socket.AF_INET6 and not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        return cls(host, port, dual)
+
+    @property
+    def all_interfaces(self) -> bool:
+        return ipaddress.ip_address(self.host).is_unspecified
+
+    def url(self, scheme: str = "http") -> str:
+        """A URL a client on this machine can connect to: the loopback address when listening on all interfaces."""
+        host = self.host
+        if self.all_interfaces:
+            host = "127.0.0.1" if self.ipv4_too or ":" not in host else "::1"
+        return f"{scheme}://{_bracketed(host)}:{self.port}"
+
+    def describe(self, scheme: str = "http") -> str:
+        """For a log line: the URL, or which interfaces and a local URL (``0.0.0.0`` is no address to connect to)."""
+        if not self.all_interfaces:
+            return self.url(scheme)
+        versions = "IPv6 and IPv4" if self.ipv4_too else ("IPv6 only" if ":" in self.host else "IPv4")
+        return f"all interfaces ({_bracketed(self.host)}:{self.port}, {versions}), locally {self.url(scheme)}"
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class _Connection(asyncio.Protocol):
@@ -159,14 +199,14 @@ class WebServer:
         self._connections = 0
 
     @property
-    def host(self) -> str:
-        return self._host
+    def port(self) -> int:
+        return self.listening.port
 
     @property
-    def port(self) -> int:
+    def listening(self) -> Listening:
         if self._socket is None:
             raise RuntimeError("server not started")
-        return int(self._socket.getsockname()[1])
+        return Listening.of(self._socket)
 
     @property
     def open_connections(self) -> int:
