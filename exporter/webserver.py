@@ -5,7 +5,7 @@ aiohttp parses requests and writes responses; this module adds only what aiohttp
 
 * a cap on open connections: the accept loop takes a slot before ``accept()`` (like Go's
   ``netutil.LimitListener``), so connections beyond the cap wait in the kernel's backlog instead of costing
-  memory here; a slot is given back when the connection closes or its TLS handshake fails;
+  memory here; a slot is given back when the connection closes or its TLS handshake (or set-up) fails;
 * a TLS handshake deadline (asyncio's ``ssl_handshake_timeout``), and a plain-HTTP request sent to the TLS port
   answered ``400`` (the first byte is peeked before the handshake, as Go's TLS server does);
 * a request deadline covering the handler *and* writing the response, so a client that never reads cannot hold a
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.http import HttpVersion10, HttpVersion11
 
+from exporter.logsafe import clean
+
 log = logging.getLogger(__name__)
 
 # aiohttp logs every malformed request with a traceback at ERROR. Answering 400 is the whole story, and a client
@@ -46,6 +48,8 @@ _HTTP_TO_TLS_PORT = (
 _TLS_HANDSHAKE_RECORD = 0x16
 _VERSIONS = (HttpVersion10, HttpVersion11)
 _ACCEPT_ERROR_PAUSE = 0.1
+SETUP_FAILURE_LOG_INTERVAL = 60.0
+"""Seconds between log lines about connections whose set-up failed unexpectedly (e.g. no TLS context)."""
 
 EVERY_PATH = r"/{path:[\s\S]*}"
 """A route matching every path, control characters included (``.*`` stops at a decoded newline: aiohttp's 404)."""
@@ -197,6 +201,8 @@ class WebServer:
         self._connecting: set[asyncio.Task[None]] = set()
         self._open: set[_Connection] = set()
         self._connections = 0
+        self._setup_failures = 0
+        self._setup_reported: float | None = None
 
     @property
     def port(self) -> int:
@@ -273,10 +279,11 @@ class WebServer:
 
     async def _connect(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        server = self._runner.server
-        assert server is not None
-        connection = _Connection(server(), self._open, self._release)
+        connection: _Connection | None = None
         try:
+            server = self._runner.server
+            assert server is not None
+            connection = _Connection(server(), self._open, self._release)
             context = self._ssl_context() if self._ssl_context is not None else None
             if context is None:
                 await loop.connect_accepted_socket(lambda: connection, sock)
@@ -293,10 +300,30 @@ class WebServer:
                 )
         except (OSError, ssl.SSLError, TimeoutError):
             return
+        except Exception as exc:  # e.g. no TLS context to be had, or a bug: this connection goes, the server stays
+            self._report_setup_failure(exc)
         finally:
-            if connection.transport is None:  # never connected: the handshake failed or the peer left
+            if connection is None or connection.transport is None:  # never connected
                 sock.close()
-                connection.release()
+                if connection is not None:
+                    connection.release()
+                else:
+                    self._release()
+
+    def _report_setup_failure(self, exc: Exception) -> None:
+        """Log at most one line per ``SETUP_FAILURE_LOG_INTERVAL``: a client must not be able to fill the log."""
+        self._setup_failures += 1
+        now = asyncio.get_running_loop().time()
+        if self._setup_reported is not None and now - self._setup_reported < SETUP_FAILURE_LOG_INTERVAL:
+            return
+        log.error(
+            "setting up a new connection failed, closed it (%d such failures since the last report): %s: %s",
+            self._setup_failures,
+            type(exc).__name__,
+            clean(exc),
+            exc_info=exc,
+        )
+        self._setup_reported, self._setup_failures = now, 0
 
     def _release(self) -> None:
         self._connections -= 1
