@@ -317,7 +317,9 @@ class WebSecurity:
             try:
                 await self.check()
             except Exception as exc:  # e.g. no thread could be started: the next check tries again
-                log.error("web config %s: checking for changes failed: %s: %s", self._path, type(exc).__name__, exc)
+                log.error(
+                    "web config %s: checking for changes failed: %s: %s", self._path, type(exc).__name__, clean(exc)
+                )
 
     def _reloaded(self, in_force: _InForce, refused: _Refused | None) -> _InForce | _Refused | None:
         """In a worker thread: the new configuration, why the changed files cannot be used, or None (no change)."""

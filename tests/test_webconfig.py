@@ -143,8 +143,10 @@ async def _hello(request: web.Request) -> web.Response:
 
 
 def _write_config(tmp_path: Path, text: str | dict[str, object]) -> Path:
-    path = tmp_path / "web.yml"
-    path.write_text(text if isinstance(text, str) else yaml.safe_dump(text))
+    """``web.yml``, replaced in one step: a background check never reads it half written."""
+    path, staged = tmp_path / "web.yml", tmp_path / "web.yml.new"
+    staged.write_text(text if isinstance(text, str) else yaml.safe_dump(text))
+    staged.replace(path)
     return path
 
 
@@ -497,7 +499,7 @@ async def test_the_background_check_picks_up_changes_and_survives_a_check_that_f
         _serving(WebSecurity(path, check_every=0.05)) as server,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client,
     ):
-        path.write_text("http_server_config: " + "[" * 5000 + "]" * 5000 + "\n")
+        _write_config(tmp_path, "http_server_config: " + "[" * 5000 + "]" * 5000 + "\n")
         await eventually(lambda: "RecursionError" in caplog.text, "the failed reload to be logged")
         assert (await client.get("/")).status_code == 200
         _write_config(tmp_path, {"http_server_config": {"headers": {"X-Frame-Options": "deny"}}})
