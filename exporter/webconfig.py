@@ -47,7 +47,7 @@ import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -303,8 +303,8 @@ class WebSecurity:
         in_force, refused = self._in_force, self._refused
         outcome = await _in_own_thread(lambda: self._reloaded(in_force, refused))
         if isinstance(outcome, _Refused):
-            # the stamps are remembered, not taken: logged once, and a rotation still being written is tried
-            # again when its next file lands
+            # remembered as refused: neither tried nor logged again until a file changes again (a rotation
+            # still being written: when its next file lands)
             self._refused = outcome
             log.error("web config %s not reloaded, keeping the one in force: %s", self._path, outcome.reason)
         elif outcome is not None:
@@ -349,27 +349,18 @@ class WebSecurity:
 async def _in_own_thread(call: Callable[[], T]) -> T:
     """``call()`` in a new daemon thread. Unlike ``asyncio.to_thread`` (whose pool is joined when ``asyncio.run``
     ends), a call stuck on a hung mount then holds up neither the event loop nor the process' exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():  # the awaiting check was cancelled
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
+    done: Future[T] = Future()
 
     def run() -> None:
+        if not done.set_running_or_notify_cancel():
+            return
         try:
-            outcome: tuple[T | None, BaseException | None] = (call(), None)
+            done.set_result(call())
         except BaseException as exc:
-            outcome = (None, exc)
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits any more
-            loop.call_soon_threadsafe(settle, *outcome)
+            done.set_exception(exc)
 
     threading.Thread(target=run, name="web-config-check", daemon=True).start()
-    return await future
+    return await asyncio.wrap_future(done)
 
 
 def _stamp(path: Path) -> tuple[int, int, int, int] | None:
