@@ -221,7 +221,11 @@ class WebServer:
 
     async def start(self) -> None:
         await self._runner.setup()
-        self._socket = _listen(self._host, self._port, self._limits.backlog)
+        try:
+            self._socket = _listen(self._host, self._port, self._limits.backlog)
+        except BaseException:  # e.g. the port is taken: undo the application's start-up (its background tasks)
+            await self._runner.cleanup()
+            raise
         self._accepting = asyncio.create_task(self._accept_loop(), name=f"accept-{self.port}")
 
     async def close(self) -> None:

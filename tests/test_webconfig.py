@@ -9,6 +9,7 @@ import datetime as dt
 import ipaddress
 import os
 import signal
+import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -509,6 +510,16 @@ async def test_the_background_check_picks_up_changes_and_survives_a_check_that_f
 
         await eventually(reloaded, "the next change to be picked up")
     assert sum("not reloaded" in record.getMessage() for record in caplog.records) == 1
+
+
+async def test_a_failed_start_ends_the_background_check(tmp_path: Path) -> None:
+    """The port is taken: the server's start fails, and the application's start-up is undone with it."""
+    security = WebSecurity(_write_config(tmp_path, {}), check_every=NEVER)
+    app = web.Application(middlewares=[security.middleware])
+    app.cleanup_ctx.append(security.running)
+    with socket.create_server(("127.0.0.1", 0)) as taken, pytest.raises(OSError):
+        await WebServer(app, "127.0.0.1", taken.getsockname()[1]).start()
+    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("web-config-check")]
 
 
 @contextlib.contextmanager
