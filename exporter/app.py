@@ -109,13 +109,17 @@ class Exporter:
         if settings.config_file is not None:  # TLS and basic auth (exporter-toolkit format); raises WebConfigError
             security = WebSecurity(settings.config_file)
             app.middlewares.append(security.middleware)
-            app.on_cleanup.append(security.close)
+            app.cleanup_ctx.append(security.running)  # checks the files for changes in the background
             ssl_context = security.ssl_context if security.tls else None
         app.router.add_route("*", EVERY_PATH, self.handle)
         self._server = WebServer(app, settings.host, settings.port, ssl_context=ssl_context, limits=self._limits)
         self._scheme = "https" if ssl_context is not None else "http"
         await self._server.start()
-        log.info("listening on %s, polling %d target(s)", self.url, len(self.settings.targets))
+        log.info(
+            "listening on %s, polling %d target(s)",
+            self._server.listening.describe(self._scheme),
+            len(self.settings.targets),
+        )
         if poll_loop:
             self._loop_task = asyncio.create_task(self._poll_loop(), name="poll-loop")
 
@@ -154,10 +158,11 @@ class Exporter:
 
     @property
     def url(self) -> str:
-        host = self.settings.web.host or "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"{self._scheme}://{host}:{self.port}"
+        """Where a client on this machine reaches the endpoint (the loopback address when serving on all
+        interfaces)."""
+        if self._server is None:
+            raise RuntimeError("exporter not started")
+        return self._server.listening.url(self._scheme)
 
     @property
     def ready(self) -> bool:

@@ -23,6 +23,7 @@ from exporter.argtypes import duration, listen_address, port, positive_seconds
 from exporter.config import ConfigError, Overrides, Settings, load_settings
 from exporter.errors import FelderaError
 from exporter.gctuning import full_collections_every
+from exporter.logsafe import SafeFormatter
 from exporter.metrics import selection_warnings
 from exporter.sidecar import cli as sidecar_cli
 from exporter.webconfig import WebConfigError
@@ -102,7 +103,10 @@ def print_web_config_error(settings: Settings, error: WebConfigError) -> None:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    """Log to stderr; tracebacks (``exc_info``) are sanitised like every other text from outside (logsafe)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 async def serve(settings: Settings) -> None:

@@ -10,12 +10,19 @@
   keys), the ``secrets`` a caller passes (a reset watch's token), anything that looks like a Feldera API key
   (``apikey:...``), a bearer credential or a ``token=`` parameter, and the token Feldera repeats in its answer
   to a bad reset token (``Invalid reset token '...'``).
+
+Tracebacks pass through it too: :class:`SafeFormatter` (installed by the CLI for every log record) writes each
+exception's message and notes as one cleaned line, so ``log.debug(..., exc_info=exc)`` cannot carry a forged line
+or a key either.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import traceback
+from types import TracebackType
 
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 4
@@ -76,3 +83,53 @@ def clean(text: object, secrets: tuple[str, ...] = ()) -> str:
     for shape in _PATTERNS:
         value = shape.sub(lambda m: m.group(1) + REDACTED, value)
     return _UNSAFE.sub(_escape, value)
+
+
+_CAUSE = "The above exception was the direct cause of the following exception:"
+_CONTEXT = "During handling of the above exception, another exception occurred:"
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+def format_exception(exc: BaseException) -> str:
+    """Python's traceback text for ``exc`` and its causes, with every message (and note) through :func:`clean`:
+    one line each. Frame lines (file names and source) are cleaned line by line."""
+    chain: list[tuple[BaseException, str]] = []  # outermost first, each with how it follows the one after it
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    joint = ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, joint))
+        if current.__cause__ is not None:
+            current, joint = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, joint = current.__context__, _CONTEXT
+        else:
+            current = None
+    lines: list[str] = []
+    for link, joint in reversed(chain):
+        if link.__traceback__ is not None:
+            lines.append("Traceback (most recent call last):")
+            frames = traceback.format_tb(link.__traceback__)
+            lines.extend(clean(line) for frame in frames for line in frame.rstrip("\n").split("\n"))
+        lines.append(clean("".join(traceback.format_exception_only(link)).rstrip("\n")))
+        if isinstance(link, BaseExceptionGroup):
+            for number, inner in enumerate(link.exceptions, 1):
+                lines.append(f"+---- {number} ----")
+                lines.extend(f"| {line}" for line in format_exception(inner).split("\n"))
+        if joint:
+            lines.extend(("", joint, ""))
+    return "\n".join(lines)
+
+
+class SafeFormatter(logging.Formatter):
+    """A :class:`logging.Formatter` whose tracebacks go through :func:`format_exception`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_text = None  # a traceback cached by another handler's formatter is raw: format it again
+        return super().format(record)
+
+    def formatException(self, ei: ExcInfo) -> str:
+        value = ei[1]
+        return "NoneType: None" if value is None else format_exception(value)

@@ -23,9 +23,10 @@ without verifying it), ``cipher_suites``, ``curve_preferences``, ``prefer_server
 toolkit does: only its five names (exact spelling), ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options``
 ``deny`` or ``sameorigin``.
 
-:class:`WebSecurity` re-reads the file, and reloads the certificates, when any of them changes (checked at most
-once a second): cert-manager's rotation takes effect for new connections without a restart. A changed file that
-is invalid is logged and the configuration in force is kept; switching TLS on or off needs a restart.
+:class:`WebSecurity` re-reads the file, and reloads the certificates, when any of them changes (checked every
+second in a background thread, never in a request): cert-manager's rotation takes effect for new connections
+without a restart. A changed file that is invalid is logged once and the configuration in force is kept (it is
+tried again when a file changes again); switching TLS on or off needs a restart.
 
 Basic-auth passwords are checked with bcrypt (deliberately slow) in a dedicated pool of two threads, so that a
 flood of wrong passwords queues there and cannot delay scrapes, polls or rendering; a successful check is
@@ -38,24 +39,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import logging
 import ssl
-import time
+import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from exporter.logsafe import clean
 from exporter.webserver import Handler
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ClientAuthType = Literal[
     "NoClientCert",
@@ -215,40 +220,62 @@ class WebConfig(_Strict):
         return tuple(path for path in (tls.cert_file, tls.key_file, tls.client_ca_file) if path is not None)
 
 
+Stamps = tuple[tuple[int, int, int, int] | None, ...]
+"""(mtime, ctime, size, inode) of the web-config file and each certificate file; None for a file stat() failed on."""
+
+
+@dataclass(frozen=True, slots=True)
+class _InForce:
+    """What requests and new connections use; replaced as a whole when a reload succeeds."""
+
+    config: WebConfig
+    ssl: ssl.SSLContext | None
+    auth: BasicAuth | None
+    stamps: Stamps
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A changed set of files that could not be loaded: logged once, tried again when the files change again."""
+
+    stamps: Stamps
+    reason: str
+
+
 class WebSecurity:
     """The web config in force: TLS context for new connections and an aiohttp middleware for basic auth and
     headers, both re-read when the web-config file or a certificate file changes.
 
     Raises :class:`WebConfigError` at construction when the file is unusable; later reload failures are logged
-    and the configuration in force stays.
+    and the configuration in force stays. Checking for changes (``stat()``, reading, building the TLS context)
+    is file I/O, which on a slow or hung mount could stall the event loop: :meth:`running` (an aiohttp cleanup
+    context) checks every ``check_every`` seconds in a thread of its own, and requests only read what is in force.
     """
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, path: Path | str, *, check_every: float = RELOAD_CHECK_SECONDS) -> None:
         self._path = Path(path)
-        self._clock = clock
-        self._config = load_web_config(self._path)
-        self._ssl = self._config.ssl_context()
+        self._check_every = check_every
+        config = load_web_config(self._path)
+        context = config.ssl_context()
         self._executor = ThreadPoolExecutor(max_workers=BCRYPT_THREADS, thread_name_prefix="bcrypt")
-        self._auth = self._basic_auth(self._config)
-        self._stamps = self._file_stamps(self._config)
-        self._checked = clock()
+        self._in_force = _InForce(config, context, self._basic_auth(config), self._file_stamps(config))
+        self._refused: _Refused | None = None
 
     @property
     def tls(self) -> bool:
-        return self._config.tls_server_config is not None
+        return self._in_force.config.tls_server_config is not None
 
     def ssl_context(self) -> ssl.SSLContext:
         """The context for a new TLS connection (after a rotation: the new certificate)."""
-        self._refresh()
-        if self._ssl is None:
+        context = self._in_force.ssl
+        if context is None:
             raise RuntimeError("TLS is not configured")
-        return self._ssl
+        return context
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self._refresh()
-        auth, headers = self._auth, self._config.http_server_config.headers
-        if auth is not None and not await auth.allows(request.headers.get("Authorization")):
+        in_force = self._in_force
+        if in_force.auth is not None and not await in_force.auth.allows(request.headers.get("Authorization")):
             response: web.StreamResponse = web.Response(
                 status=401,
                 text="Unauthorized\n",
@@ -256,46 +283,92 @@ class WebSecurity:
             )
         else:
             response = await handler(request)
-        response.headers.update(headers)
+        response.headers.update(in_force.config.http_server_config.headers)
         return response
 
-    async def close(self, _app: object = None) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    async def running(self, _app: object = None) -> AsyncIterator[None]:
+        """Check for changes in the background while the application runs (``app.cleanup_ctx``)."""
+        watching = asyncio.create_task(self._watch(), name=f"web-config-check {self._path}")
+        try:
+            yield
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching  # does not wait for a check stuck in the kernel: its thread is left behind
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def check(self) -> None:
+        """Reload now if a file changed since the last check; the new configuration applies from the next request
+        and the next connection."""
+        in_force, refused = self._in_force, self._refused
+        outcome = await _in_own_thread(lambda: self._reloaded(in_force, refused))
+        if isinstance(outcome, _Refused):
+            # remembered as refused: neither tried nor logged again until a file changes again (a rotation
+            # still being written: when its next file lands)
+            self._refused = outcome
+            log.error("web config %s not reloaded, keeping the one in force: %s", self._path, outcome.reason)
+        elif outcome is not None:
+            self._in_force, self._refused = outcome, None
+            log.info("web config %s reloaded (TLS certificates and basic auth users)", self._path)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_every)
+            try:
+                await self.check()
+            except Exception as exc:  # e.g. no thread could be started: the next check tries again
+                log.error(
+                    "web config %s: checking for changes failed: %s: %s", self._path, type(exc).__name__, clean(exc)
+                )
+
+    def _reloaded(self, in_force: _InForce, refused: _Refused | None) -> _InForce | _Refused | None:
+        """In a worker thread: the new configuration, why the changed files cannot be used, or None (no change)."""
+        stamps = self._file_stamps(in_force.config)
+        if stamps == in_force.stamps or (refused is not None and stamps == refused.stamps):
+            return None
+        try:
+            config = load_web_config(self._path)
+            if (config.tls_server_config is None) != (in_force.config.tls_server_config is None):
+                raise WebConfigError("tls_server_config: switching TLS on or off needs a restart")
+            context = config.ssl_context()
+        except WebConfigError as exc:
+            return _Refused(stamps, str(exc))
+        except Exception as exc:  # e.g. RecursionError from YAML nested too deeply: the config in force stays
+            return _Refused(stamps, clean(f"{type(exc).__name__}: {exc}"))
+        same_users = config.basic_auth_users == in_force.config.basic_auth_users
+        auth = in_force.auth if same_users else self._basic_auth(config)
+        return _InForce(config, context, auth, self._file_stamps(config))
 
     def _basic_auth(self, config: WebConfig) -> BasicAuth | None:
         return BasicAuth(config.basic_auth_users, self._executor) if config.basic_auth_users else None
 
-    def _file_stamps(self, config: WebConfig) -> tuple[tuple[int, int, int] | None, ...]:
+    def _file_stamps(self, config: WebConfig) -> Stamps:
         return tuple(_stamp(path) for path in (self._path, *config.files()))
 
-    def _refresh(self) -> None:
-        now = self._clock()
-        if now - self._checked < RELOAD_CHECK_SECONDS:
-            return
-        self._checked = now
-        if self._file_stamps(self._config) == self._stamps:
+
+async def _in_own_thread(call: Callable[[], T]) -> T:
+    """``call()`` in a new daemon thread. Unlike ``asyncio.to_thread`` (whose pool is joined when ``asyncio.run``
+    ends), a call stuck on a hung mount then holds up neither the event loop nor the process' exit."""
+    done: Future[T] = Future()
+
+    def run() -> None:
+        if not done.set_running_or_notify_cancel():
             return
         try:
-            config = load_web_config(self._path)
-            if (config.tls_server_config is None) != (self._config.tls_server_config is None):
-                raise WebConfigError("tls_server_config: switching TLS on or off needs a restart")
-            context = config.ssl_context()
-        except WebConfigError as exc:
-            # the stamps are not taken: the next check tries again (a rotation may be half written)
-            log.error("web config %s not reloaded, keeping the one in force: %s", self._path, exc)
-            return
-        if config.basic_auth_users != self._config.basic_auth_users:
-            self._auth = self._basic_auth(config)
-        self._config, self._ssl, self._stamps = config, context, self._file_stamps(config)
-        log.info("web config %s reloaded (TLS certificates and basic auth users)", self._path)
+            done.set_result(call())
+        except BaseException as exc:
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name="web-config-check", daemon=True).start()
+    return await asyncio.wrap_future(done)
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
     try:
         stat = path.stat()
     except OSError:
         return None
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino)
 
 
 class BasicAuth:

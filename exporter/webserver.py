@@ -5,7 +5,7 @@ aiohttp parses requests and writes responses; this module adds only what aiohttp
 
 * a cap on open connections: the accept loop takes a slot before ``accept()`` (like Go's
   ``netutil.LimitListener``), so connections beyond the cap wait in the kernel's backlog instead of costing
-  memory here; a slot is given back when the connection closes or its TLS handshake fails;
+  memory here; a slot is given back when the connection closes or its TLS handshake (or set-up) fails;
 * a TLS handshake deadline (asyncio's ``ssl_handshake_timeout``), and a plain-HTTP request sent to the TLS port
   answered ``400`` (the first byte is peeked before the handshake, as Go's TLS server does);
 * a request deadline covering the handler *and* writing the response, so a client that never reads cannot hold a
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.http import HttpVersion10, HttpVersion11
+
+from exporter.logsafe import clean
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ _HTTP_TO_TLS_PORT = (
 _TLS_HANDSHAKE_RECORD = 0x16
 _VERSIONS = (HttpVersion10, HttpVersion11)
 _ACCEPT_ERROR_PAUSE = 0.1
+SETUP_FAILURE_LOG_INTERVAL = 60.0
+"""Seconds between log lines about connections whose set-up failed unexpectedly (e.g. no TLS context)."""
 
 EVERY_PATH = r"/{path:[\s\S]*}"
 """A route matching every path, control characters included (``.*`` stops at a decoded newline: aiohttp's 404)."""
@@ -77,6 +82,45 @@ class ServerLimits:
     shutdown_timeout: float = 2.0
     """On close, seconds a request in progress may still take before it is cancelled and its connection aborted."""
     backlog: int = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """Where a server listens, as its socket says (not as it was asked: ``localhost`` is bound as ``127.0.0.1``)."""
+
+    host: str
+    """The bound address: ``0.0.0.0`` or ``::`` for all interfaces."""
+    port: int
+    ipv4_too: bool
+    """An IPv6 socket that accepts IPv4 as well (dual stack: the empty host)."""
+
+    @classmethod
+    def of(cls, sock: socket.socket) -> Listening:
+        host, port = sock.getsockname()[:2]
+        dual = sock.family == socket.AF_INET6 and not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        return cls(host, port, dual)
+
+    @property
+    def all_interfaces(self) -> bool:
+        return ipaddress.ip_address(self.host).is_unspecified
+
+    def url(self, scheme: str = "http") -> str:
+        """A URL a client on this machine can connect to: the loopback address when listening on all interfaces."""
+        host = self.host
+        if self.all_interfaces:
+            host = "127.0.0.1" if self.ipv4_too or ":" not in host else "::1"
+        return f"{scheme}://{_bracketed(host)}:{self.port}"
+
+    def describe(self, scheme: str = "http") -> str:
+        """For a log line: the URL, or which interfaces and a local URL (``0.0.0.0`` is no address to connect to)."""
+        if not self.all_interfaces:
+            return self.url(scheme)
+        versions = "IPv6 and IPv4" if self.ipv4_too else ("IPv6 only" if ":" in self.host else "IPv4")
+        return f"all interfaces ({_bracketed(self.host)}:{self.port}, {versions}), locally {self.url(scheme)}"
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class _Connection(asyncio.Protocol):
@@ -157,16 +201,18 @@ class WebServer:
         self._connecting: set[asyncio.Task[None]] = set()
         self._open: set[_Connection] = set()
         self._connections = 0
-
-    @property
-    def host(self) -> str:
-        return self._host
+        self._setup_failures = 0
+        self._setup_reported: float | None = None
 
     @property
     def port(self) -> int:
+        return self.listening.port
+
+    @property
+    def listening(self) -> Listening:
         if self._socket is None:
             raise RuntimeError("server not started")
-        return int(self._socket.getsockname()[1])
+        return Listening.of(self._socket)
 
     @property
     def open_connections(self) -> int:
@@ -175,7 +221,11 @@ class WebServer:
 
     async def start(self) -> None:
         await self._runner.setup()
-        self._socket = _listen(self._host, self._port, self._limits.backlog)
+        try:
+            self._socket = _listen(self._host, self._port, self._limits.backlog)
+        except BaseException:  # e.g. the port is taken: undo the application's start-up (its background tasks)
+            await self._runner.cleanup()
+            raise
         self._accepting = asyncio.create_task(self._accept_loop(), name=f"accept-{self.port}")
 
     async def close(self) -> None:
@@ -233,10 +283,11 @@ class WebServer:
 
     async def _connect(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        server = self._runner.server
-        assert server is not None
-        connection = _Connection(server(), self._open, self._release)
+        connection: _Connection | None = None
         try:
+            server = self._runner.server
+            assert server is not None
+            connection = _Connection(server(), self._open, self._release)
             context = self._ssl_context() if self._ssl_context is not None else None
             if context is None:
                 await loop.connect_accepted_socket(lambda: connection, sock)
@@ -253,10 +304,30 @@ class WebServer:
                 )
         except (OSError, ssl.SSLError, TimeoutError):
             return
+        except Exception as exc:  # e.g. no TLS context to be had, or a bug: this connection goes, the server stays
+            self._report_setup_failure(exc)
         finally:
-            if connection.transport is None:  # never connected: the handshake failed or the peer left
+            if connection is None or connection.transport is None:  # never connected
                 sock.close()
-                connection.release()
+                if connection is not None:
+                    connection.release()
+                else:
+                    self._release()
+
+    def _report_setup_failure(self, exc: Exception) -> None:
+        """Log at most one line per ``SETUP_FAILURE_LOG_INTERVAL``: a client must not be able to fill the log."""
+        self._setup_failures += 1
+        now = asyncio.get_running_loop().time()
+        if self._setup_reported is not None and now - self._setup_reported < SETUP_FAILURE_LOG_INTERVAL:
+            return
+        log.error(
+            "setting up a new connection failed, closed it (%d such failures since the last report): %s: %s",
+            self._setup_failures,
+            type(exc).__name__,
+            clean(exc),
+            exc_info=exc,
+        )
+        self._setup_reported, self._setup_failures = now, 0
 
     def _release(self) -> None:
         self._connections -= 1

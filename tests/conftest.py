@@ -32,6 +32,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def ipv6_loopback() -> bool:
+    """Whether this machine can listen on ``::1`` (containers may have IPv6 off)."""
+    try:
+        with socket.create_server(("::1", 0), family=socket.AF_INET6):
+            return True
+    except OSError:
+        return False
+
+
 async def eventually(condition: Callable[[], Any], what: str, deadline: float = 30.0) -> Any:
     """Poll a sync or async condition until it returns something truthy (and return that), or fail after
     ``deadline`` seconds. Blocking conditions: ``lambda: asyncio.to_thread(check)``."""

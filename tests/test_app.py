@@ -21,7 +21,14 @@ from exporter.sidecar import Sidecar
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
 from exporter.snapshot import ResetReport
 from exporter.webserver import ServerLimits
-from tests.conftest import ScriptedFeldera, eventually, feldera_error, json_response, pipeline_json
+from tests.conftest import (
+    ScriptedFeldera,
+    eventually,
+    feldera_error,
+    ipv6_loopback,
+    json_response,
+    pipeline_json,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -399,3 +406,26 @@ async def test_scrapers_that_never_read_hold_bounded_memory_and_are_dropped_at_t
             sock.close()
     assert honest.status_code == 200
     assert grown < 64 << 20, f"RSS grew {grown >> 20} MiB for 40 stuck scrapers"
+
+
+@pytest.mark.parametrize(
+    ("listen", "logged", "local"),
+    [
+        ("0.0.0.0:0", "all interfaces (0.0.0.0:{port}, IPv4), locally http://127.0.0.1:{port}", "127.0.0.1"),
+        ("[::]:0", "all interfaces ([::]:{port}, IPv6 only), locally http://[::1]:{port}", "[::1]"),
+        (":0", "all interfaces ([::]:{port}, IPv6 and IPv4), locally http://127.0.0.1:{port}", "127.0.0.1"),
+        ("localhost:0", "http://127.0.0.1:{port}", "127.0.0.1"),  # the address bound, not the name asked for
+    ],
+)
+async def test_the_logged_address_is_the_bound_one_and_url_reaches_the_endpoint(
+    sim: Simulator, make_exporter: Any, caplog: pytest.LogCaptureFixture, listen: str, logged: str, local: str
+) -> None:
+    """Before, ``0.0.0.0``/``::`` were logged (and given as ``url``) as if one could connect to them."""
+    if "::" in logged and not (socket.has_dualstack_ipv6() and ipv6_loopback()):
+        pytest.skip("no IPv6 here")
+    caplog.set_level("INFO", logger="exporter.app")
+    exporter = await make_exporter(settings_for(sim.url, web={"listen_address": listen}))
+    assert exporter.url == f"http://{local}:{exporter.port}"
+    assert f"listening on {logged.format(port=exporter.port)}, polling 1 target(s)" in caplog.messages
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(exporter.url + "/-/healthy")).status_code == 200

@@ -62,8 +62,9 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 @contextlib.asynccontextmanager
-async def running_exporter(feldera_url: str, tmp_path: Path, interval: str) -> AsyncIterator[Running]:
-    """The ``feldera-exporter`` process on a free port, killed on exit if it is still running."""
+async def running_exporter(feldera_url: str, tmp_path: Path, interval: str, *flags: str) -> AsyncIterator[Running]:
+    """The ``feldera-exporter`` process on a free port (more ``flags`` after the others), killed on exit if it is
+    still running."""
     config = tmp_path / "config.yaml"
     config.write_text(f"poll:\n  interval: {interval}\n")
     log = tmp_path / "exporter.log"
@@ -76,6 +77,7 @@ async def running_exporter(feldera_url: str, tmp_path: Path, interval: str) -> A
             feldera_url,
             "--web.listen-address",
             "127.0.0.1:0",
+            *flags,
             stdout=sink,
             stderr=sink,
         )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 
+from exporter.cli import setup_logging
 from exporter.config import build_settings
 from exporter.errors import ApiError
-from exporter.logsafe import clean
+from exporter.logsafe import SafeFormatter, add_secret, clean
 from exporter.poller import Poller
 from tests.conftest import ScriptedFeldera, feldera_error
 
@@ -61,3 +63,62 @@ async def test_hostile_error_text_from_feldera_is_one_escaped_log_line(
     message = record.getMessage()
     assert "\r" not in message and "\n" not in message and "\x1b" not in message
     assert "boom\\r\\n2026-11-29 12:00:00 INFO" in message
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """The root logger as it was after the test (which may set up logging as the CLI does)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+
+
+def test_debug_tracebacks_are_cleaned_like_every_other_log_text(
+    root_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The poller logs unexpected failures' tracebacks at DEBUG (``exc_info=exc``): their messages, the causes'
+    too, are escaped and redacted by the formatter the CLI installs, while the frames stay readable."""
+    setup_logging("debug")  # on the stderr capsys captures
+    add_secret("key-in-a-traceback-4711")
+
+    def parse() -> None:
+        raise ValueError("bad answer for key-in-a-traceback-4711\r\n2026-11-29 12:00:00 INFO exporter: forged\x1b[2J")
+
+    try:
+        try:
+            parse()
+        except ValueError as cause:
+            raise RuntimeError("token=s3cr3t in the retry") from cause
+    except RuntimeError as exc:
+        exc.add_note("note\nwith a line break")
+        logging.getLogger("exporter.poller").debug("default: poll failure details", exc_info=exc)
+    text = capsys.readouterr().err
+    assert "key-in-a-traceback-4711" not in text and "s3cr3t" not in text
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    assert "ValueError: bad answer for [REDACTED]\\r\\n2026-11-29 12:00:00 INFO exporter: forged\\x1b[2J" in lines
+    assert "RuntimeError: token=[REDACTED] in the retry\\nnote\\nwith a line break" in lines
+    assert not [line for line in lines if line.startswith("2026-11-29 12:00:00")]  # no forged record
+    assert "The above exception was the direct cause of the following exception:" in lines
+    assert any(line.strip() == "parse()" for line in lines)  # the frames' source lines as Python prints them
+
+
+def test_a_traceback_another_formatter_cached_raw_is_cleaned_again() -> None:
+    """logging caches a record's traceback text on the record: the first handler's formatter would decide."""
+    try:
+        raise ExceptionGroup("several", [ValueError("one\nforged"), KeyError("two")])
+    except ExceptionGroup as exc:
+        record = logging.LogRecord("exporter", logging.ERROR, __file__, 1, "failed", (), (type(exc), exc, None))
+    raw = logging.Formatter().format(record)
+    assert any(line.endswith("| forged") for line in raw.splitlines())  # Python's own: a line of its own
+    text = SafeFormatter().format(record)
+    assert not any(line.endswith("| forged") for line in text.splitlines())
+    assert "| ValueError: one\\nforged" in text.splitlines()
+    assert "| KeyError: 'two'" in text.splitlines()

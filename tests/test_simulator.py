@@ -11,6 +11,7 @@ import pytest
 from contract.openapi_check import check_response
 
 from exporter.simulator import ManualClock, Scenario, Simulator
+from tests.conftest import ipv6_loopback
 
 ORDERS: dict[str, Any] = {
     "name": "orders",
@@ -527,3 +528,12 @@ async def test_pipelines_keep_their_own_platform_version(clock: ManualClock) -> 
     ):
         listed = (await http.get("/v0/pipelines", params={"selector": "status"})).json()
     assert {p["name"]: p["platform_version"] for p in listed} == {"orders": "v0.340.0", "old": "v0.337.0"}
+
+
+async def test_url_on_all_ipv6_interfaces_reaches_the_simulator_over_the_ipv6_loopback() -> None:
+    """``::`` alone is IPv6 only: ``127.0.0.1`` (the URL before) was refused."""
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 here")
+    async with Simulator(Scenario(), host="::") as sim, httpx.AsyncClient() as client:
+        assert sim.url == f"http://[::1]:{sim.port}"
+        assert (await client.get(f"{sim.url}/v0/pipelines")).status_code == 200

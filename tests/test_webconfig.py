@@ -7,8 +7,12 @@ import base64
 import contextlib
 import datetime as dt
 import ipaddress
+import os
+import signal
+import socket
 import ssl
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +33,7 @@ from exporter.simulator import ManualClock, Scenario, Simulator
 from exporter.webconfig import WebConfigError, WebSecurity, load_web_config, parse_web_config
 from exporter.webserver import EVERY_PATH, WebServer
 from tests.conftest import eventually
+from tests.test_app_e2e import running_exporter
 
 PASSWORD = "s3cret-pässword"
 
@@ -139,26 +144,24 @@ async def _hello(request: web.Request) -> web.Response:
 
 
 def _write_config(tmp_path: Path, text: str | dict[str, object]) -> Path:
-    path = tmp_path / "web.yml"
-    path.write_text(text if isinstance(text, str) else yaml.safe_dump(text))
+    """``web.yml``, replaced in one step: a background check never reads it half written."""
+    path, staged = tmp_path / "web.yml", tmp_path / "web.yml.new"
+    staged.write_text(text if isinstance(text, str) else yaml.safe_dump(text))
+    staged.replace(path)
     return path
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+NEVER = 3600.0
+"""A background check interval no test waits for: tests that change files call ``check()`` themselves."""
 
 
 @contextlib.asynccontextmanager
-async def _serving(path: Path, clock: FakeClock | None = None) -> AsyncIterator[WebServer]:
-    """``_hello`` behind the web config at ``path`` (basic auth, headers, TLS), on a real server."""
-    security = WebSecurity(path, clock=clock or FakeClock())
+async def _serving(web_config: Path | WebSecurity) -> AsyncIterator[WebServer]:
+    """``_hello`` behind a web config (basic auth, headers, TLS), on a real server."""
+    security = web_config if isinstance(web_config, WebSecurity) else WebSecurity(web_config, check_every=NEVER)
     app = web.Application(middlewares=[security.middleware])
     app.router.add_get(EVERY_PATH, _hello)
-    app.on_cleanup.append(security.close)
+    app.cleanup_ctx.append(security.running)
     async with WebServer(app, ssl_context=security.ssl_context if security.tls else None) as server:
         yield server
 
@@ -438,12 +441,12 @@ async def test_rotated_certificate_is_served_to_new_connections_without_restart(
     issue("first")
     path = _write_config(tmp_path, "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n")
     client = ssl.create_default_context(cafile=str(ca_file))
-    clock = FakeClock()
-    async with _serving(path, clock) as server:
+    security = WebSecurity(path, check_every=NEVER)
+    async with _serving(security) as server:
         assert await _served_common_name(server.port, client) == "first"
         issue("second")
-        assert await _served_common_name(server.port, client) == "first"  # checked at most once a second
-        clock.now += 2
+        assert await _served_common_name(server.port, client) == "first"  # connections never read the files
+        await security.check()
         assert await _served_common_name(server.port, client) == "second"
 
 
@@ -451,24 +454,138 @@ async def test_changed_users_apply_without_restart_and_a_broken_file_keeps_the_c
     tmp_path: Path, password_hash: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = _write_config(tmp_path, {"basic_auth_users": {"old": password_hash}})
-    clock = FakeClock()
+    security = WebSecurity(path, check_every=NEVER)
     async with (
-        _serving(path, clock) as server,
+        _serving(security) as server,
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client,
     ):
         assert (await client.get("/", auth=("old", PASSWORD))).status_code == 200
         _write_config(tmp_path, {"basic_auth_users": {"new": password_hash}})
-        clock.now += 2
+        await security.check()
         assert (await client.get("/", auth=("new", PASSWORD))).status_code == 200
         assert (await client.get("/", auth=("old", PASSWORD))).status_code == 401  # not kept by the success cache
         _write_config(tmp_path, "basic_auth_users: [broken\n")
-        clock.now += 2
+        await security.check()
+        await security.check()  # the same broken files: not tried (and logged) again
         assert (await client.get("/", auth=("new", PASSWORD))).status_code == 200
         assert (await client.get("/")).status_code == 401
         path.write_bytes(b"basic_auth_users:\n  j\xf6rg: x\n")  # not UTF-8: the same, not a 500 per request
-        clock.now += 2
+        await security.check()
         assert (await client.get("/", auth=("new", PASSWORD))).status_code == 200
-    assert "not reloaded, keeping the one in force" in caplog.text
+    refusals = [r.getMessage() for r in caplog.records if "not reloaded, keeping the one in force" in r.getMessage()]
+    assert len(refusals) == 2, refusals  # once per change
+    assert "invalid YAML" in refusals[0] and "not UTF-8" in refusals[1]
+
+
+async def test_switching_tls_on_is_refused_and_plain_http_stays(
+    tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _write_config(tmp_path, {})
+    security = WebSecurity(path, check_every=NEVER)
+    async with _serving(security) as server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        _write_config(
+            tmp_path, {"tls_server_config": {"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)}}
+        )
+        await security.check()
+        assert (await client.get("/")).text == "hello anonymous"
+    assert "switching TLS on or off needs a restart" in caplog.text
+
+
+async def test_the_background_check_picks_up_changes_and_survives_a_check_that_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """YAML nested too deeply raises RecursionError, not a WebConfigError (before: a 500 on every request)."""
+    path = _write_config(tmp_path, {})
+    async with (
+        _serving(WebSecurity(path, check_every=0.05)) as server,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client,
+    ):
+        _write_config(tmp_path, "http_server_config: " + "[" * 5000 + "]" * 5000 + "\n")
+        await eventually(lambda: "RecursionError" in caplog.text, "the failed reload to be logged")
+        assert (await client.get("/")).status_code == 200
+        _write_config(tmp_path, {"http_server_config": {"headers": {"X-Frame-Options": "deny"}}})
+
+        async def reloaded() -> bool:
+            return (await client.get("/")).headers.get("X-Frame-Options") == "deny"
+
+        await eventually(reloaded, "the next change to be picked up")
+    assert sum("not reloaded" in record.getMessage() for record in caplog.records) == 1
+
+
+async def test_a_failed_start_ends_the_background_check(tmp_path: Path) -> None:
+    """The port is taken: the server's start fails, and the application's start-up is undone with it."""
+    security = WebSecurity(_write_config(tmp_path, {}), check_every=NEVER)
+    app = web.Application(middlewares=[security.middleware])
+    app.cleanup_ctx.append(security.running)
+    with socket.create_server(("127.0.0.1", 0)) as taken, pytest.raises(OSError):
+        await WebServer(app, "127.0.0.1", taken.getsockname()[1]).start()
+    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("web-config-check")]
+
+
+@contextlib.contextmanager
+def _stuck(path: Path, then: str) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Replace ``path`` by a FIFO whose writer holds it open without writing: a reader is stuck in ``read()`` as on a
+    hung mount, until the block ends (or 10 s pass) and ``then`` is written. Yields (a reader is stuck, released)."""
+    fifo = path.with_name("fifo")
+    os.mkfifo(fifo)
+    os.replace(fifo, path)
+    stuck, release, released = threading.Event(), threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with contextlib.suppress(OSError), path.open("w") as pipe:  # open() waits for a reader
+            stuck.set()
+            release.wait(10)
+            released.set()  # before the reader can go on
+            pipe.write(then)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        yield stuck, released
+    finally:
+        release.set()
+        if not stuck.is_set():  # nobody opened it: let the writer's open() return
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        thread.join(10)
+
+
+async def test_a_web_config_check_stuck_on_its_file_delays_no_scrape(tmp_path: Path) -> None:
+    """Before, the check ran in the request: the scrape that started it waited as long as the read did."""
+    path = _write_config(tmp_path, {"http_server_config": {"headers": {"X-Content-Type-Options": "nosniff"}}})
+    async with exporter_behind(path) as exporter, httpx.AsyncClient(base_url=exporter.url) as client:
+        with _stuck(path, "http_server_config:\n  headers:\n    X-Frame-Options: deny\n") as (stuck, released):
+
+            async def scraped_while_stuck() -> bool:
+                assert (await client.get("/metrics")).status_code == 200
+                return stuck.is_set()
+
+            await eventually(scraped_while_stuck, "the background check to read the web config")
+            scraped = await client.get("/metrics")
+            assert scraped.status_code == 200 and not released.is_set()
+            assert 'feldera_up{target="default"} 1.0' in scraped.text
+
+        async def reloaded() -> bool:
+            return (await client.get("/metrics")).headers.get("X-Frame-Options") == "deny"
+
+        await eventually(reloaded, "the configuration read from the released file")
+
+
+@pytest.mark.e2e
+async def test_sigterm_exits_within_seconds_while_a_web_config_check_is_stuck(tmp_path: Path) -> None:
+    """The stuck read is in a daemon thread: neither the exporter's stop nor the interpreter's exit waits for it."""
+    path = _write_config(tmp_path, {})
+    scenario = Scenario.model_validate({"pipelines": [{"name": "orders", "status": "Running"}]})
+    async with (
+        Simulator(scenario) as sim,
+        running_exporter(sim.url, tmp_path, "1h", "--web.config.file", str(path)) as running,
+    ):
+        with _stuck(path, "{}\n") as (stuck, released):
+            await eventually(stuck.is_set, "the background check to read the web config")
+            running.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(running.process.wait(), 10) == 0
+            assert not released.is_set()
+    assert "shutting down" in running.log.read_text()
 
 
 # ---- a flood of wrong passwords -------------------------------------------------------------------------------

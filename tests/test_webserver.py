@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 import ssl
@@ -311,6 +312,39 @@ async def test_plain_http_to_the_tls_port_is_answered_400(tls_context: ssl.SSLCo
     assert data.startswith(b"HTTP/1.0 400 Bad Request")
     assert data.endswith(b"Client sent an HTTP request to an HTTPS server.\n")
     assert served.startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_a_connection_whose_tls_context_cannot_be_had_is_closed_logged_once_and_frees_its_slot(
+    tls_context: ssl.SSLContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The context source is called per connection (rotation); when it raises something unexpected the connection
+    goes and the server stays. Before, the task died with "Task exception was never retrieved", unlogged by us."""
+    failures = 3
+
+    def source() -> ssl.SSLContext:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise RuntimeError("TLS is not configured\r\nforged line")
+        return tls_context
+
+    async with serving(ssl_context=source) as server:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            async with asyncio.timeout(10):
+                assert await reader.read() == b""  # closed without an answer
+            writer.close()
+        await eventually(lambda: server.open_connections == 0, "every slot given back")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=_unverified())
+        writer.write(b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        served = await reader.read()
+        writer.close()
+    gc.collect()  # an unretrieved task exception is reported when the task is collected
+    assert served.startswith(b"HTTP/1.1 200 OK")
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    (reported,) = [r for r in caplog.records if "setting up a new connection failed" in r.getMessage()]
+    assert reported.levelno == logging.ERROR  # once, not per connection
+    assert "RuntimeError: TLS is not configured\\r\\nforged line" in reported.getMessage()
 
 
 async def test_idle_tls_connections_are_capped_and_dropped_at_the_handshake_deadline(

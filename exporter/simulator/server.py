@@ -125,10 +125,11 @@ class Simulator(CheckpointControl, ConnectorControl):
 
     @property
     def url(self) -> str:
-        host = self._host or "127.0.0.1"
-        if host in ("0.0.0.0", "::", ""):
-            host = "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        """Where a client on this machine reaches the simulator (the loopback address when serving on all
+        interfaces)."""
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        return self._server.listening.url()
 
     def requests(self, path: str = "*", method: str | None = None) -> int:
         """How many API requests (not control ones) matched the path glob and method so far."""
