@@ -1,10 +1,14 @@
 """The exporter's landing page (``/``): what the latest poll cycle saw, per target, as plain HTML.
 
-:func:`render_landing` is a pure function of the snapshot and the time: per target up/down, the last successful
-poll and its age, pipelines by status, pipelines whose newest checkpoint failed, connectors with a fatal error,
-the scheduled checkpoint syncs (when configured), the reset watches, and links to ``/metrics`` and the
-documentation. No JavaScript; every value is escaped. Long lists are cut at :data:`MAX_ROWS` rows (the page stays
-small for large fleets; ``/metrics`` has everything).
+The page shows, per target, up/down, the last successful poll and its age, pipelines by status, pipelines whose
+newest checkpoint failed, connectors with a fatal error, the scheduled checkpoint syncs (when configured), the reset
+watches, and links to ``/metrics`` and the documentation. No JavaScript; every value is escaped. Long lists are cut
+at :data:`MAX_ROWS` rows (the page stays small for large fleets; ``/metrics`` has everything).
+
+:func:`digest` condenses a cycle's snapshot into a :class:`LandingView` once, when the cycle is rendered; the
+exporter keeps that view instead of the snapshot, so a cycle's per-pipeline data is freed once its exposition is
+rendered and the next cycle is polled beside one cycle's data, not two (docs/performance.md). Requests then run
+:func:`render_landing`, a pure function of the view and the time, without walking the fleet.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import html
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from exporter.metrics import checkpoints, connectors
@@ -61,46 +66,60 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _table(
-    caption: str, header: Sequence[str], rows: Iterable[Sequence[str]], empty: str, total: int | None = None
-) -> str:
-    """A section: ``<h3>caption (total)</h3>`` (default total: the rows) then a table of already escaped cells,
-    or ``empty`` when there are none."""
-    rows = list(rows)
-    if not rows:
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A section's first :data:`MAX_ROWS` rows of already escaped cells, and how many rows there are in all."""
+
+    shown: tuple[tuple[str, ...], ...] = ()
+    count: int = 0
+
+
+def _rows(rows: Iterable[Sequence[str]]) -> Rows:
+    shown: list[tuple[str, ...]] = []
+    count = 0
+    for row in rows:
+        if count < MAX_ROWS:
+            shown.append(tuple(row))
+        count += 1
+    return Rows(tuple(shown), count)
+
+
+def _table(caption: str, header: Sequence[str], rows: Rows, empty: str, total: int | None = None) -> str:
+    """A section: ``<h3>caption (total)</h3>`` (default total: the rows) then a table of the shown rows, or
+    ``empty`` when there are none."""
+    if not rows.count:
         return f'<h3>{_e(caption)}</h3><p class="none">{_e(empty)}</p>'
-    shown = rows[:MAX_ROWS]
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in shown)
-    more = f"<p>… and {len(rows) - len(shown)} more (see /metrics).</p>" if len(rows) > len(shown) else ""
-    return f"<h3>{_e(caption)} ({len(rows) if total is None else total})</h3><table><tr>{head}</tr>{body}</table>{more}"
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows.shown)
+    hidden = rows.count - len(rows.shown)
+    more = f"<p>… and {hidden} more (see /metrics).</p>" if hidden else ""
+    heading = f"{_e(caption)} ({rows.count if total is None else total})"
+    return f"<h3>{heading}</h3><table><tr>{head}</tr>{body}</table>{more}"
 
 
 def _not_collected(caption: str, collector: str) -> str:
     return f'<h3>{_e(caption)}</h3><p class="none">Not collected (collectors.{_e(collector)} is false).</p>'
 
 
-def _failed_checkpoints(pipelines: Sequence[PipelineSnapshot]) -> list[list[str]]:
-    rows = []
+def _failed_checkpoints(pipelines: Sequence[PipelineSnapshot]) -> Iterable[Sequence[str]]:
     for snap in pipelines:
         status = snap.checkpoint_status
         if status is not None and status.failure is not None and checkpoint_failed(status):
-            rows.append([_e(snap.name), _e(status.failure.sequence_number), _e(_short(status.failure.error))])
-    return rows
+            yield (_e(snap.name), _e(status.failure.sequence_number), _e(_short(status.failure.error)))
 
 
-def _fatal_connectors(pipelines: Sequence[PipelineSnapshot]) -> list[list[str]]:
-    rows = []
+def _fatal_connectors(pipelines: Sequence[PipelineSnapshot]) -> Iterable[Sequence[str]]:
     for snap in pipelines:
         if snap.stats is None:
             continue
         for connector in (*snap.stats.inputs, *snap.stats.outputs):
             if connector.fatal_error is not None:
-                rows.append([_e(snap.name), _e(connector.endpoint_name), _e(_short(connector.fatal_error))])
-    return rows
+                yield (_e(snap.name), _e(connector.endpoint_name), _e(_short(connector.fatal_error)))
 
 
-PROBLEMS: tuple[tuple[str, str, tuple[str, ...], Callable[[Sequence[PipelineSnapshot]], list[list[str]]], str], ...] = (
+PROBLEMS: tuple[
+    tuple[str, str, tuple[str, ...], Callable[[Sequence[PipelineSnapshot]], Iterable[Sequence[str]]], str], ...
+] = (
     (
         "Failed checkpoints",
         checkpoints.GROUP,
@@ -119,19 +138,61 @@ PROBLEMS: tuple[tuple[str, str, tuple[str, ...], Callable[[Sequence[PipelineSnap
 """(caption, collector that fetches the data, header, rows of a target's pipelines, text when there are none)."""
 
 
-def _reset_watches(target: TargetSnapshot, now: float) -> list[list[str]]:
+@dataclass(frozen=True, slots=True)
+class TargetView:
+    """What the page shows of one target: the target without its pipelines, and what it shows of those."""
+
+    target: TargetSnapshot
+    statuses: Rows
+    """(status, pipelines) rows, by status."""
+    pipelines: int
+    problems: tuple[Rows, ...]
+    """One per :data:`PROBLEMS` entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class LandingView:
+    """What the page shows of one cycle (:func:`digest`): at most :data:`MAX_ROWS` rows per section and target."""
+
+    targets: tuple[TargetView, ...] = ()
+    taken_at: float = 0.0
+    shard: int = 0
+    total_shards: int = 1
+
+
+def digest(snapshot: Snapshot) -> LandingView:
+    """The page's view of ``snapshot``; it keeps no pipeline's data (see the module's docs)."""
+    return LandingView(
+        targets=tuple(_target_view(target) for target in snapshot.targets),
+        taken_at=snapshot.taken_at,
+        shard=snapshot.shard,
+        total_shards=snapshot.total_shards,
+    )
+
+
+def _target_view(target: TargetSnapshot) -> TargetView:
+    statuses = Counter(snap.pipeline.deployment_status or "unknown" for snap in target.pipelines)
+    return TargetView(
+        target=replace(target, pipelines=()),
+        statuses=_rows((_e(status), _e(count)) for status, count in sorted(statuses.items())),
+        pipelines=len(target.pipelines),
+        problems=tuple(_rows(rows(target.pipelines)) for _, _, _, rows, _ in PROBLEMS),
+    )
+
+
+def _reset_watches(target: TargetSnapshot, now: float) -> Iterable[Sequence[str]]:
     report = target.resets
     if report is None:
-        return []
-    return [
-        [
+        return ()
+    return (
+        (
             _e(w.name),
             _e(w.pipeline),
             f'<span class="bad">{_e(w.status)}</span>' if w.status in NEEDS_REISSUE else _e(w.status),
             _e(_age(now - w.registered_at)),
-        ]
+        )
         for w in report.watches
-    ]
+    )
 
 
 def _ago(timestamp: float | None, now: float) -> str:
@@ -139,27 +200,28 @@ def _ago(timestamp: float | None, now: float) -> str:
 
 
 def _scheduled_syncs(report: SyncReport, now: float) -> str:
-    rows = [
-        [
+    rows = (
+        (
             _e(p.pipeline),
             _e(_age(p.every)),
             _e(_ago(p.last_request, now)),
             _e(_ago(p.last_confirmed, now)),
             "yes" if p.awaiting_confirmation else "no",
             _e(sum(count for _, count in p.failures)),
-        ]
+        )
         for p in report.pipelines
-    ]
+    )
     paused = (
         '<p class="bad">Paused: the target answered 501 (enterprise feature) to a checkpoint sync.</p>'
         if report.enterprise_only
         else ""
     )
     header = ("pipeline", "every", "last request", "last confirmed", "awaiting confirmation", "failures")
-    return _table("Scheduled checkpoint syncs", header, rows, "No pipeline synced yet.") + paused
+    return _table("Scheduled checkpoint syncs", header, _rows(rows), "No pipeline synced yet.") + paused
 
 
-def _target(target: TargetSnapshot, now: float, disabled: frozenset[str]) -> str:
+def _target(view: TargetView, now: float, disabled: frozenset[str]) -> str:
+    target = view.target
     badge = '<span class="up">up</span>' if target.up else '<span class="down">down</span>'
     labels = "".join(f" <code>{_e(k)}={_e(v)}</code>" for k, v in target.labels)
     parts = [
@@ -172,41 +234,37 @@ def _target(target: TargetSnapshot, now: float, disabled: frozenset[str]) -> str
             "target until it answers again.</p>"
         )
     else:
-        statuses = Counter(snap.pipeline.deployment_status or "unknown" for snap in target.pipelines)
         parts.append(
-            _table(
-                "Pipelines by status",
-                ("status", "pipelines"),
-                ([_e(status), _e(count)] for status, count in sorted(statuses.items())),
-                "No pipelines.",
-                total=len(target.pipelines),
-            )
+            _table("Pipelines by status", ("status", "pipelines"), view.statuses, "No pipelines.", total=view.pipelines)
         )
-        for caption, collector, header, rows, empty in PROBLEMS:
+        for (caption, collector, header, _, empty), rows in zip(PROBLEMS, view.problems, strict=True):
             if collector in disabled:
                 parts.append(_not_collected(caption, collector))
             else:
-                parts.append(_table(caption, header, rows(target.pipelines), empty))
+                parts.append(_table(caption, header, rows, empty))
     if target.sync is not None:  # only when schedules are configured
         parts.append(_scheduled_syncs(target.sync, now))
     parts.append(
         _table(
-            "Reset watches", ("watch", "pipeline", "status", "age"), _reset_watches(target, now), "No reset watches."
+            "Reset watches",
+            ("watch", "pipeline", "status", "age"),
+            _rows(_reset_watches(target, now)),
+            "No reset watches.",
         )
     )
     return "".join(parts)
 
 
-def render_landing(snapshot: Snapshot, *, now: float, version: str, disabled: frozenset[str] = frozenset()) -> str:
-    """The landing page for the latest ``snapshot`` at time ``now`` (seconds since the epoch); ``disabled`` are
+def render_landing(view: LandingView, *, now: float, version: str, disabled: frozenset[str] = frozenset()) -> str:
+    """The landing page for the latest cycle's ``view`` at time ``now`` (seconds since the epoch); ``disabled`` are
     the collectors switched off (``CollectorSettings.disabled()``): their sections say so instead of "none"."""
-    if snapshot.targets:
-        taken = datetime.fromtimestamp(snapshot.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        cycle = f"<p>Latest poll cycle: {_e(taken)} ({_age(now - snapshot.taken_at)} ago).</p>"
-        body = "".join(_target(target, now, disabled) for target in snapshot.targets)
+    if view.targets:
+        taken = datetime.fromtimestamp(view.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        cycle = f"<p>Latest poll cycle: {_e(taken)} ({_age(now - view.taken_at)} ago).</p>"
+        body = "".join(_target(target, now, disabled) for target in view.targets)
     else:
         cycle, body = "<p>Waiting for the first poll cycle to complete.</p>", ""
-    shard = f"<p>Shard {snapshot.shard} of {snapshot.total_shards} (0-based).</p>" if snapshot.total_shards > 1 else ""
+    shard = f"<p>Shard {view.shard} of {view.total_shards} (0-based).</p>" if view.total_shards > 1 else ""
     links = " · ".join(
         (
             '<a href="metrics">/metrics</a>',

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.config import Settings
+from exporter.landing import MAX_ROWS
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
+from exporter.snapshot import PipelineSnapshot
 from tests.conftest import free_port
 
 FATAL = "S3 error: <b>AccessDenied</b> & co"
@@ -214,3 +217,48 @@ async def test_sections_of_switched_off_collectors_say_not_collected_instead_of_
     assert "Not collected (collectors.connectors is false)." in page.text[demo]
     assert "No pipeline's newest checkpoint failed." not in page.text[demo]
     assert page.rows(demo, "Pipelines by status") == [["Running", "1"]]
+
+
+async def test_long_sections_show_the_first_rows_and_count_the_rest() -> None:
+    failing = MAX_ROWS + 3
+    scenario = Scenario(
+        pipelines=[PipelineSpec(name=f"p{i:03}", checkpoints=1, checkpoint_failure="disk full") for i in range(failing)]
+    )
+    async with Simulator(scenario) as sim:
+        settings = Settings.model_validate(
+            {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"name": "demo", "url": sim.url}]}
+        )
+        exporter = Exporter(settings)
+        await exporter.start(poll_loop=False)
+        try:
+            await exporter.poll_once()
+            page = await landing(exporter)
+        finally:
+            await exporter.stop()
+    (demo,) = page.h2
+    rows = page.rows(demo, "Failed checkpoints")
+    assert [row[0] for row in rows] == [f"p{i:03}" for i in range(MAX_ROWS)]
+    assert f"Failed checkpoints ({failing})" in page.text[demo]
+    assert "… and 3 more (see /metrics)." in page.text[demo]
+    assert page.rows(demo, "Pipelines by status") == [["Running", str(failing)]]
+
+
+def _pipeline_snapshots() -> int:
+    gc.collect()
+    return sum(isinstance(o, PipelineSnapshot) for o in gc.get_objects())
+
+
+async def test_the_exporter_keeps_no_pipeline_data_between_cycles(setup: Setup) -> None:
+    """A cycle's per-pipeline data is freed once it is rendered: the next cycle is polled beside one cycle's
+    data, not two (the landing page keeps a digest)."""
+    snapshot = await setup.exporter.poll_once()
+    assert len(snapshot.targets[0].pipelines) == 3
+    assert _pipeline_snapshots() >= 3
+    del snapshot
+    assert _pipeline_snapshots() == 0
+    page = await landing(setup.exporter)
+    assert page.rows("Target demo up env=test", "Pipelines by status") == [
+        ["Paused", "1"],
+        ["Running", "1"],
+        ["Stopped", "1"],
+    ]
