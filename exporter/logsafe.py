@@ -11,9 +11,9 @@
   (``apikey:...``), a bearer credential or a ``token=`` parameter, and the token Feldera repeats in its answer
   to a bad reset token (``Invalid reset token '...'``).
 
-Tracebacks pass through it too: :class:`SafeFormatter` (installed by the CLI for every log record) writes each
-exception's message and notes as one cleaned line, so ``log.debug(..., exc_info=exc)`` cannot carry a forged line
-or a key either.
+Every log line passes through it too: :class:`SafeFormatter` (installed by the CLI for every log record) cleans
+each formatted message, the libraries' included, and writes each exception's message and notes as one cleaned line,
+so neither a third-party message nor ``log.debug(..., exc_info=exc)`` can carry a forged line or a key.
 """
 
 from __future__ import annotations
@@ -124,7 +124,12 @@ def format_exception(exc: BaseException) -> str:
 
 
 class SafeFormatter(logging.Formatter):
-    """A :class:`logging.Formatter` whose tracebacks go through :func:`format_exception`."""
+    """A :class:`logging.Formatter` whose messages go through :func:`clean` and whose tracebacks go through
+    :func:`format_exception`: also what the libraries log (asyncio's and aiohttp's messages carry exception texts
+    and reprs of their own). :func:`clean` is idempotent, so a value the caller cleaned is unchanged."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return clean(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         record.exc_text = None  # a traceback cached by another handler's formatter is raw: format it again

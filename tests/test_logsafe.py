@@ -122,3 +122,22 @@ def test_a_traceback_another_formatter_cached_raw_is_cleaned_again() -> None:
     assert not any(line.endswith("| forged") for line in text.splitlines())
     assert "| ValueError: one\\nforged" in text.splitlines()
     assert "| KeyError: 'two'" in text.splitlines()
+
+
+def test_a_librarys_own_message_is_cleaned_too() -> None:
+    """asyncio and aiohttp log exception texts and reprs of their own, not through clean()."""
+    add_secret("key-in-a-library-message-0815")
+    record = logging.LogRecord(
+        "asyncio",
+        logging.ERROR,
+        __file__,
+        1,
+        "Task exception was never retrieved: %s",
+        (ValueError("bad key-in-a-library-message-0815\n2026-11-29 12:00:00 INFO exporter: forged"),),
+        None,
+    )
+    text = SafeFormatter("%(name)s %(message)s").format(record)
+    assert text == (
+        "asyncio Task exception was never retrieved: bad [REDACTED]\\n2026-11-29 12:00:00 INFO exporter: forged"
+    )
+    assert clean(text) == text  # cleaning twice changes nothing: a value the caller cleaned stays as it was
