@@ -97,6 +97,22 @@ async def landing(exporter: Exporter) -> Page:
     return page
 
 
+async def one_cycle_page(scenario: Scenario, **settings: object) -> Page:
+    """The landing page of an exporter (target ``demo``, plus ``settings``) after one cycle over ``scenario``."""
+    async with Simulator(scenario) as sim:
+        exporter = Exporter(
+            Settings.model_validate(
+                {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"name": "demo", "url": sim.url}], **settings}
+            )
+        )
+        await exporter.start(poll_loop=False)
+        try:
+            await exporter.poll_once()
+            return await landing(exporter)
+        finally:
+            await exporter.stop()
+
+
 @dataclass
 class Setup:
     sim: Simulator
@@ -197,21 +213,7 @@ async def test_landing_page_shows_each_target_its_pipelines_failures_and_watches
 
 async def test_sections_of_switched_off_collectors_say_not_collected_instead_of_none() -> None:
     scenario = Scenario(pipelines=[PipelineSpec(name="orders", checkpoints=1, checkpoint_failure="disk full")])
-    async with Simulator(scenario) as sim:
-        settings = Settings.model_validate(
-            {
-                "web": {"listen_address": "127.0.0.1:0"},
-                "targets": [{"name": "demo", "url": sim.url}],
-                "collectors": {"checkpoints": False, "connectors": False},
-            }
-        )
-        exporter = Exporter(settings)
-        await exporter.start(poll_loop=False)
-        try:
-            await exporter.poll_once()
-            page = await landing(exporter)
-        finally:
-            await exporter.stop()
+    page = await one_cycle_page(scenario, collectors={"checkpoints": False, "connectors": False})
     (demo,) = page.h2
     assert "Not collected (collectors.checkpoints is false)." in page.text[demo]
     assert "Not collected (collectors.connectors is false)." in page.text[demo]
@@ -224,17 +226,7 @@ async def test_long_sections_show_the_first_rows_and_count_the_rest() -> None:
     scenario = Scenario(
         pipelines=[PipelineSpec(name=f"p{i:03}", checkpoints=1, checkpoint_failure="disk full") for i in range(failing)]
     )
-    async with Simulator(scenario) as sim:
-        settings = Settings.model_validate(
-            {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"name": "demo", "url": sim.url}]}
-        )
-        exporter = Exporter(settings)
-        await exporter.start(poll_loop=False)
-        try:
-            await exporter.poll_once()
-            page = await landing(exporter)
-        finally:
-            await exporter.stop()
+    page = await one_cycle_page(scenario)
     (demo,) = page.h2
     rows = page.rows(demo, "Failed checkpoints")
     assert [row[0] for row in rows] == [f"p{i:03}" for i in range(MAX_ROWS)]
