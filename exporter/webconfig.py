@@ -44,23 +44,22 @@ import hashlib
 import hmac
 import logging
 import ssl
-import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exporter.logsafe import clean
+from exporter.ownthread import in_own_thread
 from exporter.webserver import Handler
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 ClientAuthType = Literal[
     "NoClientCert",
@@ -301,7 +300,7 @@ class WebSecurity:
         """Reload now if a file changed since the last check; the new configuration applies from the next request
         and the next connection."""
         in_force, refused = self._in_force, self._refused
-        outcome = await _in_own_thread(lambda: self._reloaded(in_force, refused))
+        outcome = await in_own_thread(lambda: self._reloaded(in_force, refused), name="web-config-check")
         if isinstance(outcome, _Refused):
             # remembered as refused: neither tried nor logged again until a file changes again (a rotation
             # still being written: when its next file lands)
@@ -344,23 +343,6 @@ class WebSecurity:
 
     def _file_stamps(self, config: WebConfig) -> Stamps:
         return tuple(_stamp(path) for path in (self._path, *config.files()))
-
-
-async def _in_own_thread(call: Callable[[], T]) -> T:
-    """``call()`` in a new daemon thread. Unlike ``asyncio.to_thread`` (whose pool is joined when ``asyncio.run``
-    ends), a call stuck on a hung mount then holds up neither the event loop nor the process' exit."""
-    done: Future[T] = Future()
-
-    def run() -> None:
-        if not done.set_running_or_notify_cancel():
-            return
-        try:
-            done.set_result(call())
-        except BaseException as exc:
-            done.set_exception(exc)
-
-    threading.Thread(target=run, name="web-config-check", daemon=True).start()
-    return await asyncio.wrap_future(done)
 
 
 def _stamp(path: Path) -> tuple[int, int, int, int] | None:

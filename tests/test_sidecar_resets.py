@@ -4,10 +4,12 @@ restarts of the pipeline and of the exporter, the state file, keep_completed (fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import ipaddress
 import json
 import logging
+import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -26,7 +28,8 @@ from exporter.app import Exporter
 from exporter.cli import main
 from exporter.config import Settings
 from exporter.simulator import ManualClock, Scenario, Simulator
-from tests.conftest import ReplyServer, Request, Response
+from tests.conftest import ReplyServer, Request, Response, eventually
+from tests.test_app_e2e import running_exporter
 
 START = 1_767_225_600.0
 KEEP = 3600.0
@@ -471,3 +474,48 @@ async def test_the_state_file_is_written_off_the_event_loop(world: World, monkey
         registered = await registering
     assert (healthy.status_code, registered.status_code) == (200, 201)
     assert json.loads(world.state_file.read_text())["watches"][0]["name"] == "w"
+
+
+_STUCK_SAVE = """
+import threading
+from pathlib import Path
+
+from exporter.sidecar import store
+
+
+def save(path: Path, watches: list[object]) -> None:  # as on a hung mount: the write never returns
+    (path.parent / "save-started").touch()
+    threading.Event().wait()
+
+
+store.save = save
+"""
+
+
+@pytest.mark.e2e
+async def test_sigterm_exits_within_seconds_while_a_state_file_save_is_stuck(tmp_path: Path) -> None:
+    """The save runs in a daemon thread of its own: before, it ran in asyncio's default pool, which the exit joins,
+    and the process never ended."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_STUCK_SAVE)  # loaded by the exporter's interpreter at start
+    config = tmp_path / "watches.yaml"
+    state = tmp_path / "state" / "watches.json"
+    state.parent.mkdir()
+    config.write_text(
+        f"poll:\n  interval: 1h\nweb:\n  enable_reset_watch_api: true\nreset_watches:\n  state_file: {state}\n"
+    )
+    scenario = Scenario.model_validate({"pipelines": [{"name": "orders", "status": "Running"}]})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", str(hook))
+        async with (
+            Simulator(scenario) as sim,
+            running_exporter(sim.url, tmp_path, "1h", "--config", str(config)) as running,
+        ):
+            async with httpx.AsyncClient(timeout=1) as client:
+                with contextlib.suppress(httpx.TimeoutException):  # the request waits for its save
+                    await client.post(f"{running.url}/api/v1/reset-watches", json={"pipeline": "orders", "token": "t1"})
+            await eventually((state.parent / "save-started").exists, "the state file save to start")
+            running.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(running.process.wait(), 10) == 0
+    assert not state.exists()

@@ -30,6 +30,7 @@ from pathlib import Path
 from exporter.client import FelderaClient
 from exporter.errors import ApiError, FelderaError, InvalidResponse
 from exporter.logsafe import clean
+from exporter.ownthread import in_own_thread
 from exporter.sidecar import store
 from exporter.sidecar.store import FINAL_STATES, STATES, StateFileError, StoredWatch
 from exporter.sidecar.target import Target
@@ -159,7 +160,8 @@ class ResetWatches:
             return
         async with self._saving:  # one write at a time, each of the state as it is when its turn comes
             try:
-                await asyncio.to_thread(store.save, self._path, list(self._watches.values()))
+                path, watches = self._path, list(self._watches.values())
+                await in_own_thread(lambda: store.save(path, watches), name="reset-watch-save")
             except OSError as exc:
                 self._errors["save"] += 1
                 log.error("cannot write reset watch state file %s: %s", self._path, exc.strerror or exc)
