@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -236,3 +237,49 @@ def write_config(tmp_path: Path) -> Callable[[Any], Path]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: starts real processes (exporter, Prometheus, Alertmanager)")
+
+
+EXPORTER = Path(sys.executable).parent / "feldera-exporter"
+
+
+@dataclass
+class Running:
+    process: asyncio.subprocess.Process
+    url: str
+    log: Path
+
+
+@contextlib.asynccontextmanager
+async def running_exporter(feldera_url: str, tmp_path: Path, interval: str, *flags: str) -> AsyncIterator[Running]:
+    """The ``feldera-exporter`` process on a free port (more ``flags`` after the others), killed on exit if it is
+    still running."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"poll:\n  interval: {interval}\n")
+    log = tmp_path / "exporter.log"
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            str(EXPORTER),
+            "--config",
+            str(config),
+            "--feldera-url",
+            feldera_url,
+            "--web.listen-address",
+            "127.0.0.1:0",
+            *flags,
+            stdout=sink,
+            stderr=sink,
+        )
+    try:
+
+        def listening() -> str | None:
+            match = re.search(r"listening on (http://\S+?),", log.read_text())
+            if match is None and process.returncode is not None:
+                raise AssertionError(f"exporter exited early:\n{log.read_text()}")
+            return match.group(1) if match else None
+
+        url = str(await eventually(listening, "the exporter to listen"))
+        yield Running(process, url, log)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,17 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
-from tests.conftest import eventually
+from tests.conftest import Running, eventually, running_exporter
 
-EXPORTER = Path(sys.executable).parent / "feldera-exporter"
 DEADLINE_SECONDS = 30.0
-
-
-@dataclass
-class Running:
-    process: asyncio.subprocess.Process
-    url: str
-    log: Path
 
 
 async def scrape(url: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
@@ -59,42 +47,6 @@ async def sim() -> AsyncIterator[Simulator]:
     )
     async with Simulator(scenario) as simulator:
         yield simulator
-
-
-@contextlib.asynccontextmanager
-async def running_exporter(feldera_url: str, tmp_path: Path, interval: str, *flags: str) -> AsyncIterator[Running]:
-    """The ``feldera-exporter`` process on a free port (more ``flags`` after the others), killed on exit if it is
-    still running."""
-    config = tmp_path / "config.yaml"
-    config.write_text(f"poll:\n  interval: {interval}\n")
-    log = tmp_path / "exporter.log"
-    with log.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(
-            str(EXPORTER),
-            "--config",
-            str(config),
-            "--feldera-url",
-            feldera_url,
-            "--web.listen-address",
-            "127.0.0.1:0",
-            *flags,
-            stdout=sink,
-            stderr=sink,
-        )
-    try:
-
-        def listening() -> str | None:
-            match = re.search(r"listening on (http://\S+?),", log.read_text())
-            if match is None and process.returncode is not None:
-                raise AssertionError(f"exporter exited early:\n{log.read_text()}")
-            return match.group(1) if match else None
-
-        url = str(await eventually(listening, "the exporter to listen"))
-        yield Running(process, url, log)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 @pytest.fixture

@@ -28,8 +28,7 @@ from exporter.app import Exporter
 from exporter.cli import main
 from exporter.config import Settings
 from exporter.simulator import ManualClock, Scenario, Simulator
-from tests.conftest import ReplyServer, Request, Response, eventually
-from tests.test_app_e2e import running_exporter
+from tests.conftest import ReplyServer, Request, Response, eventually, running_exporter
 
 START = 1_767_225_600.0
 KEEP = 3600.0

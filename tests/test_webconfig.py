@@ -32,8 +32,7 @@ from exporter.config import build_settings
 from exporter.simulator import ManualClock, Scenario, Simulator
 from exporter.webconfig import WebConfigError, WebSecurity, load_web_config, parse_web_config
 from exporter.webserver import EVERY_PATH, WebServer
-from tests.conftest import eventually
-from tests.test_app_e2e import running_exporter
+from tests.conftest import eventually, running_exporter
 
 PASSWORD = "s3cret-pässword"
 
