@@ -366,14 +366,16 @@ _CLOSE = {"Connection": "close"}
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening, non-blocking socket: all interfaces (IPv6 and IPv4 where possible) for an empty host."""
+    """A listening, non-blocking socket: all interfaces (IPv6 and IPv4 where possible) for an empty host; for a name
+    that resolves to several addresses, its first IPv4 one (else its first)."""
     if not host:
         if socket.has_dualstack_ipv6():
             sock = socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=backlog)
         else:
             sock = socket.create_server(("", port), backlog=backlog)
-    else:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    else:  # one address of the name, IPv4 first, as Go's net.Listen picks one ("localhost" is 127.0.0.1 everywhere)
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = next((info for info in found if info[0] == socket.AF_INET), found[0])
         sock = socket.create_server(address[:2], family=family, backlog=backlog)
     sock.setblocking(False)
     return sock

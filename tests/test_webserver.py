@@ -402,3 +402,24 @@ async def test_connections_beyond_the_cap_wait_for_a_free_slot() -> None:
 async def test_listen_on_all_interfaces_accepts_loopback() -> None:
     async with serving(host="") as server, httpx.AsyncClient() as client:
         assert (await client.get(f"http://127.0.0.1:{server.port}/x")).status_code == 200
+
+
+async def test_a_name_with_an_ipv6_and_an_ipv4_address_is_served_on_the_ipv4_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Debian's /etc/hosts gives ``localhost`` as ``::1`` first on a host with IPv6: the exporter would then listen
+    on ``::1`` only, and ``curl http://127.0.0.1:10027`` (or a Prometheus target of that) would be refused."""
+    resolve = socket.getaddrinfo
+
+    def ipv6_first(host: str, port: int, *args: object, **kwargs: object) -> list[object]:
+        if host != "dual-stack.test":
+            return resolve(host, port, *args, **kwargs)  # type: ignore[arg-type]
+        stream = socket.SOCK_STREAM
+        return [
+            (socket.AF_INET6, stream, socket.IPPROTO_TCP, "", ("::1", port, 0, 0)),
+            (socket.AF_INET, stream, socket.IPPROTO_TCP, "", ("127.0.0.1", port)),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", ipv6_first)
+    async with serving(host="dual-stack.test") as server, httpx.AsyncClient() as client:
+        assert (await client.get(f"http://127.0.0.1:{server.port}/x")).status_code == 200
