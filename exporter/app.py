@@ -20,6 +20,7 @@ from aiohttp.payload import Payload
 from exporter import __version__
 from exporter.config import Settings
 from exporter.landing import LandingView, digest, render_landing
+from exporter.logsafe import clean
 from exporter.metrics import emitted_specs, families, selection_warnings
 from exporter.poller import Poller
 from exporter.render import Rendered, render
@@ -178,12 +179,19 @@ class Exporter:
         async with self._cycle_lock:
             snapshot = await self.poller.poll_once()
             # ~2 s of CPU at 10,000 pipelines: in a worker thread, so scrapes keep being answered meanwhile
-            self._rendered, self._landing = await asyncio.to_thread(self._render, snapshot)
+            self._rendered, landing = await asyncio.to_thread(self._render, snapshot)
             self._ready = True
+            if landing is not None:
+                self._landing = landing
             return snapshot
 
-    def _render(self, snapshot: Snapshot) -> tuple[Rendered, LandingView]:
-        return render(families(snapshot, specs=self._specs)), digest(snapshot)
+    def _render(self, snapshot: Snapshot) -> tuple[Rendered, LandingView | None]:
+        rendered = render(families(snapshot, specs=self._specs))
+        try:
+            return rendered, digest(snapshot)
+        except Exception as exc:  # a bug in the page must not stop /metrics: the page keeps its older cycle and age
+            log.error("landing page not updated this cycle: %s: %s", type(exc).__name__, clean(exc))
+            return rendered, None
 
     async def _poll_loop(self) -> None:
         interval = self.settings.poll.interval

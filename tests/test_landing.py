@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import types
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -235,9 +236,16 @@ async def test_long_sections_show_the_first_rows_and_count_the_rest() -> None:
     assert page.rows(demo, "Pipelines by status") == [["Running", str(failing)]]
 
 
-def _pipeline_snapshots() -> int:
-    gc.collect()
-    return sum(isinstance(o, PipelineSnapshot) for o in gc.get_objects())
+def _pipeline_snapshots(root: object) -> int:
+    """``PipelineSnapshot`` objects reachable from ``root`` (other tests' objects do not count)."""
+    seen, todo, found = {id(root)}, [root], 0
+    while todo:
+        for child in gc.get_referents(todo.pop()):
+            if id(child) not in seen and not isinstance(child, type | types.ModuleType):
+                seen.add(id(child))
+                found += isinstance(child, PipelineSnapshot)
+                todo.append(child)
+    return found
 
 
 async def test_the_exporter_keeps_no_pipeline_data_between_cycles(setup: Setup) -> None:
@@ -245,12 +253,37 @@ async def test_the_exporter_keeps_no_pipeline_data_between_cycles(setup: Setup) 
     data, not two (the landing page keeps a digest)."""
     snapshot = await setup.exporter.poll_once()
     assert len(snapshot.targets[0].pipelines) == 3
-    assert _pipeline_snapshots() >= 3
-    del snapshot
-    assert _pipeline_snapshots() == 0
+    assert _pipeline_snapshots(snapshot) == 3
+    del snapshot  # this test's frame is reachable from the exporter too (its loop runs this task)
+    assert _pipeline_snapshots(setup.exporter) == 0
     page = await landing(setup.exporter)
     assert page.rows("Target demo up env=test", "Pipelines by status") == [
         ["Paused", "1"],
         ["Running", "1"],
         ["Stopped", "1"],
     ]
+
+
+async def test_a_failing_page_digest_stops_neither_the_cycle_nor_metrics(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The page keeps the cycle it last showed, with its age; /metrics follows the new one."""
+    await setup.exporter.poll_once()
+    setup.sim.fail_checkpoint("orders", "disk full")
+
+    def broken(snapshot: object) -> None:
+        raise RuntimeError("bug in the page\nforged line")
+
+    monkeypatch.setattr("exporter.app.digest", broken)
+    setup.clock[0] += 60
+    await setup.exporter.poll_once()
+
+    status, _, body = await asyncio.to_thread(get, setup.exporter.url + "/metrics")
+    assert (
+        status == 200
+        and 'feldera_pipeline_checkpoint_failed{target="demo",env="test",pipeline_name="orders"} 1' in body
+    )
+    page = await landing(setup.exporter)
+    assert page.rows("Target demo up env=test", "Failed checkpoints") == []  # the older cycle's
+    assert "(60 s ago)" in page.text["Target demo up env=test"]
+    assert "landing page not updated this cycle: RuntimeError: bug in the page\\nforged line" in caplog.messages
