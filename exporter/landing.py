@@ -8,7 +8,8 @@ at :data:`MAX_ROWS` rows (the page stays small for large fleets; ``/metrics`` ha
 :func:`digest` condenses a cycle's snapshot into a :class:`LandingView` once, when the cycle is rendered; the
 exporter keeps that view instead of the snapshot, so a cycle's per-pipeline data is freed once its exposition is
 rendered and the next cycle is polled beside one cycle's data, not two (docs/performance.md). Requests then run
-:func:`render_landing`, a pure function of the view and the time, without walking the fleet.
+:func:`render_landing`, a pure function of the view and the time, without walking the pipelines (the scheduled
+syncs and reset watches, whose ages change with the time, are formatted per request).
 """
 
 from __future__ import annotations
