@@ -203,6 +203,8 @@ class WebServer:
         self._connections = 0
         self._setup_failures = 0
         self._setup_reported: float | None = None
+        self._setup_last = ""
+        self._setup_flush: asyncio.TimerHandle | None = None
 
     @property
     def port(self) -> int:
@@ -232,6 +234,9 @@ class WebServer:
         """Stop accepting; requests in progress get ``shutdown_timeout`` to finish, then every connection goes."""
         if self._accepting is None:
             return
+        if self._setup_flush is not None:
+            self._setup_flush.cancel()
+            self._flush_setup_failures()  # held back until now: reported before the server goes
         self._accepting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._accepting
@@ -315,19 +320,29 @@ class WebServer:
                     self._release()
 
     def _report_setup_failure(self, exc: Exception) -> None:
-        """Log at most one line per ``SETUP_FAILURE_LOG_INTERVAL``: a client must not be able to fill the log."""
+        """Log at most one line per ``SETUP_FAILURE_LOG_INTERVAL``: a client must not be able to fill the log. The
+        failures held back are reported when the interval ends, so none goes unreported."""
         self._setup_failures += 1
-        now = asyncio.get_running_loop().time()
+        self._setup_last = f"{type(exc).__name__}: {clean(exc)}"
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         if self._setup_reported is not None and now - self._setup_reported < SETUP_FAILURE_LOG_INTERVAL:
+            if self._setup_flush is None:
+                wait = self._setup_reported + SETUP_FAILURE_LOG_INTERVAL - now
+                self._setup_flush = loop.call_later(wait, self._flush_setup_failures)
             return
-        log.error(
-            "setting up a new connection failed, closed it (%d such failures since the last report): %s: %s",
-            self._setup_failures,
-            type(exc).__name__,
-            clean(exc),
-            exc_info=exc,
-        )
+        log.error("setting up a new connection failed, closed it: %s", self._setup_last, exc_info=exc)
         self._setup_reported, self._setup_failures = now, 0
+
+    def _flush_setup_failures(self) -> None:
+        self._setup_flush = None
+        log.error(
+            "setting up a new connection failed %d more time(s) in the last %.0f s, closed them; the last: %s",
+            self._setup_failures,
+            SETUP_FAILURE_LOG_INTERVAL,
+            self._setup_last,
+        )
+        self._setup_reported, self._setup_failures = asyncio.get_running_loop().time(), 0
 
     def _release(self) -> None:
         self._connections -= 1

@@ -342,9 +342,35 @@ async def test_a_connection_whose_tls_context_cannot_be_had_is_closed_logged_onc
     gc.collect()  # an unretrieved task exception is reported when the task is collected
     assert served.startswith(b"HTTP/1.1 200 OK")
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
-    (reported,) = [r for r in caplog.records if "setting up a new connection failed" in r.getMessage()]
-    assert reported.levelno == logging.ERROR  # once, not per connection
-    assert "RuntimeError: TLS is not configured\\r\\nforged line" in reported.getMessage()
+    reported, held_back = [r for r in caplog.records if "setting up a new connection failed" in r.getMessage()]
+    assert reported.levelno == held_back.levelno == logging.ERROR  # not per connection
+    assert "closed it: RuntimeError: TLS is not configured\\r\\nforged line" in reported.getMessage()
+    # the two held back are reported when the server closes (else when the interval ends)
+    assert "failed 2 more time(s) in the last 60 s, closed them; the last: RuntimeError" in held_back.getMessage()
+
+
+async def test_connection_setup_failures_held_back_are_reported_when_the_interval_ends(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, failures after a report were only counted, and logged only if another came after the interval."""
+    monkeypatch.setattr("exporter.webserver.SETUP_FAILURE_LOG_INTERVAL", 3.0)  # 4 connections fit in it
+
+    def source() -> ssl.SSLContext:
+        raise RuntimeError("no context")
+
+    def reports() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "setting up a new connection failed" in r.getMessage()]
+
+    async with serving(ssl_context=source) as server:
+        for _ in range(4):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            async with asyncio.timeout(10):
+                assert await reader.read() == b""
+            writer.close()
+        await eventually(lambda: len(reports()) == 2, "the held-back failures reported")
+        first, held_back = reports()
+        assert first.endswith("closed it: RuntimeError: no context")
+        assert "failed 3 more time(s)" in held_back
 
 
 async def test_idle_tls_connections_are_capped_and_dropped_at_the_handshake_deadline(
