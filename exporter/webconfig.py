@@ -26,7 +26,8 @@ toolkit does: only its five names (exact spelling), ``X-Content-Type-Options: no
 :class:`WebSecurity` re-reads the file, and reloads the certificates, when any of them changes (checked every
 second in a background thread, never in a request): cert-manager's rotation takes effect for new connections
 without a restart. A changed file that is invalid is logged once and the configuration in force is kept (it is
-tried again when a file changes again); switching TLS on or off needs a restart.
+tried again when a file changes again: one in force or one the new web config names, such as a certificate that
+was not there yet); switching TLS on or off needs a restart.
 
 Basic-auth passwords are checked with bcrypt (deliberately slow) in a dedicated pool of two threads, so that a
 flood of wrong passwords queues there and cannot delay scrapes, polls or rendering; a successful check is
