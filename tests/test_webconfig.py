@@ -371,6 +371,8 @@ def test_missing_or_malformed_file_is_a_clear_error(tmp_path: Path) -> None:
         load_web_config(tmp_path / "absent.yml")
     with pytest.raises(WebConfigError, match=r"web\.yml:2:1: expected ',' or '\]', but got '<stream end>'"):
         load_web_config(_write_config(tmp_path, "tls_server_config: [unclosed\n"))
+    with pytest.raises(WebConfigError, match=r"web\.yml: special characters are not allowed \(character #x0007 at"):
+        load_web_config(_write_config(tmp_path, "basic_auth_users:\n  u: \a\n"))
     (tmp_path / "latin1.yml").write_bytes(b"basic_auth_users:\n  j\xf6rg: x\n")
     with pytest.raises(WebConfigError, match=r"latin1\.yml: cannot read: not UTF-8 text"):
         load_web_config(tmp_path / "latin1.yml")
