@@ -42,7 +42,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter import logsafe
+from exporter import logsafe, yamlerror
 
 DEFAULT_PORT = 10027
 DEFAULT_TARGET = "default"
@@ -448,10 +448,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], list[str]]:
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError([f"{where}: {problem}"]) from None
+        raise ConfigError([yamlerror.describe(path, exc)]) from None
     finally:
         loader.dispose()
     duplicates = [f"{path}:{line}:{column}: {problem}" for line, column, problem in sorted(loader.duplicates)]

@@ -26,7 +26,8 @@ toolkit does: only its five names (exact spelling), ``X-Content-Type-Options: no
 :class:`WebSecurity` re-reads the file, and reloads the certificates, when any of them changes (checked every
 second in a background thread, never in a request): cert-manager's rotation takes effect for new connections
 without a restart. A changed file that is invalid is logged once and the configuration in force is kept (it is
-tried again when a file changes again); switching TLS on or off needs a restart.
+tried again when a file changes again: one in force or one the new web config names, such as a certificate that
+was not there yet); switching TLS on or off needs a restart.
 
 Basic-auth passwords are checked with bcrypt (deliberately slow) in a dedicated pool of two threads, so that a
 flood of wrong passwords queues there and cannot delay scrapes, polls or rendering; a successful check is
@@ -45,7 +46,7 @@ import hmac
 import logging
 import ssl
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from exporter import yamlerror
 from exporter.logsafe import clean
 from exporter.ownthread import in_own_thread
 from exporter.webserver import Handler
@@ -219,8 +221,10 @@ class WebConfig(_Strict):
         return tuple(path for path in (tls.cert_file, tls.key_file, tls.client_ca_file) if path is not None)
 
 
-Stamps = tuple[tuple[int, int, int, int] | None, ...]
-"""(mtime, ctime, size, inode) of the web-config file and each certificate file; None for a file stat() failed on."""
+Stamp = tuple[int, int, int, int] | None
+"""(mtime, ctime, size, inode) of a file; None while stat() fails on it (missing): its appearance is a change."""
+Stamps = Mapping[Path, Stamp]
+"""A stamp per watched file, each taken before the file was read: a change made while it was read is seen next."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +239,10 @@ class _InForce:
 
 @dataclass(frozen=True, slots=True)
 class _Refused:
-    """A changed set of files that could not be loaded: logged once, tried again when the files change again."""
+    """A changed set of files that could not be loaded: logged once, tried again when one of them changes again.
+
+    The stamps cover the files of the configuration in force and the files the refused web config names (when it
+    parsed): a certificate that was missing is one of them, so its arrival is a change."""
 
     stamps: Stamps
     reason: str
@@ -254,10 +261,10 @@ class WebSecurity:
     def __init__(self, path: Path | str, *, check_every: float = RELOAD_CHECK_SECONDS) -> None:
         self._path = Path(path)
         self._check_every = check_every
-        config = load_web_config(self._path)
-        context = config.ssl_context()
+        stamps: dict[Path, Stamp] = {}
+        config, context = self._load(stamps)
         self._executor = ThreadPoolExecutor(max_workers=BCRYPT_THREADS, thread_name_prefix="bcrypt")
-        self._in_force = _InForce(config, context, self._basic_auth(config), self._file_stamps(config))
+        self._in_force = _InForce(config, context, self._basic_auth(config), stamps)
         self._refused: _Refused | None = None
 
     @property
@@ -322,30 +329,35 @@ class WebSecurity:
 
     def _reloaded(self, in_force: _InForce, refused: _Refused | None) -> _InForce | _Refused | None:
         """In a worker thread: the new configuration, why the changed files cannot be used, or None (no change)."""
-        stamps = self._file_stamps(in_force.config)
-        if stamps == in_force.stamps or (refused is not None and stamps == refused.stamps):
+        watched = in_force.stamps.keys() | (refused.stamps.keys() if refused is not None else set())
+        stamps = {path: _stamp(path) for path in watched}
+        if stamps == (in_force.stamps if refused is None else refused.stamps):
             return None
         try:
-            config = load_web_config(self._path)
-            if (config.tls_server_config is None) != (in_force.config.tls_server_config is None):
-                raise WebConfigError("tls_server_config: switching TLS on or off needs a restart")
-            context = config.ssl_context()
+            config, context = self._load(stamps, tls=in_force.config.tls_server_config is not None)
         except WebConfigError as exc:
             return _Refused(stamps, str(exc))
         except Exception as exc:  # e.g. RecursionError from YAML nested too deeply: the config in force stays
             return _Refused(stamps, clean(f"{type(exc).__name__}: {exc}"))
         same_users = config.basic_auth_users == in_force.config.basic_auth_users
         auth = in_force.auth if same_users else self._basic_auth(config)
-        return _InForce(config, context, auth, self._file_stamps(config))
+        return _InForce(config, context, auth, {path: stamps[path] for path in (self._path, *config.files())})
+
+    def _load(self, stamps: dict[Path, Stamp], *, tls: bool | None = None) -> tuple[WebConfig, ssl.SSLContext | None]:
+        """Load the web config and its certificates, stamping each file into ``stamps`` just before reading it (so
+        also when loading fails); ``tls``: whether TLS is on now (switching it needs a restart)."""
+        stamps[self._path] = _stamp(self._path)
+        config = load_web_config(self._path)
+        if tls is not None and (config.tls_server_config is not None) != tls:
+            raise WebConfigError("tls_server_config: switching TLS on or off needs a restart")
+        stamps.update({path: _stamp(path) for path in config.files()})
+        return config, config.ssl_context()
 
     def _basic_auth(self, config: WebConfig) -> BasicAuth | None:
         return BasicAuth(config.basic_auth_users, self._executor) if config.basic_auth_users else None
 
-    def _file_stamps(self, config: WebConfig) -> Stamps:
-        return tuple(_stamp(path) for path in (self._path, *config.files()))
 
-
-def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+def _stamp(path: Path) -> Stamp:
     try:
         stat = path.stat()
     except OSError:
@@ -459,5 +471,5 @@ def load_web_config(path: Path | str) -> WebConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise WebConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise WebConfigError(yamlerror.describe(path, exc)) from None
     return parse_web_config(data, path.parent)

@@ -11,8 +11,10 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +29,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from exporter import webconfig
 from exporter.app import Exporter
 from exporter.config import build_settings
 from exporter.simulator import ManualClock, Scenario, Simulator
-from exporter.webconfig import WebConfigError, WebSecurity, load_web_config, parse_web_config
+from exporter.webconfig import WebConfig, WebConfigError, WebSecurity, load_web_config, parse_web_config
 from exporter.webserver import EVERY_PATH, WebServer
 from tests.conftest import eventually, running_exporter
 
@@ -366,11 +369,65 @@ def test_unreadable_certificate_is_a_clear_error(tmp_path: Path) -> None:
 def test_missing_or_malformed_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError, match="cannot read"):
         load_web_config(tmp_path / "absent.yml")
-    with pytest.raises(WebConfigError, match="invalid YAML"):
+    with pytest.raises(WebConfigError, match=r"web\.yml:2:1: expected ',' or '\]', but got '<stream end>'"):
         load_web_config(_write_config(tmp_path, "tls_server_config: [unclosed\n"))
+    with pytest.raises(WebConfigError, match=r"web\.yml: special characters are not allowed \(character #x0007 at"):
+        load_web_config(_write_config(tmp_path, "basic_auth_users:\n  u: \a\n"))
     (tmp_path / "latin1.yml").write_bytes(b"basic_auth_users:\n  j\xf6rg: x\n")
     with pytest.raises(WebConfigError, match=r"latin1\.yml: cannot read: not UTF-8 text"):
         load_web_config(tmp_path / "latin1.yml")
+
+
+PASTED = "plaintext-PASSWORD-123"
+YAML_ERRORS_WITH_A_PASTED_PASSWORD = [
+    (
+        f'basic_auth_users:\n  prometheus: "{PASTED}\n',  # quote left open: PyYAML's message quotes the line
+        "web.yml:3:1: found unexpected end of stream (while scanning a quoted scalar at 2:15)",
+    ),
+    (
+        f"basic_auth_users:\n  prometheus: !{PASTED}\n",  # read as a tag, which PyYAML's problem names
+        "web.yml:2:15: could not determine a constructor for the tag (name not shown)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("document", "expected"), YAML_ERRORS_WITH_A_PASTED_PASSWORD)
+def test_a_yaml_error_at_start_up_names_line_column_and_problem_but_not_the_text(
+    tmp_path: Path, document: str, expected: str
+) -> None:
+    web = _write_config(tmp_path, document)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"targets": [{"url": "http://127.0.0.1:9"}], "web": {"config_file": str(web)}}))
+    commands = (
+        ("check-config", str(config)),
+        (
+            "run",
+            "--feldera-url",
+            "http://127.0.0.1:9",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--web.config.file",
+            str(web),
+        ),
+    )
+    for command in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", *command], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert PASTED not in result.stderr + result.stdout, command
+        assert result.returncode != 0 and expected in result.stderr, (command, result.stderr)
+
+
+@pytest.mark.parametrize(("document", "expected"), YAML_ERRORS_WITH_A_PASTED_PASSWORD)
+async def test_a_yaml_error_on_reload_names_line_column_and_problem_but_not_the_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, document: str, expected: str
+) -> None:
+    security = WebSecurity(_write_config(tmp_path, {}), check_every=NEVER)
+    _write_config(tmp_path, document)
+    await security.check()
+    assert PASTED not in caplog.text
+    refusals = _refusals(caplog)
+    assert len(refusals) == 1 and expected in refusals[0], refusals
 
 
 def test_empty_file_means_plain_http_without_auth(tmp_path: Path) -> None:
@@ -427,26 +484,80 @@ async def _served_common_name(port: int, context: ssl.SSLContext) -> str:
     return str(dict(x[0] for x in peer["subject"])["commonName"])
 
 
-async def test_rotated_certificate_is_served_to_new_connections_without_restart(tmp_path: Path) -> None:
+def _issuer(directory: Path) -> tuple[Callable[[str, str], None], ssl.SSLContext]:
+    """A CA of its own: ``issue(common_name, stem)`` writes a new ``stem.key`` and then ``stem.crt`` into
+    ``directory`` (over the old files, as cert-manager does); and a client context that trusts the CA."""
     ca_key = _key()
     ca = _cert("rotation-ca", ca_key, None, ca=True)
-    ca_file = _write_cert(ca, tmp_path / "ca.crt")
 
-    def issue(common_name: str) -> None:  # as cert-manager does: new key and certificate over the old files
+    def issue(common_name: str, stem: str) -> None:
         key = _key()
-        _write_key(key, tmp_path / "tls.key")
-        _write_cert(_cert(common_name, key, (ca, ca_key), server=True), tmp_path / "tls.crt")
+        _write_key(key, directory / f"{stem}.key")
+        _write_cert(_cert(common_name, key, (ca, ca_key), server=True), directory / f"{stem}.crt")
 
-    issue("first")
+    return issue, ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "not reloaded, keeping the one in force" in r.getMessage()]
+
+
+async def test_rotated_certificate_is_served_to_new_connections_without_restart(tmp_path: Path) -> None:
+    issue, client = _issuer(tmp_path)
+    issue("first", "tls")
     path = _write_config(tmp_path, "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n")
-    client = ssl.create_default_context(cafile=str(ca_file))
     security = WebSecurity(path, check_every=NEVER)
     async with _serving(security) as server:
         assert await _served_common_name(server.port, client) == "first"
-        issue("second")
+        issue("second", "tls")
         assert await _served_common_name(server.port, client) == "first"  # connections never read the files
         await security.check()
         assert await _served_common_name(server.port, client) == "second"
+
+
+async def test_a_change_refused_for_missing_certificates_is_loaded_when_they_arrive(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """web.yml is pointed at new files before they are copied in. Before, a refusal remembered only the files in
+    force (web.yml and the old certificate), so the new files' arrival was no change and the old certificate
+    stayed until it expired."""
+    issue, client = _issuer(tmp_path)
+    issue("first", "a")
+    path = _write_config(tmp_path, "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n")
+    security = WebSecurity(path, check_every=NEVER)
+    async with _serving(security) as server:
+        _write_config(tmp_path, "tls_server_config:\n  cert_file: b.crt\n  key_file: b.key\n")
+        await security.check()
+        await security.check()  # the same files: not tried (and logged) again
+        assert await _served_common_name(server.port, client) == "first"
+        issue("second", "b")
+        await security.check()
+        assert await _served_common_name(server.port, client) == "second"
+    refusals = _refusals(caplog)
+    assert len(refusals) == 1 and "b.crt" in refusals[0], refusals
+
+
+async def test_a_file_changed_right_after_it_was_read_is_picked_up_by_the_next_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the files were stamped after loading: a change between the read and the stamp was never seen."""
+    path = _write_config(tmp_path, {})
+    security = WebSecurity(path, check_every=NEVER)
+    changes = [{"http_server_config": {"headers": {"X-Frame-Options": "sameorigin"}}}]
+
+    def read_then_changed(read: Path) -> WebConfig:
+        config = load_web_config(read)
+        if changes:
+            _write_config(tmp_path, changes.pop())
+        return config
+
+    monkeypatch.setattr(webconfig, "load_web_config", read_then_changed)
+    async with _serving(security) as server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        _write_config(tmp_path, {"http_server_config": {"headers": {"X-Frame-Options": "deny"}}})
+        await security.check()
+        assert (await client.get("/")).headers["X-Frame-Options"] == "deny"
+        await security.check()
+        assert (await client.get("/")).headers["X-Frame-Options"] == "sameorigin"
 
 
 async def test_changed_users_apply_without_restart_and_a_broken_file_keeps_the_config_in_force(
@@ -471,9 +582,9 @@ async def test_changed_users_apply_without_restart_and_a_broken_file_keeps_the_c
         path.write_bytes(b"basic_auth_users:\n  j\xf6rg: x\n")  # not UTF-8: the same, not a 500 per request
         await security.check()
         assert (await client.get("/", auth=("new", PASSWORD))).status_code == 200
-    refusals = [r.getMessage() for r in caplog.records if "not reloaded, keeping the one in force" in r.getMessage()]
+    refusals = _refusals(caplog)
     assert len(refusals) == 2, refusals  # once per change
-    assert "invalid YAML" in refusals[0] and "not UTF-8" in refusals[1]
+    assert "while parsing a flow sequence" in refusals[0] and "not UTF-8" in refusals[1]
 
 
 async def test_switching_tls_on_is_refused_and_plain_http_stays(
