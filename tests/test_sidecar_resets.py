@@ -514,7 +514,7 @@ async def test_one_save_at_a_time_and_the_file_ends_with_the_latest_watches(worl
     """Requests cut off by the server's deadline while a save is slow start no save of their own (before, each
     started one more thread: on a hung mount without bound, and the last rename could put an older state on disk);
     the changes made during the slow save are written together by one more save."""
-    exporter = await world.exporter(ServerLimits(request_timeout=0.2))
+    exporter = await world.exporter(ServerLimits(request_timeout=1.0))
     url = "/api/v1/reset-watches"
     async with httpx.AsyncClient(base_url=exporter.url) as client:
 
