@@ -9,9 +9,10 @@ import datetime as dt
 import ipaddress
 import json
 import logging
+import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from exporter.app import Exporter
 from exporter.cli import main
 from exporter.config import Settings
 from exporter.simulator import ManualClock, Scenario, Simulator
-from tests.conftest import ReplyServer, Request, Response, eventually, running_exporter
+from exporter.webserver import ServerLimits
+from tests.conftest import LOOP_TURNS, ReplyServer, Request, Response, eventually, running_exporter
 
 START = 1_767_225_600.0
 KEEP = 3600.0
@@ -51,7 +53,7 @@ class World:
         self.exporters: list[Exporter] = []
         self.writable = True
 
-    async def exporter(self) -> Exporter:
+    async def exporter(self, limits: ServerLimits | None = None) -> Exporter:
         settings = Settings.model_validate(
             {
                 "web": {"listen_address": "127.0.0.1:0", "enable_reset_watch_api": self.writable},
@@ -59,10 +61,18 @@ class World:
                 "reset_watches": {"state_file": str(self.state_file), "keep_completed": KEEP},
             }
         )
-        exporter = Exporter(settings, clock=self.clock)
+        exporter = Exporter(settings, clock=self.clock, limits=limits)
         await exporter.start(poll_loop=False)
         self.exporters.append(exporter)
         return exporter
+
+    def saved_watches(self) -> dict[str, str] | None:
+        """watch name -> status in the state file (None: no file yet)."""
+        try:
+            document = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        return {watch["name"]: watch["status"] for watch in document["watches"]}
 
 
 @pytest.fixture
@@ -450,29 +460,143 @@ async def test_unparsable_bodies_are_400_or_413_never_500(world: World, body: by
     assert still_serving.status_code == 200
 
 
-async def test_the_state_file_is_written_off_the_event_loop(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A save that blocks (slow disk) does not stop the exporter from answering other requests."""
+class SlowDisk:
+    """``store.save`` as on a slow or hung mount: each save waits until :attr:`released` is set, then writes; counts
+    the saves started and the most in flight at once."""
+
+    def __init__(self, real_save: Callable[[Path, list[Any]], None]) -> None:
+        self._real_save = real_save
+        self._lock = threading.Lock()
+        self.released = threading.Event()
+        self.started = 0
+        self.running = 0
+        self.most = 0
+
+    def save(self, path: Path, watches: list[Any]) -> None:
+        with self._lock:
+            self.started += 1
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            self.released.wait()
+            self._real_save(path, watches)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@pytest.fixture
+def slow_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlowDisk]:
     from exporter.sidecar import store
 
+    disk = SlowDisk(store.save)
+    monkeypatch.setattr(store, "save", disk.save)
+    yield disk
+    disk.released.set()  # no save thread outlives the test
+
+
+async def test_the_state_file_is_written_off_the_event_loop(world: World, slow_disk: SlowDisk) -> None:
+    """A save that blocks (slow disk) does not stop the exporter from answering other requests."""
     exporter = await world.exporter()
-    disk = threading.Event()
-    real_save = store.save
-
-    def slow_save(path: Path, watches: list[Any]) -> None:
-        disk.wait(10)
-        real_save(path, watches)
-
-    monkeypatch.setattr(store, "save", slow_save)
     async with httpx.AsyncClient(base_url=exporter.url) as client:
         registering = asyncio.create_task(
             client.post("/api/v1/reset-watches", json={"pipeline": "orders", "token": "t", "name": "w"})
         )
         healthy = await client.get("/-/healthy")
         assert not registering.done()
-        disk.set()
+        slow_disk.released.set()
         registered = await registering
     assert (healthy.status_code, registered.status_code) == (200, 201)
-    assert json.loads(world.state_file.read_text())["watches"][0]["name"] == "w"
+    assert world.saved_watches() == {"w": "pending"}
+
+
+async def test_one_save_at_a_time_and_the_file_ends_with_the_latest_watches(world: World, slow_disk: SlowDisk) -> None:
+    """Requests cut off by the server's deadline while a save is slow start no save of their own (before, each
+    started one more thread: on a hung mount without bound, and the last rename could put an older state on disk);
+    the changes made during the slow save are written together by one more save."""
+    exporter = await world.exporter(ServerLimits(request_timeout=1.0))
+    url = "/api/v1/reset-watches"
+    async with httpx.AsyncClient(base_url=exporter.url) as client:
+
+        async def change(method: str, path: str, **body: str) -> None:
+            with contextlib.suppress(httpx.TransportError):  # the deadline passes while the save is slow
+                await client.request(method, path, json=body or None)
+
+        await change("POST", url, pipeline="orders", token="t0", name="w0")
+        await eventually(lambda: slow_disk.started, "the first save to start")
+        await asyncio.gather(
+            *(change("POST", url, pipeline="orders", token=f"t{i}", name=f"w{i}") for i in range(1, 6)),
+            change("DELETE", f"{url}/w0"),
+        )
+    latest = {f"w{i}": "pending" for i in range(1, 6)}
+    assert {w.name: w.status for w in exporter.sidecar.resets.watches()} == latest
+
+    slow_disk.released.set()
+
+    await eventually(lambda: world.saved_watches() == latest and not slow_disk.running, "the latest state saved")
+    assert (slow_disk.most, slow_disk.started) == (1, 2)
+
+
+async def test_a_poll_cycle_ends_while_a_state_file_save_is_stuck(world: World, slow_disk: SlowDisk) -> None:
+    """The poll cycle does not wait for the state file (before, a hung mount froze polling: /metrics went stale)."""
+    exporter = await world.exporter()
+    token = world.sim.issue_reset_token("orders")
+    registering = asyncio.create_task(exporter.sidecar.resets.register("orders", token, name="w"))
+    await eventually(lambda: slow_disk.started, "the registration's save to start")
+    world.sim.complete_reset("orders", token)
+
+    await asyncio.wait_for(exporter.poll_once(), 30)  # a guard against hanging, not a speed limit
+
+    assert await statuses(exporter) == {"w": "completed"}
+    assert not registering.done()  # its save is still stuck
+    slow_disk.released.set()
+    await registering
+    await eventually(lambda: world.saved_watches() == {"w": "completed"}, "the poll's change saved")
+    assert slow_disk.most == 1
+
+
+async def test_stopping_writes_the_last_poll_cycles_change_first(world: World, slow_disk: SlowDisk) -> None:
+    """The poll cycle does not wait for its write, so stopping does (for a few seconds at most)."""
+    exporter = await world.exporter()
+    token = world.sim.issue_reset_token("orders")
+    slow_disk.released.set()
+    await exporter.sidecar.resets.register("orders", token, name="w")
+    slow_disk.released.clear()
+    world.sim.complete_reset("orders", token)
+    await asyncio.wait_for(exporter.poll_once(), 30)  # its write waits for the disk; the cycle does not
+
+    stopping = asyncio.create_task(exporter.sidecar.stop())
+    for _ in range(LOOP_TURNS):
+        await asyncio.sleep(0)  # a turn of the loop, not a delay
+    waited = not stopping.done()
+    slow_disk.released.set()
+    await stopping
+
+    assert waited
+    assert world.saved_watches() == {"w": "completed"}
+
+
+async def test_a_save_that_fails_with_a_bug_is_counted_and_the_next_change_is_written(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from exporter.sidecar import store
+
+    exporter = await world.exporter()
+    real_save = store.save
+
+    def broken_save(path: Path, watches: list[Any]) -> None:
+        raise ValueError(f"cannot encode {watches[0].token}")
+
+    monkeypatch.setattr(store, "save", broken_save)
+    await exporter.sidecar.resets.register("orders", "secret-token-1", name="w1")
+    monkeypatch.setattr(store, "save", real_save)
+    await exporter.sidecar.resets.register("orders", "secret-token-2", name="w2")
+    await exporter.poll_once()
+
+    await eventually(lambda: world.saved_watches() == {"w1": "invalid", "w2": "invalid"}, "the poll's change saved")
+    assert await sample(exporter, "feldera_exporter_reset_watch_state_file_errors_total", operation="save") == 1
+    assert "cannot write reset watch state file" in caplog.text
+    assert "secret-token" not in caplog.text
 
 
 _STUCK_SAVE = """
@@ -494,7 +618,7 @@ store.save = save
 @pytest.mark.e2e
 async def test_sigterm_exits_within_seconds_while_a_state_file_save_is_stuck(tmp_path: Path) -> None:
     """The save runs in a daemon thread of its own: before, it ran in asyncio's default pool, which the exit joins,
-    and the process never ended."""
+    and the process never ended. Stopping waits a few seconds for the pending write, then says it gave up."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_STUCK_SAVE)  # loaded by the exporter's interpreter at start
@@ -506,7 +630,7 @@ async def test_sigterm_exits_within_seconds_while_a_state_file_save_is_stuck(tmp
     )
     scenario = Scenario.model_validate({"pipelines": [{"name": "orders", "status": "Running"}]})
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PYTHONPATH", str(hook))
+        patch.setenv("PYTHONPATH", str(hook), prepend=os.pathsep)  # before the worktree's path, if one is set
         async with (
             Simulator(scenario) as sim,
             running_exporter(sim.url, tmp_path, "1h", "--config", str(config)) as running,
@@ -518,3 +642,4 @@ async def test_sigterm_exits_within_seconds_while_a_state_file_save_is_stuck(tmp
             running.process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(running.process.wait(), 10) == 0
     assert not state.exists()
+    assert "not written within 3s of stopping: changes may be lost" in running.log.read_text()

@@ -3,8 +3,9 @@
 :class:`Sidecar` wires both from :class:`~exporter.config.Settings`; the poller is given it at construction and
 calls :meth:`~Sidecar.report` once per target and cycle, which returns the target's snapshot with the typed
 sidecar fields filled (``TargetSnapshot.sync``, ``TargetSnapshot.resets``). :meth:`~Sidecar.handle` serves the
-reset-watch HTTP routes, and :meth:`~Sidecar.start` restores watches from the state file and starts the sync
-scheduler's timer (only when schedules are configured).
+reset-watch HTTP routes, :meth:`~Sidecar.start` restores watches from the state file and starts the sync
+scheduler's timer (only when schedules are configured), and :meth:`~Sidecar.stop` stops it and lets a pending
+state-file write end (for a few seconds at most).
 
 Adding a third feature: its module here (state and work; its frozen report type in :mod:`exporter.snapshot`), one
 field on ``TargetSnapshot``, one line in :meth:`Sidecar.report`, its metrics in ``exporter/metrics/sidecar.py``.
@@ -80,11 +81,13 @@ class Sidecar:
             self._task = asyncio.create_task(self.scheduler.run(self._resolution), name="checkpoint-sync-scheduler")
 
     async def stop(self) -> None:
+        """Stop the sync timer; give the reset watches' pending state-file write a few seconds to end."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.resets.close()
 
 
 async def _isolated(target: str, feature: str, work: Awaitable[T]) -> T | None:

@@ -12,14 +12,18 @@ answer onto a state:
 
 ``completed``, ``invalid`` and ``expired`` are final: such watches are no longer polled and are dropped
 ``keep_completed`` seconds after they reached that state. Watches are persisted to the state file after every
-change (written in a worker thread, one write at a time, so the event loop never waits on the disk); a state
-file that cannot be read or parsed is logged, counted, moved aside to ``<file>.corrupt`` and the exporter starts
-with no watches.
+change by one writer task, the file's only writer: it saves the latest watches in a thread of its own (so the event
+loop never waits on the disk) until every change is written, several changes made during one save in one more
+save. At most one save runs at any time, and a stuck one (a hung mount) never holds up a poll cycle: the poll path
+does not wait for its writes, the HTTP API waits for the write that covers its change. A state file that cannot be
+read or parsed is logged, counted, moved aside to ``<file>.corrupt`` and the exporter starts with no watches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -43,6 +47,8 @@ __all__ = ["STATES", "ResetWatches", "WatchError", "parse_reset_body"]
 STATE_FILE_OPERATIONS = ("load", "save")
 MAX_WATCHES = 1000
 MAX_TOKEN_LENGTH = 4096
+FLUSH_ON_STOP = 3.0
+"""Seconds :meth:`ResetWatches.close` waits for the state file to be written before the exporter exits."""
 _NAME = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
 # Feldera's own rule for pipeline names (letters, digits, '_' and '-'): a watch can never name a path such as '..'
 # that would take its reset_status request out of /v0/pipelines/{name}/.
@@ -129,7 +135,10 @@ class ResetWatches:
         self._keep = keep_completed
         self._clock = clock
         self._limit = asyncio.Semaphore(concurrency)
-        self._saving = asyncio.Lock()
+        self._requested = 0  # generation of the latest change; a write of generation g holds every change up to g
+        self._written = 0  # generation of the latest write that ended (saved, or failed and counted)
+        self._saved = asyncio.Condition()  # notified whenever _written advances
+        self._writer: asyncio.Task[None] | None = None
         self._watches: dict[str, StoredWatch] = {}
         self._errors = dict.fromkeys(STATE_FILE_OPERATIONS, 0)
 
@@ -155,16 +164,53 @@ class ResetWatches:
         self._watches = {watch.name: watch for watch in watches if watch.name not in invalid}
         log.info("restored %d reset watch(es) from %s", len(self._watches), self._path)
 
-    async def _persist(self) -> None:
+    def _changed(self) -> int:
+        """Have the watches as they are now written (the writer task starts unless it runs); the generation of
+        this change, for :meth:`_written_up_to`. Never waits: the poll cycle calls it."""
         if self._path is None:
-            return
-        async with self._saving:  # one write at a time, each of the state as it is when its turn comes
+            return 0
+        self._requested += 1
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(self._path), name="reset-watch-writer")
+        return self._requested
+
+    async def _written_up_to(self, generation: int) -> None:
+        """Until a write that covers ``generation`` has ended; cancelling this wait (a request's deadline) leaves
+        the write running."""
+        async with self._saved:
+            await self._saved.wait_for(lambda: self._written >= generation)
+
+    async def _write(self, path: Path) -> None:
+        """The state file's only writer: while a change is not written, save the latest watches, one save at a
+        time. A failed save is counted and logged; the next change is written all the same."""
+        while self._written < self._requested:
+            generation, watches = self._requested, list(self._watches.values())
             try:
-                path, watches = self._path, list(self._watches.values())
-                await in_own_thread(lambda: store.save(path, watches), name="reset-watch-save")
+                await in_own_thread(functools.partial(store.save, path, watches), name="reset-watch-save")
             except OSError as exc:
                 self._errors["save"] += 1
-                log.error("cannot write reset watch state file %s: %s", self._path, exc.strerror or exc)
+                log.error("cannot write reset watch state file %s: %s", path, exc.strerror or exc)
+            except Exception as exc:  # a bug: logged (tokens redacted) and counted, never an unretrieved task exception
+                self._errors["save"] += 1
+                reason = clean(f"{type(exc).__name__}: {exc}", tuple(watch.token for watch in watches))
+                log.error("cannot write reset watch state file %s: %s", path, reason)
+            async with self._saved:
+                self._written = generation
+                self._saved.notify_all()
+
+    async def close(self, grace: float = FLUSH_ON_STOP) -> None:
+        """Wait up to ``grace`` seconds for the pending write, then stop waiting (a stuck save's daemon thread does
+        not keep the process from exiting)."""
+        if self._writer is None or self._writer.done():
+            return
+        done, _ = await asyncio.wait([self._writer], timeout=grace)
+        if not done:
+            log.error(
+                "reset watch state file %s not written within %gs of stopping: changes may be lost", self._path, grace
+            )
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
 
     async def register(
         self, pipeline: str, token: str, name: str | None = None, target: str | None = None
@@ -185,14 +231,14 @@ class ResetWatches:
             raise WatchError(409, f"too many watches (at most {MAX_WATCHES}); remove some first")
         watch = StoredWatch(name=name, target=target, pipeline=pipeline, token=token, registered_at=self._clock())
         self._watches[name] = watch
-        await self._persist()
+        await self._written_up_to(self._changed())
         log.info("watching reset %s of %s/%s", name, target, clean(pipeline))
         return watch
 
     async def remove(self, name: str) -> bool:
         if self._watches.pop(name, None) is None:
             return False
-        await self._persist()
+        await self._written_up_to(self._changed())
         return True
 
     def watches(self) -> list[StoredWatch]:
@@ -227,7 +273,7 @@ class ResetWatches:
                 changed = changed or state != watch.status
                 self._watches[watch.name] = updated
         if changed:
-            await self._persist()
+            self._changed()  # written in the background: a stuck save never holds up the poll cycle
         return self.report(target.name, now)
 
     def report(self, target: str, now: float) -> ResetReport:
