@@ -322,17 +322,20 @@ class WebServer:
     def _report_setup_failure(self, exc: Exception) -> None:
         """Log at most one line per ``SETUP_FAILURE_LOG_INTERVAL``: a client must not be able to fill the log. The
         failures held back are reported when the interval ends, so none goes unreported."""
-        self._setup_failures += 1
-        self._setup_last = f"{type(exc).__name__}: {clean(exc)}"
+        what = f"{type(exc).__name__}: {clean(exc)}"
         loop = asyncio.get_running_loop()
         now = loop.time()
         if self._setup_reported is not None and now - self._setup_reported < SETUP_FAILURE_LOG_INTERVAL:
+            self._setup_failures, self._setup_last = self._setup_failures + 1, what
             if self._setup_flush is None:
                 wait = self._setup_reported + SETUP_FAILURE_LOG_INTERVAL - now
                 self._setup_flush = loop.call_later(wait, self._flush_setup_failures)
             return
-        log.error("setting up a new connection failed, closed it: %s", self._setup_last, exc_info=exc)
-        self._setup_reported, self._setup_failures = now, 0
+        if self._setup_flush is not None:  # its interval has ended but its timer has not run yet: report them first
+            self._setup_flush.cancel()
+            self._flush_setup_failures()
+        log.error("setting up a new connection failed, closed it: %s", what, exc_info=exc)
+        self._setup_reported = now
 
     def _flush_setup_failures(self) -> None:
         self._setup_flush = None
