@@ -144,9 +144,8 @@ class TargetView:
     """What the page shows of one target: the target without its pipelines, and what it shows of those."""
 
     target: TargetSnapshot
-    statuses: Rows
-    """(status, pipelines) rows, by status."""
-    pipelines: int
+    statuses: tuple[tuple[str, int], ...]
+    """(status, pipelines), by status."""
     problems: tuple[Rows, ...]
     """One per :data:`PROBLEMS` entry."""
 
@@ -175,8 +174,7 @@ def _target_view(target: TargetSnapshot) -> TargetView:
     statuses = Counter(snap.pipeline.deployment_status or "unknown" for snap in target.pipelines)
     return TargetView(
         target=replace(target, pipelines=()),
-        statuses=_rows((_e(status), _e(count)) for status, count in sorted(statuses.items())),
-        pipelines=len(target.pipelines),
+        statuses=tuple(sorted(statuses.items())),
         problems=tuple(_rows(rows(target.pipelines)) for _, _, _, rows, _ in PROBLEMS),
     )
 
@@ -236,7 +234,13 @@ def _target(view: TargetView, now: float, disabled: frozenset[str]) -> str:
         )
     else:
         parts.append(
-            _table("Pipelines by status", ("status", "pipelines"), view.statuses, "No pipelines.", total=view.pipelines)
+            _table(
+                "Pipelines by status",
+                ("status", "pipelines"),
+                _rows((_e(status), _e(count)) for status, count in view.statuses),
+                "No pipelines.",
+                total=sum(count for _, count in view.statuses),
+            )
         )
         for (caption, collector, header, _, empty), rows in zip(PROBLEMS, view.problems, strict=True):
             if collector in disabled:
