@@ -5,6 +5,7 @@ Sample output (``target`` label left out; the activity set is abridged)::
     feldera_pipeline_checkpoint_last_success_sequence_number{pipeline_name="orders"} 41.0
     feldera_pipeline_checkpoint_last_failure_sequence_number{pipeline_name="orders"} 42.0
     feldera_pipeline_checkpoint_last_failure_timestamp_seconds{pipeline_name="orders"} 1.7145648e+09
+    feldera_pipeline_checkpoint_last_failure_info{pipeline_name="orders",error="No space left on device"} 1.0
     feldera_pipeline_checkpoint_failed{pipeline_name="orders"} 1.0
     feldera_pipeline_checkpoint_failures_total{pipeline_name="orders"} 3.0
     feldera_pipeline_checkpoint_activity{pipeline_name="orders",status="in_progress"} 1.0
@@ -21,7 +22,7 @@ exporter's memory of distinct failures (:mod:`exporter.memory`) and are emitted 
 
 from __future__ import annotations
 
-from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec
+from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec, error_text
 from exporter.metrics.walk import each_pipeline
 from exporter.models import CheckpointStatus
 from exporter.snapshot import PipelineSnapshot, Snapshot
@@ -49,6 +50,14 @@ LAST_FAILURE_TIME = MetricSpec(
     "When the newest failed checkpoint failed.",
     group=GROUP,
     unit="seconds",
+)
+LAST_FAILURE_INFO = MetricSpec(
+    "feldera_pipeline_checkpoint_last_failure_info",
+    "gauge",
+    "The error text of the newest failed checkpoint of the current pipeline process in the error label (secrets "
+    "redacted, at most 256 characters), for alert descriptions; 1, present only while checkpoint_status reports one.",
+    labels=("error",),
+    group=GROUP,
 )
 FAILED = MetricSpec(
     "feldera_pipeline_checkpoint_failed",
@@ -107,6 +116,7 @@ SPECS: tuple[MetricSpec, ...] = (
     LAST_SUCCESS,
     LAST_FAILURE,
     LAST_FAILURE_TIME,
+    LAST_FAILURE_INFO,
     FAILED,
     FAILURES,
     ACTIVITY,
@@ -147,6 +157,7 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
                 if status.failure is not None:
                     out.add_optional(LAST_FAILURE, pid, status.failure.sequence_number)
                     out.add_optional(LAST_FAILURE_TIME, pid, status.failure.failed_at)
+                    out.add(LAST_FAILURE_INFO, pid, 1, error=error_text(status.failure.error))
                 out.add(FAILED, pid, 1 if checkpoint_failed(status) else 0)
             stats = snap.stats
             if stats is not None:
