@@ -422,15 +422,29 @@ def test_example_alertmanager_config_routes_by_severity(labels: list[str], recei
     assert result.stdout.strip() == receiver
 
 
-def test_example_alertmanager_config_groups_by_target_and_pipeline() -> None:
+def test_example_alertmanager_config_makes_one_incident_one_notification_and_tells_a_relapse() -> None:
+    """One notification per Feldera target and alert name (a storm of pipelines is one message listing them); the
+    critical route waits seconds, and its group_interval is not longer than the rules' relapse_hold, so the resolve
+    of a restart is sent before the relapse fires again (docs/runbooks.md, "What reaches a person")."""
     config = yaml.safe_load((PROMETHEUS / "alertmanager.yml").read_text(encoding="utf-8"))
-    assert config["route"]["group_by"] == ["target", "pipeline_name"]
+    assert config["route"]["group_by"] == ["namespace", "target", "alertname"]
+    (critical,) = [r for r in config["route"]["routes"] if 'severity="critical"' in r["matchers"]]
+    seconds = build.duration_seconds
+    assert seconds(critical["group_wait"], "group_wait") <= 5
+    assert seconds(critical["group_interval"], "") <= seconds(shipped_config()["relapse_hold"], "relapse_hold")
+    for rule in config["inhibit_rules"]:  # alerts carry no instance (an exporter rollout changes nothing)...
+        if rule["source_matchers"] != ['alertname="FelderaExporterDown"']:  # ...but the exporter's own ones
+            assert "instance" not in rule["equal"], rule
 
 
 def test_example_prometheus_config_passes_promtool_and_loads_the_rules() -> None:
     result = run(PROMTOOL, "check", "config", PROMETHEUS / "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
+    text = (PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8")
+    config = yaml.safe_load(text)
     assert config["rule_files"] == ["alerts.yaml"]
+    # every poll cycle (15s) scraped once and evaluated at once; the restart flags are named where users look
+    assert config["global"] == {"scrape_interval": "15s", "evaluation_interval": "15s"}
+    assert "--rules.alert.resend-delay=5m" in text and "--rules.alert.for-grace-period=0s" in text
     jobs = [job["job_name"] for job in config["scrape_configs"]]
     assert shipped_config()["exporter_job"] in jobs
