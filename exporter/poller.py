@@ -34,8 +34,8 @@ from exporter.client import FelderaClient
 from exporter.config import PipelineFilter, Settings, TargetSettings
 from exporter.endpoint import split_endpoint, sql_identifier
 from exporter.errors import ApiError, FelderaError
+from exporter.history import History
 from exporter.logsafe import clean
-from exporter.memory import Memory
 from exporter.metrics import polled_off_groups, stats_needed
 from exporter.models import (
     CheckpointStatus,
@@ -47,7 +47,7 @@ from exporter.models import (
     OutputEndpointStatus,
     Pipeline,
 )
-from exporter.process import ProcessStats
+from exporter.promclient import ProcessStats
 from exporter.sidecar import Sidecar
 from exporter.snapshot import EMPTY, ExporterStats, PipelineSnapshot, Snapshot, TargetSnapshot
 
@@ -122,11 +122,11 @@ ClientFactory = Callable[[TargetSettings], FelderaClient]
 
 
 class Poller:
-    """Owns the clients and cross-cycle memory; :meth:`poll_once` runs one cycle over all targets.
+    """Owns the clients and cross-cycle history; :meth:`poll_once` runs one cycle over all targets.
 
     With a ``sidecar`` (given here, never added later), each target that is up gets its typed sidecar results
     (:meth:`exporter.sidecar.Sidecar.report`); the exporter's own ``process_*``/``python_*`` samples are read once
-    per cycle (:mod:`exporter.process`)."""
+    per cycle (:class:`exporter.promclient.ProcessStats`)."""
 
     def __init__(
         self,
@@ -145,7 +145,7 @@ class Poller:
             lambda target: FelderaClient(target, max_connections=settings.poll.concurrency)
         )
         self.targets = tuple(TargetRuntime(settings=t, client=make_client(t)) for t in settings.targets)
-        self._memory = Memory()
+        self._history = History()
         self._process = ProcessStats()
         self._disabled = polled_off_groups(settings)  # switched off, or every family of the group denied
         self._want_stats = stats_needed(settings)
@@ -194,7 +194,7 @@ class Poller:
             name=target.name,
             labels=target.settings.label_pairs,
             up=True,
-            pipelines=tuple(self._memory.advance(target.name, snaps, now)),
+            pipelines=tuple(self._history.advance(target.name, snaps, now)),
             cluster=cluster,
             server=server,
         )

@@ -16,7 +16,7 @@ Sample output (``target`` label left out; the activity set is abridged)::
 
 Feldera keeps the last success and the last failure side by side (neither clears the other), so "the newest
 attempt failed" is ``failure.sequence_number > success`` (or no success at all). Failure counters come from the
-exporter's memory of distinct failures (:mod:`exporter.memory`) and are emitted for every listed pipeline.
+exporter's history of distinct failures (:mod:`exporter.history`) and are emitted for every listed pipeline.
 """
 
 from __future__ import annotations

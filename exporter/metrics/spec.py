@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
 
-from prometheus_client.utils import floatToGoString
+from exporter.promclient import go_float
 
 MetricType = Literal["gauge", "counter", "histogram"]
 
@@ -106,7 +106,7 @@ def format_value(value: float) -> str:
     """A sample value as prometheus_client writes it (Go-style float: ``1.0``, ``+Inf``, ``1.5e+09``)."""
     if type(value) is int and -(10**15) < value < 1_000_000:  # most samples: counts and flags from JSON
         return f"{value}.0"
-    return floatToGoString(value)
+    return go_float(value)
 
 
 def label_value(value: str) -> str:
