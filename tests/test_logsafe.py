@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.cli import setup_logging
 from exporter.config import build_settings
+from exporter.console import setup_logging
 from exporter.errors import ApiError
 from exporter.logsafe import SafeFormatter, add_secret, clean
 from exporter.poller import Poller

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from golden.snapshots import GOLDEN_DIR, parsed_families, snapshot_from
 
-from exporter.metrics import GROUPS, families, process
+from exporter.metrics import GROUPS, families
 from exporter.metrics.checkpoints import checkpoint_failed
 from exporter.models import CheckpointStatus
 from exporter.snapshot import ProcessSample, Snapshot
