@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from exporter.metrics import checkpoints, connectors
 from exporter.metrics.checkpoints import checkpoint_failed
@@ -118,25 +119,35 @@ def _fatal_connectors(pipelines: Sequence[PipelineSnapshot]) -> Iterable[Sequenc
                 yield (_e(snap.name), _e(connector.endpoint_name), _e(_short(connector.fatal_error)))
 
 
-PROBLEMS: tuple[
-    tuple[str, str, tuple[str, ...], Callable[[Sequence[PipelineSnapshot]], Iterable[Sequence[str]]], str], ...
-] = (
-    (
-        "Failed checkpoints",
-        checkpoints.GROUP,
-        ("pipeline", "sequence number", "error"),
-        _failed_checkpoints,
-        "No pipeline's newest checkpoint failed.",
+class Problem(NamedTuple):
+    """A section of problems the page lists per target, drawn from the cycle's pipelines."""
+
+    caption: str
+    collector: str
+    """The collector that fetches the data: while it is switched off, the section says so instead of "none"."""
+    header: tuple[str, ...]
+    rows: Callable[[Sequence[PipelineSnapshot]], Iterable[Sequence[str]]]
+    """The section's escaped rows for a target's pipelines."""
+    empty: str
+    """What the section says when there are no rows."""
+
+
+PROBLEMS: tuple[Problem, ...] = (
+    Problem(
+        caption="Failed checkpoints",
+        collector=checkpoints.GROUP,
+        header=("pipeline", "sequence number", "error"),
+        rows=_failed_checkpoints,
+        empty="No pipeline's newest checkpoint failed.",
     ),
-    (
-        "Connectors with a fatal error",
-        connectors.STATE,
-        ("pipeline", "endpoint", "error"),
-        _fatal_connectors,
-        "No connector has a fatal error.",
+    Problem(
+        caption="Connectors with a fatal error",
+        collector=connectors.STATE,
+        header=("pipeline", "endpoint", "error"),
+        rows=_fatal_connectors,
+        empty="No connector has a fatal error.",
     ),
 )
-"""(caption, collector that fetches the data, header, rows of a target's pipelines, text when there are none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +186,7 @@ def _target_view(target: TargetSnapshot) -> TargetView:
     return TargetView(
         target=replace(target, pipelines=()),
         statuses=tuple(sorted(statuses.items())),
-        problems=tuple(_rows(rows(target.pipelines)) for _, _, _, rows, _ in PROBLEMS),
+        problems=tuple(_rows(problem.rows(target.pipelines)) for problem in PROBLEMS),
     )
 
 
@@ -242,11 +253,11 @@ def _target(view: TargetView, now: float, disabled: frozenset[str]) -> str:
                 total=sum(count for _, count in view.statuses),
             )
         )
-        for (caption, collector, header, _, empty), rows in zip(PROBLEMS, view.problems, strict=True):
-            if collector in disabled:
-                parts.append(_not_collected(caption, collector))
+        for problem, rows in zip(PROBLEMS, view.problems, strict=True):
+            if problem.collector in disabled:
+                parts.append(_not_collected(problem.caption, problem.collector))
             else:
-                parts.append(_table(caption, header, rows, empty))
+                parts.append(_table(problem.caption, problem.header, rows, problem.empty))
     if target.sync is not None:  # only when schedules are configured
         parts.append(_scheduled_syncs(target.sync, now))
     parts.append(

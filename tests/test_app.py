@@ -361,8 +361,30 @@ async def test_landing_page_links_to_metrics_and_unknown_paths_are_404(sim: Simu
     async with httpx.AsyncClient(base_url=exporter.url) as http:
         landing = await http.get("/")
         assert landing.status_code == 200 and 'href="metrics"' in landing.text
-        assert (await http.get("/nope")).status_code == 404
-        assert (await http.post("/metrics")).status_code == 405
+        for path in ("/nope", "/metrics/", "/metrics/x", "/-/ready/"):
+            for method in ("GET", "POST"):
+                unknown = await http.request(method, path)
+                assert (unknown.status_code, unknown.text) == (404, "not found\n")
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/-/healthy", "/-/ready", "/"])
+async def test_pages_answer_get_and_head_and_405_to_other_methods(
+    sim: Simulator, make_exporter: Any, path: str
+) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    await exporter.poll_once()
+    async with httpx.AsyncClient(base_url=exporter.url) as http:
+        got = await http.get(path)
+        head = await http.head(path)
+        refused = [await http.request(method, path) for method in ("POST", "PUT", "DELETE", "PATCH")]
+    assert got.status_code == head.status_code == 200 and got.content
+    assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+    for response in refused:
+        assert (response.status_code, response.headers["Allow"], response.text) == (
+            405,
+            "GET, HEAD",
+            "method not allowed\n",
+        )
 
 
 def _rss_bytes() -> int:
