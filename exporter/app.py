@@ -22,7 +22,8 @@ from exporter import __version__
 from exporter.config import Settings
 from exporter.landing import LandingView, digest, render_landing
 from exporter.logsafe import clean
-from exporter.metrics import emitted_specs, families, selection_warnings
+from exporter.metrics import emitted_specs, families, fields_read, selection_warnings
+from exporter.plan import PollPlan, make_plan
 from exporter.poller import Poller
 from exporter.render import Rendered, render
 from exporter.sidecar import Sidecar
@@ -66,6 +67,11 @@ def wants_gzip(accept_encoding: str) -> bool:
     return any(v in ("gzip", "*") and q > 0 for v, q in _media_ranges(accept_encoding))
 
 
+def poll_plan(settings: Settings) -> PollPlan:
+    """What the poller asks for ``settings``: the requests whose answers the emitted metric families read."""
+    return make_plan(settings, fields_read(settings))
+
+
 class Exporter:
     """``await start()`` serves and polls in the background; ``await stop()`` ends both.
 
@@ -82,7 +88,8 @@ class Exporter:
         self.settings = settings
         self._clock = clock
         self.sidecar = Sidecar(settings, clock)
-        self.poller = Poller(settings, sidecar=self.sidecar, clock=clock)
+        self.poller = Poller(settings, poll_plan(settings), sidecar=self.sidecar, clock=clock)
+        self._polled = self.poller.plan.fields
         self._disabled = settings.collectors.disabled()
         self._specs = emitted_specs(settings)
         for warning in selection_warnings(settings):
@@ -235,7 +242,13 @@ class Exporter:
         return web.Response(status=503, text="not ready: the first poll cycle has not completed\n")
 
     async def _landing_page(self, request: web.Request) -> web.Response:
-        page = render_landing(self._landing, now=self._clock(), version=__version__, disabled=self._disabled)
+        page = render_landing(
+            self._landing,
+            now=self._clock(),
+            version=__version__,
+            polled=self._polled,
+            disabled=self._disabled,
+        )
         return web.Response(text=page, content_type="text/html", charset="utf-8")
 
     async def _metrics(self, request: web.Request) -> web.Response:

@@ -99,8 +99,12 @@ def _table(caption: str, header: Sequence[str], rows: Rows, empty: str, total: i
     return f"<h3>{heading}</h3><table><tr>{head}</tr>{body}</table>{more}"
 
 
-def _not_collected(caption: str, collector: str) -> str:
-    return f'<h3>{_e(caption)}</h3><p class="none">Not collected (collectors.{_e(collector)} is false).</p>'
+def _not_collected(problem: Problem, disabled: frozenset[str]) -> str:
+    if problem.collector in disabled:
+        why = f"collectors.{problem.collector} is false"
+    else:
+        why = f"no metric family read from {problem.reads} is emitted"
+    return f'<h3>{_e(problem.caption)}</h3><p class="none">Not collected ({_e(why)}).</p>'
 
 
 def _failed_checkpoints(pipelines: Sequence[PipelineSnapshot]) -> Iterable[Sequence[str]]:
@@ -123,8 +127,10 @@ class Problem(NamedTuple):
     """A section of problems the page lists per target, drawn from the cycle's pipelines."""
 
     caption: str
+    reads: str
+    """The snapshot field the rows come from: while the poll plan does not fill it, the section says so."""
     collector: str
-    """The collector that fetches the data: while it is switched off, the section says so instead of "none"."""
+    """The collector of the families read from that field, named when it is switched off."""
     header: tuple[str, ...]
     rows: Callable[[Sequence[PipelineSnapshot]], Iterable[Sequence[str]]]
     """The section's escaped rows for a target's pipelines."""
@@ -135,6 +141,7 @@ class Problem(NamedTuple):
 PROBLEMS: tuple[Problem, ...] = (
     Problem(
         caption="Failed checkpoints",
+        reads="checkpoint_status",
         collector=checkpoints.GROUP,
         header=("pipeline", "sequence number", "error"),
         rows=_failed_checkpoints,
@@ -142,6 +149,7 @@ PROBLEMS: tuple[Problem, ...] = (
     ),
     Problem(
         caption="Connectors with a fatal error",
+        reads="stats",
         collector=connectors.STATE,
         header=("pipeline", "endpoint", "error"),
         rows=_fatal_connectors,
@@ -230,7 +238,7 @@ def _scheduled_syncs(report: SyncReport, now: float) -> str:
     return _table("Scheduled checkpoint syncs", header, _rows(rows), "No pipeline synced yet.") + paused
 
 
-def _target(view: TargetView, now: float, disabled: frozenset[str]) -> str:
+def _target(view: TargetView, now: float, disabled: frozenset[str], polled: frozenset[str]) -> str:
     target = view.target
     badge = '<span class="up">up</span>' if target.up else '<span class="down">down</span>'
     labels = "".join(f" <code>{_e(k)}={_e(v)}</code>" for k, v in target.labels)
@@ -254,8 +262,8 @@ def _target(view: TargetView, now: float, disabled: frozenset[str]) -> str:
             )
         )
         for problem, rows in zip(PROBLEMS, view.problems, strict=True):
-            if problem.collector in disabled:
-                parts.append(_not_collected(problem.caption, problem.collector))
+            if problem.collector in disabled or problem.reads not in polled:
+                parts.append(_not_collected(problem, disabled))
             else:
                 parts.append(_table(problem.caption, problem.header, rows, problem.empty))
     if target.sync is not None:  # only when schedules are configured
@@ -271,13 +279,21 @@ def _target(view: TargetView, now: float, disabled: frozenset[str]) -> str:
     return "".join(parts)
 
 
-def render_landing(view: LandingView, *, now: float, version: str, disabled: frozenset[str] = frozenset()) -> str:
-    """The landing page for the latest cycle's ``view`` at time ``now`` (seconds since the epoch); ``disabled`` are
-    the collectors switched off (``CollectorSettings.disabled()``): their sections say so instead of "none"."""
+def render_landing(
+    view: LandingView,
+    *,
+    now: float,
+    version: str,
+    polled: frozenset[str] = frozenset(p.reads for p in PROBLEMS),
+    disabled: frozenset[str] = frozenset(),
+) -> str:
+    """The landing page for the latest cycle's ``view`` at time ``now`` (seconds since the epoch). A section whose
+    collector is among ``disabled`` (``CollectorSettings.disabled()``), or whose field is not ``polled``
+    (``PollPlan.fields``), says "not collected" and why, instead of "none"."""
     if view.targets:
         taken = datetime.fromtimestamp(view.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         cycle = f"<p>Latest poll cycle: {_e(taken)} ({_age(now - view.taken_at)} ago).</p>"
-        body = "".join(_target(target, now, disabled) for target in view.targets)
+        body = "".join(_target(target, now, disabled, polled) for target in view.targets)
     else:
         cycle, body = "<p>Waiting for the first poll cycle to complete.</p>", ""
     shard = f"<p>Shard {view.shard} of {view.total_shards} (0-based).</p>" if view.total_shards > 1 else ""

@@ -33,7 +33,9 @@ class MetricSpec:
     ``name`` is the exposed sample name (counters end in ``_total``); ``labels`` are the labels specific to the
     metric, after the identity labels (``target`` + configured target labels, then ``pipeline_name`` when
     ``per_pipeline``). ``group`` is the collector group that can be switched off in config. ``states`` lists
-    the values of a one-hot status set (``Other`` is appended automatically).
+    the values of a one-hot status set (``Other`` is appended automatically). ``reads`` names the snapshot fields
+    filled by a request of the poll plan that the family is read from (:mod:`exporter.plan`): a request none of
+    whose families is emitted is not made. The pipeline list, asked every cycle, is not named.
     """
 
     name: str
@@ -46,6 +48,7 @@ class MetricSpec:
     """False for the few process-wide series without ``target`` (build and shard info); documentation only."""
     unit: str = ""
     states: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.type == "counter") != self.name.endswith("_total"):
