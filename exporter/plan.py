@@ -112,16 +112,21 @@ class PipelineRequest(Generic[T]):
     """Whether a failure means the target does not offer the endpoint at all (then: :data:`UNSUPPORTED_PAUSE`)."""
 
 
-async def guarded(work: Awaitable[T], what: str, subject: str) -> T | None:
-    """``await work``, or None when it failed, logged as one line ``subject: what failed: why``."""
+async def guarded(work: Awaitable[T], what: str, target: str, pipeline: str | None = None) -> T | None:
+    """``await work``, or None when it failed, logged as one line ``target[/pipeline]: what failed: why``."""
     try:
         return await work
     except FelderaError as exc:
-        log.log(_level(exc), "%s: %s failed: %s", subject, what, exc)
+        log.log(_level(exc), "%s: %s failed: %s", _subject(target, pipeline), what, exc)
     except Exception as exc:
+        subject = _subject(target, pipeline)
         log.error("%s: %s failed unexpectedly: %s: %s", subject, what, type(exc).__name__, clean(exc))
         log.debug("%s: %s failure details", subject, what, exc_info=exc)
     return None
+
+
+def _subject(target: str, pipeline: str | None) -> str:
+    return target if pipeline is None else f"{target}/{clean(pipeline)}"
 
 
 def _level(exc: FelderaError) -> int:
@@ -135,17 +140,17 @@ async def _connector_details(
     """Every connector the pipeline's stats list, one request each (a failed one is left out)."""
     stats = snap.stats  # asked only when there are stats
     inputs, outputs = (stats.inputs, stats.outputs) if stats is not None else ((), ())
-    name, subject = snap.name, f"{client.settings.name}/{clean(snap.name)}"
+    name, target = snap.name, client.settings.name
     answers: dict[str, InputEndpointStatus | OutputEndpointStatus] = {}
     for inp in inputs:
         table, connector = split_endpoint(inp.endpoint_name, inp.config.stream)
         work = client.input_connector_stats(name, sql_identifier(table), connector)
-        if (found := await guarded(work, "input_connector_stats", subject)) is not None:
+        if (found := await guarded(work, "input_connector_stats", target, name)) is not None:
             answers[inp.endpoint_name] = found
     for out in outputs:
         view, connector = split_endpoint(out.endpoint_name, out.config.stream)
         work_out = client.output_connector_stats(name, sql_identifier(view), connector)
-        if (sent := await guarded(work_out, "output_connector_stats", subject)) is not None:
+        if (sent := await guarded(work_out, "output_connector_stats", target, name)) is not None:
             answers[out.endpoint_name] = sent
     return MappingProxyType(answers)
 

@@ -148,12 +148,9 @@ class Poller:
     async def _poll_pipelines(self, target: TargetRuntime, snaps: list[PipelineSnapshot]) -> list[PipelineSnapshot]:
         """The plan's stages in order; each job's answer goes into ``snaps`` (replaced, as snapshots are frozen)."""
         for stage in self.plan.stages:
-            jobs = [
-                Job(request, index)
-                for index, snap in enumerate(snaps)
-                for request in stage
-                if self._monotonic() >= target.paused.get(request.field, 0.0) and request.asks(snap)
-            ]
+            now = self._monotonic()
+            offered = [request for request in stage if now >= target.paused.get(request.field, 0.0)]
+            jobs = [Job(ask, index) for index, snap in enumerate(snaps) for ask in offered if ask.asks(snap)]
             await _work(jobs, self.plan.concurrency, lambda job: self._run(target, job, snaps))
         return snaps
 
@@ -161,7 +158,7 @@ class Poller:
         request, snap = job.request, snaps[job.index]
         if self._monotonic() < target.paused.get(request.field, 0.0):
             return  # the target said earlier in this stage that it does not offer this endpoint
-        answer = await guarded(self._fetch(target, request, snap), request.field, f"{target.name}/{clean(snap.name)}")
+        answer = await guarded(self._fetch(target, request, snap), request.field, target.name, snap.name)
         if answer is not None:
             snaps[job.index] = request.store(snaps[job.index], answer)
 
