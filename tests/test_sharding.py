@@ -21,8 +21,9 @@ import yaml
 from exporter.app import Exporter
 from exporter.config import Settings, build_settings
 from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
-from exporter.poller import Poller, shard_of
+from exporter.plan import shard_of
 from exporter.simulator import ManualClock, Scenario, Simulator
+from tests.conftest import new_poller
 from tests.test_alerts_e2e import PROMETHEUS_BIN, eventually, free_port, process, query
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ async def _requests(shards: int) -> tuple[dict[str, int], list[set[str]]]:
         polled = []
         for shard in range(shards):
             sharding = {"shard": shard, "total_shards": shards}
-            poller = Poller(settings_for(sim.url, sharding=sharding, collectors={"connector_errors": True}))
+            poller = new_poller(settings_for(sim.url, sharding=sharding, collectors={"connector_errors": True}))
             try:
                 snapshot = await poller.poll_once()
             finally:

@@ -44,6 +44,7 @@ def _input(name: str, type_: MetricType, help: str, group: str, unit: str = "", 
         group=group,
         unit=unit,
         states=HEALTH_STATES if status else (),
+        reads=("connector_details",) if group == ERRORS else ("stats",),
     )
 
 
@@ -56,6 +57,7 @@ def _output(name: str, type_: MetricType, help: str, group: str, unit: str = "",
         group=group,
         unit=unit,
         states=HEALTH_STATES if status else (),
+        reads=("connector_details",) if group == ERRORS else ("stats",),
     )
 
 
