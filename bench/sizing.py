@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from exporter.app import poll_plan  # noqa: E402
 from exporter.config import build_settings, read_yaml  # noqa: E402
 from exporter.metrics import emitted_specs, families  # noqa: E402
 from exporter.poller import Poller  # noqa: E402
@@ -37,7 +38,7 @@ async def measure(pipelines: int, connectors: int) -> list[tuple[str, int, int, 
             raw = read_yaml(path) if path is not None else {}
             raw |= {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"url": simulator.url}]}
             settings = build_settings(raw, env={})
-            poller = Poller(settings)
+            poller = Poller(settings, poll_plan(settings))
             try:
                 await poller.poll_once()  # warm-up: first-seen times and failure memories start here
                 snapshot = await poller.poll_once()

@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # after PYTHONPATH: another checkout can be measured
 
 import exporter
+from exporter.app import poll_plan
 from exporter.config import build_settings
 from exporter.metrics import families
 from exporter.poller import Poller
@@ -48,7 +49,8 @@ copyreg.pickle(types.MappingProxyType, lambda proxy: (_frozen, (dict(proxy),))) 
 async def poll(pipelines: int, connectors: int) -> Snapshot:
     async with Simulator(Scenario.generate(pipelines, connectors=connectors)) as simulator:
         raw = {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"url": simulator.url}]}
-        poller = Poller(build_settings(raw, env={}))
+        settings = build_settings(raw, env={})
+        poller = Poller(settings, poll_plan(settings))
         try:
             await poller.poll_once()  # warm-up: first-seen times and failure memories start here
             return await poller.poll_once()

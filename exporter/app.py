@@ -2,7 +2,8 @@
 
 Routes: ``/metrics`` (text 0.0.4 or OpenMetrics by ``Accept``, gzip by ``Accept-Encoding``), ``/`` (landing
 page), ``/-/healthy`` (200 while running), ``/-/ready`` (503 until the first cycle has completed), plus the
-sidecar's reset-watch API (:mod:`exporter.sidecar.routes`). Scrapes never call Feldera.
+sidecar's reset-watch API (:mod:`exporter.sidecar.routes`), all on aiohttp's router behind the web-config
+middleware; any other path is a plain-text 404. Scrapes never call Feldera.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -21,7 +22,8 @@ from exporter import __version__
 from exporter.config import Settings
 from exporter.landing import LandingView, digest, render_landing
 from exporter.logsafe import clean
-from exporter.metrics import emitted_specs, families, selection_warnings
+from exporter.metrics import emitted_specs, families, fields_read, selection_warnings
+from exporter.plan import PollPlan, make_plan
 from exporter.poller import Poller
 from exporter.render import Rendered, render
 from exporter.sidecar import Sidecar
@@ -65,6 +67,11 @@ def wants_gzip(accept_encoding: str) -> bool:
     return any(v in ("gzip", "*") and q > 0 for v, q in _media_ranges(accept_encoding))
 
 
+def poll_plan(settings: Settings) -> PollPlan:
+    """What the poller asks for ``settings``: the requests whose answers the emitted metric families read."""
+    return make_plan(settings, fields_read(settings))
+
+
 class Exporter:
     """``await start()`` serves and polls in the background; ``await stop()`` ends both.
 
@@ -81,7 +88,8 @@ class Exporter:
         self.settings = settings
         self._clock = clock
         self.sidecar = Sidecar(settings, clock)
-        self.poller = Poller(settings, sidecar=self.sidecar, clock=clock)
+        self.poller = Poller(settings, poll_plan(settings), sidecar=self.sidecar, clock=clock)
+        self._polled = self.poller.plan.fields
         self._disabled = settings.collectors.disabled()
         self._specs = emitted_specs(settings)
         for warning in selection_warnings(settings):
@@ -113,7 +121,7 @@ class Exporter:
             app.middlewares.append(security.middleware)
             app.cleanup_ctx.append(security.running)  # checks the files for changes in the background
             ssl_context = security.ssl_context if security.tls else None
-        app.router.add_route("*", EVERY_PATH, self.handle)
+        self._add_routes(app.router)
         self._server = WebServer(app, settings.host, settings.port, ssl_context=ssl_context, limits=self._limits)
         self._scheme = "https" if ssl_context is not None else "http"
         await self._server.start()
@@ -208,26 +216,42 @@ class Exporter:
 
     # ---- HTTP -----------------------------------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.rel_url.raw_path
-        if self.sidecar.matches(path):
-            return await self.sidecar.handle(request)
-        if request.method not in ("GET", "HEAD"):
-            return web.Response(status=405, text="method not allowed\n", headers={"Allow": "GET, HEAD"})
-        if path == "/metrics":
-            return self._metrics(request)
-        if path == "/-/healthy":
-            return web.Response(text="OK\n")
-        if path == "/-/ready":
-            if self._ready:
-                return web.Response(text="ready\n")
-            return web.Response(status=503, text="not ready: the first poll cycle has not completed\n")
-        if path == "/":
-            page = render_landing(self._landing, now=self._clock(), version=__version__, disabled=self._disabled)
-            return web.Response(text=page, content_type="text/html", charset="utf-8")
-        return web.Response(status=404, text="not found\n")
+    def _add_routes(self, router: web.UrlDispatcher) -> None:
+        """Every route through aiohttp's router: the exporter's pages (GET and HEAD; any other method 405), the
+        sidecar's API, and a plain-text 404 for every other path. The web-config middleware is in front of all."""
+        self.sidecar.add_routes(router)
+        pages: tuple[tuple[str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...] = (
+            ("/metrics", self._metrics),
+            ("/-/healthy", self._healthy),
+            ("/-/ready", self._readiness),
+            ("/", self._landing_page),
+        )
+        for path, handler in pages:
+            resource = router.add_resource(path)
+            resource.add_route("GET", handler)
+            resource.add_route("HEAD", handler)
+            resource.add_route("*", _method_not_allowed)
+        router.add_route("*", EVERY_PATH, _not_found)
 
-    def _metrics(self, request: web.Request) -> web.Response:
+    async def _healthy(self, request: web.Request) -> web.Response:
+        return web.Response(text="OK\n")
+
+    async def _readiness(self, request: web.Request) -> web.Response:
+        if self._ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: the first poll cycle has not completed\n")
+
+    async def _landing_page(self, request: web.Request) -> web.Response:
+        page = render_landing(
+            self._landing,
+            now=self._clock(),
+            version=__version__,
+            polled=self._polled,
+            disabled=self._disabled,
+        )
+        return web.Response(text=page, content_type="text/html", charset="utf-8")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         gzipped = wants_gzip(request.headers.get("Accept-Encoding", ""))
         response = web.Response(body=_Exposition(self._rendered, openmetrics=openmetrics, gzipped=gzipped))
@@ -235,6 +259,14 @@ class Exporter:
         if gzipped:
             response.headers["Content-Encoding"] = "gzip"
         return response
+
+
+async def _method_not_allowed(request: web.Request) -> web.Response:
+    return web.Response(status=405, text="method not allowed\n", headers={"Allow": "GET, HEAD"})
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return web.Response(status=404, text="not found\n")
 
 
 class _Exposition(Payload):

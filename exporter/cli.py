@@ -2,8 +2,8 @@
 
 Subcommands other than ``run``, ``check-config`` and ``demo`` live in their owner's module as
 ``add_subcommand(subparsers)``; each sets ``func`` (``argparse.Namespace -> int`` exit status) on its parser.
-``demo``'s flags are declared here and its module (:mod:`exporter.simulator.demo`) imported only when it runs, so
-``run`` never loads the simulator.
+``demo``'s flags are declared in :mod:`exporter.flags` and its module (:mod:`exporter.simulator.demo`) imported only
+when it runs, so ``run`` never loads the simulator.
 """
 
 from __future__ import annotations
@@ -19,56 +19,16 @@ from collections.abc import Sequence
 from exporter import __version__
 from exporter import docs as docs_cli
 from exporter.arenas import limit_malloc_arenas
-from exporter.argtypes import duration, listen_address, port, positive_seconds
 from exporter.config import ConfigError, Overrides, Settings, load_settings
+from exporter.console import print_config_error, print_web_config_error, setup_logging
 from exporter.errors import FelderaError
+from exporter.flags import add_demo_parser, add_run_flags
 from exporter.gctuning import full_collections_every
-from exporter.logsafe import SafeFormatter
 from exporter.metrics import selection_warnings
 from exporter.sidecar import cli as sidecar_cli
 from exporter.webconfig import WebConfigError
 
 log = logging.getLogger("exporter")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-DEMO_INTERVAL = "5s"
-"""The demo's poll interval unless ``--interval`` or its ``--config`` says otherwise."""
-
-
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``run`` (reusable by subcommands that start an exporter, e.g. ``demo``)."""
-    parser.add_argument("--config", metavar="FILE", help="YAML config file (see config.example.yaml)")
-    parser.add_argument(
-        "--feldera-url", metavar="URL", help="URL of the Feldera API; env FELDERA_URL (sets the 'default' target)"
-    )
-    parser.add_argument(
-        "--web.listen-address", dest="listen_address", metavar="[HOST]:PORT", help="where to serve (default :10027)"
-    )
-    parser.add_argument(
-        "--web.config.file", dest="web_config_file", metavar="FILE", help="exporter-toolkit web config (TLS, auth)"
-    )
-    parser.add_argument(
-        "--web.enable-reset-watch-api",
-        dest="enable_reset_watch_api",
-        action="store_true",
-        default=None,
-        help="allow registering and deleting reset watches over HTTP (POST/DELETE /api/v1/reset-watches)",
-    )
-    parser.add_argument("--shard", type=int, metavar="I", help="poll only pipelines of shard I (0-based)")
-    parser.add_argument("--total-shards", type=int, metavar="N", help="number of shards")
-    parser.add_argument(
-        "--metric-allowlist",
-        metavar="REGEXES",
-        help="comma-separated regexes: emit only the metric families whose whole name matches one",
-    )
-    parser.add_argument(
-        "--metric-denylist",
-        metavar="REGEXES",
-        help="comma-separated regexes: do not emit the metric families whose whole name matches one",
-    )
-    parser.add_argument(
-        "--log-level", type=str.lower, choices=("debug", "info", "warning", "error"), help="default info"
-    )
 
 
 def overrides_from(args: argparse.Namespace) -> Overrides:
@@ -88,25 +48,6 @@ def overrides_from(args: argparse.Namespace) -> Overrides:
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from ``--config``, env and flags, with the files ``run`` uses checked; raises :class:`ConfigError`."""
     return load_settings(args.config, overrides=overrides_from(args), deep=True)
-
-
-def print_config_error(error: ConfigError) -> None:
-    print("configuration error:", file=sys.stderr)
-    for problem in error.problems:
-        print(f"  {problem}", file=sys.stderr)
-
-
-def print_web_config_error(settings: Settings, error: WebConfigError) -> None:
-    print(f"web config error ({settings.web.config_file}):", file=sys.stderr)
-    for problem in str(error).splitlines():
-        print(f"  {problem}", file=sys.stderr)
-
-
-def setup_logging(level: str) -> None:
-    """Log to stderr; tracebacks (``exc_info``) are sanitised like every other text from outside (logsafe)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter(LOG_FORMAT))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 async def serve(settings: Settings) -> None:
@@ -163,49 +104,6 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``demo`` (:mod:`exporter.simulator.demo`): its flags here, the simulator imported only when it runs."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="a simulated Feldera with a lively scenario, an exporter polling it, Prometheus and Alertmanager",
-        description="Simulator, exporter and (when the binaries are on PATH) Prometheus with the shipped rules and "
-        "Alertmanager with the shipped routing, all on 127.0.0.1; Ctrl-C or SIGTERM stops them together.",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="your exporter config instead of the demo's; every target polls the simulator, "
-        "--web.listen-address still applies",
-    )
-    parser.add_argument("--scenario", metavar="FILE", help="YAML/JSON scenario instead of the built-in one")
-    parser.add_argument(
-        "--feldera-port", type=port, default=8080, metavar="PORT", help="simulator port (default 8080, 0 = any)"
-    )
-    parser.add_argument(
-        "--web.listen-address",
-        dest="listen_address",
-        default="127.0.0.1:10027",
-        type=listen_address,
-        metavar="[HOST]:PORT",
-        help="where the exporter serves (default 127.0.0.1:10027)",
-    )
-    parser.add_argument("--tick", type=positive_seconds, default=5.0, help="seconds between scenario steps (default 5)")
-    parser.add_argument(
-        "--interval",
-        type=duration,
-        help=f"exporter poll interval (default {DEMO_INTERVAL}, or poll.interval of --config)",
-    )
-    parser.add_argument(
-        "--prometheus-port", type=port, default=9090, metavar="PORT", help="default 9090, 0 = any free port"
-    )
-    parser.add_argument(
-        "--alertmanager-port", type=port, default=9093, metavar="PORT", help="default 9093, 0 = any free port"
-    )
-    parser.add_argument("--no-prometheus", action="store_true", help="do not run Prometheus")
-    parser.add_argument("--no-alertmanager", action="store_true", help="do not run Alertmanager")
-    parser.set_defaults(func=_demo)
-
-
 def _demo(args: argparse.Namespace) -> int:
     from exporter.simulator import demo  # the test double is loaded by the demo only, never by run
 
@@ -226,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check_config)
     sidecar_cli.add_subcommand(subparsers)
     docs_cli.add_subcommand(subparsers)
-    _add_demo(subparsers)
+    add_demo_parser(subparsers).set_defaults(func=_demo)
     parser.set_defaults(subcommands=tuple(subparsers.choices))
     return parser
 

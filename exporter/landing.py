@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from exporter.metrics import checkpoints, connectors
 from exporter.metrics.checkpoints import checkpoint_failed
@@ -98,8 +99,12 @@ def _table(caption: str, header: Sequence[str], rows: Rows, empty: str, total: i
     return f"<h3>{heading}</h3><table><tr>{head}</tr>{body}</table>{more}"
 
 
-def _not_collected(caption: str, collector: str) -> str:
-    return f'<h3>{_e(caption)}</h3><p class="none">Not collected (collectors.{_e(collector)} is false).</p>'
+def _not_collected(problem: Problem, disabled: frozenset[str]) -> str:
+    if problem.collector in disabled:
+        why = f"collectors.{problem.collector} is false"
+    else:
+        why = f"no metric family read from {problem.reads} is emitted"
+    return f'<h3>{_e(problem.caption)}</h3><p class="none">Not collected ({_e(why)}).</p>'
 
 
 def _failed_checkpoints(pipelines: Sequence[PipelineSnapshot]) -> Iterable[Sequence[str]]:
@@ -118,25 +123,39 @@ def _fatal_connectors(pipelines: Sequence[PipelineSnapshot]) -> Iterable[Sequenc
                 yield (_e(snap.name), _e(connector.endpoint_name), _e(_short(connector.fatal_error)))
 
 
-PROBLEMS: tuple[
-    tuple[str, str, tuple[str, ...], Callable[[Sequence[PipelineSnapshot]], Iterable[Sequence[str]]], str], ...
-] = (
-    (
-        "Failed checkpoints",
-        checkpoints.GROUP,
-        ("pipeline", "sequence number", "error"),
-        _failed_checkpoints,
-        "No pipeline's newest checkpoint failed.",
+class Problem(NamedTuple):
+    """A section of problems the page lists per target, drawn from the cycle's pipelines."""
+
+    caption: str
+    reads: str
+    """The snapshot field the rows come from: while the poll plan does not fill it, the section says so."""
+    collector: str
+    """The collector of the families read from that field, named when it is switched off."""
+    header: tuple[str, ...]
+    rows: Callable[[Sequence[PipelineSnapshot]], Iterable[Sequence[str]]]
+    """The section's escaped rows for a target's pipelines."""
+    empty: str
+    """What the section says when there are no rows."""
+
+
+PROBLEMS: tuple[Problem, ...] = (
+    Problem(
+        caption="Failed checkpoints",
+        reads="checkpoint_status",
+        collector=checkpoints.GROUP,
+        header=("pipeline", "sequence number", "error"),
+        rows=_failed_checkpoints,
+        empty="No pipeline's newest checkpoint failed.",
     ),
-    (
-        "Connectors with a fatal error",
-        connectors.STATE,
-        ("pipeline", "endpoint", "error"),
-        _fatal_connectors,
-        "No connector has a fatal error.",
+    Problem(
+        caption="Connectors with a fatal error",
+        reads="stats",
+        collector=connectors.STATE,
+        header=("pipeline", "endpoint", "error"),
+        rows=_fatal_connectors,
+        empty="No connector has a fatal error.",
     ),
 )
-"""(caption, collector that fetches the data, header, rows of a target's pipelines, text when there are none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +194,7 @@ def _target_view(target: TargetSnapshot) -> TargetView:
     return TargetView(
         target=replace(target, pipelines=()),
         statuses=tuple(sorted(statuses.items())),
-        problems=tuple(_rows(rows(target.pipelines)) for _, _, _, rows, _ in PROBLEMS),
+        problems=tuple(_rows(problem.rows(target.pipelines)) for problem in PROBLEMS),
     )
 
 
@@ -219,7 +238,7 @@ def _scheduled_syncs(report: SyncReport, now: float) -> str:
     return _table("Scheduled checkpoint syncs", header, _rows(rows), "No pipeline synced yet.") + paused
 
 
-def _target(view: TargetView, now: float, disabled: frozenset[str]) -> str:
+def _target(view: TargetView, now: float, disabled: frozenset[str], polled: frozenset[str]) -> str:
     target = view.target
     badge = '<span class="up">up</span>' if target.up else '<span class="down">down</span>'
     labels = "".join(f" <code>{_e(k)}={_e(v)}</code>" for k, v in target.labels)
@@ -242,11 +261,11 @@ def _target(view: TargetView, now: float, disabled: frozenset[str]) -> str:
                 total=sum(count for _, count in view.statuses),
             )
         )
-        for (caption, collector, header, _, empty), rows in zip(PROBLEMS, view.problems, strict=True):
-            if collector in disabled:
-                parts.append(_not_collected(caption, collector))
+        for problem, rows in zip(PROBLEMS, view.problems, strict=True):
+            if problem.collector in disabled or problem.reads not in polled:
+                parts.append(_not_collected(problem, disabled))
             else:
-                parts.append(_table(caption, header, rows, empty))
+                parts.append(_table(problem.caption, problem.header, rows, problem.empty))
     if target.sync is not None:  # only when schedules are configured
         parts.append(_scheduled_syncs(target.sync, now))
     parts.append(
@@ -260,13 +279,21 @@ def _target(view: TargetView, now: float, disabled: frozenset[str]) -> str:
     return "".join(parts)
 
 
-def render_landing(view: LandingView, *, now: float, version: str, disabled: frozenset[str] = frozenset()) -> str:
-    """The landing page for the latest cycle's ``view`` at time ``now`` (seconds since the epoch); ``disabled`` are
-    the collectors switched off (``CollectorSettings.disabled()``): their sections say so instead of "none"."""
+def render_landing(
+    view: LandingView,
+    *,
+    now: float,
+    version: str,
+    polled: frozenset[str] = frozenset(p.reads for p in PROBLEMS),
+    disabled: frozenset[str] = frozenset(),
+) -> str:
+    """The landing page for the latest cycle's ``view`` at time ``now`` (seconds since the epoch). A section whose
+    collector is among ``disabled`` (``CollectorSettings.disabled()``), or whose field is not ``polled``
+    (``PollPlan.fields``), says "not collected" and why, instead of "none"."""
     if view.targets:
         taken = datetime.fromtimestamp(view.taken_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         cycle = f"<p>Latest poll cycle: {_e(taken)} ({_age(now - view.taken_at)} ago).</p>"
-        body = "".join(_target(target, now, disabled) for target in view.targets)
+        body = "".join(_target(target, now, disabled, polled) for target in view.targets)
     else:
         cycle, body = "<p>Waiting for the first poll cycle to complete.</p>", ""
     shard = f"<p>Shard {view.shard} of {view.total_shards} (0-based).</p>" if view.total_shards > 1 else ""

@@ -38,7 +38,7 @@ def _empty() -> Mapping[str, object]:
 
 @dataclass(frozen=True, slots=True)
 class Derived:
-    """Values computed across cycles by :mod:`exporter.memory` (they need history, not just this cycle)."""
+    """Values computed across cycles by :mod:`exporter.history` (they need history, not just this cycle)."""
 
     checkpoint_failures_total: int = 0
     """Distinct checkpoint failures observed for the pipeline since the exporter started."""
@@ -160,7 +160,7 @@ class TargetSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ProcessSample:
-    """One sample of the exporter process's standard metrics (:mod:`exporter.process`), e.g.
+    """One sample of the exporter process's standard metrics (:class:`exporter.promclient.ProcessStats`), e.g.
     ``process_resident_memory_bytes``; ``name`` is the sample name (a counter's with ``_total``)."""
 
     name: str

@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.app import poll_plan
+from exporter.config import Settings
+from exporter.poller import Poller
 from tests.replyserver import ReplyServer, Request, Response
 
 __all__ = ["ReplyServer", "Request", "Response"]
@@ -138,6 +141,11 @@ def load_module(path: Path, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def new_poller(settings: Settings, **options: Any) -> Poller:
+    """A poller with the plan the exporter makes for ``settings``."""
+    return Poller(settings, poll_plan(settings), **options)
 
 
 def json_response(document: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:

@@ -2,9 +2,9 @@
 
 Prometheus loads the shipped rules built with every wait divided by :data:`FOR_SCALE` (``for``, ``critical_after``,
 ``settle``, ``relapse_hold``; expressions, windows, labels and annotations as shipped) and Alertmanager
-``prometheus/alertmanager.yml`` with the same scale applied to its waits (receivers pointed at the test's webhook;
-routing, grouping and inhibitions as shipped). Time-to-alert is printed. A run of failed checkpoint_status polls
-(series stale in Prometheus) must not resolve the firing alert.
+``exporter/mixin/alertmanager.yml`` with the same scale applied to its waits (receivers pointed at the test's
+webhook; routing, grouping and inhibitions as shipped). Time-to-alert is printed. A run of failed
+checkpoint_status polls (series stale in Prometheus) must not resolve the firing alert.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings
+from exporter.mixin import ALERTMANAGER_EXAMPLE
+from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
 from tests.conftest import ReplyServer, Request, Response, free_port
 from tests.conftest import eventually as wait_until
@@ -34,10 +36,9 @@ from tests.test_alerts import build, shipped_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yaml"
-ALERTMANAGER_EXAMPLE = ROOT / "prometheus" / "alertmanager.yml"
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text(encoding="utf-8"))["exporter_job"]
+EXPORTER_JOB = yaml.safe_load(RULES_CONFIG.read_text(encoding="utf-8"))["exporter_job"]
 FOR_SCALE = 30
 """Waits are divided by this (``for`` 1m -> 2s, ``critical_after`` 30m -> 60s, ``relapse_hold`` 1m -> 2s,
 Alertmanager's critical ``group_interval`` 1m -> 2s): their relations (an escalation long after the warning, a

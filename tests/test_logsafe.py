@@ -7,12 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter.cli import setup_logging
 from exporter.config import build_settings
+from exporter.console import setup_logging
 from exporter.errors import ApiError
 from exporter.logsafe import SafeFormatter, add_secret, clean
-from exporter.poller import Poller
-from tests.conftest import ScriptedFeldera, feldera_error
+from tests.conftest import ScriptedFeldera, feldera_error, new_poller
 
 
 @pytest.mark.parametrize(
@@ -54,7 +53,7 @@ async def test_hostile_error_text_from_feldera_is_one_escaped_log_line(
         500, "Internal\x1b[31m", "boom\r\n2026-11-29 12:00:00 INFO exporter: all good"
     )
     settings = build_settings({"targets": [{"url": feldera.url}], "collectors": {"cluster": False}}, env={})
-    poller = Poller(settings)
+    poller = new_poller(settings)
     caplog.set_level(logging.WARNING)
     try:
         snapshot = await poller.poll_once()

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.app import Exporter
+from exporter.app import Exporter, poll_plan
 from exporter.cli import build_parser, main, settings_from
 from exporter.config import ConfigError, Settings, build_settings, load_settings
-from exporter.metrics import ALL_SPECS, emitted_specs, polled_off_groups, selection_warnings, shipped
+from exporter.metrics import ALL_SPECS, emitted_specs, selection_warnings, shipped
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
 from tests.conftest import load_module
 from tests.test_config import problems_of
@@ -92,11 +92,14 @@ def test_allowlist_flag_with_a_denylist_in_the_file_is_an_error(write_config: An
     assert caught.value.problems == ("metrics: set either allowlist or denylist, not both",)
 
 
-def test_a_group_is_polled_only_while_one_of_its_families_is_emitted() -> None:
-    assert polled_off_groups(settings()) == {"connector_errors"}
+def test_a_request_is_planned_only_while_a_family_read_from_it_is_emitted() -> None:
+    everything = {"checkpoint_status", "stats", "sync_status", "cluster", "server"}
+    assert poll_plan(settings()).fields == everything  # connector_details: collectors.connector_errors is off
     config = settings({"denylist": ["feldera_cluster_.*", "feldera_pipeline_checkpoint_sync_.*"]})
-    assert polled_off_groups(config) == {"connector_errors", "cluster", "checkpoint_sync"}
-    assert "cluster" not in polled_off_groups(settings({"denylist": ["feldera_cluster_service_healthy"]}))
+    assert poll_plan(config).fields == everything - {"cluster", "sync_status"}
+    assert "cluster" in poll_plan(settings({"denylist": ["feldera_cluster_service_healthy"]})).fields
+    checkpoint_status = "feldera_pipeline_checkpoint_(last_.*|failed|failures_total)"
+    assert poll_plan(settings({"denylist": [checkpoint_status]})).fields == everything - {"checkpoint_status"}
 
 
 # ---- what is served and what is asked --------------------------------------------------------------------------

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 from golden.snapshots import GOLDEN_DIR, parsed_families, snapshot_from
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from exporter.metrics import GROUPS, families, process
+from exporter.metrics import GROUPS, families
 from exporter.metrics.checkpoints import checkpoint_failed
 from exporter.models import CheckpointStatus
 from exporter.snapshot import ProcessSample, Snapshot
@@ -139,21 +138,6 @@ def test_deployment_error_code_goes_on_info_and_the_message_nowhere() -> None:
     assert _value(snapshot, "feldera_pipeline_deployment_error_info", error_code="RunnerError") == 1.0
     text = json.dumps(_samples(snapshot))
     assert "out of memory" not in text
-
-
-def test_process_specs_are_what_prometheus_clients_collectors_produce() -> None:
-    registry = CollectorRegistry(auto_describe=False)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
-    produced = {
-        (sample.name, family.type, family.documentation, frozenset(sample.labels))
-        for family in registry.collect()
-        for sample in family.samples
-    }
-    declared = {(spec.name, spec.type, spec.help, frozenset(spec.labels)) for spec in process.SPECS}
-    assert produced == declared
-    assert all(spec.group == "process" and not spec.per_target for spec in process.SPECS)
 
 
 def test_process_samples_render_through_the_specs_and_unknown_ones_are_left_out() -> None:

@@ -13,9 +13,9 @@ from exporter.config import build_settings
 from exporter.metrics import families
 from exporter.metrics.server import normalized_version
 from exporter.models import Configuration, Pipeline
-from exporter.poller import Poller
 from exporter.simulator import Fault, ManualClock, Scenario, Simulator
 from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
+from tests.conftest import new_poller
 
 START = 1_767_225_600.0
 SERVER_SERIES = (
@@ -58,7 +58,7 @@ async def poll(
             simulator.add_fault(fault)
         raw = {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"url": simulator.url}]}
         settings = build_settings({**raw, "collectors": collectors or {}}, env={})
-        poller = Poller(settings)
+        poller = new_poller(settings)
         try:
             snapshot = await poller.poll_once()
         finally:
@@ -163,7 +163,7 @@ async def test_an_upgrade_marks_every_pipeline_outdated_until_update_runtime_rec
     )
     async with Simulator(scenario, clock=ManualClock(START)) as sim:
         settings = build_settings({"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"url": sim.url}]}, env={})
-        poller = Poller(settings)
+        poller = new_poller(settings)
 
         async def cycle() -> tuple[str, dict[str, float]]:
             got = samples(await poller.poll_once())

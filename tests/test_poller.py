@@ -8,9 +8,17 @@ import pytest
 
 from exporter.config import Settings, build_settings
 from exporter.models import COMBINED_STATUSES
-from exporter.poller import Poller
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
-from tests.conftest import InFlight, Request, Response, ScriptedFeldera, feldera_error, json_response, pipeline_json
+from tests.conftest import (
+    InFlight,
+    Request,
+    Response,
+    ScriptedFeldera,
+    feldera_error,
+    json_response,
+    new_poller,
+    pipeline_json,
+)
 
 
 def settings_for(url: str) -> Settings:
@@ -36,7 +44,7 @@ async def every_status() -> AsyncIterator[Simulator]:
 
 async def test_a_cycle_asks_only_calls_that_can_succeed(every_status: Simulator) -> None:
     """No 503 (not deployed, unavailable, initializing, suspended) is provoked, so nothing is retried either."""
-    poller = Poller(settings_for(every_status.url))
+    poller = new_poller(settings_for(every_status.url))
     try:
         snapshot = await poller.poll_once()
     finally:
@@ -57,7 +65,7 @@ async def test_a_cycle_asks_only_calls_that_can_succeed(every_status: Simulator)
 
 
 async def test_no_program_code_is_fetched(every_status: Simulator) -> None:
-    poller = Poller(settings_for(every_status.url))
+    poller = new_poller(settings_for(every_status.url))
     try:
         await poller.poll_once()
     finally:
@@ -95,7 +103,7 @@ async def test_requests_in_flight_never_exceed_poll_concurrency(feldera: Scripte
     for n in names:
         for path in ("checkpoint_status", "stats", "checkpoint/sync_status"):
             feldera.routes[f"/v0/pipelines/{n}/{path}"] = slow
-    poller = Poller(scripted_settings(feldera.url, 3))
+    poller = new_poller(scripted_settings(feldera.url, 3))
     try:
         snapshot = await poller.poll_once()
     finally:
@@ -110,7 +118,9 @@ async def test_after_a_501_the_rest_of_the_cycle_does_not_ask_for_sync_status(fe
     feldera.list_pipelines(*(pipeline_json(n) for n in names))
     for n in names:
         feldera.routes[f"/v0/pipelines/{n}/checkpoint/sync_status"] = feldera_error(501, "EnterpriseFeature")
-    poller = Poller(scripted_settings(feldera.url, 1, checkpoints=False, connectors=False, connector_counters=False))
+    poller = new_poller(
+        scripted_settings(feldera.url, 1, checkpoints=False, connectors=False, connector_counters=False)
+    )
     try:
         snapshot = await poller.poll_once()
     finally:

@@ -21,7 +21,7 @@ from exporter.poller import Poller
 from exporter.render import render
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
 from exporter.snapshot import Snapshot
-from tests.conftest import ScriptedFeldera, json_response, pipeline_json
+from tests.conftest import ScriptedFeldera, json_response, new_poller, pipeline_json
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -110,7 +110,7 @@ async def test_hostile_bodies_from_one_target_never_stop_the_other(
     for path in ("/v0/pipelines/fine/stats", "/v0/pipelines/fine/checkpoint_status", "/v0/cluster_healthz"):
         feldera.routes[path] = feldera.routes["/v0/pipelines"]
     ticks = Ticks()
-    first, second = await polled(Poller(two_targets(good.url, feldera.url), clock=ticks), cycles=2)
+    first, second = await polled(new_poller(two_targets(good.url, feldera.url), clock=ticks), cycles=2)
 
     for snapshot in (first, second):
         found = exposition(snapshot)  # renders, encodes as UTF-8 and parses back: never raises
@@ -136,7 +136,7 @@ async def test_a_body_too_deep_to_parse_marks_only_its_target_down_as_invalid_re
 ) -> None:
     feldera.routes["/v0/pipelines"] = json_response(None)
     feldera.routes["/v0/pipelines"].body = nested(200_000, "[", "]")  # type: ignore[union-attr]
-    (snapshot,) = await polled(Poller(two_targets(good.url, feldera.url), clock=Ticks()))
+    (snapshot,) = await polled(new_poller(two_targets(good.url, feldera.url), clock=Ticks()))
     good_target, bad_target = snapshot.targets
     assert good_target.up and not bad_target.up
     assert ("list_pipelines", "invalid_response", 1) in bad_target.exporter.requests
@@ -147,7 +147,7 @@ async def test_any_exception_polling_a_target_marks_only_that_target_down(
     good: Simulator, feldera: ScriptedFeldera, caplog: pytest.LogCaptureFixture
 ) -> None:
     feldera.list_pipelines(pipeline_json("p"))
-    poller = Poller(two_targets(good.url, feldera.url), clock=Ticks())
+    poller = new_poller(two_targets(good.url, feldera.url), clock=Ticks())
 
     async def broken() -> Any:
         raise MemoryError("simulated\r\nforged line")
@@ -165,7 +165,7 @@ async def test_a_pipeline_that_cannot_be_translated_loses_only_its_own_series(
 ) -> None:
     feldera.list_pipelines(pipeline_json("ok"), pipeline_json("bad"), pipeline_json("also-ok"))
     settings_ = build_settings({"targets": [{"url": feldera.url}], "collectors": {"cluster": False}}, env={})
-    (snapshot,) = await polled(Poller(settings_))
+    (snapshot,) = await polled(new_poller(settings_))
     # a value no metric can take, standing in for a bug or an answer the models let through by mistake
     (target,) = snapshot.targets
     object.__setattr__(target.pipelines[1].pipeline, "version", "not a number")

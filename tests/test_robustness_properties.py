@@ -1,5 +1,5 @@
 """Property-based robustness: API bodies valid per Feldera's OpenAPI schemas, and mutated ones, through the
-parsers (exporter.models), cross-cycle memory, the metric layer and the renderer. The exporter must never crash
+parsers (exporter.models), cross-cycle history, the metric layer and the renderer. The exporter must never crash
 and must always serve an exposition that parses, in both formats, without duplicate series.
 
 Bodies come from the schemas vendored in ``tests/schemas/feldera_openapi_subset.json``. hypothesis-jsonschema
@@ -24,7 +24,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, ValidationError
 
-from exporter.memory import Memory
+from exporter.history import History
 from exporter.metrics import families
 from exporter.models import (
     CheckpointStatus,
@@ -168,8 +168,8 @@ def _parse_list(document: Any) -> list[Pipeline] | None:
 
 @st.composite
 def cycles(draw: st.DrawFn) -> list[Snapshot]:
-    """Two consecutive cycles of one target built from drawn API bodies, folded through the real Memory."""
-    memory = Memory()
+    """Two consecutive cycles of one target built from drawn API bodies, folded through the real History."""
+    history = History()
     snapshots = []
     for cycle in range(2):
         listed = _parse_list(draw(st.lists(body("PipelineSelectedInfo"), max_size=3) | JSON_VALUES))
@@ -213,7 +213,7 @@ def cycles(draw: st.DrawFn) -> list[Snapshot]:
             name=draw(st.sampled_from(["default", 'we"ird\\name\n€'])),
             labels=(("env", draw(TRICKY_TEXT)),),
             up=True,
-            pipelines=tuple(memory.advance("default", pipelines, now)),
+            pipelines=tuple(history.advance("default", pipelines, now)),
             cluster=_parse(ClusterHealth, draw(body("HealthStatus"))),
             server=_parse(Configuration, draw(body("Configuration"))),
         )

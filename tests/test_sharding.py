@@ -20,15 +20,17 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings, build_settings
-from exporter.poller import Poller, shard_of
+from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
+from exporter.plan import shard_of
 from exporter.simulator import ManualClock, Scenario, Simulator
+from tests.conftest import new_poller
 from tests.test_alerts_e2e import PROMETHEUS_BIN, eventually, free_port, process, query
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "sharding.md"
 RULES = ROOT / "prometheus" / "alerts.yaml"
 RULE_TESTS = ROOT / "tests" / "rules" / "sharding.yaml"
-EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text(encoding="utf-8"))["exporter_job"]
+EXPORTER_JOB = yaml.safe_load(RULES_CONFIG.read_text(encoding="utf-8"))["exporter_job"]
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 CHECKED = re.compile(r"<!-- checked by tests/test_sharding\.py: ([^>]*?) -->\n```yaml\n(.*?)```", re.DOTALL)
 PIPELINES = 30
@@ -76,7 +78,7 @@ async def _requests(shards: int) -> tuple[dict[str, int], list[set[str]]]:
         polled = []
         for shard in range(shards):
             sharding = {"shard": shard, "total_shards": shards}
-            poller = Poller(settings_for(sim.url, sharding=sharding, collectors={"connector_errors": True}))
+            poller = new_poller(settings_for(sim.url, sharding=sharding, collectors={"connector_errors": True}))
             try:
                 snapshot = await poller.poll_once()
             finally:

@@ -382,6 +382,29 @@ async def test_the_token_feldera_repeats_in_its_400_never_reaches_the_log(
     assert "never-logged" not in caplog.text
 
 
+async def test_http_api_routes_ignore_a_trailing_slash_and_take_names_with_slashes(world: World) -> None:
+    exporter = await world.exporter()
+    url = f"{exporter.url}/api/v1/reset-watches"
+    async with httpx.AsyncClient() as client:
+        posted = await client.post(f"{url}/", json={"pipeline": "orders", "token": "t", "name": "a/b"})
+        listed = await client.get(f"{url}/")
+        head = await client.head(url)
+        wrong = [await client.put(url), await client.get(f"{url}/a/b"), await client.post(f"{url}/a/b")]
+        deleted = await client.delete(f"{url}/a%2Fb/")
+        gone = await client.delete(f"{url}/a/b")
+
+    assert posted.status_code == 201 and posted.json()["name"] == "a/b"
+    assert [w["name"] for w in listed.json()["watches"]] == ["a/b"]
+    assert head.status_code == 200 and head.content == b""
+    assert [(r.status_code, r.headers["Allow"], r.json()) for r in wrong] == [
+        (405, "GET, HEAD, POST", {"error": "method not allowed"}),
+        (405, "DELETE", {"error": "method not allowed"}),
+        (405, "DELETE", {"error": "method not allowed"}),
+    ]
+    assert deleted.status_code == 204
+    assert (gone.status_code, gone.json()) == (404, {"error": "no such watch"})
+
+
 # ---- the write API is off by default; what it accepts -----------------------------------------------------------
 
 

@@ -466,10 +466,15 @@ async def test_exporter_serves_metrics_over_tls_with_basic_auth_from_web_config_
         assert exporter.url.startswith("https://")
         async with httpx.AsyncClient(verify=_client_context(pki), base_url=exporter.url) as client:
             anonymous = await client.get("/metrics")
-            healthy_anonymous = await client.get("/-/healthy")
+            refused = [
+                await client.get("/-/healthy"),
+                await client.get("/api/v1/reset-watches"),
+                await client.get("/nope"),
+                await client.post("/metrics"),
+            ]
             scraped = await client.get("/metrics", auth=("prometheus", PASSWORD))
     assert anonymous.status_code == 401
-    assert healthy_anonymous.status_code == 401
+    assert [r.status_code for r in refused] == [401] * 4  # the middleware is in front of every route
     assert scraped.status_code == 200
     assert 'feldera_up{target="default"} 1.0' in scraped.text
 

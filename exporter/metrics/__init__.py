@@ -13,9 +13,8 @@ pipeline's are served, and ``feldera_exporter_dropped_pipelines`` counts them pe
 
 Which specs are emitted is decided once at start (:func:`emitted_specs`): the ``collectors:`` switches and the
 ``metrics:`` allow/deny lists. A family that is not emitted costs nothing per cycle: the builder has no sink for
-it, so no line is formatted, and a collector group none of whose families is emitted is not polled either
-(:func:`polled_off_groups`), nor is ``/stats`` when no family read from it is emitted
-(:func:`stats_needed`).
+it, so no line is formatted, and a request of the poll plan none of whose families is emitted is not made either
+(:func:`fields_read` tells :func:`exporter.plan.make_plan` which snapshot fields the emitted families read).
 """
 
 from __future__ import annotations
@@ -97,18 +96,9 @@ def emitted_specs(settings: Settings) -> tuple[MetricSpec, ...]:
     return tuple(spec for spec in ALL_SPECS if spec.group not in disabled and settings.metrics.allows(spec.name))
 
 
-def polled_off_groups(settings: Settings) -> frozenset[str]:
-    """Collector groups the poller skips: switched off, or every family of the group denied."""
-    emitted = {spec.group for spec in emitted_specs(settings)}
-    return frozenset(GROUPS) - emitted
-
-
-def stats_needed(settings: Settings) -> bool:
-    """Whether any emitted family is read from ``/stats`` (connector state and counters, checkpoint activity);
-    the per-connector error calls of ``connector_errors`` need its connector list too."""
-    from_stats = {spec.name for spec in checkpoints.FROM_STATS}
-    stats_groups = {connectors.STATE, connectors.COUNTERS, connectors.ERRORS}
-    return any(spec.group in stats_groups or spec.name in from_stats for spec in emitted_specs(settings))
+def fields_read(settings: Settings) -> frozenset[str]:
+    """The snapshot fields the families ``settings`` emits read (``MetricSpec.reads``): what the poll plan fills."""
+    return frozenset(field for spec in emitted_specs(settings) for field in spec.reads)
 
 
 def unmatched_patterns(metrics: MetricsSettings) -> list[str]:

@@ -17,7 +17,7 @@ Sample output (``target`` label left out; the activity set is abridged)::
 
 Feldera keeps the last success and the last failure side by side (neither clears the other), so "the newest
 attempt failed" is ``failure.sequence_number > success`` (or no success at all). Failure counters come from the
-exporter's memory of distinct failures (:mod:`exporter.memory`) and are emitted for every listed pipeline.
+exporter's history of distinct failures (:mod:`exporter.history`) and are emitted for every listed pipeline.
 """
 
 from __future__ import annotations
@@ -31,18 +31,23 @@ GROUP = "checkpoints"
 SYNC_GROUP = "checkpoint_sync"
 
 ACTIVITY_STATES = ("idle", "delayed", "in_progress")
+CHECKPOINT_STATUS = ("checkpoint_status",)
+STATS = ("stats",)
+SYNC_STATUS = ("sync_status",)
 
 LAST_SUCCESS = MetricSpec(
     "feldera_pipeline_checkpoint_last_success_sequence_number",
     "gauge",
     "Sequence number of the newest successful checkpoint of the current pipeline process.",
     group=GROUP,
+    reads=CHECKPOINT_STATUS,
 )
 LAST_FAILURE = MetricSpec(
     "feldera_pipeline_checkpoint_last_failure_sequence_number",
     "gauge",
     "Sequence number of the newest failed checkpoint of the current pipeline process.",
     group=GROUP,
+    reads=CHECKPOINT_STATUS,
 )
 LAST_FAILURE_TIME = MetricSpec(
     "feldera_pipeline_checkpoint_last_failure_timestamp_seconds",
@@ -50,6 +55,7 @@ LAST_FAILURE_TIME = MetricSpec(
     "When the newest failed checkpoint failed.",
     group=GROUP,
     unit="seconds",
+    reads=CHECKPOINT_STATUS,
 )
 LAST_FAILURE_INFO = MetricSpec(
     "feldera_pipeline_checkpoint_last_failure_info",
@@ -64,12 +70,14 @@ FAILED = MetricSpec(
     "gauge",
     "1 when the newest checkpoint attempt failed (failure sequence number above the last success), else 0.",
     group=GROUP,
+    reads=CHECKPOINT_STATUS,
 )
 FAILURES = MetricSpec(
     "feldera_pipeline_checkpoint_failures_total",
     "counter",
     "Distinct checkpoint failures observed by this exporter, across pipeline restarts.",
     group=GROUP,
+    reads=CHECKPOINT_STATUS,
 )
 ACTIVITY = MetricSpec(
     "feldera_pipeline_checkpoint_activity",
@@ -78,6 +86,7 @@ ACTIVITY = MetricSpec(
     labels=("status",),
     group=GROUP,
     states=ACTIVITY_STATES,
+    reads=STATS,
 )
 ACTIVITY_SINCE = MetricSpec(
     "feldera_pipeline_checkpoint_activity_since_timestamp_seconds",
@@ -85,24 +94,28 @@ ACTIVITY_SINCE = MetricSpec(
     "When the current checkpoint activity began (delayed since / write started); absent when idle.",
     group=GROUP,
     unit="seconds",
+    reads=STATS,
 )
 PERMANENT_ERRORS = MetricSpec(
     "feldera_pipeline_checkpoint_permanent_errors",
     "gauge",
     "Reasons the pipeline can never checkpoint in its current configuration (e.g. no storage).",
     group=GROUP,
+    reads=STATS,
 )
 SYNC_FAILED = MetricSpec(
     "feldera_pipeline_checkpoint_sync_failed",
     "gauge",
     "1 when the newest checkpoint sync to object storage the exporter knows of failed, else 0.",
     group=SYNC_GROUP,
+    reads=SYNC_STATUS,
 )
 SYNC_FAILURES = MetricSpec(
     "feldera_pipeline_checkpoint_sync_failures_total",
     "counter",
     "Distinct checkpoint sync failures observed by this exporter.",
     group=SYNC_GROUP,
+    reads=SYNC_STATUS,
 )
 SYNC_LAST_SUCCESS_SEEN = MetricSpec(
     "feldera_pipeline_checkpoint_sync_last_success_seen_timestamp_seconds",
@@ -110,6 +123,7 @@ SYNC_LAST_SUCCESS_SEEN = MetricSpec(
     "When the exporter first saw the current last successfully synced checkpoint.",
     group=SYNC_GROUP,
     unit="seconds",
+    reads=SYNC_STATUS,
 )
 
 SPECS: tuple[MetricSpec, ...] = (
@@ -126,9 +140,6 @@ SPECS: tuple[MetricSpec, ...] = (
     SYNC_FAILURES,
     SYNC_LAST_SUCCESS_SEEN,
 )
-
-FROM_STATS: tuple[MetricSpec, ...] = (ACTIVITY, ACTIVITY_SINCE, PERMANENT_ERRORS)
-"""The specs read from ``/stats`` (the rest from ``checkpoint_status`` and ``checkpoint/sync_status``)."""
 
 
 def checkpoint_failed(status: CheckpointStatus) -> bool:

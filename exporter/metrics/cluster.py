@@ -25,6 +25,7 @@ HEALTHY = MetricSpec(
     labels=("service",),
     group=GROUP,
     per_pipeline=False,
+    reads=("cluster",),
 )
 UNCHANGED_SINCE = MetricSpec(
     "feldera_cluster_service_unchanged_since_timestamp_seconds",
@@ -33,6 +34,7 @@ UNCHANGED_SINCE = MetricSpec(
     labels=("service",),
     group=GROUP,
     per_pipeline=False,
+    reads=("cluster",),
     unit="seconds",
 )
 

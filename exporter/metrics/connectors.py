@@ -45,6 +45,7 @@ def _input(name: str, type_: MetricType, help: str, group: str, unit: str = "", 
         group=group,
         unit=unit,
         states=HEALTH_STATES if status else (),
+        reads=("connector_details",) if group == ERRORS else ("stats",),
     )
 
 
@@ -57,6 +58,7 @@ def _output(name: str, type_: MetricType, help: str, group: str, unit: str = "",
         group=group,
         unit=unit,
         states=HEALTH_STATES if status else (),
+        reads=("connector_details",) if group == ERRORS else ("stats",),
     )
 
 

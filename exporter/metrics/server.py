@@ -34,7 +34,9 @@ GROUP = "server"
 def _gauge(
     name: str, help: str, *, unit: str = "", labels: tuple[str, ...] = (), per_pipeline: bool = False
 ) -> MetricSpec:
-    return MetricSpec(name, "gauge", help, labels=labels, group=GROUP, per_pipeline=per_pipeline, unit=unit)
+    return MetricSpec(
+        name, "gauge", help, labels=labels, group=GROUP, per_pipeline=per_pipeline, unit=unit, reads=("server",)
+    )
 
 
 INFO = _gauge(

@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
 
-from prometheus_client.utils import floatToGoString
-
 from exporter.logsafe import clean
+from exporter.promclient import go_float
 
 MetricType = Literal["gauge", "counter", "histogram"]
 
@@ -35,7 +34,9 @@ class MetricSpec:
     ``name`` is the exposed sample name (counters end in ``_total``); ``labels`` are the labels specific to the
     metric, after the identity labels (``target`` + configured target labels, then ``pipeline_name`` when
     ``per_pipeline``). ``group`` is the collector group that can be switched off in config. ``states`` lists
-    the values of a one-hot status set (``Other`` is appended automatically).
+    the values of a one-hot status set (``Other`` is appended automatically). ``reads`` names the snapshot fields
+    filled by a request of the poll plan that the family is read from (:mod:`exporter.plan`): a request none of
+    whose families is emitted is not made. The pipeline list, asked every cycle, is not named.
     """
 
     name: str
@@ -48,6 +49,7 @@ class MetricSpec:
     """False for the few process-wide series without ``target`` (build and shard info); documentation only."""
     unit: str = ""
     states: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.type == "counter") != self.name.endswith("_total"):
@@ -108,7 +110,7 @@ def format_value(value: float) -> str:
     """A sample value as prometheus_client writes it (Go-style float: ``1.0``, ``+Inf``, ``1.5e+09``)."""
     if type(value) is int and -(10**15) < value < 1_000_000:  # most samples: counts and flags from JSON
         return f"{value}.0"
-    return floatToGoString(value)
+    return go_float(value)
 
 
 def label_value(value: str) -> str:

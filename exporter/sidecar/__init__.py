@@ -2,10 +2,10 @@
 
 :class:`Sidecar` wires both from :class:`~exporter.config.Settings`; the poller is given it at construction and
 calls :meth:`~Sidecar.report` once per target and cycle, which returns the target's snapshot with the typed
-sidecar fields filled (``TargetSnapshot.sync``, ``TargetSnapshot.resets``). :meth:`~Sidecar.handle` serves the
-reset-watch HTTP routes, :meth:`~Sidecar.start` restores watches from the state file and starts the sync
-scheduler's timer (only when schedules are configured), and :meth:`~Sidecar.stop` stops it and lets a pending
-state-file write end (for a few seconds at most).
+sidecar fields filled (``TargetSnapshot.sync``, ``TargetSnapshot.resets``). :meth:`~Sidecar.add_routes` puts the
+reset-watch HTTP routes on the exporter's router, :meth:`~Sidecar.start` restores watches from the state file and
+starts the sync scheduler's timer (only when schedules are configured), and :meth:`~Sidecar.stop` stops it and lets
+a pending state-file write end (for a few seconds at most).
 
 Adding a third feature: its module here (state and work; its frozen report type in :mod:`exporter.snapshot`), one
 field on ``TargetSnapshot``, one line in :meth:`Sidecar.report`, its metrics in ``exporter/metrics/sidecar.py``.
@@ -65,13 +65,9 @@ class Sidecar:
             return None
         return self.scheduler.observe(target.name, target.client, snapshot.pipelines, now)
 
-    @staticmethod
-    def matches(path: str) -> bool:
-        """Whether ``path`` is one of the sidecar's HTTP routes."""
-        return ResetWatchRoutes.matches(path)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        return await self._routes.handle(request)
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        """The sidecar's HTTP routes (the reset-watch API) on the exporter's ``router``."""
+        self._routes.add_to(router)
 
     async def start(self, *, timers: bool = True) -> None:
         """Restore watches; start the sync scheduler's timer unless ``timers`` is False (tests drive ``tick``)."""

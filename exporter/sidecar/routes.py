@@ -13,8 +13,7 @@ could otherwise make the exporter poll Feldera with its API key. A body that is 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from urllib.parse import unquote
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -41,26 +40,30 @@ class ResetWatchRoutes:
         self._clock = clock
         self._writable = writable
 
-    @staticmethod
-    def matches(path: str) -> bool:
-        return path == PREFIX or path.startswith(f"{PREFIX}/")
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        """The two resources on ``router``; any other method gets a JSON 405 naming the ones allowed. A trailing
+        ``/`` is ignored, and a watch name may contain ``/``, encoded or not."""
+        watches = router.add_resource(PREFIX + "{slash:/*}")
+        watches.add_route("GET", self._list)
+        watches.add_route("HEAD", self._list)
+        watches.add_route("POST", self._post)
+        watches.add_route("*", _method_not_allowed("GET, HEAD, POST"))
+        watch = router.add_resource(PREFIX + "/{name:.*[^/]}{slash:/*}")
+        watch.add_route("DELETE", self._delete)
+        watch.add_route("*", _method_not_allowed("DELETE"))
 
-    async def handle(self, request: web.Request) -> web.Response:
-        raw = request.rel_url.raw_path.rstrip("/")
-        if raw == PREFIX:
-            if request.method in ("GET", "HEAD"):
-                return _json(200, {"watches": describe(self._watches.watches(), self._clock())})
-            if request.method != "POST":
-                return _method_not_allowed("GET, HEAD, POST")
-            if not self._writable:
-                return _error(403, DISABLED)
-            return await self._register(request)
-        name = unquote(raw.removeprefix(f"{PREFIX}/"))
-        if request.method != "DELETE":
-            return _method_not_allowed("DELETE")
+    async def _list(self, request: web.Request) -> web.Response:
+        return _json(200, {"watches": describe(self._watches.watches(), self._clock())})
+
+    async def _post(self, request: web.Request) -> web.Response:
         if not self._writable:
             return _error(403, DISABLED)
-        if not await self._watches.remove(name):
+        return await self._register(request)
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        if not self._writable:
+            return _error(403, DISABLED)
+        if not await self._watches.remove(request.match_info["name"]):
             return _error(404, "no such watch")
         return web.Response(status=204)
 
@@ -89,7 +92,10 @@ class ResetWatchRoutes:
         return _json(201, describe([watch], self._clock())[0])
 
 
-def _method_not_allowed(allow: str) -> web.Response:
-    response = _error(405, "method not allowed")
-    response.headers["Allow"] = allow
-    return response
+def _method_not_allowed(allow: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        response = _error(405, "method not allowed")
+        response.headers["Allow"] = allow
+        return response
+
+    return handler

@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from exporter.cli import DEMO_INTERVAL, print_config_error, print_web_config_error, setup_logging
 from exporter.config import URL_ENV, ConfigError, Settings, build_settings, read_yaml
+from exporter.console import print_config_error, print_web_config_error, setup_logging
+from exporter.flags import DEMO_INTERVAL
 from exporter.simulator.monitoring import Monitoring, MonitoringError, missing_parts
 from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario, ServerSpec
 from exporter.simulator.server import Simulator

@@ -2,7 +2,7 @@
 
 A fixture is ``{"taken_at", "targets": [{"name", "labels", "up", "cluster", "pipelines": [{"pipeline",
 "checkpoint_status", "stats", "sync_status", "input_details", "output_details"}]}]}``; every API document goes
-through the real lenient models and the real :class:`~exporter.memory.Memory`, as in a poll cycle.
+through the real lenient models and the real :class:`~exporter.history.History`, as in a poll cycle.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.memory import Memory
+from exporter.history import History
 from exporter.metrics import GROUPS, families
 from exporter.models import (
     CheckpointStatus,
@@ -58,16 +58,16 @@ def pipeline_snapshot(document: dict[str, Any]) -> PipelineSnapshot:
     )
 
 
-def snapshot_from(document: dict[str, Any], memory: Memory | None = None) -> Snapshot:
-    """The snapshot a poll cycle would build from these API answers (derived values from ``memory``)."""
-    memory = memory or Memory()
+def snapshot_from(document: dict[str, Any], history: History | None = None) -> Snapshot:
+    """The snapshot a poll cycle would build from these API answers (derived values from ``history``)."""
+    history = history or History()
     now = float(document.get("taken_at", 0.0))
     targets = []
     for target in document["targets"]:
         up = bool(target.get("up", True))
         pipelines = [pipeline_snapshot(p) for p in target.get("pipelines", [])] if up else []
         if up:
-            pipelines = memory.advance(target["name"], pipelines, now)
+            pipelines = history.advance(target["name"], pipelines, now)
         targets.append(
             TargetSnapshot(
                 name=target["name"],
@@ -80,8 +80,8 @@ def snapshot_from(document: dict[str, Any], memory: Memory | None = None) -> Sna
     return Snapshot(targets=tuple(targets), taken_at=now)
 
 
-def load_snapshot(name: str, memory: Memory | None = None) -> Snapshot:
-    return snapshot_from(json.loads((GOLDEN_DIR / f"{name}.json").read_text(encoding="utf-8")), memory)
+def load_snapshot(name: str, history: History | None = None) -> Snapshot:
+    return snapshot_from(json.loads((GOLDEN_DIR / f"{name}.json").read_text(encoding="utf-8")), history)
 
 
 def fixture_names() -> list[str]:

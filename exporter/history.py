@@ -20,7 +20,7 @@ from exporter.snapshot import Derived, PipelineSnapshot
 
 
 @dataclass(slots=True)
-class _History:
+class _PipelineHistory:
     pipeline_id: str
     deployment_id: str | None = None
     checkpoint_failures: int = 0
@@ -34,9 +34,9 @@ class _History:
     newest_checkpoint_seen: float | None = None
 
 
-class Memory:
+class History:
     def __init__(self) -> None:
-        self._history: dict[tuple[str, str], _History] = {}
+        self._history: dict[tuple[str, str], _PipelineHistory] = {}
 
     def advance(self, target: str, pipelines: Iterable[PipelineSnapshot], now: float) -> list[PipelineSnapshot]:
         """Fold this cycle's observations of one target into history; return them with ``derived`` filled.
@@ -50,14 +50,14 @@ class Memory:
             present.add(key)
             history = self._history.get(key)
             if history is None or history.pipeline_id != snap.pipeline.id:
-                history = self._history[key] = _History(pipeline_id=snap.pipeline.id)
+                history = self._history[key] = _PipelineHistory(pipeline_id=snap.pipeline.id)
             result.append(replace(snap, derived=_observe(history, snap, now)))
         for key in [k for k in self._history if k[0] == target and k not in present]:
             del self._history[key]
         return result
 
 
-def _observe(history: _History, snap: PipelineSnapshot, now: float) -> Derived:
+def _observe(history: _PipelineHistory, snap: PipelineSnapshot, now: float) -> Derived:
     deployment_id = snap.pipeline.deployment_id
     if deployment_id is not None and deployment_id != history.deployment_id:
         if history.deployment_id is not None:

@@ -1,0 +1,271 @@
+"""The poll plan: what one cycle asks each target, decided once from the settings (:func:`make_plan`).
+
+The poller works a plan and knows nothing of metrics. The metric layer says which snapshot fields the families a
+configuration emits read (``MetricSpec.reads``, :func:`exporter.metrics.fields_read`); a request whose field no
+emitted family reads is not planned, so switching a collector off, or denying every family read from an
+endpoint, leaves that endpoint alone. Shape::
+
+    PollPlan
+      selection        Selection: which listed pipelines are this exporter's (include/exclude globs, shard)
+      target_requests  TargetRequest per target and cycle, beside the pipeline list (cluster health, /v0/config)
+      stages           PipelineRequest per pipeline, in stages: a request runs in the stage after those it needs
+      concurrency      requests in flight per target
+
+    TargetRequest(field, fetch(client), store(target_snapshot, answer))
+    PipelineRequest(field, asks(snap), fetch(client, snap), store(snap, answer), needs, unsupported)
+
+Per target and cycle the poller lists the pipelines (the one request every cycle makes) and keeps those the
+selection takes; then it works the stages in order, each as one list of jobs: for each pipeline and request whose
+``asks(snap)`` says the endpoint can answer now (a fact about Feldera read from the pipeline's status, or an
+answer of an earlier stage), ``fetch`` the answer and ``store`` it into the pipeline's snapshot. A failed request
+leaves its field ``None``. A request whose ``unsupported`` recognises the failure (``sync_status`` on an edition
+without checkpoint sync) is not asked of that target again for :data:`UNSUPPORTED_PAUSE`. Each target is polled
+on its own (:meth:`exporter.poller.Poller.poll_target`), with its own cross-cycle history.
+
+A new polled endpoint is one client method, one entry in :data:`PIPELINE_REQUESTS` or :data:`TARGET_REQUESTS` (its
+``field`` a field of :class:`~exporter.snapshot.PipelineSnapshot` or :class:`~exporter.snapshot.TargetSnapshot`),
+and one metrics module whose specs name that field in ``reads``; ``tests/test_plan.py`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import zlib
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+from exporter.client import FelderaClient
+from exporter.config import Settings
+from exporter.endpoint import split_endpoint, sql_identifier
+from exporter.errors import ApiError, FelderaError
+from exporter.logsafe import clean
+from exporter.models import InputEndpointStatus, OutputEndpointStatus, Pipeline
+from exporter.snapshot import PipelineSnapshot, TargetSnapshot
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+UNSUPPORTED_PAUSE = 3600.0
+"""After an answer that says a target does not offer an endpoint, that target is not asked for it for this long."""
+
+NO_CHECKPOINT_RUNTIME = frozenset({"Unavailable", "Suspended", "Standby", "Coordination"})
+STATS_RUNTIME = frozenset(
+    {
+        "Running",
+        "Paused",
+        "Bootstrapping",
+        "ConcurrentBootstrapping",
+        "Replaying",
+        "Synchronizing",
+        "AwaitingApproval",
+    }
+)
+
+
+def wants_checkpoint_status(pipeline: Pipeline) -> bool:
+    """checkpoint_status and sync_status: provisioned, with a runtime status that has a controller to ask."""
+    runtime = pipeline.deployment_runtime_status
+    return (
+        pipeline.deployment_resources_status == "Provisioned"
+        and runtime is not None
+        and runtime not in NO_CHECKPOINT_RUNTIME
+    )
+
+
+def wants_sync_status(pipeline: Pipeline) -> bool:
+    """checkpoint/sync_status: as checkpoint_status, except while Initializing, when every interaction endpoint
+    but checkpoint_status answers 503 ``Initializing`` (docs/feldera-api.md)."""
+    return wants_checkpoint_status(pipeline) and pipeline.deployment_runtime_status != "Initializing"
+
+
+def wants_stats(pipeline: Pipeline) -> bool:
+    return pipeline.deployment_runtime_status in STATS_RUNTIME
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRequest(Generic[T]):
+    """One request per target and cycle, beside the pipeline list."""
+
+    field: str
+    """The :class:`~exporter.snapshot.TargetSnapshot` field it fills (what ``MetricSpec.reads`` names)."""
+    fetch: Callable[[FelderaClient], Awaitable[T]]
+    store: Callable[[TargetSnapshot, T], TargetSnapshot]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRequest(Generic[T]):
+    """One request per pipeline and cycle, for the pipelines whose snapshot so far ``asks`` for it."""
+
+    field: str
+    """The :class:`~exporter.snapshot.PipelineSnapshot` field it fills (what ``MetricSpec.reads`` names)."""
+    asks: Callable[[PipelineSnapshot], bool]
+    """Whether the endpoint can answer for this pipeline now; sees the answers of the stages before."""
+    fetch: Callable[[FelderaClient, PipelineSnapshot], Awaitable[T]]
+    store: Callable[[PipelineSnapshot, T], PipelineSnapshot]
+    needs: tuple[str, ...] = ()
+    """Fields of other requests this one reads: it is planned with them and runs in a later stage."""
+    unsupported: Callable[[ApiError], bool] | None = None
+    """Whether a failure means the target does not offer the endpoint at all (then: :data:`UNSUPPORTED_PAUSE`)."""
+
+
+async def guarded(work: Awaitable[T], what: str, target: str, pipeline: str | None = None) -> T | None:
+    """``await work``, or None when it failed, logged as one line ``target[/pipeline]: what failed: why``."""
+    try:
+        return await work
+    except FelderaError as exc:
+        log.log(_level(exc), "%s: %s failed: %s", _subject(target, pipeline), what, exc)
+    except Exception as exc:
+        subject = _subject(target, pipeline)
+        log.error("%s: %s failed unexpectedly: %s: %s", subject, what, type(exc).__name__, clean(exc))
+        log.debug("%s: %s failure details", subject, what, exc_info=exc)
+    return None
+
+
+def _subject(target: str, pipeline: str | None) -> str:
+    return target if pipeline is None else f"{target}/{clean(pipeline)}"
+
+
+def _level(exc: FelderaError) -> int:
+    """503 from a pipeline in transition (Initializing, not yet deployed) is expected: debug; the rest: warning."""
+    return logging.DEBUG if isinstance(exc, ApiError) and exc.status == 503 else logging.WARNING
+
+
+async def _connector_details(
+    client: FelderaClient, snap: PipelineSnapshot
+) -> Mapping[str, InputEndpointStatus | OutputEndpointStatus]:
+    """Every connector the pipeline's stats list, one request each (a failed one is left out)."""
+    stats = snap.stats  # asked only when there are stats
+    inputs, outputs = (stats.inputs, stats.outputs) if stats is not None else ((), ())
+    name, target = snap.name, client.settings.name
+    answers: dict[str, InputEndpointStatus | OutputEndpointStatus] = {}
+    for inp in inputs:
+        table, connector = split_endpoint(inp.endpoint_name, inp.config.stream)
+        work = client.input_connector_stats(name, sql_identifier(table), connector)
+        if (found := await guarded(work, "input_connector_stats", target, name)) is not None:
+            answers[inp.endpoint_name] = found
+    for out in outputs:
+        view, connector = split_endpoint(out.endpoint_name, out.config.stream)
+        work_out = client.output_connector_stats(name, sql_identifier(view), connector)
+        if (sent := await guarded(work_out, "output_connector_stats", target, name)) is not None:
+            answers[out.endpoint_name] = sent
+    return MappingProxyType(answers)
+
+
+def _enterprise_only(exc: ApiError) -> bool:
+    return exc.status == 501 or exc.error_code == "EnterpriseFeature"
+
+
+PIPELINE_REQUESTS: tuple[PipelineRequest[Any], ...] = (
+    PipelineRequest(
+        "checkpoint_status",
+        asks=lambda snap: wants_checkpoint_status(snap.pipeline),
+        fetch=lambda client, snap: client.checkpoint_status(snap.name),
+        store=lambda snap, answer: replace(snap, checkpoint_status=answer),
+    ),
+    PipelineRequest(
+        "stats",
+        asks=lambda snap: wants_stats(snap.pipeline),
+        fetch=lambda client, snap: client.stats(snap.name),
+        store=lambda snap, answer: replace(snap, stats=answer),
+    ),
+    PipelineRequest(
+        "sync_status",
+        asks=lambda snap: wants_sync_status(snap.pipeline),
+        fetch=lambda client, snap: client.sync_status(snap.name),
+        store=lambda snap, answer: replace(snap, sync_status=answer),
+        unsupported=_enterprise_only,
+    ),
+    PipelineRequest(
+        "connector_details",
+        asks=lambda snap: snap.stats is not None,
+        fetch=_connector_details,
+        store=lambda snap, answer: replace(snap, connector_details=answer),
+        needs=("stats",),
+    ),
+)
+"""Every per-pipeline request the exporter knows, in the order a stage asks them."""
+
+TARGET_REQUESTS: tuple[TargetRequest[Any], ...] = (
+    TargetRequest(
+        "cluster",
+        fetch=lambda client: client.cluster_health(),
+        store=lambda target, answer: replace(target, cluster=answer),
+    ),
+    TargetRequest(
+        "server",
+        fetch=lambda client: client.server_config(),
+        store=lambda target, answer: replace(target, server=answer),
+    ),
+)
+"""Every per-target request beside the pipeline list. ``/v0/config`` is asked every cycle, not less often: one
+small request per target against the per-pipeline ones, and a cached answer would be shown as current after the
+server changed (an upgrade, a renewed licence), which the staleness rule forbids."""
+
+
+def shard_of(pipeline_name: str, total_shards: int) -> int:
+    """Stable shard of a pipeline (CRC-32 of the UTF-8 name), the same in every process and release; a lone
+    surrogate (possible in a name the standard-library JSON parser accepted) is hashed as its UTF-8-style bytes."""
+    return zlib.crc32(pipeline_name.encode("utf-8", "surrogatepass")) % total_shards
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which listed pipelines this exporter polls: fnmatch globs on the name, and its shard."""
+
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    shard: int = 0
+    total_shards: int = 1
+
+    def takes(self, name: str) -> bool:
+        if self.total_shards > 1 and shard_of(name, self.total_shards) != self.shard:
+            return False
+        if self.include == ("*",) and not self.exclude:
+            return True
+        return any(fnmatch.fnmatchcase(name, g) for g in self.include) and not any(
+            fnmatch.fnmatchcase(name, g) for g in self.exclude
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    selection: Selection = Selection()
+    target_requests: tuple[TargetRequest[Any], ...] = ()
+    stages: tuple[tuple[PipelineRequest[Any], ...], ...] = ()
+    concurrency: int = 32
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The snapshot fields this plan fills."""
+        return frozenset(r.field for r in self.target_requests) | {r.field for s in self.stages for r in s}
+
+
+def make_plan(settings: Settings, read: Collection[str]) -> PollPlan:
+    """The plan for ``settings`` that fills the snapshot fields in ``read`` (and the fields those requests need)."""
+    by_field: Mapping[str, PipelineRequest[Any]] = {r.field: r for r in PIPELINE_REQUESTS}
+    planned: set[str] = set()
+    pending = [field for field in read if field in by_field]
+    while pending:
+        field = pending.pop()
+        if field not in planned:
+            planned.add(field)
+            pending.extend(by_field[field].needs)
+    stage_of: dict[str, int] = {}
+    for request in PIPELINE_REQUESTS:  # declared after what they need
+        if request.field in planned:
+            stage_of[request.field] = 1 + max((stage_of[need] for need in request.needs), default=-1)
+    stages = tuple(
+        tuple(r for r in PIPELINE_REQUESTS if stage_of.get(r.field) == stage)
+        for stage in range(1 + max(stage_of.values(), default=-1))
+    )
+    sharding, pipelines = settings.sharding, settings.pipelines
+    return PollPlan(
+        selection=Selection(tuple(pipelines.include), tuple(pipelines.exclude), sharding.shard, sharding.total_shards),
+        target_requests=tuple(r for r in TARGET_REQUESTS if r.field in read),
+        stages=stages,
+        concurrency=settings.poll.concurrency,
+    )
