@@ -24,7 +24,8 @@ Stages, per fault (wall-clock times; Prometheus's sample timestamps are the scra
 - ``evaluation``: -> the first evaluation at which the alert fires (ALERTS{alertstate="firing"});
 - ``alertmanager``: -> Alertmanager lists it (Prometheus's send);
 - ``notification``: -> the webhook receives it (group_wait);
-- ``time to page``: the first request of the reporting cycle -> the webhook.
+- ``time to page``: the first request of the reporting cycle -> the webhook;
+- ``from the fault``: injection -> the webhook (the poll wait included).
 
 Usage (about 5 minutes at the defaults; ``prometheus`` and ``prometheus-alertmanager`` on PATH)::
 
@@ -81,7 +82,16 @@ SERIES = {
     "FelderaCheckpointFailed": ("feldera_pipeline_checkpoint_failed", (f'pipeline_name="{PIPELINE}"',)),
 }
 """Alert -> the exporter's series that carries its fault: (family, label pairs)."""
-STAGES = ("poll wait", "exporter", "scrape", "evaluation", "alertmanager", "notification", "time to page")
+STAGES = (
+    "poll wait",
+    "exporter",
+    "scrape",
+    "evaluation",
+    "alertmanager",
+    "notification",
+    "time to page",
+    "from the fault",
+)
 POLL_INTERVAL = 15.0
 """The exporter's default poll.interval, in seconds (the exporters run with their defaults)."""
 WATCH = 0.05
@@ -158,7 +168,8 @@ class Fault:
             raise BenchError(f"{self.alert} of {self.target}: a stage was not observed: {times}")
         steps = [b - a for a, b in itertools.pairwise(times)]  # type: ignore[operator]
         page = self.notified - self.reported  # type: ignore[operator]
-        return {**dict(zip(STAGES, steps, strict=False)), "time to page": page}
+        fault = self.notified - self.injected  # type: ignore[operator]
+        return {**dict(zip(STAGES, steps, strict=False)), "time to page": page, "from the fault": fault}
 
 
 @dataclass

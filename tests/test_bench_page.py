@@ -50,8 +50,9 @@ def test_stages_add_up_to_the_time_to_page_and_the_report_shows_min_median_max()
         faults.append(fault)
     stages = [f.stages() for f in faults]
     for s in stages:
-        parts = sum(v for k, v in s.items() if k not in ("poll wait", "time to page"))
+        parts = sum(v for k, v in s.items() if k not in ("poll wait", "time to page", "from the fault"))
         assert abs(parts - s["time to page"]) < 1e-9
+        assert abs(s["poll wait"] + s["time to page"] - s["from the fault"]) < 1e-9
     summary = page.summary(s["time to page"] for s in stages)
     assert (round(summary["min"], 1), round(summary["median"], 1), round(summary["max"], 1)) == (15.2, 18.2, 24.2)
     doc = {

@@ -257,26 +257,29 @@ class Ctx:
         self.recordings.add(self.group, record, make, only)
         return f"{record}{{{', '.join(matchers)}}}" if matchers else record
 
-    def process_increase(self, record: str, counters: tuple[str, ...], window: str, only: str = "") -> str:
+    def process_increase(self, record: str, counters: tuple[str, ...], window: str) -> str:
         """``<level>:<record>:process_window``: how much the ``counters`` (summed) grew within ``window``, counting
         only the current process: for a pipeline with a process boundary within the window, the counters' values
-        in the current process (Feldera's counters restart at 0 with every process: a first sample of 500 is 500
-        errors of the new process, which increase() would miss)."""
+        now (Feldera's counters restart at 0 with every process: a first sample of 500 is 500 errors of the new
+        process, which increase() would miss), once the new process has run ``relapse_hold``. Recorded only where
+        above 0."""
         level = level_of(counters[0])
         name = f"{level}:{record}:process_window"
 
         def make() -> str:
             steady = " + ".join(f"increase({self.sel(c)}[{window}])" for c in counters)
-            now = " + ".join(self.process(c) for c in counters)
-            expr = (
-                f"max {self.without(level)} (\n"
-                f"  {steady}\n"
-                f"    unless on({self.join}) {self.boundary_within(window)}\n"
-                f")\nor\n(\n  {now}\n) and on({self.join}) {self.boundary_within(window)}"
+            now = " + ".join(self.sel(c) for c in counters)
+            restarted = self.boundary_within(window)
+            return (
+                f"(\n"
+                f"  max {self.without(level)} ({steady} unless on({self.join}) {restarted})\n"
+                f"  or\n"
+                f"  max {self.without(level)} ({now} and on({self.join}) {restarted})\n"
+                f"    unless on({self.join}) {self.settling()}\n"
+                f") > 0"
             )
-            return f"(\n{indent(expr)}\n) {only}" if only else expr
 
-        return self.recordings.add(self.group, name, make, only)
+        return self.recordings.add(self.group, name, make)
 
     def record(self, name: str, make: Callable[[], str]) -> str:
         """Any other recording rule (``name`` in the level:metric:operation form)."""
@@ -478,9 +481,9 @@ def _compilation_failed(c: Ctx, g: dict[str, Any]) -> str:
 
 def _checkpoint_failures(c: Ctx, key: str) -> str:
     """``pipeline:feldera_pipeline_checkpoint_failures:process_<key>``: checkpoint failures of the current process
-    within the alert's ``key`` (``window`` or ``settle``). The exporter's failure counter spans restarts: after a
-    process boundary within that time only the counter minus its value at the newest boundary counts (a subquery at
-    the evaluation step of ``step``)."""
+    within the alert's ``key`` (``window`` or ``settle``), recorded only where above 0. The exporter's failure
+    counter spans restarts: after a process boundary within that time only the counter minus its value at the
+    newest boundary counts (a subquery at the evaluation step of ``step``)."""
     window = c.window_param(key)
 
     def make() -> str:
@@ -493,7 +496,7 @@ def _checkpoint_failures(c: Ctx, key: str) -> str:
             f"    unless on({c.join}) {c.boundary_within(window)}\n"
             f"  or\n"
             f"  {counter} - {at_boundary}\n"
-            f")"
+            f") > 0"
         )
 
     return c.record(f"pipeline:feldera_pipeline_checkpoint_failures:process_{key}", make)
@@ -590,14 +593,14 @@ def _connector_unhealthy(c: Ctx, g: dict[str, Any]) -> str:
 
     def unhealthy_ratio(direction: str) -> str:
         """``pipeline_endpoint:feldera_<direction>_connector_unhealthy:ratio_window``: the share of the window's
-        samples in which the connector reported Unhealthy (current process: none for a pipeline with a process
-        boundary within the window)."""
+        samples in which the connector reported Unhealthy, where above 0 (current process: none for a pipeline with
+        a process boundary within the window)."""
         metric = f"feldera_{direction}_connector_health"
 
         def make() -> str:
             series = c.sel(metric, 'status="Unhealthy"')
             return (
-                f"max {c.without(CONNECTOR, 'status')} (avg_over_time({series}[{window}]))\n"
+                f"max {c.without(CONNECTOR, 'status')} (avg_over_time({series}[{window}])) > 0\n"
                 f"  unless on({c.join}) {c.boundary_within(window)}"
             )
 
