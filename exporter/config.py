@@ -43,11 +43,12 @@ from pydantic import (
 )
 
 from exporter import logsafe, yamlerror
+from exporter.flags import FELDERA_API_KEY, FELDERA_URL, OPTIONS, Option, Overrides
 
 DEFAULT_PORT = 10027
 DEFAULT_TARGET = "default"
-API_KEY_ENV = "FELDERA_API_KEY"
-URL_ENV = "FELDERA_URL"
+API_KEY_ENV = FELDERA_API_KEY.env
+URL_ENV = FELDERA_URL.env
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -367,21 +368,6 @@ class ConfigError(Exception):
         self.problems = tuple(problems)
 
 
-@dataclass(frozen=True, slots=True)
-class Overrides:
-    """Values from command-line flags; ``None`` = not given."""
-
-    feldera_url: str | None = None
-    listen_address: str | None = None
-    web_config_file: str | None = None
-    enable_reset_watch_api: bool | None = None
-    shard: int | None = None
-    total_shards: int | None = None
-    log_level: str | None = None
-    metric_allowlist: str | None = None
-    metric_denylist: str | None = None
-
-
 def _location(loc: Sequence[int | str]) -> str:
     text = ""
     for part in loc:
@@ -468,43 +454,57 @@ class _Merged:
     problems: list[str]
 
 
+def _given(option: Option, overrides: Overrides, env: Mapping[str, str]) -> tuple[object, str] | None:
+    """The value of ``option`` and where it came from: its flag, else its (non-empty) environment variable."""
+    if option.flag is not None and overrides.get(option.flag) is not None:
+        return overrides[option.flag], option.flag
+    if option.env is not None and env.get(option.env):
+        return env[option.env], option.env
+    return None
+
+
 def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str, str]) -> _Merged:
+    """Every declared option given by flag or environment (:data:`exporter.flags.OPTIONS`), over the file's
+    values; the API key is not among them (:func:`_api_keys` reads it)."""
+    unknown = set(overrides) - {option.flag for option in OPTIONS if option.key is not None}
+    if unknown:
+        raise ValueError(f"not flags of run: {', '.join(sorted(unknown))}")
     merged = _Merged(dict(raw), {}, [])
-    raw = merged.raw
-    url, source = overrides.feldera_url, "--feldera-url"
-    if url is None and env.get(URL_ENV):
-        url, source = env[URL_ENV], URL_ENV
-    if url is not None:
-        targets = raw.get("targets") or []
-        if not isinstance(targets, list):
-            merged.problems.append("targets: expected a list")
-            targets = []
-        named = [t for t in targets if isinstance(t, dict) and t.get("name", DEFAULT_TARGET) == DEFAULT_TARGET]
-        if targets and not named:
-            merged.problems.append(f"{source}: the config file defines targets but none is named {DEFAULT_TARGET!r}")
-        elif named:
-            raw["targets"] = [{**t, "url": url} if t in named else t for t in targets]
-            merged.sources.update({f"targets[{i}].url": source for i, t in enumerate(targets) if t in named})
-        else:
-            raw["targets"] = [{"name": DEFAULT_TARGET, "url": url}]
-            merged.sources["targets[0].url"] = source
-    for section, key, value, flag in (
-        ("web", "listen_address", overrides.listen_address, "--web.listen-address"),
-        ("web", "config_file", overrides.web_config_file, "--web.config.file"),
-        ("web", "enable_reset_watch_api", overrides.enable_reset_watch_api, "--web.enable-reset-watch-api"),
-        ("sharding", "shard", overrides.shard, "--shard"),
-        ("sharding", "total_shards", overrides.total_shards, "--total-shards"),
-        ("metrics", "allowlist", overrides.metric_allowlist, "--metric-allowlist"),
-        ("metrics", "denylist", overrides.metric_denylist, "--metric-denylist"),
-    ):
-        if value is not None:
-            current = raw.get(section)
-            raw[section] = {**(current if isinstance(current, dict) else {}), key: value}
-            merged.sources[f"{section}.{key}"] = flag
-    if overrides.log_level is not None:
-        raw["log_level"] = overrides.log_level
-        merged.sources["log_level"] = "--log-level"
+    for option in OPTIONS:
+        given = _given(option, overrides, env) if option.key is not None and option is not FELDERA_API_KEY else None
+        if given is None:
+            continue
+        value, source = given
+        if option is FELDERA_URL:
+            _set_default_target_url(merged, value, source)
+            continue
+        *sections, key = (option.key or "").split(".")
+        mapping = merged.raw
+        for section in sections:
+            current = mapping.get(section)
+            mapping[section] = dict(current) if isinstance(current, dict) else {}
+            mapping = mapping[section]
+        mapping[key] = value
+        merged.sources[option.key or ""] = source
     return merged
+
+
+def _set_default_target_url(merged: _Merged, url: object, source: str) -> None:
+    """``url`` for the target named ``default``, which is created when the file lists no targets."""
+    raw = merged.raw
+    targets = raw.get("targets") or []
+    if not isinstance(targets, list):
+        merged.problems.append("targets: expected a list")
+        targets = []
+    named = [t for t in targets if isinstance(t, dict) and t.get("name", DEFAULT_TARGET) == DEFAULT_TARGET]
+    if targets and not named:
+        merged.problems.append(f"{source}: the config file defines targets but none is named {DEFAULT_TARGET!r}")
+    elif named:
+        raw["targets"] = [{**t, "url": url} if t in named else t for t in targets]
+        merged.sources.update({f"targets[{i}].url": source for i, t in enumerate(targets) if t in named})
+    else:
+        raw["targets"] = [{"name": DEFAULT_TARGET, "url": url}]
+        merged.sources["targets[0].url"] = source
 
 
 def _entries(raw: Mapping[str, Any], *keys: str) -> list[tuple[int, dict[str, Any]]]:
@@ -594,7 +594,7 @@ def build_settings(
 
     ``deep`` also checks the files ``run`` would use (web config, state file directory)."""
     env = os.environ if env is None else env
-    merged = _apply_overrides(dict(raw), overrides or Overrides(), env)
+    merged = _apply_overrides(dict(raw), overrides or {}, env)
     problems = merged.problems + _cross_checks(merged.raw)
     keys, key_problems = _api_keys(merged.raw, env)
     settings = None
