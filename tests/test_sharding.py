@@ -20,6 +20,7 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings, build_settings
+from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
 from exporter.plan import shard_of
 from exporter.simulator import ManualClock, Scenario, Simulator
 from tests.conftest import new_poller
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "sharding.md"
 RULES = ROOT / "prometheus" / "alerts.yaml"
 RULE_TESTS = ROOT / "tests" / "rules" / "sharding.yaml"
-EXPORTER_JOB = yaml.safe_load((ROOT / "prometheus" / "config.yaml").read_text(encoding="utf-8"))["exporter_job"]
+EXPORTER_JOB = yaml.safe_load(RULES_CONFIG.read_text(encoding="utf-8"))["exporter_job"]
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 CHECKED = re.compile(r"<!-- checked by tests/test_sharding\.py: ([^>]*?) -->\n```yaml\n(.*?)```", re.DOTALL)
 PIPELINES = 30

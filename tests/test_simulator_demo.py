@@ -18,6 +18,7 @@ import yaml
 from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.metrics.server import normalized_version
+from exporter.mixin import ALERTMANAGER_EXAMPLE
 from exporter.simulator import ManualClock, Simulator
 from exporter.simulator.demo import (
     CYCLE,
@@ -100,7 +101,7 @@ def test_demo_rules_shorten_only_for_and_the_alertmanager_config_keeps_the_routi
     assert fors <= {None, "15s", "30s", "0s"} and {"15s", "30s"} <= fors  # 30s: the critical escalation
 
     config = demo_alertmanager_config()
-    shipped_am = yaml.safe_load((ROOT / "prometheus" / "alertmanager.yml").read_text(encoding="utf-8"))
+    shipped_am = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
     assert {k: v for k, v in config.items() if k != "receivers"} == {
         k: v for k, v in shipped_am.items() if k != "receivers"
     }

@@ -1,36 +1,35 @@
 """Prometheus and Alertmanager for ``feldera-exporter demo``: the shipped rules and routing, real binaries.
 
-* Rules: ``prometheus/build.py``'s ``render()`` of ``prometheus/config.yaml`` with every ``for:`` shortened to
+* Rules: :mod:`exporter.mixin.rules`' ``render()`` of the mixin's ``config.yaml`` with every ``for:`` shortened to
   :func:`demo_for` (expressions, severities and annotations as shipped), so alerts fire within a minute or two at
   demo intervals.
-* Alertmanager: ``prometheus/alertmanager.yml`` with its routes, grouping and inhibitions as shipped; only the
+* Alertmanager: the mixin's ``alertmanager.yml`` with its routes, grouping and inhibitions as shipped; only the
   receivers lose their webhook URLs (nothing leaves the machine: alerts are seen in Alertmanager's UI and API).
 * Everything on 127.0.0.1, in one temporary directory (configs, data, logs) removed at exit; Alertmanager's
   cluster listener is switched off. :class:`Monitoring` stops both processes (SIGTERM, then SIGKILL after
   :data:`STOP_TIMEOUT` seconds) and waits for them, whatever ends the demo.
 
-Rules and routing come from the checkout's ``prometheus/`` folder; a pip-installed package has none, and the demo
-then runs without Prometheus and Alertmanager (:func:`missing_parts` says why in one line).
+Rules and routing come from the package (:mod:`exporter.mixin`); without the binaries the demo runs without
+Prometheus and Alertmanager (:func:`missing_parts` says why in one line).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import shutil
 import socket
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
 
-PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "prometheus"
+from exporter.mixin import ALERTMANAGER_EXAMPLE
+from exporter.mixin import rules as build
+
 PROMETHEUS_BIN = "prometheus"
 ALERTMANAGER_BIN = "prometheus-alertmanager"
 HOST = "127.0.0.1"
@@ -46,27 +45,12 @@ def missing_parts(prometheus: bool, alertmanager: bool) -> str | None:
     """One line saying why the wanted parts cannot run, or None when they can (or none is wanted)."""
     if not (prometheus or alertmanager):
         return None
-    if not (PROMETHEUS_DIR / "build.py").is_file():
-        return (
-            f"no rules ({PROMETHEUS_DIR} not found: not a checkout of the repository): "
-            "running without Prometheus and Alertmanager"
-        )
     wanted = [name for name, on in ((PROMETHEUS_BIN, prometheus), (ALERTMANAGER_BIN, alertmanager)) if on]
     absent = [name for name in wanted if shutil.which(name) is None]
     if absent:
         them = "them" if len(absent) > 1 else "it"
         return f"{' and '.join(absent)} not on PATH: running without {them} (scripts/bootstrap as root installs {them})"
     return None
-
-
-def _load_build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("feldera_alert_rules_build", PROMETHEUS_DIR / "build.py")
-    if spec is None or spec.loader is None:
-        raise MonitoringError(f"cannot load {PROMETHEUS_DIR / 'build.py'}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
 
 
 ESCALATING = "FelderaCheckpointFailed"
@@ -87,7 +71,6 @@ def demo_rules(interval: float) -> tuple[str, str]:
     """(rule file text, scrape job name the rules expect): the shipped rules with every ``for:`` shortened, and
     ``FelderaCheckpointFailed``'s escalation to critical (``critical_after``) at twice that, so the demo's failing
     minute shows the warning and then the critical."""
-    build = _load_build()
     config = build.load_config(build.DEFAULT_CONFIG)
     short = demo_for(interval)
     overrides: dict[str, dict[str, str]] = {
@@ -102,7 +85,7 @@ def demo_rules(interval: float) -> tuple[str, str]:
 
 def demo_alertmanager_config() -> dict[str, Any]:
     """The shipped routing with receivers that notify nobody."""
-    shipped = yaml.safe_load((PROMETHEUS_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
+    shipped = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
     return {**shipped, "receivers": [{"name": receiver["name"]} for receiver in shipped["receivers"]]}
 
 

@@ -1,11 +1,12 @@
 """Grafana dashboards for feldera-exporter, built as code.
 
-Run ``python grafana/build.py`` to (re)write ``grafana/dashboards/*.json``; ``--check`` exits non-zero when the
-committed files differ from what this script generates. Every panel and target uses the ``$datasource`` template
+Run ``python -m exporter.mixin.dashboards --out grafana/dashboards`` to (re)write the repository's
+``grafana/dashboards/*.json``; ``--check`` exits non-zero when the files there differ from what this module
+generates. Every panel and target uses the ``$datasource`` template
 variable (no datasource uid is hard-coded), every query is scoped by the ``job``/``instance``/``target`` variables,
 and rate queries use ``$__rate_interval``.
 
-The dashboards read the alert rules' config (``prometheus/config.yaml``): its ``selector`` is added to every query
+The dashboards read the alert rules' config (the mixin's ``config.yaml``): its ``selector`` is added to every query
 (so a multi-cluster label selects the same series for rules and dashboards), its ``extra_labels`` to the ``ALERTS``
 queries, and panels that show an alerting condition link to the alert's runbook under ``runbook_base_url``.
 
@@ -26,10 +27,7 @@ from typing import Any
 
 import yaml
 
-RULES_CONFIG = yaml.safe_load(
-    (Path(__file__).resolve().parent.parent / "prometheus" / "config.yaml").read_text(encoding="utf-8")
-)
-OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+RULES_CONFIG = yaml.safe_load((Path(__file__).resolve().parent / "config.yaml").read_text(encoding="utf-8"))
 SCHEMA_VERSION = 39
 TAGS = ["feldera"]
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -1058,13 +1056,13 @@ def stale_files(out_dir: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="output directory (default: grafana/dashboards)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--check", action="store_true", help="fail if the files differ from the generated ones")
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_files(args.out)
         for name in stale:
-            print(f"{args.out / name}: out of date, run python grafana/build.py", file=sys.stderr)
+            print(f"{args.out / name}: out of date: regenerate it without --check", file=sys.stderr)
         return 1 if stale else 0
     for path in write(args.out):
         print(path)
