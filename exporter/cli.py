@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print_config_error(exc)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.api_keys())
     try:
         asyncio.run(serve(settings))
     except WebConfigError as exc:

@@ -41,7 +41,7 @@ from multidict import CIMultiDictProxy
 from pydantic import TypeAdapter, ValidationError
 from yarl import URL
 
-from exporter import __version__
+from exporter import __version__, validation
 from exporter.config import TargetSettings
 from exporter.errors import ApiError, ConnectionFailed, FelderaError, InvalidResponse, RequestTimeout
 from exporter.models import (
@@ -312,7 +312,7 @@ class FelderaClient:
                     self.settings.name,
                     index,
                     name,
-                    exc.errors(include_url=False, include_input=False),
+                    validation.describe(exc),
                 )
         return pipelines
 
@@ -533,7 +533,7 @@ def _parser(model: type[M]) -> Callable[[bytes], M]:
         try:
             return model.model_validate_json(content)
         except ValidationError as exc:
-            if exc.errors(include_url=False, include_input=False)[0]["type"] != "json_invalid":
+            if validation.problems(exc)[0].kind != "json_invalid":
                 raise _shape_error(model, exc) from None
         try:
             return model.model_validate(_loads(content))
@@ -544,8 +544,7 @@ def _parser(model: type[M]) -> Callable[[bytes], M]:
 
 
 def _shape_error(model: type, exc: ValidationError) -> ValueError:
-    detail = exc.errors(include_url=False, include_input=False)
-    return ValueError(f"unexpected JSON shape for {model.__name__}: {detail}")
+    return ValueError(f"unexpected JSON shape for {model.__name__}: {validation.describe(exc)}")
 
 
 _any = _loads

@@ -6,8 +6,10 @@ command-line flags. Every problem is reported as ``location: message`` (e.g. ``t
 
 API keys come from ``api_key_file`` or ``FELDERA_API_KEY``, never from the YAML itself (``api_key:`` there is an
 error pointing to those two). A key must be printable ASCII without spaces (it goes into an HTTP header); one with a
-line break or other characters is rejected without being shown. Keys are held as :class:`pydantic.SecretStr` and
-registered with :mod:`exporter.logsafe`: they never appear in ``repr``, logs or error messages.
+line break or other characters is rejected without being shown. Keys are held as :class:`pydantic.SecretStr`
+(never in ``repr``); the process that runs registers them with :mod:`exporter.logsafe` when it sets up logging
+(:meth:`Settings.api_keys`), so they never appear in logs or error messages. Validating (``check-config``, a test)
+registers nothing.
 
 Every problem is found in one pass (collect, then report): duplicate YAML keys, every bad field, duplicate target
 names, unknown schedule targets, every bad label and API key problems all come in the same :class:`ConfigError`.
@@ -42,7 +44,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter import logsafe, yamlerror
+from exporter import validation, yamlerror
 from exporter.flags import FELDERA_API_KEY, FELDERA_URL, OPTIONS, Option, Overrides
 
 DEFAULT_PORT = 10027
@@ -359,6 +361,10 @@ class Settings(_Section):
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
     """Target names are unique and schedules name known targets: :func:`build_settings` checks both."""
 
+    def api_keys(self) -> tuple[str, ...]:
+        """The targets' API keys, for the running process's log sanitiser (:func:`exporter.console.setup_logging`)."""
+        return tuple(target.api_key.get_secret_value() for target in self.targets if target.api_key is not None)
+
 
 class ConfigError(Exception):
     """Invalid configuration; ``problems`` are ``location: message`` lines."""
@@ -368,34 +374,20 @@ class ConfigError(Exception):
         self.problems = tuple(problems)
 
 
-def _location(loc: Sequence[int | str]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part.startswith(("function-", "constrained-", "json-or-python")) or "[" in part:
-            continue
-        else:
-            text += f".{part}" if text else part
-    return text or "(top level)"
-
-
 def format_validation_error(error: ValidationError, sources: Mapping[str, str] | None = None) -> list[str]:
     """``location: message`` per problem (a message of several lines is several problems at one location);
     a location in ``sources`` (a value from the environment or a flag) names that source."""
-    problems = []
-    for item in error.errors(include_url=False, include_input=False):
-        location = _location(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key missing"
+    lines = []
+    for problem in validation.problems(error):
+        message = {"extra_forbidden": "unknown key", "missing": "required key missing"}.get(
+            problem.kind, problem.message
+        )
+        location = problem.location or "(top level)"
         source = (sources or {}).get(location)
         if source is not None:
             location = f"{location} (from {source})"
-        problems += [f"{location}: {line}" for line in message.splitlines()]
-    return problems
+        lines += [f"{location}: {line}" for line in message.splitlines()]
+    return lines
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -578,7 +570,6 @@ def _api_keys(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[dict[int,
         if problem is not None:
             problems.append(f"{where}: {problem}")
             continue
-        logsafe.add_secret(text)
         keys[i] = SecretStr(text)
     return keys, problems
 

@@ -301,15 +301,15 @@ def test_api_key_that_cannot_be_a_header_is_rejected_without_being_shown(
     assert not any("SE" in p for p in problems + env_problems)
 
 
-def test_configured_api_key_is_redacted_from_error_messages(tmp_path: Path) -> None:
-    from exporter.errors import ConnectionFailed
+def test_validation_registers_no_secret_and_the_settings_give_the_keys_to_register(tmp_path: Path) -> None:
+    from exporter.logsafe import clean
 
     key_file = tmp_path / "key"
-    key_file.write_text("xk-7d1e0c2b9a\n")  # not shaped like apikey:..., so only the registered value can hide it
-    build_settings({"targets": [{"api_key_file": str(key_file)}]}, env={})
-    error = ConnectionFailed("stats", "Illegal header value b'Bearer xk-7d1e0c2b9a'; also xk-7d1e0c2b9a")
-    assert "7d1e0c2b9a" not in str(error)
-    assert str(error).count("[REDACTED]") == 2
+    key_file.write_text("xk-5c4e0b7a31\n")  # not shaped like apikey:..., so only a registered value would hide it
+    settings = build_settings({"targets": [{"api_key_file": str(key_file)}]}, env={"FELDERA_API_KEY": "xk-env-only"})
+    assert clean("sent xk-5c4e0b7a31") == "sent xk-5c4e0b7a31"  # the log sanitiser's set is untouched
+    assert settings.api_keys() == ("xk-5c4e0b7a31",)
+    assert "xk-" not in repr(settings)
 
 
 def test_duplicate_yaml_keys_are_all_reported_with_the_other_problems(tmp_path: Path) -> None:

@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print_config_error(exc)
         return 2
-    setup_logging(settings.log_level if args.config else "warning")
+    setup_logging(settings.log_level if args.config else "warning", settings.api_keys())
     try:
         asyncio.run(serve(scenario, args, settings))
     except WebConfigError as exc:
