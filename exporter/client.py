@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import ssl
@@ -392,7 +391,7 @@ class FelderaClient:
     def _retry_delay(self, exc: FelderaError, method: str, attempt: int) -> float | None:
         if attempt >= self._retries or method != "GET":
             return None
-        backoff = self._backoff * (2**attempt)
+        backoff = self._backoff * 2.0**attempt
         if isinstance(exc, ConnectionFailed | RequestTimeout):
             return backoff
         if isinstance(exc, ApiError) and exc.status in RETRY_STATUSES:
@@ -523,8 +522,18 @@ def _loads(content: bytes) -> Any:
         raise NotJson(str(exc)) from exc
 
 
-@functools.cache
+_PARSERS: dict[type[Lenient], Callable[[bytes], Any]] = {}
+
+
 def _parser(model: type[M]) -> Callable[[bytes], M]:
+    """:func:`_make_parser` of ``model``, made once per model."""
+    parse = _PARSERS.get(model)
+    if parse is None:
+        parse = _PARSERS[model] = _make_parser(model)
+    return parse
+
+
+def _make_parser(model: type[M]) -> Callable[[bytes], M]:
     """Parse and validate in one pass (pydantic's JSON parser, no intermediate dicts); when that parser refuses
     the text, the standard library's decides (it also takes a UTF-8 BOM, UTF-16/32), so what was accepted
     before still is. Errors: :class:`NotJson` or a ``ValueError`` naming the model and what did not fit."""

@@ -463,21 +463,22 @@ def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str
         raise ValueError(f"not flags of run: {', '.join(sorted(unknown))}")
     merged = _Merged(dict(raw), {}, [])
     for option in OPTIONS:
-        given = _given(option, overrides, env) if option.key is not None and option is not FELDERA_API_KEY else None
-        if given is None:
+        path = option.key  # None: --config (the file itself) and the API key (read by _api_keys)
+        given = _given(option, overrides, env) if path is not None else None
+        if path is None or given is None:
             continue
         value, source = given
         if option is FELDERA_URL:
             _set_default_target_url(merged, value, source)
             continue
-        *sections, key = (option.key or "").split(".")
+        *sections, key = path.split(".")
         mapping = merged.raw
         for section in sections:
             current = mapping.get(section)
             mapping[section] = dict(current) if isinstance(current, dict) else {}
             mapping = mapping[section]
         mapping[key] = value
-        merged.sources[option.key or ""] = source
+        merged.sources[path] = source
     return merged
 
 
@@ -530,9 +531,9 @@ def _cross_checks(raw: Mapping[str, Any]) -> list[str]:
     if duplicates:
         problems.append(f"targets: duplicate target name(s) {', '.join(duplicates)}")
     for i, schedule in _entries(raw, "checkpoint_sync", "schedules"):
-        target = schedule.get("target")
-        if target is not None and target not in names:
-            problems.append(f"checkpoint_sync.schedules[{i}].target: unknown target {target!r}")
+        named = schedule.get("target")
+        if named is not None and named not in names:
+            problems.append(f"checkpoint_sync.schedules[{i}].target: unknown target {named!r}")
     return problems
 
 
@@ -562,7 +563,7 @@ def _api_keys(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[dict[int,
             if not text:
                 problems.append(f"{where}: file is empty")
                 continue
-        elif file is None and i == 0 and env.get(API_KEY_ENV, "").strip():
+        elif file is None and i == 0 and API_KEY_ENV is not None and env.get(API_KEY_ENV, "").strip():
             text, where = env[API_KEY_ENV].strip(), API_KEY_ENV
         else:
             continue
