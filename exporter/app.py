@@ -94,9 +94,9 @@ class Exporter:
         self._specs = emitted_specs(settings)
         for warning in selection_warnings(settings):
             log.warning("%s", warning)
-        self._rendered, self._landing = self._render(
-            Snapshot(shard=settings.sharding.shard, total_shards=settings.sharding.total_shards)
-        )
+        sharding = settings.sharding
+        self._rendered, landing = self._render(Snapshot(shard=sharding.shard, total_shards=sharding.total_shards))
+        self._landing = landing or LandingView(shard=sharding.shard, total_shards=sharding.total_shards)
         self._ready = False
         self._cycle_lock = asyncio.Lock()
         self._stopping = asyncio.Event()

@@ -2,8 +2,9 @@
 
 Subcommands other than ``run``, ``check-config`` and ``demo`` live in their owner's module as
 ``add_subcommand(subparsers)``; each sets ``func`` (``argparse.Namespace -> int`` exit status) on its parser.
-``demo``'s flags are declared in :mod:`exporter.flags` and its module (:mod:`exporter.simulator.demo`) imported only
-when it runs, so ``run`` never loads the simulator.
+``run``'s flags are declared once in :mod:`exporter.flags` (with their config keys and environment variables).
+``demo``'s flags are declared here and its module (:mod:`exporter.simulator.demo`) imported only when it runs, so
+``run`` never loads the simulator.
 """
 
 from __future__ import annotations
@@ -19,30 +20,17 @@ from collections.abc import Sequence
 from exporter import __version__
 from exporter import docs as docs_cli
 from exporter.arenas import limit_malloc_arenas
-from exporter.config import ConfigError, Overrides, Settings, load_settings
+from exporter.argtypes import duration, port, positive_seconds
+from exporter.config import ConfigError, Settings, load_settings
 from exporter.console import print_config_error, print_web_config_error, setup_logging
 from exporter.errors import FelderaError
-from exporter.flags import add_demo_parser, add_run_flags
+from exporter.flags import CONFIG, DEMO_INTERVAL, LISTEN_ADDRESS, add_options, overrides_from
 from exporter.gctuning import full_collections_every
 from exporter.metrics import selection_warnings
 from exporter.sidecar import cli as sidecar_cli
 from exporter.webconfig import WebConfigError
 
 log = logging.getLogger("exporter")
-
-
-def overrides_from(args: argparse.Namespace) -> Overrides:
-    return Overrides(
-        feldera_url=args.feldera_url,
-        listen_address=args.listen_address,
-        web_config_file=args.web_config_file,
-        enable_reset_watch_api=args.enable_reset_watch_api,
-        shard=args.shard,
-        total_shards=args.total_shards,
-        log_level=args.log_level,
-        metric_allowlist=args.metric_allowlist,
-        metric_denylist=args.metric_denylist,
-    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -78,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print_config_error(exc)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.api_keys())
     try:
         asyncio.run(serve(settings))
     except WebConfigError as exc:
@@ -104,6 +92,45 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``demo`` (:mod:`exporter.simulator.demo`): its flags here, the simulator imported only when it runs."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="a simulated Feldera with a lively scenario, an exporter polling it, Prometheus and Alertmanager",
+        description="Simulator, exporter and (when the binaries are on PATH) Prometheus with the shipped rules and "
+        "Alertmanager with the shipped routing, all on 127.0.0.1; Ctrl-C or SIGTERM stops them together.",
+    )
+    add_options(
+        parser,
+        (CONFIG, LISTEN_ADDRESS),
+        helps={
+            CONFIG: "your exporter config instead of the demo's; every target polls the simulator, "
+            "--web.listen-address still applies",
+            LISTEN_ADDRESS: "where the exporter serves (default 127.0.0.1:10027)",
+        },
+        defaults={LISTEN_ADDRESS: "127.0.0.1:10027"},
+    )
+    parser.add_argument("--scenario", metavar="FILE", help="YAML/JSON scenario instead of the built-in one")
+    parser.add_argument(
+        "--feldera-port", type=port, default=8080, metavar="PORT", help="simulator port (default 8080, 0 = any)"
+    )
+    parser.add_argument("--tick", type=positive_seconds, default=5.0, help="seconds between scenario steps (default 5)")
+    parser.add_argument(
+        "--interval",
+        type=duration,
+        help=f"exporter poll interval (default {DEMO_INTERVAL}, or poll.interval of --config)",
+    )
+    parser.add_argument(
+        "--prometheus-port", type=port, default=9090, metavar="PORT", help="default 9090, 0 = any free port"
+    )
+    parser.add_argument(
+        "--alertmanager-port", type=port, default=9093, metavar="PORT", help="default 9093, 0 = any free port"
+    )
+    parser.add_argument("--no-prometheus", action="store_true", help="do not run Prometheus")
+    parser.add_argument("--no-alertmanager", action="store_true", help="do not run Alertmanager")
+    parser.set_defaults(func=_demo)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from exporter.simulator import demo  # the test double is loaded by the demo only, never by run
 
@@ -117,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = subparsers.add_parser("run", help="poll Feldera and serve /metrics (default)")
-    add_run_flags(run)
+    add_options(run)
     run.set_defaults(func=_run)
     check = subparsers.add_parser("check-config", help="validate a config file and exit (non-zero on error)")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=_check_config)
     sidecar_cli.add_subcommand(subparsers)
     docs_cli.add_subcommand(subparsers)
-    add_demo_parser(subparsers).set_defaults(func=_demo)
+    _add_demo(subparsers)
     parser.set_defaults(subcommands=tuple(subparsers.choices))
     return parser
 

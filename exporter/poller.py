@@ -155,12 +155,12 @@ class Poller:
         return snaps
 
     async def _run(self, target: TargetRuntime, job: Job, snaps: list[PipelineSnapshot]) -> None:
-        request, snap = job.request, snaps[job.index]
+        request, snap = job.request, snaps[job.position]
         if self._monotonic() < target.paused.get(request.field, 0.0):
             return  # the target said earlier in this stage that it does not offer this endpoint
         answer = await guarded(self._fetch(target, request, snap), request.field, target.name, snap.name)
         if answer is not None:
-            snaps[job.index] = request.store(snaps[job.index], answer)
+            snaps[job.position] = request.store(snaps[job.position], answer)
 
     async def _fetch(self, target: TargetRuntime, request: PipelineRequest[Any], snap: PipelineSnapshot) -> Any:
         try:
@@ -175,10 +175,10 @@ class Poller:
 
 
 class Job(NamedTuple):
-    """One per-pipeline request of a stage: ``request`` for the pipeline at ``index`` of the target's list."""
+    """One per-pipeline request of a stage: ``request`` for the pipeline at ``position`` in the target's list."""
 
     request: PipelineRequest[Any]
-    index: int
+    position: int
 
 
 async def _work(jobs: Sequence[Job], workers: int, run: Callable[[Job], Any]) -> None:

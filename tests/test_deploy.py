@@ -25,7 +25,7 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.cli import build_parser, settings_from
-from exporter.config import build_settings
+from exporter.config import ConfigError, build_settings
 from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -310,8 +310,12 @@ def test_sharded_statefulset_gives_pod_i_shard_i_of_replicas(tmp_path: Path) -> 
 
     # Without the pod-index label (Kubernetes < 1.28) the exporter refuses to start instead of claiming shard 0.
     args = _shard_args(container, template["metadata"]["labels"])
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["run", *args])
+    args[args.index("--config") + 1] = str(tmp_path / "config.yaml")
+    with pytest.raises(ConfigError) as caught:
+        settings_from(build_parser().parse_args(["run", *args]))
+    assert caught.value.problems == (
+        "sharding.shard (from --shard): Input should be a valid integer, unable to parse string as an integer",
+    )
 
 
 def test_generated_monitoring_objects_are_up_to_date() -> None:

@@ -89,7 +89,7 @@ def normalized_version(version: str) -> str:
     return text[1:] if text[:1] in ("v", "V") else text
 
 
-def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     if not out.wants(GROUP):
         return
     for target in snapshot.targets:

@@ -795,7 +795,7 @@ def render(config: Mapping[str, Any]) -> str:
 
 
 def load_config(path: Path, overrides: tuple[Path, ...] = ()) -> dict[str, Any]:
-    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     for override in overrides:
         config = merge(config, yaml.safe_load(override.read_text(encoding="utf-8")) or {})
     return config

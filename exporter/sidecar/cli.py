@@ -179,7 +179,7 @@ def _error_text(response: _Answer) -> str:
     except ValueError:
         return _excerpt(response)
     if isinstance(document, dict) and isinstance(document.get("error"), str):
-        return document["error"]
+        return str(document["error"])
     return response.reason
 
 

@@ -213,9 +213,10 @@ class ResetWatches:
                 await self._writer
 
     async def register(
-        self, pipeline: str, token: str, name: str | None = None, target: str | None = None
+        self, pipeline: object, token: object, name: object = None, target: object = None
     ) -> StoredWatch:
-        """Add (or replace, same name) a watch; raises :class:`WatchError` on invalid input."""
+        """Add (or replace, same name) a watch; raises :class:`WatchError` on invalid input (the values come from a
+        client's JSON: each is checked for its type here)."""
         if not isinstance(pipeline, str) or not PIPELINE_NAME.match(pipeline):
             raise WatchError(400, "pipeline must be a Feldera pipeline name: 1-512 characters of A-Z a-z 0-9 _ -")
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH or not token.isprintable():

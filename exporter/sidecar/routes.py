@@ -82,8 +82,8 @@ class ResetWatchRoutes:
             return _error(400, f"unknown field(s): {', '.join(unknown)}")
         try:
             watch = await self._watches.register(
-                document.get("pipeline"),  # type: ignore[arg-type]
-                document.get("token"),  # type: ignore[arg-type]
+                document.get("pipeline"),
+                document.get("token"),
                 name=document.get("name"),
                 target=document.get("target"),
             )

@@ -123,7 +123,7 @@ class CheckpointControl:
         """What a POST checkpoint/sync does next: ``success``, ``failure`` or ``pending`` (wait for control)."""
         if mode not in ("success", "failure", "pending"):
             raise ValueError(f"unknown sync mode {mode!r}")
-        self.world.get(name).sync_mode = mode  # type: ignore[assignment]
+        self.world.get(name).sync_mode = mode  # type: ignore[assignment]  # a SyncMode value: checked above
 
     def succeed_sync(self, name: str, checkpoint_uuid: str | None = None) -> str:
         pipeline = self.world.get(name)

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from exporter.config import URL_ENV, ConfigError, Settings, build_settings, read_yaml
 from exporter.console import print_config_error, print_web_config_error, setup_logging
-from exporter.flags import DEMO_INTERVAL
+from exporter.flags import DEMO_INTERVAL, Overrides, overrides_from
 from exporter.simulator.monitoring import Monitoring, MonitoringError, missing_parts
 from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario, ServerSpec
 from exporter.simulator.server import Simulator
@@ -227,9 +227,10 @@ def _mapping(raw: dict[str, Any], key: str) -> dict[str, Any]:
     return dict(value)
 
 
-def demo_settings(config: str | None, listen_address: str, interval: float | None, url: str) -> Settings:
+def demo_settings(config: str | None, overrides: Overrides, interval: float | None, url: str) -> Settings:
     """The demo's settings (target ``demo``, a sync schedule), or those of ``config`` with every target's URL
-    replaced by ``url``; ``listen_address`` and ``interval`` (when given) override. Raises :class:`ConfigError`."""
+    replaced by ``url``; ``overrides`` (the demo's flags) and ``interval`` (when given) override. Raises
+    :class:`ConfigError`."""
     if config is None:
         raw: dict[str, Any] = {
             "poll": {"interval": interval or DEMO_INTERVAL},
@@ -246,8 +247,7 @@ def demo_settings(config: str | None, listen_address: str, interval: float | Non
     if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
         raise ConfigError(["targets: expected a list of mappings"])
     raw["targets"] = [{**target, "url": url} for target in targets]
-    raw["web"] = {**_mapping(raw, "web"), "listen_address": listen_address}
-    return build_settings(raw, env={k: v for k, v in os.environ.items() if k != URL_ENV})
+    return build_settings(raw, overrides=overrides, env={k: v for k, v in os.environ.items() if k != URL_ENV})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -257,11 +257,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:  # validated before anything starts; the simulator's URL is filled in once it listens
-        settings = demo_settings(args.config, args.listen_address, args.interval, "http://127.0.0.1:8080")
+        settings = demo_settings(args.config, overrides_from(args), args.interval, "http://127.0.0.1:8080")
     except ConfigError as exc:
         print_config_error(exc)
         return 2
-    setup_logging(settings.log_level if args.config else "warning")
+    setup_logging(settings.log_level if args.config else "warning", settings.api_keys())
     try:
         asyncio.run(serve(scenario, args, settings))
     except WebConfigError as exc:

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.models import COMBINED_STATUSES
 
-StatusName = Literal[COMBINED_STATUSES]  # the combined deployment statuses a scenario may ask for
+StatusName = Literal[COMBINED_STATUSES]  # type: ignore[valid-type]  # a tuple's values, read by pydantic at run time
 
 
 class _Model(BaseModel):

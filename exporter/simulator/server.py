@@ -232,7 +232,7 @@ class Simulator(CheckpointControl, ConnectorControl):
     def set_edition(self, edition: str) -> None:
         if edition not in ("enterprise", "community"):
             raise ValueError(f"unknown edition {edition!r}")
-        self.world.edition = edition  # type: ignore[assignment]
+        self.world.edition = edition  # type: ignore[assignment]  # one of the literal's values: checked above
 
     def upgrade_platform(self, version: str) -> None:
         """Feldera is upgraded to ``version``: ``/v0/config`` and new pipelines report it; existing pipelines keep
@@ -243,7 +243,7 @@ class Simulator(CheckpointControl, ConnectorControl):
         """``current`` (202 checkpoint_uuid) or ``seed`` (200 checkpoint_sequence_number, 404 if none)."""
         if sync_api not in ("current", "seed"):
             raise ValueError(f"unknown sync api {sync_api!r}")
-        self.world.sync_api = sync_api  # type: ignore[assignment]
+        self.world.sync_api = sync_api  # type: ignore[assignment]  # one of the literal's values: checked above
 
     def add_fault(self, fault: Fault | None = None, **fields: Any) -> Fault:
         """``add_fault(Fault("status", path="/v0/pipelines", status=500))`` or ``add_fault(kind=..., ...)``."""
