@@ -30,8 +30,8 @@ from exporter.simulator.demo import (
     DemoDriver,
     demo_scenario,
 )
-from exporter.simulator.monitoring import demo_alertmanager_config, demo_rules
-from tests.conftest import eventually, start_demo, url_of
+from exporter.simulator.monitoring import demo_alertmanager_config, demo_rules, links
+from tests.conftest import ReplyServer, Request, Response, eventually, start_demo, url_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,6 +106,42 @@ def test_demo_rules_shorten_only_for_and_the_alertmanager_config_keeps_the_routi
         k: v for k, v in shipped_am.items() if k != "receivers"
     }
     assert config["receivers"] == [{"name": r["name"]} for r in shipped_am["receivers"]]
+
+
+def ui_server(paths: set[str]) -> ReplyServer:
+    """A Prometheus or Alertmanager stand-in answering 200 on ``paths`` and 404 elsewhere."""
+
+    async def answer(request: Request) -> Response:
+        return Response(200 if request.path in paths else 404)
+
+    return ReplyServer(answer)
+
+
+async def test_demo_links_use_the_web_uis_of_official_builds() -> None:
+    async with ui_server({"/alerts", "/classic/alerts"}) as prometheus, ui_server({"/script.js"}) as alertmanager:
+        ports = prometheus.port, alertmanager.port
+        rows = await links(*ports)
+    assert rows == [
+        ("Prometheus alerts", f"http://127.0.0.1:{ports[0]}/alerts"),
+        ("Alertmanager alerts", f"http://127.0.0.1:{ports[1]}/#/alerts"),
+    ]
+
+
+async def test_demo_links_fall_back_to_the_classic_ui_the_api_and_amtool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Debian's Prometheus 2.42 (classic UI only) and Alertmanager 0.25 (no UI) serve; without amtool on PATH,
+    only the API is printed for Alertmanager."""
+    async with ui_server({"/classic/alerts"}) as prometheus, ui_server({"/"}) as alertmanager:
+        ports = prometheus.port, alertmanager.port
+        rows = await links(*ports)
+        monkeypatch.setenv("PATH", "/nonexistent")
+        without_amtool = await links(None, ports[1])
+    am = f"http://127.0.0.1:{ports[1]}"
+    assert rows == [
+        ("Prometheus alerts", f"http://127.0.0.1:{ports[0]}/classic/alerts"),
+        ("Alertmanager alerts", f"amtool --alertmanager.url={am} alert query"),
+        ("Alertmanager API", f"{am}/api/v2/alerts"),
+    ]
+    assert without_amtool == [("Alertmanager API", f"{am}/api/v2/alerts")]
 
 
 async def test_exporter_scrapes_the_demo_scenario() -> None:
