@@ -134,24 +134,40 @@ def test_wheel_carries_the_rules_dashboards_alertmanager_example_and_runbooks(di
     assert not [name for name in names if name.startswith(("tests/", "docs/", "prometheus/", "grafana/"))]
 
 
-def test_the_installed_wheel_generates_what_the_repository_commits(dist: Dist, tmp_path: Path) -> None:
-    """Installed alone (not the checkout), the wheel's generators write the repository's files byte for byte."""
+def test_the_installed_wheel_writes_what_the_repository_commits(dist: Dist, tmp_path: Path) -> None:
+    """Installed alone (not the checkout), ``feldera-exporter rules``, ``dashboards`` and ``mixin`` write the
+    repository's files byte for byte: the generated rules and dashboards, the Alertmanager example, the runbooks and
+    the rule config."""
     site = tmp_path / "site"
     result = run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", site, dist.wheel)
     assert result.returncode == 0, result.stdout + result.stderr
     env = {**os.environ, "PYTHONPATH": str(site)}
     where = run(sys.executable, "-c", "import exporter; print(exporter.__file__)", cwd=tmp_path, env=env)
     assert where.stdout.strip() == str(site / "exporter" / "__init__.py")
-    rules = run(sys.executable, "-m", "exporter.mixin.rules", cwd=tmp_path, env=env)
+    rules = run(sys.executable, "-m", "exporter", "rules", cwd=tmp_path, env=env)
     assert rules.returncode == 0, rules.stderr
     assert rules.stdout == (ROOT / "prometheus" / "alerts.yaml").read_text(encoding="utf-8")
-    out = tmp_path / "dashboards"
-    dashboards = run(sys.executable, "-m", "exporter.mixin.dashboards", "--out", out, cwd=tmp_path, env=env)
-    assert dashboards.returncode == 0, dashboards.stderr
+    boards = run(
+        sys.executable, "-m", "exporter", "dashboards", "--out", tmp_path / "dashboards", cwd=tmp_path, env=env
+    )
+    assert boards.returncode == 0, boards.stderr
+    mixin = run(sys.executable, "-m", "exporter", "mixin", "--out", tmp_path / "mixin", cwd=tmp_path, env=env)
+    assert mixin.returncode == 0, mixin.stderr
     committed = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
-    assert sorted(path.name for path in out.iterdir()) == [path.name for path in committed]
+    expected = {
+        Path("alerts.yaml"): ROOT / "prometheus" / "alerts.yaml",
+        Path("alertmanager.yml"): ROOT / "exporter" / "mixin" / "alertmanager.yml",
+        Path("runbooks.md"): ROOT / "docs" / "runbooks.md",
+        Path("config.yaml"): ROOT / "exporter" / "mixin" / "config.yaml",
+        **{Path("dashboards", path.name): path for path in committed},
+    }
+    written = {path.relative_to(tmp_path / "mixin") for path in (tmp_path / "mixin").rglob("*") if path.is_file()}
+    assert written == set(expected)
+    for name, source in expected.items():
+        assert (tmp_path / "mixin" / name).read_bytes() == source.read_bytes(), name
+    assert sorted(path.name for path in (tmp_path / "dashboards").iterdir()) == [path.name for path in committed]
     for path in committed:
-        assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+        assert (tmp_path / "dashboards" / path.name).read_bytes() == path.read_bytes(), path.name
 
 
 def test_the_image_build_context_is_enough_for_the_wheel(tmp_path: Path) -> None:

@@ -16,9 +16,12 @@ import pytest
 import yaml
 
 from exporter.app import Exporter
+from exporter.cli import build_parser
 from exporter.config import Settings
+from exporter.flags import overrides_from
 from exporter.metrics.server import normalized_version
 from exporter.mixin import ALERTMANAGER_EXAMPLE
+from exporter.sidecar.routes import DISABLED
 from exporter.simulator import ManualClock, Simulator
 from exporter.simulator.demo import (
     CYCLE,
@@ -29,6 +32,7 @@ from exporter.simulator.demo import (
     RESET_WATCH,
     DemoDriver,
     demo_scenario,
+    demo_settings,
 )
 from exporter.simulator.monitoring import demo_alertmanager_config, demo_rules, links
 from tests.conftest import ReplyServer, Request, Response, eventually, start_demo, url_of
@@ -189,6 +193,16 @@ async def test_demo_command_without_the_binaries_says_so_in_one_line_and_stops_o
         "(scripts/bootstrap as root installs them)"
     ]
     assert not any(line.startswith(("Prometheus", "Alertmanager")) for line in lines)
+
+
+def test_the_flag_the_reset_watch_403_names_switches_the_write_api_on_in_the_demo_too() -> None:
+    def write_api(*flags: str) -> bool:
+        args = build_parser().parse_args(["demo", *flags])
+        settings = demo_settings(args.config, overrides_from(args), args.interval, "http://127.0.0.1:9")
+        return settings.web.enable_reset_watch_api
+
+    assert "--web.enable-reset-watch-api" in DISABLED
+    assert (write_api(), write_api("--web.enable-reset-watch-api")) == (False, True)
 
 
 async def test_demo_with_config_polls_the_simulator_with_those_settings(tmp_path: Path) -> None:
