@@ -144,12 +144,27 @@ def test_a_licence_without_expiry_is_valid_without_an_expiry_series() -> None:
     assert "feldera_server_license_expiry_timestamp_seconds" not in got
 
 
-def test_drift_ignores_a_leading_v_and_is_omitted_when_a_version_is_unknown() -> None:
-    got = samples(_snapshot({"version": "0.340.0"}, "v0.340.0", "0.340.0", "V0.339.0", ""))
+def test_drift_ignores_a_leading_v_and_a_build_suffix_and_is_omitted_when_a_version_is_unknown() -> None:
+    versions = ("v0.340.0", "0.340.0", "V0.339.0", "", "0.340.0+enterprise", "0.340.0+enterprise.1a2b3c", "0.339.0+x")
+    got = samples(_snapshot({"version": "0.340.0"}, *versions))
     drift = {s["pipeline_name"]: s["value"] for s in got["feldera_pipeline_runtime_outdated"]}
-    assert drift == {"p0": 0.0, "p1": 0.0, "p2": 1.0}
+    assert drift == {"p0": 0.0, "p1": 0.0, "p2": 1.0, "p4": 0.0, "p5": 0.0, "p6": 1.0}
     assert "feldera_pipeline_runtime_outdated" not in samples(_snapshot({"version": ""}, "0.340.0"))
-    assert normalized_version(" v1.2.3 ") == "1.2.3"
+    assert normalized_version(" v1.2.3+enterprise ") == "1.2.3"
+
+
+def test_a_pipeline_that_pins_its_runtime_is_not_drift() -> None:
+    pinned = Pipeline.model_validate(
+        {"name": "pinned", "platform_version": "0.330.0", "program_config": {"runtime_version": "0.330.0"}}
+    )
+    target = TargetSnapshot(
+        name="t",
+        up=True,
+        pipelines=(PipelineSnapshot(pipeline=pinned),),
+        server=Configuration.model_validate({"version": "0.340.0"}),
+    )
+    got = samples(Snapshot(targets=(target,)))
+    assert [s["value"] for s in got["feldera_pipeline_runtime_outdated"]] == [0.0]
 
 
 def test_the_server_group_switched_off_emits_no_family() -> None:
