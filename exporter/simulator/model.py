@@ -10,7 +10,6 @@ fragments (the pipeline list is served from those, so 10,000 pipelines cost one 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import heapq
 import uuid
@@ -271,7 +270,7 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
         stopped, ``fault_tolerance`` and ``hosts`` only with cleared storage; a change bumps ``version``."""
         if self.deployment_status != "Stopped" or self.resources_desired.value != "Stopped":
             raise ValueError("UpdateRestrictedToStopped: the pipeline can only be updated while stopped")
-        merged = {**copy.deepcopy(self.runtime_config), **overrides}
+        merged = {**self.runtime_config, **overrides}
         new = normalized_runtime_config(merged)
         if new == self.runtime_config:
             return
