@@ -208,6 +208,13 @@ class ConnectorSummary(Lenient):
 
 
 @lenient
+class ProgramConfig(Lenient):
+    """``program_config`` (every selector): ``runtime_version`` set = a runtime pinned on purpose."""
+
+    runtime_version: OptStr = None
+
+
+@lenient
 class Pipeline(Lenient):
     """One entry of the pipeline list with ``selector=status_with_connectors`` (or ``status``/``all``)."""
 
@@ -217,6 +224,7 @@ class Pipeline(Lenient):
     created_at: Timestamp = None
     version: OptInt = None
     platform_version: Text = ""
+    program_config: ProgramConfig | None = None
     program_version: OptInt = None
     program_status: Text = ""
     program_status_since: Timestamp = None
@@ -461,5 +469,12 @@ class Configuration(Lenient):
     edition: Text = ""
     revision: Text = ""
     runtime_revision: Text = ""
+
+    @property
+    def enterprise(self) -> bool:
+        """``Enterprise`` or ``EnterpriseDev`` (the official client 0.369 knows both; compared as it does,
+        ignoring case); ``Open source`` or an unknown edition is not."""
+        return self.edition.strip().lower() in ("enterprise", "enterprisedev")
+
     license_validity: Annotated[LicenseValidity | None, BeforeValidator(_mapping_or_none)] = None
     update_info: Annotated[UpdateInformation | None, BeforeValidator(_mapping_or_none)] = None

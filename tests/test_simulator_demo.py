@@ -55,7 +55,7 @@ def test_demo_driver_moves_pipelines_through_states_and_failures() -> None:
         failure = fraud.checkpoint_failure
         fraud_failed |= failure is not None and failure["sequence_number"] > (fraud.checkpoint_success or 0)
         clickstream_fatal |= sim.pipeline("clickstream").find_endpoint("clicks.s3-backfill").fatal_error is not None
-        compiler_down |= not sim.world.cluster["compiler"]["healthy"]
+        compiler_down |= not sim.world.cluster.truth["compiler"][0]
     assert {"Provisioning", "Initializing", "Running", "Stopping", "Stopped"} <= nightly
     assert {"CompilingSql", "SqlError"} <= draft
     assert fraud_failed and clickstream_fatal and compiler_down

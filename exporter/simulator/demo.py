@@ -28,20 +28,24 @@ from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpe
 from exporter.simulator.server import Simulator
 from exporter.webconfig import WebConfigError
 
+FAULT_TOLERANT: dict[str, Any] = {"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 60}}
+
 
 def demo_scenario() -> Scenario:
     """A small fleet in every interesting state: running, paused, failing checkpoints, a fatal connector
     error, a compile error, a stopped and a crashed pipeline; on a recently upgraded platform (two pipelines
-    still on the old runtime), with a trial licence that expires in 10 days and a newer release out."""
+    still on the old runtime), with a trial licence that expires in 10 days and a newer release out. The running
+    pipelines are fault tolerant (automatic checkpoints every minute)."""
     return Scenario(
         edition="enterprise",
-        platform_version="v0.340.0",
+        platform_version="0.340.0",
         server=ServerSpec(license="trial", license_expires_in_days=10, latest_version="0.341.0"),
         pipelines=[
             PipelineSpec(
                 name="orders",
                 description="Order ingestion and revenue aggregation",
                 status="Running",
+                runtime_config=FAULT_TOLERANT,
                 checkpoints=3,
                 tables=[
                     RelationSpec(name="orders", connectors=["kafka-orders", None]),
@@ -52,6 +56,7 @@ def demo_scenario() -> Scenario:
             PipelineSpec(
                 name="fraud-detection",
                 status="Running",
+                runtime_config=FAULT_TOLERANT,
                 checkpoints=2,
                 tables=[RelationSpec(name="payments", connectors=["kafka-payments"])],
                 views=[RelationSpec(name="alerts", connectors=["kafka-alerts", "webhook"])],
@@ -59,6 +64,7 @@ def demo_scenario() -> Scenario:
             PipelineSpec(
                 name="clickstream",
                 status="Running",
+                runtime_config=FAULT_TOLERANT,
                 checkpoints=1,
                 tables=[
                     RelationSpec(
@@ -73,7 +79,7 @@ def demo_scenario() -> Scenario:
             ),
             PipelineSpec(
                 name="inventory",
-                platform_version="v0.337.0",
+                platform_version="0.337.0+enterprise",
                 status="Paused",
                 checkpoints=1,
                 tables=[RelationSpec(name="stock", connectors=["file-stock"])],
@@ -88,7 +94,7 @@ def demo_scenario() -> Scenario:
             PipelineSpec(name="archive", status="Stopped", storage_status="Cleared"),
             PipelineSpec(
                 name="nightly-batch",
-                platform_version="v0.337.0",
+                platform_version="0.337.0+enterprise",
                 status="Stopped",
                 checkpoints=1,
                 tables=[RelationSpec(name="events", connectors=["s3-events"])],
