@@ -1,5 +1,7 @@
 """Command line: ``feldera-exporter [run]`` (default), ``check-config FILE``, and subcommands owners register.
 
+``run`` reloads its configuration on SIGHUP (:meth:`exporter.app.Exporter.reload`) and stops on SIGTERM/SIGINT.
+
 Subcommands other than ``run``, ``check-config`` and ``demo`` live in their owner's module as
 ``add_subcommand(subparsers)``; each sets ``func`` (``argparse.Namespace -> int`` exit status) on its parser.
 ``run``'s flags are declared once in :mod:`exporter.flags` (with their config keys and environment variables).
@@ -15,18 +17,19 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from exporter import __version__
+from exporter import __version__, logsafe
 from exporter import docs as docs_cli
 from exporter.arenas import limit_malloc_arenas
 from exporter.argtypes import duration, port, positive_seconds
 from exporter.config import ConfigError, Settings, load_settings
 from exporter.console import print_config_error, print_web_config_error, setup_logging
 from exporter.errors import FelderaError
-from exporter.flags import CONFIG, DEMO_INTERVAL, LISTEN_ADDRESS, add_options, overrides_from
+from exporter.flags import CONFIG, DEMO_INTERVAL, ENABLE_RESET_WATCH_API, LISTEN_ADDRESS, add_options, overrides_from
 from exporter.gctuning import full_collections_every
 from exporter.metrics import selection_warnings
+from exporter.mixin import cli as mixin_cli
 from exporter.sidecar import cli as sidecar_cli
 from exporter.webconfig import WebConfigError
 
@@ -38,8 +41,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides=overrides_from(args), deep=True)
 
 
-async def serve(settings: Settings) -> None:
-    """Run an exporter until SIGTERM/SIGINT, then stop it gracefully."""
+async def serve(settings: Settings, reload: Callable[[], Settings]) -> None:
+    """Run an exporter until SIGTERM/SIGINT, then stop it gracefully; on SIGHUP, apply what ``reload`` reads
+    (:meth:`exporter.app.Exporter.reload`: the configuration and the web config, as Prometheus does)."""
     from exporter.app import Exporter
 
     limit_malloc_arenas()  # before the exporter's threads exist
@@ -49,15 +53,38 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     exporter = Exporter(settings)
+    reloads: set[asyncio.Task[bool]] = set()  # referenced until done (the loop keeps weak ones)
+
+    def reload_now() -> None:
+        log.info("SIGHUP: reloading the configuration")
+        task = asyncio.create_task(exporter.reload(reload), name="reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     await exporter.start()
+    loop.add_signal_handler(signal.SIGHUP, reload_now)
     try:
         async with full_collections_every():  # no 0.4 s collector pauses in the middle of scrapes
             await stop.wait()
         log.info("shutting down")
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        for task in reloads:
+            task.cancel()
         await exporter.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def _reloaded(args: argparse.Namespace) -> Settings:
+    """What ``run`` loads, again (a SIGHUP): the new API keys are redacted from the log from now on, like the first
+    ones; raises :class:`ConfigError`."""
+    settings = settings_from(args)
+    for key in settings.api_keys():
+        logsafe.add_secret(key)
+    for note in settings.notes:
+        log.warning("%s", note)
+    return settings
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -67,8 +94,10 @@ def _run(args: argparse.Namespace) -> int:
         print_config_error(exc)
         return 2
     setup_logging(settings.log_level, settings.api_keys())
+    for note in settings.notes:
+        log.warning("%s", note)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, lambda: _reloaded(args)))
     except WebConfigError as exc:
         print_web_config_error(settings, exc)
         return 2
@@ -87,7 +116,7 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     names = ", ".join(t.name for t in settings.targets)
     print(f"{args.file}: OK ({len(settings.targets)} target(s): {names})")
-    for warning in selection_warnings(settings):
+    for warning in (*settings.notes, *selection_warnings(settings)):
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 
@@ -102,7 +131,7 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     add_options(
         parser,
-        (CONFIG, LISTEN_ADDRESS),
+        (CONFIG, LISTEN_ADDRESS, ENABLE_RESET_WATCH_API),
         helps={
             CONFIG: "your exporter config instead of the demo's; every target polls the simulator, "
             "--web.listen-address still applies",
@@ -151,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check_config)
     sidecar_cli.add_subcommand(subparsers)
     docs_cli.add_subcommand(subparsers)
+    mixin_cli.add_subcommand(subparsers)
     _add_demo(subparsers)
     parser.set_defaults(subcommands=tuple(subparsers.choices))
     return parser

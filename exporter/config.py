@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,6 +37,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -361,6 +362,14 @@ class Settings(_Section):
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
     """Target names are unique and schedules name known targets: :func:`build_settings` checks both."""
 
+    _notes: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Warnings about what was given but not used (an environment variable the file's targets leave out);
+        ``check-config`` prints them, ``run`` logs them."""
+        return self._notes
+
     def api_keys(self) -> tuple[str, ...]:
         """The targets' API keys, for the running process's log sanitiser (:func:`exporter.console.setup_logging`)."""
         return tuple(target.api_key.get_secret_value() for target in self.targets if target.api_key is not None)
@@ -444,6 +453,8 @@ class _Merged:
     raw: dict[str, Any]
     sources: dict[str, str]
     problems: list[str]
+    notes: list[str] = field(default_factory=list)
+    """What was given but not used (a warning, not a problem): :attr:`Settings.notes`."""
 
 
 def _given(option: Option, overrides: Overrides, env: Mapping[str, str]) -> tuple[object, str] | None:
@@ -491,7 +502,17 @@ def _set_default_target_url(merged: _Merged, url: object, source: str) -> None:
         targets = []
     named = [t for t in targets if isinstance(t, dict) and t.get("name", DEFAULT_TARGET) == DEFAULT_TARGET]
     if targets and not named:
-        merged.problems.append(f"{source}: the config file defines targets but none is named {DEFAULT_TARGET!r}")
+        names = ", ".join(str(t.get("name")) for t in targets if isinstance(t, dict))
+        if source == URL_ENV:  # exported for something else, perhaps: the file's targets stand
+            merged.notes.append(
+                f"{URL_ENV} is set but not used: it sets the URL of the target named {DEFAULT_TARGET!r}, and the "
+                f"config file's targets are {names}"
+            )
+        else:
+            merged.problems.append(
+                f"{source}: sets the URL of the target named {DEFAULT_TARGET!r}, but the config file's targets are "
+                f"{names}: name one of them {DEFAULT_TARGET!r}, or leave {source} out"
+            )
     elif named:
         raw["targets"] = [{**t, "url": url} if t in named else t for t in targets]
         merged.sources.update({f"targets[{i}].url": source for i, t in enumerate(targets) if t in named})
@@ -598,7 +619,9 @@ def build_settings(
     if problems or settings is None:
         raise ConfigError(problems)
     targets = [t.model_copy(update={"api_key": keys.get(i)}) for i, t in enumerate(settings.targets)]
-    return settings.model_copy(update={"targets": targets})
+    settings = settings.model_copy(update={"targets": targets})
+    settings._notes = tuple(merged.notes)
+    return settings
 
 
 def load_settings(

@@ -2,9 +2,9 @@
 single source of truth), and the ``docs`` subcommand.
 
 ``feldera-exporter docs`` prints the reference, ``--output PATH`` writes it, ``--check`` exits 1 when the file
-(``--output``, default ``docs/metrics.md``) differs from what the code declares. ``--readme PATH`` writes the flag
-table into PATH between its :data:`TABLE_START` and :data:`TABLE_END` lines instead (``--check``: exit 1 when it
-differs).
+(``--output``, default ``docs/metrics.md``) differs from what the code declares, 2 when it cannot be read.
+``--readme PATH`` writes the flag table into PATH between its :data:`TABLE_START` and :data:`TABLE_END` lines
+instead (``--check``: exit 1 when it differs).
 """
 
 from __future__ import annotations
@@ -205,7 +205,12 @@ def _main(args: argparse.Namespace) -> int:
     text = render()
     if args.check:
         path = Path(args.output or DEFAULT_PATH)
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        try:
+            current = path.read_text(encoding="utf-8")
+        except OSError as exc:  # e.g. docs/metrics.md outside a checkout: nothing to compare, not "out of date"
+            where = "" if args.output else " (run it in a checkout of feldera-exporter, or pass --output PATH)"
+            print(f"error: cannot check {path}: {exc.strerror or exc}{where}", file=sys.stderr)
+            return 2
         if current != text:
             print(f"{path} is out of date; regenerate with: feldera-exporter docs --output {path}", file=sys.stderr)
             return 1

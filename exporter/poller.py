@@ -78,9 +78,36 @@ class Poller:
         self._sidecar = sidecar
         self._clock = clock
         self._monotonic = monotonic
-        make_client = client_factory or (lambda target: FelderaClient(target, max_connections=plan.concurrency))
-        self.targets = tuple(TargetRuntime(settings=t, client=make_client(t)) for t in settings.targets)
+        self._client_factory = client_factory
+        self.targets = tuple(TargetRuntime(settings=t, client=self._client(t)) for t in settings.targets)
         self._process = ProcessStats()
+
+    def _client(self, target: TargetSettings) -> FelderaClient:
+        if self._client_factory is not None:
+            return self._client_factory(target)
+        return FelderaClient(target, max_connections=self.plan.concurrency)
+
+    def reconfigure(self, settings: Settings, plan: PollPlan) -> list[FelderaClient]:
+        """Poll with ``settings`` and ``plan`` from the next cycle on (a configuration reload; not during a cycle).
+
+        A target whose settings (and the plan's concurrency) are unchanged keeps everything; a changed one gets a new
+        client, and keeps its name's history and poll counters (its request counters start again); a removed one
+        is forgotten. Returns the clients no longer used, for the caller to close."""
+        previous = {target.name: target for target in self.targets}
+        same_pool = plan.concurrency == self.plan.concurrency
+        self.settings, self.plan = settings, plan
+        targets = []
+        for target_settings in settings.targets:
+            old = previous.get(target_settings.name)
+            if old is not None and same_pool and old.settings == target_settings:
+                targets.append(previous.pop(target_settings.name))
+                continue
+            target = TargetRuntime(settings=target_settings, client=self._client(target_settings))
+            if old is not None:
+                target.history, target.polls, target.last_success = old.history, old.polls, old.last_success
+            targets.append(target)
+        self.targets = tuple(targets)
+        return [target.client for target in previous.values()]
 
     async def aclose(self) -> None:
         await asyncio.gather(*(t.client.aclose() for t in self.targets), return_exceptions=True)

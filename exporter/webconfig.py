@@ -424,7 +424,7 @@ def _require_bcrypt() -> Any:
     try:
         import bcrypt
     except ImportError:
-        raise ValueError("basic_auth_users needs the bcrypt package: pip install 'feldera-exporter[web]'") from None
+        raise ValueError("basic_auth_users needs the bcrypt package (the web extra): pip install bcrypt") from None
     return bcrypt
 
 

@@ -120,11 +120,44 @@ def test_feldera_url_env_makes_the_default_target() -> None:
     assert [(t.name, t.url) for t in settings.targets] == [("default", "https://feldera.example:8080")]
 
 
-def test_feldera_url_needs_a_default_target_when_the_file_defines_targets() -> None:
-    problems = problems_of(
-        {"targets": [{"name": "prod", "url": "http://p:1"}]}, overrides={"--feldera-url": "http://x:1"}
+def test_feldera_url_flag_needs_a_default_target_when_the_file_defines_targets() -> None:
+    raw = {"targets": [{"name": "prod", "url": "http://p:1"}, {"name": "test", "url": "http://t:1"}]}
+    problems = problems_of(raw, overrides={"--feldera-url": "http://x:1"})
+    assert problems == [
+        "--feldera-url: sets the URL of the target named 'default', but the config file's targets are prod, test: "
+        "name one of them 'default', or leave --feldera-url out"
+    ]
+
+
+def test_an_exported_feldera_url_leaves_a_file_without_default_target_alone_with_a_note() -> None:
+    raw = {"targets": [{"name": "prod", "url": "http://p:1"}, {"name": "test", "url": "http://t:1"}]}
+    settings = build_settings(raw, env={"FELDERA_URL": "http://x:1"})
+    assert [(t.name, t.url) for t in settings.targets] == [("prod", "http://p:1"), ("test", "http://t:1")]
+    assert settings.notes == (
+        "FELDERA_URL is set but not used: it sets the URL of the target named 'default', and the config file's "
+        "targets are prod, test",
     )
-    assert problems == ["--feldera-url: the config file defines targets but none is named 'default'"]
+    assert build_settings(raw, env={}).notes == ()
+    assert build_settings({"targets": [{"url": "http://d:1"}]}, env={"FELDERA_URL": "http://x:1"}).targets[0].url == (
+        "http://x:1"
+    )
+
+
+def test_check_config_and_run_say_when_feldera_url_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("targets: [{name: prod, url: 'http://127.0.0.1:9'}]\n", encoding="utf-8")
+    monkeypatch.setenv("FELDERA_URL", "http://127.0.0.1:8")
+    assert main(["check-config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"{config}: OK (1 target(s): prod)\n"
+    assert captured.err.splitlines()[0] == (
+        "warning: FELDERA_URL is set but not used: it sets the URL of the target named 'default', and the config "
+        "file's targets are prod"
+    )
 
 
 def test_several_targets_keep_their_own_url_and_labels() -> None:

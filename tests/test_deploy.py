@@ -23,6 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from exporter import __version__
 from exporter.app import Exporter
 from exporter.cli import build_parser, settings_from
 from exporter.config import ConfigError, build_settings
@@ -189,7 +190,7 @@ def test_every_kustomization_builds_into_valid_objects_with_the_built_image(shap
             pytest.fail(f"{shape}: {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
         for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
             if container["name"] == "feldera-exporter":
-                assert container["image"] == "registry.example.com/feldera-exporter:0.1.0", (shape, doc["kind"])
+                assert container["image"] == f"registry.example.com/feldera-exporter:{__version__}", shape
 
 
 def test_every_shape_runs_the_exporter_hardened_with_probes_and_limits() -> None:

@@ -142,6 +142,13 @@ class ResetWatches:
         self._watches: dict[str, StoredWatch] = {}
         self._errors = dict.fromkeys(STATE_FILE_OPERATIONS, 0)
 
+    def retarget(self, targets: Sequence[str], keep_completed: float) -> None:
+        """The configured targets (the first is the default) and ``keep_completed`` after a configuration reload;
+        watches of a target no longer configured are kept (listed, removable) but no longer checked."""
+        if not targets:
+            raise ValueError("at least one target is needed")
+        self._targets, self._keep = tuple(targets), keep_completed
+
     @property
     def state_file_errors(self) -> Mapping[str, int]:
         return dict(self._errors)

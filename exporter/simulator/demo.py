@@ -324,7 +324,8 @@ async def serve(scenario: Scenario, args: argparse.Namespace, settings: Settings
                 )
                 if stop.is_set():  # Ctrl-C/SIGTERM while Prometheus or Alertmanager was starting
                     return
-            print(_banner(sim, exporter.url, monitoring, note, settings, scenario), flush=True)
+            links = await monitoring.links() if monitoring is not None else []
+            print(_banner(sim, exporter.url, links, note, settings, scenario), flush=True)
             await stop.wait()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -334,17 +335,14 @@ async def serve(scenario: Scenario, args: argparse.Namespace, settings: Settings
 def _banner(
     sim: Simulator,
     exporter: str,
-    monitoring: Monitoring | None,
+    monitoring: list[tuple[str, str]],
     note: str | None,
     settings: Settings,
     scenario: Scenario,
 ) -> str:
-    """The short table of URLs and what runs, printed once everything is ready."""
-    rows = [("Exporter landing page", f"{exporter}/"), ("Exporter metrics", f"{exporter}/metrics")]
-    if monitoring is not None and monitoring.prometheus is not None:
-        rows.append(("Prometheus alerts", f"{monitoring.prometheus.url}/alerts"))
-    if monitoring is not None and monitoring.alertmanager is not None:
-        rows.append(("Alertmanager", f"{monitoring.alertmanager.url}/#/alerts"))
+    """The short table of URLs and what runs, printed once everything is ready (``monitoring``: the rows of
+    :meth:`Monitoring.links`)."""
+    rows = [("Exporter landing page", f"{exporter}/"), ("Exporter metrics", f"{exporter}/metrics"), *monitoring]
     rows.append(("Simulated Feldera API", f"{sim.url}/v0/pipelines"))
     names = [p.name for p in scenario.pipelines]
     if names:
