@@ -11,8 +11,10 @@
 FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
+# exporter/mixin/runbooks.md is a link to the runbooks: the wheel carries a copy of them.
+COPY docs/runbooks.md ./docs/
 # A self-contained virtualenv: the runtime stage copies it and nothing else (no pip, no sources, no build cache).
 RUN python -m venv /opt/feldera-exporter \
     && /opt/feldera-exporter/bin/pip install --no-cache-dir ".[web]"

@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
+from pydantic import BaseModel
 
 from exporter import __version__
-from exporter.config import Settings
+from exporter.config import ConfigError, Settings, TargetSettings
 from exporter.landing import LandingView, digest, render_landing
 from exporter.logsafe import clean
 from exporter.metrics import emitted_specs, families, fields_read, selection_warnings
@@ -67,6 +68,42 @@ def wants_gzip(accept_encoding: str) -> bool:
     return any(v in ("gzip", "*") and q > 0 for v, q in _media_ranges(accept_encoding))
 
 
+RESTART_KEYS = ("web.listen_address", "web.config_file", "reset_watches.state_file")
+"""Keys a reload does not apply (the listening socket and its TLS, the state file's owner): a restart does."""
+
+
+def changed_keys(old: Settings, new: Settings) -> list[str]:
+    """The config keys whose values differ, targets by name (``targets[prod].url``); never the values (an API key,
+    a URL with credentials)."""
+    changes: list[str] = []
+    for section in Settings.model_fields:
+        before, after = getattr(old, section), getattr(new, section)
+        if section == "targets":
+            changes += _target_changes(before, after)
+        elif isinstance(before, BaseModel):
+            changes += [
+                f"{section}.{key}" for key in type(before).model_fields if getattr(before, key) != getattr(after, key)
+            ]
+        elif before != after:
+            changes.append(section)
+    return changes
+
+
+def _target_changes(old: list[TargetSettings], new: list[TargetSettings]) -> list[str]:
+    before, after = {t.name: t for t in old}, {t.name: t for t in new}
+    changes = [f"targets[{name}] added" for name in after if name not in before]
+    changes += [f"targets[{name}] removed" for name in before if name not in after]
+    for name in before.keys() & after.keys():
+        changes += [
+            f"targets[{name}].{key}"
+            for key in TargetSettings.model_fields
+            if getattr(before[name], key) != getattr(after[name], key)
+        ]
+    if not changes and list(before) != list(after):
+        changes.append("targets (order: the first is the reset watches' default)")
+    return sorted(changes)
+
+
 def poll_plan(settings: Settings) -> PollPlan:
     """What the poller asks for ``settings``: the requests whose answers the emitted metric families read."""
     return make_plan(settings, fields_read(settings))
@@ -94,15 +131,17 @@ class Exporter:
         self._specs = emitted_specs(settings)
         for warning in selection_warnings(settings):
             log.warning("%s", warning)
-        self._rendered, self._landing = self._render(
-            Snapshot(shard=settings.sharding.shard, total_shards=settings.sharding.total_shards)
-        )
+        sharding = settings.sharding
+        self._rendered, landing = self._render(Snapshot(shard=sharding.shard, total_shards=sharding.total_shards))
+        self._landing = landing or LandingView(shard=sharding.shard, total_shards=sharding.total_shards)
         self._ready = False
         self._cycle_lock = asyncio.Lock()
+        self._reload_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._limits = limits
         self._server: WebServer | None = None
+        self._security: WebSecurity | None = None
         self._scheme = "http"
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
@@ -117,7 +156,7 @@ class Exporter:
         app = web.Application(client_max_size=(self._limits or ServerLimits()).max_body_bytes)
         ssl_context = None
         if settings.config_file is not None:  # TLS and basic auth (exporter-toolkit format); raises WebConfigError
-            security = WebSecurity(settings.config_file)
+            security = self._security = WebSecurity(settings.config_file)
             app.middlewares.append(security.middleware)
             app.cleanup_ctx.append(security.running)  # checks the files for changes in the background
             ssl_context = security.ssl_context if security.tls else None
@@ -178,6 +217,59 @@ class Exporter:
     def ready(self) -> bool:
         return self._ready
 
+    # ---- reloading (SIGHUP) ---------------------------------------------------------------------------------
+
+    async def reload(self, load: Callable[[], Settings]) -> bool:
+        """Read the configuration again (``load``, in a thread: it reads files) and apply it between two poll
+        cycles; then check the web config for changes now. One log line says what changed, or why the new
+        configuration was refused and the one in force kept (False).
+
+        Rebuilt from the new settings: the poll plan and metric selection, the clients of changed targets (a target
+        keeps its name's cross-cycle history), the sync schedules, the reset watches' targets, the poll interval
+        and log level. Kept: the served exposition and landing page (until the next cycle replaces them), the
+        reset watches, and :data:`RESTART_KEYS` (logged when they changed)."""
+        async with self._reload_lock:  # one reload at a time, in the order the signals came
+            return await self._reload(load)
+
+    async def _reload(self, load: Callable[[], Settings]) -> bool:
+        try:
+            settings = await asyncio.to_thread(load)
+        except ConfigError as exc:
+            log.error("configuration not reloaded, keeping the one in force: %s", "; ".join(exc.problems))
+            return False
+        except Exception as exc:  # a bug or an unexpected I/O error: still only this reload
+            log.error("configuration not reloaded, keeping the one in force: %s: %s", type(exc).__name__, clean(exc))
+            return False
+        changes = changed_keys(self.settings, settings)
+        pinned = [key for key in changes if key in RESTART_KEYS]
+        if pinned:
+            web = settings.web.model_copy(
+                update={
+                    "listen_address": self.settings.web.listen_address,
+                    "config_file": self.settings.web.config_file,
+                }
+            )
+            resets = settings.reset_watches.model_copy(update={"state_file": self.settings.reset_watches.state_file})
+            settings = settings.model_copy(update={"web": web, "reset_watches": resets})
+        async with self._cycle_lock:  # between two cycles
+            plan = poll_plan(settings)
+            retired = self.poller.reconfigure(settings, plan)
+            await self.sidecar.reconfigure(settings, {target.name: target.client for target in self.poller.targets})
+            self.settings, self._polled = settings, plan.fields
+            self._disabled, self._specs = settings.collectors.disabled(), emitted_specs(settings)
+            logging.getLogger().setLevel(settings.log_level.upper())
+        await asyncio.gather(*(client.aclose() for client in retired), return_exceptions=True)
+        applied = [key for key in changes if key not in pinned]
+        log.info("configuration reloaded: %s", ", ".join(applied) or "no change")
+        if pinned:
+            log.warning("not applied until a restart: %s", ", ".join(pinned))
+        if any(key.startswith(("metrics.", "collectors.")) for key in applied):
+            for warning in selection_warnings(settings):
+                log.warning("%s", warning)
+        if self._security is not None:
+            await self._security.check()
+        return True
+
     # ---- polling --------------------------------------------------------------------------------------------
 
     async def poll_once(self) -> Snapshot:
@@ -202,7 +294,6 @@ class Exporter:
             return rendered, None
 
     async def _poll_loop(self) -> None:
-        interval = self.settings.poll.interval
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while not self._stopping.is_set():
@@ -210,7 +301,7 @@ class Exporter:
                 await self.poll_once()
             except Exception:
                 log.exception("poll cycle failed")
-            next_at = max(next_at + interval, loop.time())
+            next_at = max(next_at + self.settings.poll.interval, loop.time())  # a reload may change the interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), next_at - loop.time())
 

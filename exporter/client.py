@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import ssl
@@ -41,7 +40,7 @@ from multidict import CIMultiDictProxy
 from pydantic import TypeAdapter, ValidationError
 from yarl import URL
 
-from exporter import __version__
+from exporter import __version__, validation
 from exporter.config import TargetSettings
 from exporter.errors import ApiError, ConnectionFailed, FelderaError, InvalidResponse, RequestTimeout
 from exporter.models import (
@@ -312,7 +311,7 @@ class FelderaClient:
                     self.settings.name,
                     index,
                     name,
-                    exc.errors(include_url=False, include_input=False),
+                    validation.describe(exc),
                 )
         return pipelines
 
@@ -392,7 +391,7 @@ class FelderaClient:
     def _retry_delay(self, exc: FelderaError, method: str, attempt: int) -> float | None:
         if attempt >= self._retries or method != "GET":
             return None
-        backoff = self._backoff * (2**attempt)
+        backoff = self._backoff * 2.0**attempt
         if isinstance(exc, ConnectionFailed | RequestTimeout):
             return backoff
         if isinstance(exc, ApiError) and exc.status in RETRY_STATUSES:
@@ -523,8 +522,18 @@ def _loads(content: bytes) -> Any:
         raise NotJson(str(exc)) from exc
 
 
-@functools.cache
+_PARSERS: dict[type[Lenient], Callable[[bytes], Any]] = {}
+
+
 def _parser(model: type[M]) -> Callable[[bytes], M]:
+    """:func:`_make_parser` of ``model``, made once per model."""
+    parse = _PARSERS.get(model)
+    if parse is None:
+        parse = _PARSERS[model] = _make_parser(model)
+    return parse
+
+
+def _make_parser(model: type[M]) -> Callable[[bytes], M]:
     """Parse and validate in one pass (pydantic's JSON parser, no intermediate dicts); when that parser refuses
     the text, the standard library's decides (it also takes a UTF-8 BOM, UTF-16/32), so what was accepted
     before still is. Errors: :class:`NotJson` or a ``ValueError`` naming the model and what did not fit."""
@@ -533,7 +542,7 @@ def _parser(model: type[M]) -> Callable[[bytes], M]:
         try:
             return model.model_validate_json(content)
         except ValidationError as exc:
-            if exc.errors(include_url=False, include_input=False)[0]["type"] != "json_invalid":
+            if validation.problems(exc)[0].kind != "json_invalid":
                 raise _shape_error(model, exc) from None
         try:
             return model.model_validate(_loads(content))
@@ -544,8 +553,7 @@ def _parser(model: type[M]) -> Callable[[bytes], M]:
 
 
 def _shape_error(model: type, exc: ValidationError) -> ValueError:
-    detail = exc.errors(include_url=False, include_input=False)
-    return ValueError(f"unexpected JSON shape for {model.__name__}: {detail}")
+    return ValueError(f"unexpected JSON shape for {model.__name__}: {validation.describe(exc)}")
 
 
 _any = _loads

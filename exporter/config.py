@@ -6,8 +6,10 @@ command-line flags. Every problem is reported as ``location: message`` (e.g. ``t
 
 API keys come from ``api_key_file`` or ``FELDERA_API_KEY``, never from the YAML itself (``api_key:`` there is an
 error pointing to those two). A key must be printable ASCII without spaces (it goes into an HTTP header); one with a
-line break or other characters is rejected without being shown. Keys are held as :class:`pydantic.SecretStr` and
-registered with :mod:`exporter.logsafe`: they never appear in ``repr``, logs or error messages.
+line break or other characters is rejected without being shown. Keys are held as :class:`pydantic.SecretStr`
+(never in ``repr``); the process that runs registers them with :mod:`exporter.logsafe` when it sets up logging
+(:meth:`Settings.api_keys`), so they never appear in logs or error messages. Validating (``check-config``, a test)
+registers nothing.
 
 Every problem is found in one pass (collect, then report): duplicate YAML keys, every bad field, duplicate target
 names, unknown schedule targets, every bad label and API key problems all come in the same :class:`ConfigError`.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,6 +37,7 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -42,12 +45,13 @@ from pydantic import (
     model_validator,
 )
 
-from exporter import logsafe, yamlerror
+from exporter import validation, yamlerror
+from exporter.flags import FELDERA_API_KEY, FELDERA_URL, OPTIONS, Option, Overrides
 
 DEFAULT_PORT = 10027
 DEFAULT_TARGET = "default"
-API_KEY_ENV = "FELDERA_API_KEY"
-URL_ENV = "FELDERA_URL"
+API_KEY_ENV = FELDERA_API_KEY.env
+URL_ENV = FELDERA_URL.env
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -358,6 +362,18 @@ class Settings(_Section):
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = "info"
     """Target names are unique and schedules name known targets: :func:`build_settings` checks both."""
 
+    _notes: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Warnings about what was given but not used (an environment variable the file's targets leave out);
+        ``check-config`` prints them, ``run`` logs them."""
+        return self._notes
+
+    def api_keys(self) -> tuple[str, ...]:
+        """The targets' API keys, for the running process's log sanitiser (:func:`exporter.console.setup_logging`)."""
+        return tuple(target.api_key.get_secret_value() for target in self.targets if target.api_key is not None)
+
 
 class ConfigError(Exception):
     """Invalid configuration; ``problems`` are ``location: message`` lines."""
@@ -367,49 +383,20 @@ class ConfigError(Exception):
         self.problems = tuple(problems)
 
 
-@dataclass(frozen=True, slots=True)
-class Overrides:
-    """Values from command-line flags; ``None`` = not given."""
-
-    feldera_url: str | None = None
-    listen_address: str | None = None
-    web_config_file: str | None = None
-    enable_reset_watch_api: bool | None = None
-    shard: int | None = None
-    total_shards: int | None = None
-    log_level: str | None = None
-    metric_allowlist: str | None = None
-    metric_denylist: str | None = None
-
-
-def _location(loc: Sequence[int | str]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part.startswith(("function-", "constrained-", "json-or-python")) or "[" in part:
-            continue
-        else:
-            text += f".{part}" if text else part
-    return text or "(top level)"
-
-
 def format_validation_error(error: ValidationError, sources: Mapping[str, str] | None = None) -> list[str]:
     """``location: message`` per problem (a message of several lines is several problems at one location);
     a location in ``sources`` (a value from the environment or a flag) names that source."""
-    problems = []
-    for item in error.errors(include_url=False, include_input=False):
-        location = _location(item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif item["type"] == "missing":
-            message = "required key missing"
+    lines = []
+    for problem in validation.problems(error):
+        message = {"extra_forbidden": "unknown key", "missing": "required key missing"}.get(
+            problem.kind, problem.message
+        )
+        location = problem.location or "(top level)"
         source = (sources or {}).get(location)
         if source is not None:
             location = f"{location} (from {source})"
-        problems += [f"{location}: {line}" for line in message.splitlines()]
-    return problems
+        lines += [f"{location}: {line}" for line in message.splitlines()]
+    return lines
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -466,45 +453,72 @@ class _Merged:
     raw: dict[str, Any]
     sources: dict[str, str]
     problems: list[str]
+    notes: list[str] = field(default_factory=list)
+    """What was given but not used (a warning, not a problem): :attr:`Settings.notes`."""
+
+
+def _given(option: Option, overrides: Overrides, env: Mapping[str, str]) -> tuple[object, str] | None:
+    """The value of ``option`` and where it came from: its flag, else its (non-empty) environment variable."""
+    if option.flag is not None and overrides.get(option.flag) is not None:
+        return overrides[option.flag], option.flag
+    if option.env is not None and env.get(option.env):
+        return env[option.env], option.env
+    return None
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: Overrides, env: Mapping[str, str]) -> _Merged:
+    """Every declared option given by flag or environment (:data:`exporter.flags.OPTIONS`), over the file's
+    values; the API key is not among them (:func:`_api_keys` reads it)."""
+    unknown = set(overrides) - {option.flag for option in OPTIONS if option.key is not None}
+    if unknown:
+        raise ValueError(f"not flags of run: {', '.join(sorted(unknown))}")
     merged = _Merged(dict(raw), {}, [])
-    raw = merged.raw
-    url, source = overrides.feldera_url, "--feldera-url"
-    if url is None and env.get(URL_ENV):
-        url, source = env[URL_ENV], URL_ENV
-    if url is not None:
-        targets = raw.get("targets") or []
-        if not isinstance(targets, list):
-            merged.problems.append("targets: expected a list")
-            targets = []
-        named = [t for t in targets if isinstance(t, dict) and t.get("name", DEFAULT_TARGET) == DEFAULT_TARGET]
-        if targets and not named:
-            merged.problems.append(f"{source}: the config file defines targets but none is named {DEFAULT_TARGET!r}")
-        elif named:
-            raw["targets"] = [{**t, "url": url} if t in named else t for t in targets]
-            merged.sources.update({f"targets[{i}].url": source for i, t in enumerate(targets) if t in named})
-        else:
-            raw["targets"] = [{"name": DEFAULT_TARGET, "url": url}]
-            merged.sources["targets[0].url"] = source
-    for section, key, value, flag in (
-        ("web", "listen_address", overrides.listen_address, "--web.listen-address"),
-        ("web", "config_file", overrides.web_config_file, "--web.config.file"),
-        ("web", "enable_reset_watch_api", overrides.enable_reset_watch_api, "--web.enable-reset-watch-api"),
-        ("sharding", "shard", overrides.shard, "--shard"),
-        ("sharding", "total_shards", overrides.total_shards, "--total-shards"),
-        ("metrics", "allowlist", overrides.metric_allowlist, "--metric-allowlist"),
-        ("metrics", "denylist", overrides.metric_denylist, "--metric-denylist"),
-    ):
-        if value is not None:
-            current = raw.get(section)
-            raw[section] = {**(current if isinstance(current, dict) else {}), key: value}
-            merged.sources[f"{section}.{key}"] = flag
-    if overrides.log_level is not None:
-        raw["log_level"] = overrides.log_level
-        merged.sources["log_level"] = "--log-level"
+    for option in OPTIONS:
+        path = option.key  # None: --config (the file itself) and the API key (read by _api_keys)
+        given = _given(option, overrides, env) if path is not None else None
+        if path is None or given is None:
+            continue
+        value, source = given
+        if option is FELDERA_URL:
+            _set_default_target_url(merged, value, source)
+            continue
+        *sections, key = path.split(".")
+        mapping = merged.raw
+        for section in sections:
+            current = mapping.get(section)
+            mapping[section] = dict(current) if isinstance(current, dict) else {}
+            mapping = mapping[section]
+        mapping[key] = value
+        merged.sources[path] = source
     return merged
+
+
+def _set_default_target_url(merged: _Merged, url: object, source: str) -> None:
+    """``url`` for the target named ``default``, which is created when the file lists no targets."""
+    raw = merged.raw
+    targets = raw.get("targets") or []
+    if not isinstance(targets, list):
+        merged.problems.append("targets: expected a list")
+        targets = []
+    named = [t for t in targets if isinstance(t, dict) and t.get("name", DEFAULT_TARGET) == DEFAULT_TARGET]
+    if targets and not named:
+        names = ", ".join(str(t.get("name")) for t in targets if isinstance(t, dict))
+        if source == URL_ENV:  # exported for something else, perhaps: the file's targets stand
+            merged.notes.append(
+                f"{URL_ENV} is set but not used: it sets the URL of the target named {DEFAULT_TARGET!r}, and the "
+                f"config file's targets are {names}"
+            )
+        else:
+            merged.problems.append(
+                f"{source}: sets the URL of the target named {DEFAULT_TARGET!r}, but the config file's targets are "
+                f"{names}: name one of them {DEFAULT_TARGET!r}, or leave {source} out"
+            )
+    elif named:
+        raw["targets"] = [{**t, "url": url} if t in named else t for t in targets]
+        merged.sources.update({f"targets[{i}].url": source for i, t in enumerate(targets) if t in named})
+    else:
+        raw["targets"] = [{"name": DEFAULT_TARGET, "url": url}]
+        merged.sources["targets[0].url"] = source
 
 
 def _entries(raw: Mapping[str, Any], *keys: str) -> list[tuple[int, dict[str, Any]]]:
@@ -538,9 +552,9 @@ def _cross_checks(raw: Mapping[str, Any]) -> list[str]:
     if duplicates:
         problems.append(f"targets: duplicate target name(s) {', '.join(duplicates)}")
     for i, schedule in _entries(raw, "checkpoint_sync", "schedules"):
-        target = schedule.get("target")
-        if target is not None and target not in names:
-            problems.append(f"checkpoint_sync.schedules[{i}].target: unknown target {target!r}")
+        named = schedule.get("target")
+        if named is not None and named not in names:
+            problems.append(f"checkpoint_sync.schedules[{i}].target: unknown target {named!r}")
     return problems
 
 
@@ -570,7 +584,7 @@ def _api_keys(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[dict[int,
             if not text:
                 problems.append(f"{where}: file is empty")
                 continue
-        elif file is None and i == 0 and env.get(API_KEY_ENV, "").strip():
+        elif file is None and i == 0 and API_KEY_ENV is not None and env.get(API_KEY_ENV, "").strip():
             text, where = env[API_KEY_ENV].strip(), API_KEY_ENV
         else:
             continue
@@ -578,7 +592,6 @@ def _api_keys(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[dict[int,
         if problem is not None:
             problems.append(f"{where}: {problem}")
             continue
-        logsafe.add_secret(text)
         keys[i] = SecretStr(text)
     return keys, problems
 
@@ -594,7 +607,7 @@ def build_settings(
 
     ``deep`` also checks the files ``run`` would use (web config, state file directory)."""
     env = os.environ if env is None else env
-    merged = _apply_overrides(dict(raw), overrides or Overrides(), env)
+    merged = _apply_overrides(dict(raw), overrides or {}, env)
     problems = merged.problems + _cross_checks(merged.raw)
     keys, key_problems = _api_keys(merged.raw, env)
     settings = None
@@ -606,7 +619,9 @@ def build_settings(
     if problems or settings is None:
         raise ConfigError(problems)
     targets = [t.model_copy(update={"api_key": keys.get(i)}) for i, t in enumerate(settings.targets)]
-    return settings.model_copy(update={"targets": targets})
+    settings = settings.model_copy(update={"targets": targets})
+    settings._notes = tuple(merged.notes)
+    return settings
 
 
 def load_settings(

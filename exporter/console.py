@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 
+from exporter import logsafe
 from exporter.config import ConfigError, Settings
 from exporter.logsafe import SafeFormatter
 from exporter.webconfig import WebConfigError
@@ -28,8 +30,11 @@ def print_web_config_error(settings: Settings, error: WebConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr; tracebacks (``exc_info``) are sanitised like every other text from outside (logsafe)."""
+def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    """Log to stderr; every line, tracebacks (``exc_info``) included, is sanitised like every other text from
+    outside (logsafe), which redacts ``secrets`` (the configured API keys, :meth:`Settings.api_keys`) from now on."""
+    for secret in secrets:
+        logsafe.add_secret(secret)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter(LOG_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -1,7 +1,10 @@
-"""Generate ``docs/metrics.md`` from the metric specs (the single source of truth), and the ``docs`` subcommand.
+"""Generate ``docs/metrics.md`` from the metric specs and README's flag table from the flag declarations (each the
+single source of truth), and the ``docs`` subcommand.
 
 ``feldera-exporter docs`` prints the reference, ``--output PATH`` writes it, ``--check`` exits 1 when the file
-(``--output``, default ``docs/metrics.md``) differs from what the code declares.
+(``--output``, default ``docs/metrics.md``) differs from what the code declares, 2 when it cannot be read.
+``--readme PATH`` writes the flag table into PATH between its :data:`TABLE_START` and :data:`TABLE_END` lines
+instead (``--check``: exit 1 when it differs).
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from exporter.flags import OPTIONS, Option
 from exporter.metrics import ALL_SPECS, shipped
 from exporter.metrics.spec import MetricSpec
 
 DEFAULT_PATH = Path("docs/metrics.md")
+TABLE_START = "<!-- flags: generated from exporter/flags.py by `feldera-exporter docs --readme README.md` -->"
+TABLE_END = "<!-- /flags -->"
 
 _HEADER = """\
 # Metrics reference
@@ -155,11 +161,56 @@ def render(specs: Iterable[MetricSpec] = ALL_SPECS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def flag_table(options: Iterable[Option] = OPTIONS) -> str:
+    """README's table of every flag and environment variable, with the config key each sets."""
+    lines = ["| flag | environment | config key | |", "|---|---|---|---|"]
+    for option in options:
+        flag = f"`{option.flag}{f' {option.metavar}' if option.metavar else ''}`" if option.flag else ""
+        env = f"`{option.env}`" if option.env else ""
+        key = f"`{option.key}`" if option.key else ""
+        lines.append(f"| {flag} | {env} | {key} | {_cell(option.help)} |")
+    return "\n".join(lines) + "\n"
+
+
+def with_flag_table(readme: str) -> str:
+    """``readme`` with the flag table between its marker lines replaced by :func:`flag_table`."""
+    before, start, rest = readme.partition(TABLE_START + "\n")
+    _, end, after = rest.partition(TABLE_END + "\n")
+    if not start or not end:
+        raise ValueError(f"no lines {TABLE_START!r} ... {TABLE_END!r} to put the flag table between")
+    return before + start + flag_table() + end + after
+
+
+def _readme(args: argparse.Namespace) -> int:
+    path = Path(args.readme)
+    try:
+        current = path.read_text(encoding="utf-8")
+        text = with_flag_table(current)
+        if args.check:
+            if current != text:
+                print(f"{path}: flag table out of date; run: feldera-exporter docs --readme {path}", file=sys.stderr)
+                return 1
+            print(f"{path}: flag table up to date")
+        elif current != text:
+            path.write_text(text, encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        print(f"error: {path}: {exc.strerror if isinstance(exc, OSError) else exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _main(args: argparse.Namespace) -> int:
+    if args.readme:
+        return _readme(args)
     text = render()
     if args.check:
         path = Path(args.output or DEFAULT_PATH)
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        try:
+            current = path.read_text(encoding="utf-8")
+        except OSError as exc:  # e.g. docs/metrics.md outside a checkout: nothing to compare, not "out of date"
+            where = "" if args.output else " (run it in a checkout of feldera-exporter, or pass --output PATH)"
+            print(f"error: cannot check {path}: {exc.strerror or exc}{where}", file=sys.stderr)
+            return 2
         if current != text:
             print(f"{path} is out of date; regenerate with: feldera-exporter docs --output {path}", file=sys.stderr)
             return 1
@@ -177,8 +228,11 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("docs", help="print or write the metrics reference (docs/metrics.md)")
+    parser = subparsers.add_parser(
+        "docs", help="print or write the metrics reference (docs/metrics.md) or README's flag table"
+    )
     parser.add_argument("--output", metavar="PATH", help="write to PATH instead of printing")
+    parser.add_argument("--readme", metavar="PATH", help="write the flag table into PATH (README.md) instead")
     parser.add_argument(
         "--check", action="store_true", help=f"exit 1 when PATH (default {DEFAULT_PATH}) is out of date"
     )

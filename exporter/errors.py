@@ -54,7 +54,7 @@ class ApiError(FelderaError):
         self.retry_after = retry_after
 
     @property
-    def code(self) -> str:  # type: ignore[override]
+    def code(self) -> str:  # type: ignore[override]  # computed from the status, over the base's plain attribute
         return str(self.status)
 
 

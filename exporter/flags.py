@@ -1,92 +1,129 @@
-"""The command-line flags of ``run`` and ``demo``.
+"""Every setting that can come from outside the config file, declared once (:data:`OPTIONS`): its command-line
+flag, its environment variable and the config key it sets.
 
-``demo``'s flags are declared here, not beside the demo, so that ``run`` never loads the simulator.
+Made from the declaration: the parsers' arguments (:func:`add_options`, for ``run`` and the demo), the overrides
+they give (:func:`overrides_from`), how :func:`exporter.config.build_settings` applies flags and environment
+(precedence: file < environment < flag) and names a value's source in a problem (``targets[0].url (from
+FELDERA_URL): ...``), and README's flag table (``feldera-exporter docs --readme README.md``). A value from a flag
+is text, checked by the settings' own validation like a value from the file.
 """
 
 from __future__ import annotations
 
 import argparse
-
-from exporter.argtypes import duration, listen_address, port, positive_seconds
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 DEMO_INTERVAL = "5s"
 """The demo's poll interval unless ``--interval`` or its ``--config`` says otherwise."""
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``run`` (reusable by subcommands that start an exporter, e.g. ``demo``)."""
-    parser.add_argument("--config", metavar="FILE", help="YAML config file (see config.example.yaml)")
-    parser.add_argument(
-        "--feldera-url", metavar="URL", help="URL of the Feldera API; env FELDERA_URL (sets the 'default' target)"
-    )
-    parser.add_argument(
-        "--web.listen-address", dest="listen_address", metavar="[HOST]:PORT", help="where to serve (default :10027)"
-    )
-    parser.add_argument(
-        "--web.config.file", dest="web_config_file", metavar="FILE", help="exporter-toolkit web config (TLS, auth)"
-    )
-    parser.add_argument(
-        "--web.enable-reset-watch-api",
-        dest="enable_reset_watch_api",
-        action="store_true",
-        default=None,
-        help="allow registering and deleting reset watches over HTTP (POST/DELETE /api/v1/reset-watches)",
-    )
-    parser.add_argument("--shard", type=int, metavar="I", help="poll only pipelines of shard I (0-based)")
-    parser.add_argument("--total-shards", type=int, metavar="N", help="number of shards")
-    parser.add_argument(
-        "--metric-allowlist",
-        metavar="REGEXES",
-        help="comma-separated regexes: emit only the metric families whose whole name matches one",
-    )
-    parser.add_argument(
-        "--metric-denylist",
-        metavar="REGEXES",
-        help="comma-separated regexes: do not emit the metric families whose whole name matches one",
-    )
-    parser.add_argument(
-        "--log-level", type=str.lower, choices=("debug", "info", "warning", "error"), help="default info"
-    )
+@dataclass(frozen=True, slots=True)
+class Option:
+    help: str
+    """One line for ``--help`` and README."""
+    flag: str | None = None
+    env: str | None = None
+    key: str | None = None
+    """The config key it sets (dotted, as problems name it); None for ``--config`` itself."""
+    metavar: str | None = None
+    switch: bool = False
+    """A flag without a value: given, it sets ``true``."""
+
+    @property
+    def dest(self) -> str:
+        """The flag's attribute on the parsed arguments: ``--web.listen-address`` -> ``web_listen_address``."""
+        name = self.flag or self.env or ""
+        return name.lstrip("-").replace(".", "_").replace("-", "_").lower()
 
 
-def add_demo_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """``demo`` and its flags (:mod:`exporter.simulator.demo` runs it, and is imported only then)."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="a simulated Feldera with a lively scenario, an exporter polling it, Prometheus and Alertmanager",
-        description="Simulator, exporter and (when the binaries are on PATH) Prometheus with the shipped rules and "
-        "Alertmanager with the shipped routing, all on 127.0.0.1; Ctrl-C or SIGTERM stops them together.",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="your exporter config instead of the demo's; every target polls the simulator, "
-        "--web.listen-address still applies",
-    )
-    parser.add_argument("--scenario", metavar="FILE", help="YAML/JSON scenario instead of the built-in one")
-    parser.add_argument(
-        "--feldera-port", type=port, default=8080, metavar="PORT", help="simulator port (default 8080, 0 = any)"
-    )
-    parser.add_argument(
-        "--web.listen-address",
-        dest="listen_address",
-        default="127.0.0.1:10027",
-        type=listen_address,
-        metavar="[HOST]:PORT",
-        help="where the exporter serves (default 127.0.0.1:10027)",
-    )
-    parser.add_argument("--tick", type=positive_seconds, default=5.0, help="seconds between scenario steps (default 5)")
-    parser.add_argument(
-        "--interval",
-        type=duration,
-        help=f"exporter poll interval (default {DEMO_INTERVAL}, or poll.interval of --config)",
-    )
-    parser.add_argument(
-        "--prometheus-port", type=port, default=9090, metavar="PORT", help="default 9090, 0 = any free port"
-    )
-    parser.add_argument(
-        "--alertmanager-port", type=port, default=9093, metavar="PORT", help="default 9093, 0 = any free port"
-    )
-    parser.add_argument("--no-prometheus", action="store_true", help="do not run Prometheus")
-    parser.add_argument("--no-alertmanager", action="store_true", help="do not run Alertmanager")
-    return parser
+CONFIG = Option("YAML config file (see config.example.yaml)", flag="--config", metavar="FILE")
+FELDERA_URL = Option(
+    "URL of the target named default (created when the file has no targets)",
+    flag="--feldera-url",
+    env="FELDERA_URL",
+    key="targets[].url",
+    metavar="URL",
+)
+FELDERA_API_KEY = Option("API key of the first target when it has no api_key_file", env="FELDERA_API_KEY")
+LISTEN_ADDRESS = Option(
+    "where to serve (default :10027)", flag="--web.listen-address", key="web.listen_address", metavar="[HOST]:PORT"
+)
+WEB_CONFIG_FILE = Option(
+    "exporter-toolkit web config: TLS and basic auth", flag="--web.config.file", key="web.config_file", metavar="FILE"
+)
+ENABLE_RESET_WATCH_API = Option(
+    "allow registering and deleting reset watches over HTTP (POST/DELETE /api/v1/reset-watches)",
+    flag="--web.enable-reset-watch-api",
+    key="web.enable_reset_watch_api",
+    switch=True,
+)
+SHARD = Option("poll only the pipelines of shard I (0-based)", flag="--shard", key="sharding.shard", metavar="I")
+TOTAL_SHARDS = Option("number of shards", flag="--total-shards", key="sharding.total_shards", metavar="N")
+METRIC_ALLOWLIST = Option(
+    "comma-separated regexes: emit only the metric families whose whole name matches one",
+    flag="--metric-allowlist",
+    key="metrics.allowlist",
+    metavar="RE,RE",
+)
+METRIC_DENYLIST = Option(
+    "comma-separated regexes: do not emit the metric families whose whole name matches one",
+    flag="--metric-denylist",
+    key="metrics.denylist",
+    metavar="RE,RE",
+)
+LOG_LEVEL = Option("debug, info, warning or error (default info)", flag="--log-level", key="log_level", metavar="LEVEL")
+
+OPTIONS: tuple[Option, ...] = (
+    CONFIG,
+    FELDERA_URL,
+    FELDERA_API_KEY,
+    LISTEN_ADDRESS,
+    WEB_CONFIG_FILE,
+    ENABLE_RESET_WATCH_API,
+    SHARD,
+    TOTAL_SHARDS,
+    METRIC_ALLOWLIST,
+    METRIC_DENYLIST,
+    LOG_LEVEL,
+)
+"""Everything ``run`` takes from outside its config file, in the order ``--help`` and README list it."""
+
+Overrides = Mapping[str, object]
+"""Values given on the command line by flag (``{"--shard": "1"}``); a flag not given is absent."""
+
+
+def add_options(
+    parser: argparse.ArgumentParser,
+    options: Iterable[Option] = OPTIONS,
+    *,
+    helps: Mapping[Option, str] | None = None,
+    defaults: Mapping[Option, str] | None = None,
+) -> None:
+    """The flags of ``options`` on ``parser`` (an option with an environment variable says so; one with only an
+    environment variable is listed after the flags); ``helps`` and ``defaults`` adapt them to a command (the demo)."""
+    environment = []
+    for option in options:
+        if option.flag is None:
+            if option.env is not None:
+                environment.append(f"{option.env}: {option.help}")
+            continue
+        help = (helps or {}).get(option, option.help) + (f" (env {option.env})" if option.env else "")
+        if option.switch:
+            parser.add_argument(option.flag, dest=option.dest, action="store_true", default=None, help=help)
+        else:
+            default = (defaults or {}).get(option)
+            parser.add_argument(option.flag, dest=option.dest, metavar=option.metavar, default=default, help=help)
+    if environment:
+        parser.epilog = "environment: " + "; ".join(environment)
+
+
+def overrides_from(args: argparse.Namespace, options: Iterable[Option] = OPTIONS) -> dict[str, object]:
+    """The flags given on the command line (``--config`` is the file itself, not an override)."""
+    return {
+        option.flag: value
+        for option in options
+        if option.flag is not None
+        and option.key is not None
+        and (value := getattr(args, option.dest, None)) is not None
+    }

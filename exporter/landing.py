@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from exporter.metrics import checkpoints, connectors
 from exporter.metrics.checkpoints import checkpoint_failed
+from exporter.models import InputEndpointStatus, OutputEndpointStatus
 from exporter.snapshot import PipelineSnapshot, Snapshot, SyncReport, TargetSnapshot
 
 DOCS_URL = "https://github.com/feldera/feldera-exporter/blob/main"
@@ -118,7 +119,8 @@ def _fatal_connectors(pipelines: Sequence[PipelineSnapshot]) -> Iterable[Sequenc
     for snap in pipelines:
         if snap.stats is None:
             continue
-        for connector in (*snap.stats.inputs, *snap.stats.outputs):
+        connectors: list[InputEndpointStatus | OutputEndpointStatus] = [*snap.stats.inputs, *snap.stats.outputs]
+        for connector in connectors:
             if connector.fatal_error is not None:
                 yield (_e(snap.name), _e(connector.endpoint_name), _e(_short(connector.fatal_error)))
 
@@ -156,6 +158,10 @@ PROBLEMS: tuple[Problem, ...] = (
         empty="No connector has a fatal error.",
     ),
 )
+
+
+EVERY_SECTION = frozenset(problem.reads for problem in PROBLEMS)
+"""What :func:`render_landing` takes as polled unless told otherwise: every section's field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +290,7 @@ def render_landing(
     *,
     now: float,
     version: str,
-    polled: frozenset[str] = frozenset(p.reads for p in PROBLEMS),
+    polled: frozenset[str] = EVERY_SECTION,
     disabled: frozenset[str] = frozenset(),
 ) -> str:
     """The landing page for the latest cycle's ``view`` at time ``now`` (seconds since the epoch). A section whose

@@ -18,7 +18,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
 
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -154,16 +154,17 @@ class Lenient:
     @classmethod
     def model_validate(cls, obj: object) -> Self:
         """Validate parsed JSON (or an instance); raises :class:`pydantic.ValidationError`."""
-        return cls._adapter.validate_python(obj)  # type: ignore[no-any-return]
+        return cast(Self, cls._adapter.validate_python(obj))
 
     @classmethod
     def model_validate_json(cls, data: str | bytes) -> Self:
         """Parse and validate JSON text in one pass; raises :class:`pydantic.ValidationError` (type
         ``json_invalid`` when it is not JSON)."""
-        return cls._adapter.validate_json(data)  # type: ignore[no-any-return]
+        return cast(Self, cls._adapter.validate_json(data))
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None) -> Self:
-        return dataclasses.replace(self, **(update or {}))  # type: ignore[type-var]
+        made: Any = self  # every subclass is a dataclass (lenient()), which the type checker cannot see here
+        return cast(Self, dataclasses.replace(made, **(update or {})))
 
 
 L = TypeVar("L", bound=type[Lenient])
@@ -171,9 +172,9 @@ L = TypeVar("L", bound=type[Lenient])
 
 def lenient(cls: L) -> L:
     """A frozen, slotted, keyword-only pydantic dataclass that ignores unknown fields."""
-    made = pydantic_dataclass(config=ConfigDict(extra="ignore"), frozen=True, slots=True, kw_only=True)(cls)
+    made: Any = pydantic_dataclass(config=ConfigDict(extra="ignore"), frozen=True, slots=True, kw_only=True)(cls)
     made._adapter = TypeAdapter(made)
-    return made  # type: ignore[return-value]
+    return cast(L, made)  # pydantic types it as its own PydanticDataclass protocol; it is still the class given
 
 
 @lenient
@@ -207,6 +208,13 @@ class ConnectorSummary(Lenient):
 
 
 @lenient
+class ProgramConfig(Lenient):
+    """``program_config`` (every selector): ``runtime_version`` set = a runtime pinned on purpose."""
+
+    runtime_version: OptStr = None
+
+
+@lenient
 class Pipeline(Lenient):
     """One entry of the pipeline list with ``selector=status_with_connectors`` (or ``status``/``all``)."""
 
@@ -216,6 +224,7 @@ class Pipeline(Lenient):
     created_at: Timestamp = None
     version: OptInt = None
     platform_version: Text = ""
+    program_config: ProgramConfig | None = None
     program_version: OptInt = None
     program_status: Text = ""
     program_status_since: Timestamp = None
@@ -460,5 +469,12 @@ class Configuration(Lenient):
     edition: Text = ""
     revision: Text = ""
     runtime_revision: Text = ""
+
+    @property
+    def enterprise(self) -> bool:
+        """``Enterprise`` or ``EnterpriseDev`` (the official client 0.369 knows both; compared as it does,
+        ignoring case); ``Open source`` or an unknown edition is not."""
+        return self.edition.strip().lower() in ("enterprise", "enterprisedev")
+
     license_validity: Annotated[LicenseValidity | None, BeforeValidator(_mapping_or_none)] = None
     update_info: Annotated[UpdateInformation | None, BeforeValidator(_mapping_or_none)] = None

@@ -24,7 +24,10 @@ on its own (:meth:`exporter.poller.Poller.poll_target`), with its own cross-cycl
 
 A new polled endpoint is one client method, one entry in :data:`PIPELINE_REQUESTS` or :data:`TARGET_REQUESTS` (its
 ``field`` a field of :class:`~exporter.snapshot.PipelineSnapshot` or :class:`~exporter.snapshot.TargetSnapshot`),
-and one metrics module whose specs name that field in ``reads``; ``tests/test_plan.py`` checks the two agree.
+and one metrics module whose specs name that field in ``reads``; ``tests/test_plan.py`` checks the two agree. A
+request that need not be asked every cycle (its answer cannot have changed since a cycle that got it) is an entry
+whose ``asks`` also sees what the target's history kept of the pipeline, with that answer carried into the new
+snapshot; a target polled on a cadence of its own is a loop over ``poll_target``, each publishing its target's part.
 """
 
 from __future__ import annotations

@@ -78,9 +78,36 @@ class Poller:
         self._sidecar = sidecar
         self._clock = clock
         self._monotonic = monotonic
-        make_client = client_factory or (lambda target: FelderaClient(target, max_connections=plan.concurrency))
-        self.targets = tuple(TargetRuntime(settings=t, client=make_client(t)) for t in settings.targets)
+        self._client_factory = client_factory
+        self.targets = tuple(TargetRuntime(settings=t, client=self._client(t)) for t in settings.targets)
         self._process = ProcessStats()
+
+    def _client(self, target: TargetSettings) -> FelderaClient:
+        if self._client_factory is not None:
+            return self._client_factory(target)
+        return FelderaClient(target, max_connections=self.plan.concurrency)
+
+    def reconfigure(self, settings: Settings, plan: PollPlan) -> list[FelderaClient]:
+        """Poll with ``settings`` and ``plan`` from the next cycle on (a configuration reload; not during a cycle).
+
+        A target whose settings (and the plan's concurrency) are unchanged keeps everything; a changed one gets a new
+        client, and keeps its name's history and poll counters (its request counters start again); a removed one
+        is forgotten. Returns the clients no longer used, for the caller to close."""
+        previous = {target.name: target for target in self.targets}
+        same_pool = plan.concurrency == self.plan.concurrency
+        self.settings, self.plan = settings, plan
+        targets = []
+        for target_settings in settings.targets:
+            old = previous.get(target_settings.name)
+            if old is not None and same_pool and old.settings == target_settings:
+                targets.append(previous.pop(target_settings.name))
+                continue
+            target = TargetRuntime(settings=target_settings, client=self._client(target_settings))
+            if old is not None:
+                target.history, target.polls, target.last_success = old.history, old.polls, old.last_success
+            targets.append(target)
+        self.targets = tuple(targets)
+        return [target.client for target in previous.values()]
 
     async def aclose(self) -> None:
         await asyncio.gather(*(t.client.aclose() for t in self.targets), return_exceptions=True)
@@ -155,12 +182,12 @@ class Poller:
         return snaps
 
     async def _run(self, target: TargetRuntime, job: Job, snaps: list[PipelineSnapshot]) -> None:
-        request, snap = job.request, snaps[job.index]
+        request, snap = job.request, snaps[job.position]
         if self._monotonic() < target.paused.get(request.field, 0.0):
             return  # the target said earlier in this stage that it does not offer this endpoint
         answer = await guarded(self._fetch(target, request, snap), request.field, target.name, snap.name)
         if answer is not None:
-            snaps[job.index] = request.store(snaps[job.index], answer)
+            snaps[job.position] = request.store(snaps[job.position], answer)
 
     async def _fetch(self, target: TargetRuntime, request: PipelineRequest[Any], snap: PipelineSnapshot) -> Any:
         try:
@@ -175,10 +202,10 @@ class Poller:
 
 
 class Job(NamedTuple):
-    """One per-pipeline request of a stage: ``request`` for the pipeline at ``index`` of the target's list."""
+    """One per-pipeline request of a stage: ``request`` for the pipeline at ``position`` in the target's list."""
 
     request: PipelineRequest[Any]
-    index: int
+    position: int
 
 
 async def _work(jobs: Sequence[Job], workers: int, run: Callable[[Job], Any]) -> None:

@@ -28,12 +28,12 @@ from exporter.models import (
     Pipeline,
 )
 
-EMPTY: Mapping[str, object] = MappingProxyType({})
+NO_DETAILS: Mapping[str, InputEndpointStatus | OutputEndpointStatus] = MappingProxyType({})
 
 
-def _empty() -> Mapping[str, object]:
+def _no_details() -> Mapping[str, InputEndpointStatus | OutputEndpointStatus]:
     # a mappingproxy is not hashable on Python 3.11, so dataclasses refuse it as a plain default
-    return EMPTY
+    return NO_DETAILS
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class PipelineSnapshot:
     checkpoint_status: CheckpointStatus | None = None
     stats: ControllerStatus | None = None
     sync_status: CheckpointSyncStatus | None = None
-    connector_details: Mapping[str, InputEndpointStatus | OutputEndpointStatus] = field(default_factory=_empty)
+    connector_details: Mapping[str, InputEndpointStatus | OutputEndpointStatus] = field(default_factory=_no_details)
     """Per-connector endpoint answers (only when that opt-in collector is on), keyed by endpoint name."""
     derived: Derived = field(default_factory=Derived)
 

@@ -56,7 +56,7 @@ import yaml
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporter import yamlerror
+from exporter import validation, yamlerror
 from exporter.logsafe import clean
 from exporter.ownthread import in_own_thread
 from exporter.webserver import Handler
@@ -424,7 +424,7 @@ def _require_bcrypt() -> Any:
     try:
         import bcrypt
     except ImportError:
-        raise ValueError("basic_auth_users needs the bcrypt package: pip install 'feldera-exporter[web]'") from None
+        raise ValueError("basic_auth_users needs the bcrypt package (the web extra): pip install bcrypt") from None
     return bcrypt
 
 
@@ -443,11 +443,7 @@ def parse_web_config(data: object, base_dir: Path) -> WebConfig:
     try:
         config = WebConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for error in exc.errors(include_url=False, include_input=False):
-            where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            lines.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-        raise WebConfigError("\n".join(lines)) from None
+        raise WebConfigError("\n".join(str(problem) for problem in validation.problems(exc))) from None
     tls = config.tls_server_config
     if tls is None:
         return config

@@ -257,7 +257,7 @@ class WebServer:
 
     def _abort_all(self) -> None:
         for connection in list(self._open):
-            if connection.transport is not None:
+            if isinstance(connection.transport, asyncio.Transport):  # what a TCP (or TLS) connection has
                 connection.transport.abort()
 
     async def __aenter__(self) -> WebServer:

@@ -7,7 +7,7 @@ collects the ``feldera_*`` metric names they select (a histogram's ``_bucket``/`
 family) and writes:
 
 - ``exporter/metrics/shipped.py``: the two sets, so the exporter can warn at start when its configuration does
-  not emit a family they use (the rules and dashboards are not part of the installed package);
+  not emit a family they use (listed here once: the exporter never parses the rules or builds the dashboards for it);
 - ``config.lean.yaml``: the lean configuration, an allowlist of exactly those families.
 
 ``--check`` writes nothing and exits 1 when either file differs from what the rules and dashboards say (a test

@@ -134,7 +134,7 @@ def url_of(lines: list[str], label: str) -> str:
 
 
 def load_module(path: Path, name: str) -> ModuleType:
-    """Import a script of the repository that is not part of the package (generators under prometheus/, ...)."""
+    """Import a script of the repository that is not part of the package (scripts/shipped_metrics.py, ...)."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

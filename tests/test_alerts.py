@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.cli import main
 from exporter.metrics import ALL_SPECS
 from exporter.mixin import rules as build
 
@@ -76,9 +77,9 @@ def test_alerts_yaml_is_what_the_rule_generator_makes_of_the_config() -> None:
 def test_build_check_mode_reports_an_outdated_rule_file(tmp_path: Path) -> None:
     stale = tmp_path / "alerts.yaml"
     stale.write_text("groups: []\n", encoding="utf-8")
-    assert build.main(["--check", "--output", str(stale)]) == 1
-    assert build.main(["--output", str(stale)]) == 0
-    assert build.main(["--check", "--output", str(stale)]) == 0
+    assert main(["rules", "--check", "--output", str(stale)]) == 1
+    assert main(["rules", "--output", str(stale)]) == 0
+    assert main(["rules", "--check", "--output", str(stale)]) == 0
 
 
 def test_override_file_changes_thresholds_for_severity_and_selector(tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_override_file_changes_thresholds_for_severity_and_selector(tmp_path: Pa
         encoding="utf-8",
     )
     output = tmp_path / "mine.yaml"
-    assert build.main(["--override", str(override), "--output", str(output)]) == 0
+    assert main(["rules", "--override", str(override), "--output", str(output)]) == 0
     doc = yaml.safe_load(output.read_text(encoding="utf-8"))
     rules = {r["alert"]: r for r in rules_of(doc)}
     records = {r["record"]: r["expr"] for r in recordings_of(doc)}
@@ -130,7 +131,7 @@ def test_extra_labels_and_keep_firing_for_reach_the_rules(tmp_path: Path) -> Non
         encoding="utf-8",
     )
     output = tmp_path / "mine.yaml"
-    assert build.main(["--override", str(override), "--output", str(output)]) == 0
+    assert main(["rules", "--override", str(override), "--output", str(output)]) == 0
     rules = rules_of(yaml.safe_load(output.read_text(encoding="utf-8")))
     assert all(r["labels"]["team"] == "data" and r["labels"]["cluster"] == "eu-1" for r in rules)
     kept = {r["alert"]: r["keep_firing_for"] for r in rules if "keep_firing_for" in r}

@@ -133,3 +133,28 @@ async def test_sigterm_exits_within_seconds_with_hostile_clients_connected(tmp_p
             for sock in hostile:
                 sock.close()
     assert "Traceback" not in running.log.read_text()
+
+
+@pytest.mark.e2e
+async def test_sighup_reloads_the_config_and_keeps_it_when_the_new_file_is_refused(
+    sim: Simulator, exporter: Running, tmp_path: Path
+) -> None:
+    async def up_with(labels: frozenset[tuple[str, str]]) -> bool:
+        return (await scrape(exporter.url)).get("feldera_up", {}).get(labels) == 1
+
+    await eventually(lambda: up_with(frozenset({("target", "default")})), "the first cycle", DEADLINE_SECONDS)
+    config = tmp_path / "config.yaml"
+    config.write_text("poll: {interval: 200ms}\ntargets: [{name: default, labels: {env: prod}}]\n")
+    exporter.process.send_signal(signal.SIGHUP)
+    prod = frozenset({("target", "default"), ("env", "prod")})
+    await eventually(lambda: up_with(prod), "the target's new label after SIGHUP", DEADLINE_SECONDS)
+
+    config.write_text("poll: {interval: soon}\n")
+    exporter.process.send_signal(signal.SIGHUP)
+    refused = "configuration not reloaded, keeping the one in force: poll.interval: invalid duration 'soon'"
+    await eventually(lambda: refused in exporter.log.read_text(), "the refusal in the log", DEADLINE_SECONDS)
+    assert exporter.process.returncode is None
+    assert await up_with(prod)
+    log = exporter.log.read_text()
+    assert log.count("SIGHUP: reloading the configuration") == 2
+    assert "configuration reloaded: targets[default].labels" in log

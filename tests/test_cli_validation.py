@@ -35,7 +35,7 @@ def outcome(
         (["demo", "--feldera-port", "http"], "argument --feldera-port: expected a port number, got 'http'"),
         (["demo", "--tick", "0"], "argument --tick: must be more than 0 seconds"),
         (["demo", "--tick", "nan"], "argument --tick: must be a finite number of seconds >= 0, got nan"),
-        (["demo", "--web.listen-address", "10027"], "argument --web.listen-address: invalid listen address"),
+        (["demo", "--web.listen-address", "10027"], "web.listen_address (from --web.listen-address): invalid listen"),
         (["watch-reset", "--list", "--exporter", "localhost:10027"], "argument --exporter: invalid URL"),
         (["watch-reset", "--list", "--exporter", "http://h:99999"], "argument --exporter: invalid URL"),
         (["watch-reset", "--list", "--timeout", "-1"], "argument --timeout: must be a finite number of seconds"),

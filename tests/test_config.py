@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from exporter.config import ConfigError, Overrides, build_settings, load_settings, parse_duration
+from exporter.config import ConfigError, build_settings, load_settings, parse_duration
 
 REPO = Path(__file__).resolve().parent.parent
 WriteConfig = Callable[..., Path]
@@ -101,7 +101,12 @@ def test_flag_overrides_file_and_env(write_config: WriteConfig) -> None:
     path = write_config({"web": {"listen_address": ":1"}, "targets": [{"url": "http://file:1", "timeout": "3s"}]})
     settings = load_settings(
         path,
-        overrides=Overrides(feldera_url="http://flag:2", listen_address="127.0.0.1:3", shard=1, total_shards=3),
+        overrides={
+            "--feldera-url": "http://flag:2",
+            "--web.listen-address": "127.0.0.1:3",
+            "--shard": 1,
+            "--total-shards": "3",
+        },
         env={"FELDERA_URL": "http://env:4"},
     )
     assert settings.targets[0].url == "http://flag:2"
@@ -115,9 +120,44 @@ def test_feldera_url_env_makes_the_default_target() -> None:
     assert [(t.name, t.url) for t in settings.targets] == [("default", "https://feldera.example:8080")]
 
 
-def test_feldera_url_needs_a_default_target_when_the_file_defines_targets() -> None:
-    problems = problems_of({"targets": [{"name": "prod", "url": "http://p:1"}]}, overrides=Overrides("http://x:1"))
-    assert problems == ["--feldera-url: the config file defines targets but none is named 'default'"]
+def test_feldera_url_flag_needs_a_default_target_when_the_file_defines_targets() -> None:
+    raw = {"targets": [{"name": "prod", "url": "http://p:1"}, {"name": "test", "url": "http://t:1"}]}
+    problems = problems_of(raw, overrides={"--feldera-url": "http://x:1"})
+    assert problems == [
+        "--feldera-url: sets the URL of the target named 'default', but the config file's targets are prod, test: "
+        "name one of them 'default', or leave --feldera-url out"
+    ]
+
+
+def test_an_exported_feldera_url_leaves_a_file_without_default_target_alone_with_a_note() -> None:
+    raw = {"targets": [{"name": "prod", "url": "http://p:1"}, {"name": "test", "url": "http://t:1"}]}
+    settings = build_settings(raw, env={"FELDERA_URL": "http://x:1"})
+    assert [(t.name, t.url) for t in settings.targets] == [("prod", "http://p:1"), ("test", "http://t:1")]
+    assert settings.notes == (
+        "FELDERA_URL is set but not used: it sets the URL of the target named 'default', and the config file's "
+        "targets are prod, test",
+    )
+    assert build_settings(raw, env={}).notes == ()
+    assert build_settings({"targets": [{"url": "http://d:1"}]}, env={"FELDERA_URL": "http://x:1"}).targets[0].url == (
+        "http://x:1"
+    )
+
+
+def test_check_config_and_run_say_when_feldera_url_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+
+    config = tmp_path / "config.yaml"
+    config.write_text("targets: [{name: prod, url: 'http://127.0.0.1:9'}]\n", encoding="utf-8")
+    monkeypatch.setenv("FELDERA_URL", "http://127.0.0.1:8")
+    assert main(["check-config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"{config}: OK (1 target(s): prod)\n"
+    assert captured.err.splitlines()[0] == (
+        "warning: FELDERA_URL is set but not used: it sets the URL of the target named 'default', and the config "
+        "file's targets are prod"
+    )
 
 
 def test_several_targets_keep_their_own_url_and_labels() -> None:
@@ -252,9 +292,9 @@ def test_cross_field_problems_come_with_field_problems_in_one_pass() -> None:
     ("kwargs", "expected"),
     [
         ({"env": {"FELDERA_URL": "garbage"}}, "targets[0].url (from FELDERA_URL): invalid URL 'garbage'"),
-        ({"overrides": Overrides(feldera_url="garbage")}, "targets[0].url (from --feldera-url): invalid URL"),
-        ({"overrides": Overrides(listen_address="x")}, "web.listen_address (from --web.listen-address): invalid"),
-        ({"overrides": Overrides(log_level="loud")}, "log_level (from --log-level): "),
+        ({"overrides": {"--feldera-url": "garbage"}}, "targets[0].url (from --feldera-url): invalid URL"),
+        ({"overrides": {"--web.listen-address": "x"}}, "web.listen_address (from --web.listen-address): invalid"),
+        ({"overrides": {"--log-level": "loud"}}, "log_level (from --log-level): "),
     ],
 )
 def test_a_value_from_the_environment_or_a_flag_names_its_source(kwargs: dict[str, Any], expected: str) -> None:
@@ -294,15 +334,15 @@ def test_api_key_that_cannot_be_a_header_is_rejected_without_being_shown(
     assert not any("SE" in p for p in problems + env_problems)
 
 
-def test_configured_api_key_is_redacted_from_error_messages(tmp_path: Path) -> None:
-    from exporter.errors import ConnectionFailed
+def test_validation_registers_no_secret_and_the_settings_give_the_keys_to_register(tmp_path: Path) -> None:
+    from exporter.logsafe import clean
 
     key_file = tmp_path / "key"
-    key_file.write_text("xk-7d1e0c2b9a\n")  # not shaped like apikey:..., so only the registered value can hide it
-    build_settings({"targets": [{"api_key_file": str(key_file)}]}, env={})
-    error = ConnectionFailed("stats", "Illegal header value b'Bearer xk-7d1e0c2b9a'; also xk-7d1e0c2b9a")
-    assert "7d1e0c2b9a" not in str(error)
-    assert str(error).count("[REDACTED]") == 2
+    key_file.write_text("xk-5c4e0b7a31\n")  # not shaped like apikey:..., so only a registered value would hide it
+    settings = build_settings({"targets": [{"api_key_file": str(key_file)}]}, env={"FELDERA_API_KEY": "xk-env-only"})
+    assert clean("sent xk-5c4e0b7a31") == "sent xk-5c4e0b7a31"  # the log sanitiser's set is untouched
+    assert settings.api_keys() == ("xk-5c4e0b7a31",)
+    assert "xk-" not in repr(settings)
 
 
 def test_duplicate_yaml_keys_are_all_reported_with_the_other_problems(tmp_path: Path) -> None:

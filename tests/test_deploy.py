@@ -23,9 +23,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from exporter import __version__
 from exporter.app import Exporter
 from exporter.cli import build_parser, settings_from
-from exporter.config import build_settings
+from exporter.config import ConfigError, build_settings
 from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +190,7 @@ def test_every_kustomization_builds_into_valid_objects_with_the_built_image(shap
             pytest.fail(f"{shape}: {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
         for container in doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
             if container["name"] == "feldera-exporter":
-                assert container["image"] == "registry.example.com/feldera-exporter:0.1.0", (shape, doc["kind"])
+                assert container["image"] == f"registry.example.com/feldera-exporter:{__version__}", shape
 
 
 def test_every_shape_runs_the_exporter_hardened_with_probes_and_limits() -> None:
@@ -310,8 +311,12 @@ def test_sharded_statefulset_gives_pod_i_shard_i_of_replicas(tmp_path: Path) -> 
 
     # Without the pod-index label (Kubernetes < 1.28) the exporter refuses to start instead of claiming shard 0.
     args = _shard_args(container, template["metadata"]["labels"])
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["run", *args])
+    args[args.index("--config") + 1] = str(tmp_path / "config.yaml")
+    with pytest.raises(ConfigError) as caught:
+        settings_from(build_parser().parse_args(["run", *args]))
+    assert caught.value.problems == (
+        "sharding.shard (from --shard): Input should be a valid integer, unable to parse string as an integer",
+    )
 
 
 def test_generated_monitoring_objects_are_up_to_date() -> None:

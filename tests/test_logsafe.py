@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from exporter.cli import main
 from exporter.config import build_settings
 from exporter.console import setup_logging
-from exporter.errors import ApiError
+from exporter.errors import ApiError, ConnectionFailed
 from exporter.logsafe import SafeFormatter, add_secret, clean
 from tests.conftest import ScriptedFeldera, feldera_error, new_poller
 
@@ -142,3 +145,25 @@ def test_a_librarys_own_message_is_cleaned_too() -> None:
         "asyncio Task exception was never retrieved: bad [REDACTED]\\n2026-11-29 12:00:00 INFO exporter: forged"
     )
     assert clean(text) == text  # cleaning twice changes nothing: a value the caller cleaned stays as it was
+
+
+def test_run_registers_the_configured_keys_at_start_and_check_config_does_not(
+    root_logging: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The process that runs registers the keys when it sets up logging; validating a file registers nothing."""
+    (tmp_path / "key").write_text("xk-7d1e0c2b9a\n")  # not shaped like apikey:..., only the registered value hides it
+    (tmp_path / "checked").write_text("xk-checked-only-3e9f\n")
+    checked = tmp_path / "checked.yaml"
+    checked.write_text(f"targets: [{{url: 'http://127.0.0.1:9', api_key_file: '{tmp_path / 'checked'}'}}]\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"targets: [{{url: 'http://127.0.0.1:9', api_key_file: '{tmp_path / 'key'}'}}]\n")
+    assert main(["check-config", str(checked)]) == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        assert main(["run", "--config", str(config), "--web.listen-address", busy]) == 1  # stops after the set-up
+    capsys.readouterr()
+    error = ConnectionFailed("stats", "Illegal header value b'Bearer xk-7d1e0c2b9a'; also xk-7d1e0c2b9a")
+    assert str(error).count("[REDACTED]") == 2 and "7d1e0c2b9a" not in str(error)
+    assert clean("xk-checked-only-3e9f") == "xk-checked-only-3e9f"

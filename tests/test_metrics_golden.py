@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,18 @@ def test_exposition_passes_promtool_check_metrics(name: str) -> None:
 def test_docs_metrics_md_is_up_to_date() -> None:
     committed = (REPO / "docs" / "metrics.md").read_text(encoding="utf-8")
     assert committed == docs.render(), "out of date: run `feldera-exporter docs --output docs/metrics.md`"
+
+
+def test_docs_check_outside_a_checkout_says_the_file_is_missing_not_out_of_date(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "exporter", "docs", "--check"]
+    missing = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: cannot check docs/metrics.md: No such file or directory (run it in a")
+    assert "out of date" not in missing.stderr
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "metrics.md").write_text("old\n", encoding="utf-8")
+    stale = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert (stale.returncode, stale.stderr.split(";")[0]) == (1, "docs/metrics.md is out of date")
 
 
 @pytest.mark.parametrize("name", fixture_names())

@@ -28,12 +28,19 @@ SERVER_SERIES = (
     "feldera_pipeline_runtime_outdated",
 )
 UPGRADED: dict[str, Any] = {
-    "platform_version": "v0.340.0",
+    "platform_version": "0.340.0",
+    "platform_version_suffix": "1a2b3c",  # pipelines report 0.340.0+enterprise.1a2b3c, /v0/config 0.340.0
     "server": {"license": "trial", "license_expires_in_days": 10, "latest_version": "0.341.0"},
     "pipelines": [
         {"name": "orders", "status": "Running"},
-        {"name": "legacy", "platform_version": "v0.337.0", "status": "Running"},
-        {"name": "parked", "platform_version": "0.337.0", "status": "Stopped"},
+        {"name": "legacy", "platform_version": "0.337.0+enterprise", "status": "Running"},
+        {"name": "parked", "platform_version": "0.337.0+enterprise.5c7931d", "status": "Stopped"},
+        {
+            "name": "pinned",
+            "platform_version": "0.330.0+enterprise",
+            "runtime_version": "v0.330.0",
+            "status": "Stopped",
+        },
     ],
 }
 
@@ -72,14 +79,23 @@ async def test_an_upgraded_enterprise_server_exports_version_licence_update_and_
     got = samples(await poll(UPGRADED))
     (info,) = got["feldera_server_info"]
     assert (info["version"], info["edition"], info["value"]) == ("0.340.0", "Enterprise", 1.0)
-    assert info["revision"] == info["runtime_revision"] != ""
+    assert (info["revision"], info["runtime_revision"] != "") == ("1a2b3c", True)
     assert [s["value"] for s in got["feldera_server_license_valid"]] == [1.0]
     assert [s["value"] for s in got["feldera_server_license_trial"]] == [1.0]
     assert [s["value"] for s in got["feldera_server_license_expiry_timestamp_seconds"]] == [START + 10 * 86400]
     assert [s["value"] for s in got["feldera_server_license_reminder_timestamp_seconds"]] == [START - 20 * 86400]
     assert [(s["latest_version"], s["value"]) for s in got["feldera_server_update_available"]] == [("0.341.0", 1.0)]
     drift = {s["pipeline_name"]: s["value"] for s in got["feldera_pipeline_runtime_outdated"]}
-    assert drift == {"orders": 0.0, "legacy": 1.0, "parked": 1.0}
+    assert drift == {"orders": 0.0, "legacy": 1.0, "parked": 1.0, "pinned": 0.0}
+
+
+async def test_the_enterprise_dev_edition_is_an_enterprise_edition_with_a_licence() -> None:
+    snapshot = await poll({"edition": "enterprise_dev"})
+    got = samples(snapshot)
+    assert [s["edition"] for s in got["feldera_server_info"]] == ["EnterpriseDev"]
+    assert [s["value"] for s in got["feldera_server_license_valid"]] == [1.0]
+    server = snapshot.targets[0].server
+    assert server is not None and server.enterprise
 
 
 async def test_the_open_source_edition_has_no_licence_series() -> None:
@@ -103,7 +119,7 @@ async def test_a_failed_config_call_omits_the_server_series_only() -> None:
     snapshot = await poll(UPGRADED, faults=(Fault("status", path="/v0/config", status=500),), seen=seen)
     got = samples(snapshot)
     assert not [name for name in got if name in SERVER_SERIES]
-    assert {s["pipeline_name"] for s in got["feldera_pipeline_info"]} == {"orders", "legacy", "parked"}
+    assert {s["pipeline_name"] for s in got["feldera_pipeline_info"]} == {"orders", "legacy", "parked", "pinned"}
     assert seen["GET /v0/config"] == 1  # a 500 is not retried
     assert ("config", "500", 1) in snapshot.targets[0].exporter.requests
 
@@ -144,12 +160,27 @@ def test_a_licence_without_expiry_is_valid_without_an_expiry_series() -> None:
     assert "feldera_server_license_expiry_timestamp_seconds" not in got
 
 
-def test_drift_ignores_a_leading_v_and_is_omitted_when_a_version_is_unknown() -> None:
-    got = samples(_snapshot({"version": "0.340.0"}, "v0.340.0", "0.340.0", "V0.339.0", ""))
+def test_drift_ignores_a_leading_v_and_a_build_suffix_and_is_omitted_when_a_version_is_unknown() -> None:
+    versions = ("v0.340.0", "0.340.0", "V0.339.0", "", "0.340.0+enterprise", "0.340.0+enterprise.1a2b3c", "0.339.0+x")
+    got = samples(_snapshot({"version": "0.340.0"}, *versions))
     drift = {s["pipeline_name"]: s["value"] for s in got["feldera_pipeline_runtime_outdated"]}
-    assert drift == {"p0": 0.0, "p1": 0.0, "p2": 1.0}
+    assert drift == {"p0": 0.0, "p1": 0.0, "p2": 1.0, "p4": 0.0, "p5": 0.0, "p6": 1.0}
     assert "feldera_pipeline_runtime_outdated" not in samples(_snapshot({"version": ""}, "0.340.0"))
-    assert normalized_version(" v1.2.3 ") == "1.2.3"
+    assert normalized_version(" v1.2.3+enterprise ") == "1.2.3"
+
+
+def test_a_pipeline_that_pins_its_runtime_is_not_drift() -> None:
+    pinned = Pipeline.model_validate(
+        {"name": "pinned", "platform_version": "0.330.0", "program_config": {"runtime_version": "0.330.0"}}
+    )
+    target = TargetSnapshot(
+        name="t",
+        up=True,
+        pipelines=(PipelineSnapshot(pipeline=pinned),),
+        server=Configuration.model_validate({"version": "0.340.0"}),
+    )
+    got = samples(Snapshot(targets=(target,)))
+    assert [s["value"] for s in got["feldera_pipeline_runtime_outdated"]] == [0.0]
 
 
 def test_the_server_group_switched_off_emits_no_family() -> None:

@@ -3,10 +3,14 @@ it fails here."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.openmetrics.exposition import generate_latest
 
+import exporter
 from exporter.metrics import process
 from exporter.promclient import OPENMETRICS_CONTENT_TYPE, PROCESS_FAMILIES, ProcessStats, go_float
 
@@ -55,3 +59,16 @@ def test_process_families_are_what_the_librarys_collectors_produce() -> None:
 def test_process_stats_read_every_declared_family_on_linux() -> None:
     samples = ProcessStats().read()
     assert {s.name for s in samples} == {f.name for f in PROCESS_FAMILIES}
+
+
+def test_only_the_adapter_imports_prometheus_client() -> None:
+    package = Path(exporter.__file__).parent
+    importers = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            if any(name.split(".")[0] == "prometheus_client" for name in names):
+                importers.append(str(path.relative_to(package)))
+    assert sorted(set(importers)) == ["promclient.py"]

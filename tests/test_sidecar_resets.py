@@ -243,9 +243,31 @@ async def test_cli_lists_and_removes_watches(world: World, capsys: pytest.Captur
     missing = await cli("--remove", "w", "--exporter", exporter.url)
 
     assert (listed, removed, missing) == (0, 0, 1)
-    assert json.loads(listing)["name"] == "w"
+    header, row = listing.splitlines()
+    assert header.split() == ["NAME", "TARGET", "PIPELINE", "STATUS", "AGE", "CHECKED", "FINISHED"]
+    assert row.split() == ["w", "default", "orders", "pending", "0s", "-", "-"]
+    assert header.index("STATUS") == row.index("pending")  # aligned columns
     assert "secret-token" not in listing
     assert exporter.sidecar.resets.watches() == []
+
+
+async def test_cli_list_shows_ages_and_times_ago_on_the_exporters_clock(capsys: pytest.CaptureFixture[str]) -> None:
+    watch = {"target": "prod", "pipeline": "orders", "registered_at": 1_000.0, "finished_at": None}
+    watches = [
+        {**watch, "name": "a", "status": "completed", "age_seconds": 9e3, "last_checked": 9_990, "finished_at": 9_700},
+        {**watch, "name": "long-name", "status": "pending", "age_seconds": 2e5, "last_checked": None},
+    ]
+
+    async def exporter(request: Request) -> Response:
+        return Response(200, json.dumps({"watches": watches}).encode(), "application/json")
+
+    async with ReplyServer(exporter) as server:
+        assert await cli("--list", "--exporter", f"http://127.0.0.1:{server.port}") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "NAME       TARGET  PIPELINE  STATUS     AGE    CHECKED  FINISHED",
+        "a          prod    orders    completed  2h30m  10s ago  5m ago",
+        "long-name  prod    orders    pending    2d7h   -        -",
+    ]
 
 
 async def test_cli_usage_errors_exit_2(world: World) -> None:

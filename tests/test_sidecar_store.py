@@ -109,7 +109,7 @@ def test_corrupt_state_file_log_does_not_echo_tokens(tmp_path: Path, caplog: pyt
         make(path, FakeClock())
 
     assert "very-secret" not in caplog.text
-    assert "watches.0.registered_at" in caplog.text
+    assert "watches[0].registered_at" in caplog.text
 
 
 async def test_unwritable_state_file_is_counted_and_watch_kept_in_memory(

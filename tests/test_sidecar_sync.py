@@ -239,17 +239,19 @@ async def test_never_two_requests_in_flight_for_one_pipeline(harness: Start) -> 
 
 
 @pytest.mark.parametrize(
-    ("scenario", "pipeline", "result"),
+    ("scenario", "pipeline", "requested", "result"),
     [
-        ({}, {"name": "orders", "checkpoints": 0}, "no_checkpoints"),
-        ({"sync_api": "seed"}, {"name": "orders", "checkpoints": 0}, "no_checkpoints"),
-        ({"sync_api": "seed"}, {"name": "orders", "checkpoints": 3}, "synced"),
+        ({}, {"name": "orders", "checkpoints": 0}, 0, "no_checkpoints"),
+        ({"sync_api": "seed"}, {"name": "orders", "checkpoints": 0}, 0, "no_checkpoints"),
+        ({"sync_api": "seed"}, {"name": "orders", "checkpoints": 3}, 1, "synced"),
     ],
 )
 async def test_every_sync_answer_is_counted_by_result(
-    harness: Start, scenario: dict[str, str], pipeline: dict[str, Any], result: str
+    harness: Start, scenario: dict[str, str], pipeline: dict[str, Any], requested: int, result: str
 ) -> None:
-    _sim, exporter, clock = await harness([pipeline], **scenario)
+    sim, exporter, clock = await harness([pipeline], **scenario)
+    for _ in range(requested):  # the seed API syncs the newest checkpoint requested with POST /checkpoint
+        sim.checkpoint("orders")
 
     await cycle(exporter, clock)
     samples = await metrics(exporter)

@@ -293,6 +293,20 @@ async def test_per_connector_endpoint_has_error_arrays_and_stats_does_not(
     assert len(stats["inputs"]) == 5 and len(stats["outputs"]) == 2
 
 
+async def test_stats_with_connector_errors_lists_them_for_every_connector_from_0_292(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    sim.add_connector_errors("orders", "totals.delta", "encode", 1, "bad row")
+    stats = (await client.get("/v0/pipelines/orders/stats", params={"include_connector_errors": "true"})).json()
+    assert all(i["parse_errors"] is not None and i["transport_errors"] == [] for i in stats["inputs"])
+    assert [len(o["encode_errors"]) for o in stats["outputs"]] == [1, 0]
+    bad = await client.get("/v0/pipelines/orders/stats", params={"include_connector_errors": "yes"})
+    assert bad.status_code == 400
+    sim.upgrade_platform("0.291.0")  # before StatsParams: the parameter is ignored
+    old = (await client.get("/v0/pipelines/orders/stats", params={"include_connector_errors": "true"})).json()
+    assert all("parse_errors" not in i for i in old["inputs"])
+
+
 # ---- checkpoints and incarnations ---------------------------------------------------------------------------
 
 
@@ -369,19 +383,41 @@ async def test_sync_without_checkpoints_is_400_with_literal_error_code(
     assert (response.status_code, response.json()["error_code"]) == (400, "400")
 
 
-async def test_community_edition_answers_501_enterprise_feature(sim: Simulator, client: httpx.AsyncClient) -> None:
+async def test_community_edition_refuses_sync_with_501_but_forwards_sync_status(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
     sim.set_edition("community")
-    for response in (
-        await client.post("/v0/pipelines/orders/checkpoint/sync"),
-        await client.get("/v0/pipelines/orders/checkpoint/sync_status"),
-    ):
+    for name in ("orders", "ghost"):  # the manager refuses before it looks the pipeline up
+        response = await client.post(f"/v0/pipelines/{name}/checkpoint/sync")
         assert (response.status_code, response.json()["error_code"]) == (501, "EnterpriseFeature")
+    status = await client.get("/v0/pipelines/orders/checkpoint/sync_status")
+    assert (status.status_code, status.json()) == (200, {"success": None, "failure": None, "periodic": None})
 
 
 async def test_seed_sync_api_answers_200_with_sequence_number(sim: Simulator, client: httpx.AsyncClient) -> None:
     sim.set_sync_api("seed")
+    assert (await client.post("/v0/pipelines/orders/checkpoint/sync")).status_code == 404  # none requested yet
+    sim.checkpoint("orders")
     response = await client.post("/v0/pipelines/orders/checkpoint/sync")
-    assert (response.status_code, response.json()) == (200, {"checkpoint_sequence_number": 1})
+    assert (response.status_code, response.json()) == (200, {"checkpoint_sequence_number": 0})
+
+
+async def test_sync_on_a_multi_host_pipeline_is_a_400_that_says_so(sim: Simulator, client: httpx.AsyncClient) -> None:
+    sim.create_pipeline({"name": "wide", "status": "Running", "checkpoints": 1, "runtime_config": {"hosts": 2}})
+    response = await client.post("/v0/pipelines/wide/checkpoint/sync")
+    assert (response.status_code, response.json()["error_code"]) == (400, "400")
+    assert "not supported directly on multihost pipelines" in response.json()["message"]
+
+
+async def test_sync_status_lists_running_syncs_after_0_337(sim: Simulator, client: httpx.AsyncClient) -> None:
+    sim.set_sync_mode("orders", "pending")
+    started = (await client.post("/v0/pipelines/orders/checkpoint/sync")).json()["checkpoint_uuid"]
+    assert "running" not in (await client.get("/v0/pipelines/orders/checkpoint/sync_status")).json()
+    sim.upgrade_platform("0.369.0")
+    assert (await client.get("/v0/pipelines/orders/checkpoint/sync_status")).json()["running"] == [started]
+    sim.succeed_sync("orders")
+    status = (await client.get("/v0/pipelines/orders/checkpoint/sync_status")).json()
+    assert (status["running"], status["success"]) == ([], started)
 
 
 # ---- reset tokens ---------------------------------------------------------------------------------------------
@@ -405,17 +441,160 @@ async def test_invalid_reset_token_is_400_and_previous_incarnation_is_410(
     assert (await client.get(path, params={"token": token})).status_code == 410
 
 
+@pytest.mark.parametrize(
+    ("edition", "version", "api"),
+    [
+        ("enterprise", "0.337.0", "implemented"),
+        ("community", "0.289.0", "absent"),
+        ("community", "0.290.0", "stub"),
+        ("community", "0.297.0", "stub"),
+        ("community", "0.298.0", "absent"),
+        ("community", "0.337.0", "absent"),
+    ],
+)
+async def test_reset_status_is_implemented_a_stub_or_absent_by_edition_and_version(
+    clock: ManualClock, edition: str, version: str, api: str
+) -> None:
+    async with (
+        Simulator(scenario(ORDERS, edition=edition, platform_version=version), clock=clock) as sim,
+        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as client,
+    ):
+        token = sim.issue_reset_token("orders")
+        answer = await client.get("/v0/pipelines/orders/reset_status", params={"token": token})
+        missing = await client.get("/v0/pipelines/ghost/reset_status", params={"token": token})
+    if api == "implemented":
+        assert (answer.status_code, answer.json()["status"]) == (200, "pending")
+        assert (missing.status_code, missing.json()["error_code"]) == (404, "UnknownPipelineName")
+    elif api == "stub":
+        assert (answer.status_code, answer.json()["error_code"]) == (400, "NotSupported")
+        assert answer.json()["message"] == "Not supported: reset status is not yet available on this pipeline"
+        assert (missing.status_code, missing.json()["error_code"]) == (404, "UnknownPipelineName")
+    else:
+        assert (answer.status_code, answer.content, missing.status_code, missing.content) == (404, b"", 404, b"")
+
+
+# ---- editions and versions -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edition", "suffix", "config_edition", "pipeline_version"),
+    [
+        ("enterprise", "", "Enterprise", "0.340.0+enterprise"),
+        ("enterprise", "1a2b3c", "Enterprise", "0.340.0+enterprise.1a2b3c"),
+        ("enterprise_dev", "", "EnterpriseDev", "0.340.0+enterprise"),
+        ("community", "", "Open source", "0.340.0"),
+    ],
+)
+async def test_config_reports_the_release_and_pipelines_the_platform_version_of_the_build(
+    clock: ManualClock, edition: str, suffix: str, config_edition: str, pipeline_version: str
+) -> None:
+    settings = {"edition": edition, "platform_version": "0.340.0", "platform_version_suffix": suffix}
+    async with (
+        Simulator(scenario(ORDERS, **settings), clock=clock) as sim,
+        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as client,
+    ):
+        config = (await client.get("/v0/config")).json()
+        listed = (await client.get("/v0/pipelines", params={"selector": "status"})).json()
+    assert (config["edition"], config["version"]) == (config_edition, "0.340.0")
+    assert config["revision"] == (suffix or config["runtime_revision"])
+    assert listed[0]["platform_version"] == pipeline_version
+
+
+async def test_a_pinned_runtime_is_in_program_config_with_every_selector(clock: ManualClock) -> None:
+    pinned = {"name": "pinned", "status": "Stopped", "runtime_version": "0.330.0", "platform_version": "0.330.0"}
+    async with (
+        Simulator(scenario(pinned), clock=clock) as sim,
+        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as client,
+    ):
+        for selector in ("all", "status", "status_with_connectors"):
+            body = (await client.get("/v0/pipelines/pinned", params={"selector": selector})).json()
+            assert body["program_config"]["runtime_version"] == "0.330.0"
+
+
+# ---- what the exporter costs Feldera ---------------------------------------------------------------------------
+
+
+async def test_each_checkpoint_status_request_is_counted_as_a_database_write(
+    sim: Simulator, client: httpx.AsyncClient
+) -> None:
+    await client.get("/v0/pipelines/orders/checkpoint_status")
+    await client.get("/v0/pipelines/idle/checkpoint_status")  # 503 not deployed: the manager writes anyway
+    await client.get("/v0/pipelines/ghost/checkpoint_status")  # no such row: nothing written
+    await client.get("/v0/pipelines/orders/stats")
+    assert (await client.get("/_sim/database_writes")).json() == {
+        "total": 2,
+        "by_endpoint": {"checkpoint_status": 2},
+    }
+    await client.get("/v0/pipelines/orders/tables/orders/connectors/kafka/stats")
+    assert (await client.get("/_sim/requests")).json() == {
+        "GET /v0/pipelines/{pipeline}/checkpoint_status": 3,
+        "GET /v0/pipelines/{pipeline}/stats": 1,
+        "GET /v0/pipelines/{pipeline}/tables/{table}/connectors/{connector}/stats": 1,
+    }
+
+
 # ---- cluster, auth, control over HTTP --------------------------------------------------------------------------
 
 
 async def test_cluster_healthz_is_503_with_the_same_body_when_a_service_is_unhealthy(
-    sim: Simulator, client: httpx.AsyncClient
+    sim: Simulator, client: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     sim.set_cluster_health("runner", False, "runner unreachable")
+    assert (await client.get("/v0/cluster_healthz")).status_code == 200  # stored at the monitor's next check
+    clock.advance(10)
     response = await client.get("/v0/cluster_healthz")
     assert response.status_code == 503
     assert response.json()["all_healthy"] is False
-    assert response.json()["runner"]["healthy"] is False
+    assert response.json()["runner"] == {
+        "healthy": False,
+        "message": "runner unreachable",
+        "unchanged_since": "2026-01-01T00:00:10.000000Z",
+        "checked_at": "2026-01-01T00:00:10.000000Z",
+    }
+
+
+async def test_a_healthy_cluster_is_stored_every_ten_minutes_and_a_stalled_monitor_never_again(
+    sim: Simulator, client: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    async def checked_at() -> str:
+        return str((await client.get("/v0/cluster_healthz")).json()["api"]["checked_at"])
+
+    assert await checked_at() == "2026-01-01T00:00:00.000000Z"  # the first check is stored at once
+    clock.advance(10)
+    assert await checked_at() == "2026-01-01T00:00:10.000000Z"  # and the second (upstream's `first` flag)
+    clock.advance(599)
+    assert await checked_at() == "2026-01-01T00:00:10.000000Z"
+    clock.advance(1)
+    assert await checked_at() == "2026-01-01T00:10:10.000000Z"
+    sim.stall_cluster_monitor()
+    clock.advance(3600)
+    body = (await client.get("/v0/cluster_healthz")).json()
+    assert (body["all_healthy"], body["runner"]["checked_at"]) == (True, "2026-01-01T00:10:10.000000Z")
+
+
+async def test_an_unhealthy_cluster_is_stored_with_exponential_backoff(
+    sim: Simulator, client: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    clock.advance(10)
+    await client.get("/v0/cluster_healthz")
+    sim.set_cluster_health("compiler", False)
+    stored = []
+    for _ in range(16):
+        clock.advance(10)
+        stored.append((await client.get("/v0/cluster_healthz")).json()["compiler"]["checked_at"][14:19])
+    # checks at 20 s, 30 s, ...: stored at the change, then after 1, 2, 4 and 8 more checks
+    assert sorted(set(stored)) == ["00:20", "00:30", "00:50", "01:30", "02:50"]
+
+
+async def test_no_cluster_monitor_event_yet_is_a_404_with_its_own_code(clock: ManualClock) -> None:
+    async with (
+        Simulator(scenario(cluster={"first_event_after": 25}), clock=clock) as sim,
+        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as client,
+    ):
+        early = await client.get("/v0/cluster_healthz")
+        assert (early.status_code, early.json()["error_code"]) == (404, "NoClusterMonitorEventsAvailable")
+        clock.advance(25)
+        assert (await client.get("/v0/cluster_healthz")).status_code == 200
 
 
 async def test_bearer_auth_rejects_missing_key_without_echoing_it(clock: ManualClock) -> None:
@@ -434,7 +613,7 @@ async def test_bearer_auth_rejects_missing_key_without_echoing_it(clock: ManualC
 
 async def test_control_api_over_http_drives_the_same_state(sim: Simulator, client: httpx.AsyncClient) -> None:
     response = await client.post("/_sim/fail_checkpoint", json={"name": "orders", "error": "via http"})
-    assert response.json() == {"result": 2}
+    assert response.json() == {"result": 0}  # the process's first POST /checkpoint
     assert sim.pipeline("orders").checkpoint_failure["error"] == "via http"
     assert (await client.post("/_sim/no_such_action", json={})).status_code == 404
     assert (await client.post("/_sim/checkpoint", json={"name": "ghost"})).status_code == 404
@@ -521,13 +700,15 @@ async def test_config_reports_version_licence_expiry_and_update_check(clock: Man
 
 
 async def test_pipelines_keep_their_own_platform_version(clock: ManualClock) -> None:
-    old = {"name": "old", "platform_version": "v0.337.0", "status": "Stopped"}
+    old = {"name": "old", "platform_version": "0.337.0+enterprise.5c7931d", "status": "Stopped"}
     async with (
         Simulator(scenario(ORDERS, old, platform_version="v0.340.0"), clock=clock) as sim,
         httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http,
     ):
         listed = (await http.get("/v0/pipelines", params={"selector": "status"})).json()
-    assert {p["name"]: p["platform_version"] for p in listed} == {"orders": "v0.340.0", "old": "v0.337.0"}
+        assert (await http.get("/v0/config")).json()["version"] == "0.340.0"
+    versions = {p["name"]: p["platform_version"] for p in listed}
+    assert versions == {"orders": "0.340.0+enterprise", "old": "0.337.0+enterprise.5c7931d"}
 
 
 async def test_url_on_all_ipv6_interfaces_reaches_the_simulator_over_the_ipv6_loopback() -> None:

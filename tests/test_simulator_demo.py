@@ -17,9 +17,12 @@ import pytest
 import yaml
 
 from exporter.app import Exporter
+from exporter.cli import build_parser
 from exporter.config import Settings
+from exporter.flags import overrides_from
 from exporter.metrics.server import normalized_version
 from exporter.mixin import ALERTMANAGER_EXAMPLE
+from exporter.sidecar.routes import DISABLED
 from exporter.simulator import ManualClock, Simulator
 from exporter.simulator.demo import (
     CYCLE,
@@ -30,9 +33,10 @@ from exporter.simulator.demo import (
     RESET_WATCH,
     DemoDriver,
     demo_scenario,
+    demo_settings,
 )
-from exporter.simulator.monitoring import demo_alertmanager_config, demo_rules
-from tests.conftest import eventually, start_demo, url_of
+from exporter.simulator.monitoring import demo_alertmanager_config, demo_rules, links
+from tests.conftest import ReplyServer, Request, Response, eventually, start_demo, url_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +56,7 @@ def test_demo_driver_moves_pipelines_through_states_and_failures() -> None:
         failure = fraud.checkpoint_failure
         fraud_failed |= failure is not None and failure["sequence_number"] > (fraud.checkpoint_success or 0)
         clickstream_fatal |= sim.pipeline("clickstream").find_endpoint("clicks.s3-backfill").fatal_error is not None
-        compiler_down |= not sim.world.cluster["compiler"]["healthy"]
+        compiler_down |= not sim.world.cluster.truth["compiler"][0]
     assert {"Provisioning", "Initializing", "Running", "Stopping", "Stopped"} <= nightly
     assert {"CompilingSql", "SqlError"} <= draft
     assert fraud_failed and clickstream_fatal and compiler_down
@@ -115,6 +119,42 @@ def test_demo_rules_shorten_only_the_waits_and_the_alertmanager_config_keeps_the
     assert config["receivers"] == [{"name": r["name"]} for r in shipped_am["receivers"]]
 
 
+def ui_server(paths: set[str]) -> ReplyServer:
+    """A Prometheus or Alertmanager stand-in answering 200 on ``paths`` and 404 elsewhere."""
+
+    async def answer(request: Request) -> Response:
+        return Response(200 if request.path in paths else 404)
+
+    return ReplyServer(answer)
+
+
+async def test_demo_links_use_the_web_uis_of_official_builds() -> None:
+    async with ui_server({"/alerts", "/classic/alerts"}) as prometheus, ui_server({"/script.js"}) as alertmanager:
+        ports = prometheus.port, alertmanager.port
+        rows = await links(*ports)
+    assert rows == [
+        ("Prometheus alerts", f"http://127.0.0.1:{ports[0]}/alerts"),
+        ("Alertmanager alerts", f"http://127.0.0.1:{ports[1]}/#/alerts"),
+    ]
+
+
+async def test_demo_links_fall_back_to_the_classic_ui_the_api_and_amtool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What Debian's Prometheus 2.42 (classic UI only) and Alertmanager 0.25 (no UI) serve; without amtool on PATH,
+    only the API is printed for Alertmanager."""
+    async with ui_server({"/classic/alerts"}) as prometheus, ui_server({"/"}) as alertmanager:
+        ports = prometheus.port, alertmanager.port
+        rows = await links(*ports)
+        monkeypatch.setenv("PATH", "/nonexistent")
+        without_amtool = await links(None, ports[1])
+    am = f"http://127.0.0.1:{ports[1]}"
+    assert rows == [
+        ("Prometheus alerts", f"http://127.0.0.1:{ports[0]}/classic/alerts"),
+        ("Alertmanager alerts", f"amtool --alertmanager.url={am} alert query"),
+        ("Alertmanager API", f"{am}/api/v2/alerts"),
+    ]
+    assert without_amtool == [("Alertmanager API", f"{am}/api/v2/alerts")]
+
+
 async def test_exporter_scrapes_the_demo_scenario() -> None:
     scenario = demo_scenario()
     async with Simulator(scenario, clock=ManualClock()) as sim:
@@ -160,6 +200,16 @@ async def test_demo_command_without_the_binaries_says_so_in_one_line_and_stops_o
         "(scripts/bootstrap as root installs them)"
     ]
     assert not any(line.startswith(("Prometheus", "Alertmanager")) for line in lines)
+
+
+def test_the_flag_the_reset_watch_403_names_switches_the_write_api_on_in_the_demo_too() -> None:
+    def write_api(*flags: str) -> bool:
+        args = build_parser().parse_args(["demo", *flags])
+        settings = demo_settings(args.config, overrides_from(args), args.interval, "http://127.0.0.1:9")
+        return settings.web.enable_reset_watch_api
+
+    assert "--web.enable-reset-watch-api" in DISABLED
+    assert (write_api(), write_api("--web.enable-reset-watch-api")) == (False, True)
 
 
 async def test_demo_with_config_polls_the_simulator_with_those_settings(tmp_path: Path) -> None:

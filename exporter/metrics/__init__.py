@@ -73,8 +73,8 @@ def _translate(snapshot: Snapshot, specs: Iterable[MetricSpec]) -> FamilyBuilder
 def _without(snapshot: Snapshot, failed: Iterable[tuple[str, str]]) -> Snapshot:
     """``snapshot`` with the ``(target, pipeline)`` pairs removed and recorded in ``dropped_pipelines``."""
     by_target: dict[str, set[str]] = {}
-    for target, name in failed:
-        by_target.setdefault(target, set()).add(name)
+    for target_name, name in failed:
+        by_target.setdefault(target_name, set()).add(name)
     targets = []
     for target in snapshot.targets:
         names = by_target.get(target.name)

@@ -152,7 +152,7 @@ def checkpoint_failed(status: CheckpointStatus) -> bool:
     return failure.sequence_number is not None and failure.sequence_number > status.success
 
 
-def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     checkpoints = out.wants(GROUP)
     sync = out.wants(SYNC_GROUP)
     if not (checkpoints or sync):

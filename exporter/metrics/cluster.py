@@ -41,7 +41,7 @@ UNCHANGED_SINCE = MetricSpec(
 SPECS: tuple[MetricSpec, ...] = (HEALTHY, UNCHANGED_SINCE)
 
 
-def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     if not out.wants(GROUP):
         return
     for target in snapshot.targets:

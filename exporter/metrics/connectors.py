@@ -202,7 +202,9 @@ def _newest(errors: list[ConnectorErrorEntry] | None) -> float | None:
     return max((e.timestamp for e in errors if e.timestamp is not None), default=None)
 
 
-def _input_samples(out: FamilyBuilder, pid: Labels, c: InputEndpointStatus, state: bool, counters: bool) -> None:
+def _input_samples(
+    out: FamilyBuilder[object], pid: Labels, c: InputEndpointStatus, state: bool, counters: bool
+) -> None:
     table, connector = split_endpoint(c.endpoint_name, c.config.stream)
     labels = {"endpoint": c.endpoint_name, "table": table, "connector": connector}
     if state:
@@ -230,7 +232,9 @@ def _input_samples(out: FamilyBuilder, pid: Labels, c: InputEndpointStatus, stat
             out.add(IN_LATENCY, pid, m.processing_latency_p99_micros / 1_000_000, **labels)
 
 
-def _output_samples(out: FamilyBuilder, pid: Labels, c: OutputEndpointStatus, state: bool, counters: bool) -> None:
+def _output_samples(
+    out: FamilyBuilder[object], pid: Labels, c: OutputEndpointStatus, state: bool, counters: bool
+) -> None:
     view, connector = split_endpoint(c.endpoint_name, c.config.stream)
     labels = {"endpoint": c.endpoint_name, "view": view, "connector": connector}
     if state:
@@ -251,7 +255,9 @@ def _output_samples(out: FamilyBuilder, pid: Labels, c: OutputEndpointStatus, st
         out.add(OUT_MEMORY, pid, m.memory, **labels)
 
 
-def _error_samples(out: FamilyBuilder, pid: Labels, name: str, c: InputEndpointStatus | OutputEndpointStatus) -> None:
+def _error_samples(
+    out: FamilyBuilder[object], pid: Labels, name: str, c: InputEndpointStatus | OutputEndpointStatus
+) -> None:
     """``name`` is the endpoint the exporter asked for, not the name the answer reports (which could repeat
     another endpoint's and make a duplicate series)."""
     relation, connector = split_endpoint(name, c.config.stream)
@@ -265,7 +271,7 @@ def _error_samples(out: FamilyBuilder, pid: Labels, name: str, c: InputEndpointS
         out.add_optional(OUT_LAST_TRANSPORT_ERROR, pid, _newest(c.transport_errors), **labels)
 
 
-def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     state, counters, errors = out.wants(STATE), out.wants(COUNTERS), out.wants(ERRORS)
     if not (state or counters or errors):
         return

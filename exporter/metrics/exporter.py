@@ -116,7 +116,7 @@ SPECS: tuple[MetricSpec, ...] = (
 POLL_RESULTS = ("success", "failure")
 
 
-def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     out.add(BUILD_INFO, (), 1.0, version=__version__, python_version=platform.python_version())
     out.add(SHARD_INFO, (), 1.0, shard=str(snapshot.shard), total_shards=str(snapshot.total_shards))
     for target in snapshot.targets:

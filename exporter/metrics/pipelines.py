@@ -166,12 +166,12 @@ SPECS: tuple[MetricSpec, ...] = (
 )
 
 
-def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     if out.wants(GROUP):
         each_pipeline(snapshot, out, lambda pid, snap: _pipeline_samples(out, pid, snap))
 
 
-def _pipeline_samples(out: FamilyBuilder, pid: Labels, snap: PipelineSnapshot) -> None:
+def _pipeline_samples(out: FamilyBuilder[object], pid: Labels, snap: PipelineSnapshot) -> None:
     p = snap.pipeline
     out.add(INFO, pid, 1, pipeline_id=p.id, platform_version=p.platform_version)
     out.state_set(STATUS, pid, p.deployment_status or None)

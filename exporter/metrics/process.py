@@ -38,7 +38,7 @@ SPECS: tuple[MetricSpec, ...] = tuple(
 _BY_NAME = {spec.name: spec for spec in SPECS}
 
 
-def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     for sample in snapshot.process:
         spec = _BY_NAME.get(sample.name)
         if spec is not None:  # a sample a newer prometheus_client adds is left out until promclient declares it

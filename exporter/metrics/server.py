@@ -17,10 +17,13 @@ also answers while it cannot reach the licence check. Expiry, reminder and trial
 ``update_available`` exists only when the server ran its update check.
 
 ``runtime_outdated`` compares each pipeline's ``platform_version`` (the runtime its program was compiled for)
-with the server's ``version``, ignoring a leading ``v``: after an upgrade, pipelines keep the old runtime until
+with the server's ``version`` as Feldera's web console does: everything from ``+`` on is dropped (Enterprise
+pipelines report ``0.340.0+enterprise`` or ``0.340.0+enterprise.SUFFIX`` where ``/v0/config`` says ``0.340.0``),
+and a leading ``v`` too. After an upgrade, pipelines keep the old runtime until
 ``POST /v0/pipelines/{name}/update_runtime`` recompiles them (the pipeline must be stopped), so
-``feldera_pipeline_runtime_outdated == 1`` lists the pipelines an upgrade has not reached yet. It is omitted when
-either version is unknown.
+``feldera_pipeline_runtime_outdated == 1`` lists the pipelines an upgrade has not reached yet. A pipeline whose
+``program_config.runtime_version`` pins its runtime on purpose is 0. It is omitted when either version is unknown
+(docs/feldera-api.md, "Versions").
 """
 
 from __future__ import annotations
@@ -67,8 +70,9 @@ UPDATE_AVAILABLE = _gauge(
 )
 RUNTIME_OUTDATED = _gauge(
     "feldera_pipeline_runtime_outdated",
-    "1 when the pipeline's platform_version differs from the server's version (not yet recompiled with "
-    "update_runtime after an upgrade), else 0.",
+    "1 when the pipeline's platform_version differs from the server's version, compared without any +suffix (not "
+    "yet recompiled with update_runtime after an upgrade), else 0; 0 when program_config.runtime_version pins "
+    "its runtime.",
     per_pipeline=True,
 )
 
@@ -84,12 +88,13 @@ SPECS: tuple[MetricSpec, ...] = (
 
 
 def normalized_version(version: str) -> str:
-    """``v0.337.0`` and ``0.337.0`` name the same release."""
-    text = version.strip()
+    """The release a version names, as Feldera's web console compares them (``normalizeRuntimeVersion``):
+    ``v0.337.0``, ``0.337.0`` and ``0.337.0+enterprise.1a2b3c`` are the same release."""
+    text = version.strip().split("+", 1)[0].strip()
     return text[1:] if text[:1] in ("v", "V") else text
 
 
-def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     if not out.wants(GROUP):
         return
     for target in snapshot.targets:
@@ -124,4 +129,7 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
         for snap in target.pipelines:
             running = normalized_version(snap.pipeline.platform_version)
             if running:
-                out.add(RUNTIME_OUTDATED, pipeline_identity(tid, snap.name), 0 if running == current else 1)
+                program = snap.pipeline.program_config
+                pinned = program is not None and bool(program.runtime_version)
+                outdated = 0 if pinned or running == current else 1
+                out.add(RUNTIME_OUTDATED, pipeline_identity(tid, snap.name), outdated)

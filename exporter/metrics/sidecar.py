@@ -121,7 +121,7 @@ SPECS: tuple[MetricSpec, ...] = (
 )
 
 
-def add_samples(snapshot: Snapshot, out: FamilyBuilder) -> None:
+def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     state_file_errors: tuple[tuple[str, int], ...] | None = None
     for target in snapshot.targets:
         identity = target_identity(target.name, target.labels)

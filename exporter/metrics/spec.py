@@ -182,12 +182,15 @@ SinkFactory = Callable[[str, MetricType, str], FamilySink[FamilyT]]
 """Makes the sink of one family from its name (a counter's without ``_total``), type and help text."""
 
 
-class FamilyBuilder(Generic[FamilyT]):
+class FamilyBuilder(Generic[_Family_co]):
     """Writes samples for a set of specs as exposition lines, into one :class:`FamilySink` per spec.
 
     Families are finished in spec order; a spec with no samples is still finished (HELP/TYPE only) so the
     exposition's shape does not depend on the data. Samples for a spec the builder was not given (its
     collector group is switched off) are dropped; :meth:`wants` lets a module skip that work up front.
+
+    A metric module takes a ``FamilyBuilder[object]``: it writes samples and never sees what the sink makes of
+    them (the builder is covariant in the family type).
 
     This runs for every series every cycle (~1.3 M at 10,000 pipelines), so the identity labels of a pipeline
     are escaped once and reused while consecutive calls pass the same identity tuple, a status set's label
@@ -195,8 +198,8 @@ class FamilyBuilder(Generic[FamilyT]):
     labels.
     """
 
-    def __init__(self, specs: Iterable[MetricSpec], sink: SinkFactory[FamilyT]) -> None:
-        self._families: dict[str, tuple[FamilySink[FamilyT], frozenset[str], tuple[tuple[str, str], ...]]] = {}
+    def __init__(self, specs: Iterable[MetricSpec], sink: SinkFactory[_Family_co]) -> None:
+        self._families: dict[str, tuple[FamilySink[_Family_co], frozenset[str], tuple[tuple[str, str], ...]]] = {}
         groups = set()
         for spec in specs:
             if spec.name in self._families:
@@ -305,7 +308,7 @@ class FamilyBuilder(Generic[FamilyT]):
             ]
         )
 
-    def families(self) -> Iterator[FamilyT]:
+    def families(self) -> Iterator[_Family_co]:
         """Each spec's family, finished by its sink, in spec order."""
         for sink, _, _ in self._families.values():
             yield sink.finish()

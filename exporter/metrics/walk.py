@@ -16,7 +16,7 @@ from exporter.snapshot import PipelineSnapshot, Snapshot
 PipelineSamples = Callable[[Labels, PipelineSnapshot], None]
 
 
-def each_pipeline(snapshot: Snapshot, out: FamilyBuilder, emit: PipelineSamples) -> None:
+def each_pipeline(snapshot: Snapshot, out: FamilyBuilder[object], emit: PipelineSamples) -> None:
     """``emit(pid, snap)`` for every pipeline of every target that is up (a down target has no pipelines)."""
     for target in snapshot.targets:
         if not target.up:

@@ -15,3 +15,4 @@ metrics, tuned from one config. The package carries them so that a ``pip install
 from pathlib import Path
 
 ALERTMANAGER_EXAMPLE = Path(__file__).resolve().parent / "alertmanager.yml"
+RUNBOOKS = Path(__file__).resolve().parent / "runbooks.md"

@@ -1,8 +1,8 @@
 """Grafana dashboards for feldera-exporter, built as code.
 
-Run ``python -m exporter.mixin.dashboards --out grafana/dashboards`` to (re)write the repository's
-``grafana/dashboards/*.json``; ``--check`` exits non-zero when the files there differ from what this module
-generates. Every panel and target uses the ``$datasource`` template
+``feldera-exporter dashboards --out grafana/dashboards`` (re)writes the repository's ``grafana/dashboards/*.json``;
+with ``--check`` it exits non-zero when the files there differ from what this module generates. Every panel and
+target uses the ``$datasource`` template
 variable (no datasource uid is hard-coded), every query is scoped by the ``job``/``instance``/``target`` variables,
 and rate queries use ``$__rate_interval``.
 
@@ -17,9 +17,7 @@ says why this is not built on grafana-foundation-sdk (measured).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1094,42 +1092,3 @@ def key_panels() -> dict[str, set[str]]:
 
 def render(dashboard: Json) -> str:
     return json.dumps(dashboard, indent=2, sort_keys=False) + "\n"
-
-
-def write(out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, dashboard in dashboards().items():
-        path = out_dir / f"{name}.json"
-        path.write_text(render(dashboard), encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def stale_files(out_dir: Path) -> list[str]:
-    """Names of dashboard files that are missing or differ from what :func:`dashboards` generates."""
-    stale = []
-    for name, dashboard in dashboards().items():
-        path = out_dir / f"{name}.json"
-        if not path.exists() or path.read_text(encoding="utf-8") != render(dashboard):
-            stale.append(path.name)
-    return stale
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--check", action="store_true", help="fail if the files differ from the generated ones")
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_files(args.out)
-        for name in stale:
-            print(f"{args.out / name}: out of date: regenerate it without --check", file=sys.stderr)
-        return 1 if stale else 0
-    for path in write(args.out):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

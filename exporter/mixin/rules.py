@@ -1,11 +1,11 @@
 """Generate the alert rules (the repository's ``prometheus/alerts.yaml``) from the thresholds in ``config.yaml``.
 
 The expressions live here, every tunable (``for``, severity, thresholds, windows, selectors, link bases) lives in
-the config file; this module has no defaults of its own. Usage::
+the config file; this module has no defaults of its own. Usage (:mod:`exporter.mixin.cli`)::
 
-    .venv/bin/python -m exporter.mixin.rules --output prometheus/alerts.yaml          # rewrite it
-    .venv/bin/python -m exporter.mixin.rules --output prometheus/alerts.yaml --check  # exit 1 when out of date
-    .venv/bin/python -m exporter.mixin.rules --override mine.yaml > my-alerts.yaml
+    feldera-exporter rules --output prometheus/alerts.yaml          # rewrite it
+    feldera-exporter rules --output prometheus/alerts.yaml --check  # exit 1 when out of date
+    feldera-exporter rules --override mine.yaml > my-alerts.yaml
 
 Shape (docs/runbooks.md, "How the rules work"): the logic every alert shares lives in recording rules, and each
 alert reads them in a few lines (the kubernetes-mixin way). Names are ``level:metric:operation``:
@@ -36,15 +36,15 @@ critical under the same name uses :func:`escalating`.
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from exporter import yamlerror
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CONFIG = HERE / "config.yaml"
@@ -1127,38 +1127,21 @@ def render(config: Mapping[str, Any]) -> str:
 
 
 def load_config(path: Path, overrides: tuple[Path, ...] = ()) -> dict[str, Any]:
-    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    """The config at ``path`` with each override merged over it; raises :class:`ConfigError` for a file that is not
+    a YAML mapping (syntax errors as ``file:line:column: problem``), ``OSError`` for one that cannot be read."""
+    config = _read_mapping(path)
     for override in overrides:
-        config = merge(config, yaml.safe_load(override.read_text(encoding="utf-8")) or {})
+        config = merge(config, _read_mapping(override))
     return config
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate the Feldera alert rules from the threshold config.")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--override", type=Path, action="append", default=[], help="YAML merged over --config")
-    parser.add_argument("--output", type=Path, help="file to write (default: standard output)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if --output differs from the generated rules")
-    args = parser.parse_args(argv)
-    if args.check and args.output is None:
-        parser.error("--check needs --output")
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
-        text = render(load_config(args.config, tuple(args.override)))
-    except (ConfigError, OSError, yaml.YAMLError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-        if current != text:
-            print(f"{args.output} is out of date: regenerate it without --check", file=sys.stderr)
-            return 1
-        return 0
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        args.output.write_text(text, encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(yamlerror.describe(path, exc)) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping of rule-config keys, got {type(document).__name__}")
+    return document

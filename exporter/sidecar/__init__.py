@@ -17,12 +17,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TypeVar
 
 from aiohttp import web
 
+from exporter.client import FelderaClient
 from exporter.config import Settings
 from exporter.sidecar.resets import ResetWatches
 from exporter.sidecar.routes import ResetWatchRoutes
@@ -49,6 +50,9 @@ class Sidecar:
             clock,
         )
         self._routes = ResetWatchRoutes(self.resets, clock, writable=settings.web.enable_reset_watch_api)
+        self._clock = clock
+        self._timers = False
+        """Whether the sync timer runs (``start(timers=...)``), so a reload with schedules starts it."""
         self._task: asyncio.Task[None] | None = None
 
     async def report(self, target: Target, snapshot: TargetSnapshot, now: float) -> TargetSnapshot:
@@ -72,18 +76,45 @@ class Sidecar:
     async def start(self, *, timers: bool = True) -> None:
         """Restore watches; start the sync scheduler's timer unless ``timers`` is False (tests drive ``tick``)."""
         self.resets.load()
+        self._timers = timers
         if self.scheduler is not None and timers:
             log.info("checkpoint sync scheduling on: the exporter will POST checkpoint/sync (needs a write API key)")
-            self._task = asyncio.create_task(self.scheduler.run(self._resolution), name="checkpoint-sync-scheduler")
+            self._start_timer()
+
+    async def reconfigure(self, settings: Settings, clients: Mapping[str, FelderaClient]) -> None:
+        """Apply a reloaded configuration: the sync schedules (timetables kept where a schedule still matches; the
+        timer started or stopped as the first schedule appears or the last goes), the targets and
+        ``keep_completed`` of the reset watches (the watches themselves and their state file stay), whether the
+        reset-watch write API is on. ``clients``: the poller's, by target name, for the scheduler's syncs."""
+        schedules = settings.checkpoint_sync.schedules
+        if not schedules:
+            await self._stop_timer()
+            self.scheduler = None
+        elif self.scheduler is None:
+            self._resolution = settings.poll.interval
+            self.scheduler = CheckpointSyncScheduler(schedules, self._clock)
+            if self._timers:
+                self._start_timer()
+        else:  # the timer goes on (a sync in flight is not cut off), at the interval it started with
+            self.scheduler.reschedule(schedules, clients)
+        self.resets.retarget([target.name for target in settings.targets], settings.reset_watches.keep_completed)
+        self._routes.writable = settings.web.enable_reset_watch_api
 
     async def stop(self) -> None:
         """Stop the sync timer; give the reset watches' pending state-file write a few seconds to end."""
+        await self._stop_timer()
+        await self.resets.close()
+
+    def _start_timer(self) -> None:
+        if self.scheduler is not None:
+            self._task = asyncio.create_task(self.scheduler.run(self._resolution), name="checkpoint-sync-scheduler")
+
+    async def _stop_timer(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.resets.close()
 
 
 async def _isolated(target: str, feature: str, work: Awaitable[T]) -> T | None:

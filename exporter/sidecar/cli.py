@@ -169,8 +169,42 @@ def _done(args: argparse.Namespace, response: _Answer) -> str:
         watches = document["watches"]
         if not isinstance(watches, list):
             raise TypeError("watches is not a list")
-        return "\n".join(json.dumps(watch, sort_keys=True) for watch in watches) or "no reset watches"
+        return _table(watches) if watches else "no reset watches"
     return f"watching {document['name']} ({document['target']}/{document['pipeline']}): {document['status']}"
+
+
+LIST_COLUMNS = ("NAME", "TARGET", "PIPELINE", "STATUS", "AGE", "CHECKED", "FINISHED")
+"""``--list``: one row per watch; AGE since it was registered, CHECKED and FINISHED as time ago (``-``: not yet)."""
+
+
+def _table(watches: list[Any]) -> str:
+    """The watches of ``GET /api/v1/reset-watches`` as an aligned table; raises on entries of another shape."""
+    rows: list[tuple[str, ...]] = [LIST_COLUMNS]
+    for watch in watches:
+        age = float(watch["age_seconds"])
+        now = float(watch["registered_at"]) + age  # the exporter's clock, not this machine's
+        cells = (watch["name"], watch["target"], watch["pipeline"], watch["status"])
+        if not all(isinstance(cell, str) for cell in cells):
+            raise TypeError("name, target, pipeline and status are not all strings")
+        rows.append((*cells, _duration(age), _ago(watch["last_checked"], now), _ago(watch["finished_at"], now)))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(LIST_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _ago(when: Any, now: float) -> str:
+    return "-" if when is None else f"{_duration(now - float(when))} ago"
+
+
+def _duration(seconds: float) -> str:
+    """``45s``, ``5m12s``, ``3h4m``, ``2d3h``: two units at most, as kubectl shows ages."""
+    whole = max(int(seconds), 0)
+    for unit, size, smaller, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if whole >= size:
+            rest = (whole % size) // small_size
+            return f"{whole // size}{unit}{rest}{smaller}" if rest else f"{whole // size}{unit}"
+    return f"{whole}s"
 
 
 def _error_text(response: _Answer) -> str:
@@ -179,7 +213,7 @@ def _error_text(response: _Answer) -> str:
     except ValueError:
         return _excerpt(response)
     if isinstance(document, dict) and isinstance(document.get("error"), str):
-        return document["error"]
+        return str(document["error"])
     return response.reason
 
 

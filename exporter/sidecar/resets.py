@@ -142,6 +142,13 @@ class ResetWatches:
         self._watches: dict[str, StoredWatch] = {}
         self._errors = dict.fromkeys(STATE_FILE_OPERATIONS, 0)
 
+    def retarget(self, targets: Sequence[str], keep_completed: float) -> None:
+        """The configured targets (the first is the default) and ``keep_completed`` after a configuration reload;
+        watches of a target no longer configured are kept (listed, removable) but no longer checked."""
+        if not targets:
+            raise ValueError("at least one target is needed")
+        self._targets, self._keep = tuple(targets), keep_completed
+
     @property
     def state_file_errors(self) -> Mapping[str, int]:
         return dict(self._errors)
@@ -213,9 +220,10 @@ class ResetWatches:
                 await self._writer
 
     async def register(
-        self, pipeline: str, token: str, name: str | None = None, target: str | None = None
+        self, pipeline: object, token: object, name: object = None, target: object = None
     ) -> StoredWatch:
-        """Add (or replace, same name) a watch; raises :class:`WatchError` on invalid input."""
+        """Add (or replace, same name) a watch; raises :class:`WatchError` on invalid input (the values come from a
+        client's JSON: each is checked for its type here)."""
         if not isinstance(pipeline, str) or not PIPELINE_NAME.match(pipeline):
             raise WatchError(400, "pipeline must be a Feldera pipeline name: 1-512 characters of A-Z a-z 0-9 _ -")
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH or not token.isprintable():

@@ -38,7 +38,8 @@ class ResetWatchRoutes:
     def __init__(self, watches: ResetWatches, clock: Callable[[], float], *, writable: bool = False) -> None:
         self._watches = watches
         self._clock = clock
-        self._writable = writable
+        self.writable = writable
+        """Whether POST and DELETE are allowed (``web.enable_reset_watch_api``; a reload may change it)."""
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         """The two resources on ``router``; any other method gets a JSON 405 naming the ones allowed. A trailing
@@ -56,12 +57,12 @@ class ResetWatchRoutes:
         return _json(200, {"watches": describe(self._watches.watches(), self._clock())})
 
     async def _post(self, request: web.Request) -> web.Response:
-        if not self._writable:
+        if not self.writable:
             return _error(403, DISABLED)
         return await self._register(request)
 
     async def _delete(self, request: web.Request) -> web.Response:
-        if not self._writable:
+        if not self.writable:
             return _error(403, DISABLED)
         if not await self._watches.remove(request.match_info["name"]):
             return _error(404, "no such watch")
@@ -82,8 +83,8 @@ class ResetWatchRoutes:
             return _error(400, f"unknown field(s): {', '.join(unknown)}")
         try:
             watch = await self._watches.register(
-                document.get("pipeline"),  # type: ignore[arg-type]
-                document.get("token"),  # type: ignore[arg-type]
+                document.get("pipeline"),
+                document.get("token"),
                 name=document.get("name"),
                 target=document.get("target"),
             )

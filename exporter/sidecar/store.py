@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from exporter import validation
+
 STATES = ("pending", "completed", "invalid", "expired", "unknown")
 FINAL_STATES = frozenset({"completed", "invalid", "expired"})
 
@@ -98,7 +100,6 @@ def move_aside(path: Path) -> Path | None:
 def _describe(exc: Exception) -> str:
     """Where the document is wrong, without echoing its content (it holds tokens)."""
     if isinstance(exc, ValidationError):
-        error = exc.errors()[0]
-        location = ".".join(str(part) for part in error["loc"]) or "document"
-        return f"{location}: {error['msg']}"
+        first = validation.problems(exc)[0]
+        return f"{first.location or 'document'}: {first.message}"
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__

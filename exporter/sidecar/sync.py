@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exporter.client import FelderaClient
@@ -108,6 +108,17 @@ class CheckpointSyncScheduler:
         self._limit = asyncio.Semaphore(concurrency)
         self._targets: dict[str, _TargetState] = {}
 
+    def reschedule(self, schedules: Sequence[SyncSchedule], clients: Mapping[str, FelderaClient]) -> None:
+        """New schedules and targets (a configuration reload): each target's pipelines keep their timetables and
+        counters while a schedule still matches them (a new ``every`` applies from the next slot), a removed target
+        is forgotten, and syncs go out through ``clients`` (the poller's, by target) from now on."""
+        self._schedules = tuple(schedules)
+        for target in list(self._targets):
+            if target in clients:
+                self._targets[target].client = clients[target]
+            else:
+                del self._targets[target]
+
     def _schedule_for(self, target: str, pipeline: str) -> SyncSchedule | None:
         for schedule in self._schedules:
             if schedule.target in (None, target) and fnmatch.fnmatchcase(pipeline, schedule.pipelines):
@@ -129,8 +140,11 @@ class CheckpointSyncScheduler:
             if schedule is None:
                 continue
             present.add(snap.name)
-            if snap.name not in state.pipelines:
+            pipe = state.pipelines.get(snap.name)
+            if pipe is None:
                 state.pipelines[snap.name] = _PipelineState(every=schedule.every, next_due=now)
+            elif pipe.every != schedule.every:  # rescheduled: the next slot at most the new interval away
+                pipe.next_due, pipe.every = min(pipe.next_due, now + schedule.every), schedule.every
             if is_running(snap.pipeline):
                 running.add(snap.name)
         for gone in [name for name in state.pipelines if name not in present]:

@@ -1,9 +1,23 @@
 """Checkpoints of a simulated pipeline: the ``checkpoint_status``, ``checkpoint/sync`` and ``checkpoint/sync_status``
-seam of the API and ``storage_status_details``, with their control API.
+seam of the API, ``storage_status_details``, automatic checkpoints, and their control API.
 
 :class:`PipelineCheckpoints` is the checkpoint part of :class:`~exporter.simulator.model.Pipeline`;
 :class:`CheckpointControl` the checkpoint part of :class:`~exporter.simulator.server.Simulator`'s control API.
-A new pipeline process (incarnation) forgets the status of checkpoints and syncs, never the stored checkpoints.
+As upstream (``crates/adapters/src/server.rs``, ``CheckpointState``; ``crates/adapters/src/controller.rs``,
+``StepTrigger::trigger`` and ``CircuitThread::checkpoint``):
+
+- ``checkpoint_status`` reports only checkpoints requested with ``POST .../checkpoint`` (:meth:`CheckpointControl.
+  checkpoint`, :meth:`CheckpointControl.fail_checkpoint`), numbered per process from 0; a new process (incarnation)
+  starts with ``{"success": null, "failure": null}``.
+- A fault-tolerant pipeline (``runtime_config``, :mod:`exporter.simulator.runtime`) checkpoints by itself every
+  interval while Running or Paused, the first one an interval after its process started. The next one is due an
+  interval after the previous attempt ended, failed or not (``update_last_checkpoint``). A success adds an entry to
+  ``storage_status_details.checkpoints`` (at most the newest two are kept: ``MIN_CHECKPOINT_THRESHOLD`` in
+  ``crates/dbsp/src/circuit/checkpointer.rs``); a failure is only logged (``warn!("checkpoint failed: ...")``), so
+  nothing a client reads changes. Permanent checkpoint errors make every attempt fail.
+- While ``checkpoint_activity`` is ``delayed`` or ``in_progress`` no attempt completes; the one that was due
+  completes as soon as the activity is ``idle`` again.
+- Storage keeps its checkpoints across processes; checkpoint and sync status do not.
 """
 
 from __future__ import annotations
@@ -13,11 +27,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from exporter.simulator.clock import Clock, rfc3339
+from exporter.simulator.runtime import checkpoint_interval
 
 if TYPE_CHECKING:
-    from exporter.simulator.model import World
+    from exporter.simulator.model import Since, World
 
 SyncMode = Literal["success", "failure", "pending"]
+CHECKPOINTING_RUNTIME = ("Running", "Paused")
+"""Runtime statuses in which the controller takes automatic checkpoints (replaying, bootstrapping and the
+statuses without a running circuit step instead)."""
+KEPT_CHECKPOINTS = 2
 
 
 class PipelineCheckpoints:
@@ -25,18 +44,28 @@ class PipelineCheckpoints:
 
     incarnation: str | None
     storage_status: str
+    runtime: Since
+    runtime_config: dict[str, Any]
+    resources: Since
     touch: Callable[[], None]
 
-    def _init_checkpoints(self, sync_mode: SyncMode) -> None:
+    def _init_checkpoints(self, sync_mode: SyncMode, automatic_failure: str | None, now: float) -> None:
         self.stored_checkpoints: list[dict[str, Any]] = []
-        self.next_sequence = 1
+        self.checkpoints_taken = 0
         self.permanent_checkpoint_errors: list[Any] | None = None
         self.sync_mode = sync_mode
         self.sync_pending: list[str] = []
-        self._new_process_checkpoints()
+        self.automatic_failure = automatic_failure
+        self.automatic_failures = 0
+        """Failed automatic checkpoints so far (upstream only logs them)."""
+        self.last_checkpoint_at = now
+        self.checkpoint_floor = now
+        """No automatic checkpoint before this: when checkpointing became possible again."""
+        self._new_process_checkpoints(now)
 
-    def _new_process_checkpoints(self) -> None:
+    def _new_process_checkpoints(self, now: float) -> None:
         """What a new pipeline process (incarnation) starts without."""
+        self.next_sequence = 0
         self.checkpoint_success: int | None = None
         self.checkpoint_failure: dict[str, Any] | None = None
         self.checkpoint_activity: dict[str, Any] = {"status": "idle"}
@@ -44,35 +73,97 @@ class PipelineCheckpoints:
         self.sync_failure: dict[str, str] | None = None
         self.sync_periodic: str | None = None
         self.sync_pending.clear()
+        self.last_checkpoint_at = now
+        self.checkpoint_floor = now
 
-    def take_checkpoint(self, now: float) -> int:
-        seq = self.next_sequence
-        self.next_sequence += 1
-        if self.incarnation is not None:
-            self.checkpoint_success = seq
-        self.stored_checkpoints.append(
-            {
-                "uuid": str(uuid.uuid4()),
-                "identifier": None,
-                "fingerprint": seq * 7919,
-                "size": 1_000_000 + seq * 4096,
-                "processed_records": seq * 1000,
-                "steps": seq * 10,
-            }
-        )
-        del self.stored_checkpoints[:-2]
+    # ---- storage and requested checkpoints ----------------------------------------------------------------------
+
+    def store_checkpoint(self, count: int = 1) -> None:
+        """``count`` checkpoints written to storage; only the newest :data:`KEPT_CHECKPOINTS` stay listed."""
+        first = self.checkpoints_taken + 1
+        self.checkpoints_taken += count
+        for number in range(max(first, self.checkpoints_taken - KEPT_CHECKPOINTS + 1), self.checkpoints_taken + 1):
+            self.stored_checkpoints.append(
+                {
+                    "uuid": str(uuid.uuid4()),
+                    "identifier": None,
+                    "fingerprint": number * 7919,
+                    "size": 1_000_000 + number * 4096,
+                    "processed_records": number * 1000,
+                    "steps": number * 10,
+                }
+            )
+        del self.stored_checkpoints[:-KEPT_CHECKPOINTS]
         self.storage_status = "InUse"
-        self.checkpoint_activity = {"status": "idle"}
         self.touch()
+
+    def request_checkpoint(self, now: float) -> int:
+        """A ``POST /checkpoint`` that succeeded: its sequence number becomes ``success``."""
+        seq = self._next_request()
+        self.store_checkpoint()
+        if self.checkpoint_success is None or self.checkpoint_success < seq:
+            self.checkpoint_success = seq
+        self._attempt_ended(now)
         return seq
 
     def fail_checkpoint(self, error: str, now: float) -> int:
+        """A ``POST /checkpoint`` that failed (``failed_at`` with nanoseconds)."""
+        seq = self._next_request()
+        self.checkpoint_failure = {"sequence_number": seq, "error": error, "failed_at": rfc3339(now, nanos=True)}
+        self._attempt_ended(now)
+        return seq
+
+    def _next_request(self) -> int:
+        if self.incarnation is None:
+            raise ValueError("the pipeline has no process to checkpoint")
         seq = self.next_sequence
         self.next_sequence += 1
-        self.checkpoint_failure = {"sequence_number": seq, "error": error, "failed_at": rfc3339(now, nanos=True)}
+        return seq
+
+    def _attempt_ended(self, now: float) -> None:
+        self.last_checkpoint_at = now
         self.checkpoint_activity = {"status": "idle"}
         self.touch()
-        return seq
+
+    # ---- automatic checkpoints -----------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_interval(self) -> float | None:
+        return checkpoint_interval(self.runtime_config)
+
+    def checkpoint_due(self) -> float | None:
+        """When the next automatic checkpoint completes, or None while none can."""
+        interval = self.checkpoint_interval
+        if (
+            interval is None
+            or self.resources.value != "Provisioned"
+            or self.incarnation is None
+            or self.runtime.value not in CHECKPOINTING_RUNTIME
+            or self.checkpoint_activity.get("status") != "idle"
+        ):
+            return None
+        return max(self.last_checkpoint_at + interval, self.checkpoint_floor)
+
+    def run_automatic_checkpoints(self, now: float) -> None:
+        """Every automatic checkpoint due by ``now``, at the times they were due."""
+        due = self.checkpoint_due()
+        interval = self.checkpoint_interval
+        if due is None or interval is None or due > now:
+            return
+        attempts = int((now - due) // interval) + 1
+        last = due + (attempts - 1) * interval
+        if self.automatic_failure is not None or self.permanent_checkpoint_errors:
+            self.automatic_failures += attempts
+        else:
+            self.store_checkpoint(attempts)
+        self.last_checkpoint_at = last
+        self.touch()
+
+    def checkpointing_resumed(self, now: float) -> None:
+        """Checkpointing just became possible again (a status or activity change): nothing completes before."""
+        self.checkpoint_floor = now
+
+    # ---- sync ------------------------------------------------------------------------------------------------
 
     def sync_target(self) -> str:
         """The checkpoint a sync completed or failed by the control API is about: the oldest requested one, else
@@ -91,30 +182,42 @@ class CheckpointControl:
     clock: Clock
 
     def checkpoint(self, name: str) -> int:
-        """A successful checkpoint; returns its sequence number. An older failure stays reported."""
-        return self.world.get(name).take_checkpoint(self.clock.now())
+        """A successful ``POST /checkpoint``; returns its sequence number. An older failure stays reported."""
+        return self.world.get(name).request_checkpoint(self.clock.now())
 
     def fail_checkpoint(self, name: str, error: str = "checkpoint failed: I/O error") -> int:
-        """A failed checkpoint (``failed_at`` with nanoseconds); returns its sequence number."""
+        """A failed ``POST /checkpoint`` (``failed_at`` with nanoseconds); returns its sequence number."""
         return self.world.get(name).fail_checkpoint(error, self.clock.now())
 
-    def set_checkpoint_activity(self, name: str, status: str = "idle", reasons: list[Any] | None = None) -> None:
-        """``idle``, ``delayed`` (with ``reasons``, e.g. ``["Replaying"]``) or ``in_progress``."""
+    def set_automatic_checkpoints(self, name: str, failure: str | None = None) -> None:
+        """From now on automatic checkpoints fail with ``failure`` (error text), or succeed (``None``)."""
         pipeline = self.world.get(name)
-        now = rfc3339(self.clock.now())
+        pipeline.automatic_failure = failure
+        pipeline.touch()
+
+    def set_checkpoint_activity(self, name: str, status: str = "idle", reasons: list[Any] | None = None) -> None:
+        """``idle``, ``delayed`` (with ``reasons``, e.g. ``["Replaying"]``) or ``in_progress``; ``delayed_since``
+        keeps the start of a delay whose reasons change (``set_checkpoint_coordination``)."""
+        pipeline = self.world.get(name)
+        now = self.clock.now()
+        current = pipeline.checkpoint_activity
         if status == "idle":
             activity: dict[str, Any] = {"status": "idle"}
+            if current.get("status") != "idle":
+                pipeline.checkpointing_resumed(now)
         elif status == "delayed":
-            activity = {"status": "delayed", "reasons": reasons or ["Replaying"], "delayed_since": now}
+            since = current["delayed_since"] if current.get("status") == "delayed" else rfc3339(now)
+            activity = {"status": "delayed", "reasons": reasons or ["Replaying"], "delayed_since": since}
         elif status == "in_progress":
-            activity = {"status": "in_progress", "started_at": now}
+            activity = {"status": "in_progress", "started_at": rfc3339(now)}
         else:
             raise ValueError(f"unknown checkpoint activity {status!r}")
         pipeline.checkpoint_activity = activity
         pipeline.touch()
 
     def set_permanent_checkpoint_errors(self, name: str, errors_: list[Any] | None) -> None:
-        """E.g. ``["StorageRequired"]`` or ``[{"UnsupportedInputEndpoint": "t.c"}]``; ``None`` clears."""
+        """E.g. ``["StorageRequired"]`` or ``[{"UnsupportedInputEndpoint": "t.c"}]`` (every checkpoint then fails);
+        ``None`` clears."""
         pipeline = self.world.get(name)
         pipeline.permanent_checkpoint_errors = errors_
         pipeline.touch()
@@ -123,7 +226,7 @@ class CheckpointControl:
         """What a POST checkpoint/sync does next: ``success``, ``failure`` or ``pending`` (wait for control)."""
         if mode not in ("success", "failure", "pending"):
             raise ValueError(f"unknown sync mode {mode!r}")
-        self.world.get(name).sync_mode = mode  # type: ignore[assignment]
+        self.world.get(name).sync_mode = mode  # type: ignore[assignment]  # a SyncMode value: checked above
 
     def succeed_sync(self, name: str, checkpoint_uuid: str | None = None) -> str:
         pipeline = self.world.get(name)

@@ -220,10 +220,14 @@ class PipelineConnectors:
     tables: list[Relation]
     views: list[Relation]
     runtime: Since
-    provisioned: bool
     metrics_at: float
     reset_tokens: dict[str, tuple[str, str]]
     """token -> (incarnation it was issued in, pending | completed)."""
+
+    if TYPE_CHECKING:  # the Pipeline's own property
+
+        @property
+        def provisioned(self) -> bool: ...
 
     def connectors(self) -> Iterable[Connector]:
         for relation in self.tables + self.views:

@@ -22,26 +22,30 @@ from typing import Any, TypeVar
 
 from exporter.config import URL_ENV, ConfigError, Settings, build_settings, read_yaml
 from exporter.console import print_config_error, print_web_config_error, setup_logging
-from exporter.flags import DEMO_INTERVAL
+from exporter.flags import DEMO_INTERVAL, Overrides, overrides_from
 from exporter.simulator.monitoring import Monitoring, MonitoringError, missing_parts
 from exporter.simulator.scenario import ConnectorSpec, PipelineSpec, RelationSpec, Scenario, ServerSpec
 from exporter.simulator.server import Simulator
 from exporter.webconfig import WebConfigError
 
+FAULT_TOLERANT: dict[str, Any] = {"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 60}}
+
 
 def demo_scenario() -> Scenario:
     """A small fleet in every interesting state: running, paused, failing checkpoints, a fatal connector
     error, a compile error, a stopped and a crashed pipeline; on a recently upgraded platform (two pipelines
-    still on the old runtime), with a trial licence that expires in 10 days and a newer release out."""
+    still on the old runtime), with a trial licence that expires in 10 days and a newer release out. The running
+    pipelines are fault tolerant (automatic checkpoints every minute)."""
     return Scenario(
         edition="enterprise",
-        platform_version="v0.340.0",
+        platform_version="0.340.0",
         server=ServerSpec(license="trial", license_expires_in_days=10, latest_version="0.341.0"),
         pipelines=[
             PipelineSpec(
                 name="orders",
                 description="Order ingestion and revenue aggregation",
                 status="Running",
+                runtime_config=FAULT_TOLERANT,
                 checkpoints=3,
                 tables=[
                     RelationSpec(name="orders", connectors=["kafka-orders", None]),
@@ -52,6 +56,7 @@ def demo_scenario() -> Scenario:
             PipelineSpec(
                 name="fraud-detection",
                 status="Running",
+                runtime_config=FAULT_TOLERANT,
                 checkpoints=2,
                 tables=[RelationSpec(name="payments", connectors=["kafka-payments"])],
                 views=[RelationSpec(name="alerts", connectors=["kafka-alerts", "webhook"])],
@@ -59,6 +64,7 @@ def demo_scenario() -> Scenario:
             PipelineSpec(
                 name="clickstream",
                 status="Running",
+                runtime_config=FAULT_TOLERANT,
                 checkpoints=1,
                 tables=[
                     RelationSpec(
@@ -73,7 +79,7 @@ def demo_scenario() -> Scenario:
             ),
             PipelineSpec(
                 name="inventory",
-                platform_version="v0.337.0",
+                platform_version="0.337.0+enterprise",
                 status="Paused",
                 checkpoints=1,
                 tables=[RelationSpec(name="stock", connectors=["file-stock"])],
@@ -88,7 +94,7 @@ def demo_scenario() -> Scenario:
             PipelineSpec(name="archive", status="Stopped", storage_status="Cleared"),
             PipelineSpec(
                 name="nightly-batch",
-                platform_version="v0.337.0",
+                platform_version="0.337.0+enterprise",
                 status="Stopped",
                 checkpoints=1,
                 tables=[RelationSpec(name="events", connectors=["s3-events"])],
@@ -227,9 +233,10 @@ def _mapping(raw: dict[str, Any], key: str) -> dict[str, Any]:
     return dict(value)
 
 
-def demo_settings(config: str | None, listen_address: str, interval: float | None, url: str) -> Settings:
+def demo_settings(config: str | None, overrides: Overrides, interval: float | None, url: str) -> Settings:
     """The demo's settings (target ``demo``, a sync schedule), or those of ``config`` with every target's URL
-    replaced by ``url``; ``listen_address`` and ``interval`` (when given) override. Raises :class:`ConfigError`."""
+    replaced by ``url``; ``overrides`` (the demo's flags) and ``interval`` (when given) override. Raises
+    :class:`ConfigError`."""
     if config is None:
         raw: dict[str, Any] = {
             "poll": {"interval": interval or DEMO_INTERVAL},
@@ -246,8 +253,7 @@ def demo_settings(config: str | None, listen_address: str, interval: float | Non
     if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
         raise ConfigError(["targets: expected a list of mappings"])
     raw["targets"] = [{**target, "url": url} for target in targets]
-    raw["web"] = {**_mapping(raw, "web"), "listen_address": listen_address}
-    return build_settings(raw, env={k: v for k, v in os.environ.items() if k != URL_ENV})
+    return build_settings(raw, overrides=overrides, env={k: v for k, v in os.environ.items() if k != URL_ENV})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -257,11 +263,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:  # validated before anything starts; the simulator's URL is filled in once it listens
-        settings = demo_settings(args.config, args.listen_address, args.interval, "http://127.0.0.1:8080")
+        settings = demo_settings(args.config, overrides_from(args), args.interval, "http://127.0.0.1:8080")
     except ConfigError as exc:
         print_config_error(exc)
         return 2
-    setup_logging(settings.log_level if args.config else "warning")
+    setup_logging(settings.log_level if args.config else "warning", settings.api_keys())
     try:
         asyncio.run(serve(scenario, args, settings))
     except WebConfigError as exc:
@@ -318,7 +324,8 @@ async def serve(scenario: Scenario, args: argparse.Namespace, settings: Settings
                 )
                 if stop.is_set():  # Ctrl-C/SIGTERM while Prometheus or Alertmanager was starting
                     return
-            print(_banner(sim, exporter.url, monitoring, note, settings, scenario), flush=True)
+            links = await monitoring.links() if monitoring is not None else []
+            print(_banner(sim, exporter.url, links, note, settings, scenario), flush=True)
             await stop.wait()
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -328,17 +335,14 @@ async def serve(scenario: Scenario, args: argparse.Namespace, settings: Settings
 def _banner(
     sim: Simulator,
     exporter: str,
-    monitoring: Monitoring | None,
+    monitoring: list[tuple[str, str]],
     note: str | None,
     settings: Settings,
     scenario: Scenario,
 ) -> str:
-    """The short table of URLs and what runs, printed once everything is ready."""
-    rows = [("Exporter landing page", f"{exporter}/"), ("Exporter metrics", f"{exporter}/metrics")]
-    if monitoring is not None and monitoring.prometheus is not None:
-        rows.append(("Prometheus alerts", f"{monitoring.prometheus.url}/alerts"))
-    if monitoring is not None and monitoring.alertmanager is not None:
-        rows.append(("Alertmanager", f"{monitoring.alertmanager.url}/#/alerts"))
+    """The short table of URLs and what runs, printed once everything is ready (``monitoring``: the rows of
+    :meth:`Monitoring.links`)."""
+    rows = [("Exporter landing page", f"{exporter}/"), ("Exporter metrics", f"{exporter}/metrics"), *monitoring]
     rows.append(("Simulated Feldera API", f"{sim.url}/v0/pipelines"))
     names = [p.name for p in scenario.pipelines]
     if names:

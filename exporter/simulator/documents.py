@@ -1,6 +1,10 @@
 """The JSON documents the real server answers with for one pipeline: its entry in ``GET /v0/pipelines`` (per
 ``selector``, cached until the pipeline changes), ``GET /v0/pipelines/{p}`` and ``GET /v0/pipelines/{p}/stats``.
 
+``selector=status`` and ``status_with_connectors`` leave out ``runtime_config``, the program code and
+``program_info`` but keep ``program_config`` (``crates/pipeline-manager/src/api/endpoints/pipeline_management.rs``,
+``new_status``), so ``program_config.runtime_version`` (a pinned runtime) comes with every selector.
+
 :class:`PipelineDocuments` is that part of :class:`~exporter.simulator.model.Pipeline`; it only reads the state.
 """
 
@@ -16,34 +20,6 @@ if TYPE_CHECKING:
     from exporter.simulator.connectors import Relation
     from exporter.simulator.model import Pipeline
 
-RUNTIME_CONFIG: dict[str, Any] = {
-    "workers": 4,
-    "hosts": 1,
-    "storage": {
-        "backend": {"name": "default"},
-        "min_storage_bytes": None,
-        "min_step_storage_bytes": None,
-        "compression": "default",
-        "cache_mib": None,
-    },
-    "fault_tolerance": {"model": "none", "checkpoint_interval_secs": 60},
-    "cpu_profiler": True,
-    "tracing": False,
-    "tracing_endpoint_jaeger": "",
-    "min_batch_size_records": 0,
-    "max_buffering_delay_usecs": 0,
-    "clock_resolution_usecs": 1000000,
-    "pin_cpus": [],
-    "provisioning_timeout_secs": None,
-    "max_parallel_connector_init": None,
-    "init_containers": None,
-    "checkpoint_during_suspend": True,
-    "http_workers": None,
-    "io_workers": None,
-    "env": {},
-    "dev_tweaks": {},
-    "logging": None,
-}
 PROGRAM_CONFIG: dict[str, Any] = {
     "profile": "optimized",
     "cache": True,
@@ -73,11 +49,11 @@ class PipelineDocuments:
             "platform_version": self.platform_version,
         }
         if selector == "all":
-            body["runtime_config"] = RUNTIME_CONFIG
+            body["runtime_config"] = self.runtime_config
             body["program_code"] = self.program_code()
             body["udf_rust"] = ""
             body["udf_toml"] = ""
-            body["program_config"] = PROGRAM_CONFIG
+        body["program_config"] = {**PROGRAM_CONFIG, "runtime_version": self.runtime_version}
         body["program_version"] = self.program_version
         body["program_status"] = self.program.value
         body["program_status_since"] = rfc3339(self.program.since or 0.0)
@@ -152,9 +128,10 @@ class PipelineDocuments:
             "output_connectors": _connector_configs(self.views, "file_output", "/out"),
         }
 
-    def render_stats(self: Pipeline, now: float) -> dict[str, Any]:
-        inputs = [c.render(False) for r in self.tables for c in r.connectors]
-        outputs = [c.render(False) for r in self.views for c in r.connectors]
+    def render_stats(self: Pipeline, now: float, with_errors: bool = False) -> dict[str, Any]:
+        """``GET .../stats``; ``with_errors``: ``?include_connector_errors=true`` (every connector's error lists)."""
+        inputs = [c.render(with_errors) for r in self.tables for c in r.connectors]
+        outputs = [c.render(with_errors) for r in self.views for c in r.connectors]
         total_in = sum(i["metrics"]["total_records"] for i in inputs)
         total_bytes = sum(i["metrics"]["total_bytes"] for i in inputs)
         buffered = sum(i["metrics"]["buffered_records"] for i in inputs)

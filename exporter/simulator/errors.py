@@ -94,8 +94,19 @@ def initialization_error(reason: str) -> Response:
 
 
 def enterprise_feature(feature: str) -> Response:
-    message = f"'{feature}' is an enterprise feature and is not available in this edition of Feldera"
+    """``CommonError::EnterpriseFeature`` (``crates/pipeline-manager/src/common_error.rs``)."""
+    message = f"Cannot use enterprise-only feature ({feature}) in Feldera community edition."
     return error(501, "EnterpriseFeature", message, {"feature": feature})
+
+
+def not_supported(what: str) -> Response:
+    """``ControllerError::NotSupported`` of a pipeline (``crates/adapterlib/src/errors/controller.rs``: 400)."""
+    return error(400, "NotSupported", f"Not supported: {what}", {"error": what})
+
+
+def no_cluster_events() -> Response:
+    """``DBError::NoClusterMonitorEventsAvailable`` (``crates/pipeline-manager/src/db/error.rs``: 404)."""
+    return error(404, "NoClusterMonitorEventsAvailable", "There are not yet any cluster monitor events recorded")
 
 
 def unknown_input_endpoint(endpoint: str) -> Response:

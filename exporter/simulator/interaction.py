@@ -2,7 +2,14 @@
 server does (``checkpoint_status``, ``stats``, connector stats, ``reset_status``, ``checkpoint/sync`` and
 ``checkpoint/sync_status``), including the errors of a pipeline that cannot answer (not deployed, unreachable,
 initializing, suspended, ...). The route table that leads here is ``Simulator._route`` in
-:mod:`exporter.simulator.server`.
+:mod:`exporter.simulator.server`; what the build serves (reset endpoint, connector error lists, the sync
+``running`` list) is decided in :mod:`exporter.simulator.platform`.
+
+Upstream (``crates/adapters/src/server.rs``): ``stats`` takes ``include_connector_errors`` (a boolean; anything
+else is a 400 from the query parser) and then lists every connector's recent errors; ``checkpoint/sync`` answers 400
+with error code ``"400"`` both on a multi-host pipeline and when there is no checkpoint yet, told apart only by the
+message; ``checkpoint/sync_status`` is forwarded on every edition (only ``POST .../checkpoint/sync`` is
+Enterprise-only in the manager), so the open-source edition answers it with nothing to report.
 """
 
 from __future__ import annotations
@@ -14,15 +21,28 @@ from aiohttp.web import Response
 from exporter.simulator import errors
 from exporter.simulator.connectors import UnknownEndpoint
 from exporter.simulator.model import Pipeline, World
+from exporter.simulator.platform import serves_connector_errors, serves_sync_running
+from exporter.simulator.runtime import hosts
 
 INTERACTION_ERRORS = ("unreachable", "unavailable", "initialization_error", "terminating", "initializing", "suspended")
 """What ``Simulator.set_interaction_error`` can force on a pipeline's interaction endpoints."""
 
 
-def expected_method(rest: list[str]) -> str | None:
-    """The method of ``/v0/pipelines/{p}/<rest>`` (``rest`` = the path segments after the name), None: no route."""
-    if rest in ([], ["checkpoint_status"], ["stats"], ["reset_status"], ["checkpoint", "sync_status"]):
+MULTIHOST_SYNC = (
+    "checkpoint sync is not supported directly on multihost pipelines; sync requests must go through the "
+    "coordinator via `/coordination/checkpoint/push`"
+)
+NO_CHECKPOINT_SYNC = "no checkpoints found; make a POST request to `/checkpoint` to make a new checkpoint"
+RESET_STUB = "reset status is not yet available on this pipeline"
+
+
+def expected_method(rest: list[str], *, reset_route: bool = True) -> str | None:
+    """The method of ``/v0/pipelines/{p}/<rest>`` (``rest`` = the path segments after the name), None: no route
+    (``reset_route=False``: a build without ``reset_status``)."""
+    if rest in ([], ["checkpoint_status"], ["stats"], ["checkpoint", "sync_status"]):
         return "GET"
+    if rest == ["reset_status"]:
+        return "GET" if reset_route else None
     if rest in (["checkpoint", "sync"], ["update_runtime"]):
         return "POST"
     if len(rest) == 5 and rest[0] in ("tables", "views") and rest[2] == "connectors" and rest[4] == "stats":
@@ -42,8 +62,20 @@ def interact(world: World, pipeline: Pipeline, rest: list[str], query: Mapping[s
             200, {"success": pipeline.checkpoint_success, "failure": pipeline.checkpoint_failure}
         )
     if rest == ["stats"]:
-        return errors.json_response(200, pipeline.render_stats(now))
+        with_errors = False
+        if serves_connector_errors(world.release):
+            flag = query.get("include_connector_errors", "false")
+            if flag not in ("true", "false"):
+                return errors.response(
+                    400,
+                    f"Query deserialize error: invalid value: string {flag!r}, expected a boolean".encode(),
+                    "text/plain; charset=utf-8",
+                )
+            with_errors = flag == "true"
+        return errors.json_response(200, pipeline.render_stats(now, with_errors))
     if rest == ["reset_status"]:
+        if world.reset_api == "stub":
+            return errors.not_supported(RESET_STUB)
         return _reset_status(pipeline, query.get("token"))
     if rest[0] in ("tables", "views"):
         is_input = rest[0] == "tables"
@@ -53,8 +85,6 @@ def interact(world: World, pipeline: Pipeline, rest: list[str], query: Mapping[s
             missing = str(exc.args[0])
             return errors.unknown_input_endpoint(missing) if is_input else errors.unknown_output_endpoint(missing)
         return errors.json_response(200, connector.render(True))
-    if world.edition == "community":
-        return errors.enterprise_feature("checkpoint sync")
     if rest == ["checkpoint", "sync"]:
         return _sync(world, pipeline)
     wanted = query.get("incarnation_uuid")
@@ -64,10 +94,14 @@ def interact(world: World, pipeline: Pipeline, rest: list[str], query: Mapping[s
             "IncarnationUuidMismatch",
             f"incarnation_uuid {wanted} does not match the pipeline's current incarnation",
         )
-    return errors.json_response(
-        200,
-        {"success": pipeline.sync_success, "failure": pipeline.sync_failure, "periodic": pipeline.sync_periodic},
-    )
+    status: dict[str, object] = {
+        "success": pipeline.sync_success,
+        "failure": pipeline.sync_failure,
+        "periodic": pipeline.sync_periodic,
+    }
+    if serves_sync_running(world.release):
+        status["running"] = list(pipeline.sync_pending)
+    return errors.json_response(200, status)
 
 
 def _gate(pipeline: Pipeline, endpoint: str, *, allow_initializing: bool) -> Response | None:
@@ -97,8 +131,10 @@ def _sync(world: World, pipeline: Pipeline) -> Response:
         if pipeline.checkpoint_success is None:
             return errors.error(404, "404", "No checkpoints found")
         return errors.json_response(200, {"checkpoint_sequence_number": pipeline.checkpoint_success})
+    if hosts(pipeline.runtime_config) > 1:
+        return errors.error(400, "400", MULTIHOST_SYNC)
     if not pipeline.stored_checkpoints:
-        return errors.error(400, "400", "no checkpoints found: take a checkpoint before syncing")
+        return errors.error(400, "400", NO_CHECKPOINT_SYNC)
     target = str(pipeline.stored_checkpoints[-1]["uuid"])
     if pipeline.sync_mode == "success":
         pipeline.sync_success = target

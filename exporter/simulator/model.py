@@ -11,7 +11,9 @@ fragments (the pipeline list is served from those, so 10,000 pipelines cost one 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +21,21 @@ from typing import Any
 from exporter.models import COMBINED_DESIRED_STATUSES as COMBINED_DESIRED
 from exporter.models import RUNTIME_DESIRED_STATUSES as RUNTIME_DESIRED
 from exporter.models import RUNTIME_STATUSES
-from exporter.simulator.checkpoints import PipelineCheckpoints
+from exporter.simulator.checkpoints import CHECKPOINTING_RUNTIME, PipelineCheckpoints
 from exporter.simulator.clock import Clock, rfc3339
+from exporter.simulator.cluster import ClusterMonitor
 from exporter.simulator.connectors import PipelineConnectors, Relation, relations
 from exporter.simulator.documents import PipelineDocuments
+from exporter.simulator.platform import (
+    EDITION_NAMES,
+    Edition,
+    ResetApi,
+    enterprise,
+    pipeline_platform_version,
+    release,
+    reset_api_of,
+)
+from exporter.simulator.runtime import normalized_runtime_config
 from exporter.simulator.scenario import PipelineSpec, Scenario, ServerSpec
 
 NAMESPACE = uuid.UUID("5b0f6c1e-3c9a-4e0a-9a55-6f2d1c0de000")
@@ -50,14 +63,24 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
     """
 
     def __init__(
-        self, spec: PipelineSpec, now: float, platform_version: str, on_change: Callable[[], None] = lambda: None
+        self,
+        spec: PipelineSpec,
+        now: float,
+        platform_version: str,
+        on_change: Callable[[], None] = lambda: None,
+        schedule: Callable[[Pipeline], None] = lambda pipeline: None,
     ) -> None:
         self._on_change = on_change
+        self._schedule = schedule
+        self.scheduled_checkpoint: float | None = None
+        """The due time of this pipeline's entry in the world's schedule of automatic checkpoints."""
         self.name = spec.name
         self.id = spec.id or str(uuid.uuid5(NAMESPACE, spec.name))
         self.description = spec.description
         self.created_at = spec.created_at if spec.created_at is not None else now
         self.platform_version = spec.platform_version or platform_version
+        self.runtime_version = spec.runtime_version
+        self.runtime_config = normalized_runtime_config(spec.runtime_config)
         self.version = 1
         self.program_version = 1
         self.refresh_version = 1
@@ -79,21 +102,19 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
             spec.deployment_error.model_dump() if spec.deployment_error is not None else None
         )
         self.storage_status = spec.storage_status or ("InUse" if spec.checkpoints else "Cleared")
-        self._init_checkpoints(spec.sync)
-        self.connectors_known = spec.connectors_known
         self.incarnation: str | None = None
+        self._init_checkpoints(spec.sync, spec.automatic_checkpoint_failure, now)
+        self.connectors_known = spec.connectors_known
         self.incarnations: list[str] = []
         self.start_time: float | None = None
         self.initial_start_time: float | None = None
         self.reset_tokens: dict[str, tuple[str, str]] = {}
         self.interaction_fault: str | None = None
         self.metrics_at = now
-        for _ in range(spec.checkpoints):
-            self.take_checkpoint(now)
+        if spec.checkpoints:
+            self.store_checkpoint(spec.checkpoints)
         if spec.status not in ("Stopped",):
             self.deploy(spec.status, now, desired=spec.desired_status)
-            if spec.checkpoints:
-                self.checkpoint_success = self.next_sequence - 1
         if spec.checkpoint_failure is not None and self.incarnation is not None:
             self.fail_checkpoint(spec.checkpoint_failure, now)
         self.tables = relations(spec.tables, True)
@@ -145,6 +166,7 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
         self.revision += 1
         self._cache.clear()
         self._on_change()
+        self._schedule(self)
 
     def deploy(self, status: str, now: float, *, desired: str | None = None) -> None:
         """Set the actual status (combined vocabulary), starting a process when one becomes provisioned."""
@@ -179,6 +201,8 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
         if not self.provisioned or self.incarnation is None:
             self.resources.set("Provisioned", now)
             self.new_incarnation(now)
+        if status in CHECKPOINTING_RUNTIME and self.runtime.value not in CHECKPOINTING_RUNTIME:
+            self.checkpointing_resumed(now)
         self.runtime.set(status, now)
         wanted = desired or (status if status in RUNTIME_DESIRED and status != "Coordination" else None)
         self.runtime_desired.set(wanted or self.deployment_initial or "Running", now)
@@ -195,7 +219,7 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
         self.start_time = now
         if self.initial_start_time is None:
             self.initial_start_time = now
-        self._new_process_checkpoints()
+        self._new_process_checkpoints(now)
         self.metrics_at = now
         for connector in self.connectors():
             connector.reset()
@@ -241,6 +265,31 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
             self.version += 1
         self.touch()
 
+    def set_runtime_config(self, overrides: dict[str, Any]) -> None:
+        """Update ``runtime_config`` (keys over the current ones) as ``PATCH /v0/pipelines/{p}`` does: only while
+        stopped, ``fault_tolerance`` and ``hosts`` only with cleared storage; a change bumps ``version``."""
+        if self.deployment_status != "Stopped" or self.resources_desired.value != "Stopped":
+            raise ValueError("UpdateRestrictedToStopped: the pipeline can only be updated while stopped")
+        merged = {**self.runtime_config, **overrides}
+        new = normalized_runtime_config(merged)
+        if new == self.runtime_config:
+            return
+        if self.storage_status != "Cleared":
+            locked = [k for k in ("fault_tolerance", "hosts", "workers") if new.get(k) != self.runtime_config.get(k)]
+            if locked:
+                raise ValueError(f"EditRestrictedToClearedStorage: {', '.join(locked)} need cleared storage")
+        self.runtime_config = new
+        self.version += 1
+        self.touch()
+
+    def clear_storage(self) -> None:
+        """``POST /v0/pipelines/{p}/clear``: only while stopped; the stored checkpoints are gone."""
+        if self.deployment_status != "Stopped":
+            raise ValueError("StorageStatusImmutableUnlessStopped: storage can only be cleared while stopped")
+        self.stored_checkpoints.clear()
+        self.storage_status = "Cleared"
+        self.touch()
+
     def update_runtime(self, platform_version: str, now: float) -> None:
         """``POST .../update_runtime``: recompile for the platform's runtime (compiles at once here); only while
         stopped. A no-op when already current."""
@@ -256,23 +305,31 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
 
 
 class World:
-    """All pipelines of one simulated instance plus instance-wide settings; list rendering is cached."""
+    """All pipelines of one simulated instance plus instance-wide settings; list rendering is cached.
+
+    Time-driven changes (automatic checkpoints, the cluster monitor) happen lazily: :meth:`tick` runs whatever was
+    due by now before any request or control action reads or changes the state (a heap of due times, so a fleet
+    of 10,000 pipelines costs nothing between checkpoints).
+    """
 
     def __init__(self, scenario: Scenario, clock: Clock) -> None:
         self.clock = clock
-        self.edition = scenario.edition
+        self.edition: Edition = scenario.edition
         self.sync_api = scenario.sync_api
         self.api_key = scenario.api_key
-        self.platform_version = scenario.platform_version
+        self.release = scenario.release
+        self.suffix = scenario.platform_version_suffix
+        self.reset_api_override: ResetApi | None = scenario.reset_api
         self.server = scenario.server
         now = clock.now()
         self.started_at = now
-        self.cluster: dict[str, dict[str, Any]] = {
-            service: {"healthy": healthy, "since": now, "message": _health_message(healthy)}
-            for service, healthy in scenario.cluster.model_dump().items()
-        }
+        self.cluster = ClusterMonitor(scenario.cluster, now)
         self.pipelines: dict[str, Pipeline] = {}
         self._list_cache: dict[str, tuple[int, bytes]] = {}
+        self._due: list[tuple[float, int, str]] = []
+        self._due_counter = 0
+        self.database_writes: Counter[str] = Counter()
+        """Writes to the manager's database caused by API requests, by endpoint (see :meth:`count_write`)."""
         self.revision = 0
         for spec in scenario.pipelines:
             self.add(spec)
@@ -280,11 +337,26 @@ class World:
     def now(self) -> float:
         return self.clock.now()
 
+    @property
+    def platform_version(self) -> str:
+        """The ``platform_version`` of pipelines this build compiles."""
+        return pipeline_platform_version(self.edition, self.release, self.suffix)
+
+    @property
+    def reset_api(self) -> ResetApi:
+        return self.reset_api_override or reset_api_of(self.edition, self.release)
+
+    @property
+    def enterprise(self) -> bool:
+        return enterprise(self.edition)
+
     def add(self, spec: PipelineSpec) -> Pipeline:
         if spec.name in self.pipelines:
             raise ValueError(f"pipeline {spec.name!r} already exists")
-        pipeline = Pipeline(spec, self.now(), self.platform_version, self.changed)
+        self.tick()
+        pipeline = Pipeline(spec, self.now(), self.platform_version, self.changed, self.schedule)
         self.pipelines[spec.name] = pipeline
+        self.schedule(pipeline)
         self.changed()
         return pipeline
 
@@ -293,6 +365,7 @@ class World:
         self.changed()
 
     def get(self, name: str) -> Pipeline:
+        self.tick()
         try:
             return self.pipelines[name]
         except KeyError:
@@ -301,8 +374,38 @@ class World:
     def changed(self) -> None:
         self.revision += 1
 
+    def schedule(self, pipeline: Pipeline) -> None:
+        """Keep ``pipeline``'s next automatic checkpoint in the heap (called on every change of the pipeline)."""
+        due = pipeline.checkpoint_due()
+        if due == pipeline.scheduled_checkpoint:
+            return
+        pipeline.scheduled_checkpoint = due
+        if due is not None:
+            self._due_counter += 1
+            heapq.heappush(self._due, (due, self._due_counter, pipeline.name))
+
+    def tick(self) -> None:
+        """Run every automatic checkpoint due by now (entries of changed or deleted pipelines are skipped)."""
+        now = self.now()
+        while self._due and self._due[0][0] <= now:
+            due, _, name = heapq.heappop(self._due)
+            pipeline = self.pipelines.get(name)
+            if pipeline is None or pipeline.scheduled_checkpoint != due:
+                continue
+            pipeline.scheduled_checkpoint = None
+            pipeline.run_automatic_checkpoints(now)
+            self.schedule(pipeline)
+
+    def count_write(self, endpoint: str) -> None:
+        """A request that writes to the manager's database: ``GET .../checkpoint_status`` increments the
+        pipeline's ``notify_counter`` (``crates/pipeline-manager/src/api/endpoints/pipeline_interaction.rs``,
+        ``get_checkpoint_status``; ``db/operations/pipeline.rs``, ``increment_notify_counter``: an ``UPDATE``
+        whose ``NOTIFY`` also wakes the pipeline's runner automaton), whatever the pipeline answered."""
+        self.database_writes[endpoint] += 1
+
     def list_body(self, selector: str) -> bytes:
         """The JSON list; rebuilt from cached per-pipeline fragments only when something changed."""
+        self.tick()
         stamp = self.revision
         cached = self._list_cache.get(selector)
         if cached is not None and cached[0] == stamp:
@@ -312,37 +415,28 @@ class World:
         return body
 
     def config_body(self) -> dict[str, Any]:
-        return config_body(self.edition, self.platform_version, self.server, self.started_at, self.now())
-
-    def health_body(self) -> dict[str, Any]:
-        now = rfc3339(self.now())
-        body: dict[str, Any] = {"all_healthy": all(s["healthy"] for s in self.cluster.values())}
-        for service, state in self.cluster.items():
-            body[service] = {
-                "healthy": state["healthy"],
-                "message": state["message"],
-                "unchanged_since": rfc3339(state["since"]),
-                "checked_at": now,
-            }
-        return body
+        return config_body(self.edition, self.release, self.suffix, self.server, self.started_at, self.now())
 
 
 DAY = 86400.0
 
 
 def config_body(
-    edition: str, platform_version: str, server: ServerSpec, started_at: float, now: float
+    edition: Edition, version: str, suffix: str, server: ServerSpec, started_at: float, now: float
 ) -> dict[str, Any]:
-    """``GET /v0/config`` as the real server answers it (schema ``Configuration``).
+    """``GET /v0/config`` as the real server answers it (schema ``Configuration``;
+    ``crates/pipeline-manager/src/api/endpoints/config.rs``, ``Configuration::gather``).
 
-    ``version`` is ``x.y.z`` (the platform version without a leading ``v``); the open-source edition reports no
-    licence (``license_validity`` null), the enterprise edition ``Exists`` or ``DoesNotExistOrNotConfirmed``.
+    ``version`` is the release ``x.y.z`` alone on every edition (pipelines report ``x.y.z+enterprise...``);
+    ``revision`` is the build's version suffix, else the git commit. The open-source edition reports no licence
+    (``license_validity`` null), the enterprise editions ``Exists`` or ``DoesNotExistOrNotConfirmed``.
     """
-    version = platform_version.removeprefix("v")
-    revision = hashlib.sha1(version.encode()).hexdigest()
-    enterprise = edition == "enterprise"
+    version = release(version)
+    commit = hashlib.sha1(version.encode()).hexdigest()
+    revision = suffix or commit
+    is_enterprise = enterprise(edition)
     validity: dict[str, Any] | None = None
-    if enterprise and server.license in ("valid", "trial"):
+    if is_enterprise and server.license in ("valid", "trial"):
         valid_until = started_at + server.license_expires_in_days * DAY
         validity = {
             "Exists": {
@@ -355,7 +449,7 @@ def config_body(
                 "remind_schedule": {"Every": {"seconds": 86400}},
             }
         }
-    elif enterprise:
+    elif is_enterprise:
         reason = "invalid license key" if server.license == "invalid" else "unable to reach the license server"
         validity = {"DoesNotExistOrNotConfirmed": reason}
     update = None
@@ -370,11 +464,13 @@ def config_body(
         "posthog": "",
         "conceptualhq": "",
         "product_fruits": "",
-        "edition": "Enterprise" if enterprise else "Open source",
+        "edition": EDITION_NAMES[edition],
         "version": version,
         "revision": revision,
-        "runtime_revision": revision,
-        "changelog_url": f"https://github.com/feldera/feldera/releases/tag/v{version}",
+        "runtime_revision": commit,
+        "changelog_url": "https://docs.feldera.com/changelog/"
+        if is_enterprise
+        else f"https://github.com/feldera/feldera/releases/tag/v{version}",
         "build_info": {
             "build_timestamp": "2026-01-01T00:00:00Z",
             "build_cpu": "x86_64",
@@ -391,7 +487,3 @@ def config_body(
         "update_info": update,
         "unstable_features": None,
     }
-
-
-def _health_message(healthy: bool) -> str:
-    return "healthy" if healthy else "health check failed: connection refused"

@@ -32,6 +32,7 @@ from exporter.mixin import rules as build
 
 PROMETHEUS_BIN = "prometheus"
 ALERTMANAGER_BIN = "prometheus-alertmanager"
+AMTOOL_BIN = "amtool"
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -117,14 +118,22 @@ def claim_port(port: int, flag: str) -> int:
         return int(sock.getsockname()[1])
 
 
-async def _ready(port: int) -> bool:
-    """``GET /-/ready`` answers 200 (a bare HTTP/1.0 request: no client library needed)."""
+PROMETHEUS_ALERT_PAGES = ("/alerts", "/classic/alerts")
+"""Prometheus' alerts page, the first that answers 200: the web UI of the official builds, else the classic UI
+(Debian's Prometheus 2.42 ships only the classic UI, under ``/classic/``, and answers ``/alerts`` with 404)."""
+ALERTMANAGER_UI_SCRIPT = "/script.js"
+"""Served by an Alertmanager with its web UI (official builds). Debian's 0.25 has none: ``/`` is a page saying so,
+``/script.js`` is 404, and the demo prints the API and an ``amtool`` command instead."""
+
+
+async def _answers_200(port: int, path: str) -> bool:
+    """``GET path`` answers 200 (a bare HTTP/1.0 request: no client library needed)."""
     try:
         reader, writer = await asyncio.open_connection(HOST, port)
     except OSError:
         return False
     try:
-        writer.write(f"GET /-/ready HTTP/1.0\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+        writer.write(f"GET {path} HTTP/1.0\r\nHost: {HOST}:{port}\r\n\r\n".encode())
         await writer.drain()
         status = await reader.readline()
     except OSError:
@@ -134,6 +143,29 @@ async def _ready(port: int) -> bool:
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     return status.split(b" ")[1:2] == [b"200"]
+
+
+async def _ready(port: int) -> bool:
+    return await _answers_200(port, "/-/ready")
+
+
+async def links(prometheus_port: int | None, alertmanager_port: int | None) -> list[tuple[str, str]]:
+    """(label, URL or command) for the demo's table: the pages these Prometheus and Alertmanager serve, or what
+    works instead (the API, an ``amtool`` command)."""
+    rows = []
+    if prometheus_port is not None:
+        url = f"http://{HOST}:{prometheus_port}"
+        pages = [page for page in PROMETHEUS_ALERT_PAGES if await _answers_200(prometheus_port, page)]
+        rows.append(("Prometheus alerts", url + (pages[0] if pages else "/api/v1/alerts")))
+    if alertmanager_port is not None:
+        url = f"http://{HOST}:{alertmanager_port}"
+        if await _answers_200(alertmanager_port, ALERTMANAGER_UI_SCRIPT):
+            rows.append(("Alertmanager alerts", f"{url}/#/alerts"))
+        else:
+            if shutil.which(AMTOOL_BIN) is not None:
+                rows.append(("Alertmanager alerts", f"{AMTOOL_BIN} --alertmanager.url={url} alert query"))
+            rows.append(("Alertmanager API", f"{url}/api/v2/alerts"))
+    return rows
 
 
 @dataclass
@@ -196,6 +228,13 @@ class Monitoring:
     @property
     def alertmanager(self) -> Child | None:
         return self.children.get(ALERTMANAGER_BIN)
+
+    async def links(self) -> list[tuple[str, str]]:
+        """:func:`links` of the running Prometheus and Alertmanager."""
+        return await links(
+            None if self.prometheus is None else self.prometheus.port,
+            None if self.alertmanager is None else self.alertmanager.port,
+        )
 
     async def __aenter__(self) -> Monitoring:
         try:

@@ -1,22 +1,30 @@
 """Scenario files: the initial state of a simulated Feldera instance (YAML or JSON), validated with pydantic.
 
 ```yaml
-edition: enterprise            # or community: checkpoint sync answers 501 EnterpriseFeature
+edition: enterprise            # enterprise_dev (edition "EnterpriseDev", newer servers), or community:
+                               # POST checkpoint/sync answers 501 EnterpriseFeature
 sync_api: current              # or seed: POST checkpoint/sync answers 200 {checkpoint_sequence_number}
 api_key: null                  # set to require "Authorization: Bearer <key>"
-platform_version: v0.337.0     # GET /v0/config "version" (without the v) and every pipeline's default
+platform_version: 0.337.0      # the release (CARGO_PKG_VERSION): GET /v0/config "version"
+platform_version_suffix: ""    # FELDERA_PLATFORM_VERSION_SUFFIX: pipelines report 0.337.0+enterprise.SUFFIX
+reset_api: null                # implemented | stub | absent; null: by edition and version (docs/simulator.md)
 server:                        # the rest of GET /v0/config
   license: valid               # valid | trial | invalid | unconfirmed (enterprise only; community reports none)
   license_expires_in_days: 365 # valid_until, counted from the simulator's start (negative: already expired)
   latest_version: null         # update check: null = none ran; "0.340.0" = that is the newest release
-cluster: {api: true, compiler: true, runner: true}
+cluster: {api: true, compiler: true, runner: true, first_event_after: 0}  # 404 until the monitor's first event
 pipelines:
   - name: orders
-    platform_version: v0.336.0 # compiled before an upgrade (default: the scenario's platform_version)
+    platform_version: 0.336.0+enterprise  # compiled before an upgrade (default: the platform's, see below)
+    runtime_version: null      # program_config.runtime_version: a runtime pinned on purpose
+    runtime_config:            # merged over the defaults and normalised as the server stores it
+      fault_tolerance: {model: exactly_once, checkpoint_interval_secs: 60}   # automatic checkpoints every 60 s
+      hosts: 1                 # > 1: a multi-host pipeline (POST checkpoint/sync answers 400)
     status: Running            # Stopped | Provisioning | Stopping | any runtime status (Running, Paused, ...)
     program_status: Success    # SqlError/RustError/SystemError come with a program_error
-    checkpoints: 2             # successful checkpoints already taken (listed in storage_status_details)
-    checkpoint_failure: "disk full"   # a failed checkpoint after them (kept after later successes)
+    checkpoints: 2             # checkpoints already in storage (storage_status_details; checkpoint_status null)
+    checkpoint_failure: "disk full"   # a failed POST /checkpoint of this process (kept after later successes)
+    automatic_checkpoint_failure: null  # error text: every automatic checkpoint fails (logged only, as upstream)
     tables:
       - name: orders           # unquoted: case-insensitive, stored lowercased
         connectors: [kafka-in, null]   # null -> unnamed-0, unnamed-1, ... per table
@@ -38,8 +46,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.models import COMBINED_STATUSES
+from exporter.simulator.platform import Edition, ResetApi, pipeline_platform_version, release
 
-StatusName = Literal[COMBINED_STATUSES]  # the combined deployment statuses a scenario may ask for
+StatusName = Literal[COMBINED_STATUSES]  # type: ignore[valid-type]  # a tuple's values, read by pydantic at run time
 
 
 class _Model(BaseModel):
@@ -81,7 +90,13 @@ class PipelineSpec(_Model):
     id: str | None = None
     description: str = ""
     platform_version: str | None = None
-    """The runtime the program was compiled for; ``None`` = the scenario's ``platform_version``."""
+    """The runtime the program was compiled for, as the pipeline reports it (``0.336.0``,
+    ``0.336.0+enterprise.SUFFIX``); ``None`` = the platform's (:meth:`Scenario.pipeline_platform_version`)."""
+    runtime_version: str | None = None
+    """``program_config.runtime_version``: a runtime pinned on purpose (``None``: the platform's)."""
+    runtime_config: dict[str, Any] = Field(default_factory=dict)
+    """Keys of ``runtime_config`` over the defaults (``fault_tolerance``, ``hosts``, ...), normalised as the
+    manager stores them (:func:`exporter.simulator.runtime.normalized_runtime_config`)."""
     status: StatusName = "Running"
     desired_status: Literal["Stopped", "Running", "Paused", "Standby", "Suspended", "Unavailable"] | None = None
     program_status: Literal[
@@ -91,7 +106,11 @@ class PipelineSpec(_Model):
     deployment_error: DeploymentErrorSpec | None = None
     storage_status: Literal["Cleared", "InUse", "Clearing"] | None = None
     checkpoints: int = 0
+    """Checkpoints already in storage (``storage_status_details``); ``checkpoint_status`` reports none of them."""
     checkpoint_failure: str | None = None
+    """A failed ``POST /checkpoint`` of the current process (error text)."""
+    automatic_checkpoint_failure: str | None = None
+    """Error text: every automatic checkpoint fails (only logged upstream: ``checkpoint_status`` stays as it is)."""
     sync: Literal["success", "failure", "pending"] = "success"
     """What happens after POST checkpoint/sync: completes at once, fails at once, or waits for the control API."""
     connectors_known: bool = True
@@ -105,6 +124,9 @@ class ClusterSpec(_Model):
     api: bool = True
     compiler: bool = True
     runner: bool = True
+    first_event_after: float = Field(default=0.0, ge=0.0)
+    """Seconds after the start before the cluster monitor stores its first event (until then
+    ``GET /v0/cluster_healthz`` answers 404 ``NoClusterMonitorEventsAvailable``)."""
 
 
 class ServerSpec(_Model):
@@ -119,13 +141,28 @@ class ServerSpec(_Model):
 
 
 class Scenario(_Model):
-    edition: Literal["enterprise", "community"] = "enterprise"
+    edition: Edition = "enterprise"
     sync_api: Literal["current", "seed"] = "current"
     api_key: str | None = Field(default=None, repr=False)
-    platform_version: str = "v0.337.0"
+    platform_version: str = "0.337.0"
+    """The release (``CARGO_PKG_VERSION``; a leading ``v`` is dropped): ``GET /v0/config``'s ``version``."""
+    platform_version_suffix: str = ""
+    """``FELDERA_PLATFORM_VERSION_SUFFIX`` of the build: part of every new pipeline's ``platform_version``."""
+    reset_api: ResetApi | None = None
+    """``GET .../reset_status``: ``None`` = what the edition and version serve
+    (:func:`exporter.simulator.platform.reset_api_of`)."""
     server: ServerSpec = Field(default_factory=ServerSpec)
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     pipelines: list[PipelineSpec] = Field(default_factory=list)
+
+    def pipeline_platform_version(self) -> str:
+        """The ``platform_version`` of pipelines this build compiles (``0.337.0+enterprise`` on Enterprise)."""
+        return pipeline_platform_version(self.edition, self.platform_version, self.platform_version_suffix)
+
+    @property
+    def release(self) -> str:
+        """``X.Y.Z``, as ``GET /v0/config`` reports it."""
+        return release(self.platform_version)
 
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
@@ -142,10 +179,13 @@ class Scenario(_Model):
         prefix: str = "pipeline",
         tables: int = 2,
         views: int = 1,
-        edition: Literal["enterprise", "community"] = "enterprise",
+        edition: Edition = "enterprise",
         connectors: int | None = None,
     ) -> Scenario:
         """``count`` pipelines with a realistic mix of states, for scale tests and benchmarks.
+
+        Two in three (those with checkpoints in storage) are fault tolerant (``exactly_once``, automatic
+        checkpoints every 60 s, the default interval); every 17th has a failed ``POST /checkpoint``.
 
         ``connectors=None``: per table ``in-<t>`` and one unnamed connector, per view ``out-<v>``. ``connectors=N``:
         exactly N connectors per pipeline, all named: ``max(1, N // 4)`` outputs (``out-0``, ...) spread round-robin
@@ -168,6 +208,7 @@ class Scenario(_Model):
                     name=name,
                     status=mix[i % len(mix)],
                     checkpoints=i % 3,
+                    runtime_config={"fault_tolerance": {"model": "exactly_once"}} if i % 3 else {},
                     checkpoint_failure="injected failure" if i % 17 == 0 else None,
                     tables=[RelationSpec(name=f"t{t}", connectors=list(c)) for t, c in enumerate(table_connectors)],
                     views=[RelationSpec(name=f"v{v}", connectors=list(c)) for v, c in enumerate(view_connectors)],

@@ -26,6 +26,7 @@ from exporter.simulator.connectors import ConnectorControl
 from exporter.simulator.faults import HTML_502, MALFORMED_JSON, Fault
 from exporter.simulator.interaction import INTERACTION_ERRORS, expected_method, interact
 from exporter.simulator.model import SELECTORS, Pipeline, World
+from exporter.simulator.platform import release
 from exporter.simulator.scenario import PipelineSpec, Scenario
 from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
@@ -41,6 +42,7 @@ CONTROL_METHODS = (
     "fail_compile",
     "checkpoint",
     "fail_checkpoint",
+    "set_automatic_checkpoints",
     "set_checkpoint_activity",
     "set_permanent_checkpoint_errors",
     "set_sync_mode",
@@ -54,15 +56,20 @@ CONTROL_METHODS = (
     "issue_reset_token",
     "complete_reset",
     "set_interaction_error",
+    "set_runtime_config",
+    "clear_storage",
     "set_cluster_health",
+    "stall_cluster_monitor",
     "set_edition",
+    "set_reset_api",
     "set_sync_api",
     "upgrade_platform",
     "add_fault",
     "clear_faults",
     "advance_clock",
-    "state",
 )
+CONTROL_QUERIES = ("state", "database_writes", "requests")
+"""Read-only control methods, served as ``GET {url}/_sim/<name>``."""
 # Test and demo tooling: requests may hang on purpose ("hang" faults), so there is no request deadline.
 LIMITS = ServerLimits(header_timeout=30.0, request_timeout=None, max_body_bytes=1 << 20)
 
@@ -222,28 +229,47 @@ class Simulator(CheckpointControl, ConnectorControl):
             raise ValueError(f"unknown interaction error {kind!r}")
         self.world.get(name).interaction_fault = kind
 
+    def set_runtime_config(self, name: str, runtime_config: dict[str, Any]) -> int:
+        """``PATCH`` the pipeline's ``runtime_config`` (keys over the current ones): only while stopped, fault
+        tolerance and hosts only with cleared storage; returns the pipeline's ``version`` (bumped on a change)."""
+        pipeline = self.world.get(name)
+        pipeline.set_runtime_config(runtime_config)
+        return pipeline.version
+
+    def clear_storage(self, name: str) -> None:
+        """``POST .../clear`` of a stopped pipeline: its checkpoints are gone, ``storage_status`` is ``Cleared``."""
+        self.world.get(name).clear_storage()
+
     def set_cluster_health(self, service: str, healthy: bool, message: str | None = None) -> None:
-        state = self.world.cluster[service]
-        if state["healthy"] != healthy:
-            state["since"] = self._now()
-        state["healthy"] = healthy
-        state["message"] = message or ("healthy" if healthy else "health check failed")
+        """What the cluster monitor's checks see from now on; stored (and answered) at its next check."""
+        self.world.cluster.set_health(service, healthy, message, self._now())
+
+    def stall_cluster_monitor(self, stalled: bool = True) -> None:
+        """The cluster monitor stops storing events (its last one grows old) or, with ``False``, resumes."""
+        self.world.cluster.stall(stalled, self._now())
 
     def set_edition(self, edition: str) -> None:
-        if edition not in ("enterprise", "community"):
+        """``enterprise``, ``enterprise_dev`` or ``community`` (new pipelines' ``platform_version`` follows)."""
+        if edition not in ("enterprise", "enterprise_dev", "community"):
             raise ValueError(f"unknown edition {edition!r}")
-        self.world.edition = edition  # type: ignore[assignment]
+        self.world.edition = edition  # type: ignore[assignment]  # one of the literal's values: checked above
+
+    def set_reset_api(self, reset_api: str | None) -> None:
+        """``implemented``, ``stub`` (400 ``NotSupported``), ``absent`` (404), or ``None``: by edition and version."""
+        if reset_api not in ("implemented", "stub", "absent", None):
+            raise ValueError(f"unknown reset api {reset_api!r}")
+        self.world.reset_api_override = reset_api  # type: ignore[assignment]
 
     def upgrade_platform(self, version: str) -> None:
-        """Feldera is upgraded to ``version``: ``/v0/config`` and new pipelines report it; existing pipelines keep
-        their ``platform_version`` until ``POST .../update_runtime``."""
-        self.world.platform_version = version
+        """Feldera is upgraded to release ``version``: ``/v0/config`` and new pipelines report it; existing
+        pipelines keep their ``platform_version`` until ``POST .../update_runtime``."""
+        self.world.release = release(version)
 
     def set_sync_api(self, sync_api: str) -> None:
         """``current`` (202 checkpoint_uuid) or ``seed`` (200 checkpoint_sequence_number, 404 if none)."""
         if sync_api not in ("current", "seed"):
             raise ValueError(f"unknown sync api {sync_api!r}")
-        self.world.sync_api = sync_api  # type: ignore[assignment]
+        self.world.sync_api = sync_api  # type: ignore[assignment]  # one of the literal's values: checked above
 
     def add_fault(self, fault: Fault | None = None, **fields: Any) -> Fault:
         """``add_fault(Fault("status", path="/v0/pipelines", status=500))`` or ``add_fault(kind=..., ...)``."""
@@ -264,6 +290,7 @@ class Simulator(CheckpointControl, ConnectorControl):
 
     def state(self) -> dict[str, Any]:
         """A compact summary of every pipeline (for the HTTP control API and debugging)."""
+        self.world.tick()
         return {
             name: {
                 "deployment_status": p.deployment_status,
@@ -272,15 +299,34 @@ class Simulator(CheckpointControl, ConnectorControl):
                 "incarnation_uuid": p.incarnation,
                 "checkpoint_success": p.checkpoint_success,
                 "checkpoint_failure": p.checkpoint_failure,
+                "checkpoint_interval": p.checkpoint_interval,
+                "stored_checkpoints": len(p.stored_checkpoints),
+                "automatic_checkpoint_failures": p.automatic_failures,
                 "endpoints": [c.endpoint_name for c in p.connectors()],
             }
             for name, p in self.world.pipelines.items()
         }
 
+    def database_writes(self) -> dict[str, Any]:
+        """The manager-database writes API requests caused so far: ``{"total": N, "by_endpoint": {...}}``
+        (each ``GET .../checkpoint_status`` is one, whatever the pipeline answered)."""
+        writes = self.world.database_writes
+        return {"total": sum(writes.values()), "by_endpoint": dict(sorted(writes.items()))}
+
+    def requests_by_endpoint(self) -> dict[str, int]:
+        """API requests so far by endpoint: ``METHOD`` and path with the pipeline, table, view and connector
+        names replaced by ``{pipeline}``, ``{table}``, ``{view}``, ``{connector}``."""
+        counts: Counter[str] = Counter()
+        for key, count in self.request_counts.items():
+            verb, _, path = key.partition(" ")
+            counts[f"{verb} {endpoint_of(path)}"] += count
+        return dict(sorted(counts.items()))
+
     # ---- HTTP ----------------------------------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
         raw = request.rel_url.raw_path
+        self.world.tick()
         if raw == self.control_prefix or raw.startswith(self.control_prefix + "/"):
             return self._control(request, raw[len(self.control_prefix) :], await request.read())
         path = request.path
@@ -319,7 +365,9 @@ class Simulator(CheckpointControl, ConnectorControl):
         if parts == ["v0", "cluster_healthz"]:
             if method != "GET":
                 return _method_not_allowed()
-            body = self.world.health_body()
+            body = self.world.cluster.body(self._now())
+            if body is None:
+                return errors.no_cluster_events()
             return errors.json_response(200 if body["all_healthy"] else 503, body)
         if parts == ["v0", "config"]:
             if method != "GET":
@@ -337,13 +385,17 @@ class Simulator(CheckpointControl, ConnectorControl):
         name = parts[2]
         rest = parts[3:]
         pipeline = self.world.pipelines.get(name)
-        expected = expected_method(rest)
+        expected = expected_method(rest, reset_route=self.world.reset_api != "absent")
         if expected is None:
             return errors.response(404)
         if method != expected:
             return _method_not_allowed()
+        if rest == ["checkpoint", "sync"] and not self.world.enterprise:
+            return errors.enterprise_feature("checkpoint")
         if pipeline is None:
             return errors.unknown_pipeline(name)
+        if rest == ["checkpoint_status"]:
+            self.world.count_write("checkpoint_status")
         if rest == ["update_runtime"]:
             try:
                 pipeline.update_runtime(self.world.platform_version, self._now())
@@ -359,8 +411,9 @@ class Simulator(CheckpointControl, ConnectorControl):
 
     def _control(self, request: Request, action: str, body: bytes) -> Response:
         method = action.strip("/")
-        if request.method == "GET" and method == "state":
-            return errors.json_response(200, self.state())
+        if request.method == "GET" and method in CONTROL_QUERIES:
+            query = self.requests_by_endpoint if method == "requests" else getattr(self, method)
+            return errors.json_response(200, query())
         if request.method != "POST" or method not in CONTROL_METHODS:
             return errors.json_response(404, {"error": f"unknown control action {method!r}"})
         try:
@@ -375,6 +428,18 @@ class Simulator(CheckpointControl, ConnectorControl):
         if isinstance(result, Fault):
             result = asdict(result)
         return errors.json_response(200, {"result": result})
+
+
+def endpoint_of(path: str) -> str:
+    """``/v0/pipelines/orders/tables/t/connectors/c/stats`` -> ``/v0/pipelines/{pipeline}/tables/{table}/...``."""
+    parts = path.split("/")
+    if parts[1:3] != ["v0", "pipelines"] or len(parts) < 4:
+        return path
+    parts[3] = "{pipeline}"
+    if len(parts) >= 8 and parts[4] in ("tables", "views") and parts[6] == "connectors":
+        parts[5] = "{table}" if parts[4] == "tables" else "{view}"
+        parts[7] = "{connector}"
+    return "/".join(parts)
 
 
 def _method_not_allowed() -> Response:

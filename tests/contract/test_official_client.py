@@ -53,7 +53,7 @@ SCENARIO: dict[str, Any] = {
             ],
             "views": [{"name": "totals", "connectors": ["delta"]}],
         },
-        {"name": "old-runtime", "platform_version": "v0.337.0", "status": "Paused", "checkpoints": 1},
+        {"name": "old-runtime", "platform_version": "0.337.0+enterprise", "status": "Paused", "checkpoints": 1},
         {"name": "idle", "status": "Stopped"},
         {"name": "starting", "status": "Provisioning"},
         {"name": "init", "status": "Initializing"},
@@ -287,12 +287,16 @@ async def test_after_an_upgrade_update_runtime_recompiles_a_stopped_pipeline_onl
 ) -> None:
     sim.upgrade_platform("v0.341.0")
     assert (await call(official.get_config)).version == "0.341.0"
-    assert {p.name: p.platform_version for p in await ours.list_pipelines("status")}["idle"] == "v0.340.0"
+    assert {p.name: p.platform_version for p in await ours.list_pipelines("status")}["idle"] == "0.340.0+enterprise"
     await call(official.update_pipeline_runtime, "idle")
     with pytest.raises(FelderaAPIError) as running:
         await call(official.update_pipeline_runtime, "orders")
     assert (running.value.status_code, running.value.error_code) == (400, "UpdateRestrictedToStopped")
     versions = {p.name: p.platform_version for p in await ours.list_pipelines("status")}
-    assert (versions["idle"], versions["orders"], versions["old-runtime"]) == ("v0.341.0", "v0.340.0", "v0.337.0")
+    assert (versions["idle"], versions["orders"], versions["old-runtime"]) == (
+        "0.341.0+enterprise",
+        "0.340.0+enterprise",
+        "0.337.0+enterprise",
+    )
     idle = await call(Pipeline.get, "idle", official)
-    assert await call(idle.platform_version) == "v0.341.0"
+    assert await call(idle.platform_version) == "0.341.0+enterprise"

@@ -96,6 +96,7 @@ async def test_every_simulator_response_matches_the_openapi_schemas(sim: Simulat
         await client.post("/v0/pipelines/orders/update_runtime")
         await client.post("/v0/pipelines/missing/update_runtime")
         sim.set_cluster_health("compiler", True)
+        sim.advance_clock(10)  # the cluster monitor's next check stores it
         await client.get("/v0/cluster_healthz")
         await client.get("/v0/pipelines/orders/reset_status", params={"token": "bogus"})
         sim.restart_pipeline("orders")

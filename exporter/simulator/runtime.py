@@ -1,0 +1,98 @@
+"""A pipeline's ``runtime_config`` as the manager stores and returns it, and what it decides about checkpoints.
+
+The manager validates a runtime configuration into its ``RuntimeConfig`` type and stores that serialised
+(``crates/pipeline-manager/src/db/operations/pipeline.rs``, ``validate_runtime_config`` then ``to_value``), so
+``fault_tolerance`` always comes back as ``{"model": ..., "checkpoint_interval_secs": ...}``. How a configuration
+reads (``crates/feldera-types/src/config.rs``, ``FtConfig``, its ``ft_config`` test and ``checkpoint_interval``):
+fault tolerance is off when ``fault_tolerance`` is omitted, ``null`` or ``{"model": "none"}``, and on (model
+``exactly_once``) for ``{}``, an object without ``model`` or the old strings ``initial_state``/``latest_checkpoint``;
+``checkpoint_interval_secs`` defaults to 60, ``null`` turns automatic checkpoints off, and the interval used is
+clamped to 1-3600 s. It is returned only with ``selector=all``
+(``crates/pipeline-manager/src/api/endpoints/pipeline_management.rs``, ``new_status``: ``runtime_config: None``)
+and may change only while the pipeline is stopped, which bumps its ``version`` (``pipeline.rs``, ``update_pipeline``:
+``UpdateRestrictedToStopped``; ``fault_tolerance`` and ``hosts`` also need cleared storage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_INTERVAL_SECS = 60
+RUNTIME_CONFIG: dict[str, Any] = {
+    "workers": 4,
+    "hosts": 1,
+    "storage": {
+        "backend": {"name": "default"},
+        "min_storage_bytes": None,
+        "min_step_storage_bytes": None,
+        "compression": "default",
+        "cache_mib": None,
+    },
+    "fault_tolerance": {"model": "none", "checkpoint_interval_secs": DEFAULT_INTERVAL_SECS},
+    "cpu_profiler": True,
+    "tracing": False,
+    "tracing_endpoint_jaeger": "",
+    "min_batch_size_records": 0,
+    "max_buffering_delay_usecs": 0,
+    "clock_resolution_usecs": 1000000,
+    "pin_cpus": [],
+    "provisioning_timeout_secs": None,
+    "max_parallel_connector_init": None,
+    "init_containers": None,
+    "checkpoint_during_suspend": True,
+    "http_workers": None,
+    "io_workers": None,
+    "env": {},
+    "dev_tweaks": {},
+    "logging": None,
+}
+
+
+FT_MODELS = ("none", "at_least_once", "exactly_once")
+_LEGACY_ENABLED = ("initial_state", "latest_checkpoint")
+
+
+def normalized_fault_tolerance(value: object) -> dict[str, Any]:
+    """``fault_tolerance`` as the server stores it; raises ``ValueError`` for a value it rejects."""
+    if value is None:
+        return {"model": "none", "checkpoint_interval_secs": DEFAULT_INTERVAL_SECS}
+    if isinstance(value, str):
+        if value in _LEGACY_ENABLED:
+            return {"model": "exactly_once", "checkpoint_interval_secs": DEFAULT_INTERVAL_SECS}
+        raise ValueError(f"fault_tolerance: unknown value {value!r}")
+    if not isinstance(value, Mapping):
+        raise ValueError("fault_tolerance: expected null, an object or 'initial_state'/'latest_checkpoint'")
+    model = value.get("model", "exactly_once")
+    if model not in FT_MODELS:
+        raise ValueError(f"fault_tolerance.model: expected one of {', '.join(FT_MODELS)}, got {model!r}")
+    interval = value.get("checkpoint_interval_secs", DEFAULT_INTERVAL_SECS)
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int) or interval < 0):
+        raise ValueError("fault_tolerance.checkpoint_interval_secs: expected null or an unsigned integer")
+    return {"model": model, "checkpoint_interval_secs": interval}
+
+
+def normalized_runtime_config(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The default configuration with ``overrides`` (top-level keys) applied and ``fault_tolerance`` normalised.
+
+    Nested values are shared with the defaults and the overrides, never copied (10,000 deep copies were most of a
+    generated fleet's start-up): nothing changes a configuration in place, a change replaces top-level keys."""
+    config = {**RUNTIME_CONFIG, **(overrides or {})}
+    config["fault_tolerance"] = normalized_fault_tolerance(config.get("fault_tolerance"))
+    hosts = config.get("hosts", 1)
+    if isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 1:
+        raise ValueError("hosts: expected an integer of at least 1")
+    return config
+
+
+def checkpoint_interval(config: Mapping[str, Any]) -> float | None:
+    """Seconds between automatic checkpoints, or None when there are none (``FtConfig::checkpoint_interval``)."""
+    ft = config.get("fault_tolerance") or {}
+    interval = ft.get("checkpoint_interval_secs")
+    if ft.get("model", "none") == "none" or interval is None:
+        return None
+    return float(min(max(int(interval), 1), 3600))
+
+
+def hosts(config: Mapping[str, Any]) -> int:
+    return int(config.get("hosts", 1))

@@ -1,0 +1,74 @@
+"""Each flag, its config key and its environment variable are declared once (exporter/flags.py); the parser, the
+overrides, the sources named in problems and README's flag table all follow the declaration."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from exporter import docs
+from exporter.cli import build_parser, settings_from
+from exporter.config import ConfigError, build_settings
+from exporter.flags import ENABLE_RESET_WATCH_API, FELDERA_URL, OPTIONS, Option
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+VALUED = [o for o in OPTIONS if o.key is not None and not o.switch]
+
+
+def _location(option: Option) -> str:
+    """Where a problem with the option's value is reported (the URL goes to the target it creates)."""
+    return "targets[0].url" if option is FELDERA_URL else str(option.key)
+
+
+def test_readme_flag_table_is_the_declarations() -> None:
+    readme = README.read_text(encoding="utf-8")
+    assert docs.with_flag_table(readme) == readme, "out of date: run `feldera-exporter docs --readme README.md`"
+    assert docs.flag_table() in readme
+
+
+def test_run_takes_exactly_the_declared_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    usage = capsys.readouterr().out.partition("\n\n")[0]
+    assert set(re.findall(r"--[\w.-]+", usage)) == {o.flag for o in OPTIONS if o.flag is not None}
+
+
+@pytest.mark.parametrize("option", VALUED, ids=lambda o: o.flag)
+def test_a_bad_value_from_a_flag_is_reported_at_its_key_naming_the_flag(option: Option) -> None:
+    args = build_parser().parse_args(["run", str(option.flag), "(("])
+    with pytest.raises(ConfigError) as caught:
+        settings_from(args)
+    assert any(p.startswith(f"{_location(option)} (from {option.flag}): ") for p in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+@pytest.mark.parametrize("option", [o for o in VALUED if o.env is not None], ids=lambda o: o.env)
+def test_a_bad_value_from_the_environment_is_reported_naming_the_variable(option: Option) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build_settings({}, env={str(option.env): "(("})
+    assert any(p.startswith(f"{_location(option)} (from {option.env}): ") for p in caught.value.problems)
+
+
+def test_a_flag_beats_the_environment_and_the_file() -> None:
+    settings = build_settings(
+        {"targets": [{"url": "http://file:1"}], "web": {"listen_address": ":1"}},
+        overrides={"--feldera-url": "http://flag:2", "--web.listen-address": ":3", "--shard": "1", "--total-shards": 2},
+        env={"FELDERA_URL": "http://env:4"},
+    )
+    assert (settings.targets[0].url, settings.web.listen_address) == ("http://flag:2", ":3")
+    assert (settings.sharding.shard, settings.sharding.total_shards) == (1, 2)
+
+
+def test_a_switch_sets_its_key_and_an_absent_switch_leaves_the_file_alone() -> None:
+    key = str(ENABLE_RESET_WATCH_API.key).split(".")
+    on = settings_from(build_parser().parse_args(["run", str(ENABLE_RESET_WATCH_API.flag)]))
+    off = settings_from(build_parser().parse_args(["run"]))
+    assert (getattr(getattr(on, key[0]), key[1]), getattr(getattr(off, key[0]), key[1])) == (True, False)
+
+
+def test_an_undeclared_override_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="--nope"):
+        build_settings({}, overrides={"--nope": "1"}, env={})
