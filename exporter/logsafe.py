@@ -8,8 +8,9 @@
   the log handler's encoder;
 * secrets are replaced by ``[REDACTED]``: every value registered with :func:`add_secret` (the configured API
   keys), the ``secrets`` a caller passes (a reset watch's token), anything that looks like a Feldera API key
-  (``apikey:...``), a bearer credential or a ``token=`` parameter, and the token Feldera repeats in its answer
-  to a bad reset token (``Invalid reset token '...'``).
+  (``apikey:...``), a bearer credential, a ``token=`` parameter or the password of a URL
+  (``postgres://user:...@host``: connector errors quote connection strings), and the token Feldera repeats in its
+  answer to a bad reset token (``Invalid reset token '...'``).
 
 Every log line passes through it too: :class:`SafeFormatter` (installed by the CLI for every log record) cleans
 each formatted message, the libraries' included, and writes each exception's message and notes as one cleaned line,
@@ -34,6 +35,7 @@ _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s'\",;]+"),
     re.compile(r"(?i)(reset token\s*'?)[^'\s]+"),
     re.compile(r"(?i)(token=)[^&\s'\",;]+"),
+    re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@'\"]*:)[^@\s/'\"]+(?=@)"),
 )
 
 _secrets: set[str] = set()

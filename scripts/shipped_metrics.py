@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Which metric families the shipped alert rules and dashboards use; writes what the exporter and users need of it.
 
-Reads the PromQL of ``prometheus/alerts.yaml`` (every rule's ``expr``) and of ``grafana/dashboards/*.json`` (every
-panel target's ``expr`` and every templating variable's ``query``), collects the ``feldera_*`` metric names they
-select (a histogram's ``_bucket``/``_sum``/``_count`` counts as its family) and writes:
+Reads the PromQL of ``prometheus/alerts.yaml`` (every rule's ``expr`` and the queries its annotation templates run)
+and of ``grafana/dashboards/*.json`` (every panel target's ``expr`` and every templating variable's ``query``),
+collects the ``feldera_*`` metric names they select (a histogram's ``_bucket``/``_sum``/``_count`` counts as its
+family) and writes:
 
 - ``exporter/metrics/shipped.py``: the two sets, so the exporter can warn at start when its configuration does
   not emit a family they use (listed here once: the exporter never parses the rules or builds the dashboards for it);
@@ -48,11 +49,17 @@ def names_in(query: str) -> set[str]:
     return set(_NAME.findall(code))
 
 
+_TEMPLATE_QUERY = re.compile(r"printf `([^`]*)`")
+"""A query an annotation template runs (``{{ with printf `...` ... | query }}``: the error text of a description)."""
+
+
 def rule_queries(path: Path = RULES_FILE) -> Iterator[str]:
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
     for group in document["groups"]:
         for rule in group["rules"]:
             yield rule["expr"]
+            for text in rule.get("annotations", {}).values():
+                yield from _TEMPLATE_QUERY.findall(text)
 
 
 def _dashboard_queries(node: Any) -> Iterator[str]:

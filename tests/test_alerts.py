@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -36,7 +37,12 @@ def all_enabled_config() -> dict[str, Any]:
 
 
 def rules_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    return [rule for group in doc["groups"] for rule in group["rules"]]
+    """The alerting rules of a rule file (recording rules left out)."""
+    return [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def recordings_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [rule for group in doc["groups"] for rule in group["rules"] if "record" in rule]
 
 
 def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -82,6 +88,7 @@ def test_override_file_changes_thresholds_for_severity_and_selector(tmp_path: Pa
         yaml.safe_dump(
             {
                 "runbook_base_url": "https://wiki.example.com/rb.md",
+                "dashboard_base_url": "https://grafana.example.com/",
                 "selector": 'env="prod"',
                 "alerts": {
                     "FelderaConnectorErrorsIncreasing": {"threshold": 100, "window": "30m", "for": "10m"},
@@ -93,14 +100,22 @@ def test_override_file_changes_thresholds_for_severity_and_selector(tmp_path: Pa
     )
     output = tmp_path / "mine.yaml"
     assert main(["rules", "--override", str(override), "--output", str(output)]) == 0
-    rules = {r["alert"]: r for r in rules_of(yaml.safe_load(output.read_text(encoding="utf-8")))}
+    doc = yaml.safe_load(output.read_text(encoding="utf-8"))
+    rules = {r["alert"]: r for r in rules_of(doc)}
+    records = {r["record"]: r["expr"] for r in recordings_of(doc)}
     errors = rules["FelderaConnectorErrorsIncreasing"]
-    assert "[30m]) + increase(" in errors["expr"] and errors["expr"].endswith(") > 100") and errors["for"] == "10m"
+    assert errors["expr"].endswith(" > 100") and errors["for"] == "10m"
+    assert "[30m]) + increase(" in records["pipeline_endpoint:feldera_input_connector_errors:process_window"]
     assert rules["FelderaProgramCompilationFailed"]["labels"]["severity"] == "info"
-    assert 'feldera_pipeline_checkpoint_failed{env="prod"}' in rules["FelderaCheckpointFailed"]["expr"]
+    current = records["pipeline:feldera_pipeline_checkpoint_failed:current_process"]
+    assert 'feldera_pipeline_checkpoint_failed{env="prod"}' in current
     assert rules["FelderaApiUnreachable"]["annotations"]["runbook_url"] == (
         "https://wiki.example.com/rb.md#felderaapiunreachable"
     )
+    assert rules["FelderaCheckpointFailed"]["annotations"]["dashboard_url"].startswith(
+        "https://grafana.example.com/d/feldera-pipeline/feldera-pipeline?var-job="
+    )
+    assert 'env="prod", target=%[1]q' in rules["FelderaCheckpointFailed"]["annotations"]["description"]
     assert run(PROMTOOL, "check", "rules", output).returncode == 0
 
 
@@ -126,7 +141,15 @@ def test_extra_labels_and_keep_firing_for_reach_the_rules(tmp_path: Path) -> Non
 
 def test_checkpoint_failed_escalates_under_the_same_name() -> None:
     rules = [r for r in rules_of(build.build(shipped_config())) if r["alert"] == "FelderaCheckpointFailed"]
-    assert [(r["labels"]["severity"], r["for"]) for r in rules] == [("warning", "1m"), ("critical", "30m")]
+    assert [(r["labels"]["severity"], r.get("for")) for r in rules] == [("warning", None), ("critical", "30m")]
+
+
+def test_latched_terminal_states_page_without_a_for() -> None:
+    """A connector's fatal error and a deployment error stay until the pipeline restarts: the first poll that
+    reports them is the truth, a ``for`` would only delay the page."""
+    rules = {r["alert"]: r for r in rules_of(build.build(shipped_config()))}
+    for name in ("FelderaConnectorFatalError", "FelderaPipelineDeploymentError"):
+        assert "for" not in rules[name] and rules[name]["labels"]["severity"] == "critical", name
 
 
 def test_opt_in_alert_is_absent_from_the_shipped_rules_until_enabled() -> None:
@@ -144,11 +167,14 @@ def test_opt_in_alert_is_absent_from_the_shipped_rules_until_enabled() -> None:
         ({"alerts": {"FelderaCheckpointFailed": {"for": "soon"}}}, "for: expected a duration"),
         ({"alerts": {"FelderaCheckpointFailed": {"extra": 1}}}, "expected keys"),
         ({"alerts": {"FelderaConnectorErrorsIncreasing": {"threshold": -1}}}, "threshold"),
-        (
-            {"alerts": {"FelderaExporterShardMissing": {"per_process_labels": ["instance", "shard"]}}},
-            "per_process_labels",
-        ),
-        ({"alerts": {"FelderaExporterShardDuplicated": {"per_process_labels": []}}}, "per_process_labels"),
+        ({"per_process_labels": ["instance", "shard"]}, "per_process_labels"),
+        ({"per_process_labels": []}, "per_process_labels"),
+        ({"pipeline_labels": ["job", "instance", "target", "pipeline_name"]}, "must not contain per_process_labels"),
+        ({"relapse_hold": "10m"}, "relapse_hold: must be shorter than gap_window"),
+        ({"relapse_hold": "soon"}, "relapse_hold: expected a duration"),
+        ({"dashboard_base_url": "grafana"}, "dashboard_base_url: expected an http(s) URL"),
+        ({"alerts": {"FelderaConnectorUnhealthy": {"ratio": 2}}}, "ratio: expected a number in (0, 1]"),
+        ({"alerts": {"FelderaExporterShardMissing": {"per_process_labels": ["instance"]}}}, "expected keys"),
         ({"gap_window": 5}, "gap_window"),
         ({"alerts": {"FelderaConnectorErrorsIncreasing": {"window": "5m"}}}, "must not be shorter than gap_window"),
         ({"alerts": {"FelderaCheckpointFailed": {"failures": 0}}}, "failures: expected a number >= 1"),
@@ -213,37 +239,136 @@ def test_firing_unit_tests_state_every_label_and_annotation() -> None:
                     assert set(alert["exp_annotations"]) == annotations[check["alertname"]], (test_file, check)
 
 
+RECORD_NAME = re.compile(
+    r"^(pipeline|pipeline_endpoint|target):feldera_\w+:(bridged|current_process|gap_window|relapse_hold|process_\w+|ratio_window)$"
+)
+"""level:metric:operation (docs/runbooks.md, "Recording rules")."""
+
+
+SLOW_GROUPS = ("feldera-sidecar", "feldera-server")
+
+
+def _exprs(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(rule.get("alert") or rule["record"], rule["expr"]) for group in doc["groups"] for rule in group["rules"]]
+
+
 def test_rules_use_only_metrics_and_labels_the_exporter_emits() -> None:
     specs = {spec.name: spec for spec in ALL_SPECS}
-    for rule in rules_of(build.build(all_enabled_config())):
-        for selector in re.finditer(r"\b(feldera_\w+)(\{[^}]*\})?", rule["expr"]):
-            name, matchers = selector.group(1), selector.group(2) or ""
-            assert name in specs, f"{rule['alert']}: {name} is not an exporter metric"
+    doc = build.build(all_enabled_config())
+    for name, expr in _exprs(doc):
+        # raw families, not the feldera_... part of a recording rule's name (level:metric:operation)
+        for selector in re.finditer(r"(?<![:\w])(feldera_\w+)(?!:)(\{[^}]*\})?", expr):
+            metric, matchers = selector.group(1), selector.group(2) or ""
+            assert metric in specs, f"{name}: {metric} is not an exporter metric"
             for label, value in re.findall(r'(\w+)=~?"([^"]*)"', matchers):
                 if label == "status":
-                    assert set(value.split("|")) <= set(specs[name].states), f"{rule['alert']}: {name} {value}"
+                    assert set(value.split("|")) <= set(specs[metric].states), f"{name}: {metric} {value}"
                 else:
-                    assert label in specs[name].labels, f"{rule['alert']}: {name} has no label {label}"
+                    assert label in specs[metric].labels, f"{name}: {metric} has no label {label}"
+    for rule in rules_of(doc):  # the error texts the descriptions look up
+        for metric in re.findall(r"(feldera_\w+_info)\{", rule["annotations"]["description"]):
+            assert metric in specs, f"{rule['alert']}: {metric} is not an exporter metric"
+
+
+def test_recording_rules_are_named_level_metric_operation_and_come_before_every_rule_that_reads_them() -> None:
+    doc = build.build(all_enabled_config())
+    seen: dict[str, str] = {}
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            name = rule.get("alert") or rule["record"]
+            used = set(re.findall(r"\b((?:pipeline|pipeline_endpoint|target):feldera_\w+:\w+)", rule["expr"]))
+            for record in used - {name}:  # a recording may read its own earlier results (the gone set does)
+                assert record in seen, f"{name} reads {record} before it is recorded"
+                # same group: read in the same evaluation, no extra interval on the way to a page (the sidecar's
+                # and the server's alerts wait minutes to days: they may read the pipeline group's one evaluation late)
+                assert seen[record] == group["name"] or group["name"] in SLOW_GROUPS, (name, record)
+            if "record" in rule:
+                assert RECORD_NAME.match(rule["record"]), rule["record"]
+                assert rule["record"] not in seen, f"{rule['record']} recorded twice"
+                seen[rule["record"]] = group["name"]
+    read = {
+        r
+        for _, expr in _exprs(doc)
+        for r in re.findall(r"\b(?:pipeline|pipeline_endpoint|target):feldera_\w+:\w+", expr)
+    }
+    assert set(seen) == read, "recording rules nothing reads"
+
+
+def test_alerts_read_the_shared_logic_from_recording_rules() -> None:
+    """The gap bridge, the process boundary and the aggregation over scraping exporters live in recording rules;
+    an alert reads them in a few lines (issue 27: one alert used to repeat the bridge eight times)."""
+    for rule in rules_of(build.build(all_enabled_config())):
+        name, expr = rule["alert"], rule["expr"]
+        assert len(expr.splitlines()) <= 12, f"{name}: {len(expr.splitlines())} lines"
+        if name != "FelderaExporterPollsStale":  # about one exporter process, as FelderaExporterDown
+            assert "last_over_time(" not in expr, f"{name} bridges gaps itself"
+        assert 'status=~"Stopped|Stopping' not in expr, f"{name} tests the process boundary itself"
+
+
+def test_alert_identity_does_not_depend_on_the_scraping_exporter() -> None:
+    """Every alert about Feldera aggregates instance and pod away: an exporter rollout (a new pod, a new instance)
+    neither duplicates nor re-notifies it. Only the alerts about one exporter process keep them."""
+    per_process = shipped_config()["per_process_labels"]
+    doc = build.build(all_enabled_config())
+    for rule in rules_of(doc):
+        if rule["alert"] in ("FelderaExporterDown", "FelderaExporterPollsStale"):
+            continue
+        raw = re.findall(r"(?<![:\w])(feldera_\w+)(?!:)", rule["expr"])
+        aggregated = (
+            f"without ({', '.join(per_process)})" in rule["expr"] or f"without({', '.join(per_process)}" in rule["expr"]
+        )
+        assert not raw or aggregated, f"{rule['alert']} reads {raw} per exporter"
+    for record in recordings_of(doc):
+        raw = re.findall(r"(?<![:\w])(feldera_\w+)(?!:)", record["expr"])
+        if raw and not record["record"].endswith((":gap_window", ":relapse_hold")):
+            assert f"without({', '.join(per_process)}" in record["expr"], record["record"]
 
 
 # ---- conventions and runbooks ---------------------------------------------------------------------------------
 
 
 def test_every_rule_follows_the_naming_label_and_annotation_conventions() -> None:
-    base = shipped_config()["runbook_base_url"]
+    config = shipped_config()
+    base = config["runbook_base_url"]
     for rule in rules_of(build.build(all_enabled_config())):
         name = rule["alert"]
         assert re.fullmatch(r"Feldera(?:[A-Z][a-z0-9]*)+", name), name
         assert rule["labels"]["severity"] in ("critical", "warning", "info"), name
         annotations = rule["annotations"]
-        assert set(annotations) == {"summary", "description", "runbook_url"}, name
-        assert "{{" not in annotations["summary"], f"{name}: summary must be static"
-        assert "$labels." in annotations["description"], f"{name}: description must name what is affected"
+        assert set(annotations) == {"summary", "description", "runbook_url", "dashboard_url"}, name
+        description, summary = annotations["description"], annotations["summary"]
+        assert "$labels." in description, f"{name}: description must name what is affected"
+        # the pager's one line stands alone: whatever the description names, the summary names too
+        for label in ("target", "pipeline_name", "endpoint", "instance", "service", "watch"):
+            if f"$labels.{label} " in description:
+                assert f"$labels.{label} " in summary, f"{name}: summary lacks {label}"
         if "pipeline_name" in rule["expr"] or "feldera_pipeline" in rule["expr"]:
-            assert "$labels.pipeline_name" in annotations["description"] or "feldera_up" in rule["expr"], name
+            assert "$labels.pipeline_name" in description or "feldera_up" in rule["expr"], name
         if "_connector_" in rule["expr"]:
-            assert "$labels.endpoint" in annotations["description"], name
+            assert "$labels.endpoint" in description, name
         assert annotations["runbook_url"] == f"{base}#{name.lower()}", name
+        dashboard = annotations["dashboard_url"]
+        assert dashboard.startswith(config["dashboard_base_url"] + "/d/feldera-"), name
+        for variable in re.findall(r"var-(\w+)=", dashboard):
+            assert f"var-{variable}={{{{ $labels.{variable} | urlquery }}}}" in dashboard, name
+        if "$labels.pipeline_name" in description:
+            assert "/d/feldera-pipeline/" in dashboard and "var-pipeline_name=" in dashboard, name
+
+
+def test_dashboard_links_open_shipped_dashboards_with_their_variables() -> None:
+    grafana = ROOT / "grafana" / "dashboards"
+    for rule in rules_of(build.build(all_enabled_config())):
+        url = rule["annotations"]["dashboard_url"]
+        uid = re.search(r"/d/([\w-]+)/", url).group(1)
+        dashboard = json.loads((grafana / f"{uid}.json").read_text(encoding="utf-8"))
+        variables = {v["name"] for v in dashboard["templating"]["list"]}
+        assert set(re.findall(r"var-(\w+)=", url)) <= variables, rule["alert"]
+
+
+def test_every_recording_rule_is_documented_in_the_runbooks() -> None:
+    text = RUNBOOKS.read_text(encoding="utf-8")
+    for record in recordings_of(build.build(all_enabled_config())):
+        assert f"`{record['record']}`" in text, f"docs/runbooks.md does not name {record['record']}"
 
 
 def test_every_alert_has_a_runbook_section_with_meaning_impact_diagnosis_and_remediation() -> None:
@@ -285,15 +410,29 @@ def test_example_alertmanager_config_routes_by_severity(labels: list[str], recei
     assert result.stdout.strip() == receiver
 
 
-def test_example_alertmanager_config_groups_by_target_and_pipeline() -> None:
+def test_example_alertmanager_config_makes_one_incident_one_notification_and_tells_a_relapse() -> None:
+    """One notification per Feldera target and alert name (a storm of pipelines is one message listing them); the
+    critical route waits seconds, and its group_interval is not longer than the rules' relapse_hold, so the resolve
+    of a restart is sent before the relapse fires again (docs/runbooks.md, "What reaches a person")."""
     config = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
-    assert config["route"]["group_by"] == ["target", "pipeline_name"]
+    assert config["route"]["group_by"] == ["namespace", "target", "alertname"]
+    (critical,) = [r for r in config["route"]["routes"] if 'severity="critical"' in r["matchers"]]
+    seconds = build.duration_seconds
+    assert seconds(critical["group_wait"], "group_wait") <= 5
+    assert seconds(critical["group_interval"], "") <= seconds(shipped_config()["relapse_hold"], "relapse_hold")
+    for rule in config["inhibit_rules"]:  # alerts carry no instance (an exporter rollout changes nothing)...
+        if rule["source_matchers"] != ['alertname="FelderaExporterDown"']:  # ...but the exporter's own ones
+            assert "instance" not in rule["equal"], rule
 
 
 def test_example_prometheus_config_passes_promtool_and_loads_the_rules() -> None:
     result = run(PROMTOOL, "check", "config", PROMETHEUS / "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
+    text = (PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8")
+    config = yaml.safe_load(text)
     assert config["rule_files"] == ["alerts.yaml"]
+    # every poll cycle (15s) scraped once and evaluated at once; the restart flags are named where users look
+    assert config["global"] == {"scrape_interval": "15s", "evaluation_interval": "15s"}
+    assert "--rules.alert.resend-delay=5m" in text and "--rules.alert.for-grace-period=0s" in text
     jobs = [job["job_name"] for job in config["scrape_configs"]]
     assert shipped_config()["exporter_job"] in jobs

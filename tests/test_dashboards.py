@@ -158,12 +158,34 @@ def test_value_panels_run_instant_queries_and_time_panels_range_queries(name: st
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_UIDS))
 def test_every_feldera_query_is_scoped_by_job_instance_and_target(name: str) -> None:
+    """The exporter's series by job, instance and target; the alerts (which carry no instance: the rules aggregate
+    the scraping exporters away) by job and target."""
     for panel in data_panels(DASHBOARDS[name]):
         for target in panel["targets"]:
             expr = target["expr"]
-            assert 'job=~"$job"' in expr and 'instance=~"$instance"' in expr, (panel["title"], expr)
+            assert 'job=~"$job"' in expr, (panel["title"], expr)
+            if "ALERTS{" in expr:
+                assert 'instance=~"$instance"' not in expr, (panel["title"], expr)
+            else:
+                assert 'instance=~"$instance"' in expr, (panel["title"], expr)
             if "build_info" not in expr:
                 assert 'target=~"$target"' in expr, (panel["title"], expr)
+
+
+def test_the_pipeline_dashboard_shows_its_alerts_and_when_each_fatal_error_began() -> None:
+    dashboard = DASHBOARDS["feldera-pipeline"]
+    panels = {p["title"]: p for p in data_panels(dashboard)}
+    (alerts,) = panels["Firing alerts of this pipeline"]["targets"]
+    assert alerts["expr"].startswith("ALERTS{") and 'pipeline_name="$pipeline_name"' in alerts["expr"]
+    (annotation,) = dashboard["annotations"]["list"]
+    assert annotation["expr"] == alerts["expr"] and annotation["enable"] is True
+    began = panels["Connector fatal errors (when each began)"]
+    assert began["type"] == "state-timeline"
+    assert {re.search(r"(feldera_\w+)\{", t["expr"]).group(1) for t in began["targets"]} == {
+        "feldera_input_connector_fatal_error",
+        "feldera_output_connector_fatal_error",
+    }
+    assert all("_fatal_error_info{" in t["expr"] for t in panels["Fatal error texts"]["targets"])
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_UIDS))

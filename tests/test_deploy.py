@@ -395,9 +395,20 @@ def test_compose_prometheus_config_passes_promtool_with_the_shipped_rules(tmp_pa
     assert "1 rule files found" in result.stdout
 
 
-def test_compose_alertmanager_config_passes_amtool() -> None:
+def test_compose_alertmanager_config_passes_amtool_and_routes_as_the_shipped_example() -> None:
     result = _run("amtool", "check-config", COMPOSE / "alertmanager.yml")
     assert result.returncode == 0, result.stdout + result.stderr
+    compose = yaml.safe_load((COMPOSE / "alertmanager.yml").read_text())
+    shipped = yaml.safe_load((ROOT / "exporter" / "mixin" / "alertmanager.yml").read_text())
+    assert {k: v for k, v in compose.items() if k != "receivers"} == {
+        k: v for k, v in shipped.items() if k != "receivers"
+    }
+    assert compose["receivers"] == [{"name": r["name"]} for r in shipped["receivers"]]
+
+
+def test_compose_prometheus_runs_with_the_flags_that_survive_a_restart(compose: dict[str, Any]) -> None:
+    command = compose["services"]["prometheus"]["command"]
+    assert "--rules.alert.resend-delay=5m" in command and "--rules.alert.for-grace-period=0s" in command
 
 
 def test_compose_exporter_config_is_accepted_by_the_config_loader() -> None:

@@ -30,6 +30,8 @@ from tests.conftest import ScriptedFeldera, feldera_error, new_poller
         ("header Bearer apikey:abc123== rejected", "header Bearer [REDACTED] rejected"),
         ("key apikey:0123abcd, done", "key apikey:[REDACTED], done"),
         ("GET /v0/pipelines/p/reset_status?token=s3cr3t&x=1", "GET /v0/pipelines/p/reset_status?token=[REDACTED]&x=1"),
+        ("connect postgres://app:pa55:w0rd@db/x failed", "connect postgres://app:[REDACTED]@db/x failed"),
+        ("no password in http://db:5432/x or user@host", "no password in http://db:5432/x or user@host"),
     ],
 )
 def test_clean_escapes_control_characters_and_redacts_secret_shapes(text: str, expected: str) -> None:

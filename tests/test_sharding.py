@@ -172,7 +172,7 @@ def test_every_unit_tested_query_is_in_the_doc_and_the_doc_s_checks_are_unit_tes
 
 def _rule_expr(alertname: str) -> str:
     rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
-    return next(r["expr"] for g in rules["groups"] for r in g["rules"] if r["alert"] == alertname)
+    return next(r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("alert") == alertname)
 
 
 def _values(result: list[dict[str, Any]]) -> list[tuple[dict[str, str], float]]:

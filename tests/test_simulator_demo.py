@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shlex
 import signal
 import socket
@@ -92,17 +93,23 @@ def test_every_round_a_checkpoint_fails_and_a_connector_fails_until_the_driver_h
     assert len(watched) == 2
 
 
-def test_demo_rules_shorten_only_for_and_the_alertmanager_config_keeps_the_routing() -> None:
+def test_demo_rules_shorten_only_the_waits_and_the_alertmanager_config_keeps_the_routing() -> None:
     text, job = demo_rules(interval=5.0)
     rules = yaml.safe_load(text)
     shipped = yaml.safe_load((ROOT / "prometheus" / "alerts.yaml").read_text(encoding="utf-8"))
     assert job == "feldera-exporter"
     fors = set()
+    durations = re.compile(r"\[\d+[smhd]\]|\[\d+[smhd]:\d+[smhd]\]")  # the demo shortens relapse_hold and settle
     for demo_group, shipped_group in zip(rules["groups"], shipped["groups"], strict=True):
         for demo, original in zip(demo_group["rules"], shipped_group["rules"], strict=True):
-            assert {k: v for k, v in demo.items() if k != "for"} == {k: v for k, v in original.items() if k != "for"}
+            assert {k: v for k, v in demo.items() if k not in ("for", "expr")} == {
+                k: v for k, v in original.items() if k not in ("for", "expr")
+            }
+            assert durations.sub("[]", demo["expr"]) == durations.sub("[]", original["expr"])
             fors.add(demo.get("for"))
     assert fors <= {None, "15s", "30s", "0s"} and {"15s", "30s"} <= fors  # 30s: the critical escalation
+    demo_exprs = "\n".join(r["expr"] for g in rules["groups"] for r in g["rules"])
+    assert "[15s])" in demo_exprs and "[30s])" in demo_exprs  # relapse_hold and the checkpoint alert's settle
 
     config = demo_alertmanager_config()
     shipped_am = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))

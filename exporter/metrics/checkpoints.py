@@ -5,6 +5,7 @@ Sample output (``target`` label left out; the activity set is abridged)::
     feldera_pipeline_checkpoint_last_success_sequence_number{pipeline_name="orders"} 41.0
     feldera_pipeline_checkpoint_last_failure_sequence_number{pipeline_name="orders"} 42.0
     feldera_pipeline_checkpoint_last_failure_timestamp_seconds{pipeline_name="orders"} 1.7145648e+09
+    feldera_pipeline_checkpoint_last_failure_info{pipeline_name="orders",error="No space left on device"} 1.0
     feldera_pipeline_checkpoint_failed{pipeline_name="orders"} 1.0
     feldera_pipeline_checkpoint_failures_total{pipeline_name="orders"} 3.0
     feldera_pipeline_checkpoint_activity{pipeline_name="orders",status="in_progress"} 1.0
@@ -21,7 +22,7 @@ exporter's history of distinct failures (:mod:`exporter.history`) and are emitte
 
 from __future__ import annotations
 
-from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec
+from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec, error_text
 from exporter.metrics.walk import each_pipeline
 from exporter.models import CheckpointStatus
 from exporter.snapshot import PipelineSnapshot, Snapshot
@@ -55,6 +56,14 @@ LAST_FAILURE_TIME = MetricSpec(
     group=GROUP,
     unit="seconds",
     reads=CHECKPOINT_STATUS,
+)
+LAST_FAILURE_INFO = MetricSpec(
+    "feldera_pipeline_checkpoint_last_failure_info",
+    "gauge",
+    "The error text of the newest failed checkpoint of the current pipeline process in the error label (secrets "
+    "redacted, at most 256 characters), for alert descriptions; 1, present only while checkpoint_status reports one.",
+    labels=("error",),
+    group=GROUP,
 )
 FAILED = MetricSpec(
     "feldera_pipeline_checkpoint_failed",
@@ -121,6 +130,7 @@ SPECS: tuple[MetricSpec, ...] = (
     LAST_SUCCESS,
     LAST_FAILURE,
     LAST_FAILURE_TIME,
+    LAST_FAILURE_INFO,
     FAILED,
     FAILURES,
     ACTIVITY,
@@ -158,6 +168,7 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
                 if status.failure is not None:
                     out.add_optional(LAST_FAILURE, pid, status.failure.sequence_number)
                     out.add_optional(LAST_FAILURE_TIME, pid, status.failure.failed_at)
+                    out.add(LAST_FAILURE_INFO, pid, 1, error=error_text(status.failure.error))
                 out.add(FAILED, pid, 1 if checkpoint_failed(status) else 0)
             stats = snap.stats
             if stats is not None:

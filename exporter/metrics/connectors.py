@@ -9,6 +9,7 @@ The newest parse/encode/transport error timestamps need the per-connector endpoi
 Sample output (``target`` label left out; health set abridged)::
 
     feldera_input_connector_fatal_error{pipeline_name="orders",endpoint="orders.kafka",table="orders",connector="kafka"} 0.0
+    feldera_output_connector_fatal_error_info{pipeline_name="orders",endpoint="totals.s3",view="totals",connector="s3",error="S3 error: AccessDenied"} 1.0
     feldera_input_connector_health{pipeline_name="orders",endpoint="orders.kafka",table="orders",connector="kafka",status="Healthy"} 1.0
     feldera_input_connector_paused{pipeline_name="orders",endpoint="orders.kafka",table="orders",connector="kafka"} 0.0
     feldera_input_connector_records_total{pipeline_name="orders",endpoint="orders.kafka",table="orders",connector="kafka"} 1.5e+06
@@ -21,7 +22,7 @@ Sample output (``target`` label left out; health set abridged)::
 from __future__ import annotations
 
 from exporter.endpoint import split_endpoint
-from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec, MetricType
+from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec, MetricType, error_text
 from exporter.metrics.walk import each_pipeline
 from exporter.models import ConnectorErrorEntry, ConnectorHealth, InputEndpointStatus, OutputEndpointStatus
 from exporter.snapshot import PipelineSnapshot, Snapshot
@@ -62,6 +63,13 @@ def _output(name: str, type_: MetricType, help: str, group: str, unit: str = "",
 
 
 IN_FATAL = _input("fatal_error", "gauge", "1 when the connector hit a fatal error (never cleared), else 0.", STATE)
+FATAL_INFO_HELP = (
+    "The connector's fatal error text in the error label (secrets redacted, at most 256 characters: its start and "
+    "end), for alert descriptions; 1, present only while the connector has one."
+)
+IN_FATAL_INFO = MetricSpec(
+    "feldera_input_connector_fatal_error_info", "gauge", FATAL_INFO_HELP, (*INPUT_LABELS, "error"), STATE
+)
 IN_HEALTH = _input(
     "health", "gauge", "Connector health, one-hot; Unknown until the connector reports.", STATE, status=True
 )
@@ -118,6 +126,9 @@ IN_LAST_TRANSPORT_ERROR = _input(
 )
 
 OUT_FATAL = _output("fatal_error", "gauge", "1 when the connector hit a fatal error (never cleared), else 0.", STATE)
+OUT_FATAL_INFO = MetricSpec(
+    "feldera_output_connector_fatal_error_info", "gauge", FATAL_INFO_HELP, (*OUTPUT_LABELS, "error"), STATE
+)
 OUT_HEALTH = _output(
     "health", "gauge", "Connector health, one-hot; Unknown until the connector reports.", STATE, status=True
 )
@@ -147,6 +158,7 @@ OUT_LAST_TRANSPORT_ERROR = _output(
 
 SPECS: tuple[MetricSpec, ...] = (
     IN_FATAL,
+    IN_FATAL_INFO,
     IN_HEALTH,
     IN_PAUSED,
     IN_BARRIER,
@@ -164,6 +176,7 @@ SPECS: tuple[MetricSpec, ...] = (
     IN_LAST_PARSE_ERROR,
     IN_LAST_TRANSPORT_ERROR,
     OUT_FATAL,
+    OUT_FATAL_INFO,
     OUT_HEALTH,
     OUT_RECORDS,
     OUT_BYTES,
@@ -196,6 +209,8 @@ def _input_samples(
     labels = {"endpoint": c.endpoint_name, "table": table, "connector": connector}
     if state:
         out.add(IN_FATAL, pid, 0 if c.fatal_error is None else 1, **labels)
+        if c.fatal_error is not None:
+            out.add(IN_FATAL_INFO, pid, 1, **labels, error=error_text(c.fatal_error))
         out.state_set(IN_HEALTH, pid, _health(c.health), **labels)
         out.add(IN_PAUSED, pid, 1 if c.paused else 0, **labels)
         out.add(IN_BARRIER, pid, 1 if c.barrier else 0, **labels)
@@ -224,6 +239,8 @@ def _output_samples(
     labels = {"endpoint": c.endpoint_name, "view": view, "connector": connector}
     if state:
         out.add(OUT_FATAL, pid, 0 if c.fatal_error is None else 1, **labels)
+        if c.fatal_error is not None:
+            out.add(OUT_FATAL_INFO, pid, 1, **labels, error=error_text(c.fatal_error))
         out.state_set(OUT_HEALTH, pid, _health(c.health), **labels)
     if counters:
         m = c.metrics

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
 
+from exporter.logsafe import clean
 from exporter.promclient import go_float
 
 MetricType = Literal["gauge", "counter", "histogram"]
@@ -126,6 +127,31 @@ def label_value(value: str) -> str:
         digest = hashlib.sha256(value.encode()).hexdigest()[:_HASH_CHARS]
         value = f"{value[: MAX_LABEL_VALUE_LENGTH - _HASH_CHARS - 1]}~{digest}"
     return value
+
+
+MAX_ERROR_TEXT_LENGTH = 256
+"""Longest error text served in an ``error`` label (``*_info`` families that alert descriptions quote), in
+characters. Feldera stores up to 8 KiB per connector error; a longer text keeps its start and its end (an error
+chain leads with the context and ends with the root cause, as Feldera's own ``bound_error_message`` keeps both)."""
+_ELLIPSIS = " … "
+
+
+def error_text(message: str) -> str:
+    """An error message from Feldera as a label value: secrets redacted and control characters escaped
+    (:func:`exporter.logsafe.clean`, as for the log), at most :data:`MAX_ERROR_TEXT_LENGTH` characters.
+
+    >>> error_text("AccessDenied: key apikey:0123abcd rejected")
+    'AccessDenied: key apikey:[REDACTED] rejected'
+    >>> shortened = error_text("context: " + "x" * 300 + " root cause")
+    >>> len(shortened), shortened[:12], shortened[-11:]
+    (256, 'context: xxx', ' root cause')
+    """
+    text = clean(message)
+    if len(text) <= MAX_ERROR_TEXT_LENGTH:
+        return text
+    tail = (MAX_ERROR_TEXT_LENGTH - len(_ELLIPSIS)) // 2
+    head = MAX_ERROR_TEXT_LENGTH - len(_ELLIPSIS) - tail
+    return f"{text[:head]}{_ELLIPSIS}{text[-tail:]}"
 
 
 def label_pairs(labels: Iterable[tuple[str, str]]) -> str:

@@ -44,12 +44,14 @@ ALERTS_SEL = ", ".join(
         'alertname=~"Feldera.*"',
         'alertstate="firing"',
         'job=~"$job"',
-        'instance=~"$instance"',
         'target=~"$target"',
         *(f'{k}="{v}"' for k, v in RULES_CONFIG["extra_labels"].items()),
     ]
 )
-"""The firing Feldera alerts of the selected exporters and targets (and of the rules' extra labels)."""
+"""The firing Feldera alerts of the selected job and targets (and of the rules' extra labels). Alerts carry no
+``instance`` (the rules aggregate the scraping exporters away), so the instance variable does not filter them."""
+PIPELINE_ALERTS = ALERTS_SEL + ', pipeline_name="$pipeline_name"'
+"""Pipeline detail: the firing alerts of the one selected pipeline."""
 RUNBOOKS = RULES_CONFIG["runbook_base_url"]
 FLEET = SEL + ', pipeline_name=~"$pipeline_name"'
 """Overview: the selected pipelines (multi-select, All by default)."""
@@ -512,7 +514,28 @@ def pipeline_rows() -> list[Row]:
         ("Output records", "feldera_output_connector_transmitted_records_total", "suffix:rec/s"),
         ("Output bytes", "feldera_output_connector_transmitted_bytes_total", "Bps"),
     )
+    fatal_errors = tuple(
+        Query(f"max by (endpoint) (feldera_{direction}_connector_fatal_error{{{ONE}}} == 1)", "{{endpoint}}")
+        for direction in ("input", "output")
+    )
+    fatal_texts = tuple(
+        Query(f"max by (endpoint, error) (feldera_{direction}_connector_fatal_error_info{{{ONE}}})")
+        for direction in ("input", "output")
+    )
     return [
+        Row(
+            "Alerts",
+            (
+                table(
+                    "Firing alerts of this pipeline",
+                    (Query(f"ALERTS{{{PIPELINE_ALERTS}}}"),),
+                    w=24,
+                    h=5,
+                    description="The shipped rules' alerts firing now for this pipeline; the dashboard's time "
+                    "series show them as annotations (toggle: Feldera alerts).",
+                ),
+            ),
+        ),
         Row(
             "Status",
             (
@@ -629,6 +652,23 @@ def pipeline_rows() -> list[Row]:
                     h=8,
                     key=True,
                     description="Per output connector: fatal error, health, queued records, buffered records.",
+                ),
+                timeline(
+                    "Connector fatal errors (when each began)",
+                    *fatal_errors,
+                    h=4,
+                    runbook="FelderaConnectorFatalError",
+                    description="A bar from the first poll that reported the connector's fatal error until the "
+                    "pipeline restarted (Feldera keeps the error for the life of the process).",
+                ),
+                table(
+                    "Fatal error texts",
+                    fatal_texts,
+                    w=24,
+                    h=4,
+                    runbook="FelderaConnectorFatalError",
+                    description="Feldera's text of each connector's fatal error (secrets redacted, at most 256 "
+                    "characters); the pipeline log has the whole of it.",
                 ),
             ),
         ),
@@ -966,6 +1006,27 @@ class Dashboard:
     rows: Callable[[], list[Row]]
     pipeline: str | None
     """The pipeline variable: None (none), "multi" (overview) or "single" (detail)."""
+    alert_annotations: str = ""
+    """ALERTS selector whose firing alerts are drawn as annotations on every time series ("" = none)."""
+
+
+def _annotations(selector: str) -> list[Json]:
+    if not selector:
+        return []
+    return [
+        {
+            "name": "Feldera alerts",
+            "datasource": DATASOURCE,
+            "enable": True,
+            "iconColor": "red",
+            "expr": f"ALERTS{{{selector}}}",
+            "step": "30s",
+            "titleFormat": "{{alertname}} ({{severity}})",
+            "textFormat": "{{endpoint}}",
+            "tagKeys": "alertname,severity",
+            "useValueForTime": False,
+        }
+    ]
 
 
 DASHBOARDS = {
@@ -979,10 +1040,11 @@ DASHBOARDS = {
     ),
     PIPELINE_UID: Dashboard(
         "Feldera / Pipeline",
-        "One Feldera pipeline: status timeline, checkpoints and sync, connectors, throughput, errors, "
-        "backlog and latency.",
+        "One Feldera pipeline: its firing alerts (also drawn on every time series), status timeline, checkpoints "
+        "and sync, connectors and their fatal errors, throughput, errors, backlog and latency.",
         pipeline_rows,
         "single",
+        alert_annotations=PIPELINE_ALERTS,
     ),
     EXPORTER_UID: Dashboard(
         "Feldera / Exporter",
@@ -1011,7 +1073,7 @@ def _dashboard(uid: str, dashboard: Dashboard) -> Json:
         "fiscalYearStartMonth": 0,
         "liveNow": False,
         "weekStart": "",
-        "annotations": {"list": []},
+        "annotations": {"list": _annotations(dashboard.alert_annotations)},
         "links": _links(),
         "templating": {"list": _variables(dashboard.pipeline)},
         "panels": _layout(dashboard.rows()),

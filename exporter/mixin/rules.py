@@ -1,34 +1,44 @@
 """Generate the alert rules (the repository's ``prometheus/alerts.yaml``) from the thresholds in ``config.yaml``.
 
-The expressions live here, every tunable (``for``, severity, thresholds, selectors, runbook base URL) lives in
+The expressions live here, every tunable (``for``, severity, thresholds, windows, selectors, link bases) lives in
 the config file; this module has no defaults of its own. Usage (:mod:`exporter.mixin.cli`)::
 
     feldera-exporter rules --output prometheus/alerts.yaml          # rewrite it
     feldera-exporter rules --output prometheus/alerts.yaml --check  # exit 1 when out of date
     feldera-exporter rules --override mine.yaml > my-alerts.yaml
 
-How the rules cope with the exporter's staleness rule (a failed sub-request omits that part of a pipeline for one
-cycle) and with pipeline restarts: every condition reads the newest sample within ``gap_window``
-(``last_over_time``), so a missed poll or an exporter outage shorter than the window neither resolves an alert nor
-restarts its ``for`` timer, while a real change takes effect at the next poll. A per-process condition (connector
-fatal error and health, latest checkpoint, latest checkpoint sync) reads :meth:`Ctx.current`: the series' value in
-the newest scrape or, when the newest scrape lacks it, the newest sample within the window -- a bridge refused for a
-pipeline that went through one of ``process_boundary_statuses`` (Stopped, Provisioning, Initializing, ...) within
-the window: such a pipeline has a new process (or none), so the previous process's value must not come back; only
-what the new process reports counts. Conditions are therefore never carried across a deliberate stop and start, and
-a stopped pipeline never alerts. ``keep_firing_for`` (optional per alert) is not used by default: it also holds an
-alert whose condition is known to be false (a recovered service) for its whole length.
+Shape (docs/runbooks.md, "How the rules work"): the logic every alert shares lives in recording rules, and each
+alert reads them in a few lines (the kubernetes-mixin way). Names are ``level:metric:operation``:
 
-A new alert is one expression function, one :class:`AlertDef` in :data:`ALERTS` and one entry under ``alerts:``
-in the config. An expression function returns the PromQL text, or a list of :class:`Rule` when one alert is made
-of several rules (severity by service, a later escalation to critical under the same name).
+* ``pipeline:<metric>:bridged`` (``target:`` for per-target families): the value of a pipeline-level family from
+  any exporter that scrapes it now (``per_process_labels`` such as ``instance`` and ``pod`` aggregated away, so an
+  exporter rollout changes no alert), else the newest value within ``gap_window`` (a missed poll, an exporter or
+  Feldera outage neither resolves nor restarts an alert) -- unless the pipeline is gone: its exporter polls the
+  target fine and no longer lists it (deleted), then nothing is bridged.
+* ``pipeline:<metric>:current_process`` (``pipeline_endpoint:`` for connectors): the same for values of a
+  pipeline *process*, never bridged across a process boundary (a status in ``process_boundary_statuses`` within
+  ``gap_window``), and only once the new process has run ``relapse_hold`` (so Alertmanager sends the resolve of a
+  restart before the relapse of the new process, and a restart that did not help notifies again).
+* ``pipeline:feldera_pipeline_gone:gap_window``, ``pipeline:feldera_process_boundary:gap_window`` and
+  ``pipeline:feldera_process_boundary:relapse_hold``: the sets of pipelines the two above leave out.
+* Window counts that know about processes (``...:process_window``) and the connector health ratio.
+
+Recording rules are written only when an enabled alert uses them, in the group of the first alert that does,
+before its alerts: a rule group evaluates in order, so an alert reads this evaluation's recordings (no extra
+evaluation interval on the way to a page).
+
+Adding an alert: one expression function reading the recordings through :class:`Ctx` (``c.bridged(...)``,
+``c.process(...)``; a new family gets its recording rule by being named there), one :class:`AlertDef` in
+:data:`ALERTS`, one entry under ``alerts:`` in the config, a runbook section and a timing-table row in
+docs/runbooks.md, and promtool tests (firing and silent) under tests/rules/. An alert that escalates from warning to
+critical under the same name uses :func:`escalating`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +54,15 @@ HEADER = (
     '# edit by hand: tune and regenerate as docs/runbooks.md, "Tuning the rules", says. Runbooks: docs/runbooks.md\n'
 )
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+PIPELINE, CONNECTOR, TARGET = "pipeline", "pipeline_endpoint", "target"
+"""Levels of the recording rules: the labels a recorded series keeps (besides job and the exporter's own)."""
+_CONNECTOR_FAMILY = re.compile(r"^feldera_(?:input|output)_connector_")
+_TARGET_FAMILY = re.compile(r"^feldera_(?:up$|cluster_|server_|checkpoint_sync_schedule_enterprise_only$)")
+SCRAPE_ENDPOINT = "endpoint"
+"""The Prometheus Operator's target label naming the scraped port: ours (``table.connector``) on connector series,
+the port name on every other series (honorLabels keeps ours): pipeline- and target-level recordings drop it."""
 
 
 class ConfigError(ValueError):
@@ -59,44 +78,214 @@ def duration_seconds(value: object, where: str) -> int:
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
+def names_regex(values: object, key: str) -> str:
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"{key}: expected a non-empty list of names")
+    return "|".join(re.escape(v) for v in values)
+
+
+def label_names(values: object, key: str) -> list[str]:
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, str) and _LABEL_NAME.match(v) for v in values)
+    ):
+        raise ConfigError(f"{key}: expected a non-empty list of label names")
+    return list(values)
+
+
+def indent(text: str, by: int = 2) -> str:
+    return "\n".join(" " * by + line if line else line for line in text.split("\n"))
+
+
+def level_of(metric: str) -> str:
+    if _CONNECTOR_FAMILY.match(metric):
+        return CONNECTOR
+    return TARGET if _TARGET_FAMILY.match(metric) else PIPELINE
+
+
+@dataclass
+class Recordings:
+    """The recording rules the enabled alerts need, in the order they were first asked for (dependencies first),
+    each with the rule group of the alert that first needed it."""
+
+    rules: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """record name -> (group, expr)"""
+    variants: dict[str, str] = field(default_factory=dict)
+
+    def add(self, group: str, record: str, make: Callable[[], str], variant: str = "") -> str:
+        """Register ``record`` (``make`` builds its expression, once); ``variant`` tells apart the ways one name
+        can be built (a filter such as ``== 1``): asking for one name in two ways is a bug in this file."""
+        if record not in self.rules:
+            self.variants[record] = variant
+            expr = make()  # registers what it reads first
+            self.rules[record] = (group, expr)
+        elif self.variants[record] != variant:
+            raise ValueError(f"recording rule {record} asked for as {variant!r} and as {self.variants[record]!r}")
+        return record
+
+    def of_group(self, group: str) -> list[dict[str, str]]:
+        return [{"record": name, "expr": expr} for name, (where, expr) in self.rules.items() if where == group]
+
+
 @dataclass(frozen=True)
-class Ctx:
-    """What expression builders need: the global selector settings and the alert's own parameters."""
+class Settings:
+    """The global part of the config that every expression needs."""
 
     selector: str
-    window: str
+    gap: str
     join: str
+    per_process: tuple[str, ...]
     boundary: str
+    relapse_hold: str
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What an alert's expression function needs: the global settings, the alert's own parameters, and the
+    recording rules (asked for by name; each is written once, before the first alert that reads it)."""
+
+    s: Settings
     params: Mapping[str, Any]
+    group: str
+    recordings: Recordings
+
+    # ---- raw selectors -------------------------------------------------------------------------------------
+
+    @property
+    def join(self) -> str:
+        return self.s.join
 
     def sel(self, metric: str, *matchers: str) -> str:
-        parts = [m for m in (self.selector, *matchers) if m]
+        parts = [m for m in (self.s.selector, *matchers) if m]
         return f"{metric}{{{', '.join(parts)}}}" if parts else metric
 
-    def last(self, metric: str, *matchers: str) -> str:
-        """Newest sample within the gap window: bridges cycles in which the exporter omitted the series."""
-        return f"last_over_time({self.sel(metric, *matchers)}[{self.window}])"
+    def without(self, level: str, *more: str) -> str:
+        dropped = (*self.s.per_process, *((SCRAPE_ENDPOINT,) if level != CONNECTOR else ()), *more)
+        return f"without({', '.join(dropped)})"
 
-    def stopped(self) -> str:
-        return self.last("feldera_pipeline_status", 'status="Stopped"') + " == 1"
+    def boundary_within(self, window: str) -> str:
+        """Per scraping exporter: pipelines seen in a process-boundary status within ``window`` (join on(J))."""
+        status = self.sel("feldera_pipeline_status", f'status=~"{self.s.boundary}"')
+        return f"max_over_time({status}[{window}]) == 1"
 
-    def running(self) -> str:
-        return self.last("feldera_pipeline_status", 'status="Running"') + " == 1"
+    # ---- shared sets -------------------------------------------------------------------------------------
 
-    def unless_stopped(self, expr: str) -> str:
-        return f"(\n  {expr}\n)\nunless on({self.join})\n  ({self.stopped()})"
+    def gone(self) -> str:
+        """``pipeline:feldera_pipeline_gone:gap_window``: pipelines seen within gap_window that the exporter which
+        reported them, polling their target fine now (and dropping none of its pipelines this cycle), no longer
+        lists: deleted, or out of its filters or shard. Their values are not bridged. Once gone, a pipeline stays
+        gone (the rule reads its own earlier results) until an exporter lists it again, so a later cycle that drops
+        pipelines does not bring it back."""
+        record = "pipeline:feldera_pipeline_gone:gap_window"
 
-    def restarted(self, window: str | None = None) -> str:
-        """Pipelines that were in a process-boundary status (no process, or a new one starting) within the window."""
-        status = self.sel("feldera_pipeline_status", f'status=~"{self.boundary}"')
-        return f"max_over_time({status}[{window or self.window}]) == 1"
+        def make() -> str:
+            exporter = f"job, {', '.join(self.s.per_process)}, target"
+            status = self.sel("feldera_pipeline_status")
+            drop = self.without(PIPELINE, "status")
+            return (
+                f"group {drop} (\n"
+                f"  last_over_time({status}[{self.s.gap}])\n"
+                f"  unless {status}\n"
+                f"  and on({exporter}) ({self.sel('feldera_up')} == 1)\n"
+                f"  unless on({exporter}) ({self.sel('feldera_exporter_dropped_pipelines')} > 0)\n"
+                f")\n"
+                f"or\n"
+                f"last_over_time({record}[{self.s.gap}]) unless on({self.join}) group {drop} ({status})"
+            )
 
-    def current(self, metric: str, *matchers: str) -> str:
-        """The value reported by the pipeline's current process: the newest scrape's sample, else the newest one
-        within the gap window unless the pipeline crossed a process boundary within the window."""
-        series = self.sel(metric, *matchers)
-        bridged = f"last_over_time({series}[{self.window}])"
-        return f"(\n  ({bridged} and {series})\n  or\n  ({bridged} unless on({self.join}) {self.restarted()})\n)"
+        return self.recordings.add(self.group, record, make)
+
+    def boundary(self) -> str:
+        """``pipeline:feldera_process_boundary:gap_window``: pipelines gone, or in a process-boundary status within
+        gap_window: the values of their previous process are not bridged."""
+
+        def make() -> str:
+            return f"group {self.without(PIPELINE, 'status')} ({self.boundary_within(self.s.gap)})\nor\n{self.gone()}"
+
+        return self.recordings.add(self.group, "pipeline:feldera_process_boundary:gap_window", make)
+
+    def settling(self) -> str:
+        """``pipeline:feldera_process_boundary:relapse_hold``: pipelines in a process-boundary status within
+        relapse_hold: what their (new) process reports does not count yet."""
+
+        def make() -> str:
+            return f"group {self.without(PIPELINE, 'status')} ({self.boundary_within(self.s.relapse_hold)})"
+
+        return self.recordings.add(self.group, "pipeline:feldera_process_boundary:relapse_hold", make)
+
+    # ---- per-family recordings ---------------------------------------------------------------------------
+
+    def _fresh_or_bridged(self, metric: str, level: str) -> tuple[str, str]:
+        series = self.sel(metric)
+        return (
+            f"max {self.without(level)} ({series})",
+            f"max {self.without(level)} (last_over_time({series}[{self.s.gap}]))",
+        )
+
+    def bridged(self, metric: str, *matchers: str, only: str = "") -> str:
+        """``<level>:<metric>:bridged``: the family's value from any exporter scraping it now, else the newest one
+        within gap_window unless the pipeline is gone. ``only`` (e.g. ``== 1``) keeps the recording to the series
+        that pass it (one-hot families: the status that is 1). Returns the recording's selector."""
+        level = level_of(metric)
+        record = f"{level}:{metric}:bridged"
+
+        def make() -> str:
+            fresh, old = self._fresh_or_bridged(metric, level)
+            expr = (
+                f"{fresh}\nor\n{old}"
+                if level == TARGET
+                else f"{fresh}\nor\n{old}\n  unless on({self.join}) {self.gone()}"
+            )
+            return f"(\n{indent(expr)}\n) {only}" if only else expr
+
+        self.recordings.add(self.group, record, make, only)
+        return f"{record}{{{', '.join(matchers)}}}" if matchers else record
+
+    def process(self, metric: str, *matchers: str, only: str = "") -> str:
+        """``<level>:<metric>:current_process``: as :meth:`bridged`, but only what the pipeline's current process
+        reports: no bridge across a process boundary within gap_window, nothing within relapse_hold of one."""
+        level = level_of(metric)
+        record = f"{level}:{metric}:current_process"
+
+        def make() -> str:
+            fresh, old = self._fresh_or_bridged(metric, level)
+            inner = f"{fresh}\nor\n{old}\n  unless on({self.join}) {self.boundary()}"
+            expr = f"(\n{indent(inner)}\n) {only}" if only else f"(\n{indent(inner)}\n)"
+            return f"{expr}\nunless on({self.join}) {self.settling()}"
+
+        self.recordings.add(self.group, record, make, only)
+        return f"{record}{{{', '.join(matchers)}}}" if matchers else record
+
+    def process_increase(self, record: str, counters: tuple[str, ...], window: str) -> str:
+        """``<level>:<record>:process_window``: how much the ``counters`` (summed) grew within ``window``, counting
+        only the current process: for a pipeline with a process boundary within the window, the counters' values
+        now (Feldera's counters restart at 0 with every process: a first sample of 500 is 500 errors of the new
+        process, which increase() would miss), once the new process has run ``relapse_hold``. Recorded only where
+        above 0."""
+        level = level_of(counters[0])
+        name = f"{level}:{record}:process_window"
+
+        def make() -> str:
+            steady = " + ".join(f"increase({self.sel(c)}[{window}])" for c in counters)
+            now = " + ".join(self.sel(c) for c in counters)
+            restarted = self.boundary_within(window)
+            return (
+                f"(\n"
+                f"  max {self.without(level)} ({steady} unless on({self.join}) {restarted})\n"
+                f"  or\n"
+                f"  max {self.without(level)} ({now} and on({self.join}) {restarted})\n"
+                f"    unless on({self.join}) {self.settling()}\n"
+                f") > 0"
+            )
+
+        return self.recordings.add(self.group, name, make)
+
+    def record(self, name: str, make: Callable[[], str]) -> str:
+        """Any other recording rule (``name`` in the level:metric:operation form)."""
+        return self.recordings.add(self.group, name, make)
+
+    # ---- parameters ---------------------------------------------------------------------------------------
 
     def seconds(self, key: str) -> int:
         return duration_seconds(self.params[key], key)
@@ -118,12 +307,6 @@ class Ctx:
         return names_regex(self.params[key], key)
 
 
-def names_regex(values: object, key: str) -> str:
-    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
-        raise ConfigError(f"{key}: expected a non-empty list of names")
-    return "|".join(re.escape(v) for v in values)
-
-
 @dataclass(frozen=True)
 class Rule:
     """One rule of an alert made of several: its own expression, and a severity / ``for`` other than the config's."""
@@ -131,6 +314,26 @@ class Rule:
     expr: str
     severity: str | None = None
     for_: str | None = None
+
+
+def escalating(c: Ctx, failing_now: str, failures: str, recent: str) -> list[Rule]:
+    """A failure that escalates under one alert name (node-mixin convention), shared by the checkpoint alerts.
+
+    ``failing_now``: 1 while the newest attempt failed; ``failures``: failures within the alert's ``window``;
+    ``recent``: failures within its ``settle``. The warning holds while the newest attempt fails or one failed
+    within ``settle``, so failures less than ``settle`` apart keep one alert instead of flapping, and a heal ends it
+    ``settle`` after the last failure. The same alert turns ``critical`` (Alertmanager inhibits the warning) once,
+    for ``critical_after``, the newest attempt kept failing or ``failures`` (3) failed within ``window`` with the
+    newest within ``settle``. The alert's config needs ``window``, ``settle``, ``failures`` and ``critical_after``."""
+    threshold = c.number("failures", minimum=1)
+    return [
+        Rule(f"{failing_now} == 1\nor\n{recent} > 0"),
+        Rule(
+            f"{failing_now} == 1\nor\n{failures} >= {threshold:g}\n  and on({c.join}) {recent} > 0",
+            severity="critical",
+            for_=c.window_param("critical_after"),
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -141,6 +344,11 @@ class AlertDef:
     description: str
     expr: Callable[[Ctx, dict[str, Any]], str | list[Rule]]
     params: tuple[str, ...] = ()
+    dashboard: str = "pipeline"
+    """Which shipped dashboard the alert links to: pipeline, overview or exporter."""
+
+
+# ---- the exporter itself ---------------------------------------------------------------------------------------
 
 
 def _exporter_down(c: Ctx, g: dict[str, Any]) -> str:
@@ -152,17 +360,19 @@ def _target_missing(c: Ctx, g: dict[str, Any]) -> str:
 
 
 def _api_unreachable(c: Ctx, g: dict[str, Any]) -> str:
-    return f"{c.last('feldera_up')} == 0"
+    return f"{c.bridged('feldera_up')} == 0"
 
 
 def _polls_stale(c: Ctx, g: dict[str, Any]) -> str:
+    # Per exporter process (the subject of the alert), and only for processes Prometheus still scrapes: a process
+    # replaced by a rollout leaves its last timestamp behind for gap_window, which must not read as a stuck poll.
+    process = f"job, {', '.join(c.s.per_process)}"
     return (
-        f"time() - {c.last('feldera_exporter_last_poll_success_timestamp_seconds')} > {c.seconds('after')}\n"
-        f"unless\n  {c.last('feldera_up')} == 0"
+        f"time() - last_over_time({c.sel('feldera_exporter_last_poll_success_timestamp_seconds')}[{c.s.gap}])"
+        f" > {c.seconds('after')}\n"
+        f"unless last_over_time({c.sel('feldera_up')}[{c.s.gap}]) == 0\n"
+        f'and on({process}) up{{job="{g["exporter_job"]}"}}'
     )
-
-
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 def _shards(c: Ctx, matchers: str = "") -> str:
@@ -172,18 +382,8 @@ def _shards(c: Ctx, matchers: str = "") -> str:
     ``per_process_labels`` (``instance``, ``pod``): ``job`` and, on Kubernetes, ``namespace`` and ``service``. The
     series has no ``target`` label, so the global ``selector`` is not applied.
     """
-    labels = c.params["per_process_labels"]
-    if (
-        not isinstance(labels, list)
-        or not labels
-        or not all(isinstance(x, str) and _LABEL_NAME.match(x) for x in labels)
-        or {"job", "shard", "total_shards"} & set(labels)
-    ):
-        raise ConfigError(
-            "per_process_labels: expected a non-empty list of label names other than job/shard/total_shards"
-        )
     selector = f"{{{matchers}}}" if matchers else ""
-    return f"count without ({', '.join(labels)}) (feldera_exporter_shard_info{selector})"
+    return f"count without ({', '.join(c.s.per_process)}) (feldera_exporter_shard_info{selector})"
 
 
 def _shard_missing(c: Ctx, g: dict[str, Any]) -> str:
@@ -207,107 +407,137 @@ def _shard_duplicated(c: Ctx, g: dict[str, Any]) -> str:
     return _shards(c, 'total_shards!="1"') + " > 1"
 
 
+# ---- pipelines -------------------------------------------------------------------------------------------------
+
+
+def _status(c: Ctx, *matchers: str) -> str:
+    """The pipeline's status (the one-hot series that is 1), bridged."""
+    return c.bridged("feldera_pipeline_status", *matchers, only="== 1")
+
+
+def _stopped(c: Ctx) -> str:
+    return _status(c, 'status="Stopped"')
+
+
+def _running(c: Ctx) -> str:
+    return _status(c, 'status="Running"')
+
+
 def _deployment_error(c: Ctx, g: dict[str, Any]) -> str:
-    return f"{c.last('feldera_pipeline_deployment_error')} == 1"
+    return f"{c.bridged('feldera_pipeline_deployment_error', only='== 1')} == 1"
 
 
 def _not_in_desired_state(c: Ctx, g: dict[str, Any]) -> str:
     transitional = g["alerts"]["FelderaPipelineStuckInTransition"]["statuses"]
     stuck = 'status=~"' + "|".join(re.escape(s) for s in transitional) + '"'
+    desired = c.bridged("feldera_pipeline_desired_status", only="== 1")
     mismatch = (
-        f"    (\n"
-        f"      {c.last('feldera_pipeline_desired_status')} == 1\n"
-        f"      unless\n"
-        f"      {c.last('feldera_pipeline_status')} == 1\n"
-        f"    )\n"
-        f"    unless ignoring(status)\n"
-        f"      {c.last('feldera_pipeline_status', stuck)} == 1\n"
-        f"    unless ignoring(status)\n"
-        f"      {c.last('feldera_pipeline_deployment_error')} == 1"
+        f"{desired}\n"
+        f"unless {_status(c)}\n"
+        f"unless ignoring(status) {_status(c, stuck)}\n"
+        f"unless on({c.join}) {_deployment_error(c, g)}"
     )
     return (
-        f"label_replace(\n  label_replace(\n{mismatch},\n"
+        f"label_replace(\n  label_replace(\n{indent(mismatch, 4)},\n"
         f'    "desired_status", "$1", "status", "(.*)"\n  ),\n  "status", "", "", ""\n)'
     )
 
 
 def _stuck_in_transition(c: Ctx, g: dict[str, Any]) -> str:
     # `status` aggregated away: moving between two transitional states keeps the same alert (and its `for` timer).
-    return f"max without(status) ({c.last('feldera_pipeline_status', c.status_matcher())}) == 1"
+    return f"group without(status) ({_status(c, c.status_matcher())}) == 1"
 
 
 def _metrics_missing(c: Ctx, g: dict[str, Any]) -> str:
     after = c.window_param("after")
     seen = c.window_param("seen_within")
-    fresh_status = c.sel("feldera_pipeline_status", c.status_matcher())
 
     def missing(metric: str) -> str:
         series = c.sel(metric)
+        drop = c.without(PIPELINE, "status")
         return (
-            f"  max without(status) (\n"
-            f"    present_over_time({series}[{seen}])\n"
-            f"    unless\n"
-            f"    present_over_time({series}[{after}])\n"
-            f"  )"
+            f"  max {drop} (present_over_time({series}[{seen}]))\n"
+            f"  unless\n"
+            f"  max {drop} (present_over_time({series}[{after}]))"
         )
 
+    # Fresh status (not bridged): while the exporter cannot be scraped nothing is "missing" (FelderaExporterDown).
+    fresh = c.sel("feldera_pipeline_status", c.status_matcher())
     since = c.sel("feldera_pipeline_status_since_timestamp_seconds")
     return (
         f"(\n{missing('feldera_pipeline_checkpoint_failed')}\n  or\n"
         f"{missing('feldera_pipeline_checkpoint_activity')}\n)\n"
-        f"and on({c.join})\n  ({fresh_status} == 1)\n"
-        f"and on({c.join})\n  (time() - {since} > {c.seconds('after')})"
+        f"and on({c.join}) ({fresh} == 1)\n"
+        f"and on({c.join}) (time() - {since} > {c.seconds('after')})"
     )
 
 
 def _compilation_failed(c: Ctx, g: dict[str, Any]) -> str:
-    return c.last("feldera_pipeline_program_status", c.status_matcher()) + " == 1"
+    return c.bridged("feldera_pipeline_program_status", c.status_matcher(), only="== 1") + " == 1"
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------------------
+
+
+def _checkpoint_failures(c: Ctx, key: str) -> str:
+    """``pipeline:feldera_pipeline_checkpoint_failures:process_<key>``: checkpoint failures of the current process
+    within the alert's ``key`` (``window`` or ``settle``), recorded only where above 0. The exporter's failure
+    counter spans restarts: after a process boundary within that time only the counter minus its value at the
+    newest boundary counts (a subquery at the evaluation step of ``step``)."""
+    window = c.window_param(key)
+
+    def make() -> str:
+        counter = c.sel("feldera_pipeline_checkpoint_failures_total")
+        boundary = c.sel("feldera_pipeline_status", f'status=~"{c.s.boundary}"')
+        at_boundary = f"max_over_time(({counter} and on({c.join}) {boundary} == 1)[{window}:{c.window_param('step')}])"
+        return (
+            f"max {c.without(PIPELINE)} (\n"
+            f"  increase({counter}[{window}])\n"
+            f"    unless on({c.join}) {c.boundary_within(window)}\n"
+            f"  or\n"
+            f"  {counter} - {at_boundary}\n"
+            f") > 0"
+        )
+
+    return c.record(f"pipeline:feldera_pipeline_checkpoint_failures:process_{key}", make)
 
 
 def _checkpoint_failed(c: Ctx, g: dict[str, Any]) -> list[Rule]:
-    window = c.window_param("window")
-    failures = c.number("failures", minimum=1)
-    latest = f"{c.current('feldera_pipeline_checkpoint_failed')} == 1"
-    counter = c.sel("feldera_pipeline_checkpoint_failures_total")
-    boundary = c.sel("feldera_pipeline_status", f'status=~"{c.boundary}"')
-    # The failure counter spans restarts (the exporter emits it in every status). After a process boundary within
-    # the window only the new process's failures count: the counter minus its value at the newest boundary (a
-    # subquery at the evaluation step of `step`).
-    at_boundary = f"max_over_time(({counter} and on({c.join}) {boundary} == 1)[{window}:{c.window_param('step')}])"
-    repeated = (
-        f"(\n  increase({counter}[{window}])\n  unless on({c.join})\n  {c.restarted(window)}\n"
-        f"  or\n  {counter} - {at_boundary}\n) >= {failures:g}"
-    )
-    return [
-        Rule(f"{latest}\nor\n{repeated}"),
-        Rule(latest, severity="critical", for_=c.window_param("critical_after")),
-    ]
+    failing_now = c.process("feldera_pipeline_checkpoint_failed", only="== 1")
+    return escalating(c, failing_now, _checkpoint_failures(c, "window"), _checkpoint_failures(c, "settle"))
 
 
 def _checkpoint_overdue(c: Ctx, g: dict[str, Any]) -> str:
     after = c.seconds("after")
+    first_seen = c.bridged("feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds")
+    since = c.bridged("feldera_pipeline_status_since_timestamp_seconds")
     return (
         f"(\n"
-        f"  time() - {c.last('feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds')} > {after}\n"
+        f"  time() - {first_seen} > {after}\n"
         f"  or\n"
-        f"  {c.last('feldera_pipeline_storage_checkpoints')} == 0\n"
+        f"  {c.bridged('feldera_pipeline_storage_checkpoints')} == 0\n"
         f")\n"
-        f"and\n"
-        f"  time() - {c.last('feldera_pipeline_status_since_timestamp_seconds')} > {after}\n"
-        f"and on({c.join})\n"
-        f"  ({c.running()})"
+        f"and on({c.join}) time() - {since} > {after}\n"
+        f"and on({c.join}) {_running(c)}"
     )
 
 
 def _sync_failed(c: Ctx, g: dict[str, Any]) -> str:
-    return f"{c.current('feldera_pipeline_checkpoint_sync_failed')} == 1"
+    return c.process("feldera_pipeline_checkpoint_sync_failed", only="== 1") + " == 1"
+
+
+# ---- the sidecar (the exporter's own schedules and watches) ----------------------------------------------------
 
 
 def _scheduled_sync_failing(c: Ctx, g: dict[str, Any]) -> str:
     window = c.window_param("window")
     threshold = c.number("threshold")
     failures = c.sel("feldera_checkpoint_sync_schedule_failures_total", 'reason=~"' + c.regex("reasons") + '"')
-    return c.unless_stopped(f"sum without(reason) (increase({failures}[{window}])) > {threshold:g}")
+    # summed over exporter processes: a rollout splits the window's failures between the old and the new one
+    return (
+        f"sum {c.without(PIPELINE, 'reason')} (increase({failures}[{window}])) > {threshold:g}\n"
+        f"unless on({c.join}) {_stopped(c)}"
+    )
 
 
 def _scheduled_sync_overdue(c: Ctx, g: dict[str, Any]) -> str:
@@ -315,97 +545,124 @@ def _scheduled_sync_overdue(c: Ctx, g: dict[str, Any]) -> str:
     if factor <= 0:
         raise ConfigError(f"factor: expected a positive number; got {factor!r}")
     window = c.window_param("window")
-    interval = f"{factor:g} * {c.last('feldera_checkpoint_sync_schedule_interval_seconds')}"
-    confirmed = c.last("feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds")
+    interval = f"{factor:g} * {c.bridged('feldera_checkpoint_sync_schedule_interval_seconds')}"
+    confirmed = c.bridged("feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds")
+    since = c.bridged("feldera_pipeline_status_since_timestamp_seconds")
     requests = c.sel("feldera_checkpoint_sync_schedule_requests_total")
     return (
         f"(\n"
-        f"  (\n"
-        f"    time() - {confirmed} > {interval}\n"
-        f"    and\n"
-        f"    time() - {c.last('feldera_pipeline_status_since_timestamp_seconds')} > {interval}\n"
-        f"  )\n"
+        f"  time() - {confirmed} > {interval}\n"
+        f"  and time() - {since} > {interval}\n"
         f"  or\n"
-        f"  (\n"
-        f"    sum without(result) (increase({requests}[{window}])) > {factor:g}\n"
-        f"    unless\n"
-        f"    {confirmed}\n"
-        f"  )\n"
+        f"  sum {c.without(PIPELINE, 'result')} (increase({requests}[{window}])) > {factor:g}\n"
+        f"  unless on({c.join}) {confirmed}\n"
         f")\n"
-        f"and on({c.join})\n"
-        f"  ({c.running()})"
+        f"and on({c.join}) {_running(c)}"
     )
 
 
 def _sync_unsupported(c: Ctx, g: dict[str, Any]) -> str:
-    return f"{c.last('feldera_checkpoint_sync_schedule_enterprise_only')} == 1"
+    return f"{c.bridged('feldera_checkpoint_sync_schedule_enterprise_only')} == 1"
+
+
+def _reset_reissue(c: Ctx, g: dict[str, Any]) -> str:
+    return c.bridged("feldera_output_reset_watch_status", 'status=~"expired|invalid"', only="== 1") + " == 1"
+
+
+def _reset_stuck(c: Ctx, g: dict[str, Any]) -> str:
+    status = c.bridged("feldera_output_reset_watch_status", 'status=~"pending|unknown"', only="== 1")
+    age = c.bridged("feldera_output_reset_watch_age_seconds")
+    return f"{status}\nand ignoring(status) {age} > {c.seconds('after')}"
+
+
+# ---- connectors ------------------------------------------------------------------------------------------------
 
 
 def _connector_fatal(c: Ctx, g: dict[str, Any]) -> str:
     return (
-        f"{c.current('feldera_input_connector_fatal_error')} == 1\nor\n"
-        f"{c.current('feldera_output_connector_fatal_error')} == 1"
+        f"{c.process('feldera_input_connector_fatal_error', only='== 1')} == 1\nor\n"
+        f"{c.process('feldera_output_connector_fatal_error', only='== 1')} == 1"
     )
 
 
 def _connector_unhealthy(c: Ctx, g: dict[str, Any]) -> str:
-    unhealthy = 'status="Unhealthy"'
-    return (
-        f"{c.current('feldera_input_connector_health', unhealthy)} == 1\nor\n"
-        f"{c.current('feldera_output_connector_health', unhealthy)} == 1"
-    )
+    window = c.window_param("window")
+    ratio = c.number("ratio")
+    if not 0 < ratio <= 1:
+        raise ConfigError(f"ratio: expected a number in (0, 1]; got {ratio!r}")
+
+    def unhealthy_ratio(direction: str) -> str:
+        """``pipeline_endpoint:feldera_<direction>_connector_unhealthy:ratio_window``: the share of the window's
+        samples in which the connector reported Unhealthy, where above 0 (current process: none for a pipeline with
+        a process boundary within the window)."""
+        metric = f"feldera_{direction}_connector_health"
+
+        def make() -> str:
+            series = c.sel(metric, 'status="Unhealthy"')
+            return (
+                f"max {c.without(CONNECTOR, 'status')} (avg_over_time({series}[{window}])) > 0\n"
+                f"  unless on({c.join}) {c.boundary_within(window)}"
+            )
+
+        return c.record(f"pipeline_endpoint:feldera_{direction}_connector_unhealthy:ratio_window", make)
+
+    def either(direction: str) -> str:
+        now = c.process(f"feldera_{direction}_connector_health", 'status="Unhealthy"', only="== 1")
+        return f"group without(status) ({now})\nor\n{unhealthy_ratio(direction)} >= {ratio:g}"
+
+    return f"{either('input')}\nor\n{either('output')}"
 
 
 def _connector_errors(c: Ctx, g: dict[str, Any]) -> str:
     window = c.window_param("window")
-    if duration_seconds(window, "window") < duration_seconds(c.window, "gap_window"):
-        raise ConfigError(f"window: must not be shorter than gap_window ({c.window})")
+    if duration_seconds(window, "window") < duration_seconds(c.s.gap, "gap_window"):
+        raise ConfigError(f"window: must not be shorter than gap_window ({c.s.gap})")
     threshold = c.number("threshold")
-    restarted = c.restarted(window)
-
-    def errors(first: str, second: str) -> str:
-        # Feldera's counters restart at 0 with every pipeline process: within `window` of a process boundary, the
-        # counters' current values are the new process's errors, including a first sample already above zero,
-        # which increase() (two samples needed) would miss.
-        steady = f"increase({c.sel(first)}[{window}]) + increase({c.sel(second)}[{window}])"
-        current = f"{c.current(first)}\n  +\n  {c.current(second)}"
-        return (
-            f"(\n  ({steady})\n  and\n  {c.current(first)}\n  unless on({c.join})\n  {restarted}\n)\n"
-            f"or\n(\n  ({current})\n  and on({c.join})\n  {restarted}\n)"
-        )
-
-    return (
-        f"(\n{errors('feldera_input_connector_parse_errors_total', 'feldera_input_connector_transport_errors_total')}"
-        f"\n) > {threshold:g}\nor\n(\n"
-        f"{errors('feldera_output_connector_encode_errors_total', 'feldera_output_connector_transport_errors_total')}"
-        f"\n) > {threshold:g}"
+    inputs = c.process_increase(
+        "feldera_input_connector_errors",
+        ("feldera_input_connector_parse_errors_total", "feldera_input_connector_transport_errors_total"),
+        window,
     )
-
-
-def _reset_reissue(c: Ctx, g: dict[str, Any]) -> str:
-    return c.last("feldera_output_reset_watch_status", 'status=~"expired|invalid"') + " == 1"
-
-
-def _reset_stuck(c: Ctx, g: dict[str, Any]) -> str:
-    return (
-        "" + c.last("feldera_output_reset_watch_status", 'status=~"pending|unknown"') + " == 1\n"
-        f"and ignoring(status)\n"
-        f"  {c.last('feldera_output_reset_watch_age_seconds')} > {c.seconds('after')}"
+    outputs = c.process_increase(
+        "feldera_output_connector_errors",
+        ("feldera_output_connector_encode_errors_total", "feldera_output_connector_transport_errors_total"),
+        window,
     )
+    return f"{inputs} > {threshold:g}\nor\n{outputs} > {threshold:g}"
+
+
+# ---- the Feldera instance -------------------------------------------------------------------------------------
 
 
 def _cluster_unhealthy(c: Ctx, g: dict[str, Any]) -> list[Rule]:
     # Services listed in warning_services (the compiler) do not affect pipelines that already run.
     services = '"' + c.regex("warning_services") + '"'
+    healthy = c.bridged("feldera_cluster_service_healthy")
     return [
-        Rule(f"{c.last('feldera_cluster_service_healthy', 'service!~' + services)} == 0"),
-        Rule(f"{c.last('feldera_cluster_service_healthy', 'service=~' + services)} == 0", severity="warning"),
+        Rule(f"{healthy}{{service!~{services}}} == 0"),
+        Rule(f"{healthy}{{service=~{services}}} == 0", severity="warning"),
     ]
 
 
 P = "{{ $labels.pipeline_name }}"
 T = "{{ $labels.target }}"
 E = "{{ $labels.endpoint }}"
+TP = f"Feldera {T}/{P}"
+
+
+def _newest_label(query: str, label: str, before: str, after: str = "") -> str:
+    """Template text: ``before`` + the ``label`` of the first series ``query`` finds + ``after``; nothing when
+    it finds none. ``query`` is a printf format over the alert's ``target``, ``pipeline_name`` (and ``endpoint``
+    when it names ``%[3]q``) labels."""
+    args = "$labels.target $labels.pipeline_name" + (" $labels.endpoint" if "%[3]q" in query else "")
+    found = f'{{{{ . | first | label "{label}" }}}}'
+    return f"{{{{ with printf `{query}` {args} | query }}}}{before}{found}{after}{{{{ end }}}}"
+
+
+def _info(metric: str, selector: str, gap: str) -> str:
+    matchers = ", ".join(m for m in (selector.replace("%", "%%"), "target=%[1]q", "pipeline_name=%[2]q") if m)
+    extra = ", endpoint=%[3]q" if metric.endswith("fatal_error_info") else ""
+    return f"last_over_time({metric}{{{matchers}{extra}}}[{gap}])"
 
 
 def _server_alerts() -> tuple[AlertDef, ...]:
@@ -417,7 +674,7 @@ def _server_alerts() -> tuple[AlertDef, ...]:
     """
 
     def remaining(c: Ctx) -> str:
-        return f"{c.last('feldera_server_license_expiry_timestamp_seconds')} - time()"
+        return f"{c.bridged('feldera_server_license_expiry_timestamp_seconds')} - time()"
 
     def expiring_soon(c: Ctx, g: dict[str, Any]) -> str:
         expr = f"{remaining(c)} < {c.seconds('within')}"
@@ -430,44 +687,47 @@ def _server_alerts() -> tuple[AlertDef, ...]:
         return f"{remaining(c)} < {c.seconds('within')}"
 
     def license_invalid(c: Ctx, g: dict[str, Any]) -> str:
-        return f"{c.last('feldera_server_license_valid')} == 0"
+        return f"{c.bridged('feldera_server_license_valid')} == 0"
 
     def runtime_outdated(c: Ctx, g: dict[str, Any]) -> str:
-        return f"{c.last('feldera_pipeline_runtime_outdated')} == 1"
+        return c.bridged("feldera_pipeline_runtime_outdated", only="== 1") + " == 1"
 
     def update_available(c: Ctx, g: dict[str, Any]) -> str:
-        return f"{c.last('feldera_server_update_available')} == 1"
+        return f"{c.bridged('feldera_server_update_available')} == 1"
 
     expires = f"The Feldera licence of target {T} expires in {{{{ $value | humanizeDuration }}}}"
     return (
         AlertDef(
             "FelderaLicenseExpiringSoon",
             "feldera-server",
-            "The Feldera licence expires soon.",
+            f"Feldera {T}: licence expires in {{{{ $value | humanizeDuration }}}}",
             f"{expires}; renew it before then.",
             expiring_soon,
             ("within",),
+            dashboard="overview",
         ),
         AlertDef(
             "FelderaLicenseExpiryImminent",
             "feldera-server",
-            "The Feldera licence expires within days.",
+            f"Feldera {T}: licence expires in {{{{ $value | humanizeDuration }}}}",
             f"{expires} (negative: it has expired); Enterprise features stop working with it.",
             expiry_imminent,
             ("within",),
+            dashboard="overview",
         ),
         AlertDef(
             "FelderaLicenseInvalid",
             "feldera-server",
-            "Feldera reports no valid licence.",
+            f"Feldera {T}: no valid licence",
             f"Feldera target {T} reports its licence as DoesNotExistOrNotConfirmed: the key is missing or invalid, "
             "or the server cannot reach the licence check.",
             license_invalid,
+            dashboard="overview",
         ),
         AlertDef(
             "FelderaPipelineRuntimeOutdated",
             "feldera-server",
-            "A Feldera pipeline still runs an older runtime than the platform.",
+            f"{TP}: older runtime than the platform",
             f"Pipeline {P} on target {T} was compiled for another platform version than the one Feldera runs "
             "(feldera_pipeline_info shows which); it keeps the old runtime until update_runtime recompiles it.",
             runtime_outdated,
@@ -475,83 +735,113 @@ def _server_alerts() -> tuple[AlertDef, ...]:
         AlertDef(
             "FelderaServerUpdateAvailable",
             "feldera-server",
-            "A newer Feldera version is available.",
+            f"Feldera {T}: version {{{{ $labels.latest_version }}}} available",
             f"Feldera target {T} reports that version {{{{ $labels.latest_version }}}} of its edition is out.",
             update_available,
+            dashboard="overview",
         ),
     )
+
+
+FATAL_ERROR_TEXT = "<fatal error text>"
+CHECKPOINT_ERROR_TEXT = "<checkpoint error text>"
+DEPLOYMENT_ERROR_CODE = "<deployment error code>"
+"""Placeholders in descriptions, filled by :func:`_description` with a template query for the error text."""
+
+
+def _description(text: str, selector: str, gap: str) -> str:
+    fatal = " or ".join(
+        _info(f"feldera_{direction}_connector_fatal_error_info", selector, gap) for direction in ("input", "output")
+    )
+    fills = {
+        FATAL_ERROR_TEXT: _newest_label(fatal, "error", ': "', '"'),
+        CHECKPOINT_ERROR_TEXT: _newest_label(
+            _info("feldera_pipeline_checkpoint_last_failure_info", selector, gap), "error", '; newest failure: "', '"'
+        ),
+        DEPLOYMENT_ERROR_CODE: _newest_label(
+            _info("feldera_pipeline_deployment_error_info", selector, gap), "error_code", " (", ")"
+        ),
+    }
+    for placeholder, fill in fills.items():
+        text = text.replace(placeholder, fill)
+    return text
 
 
 ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaExporterDown",
         "feldera-exporter",
-        "Prometheus cannot scrape the Feldera exporter.",
+        "Feldera exporter {{ $labels.instance }} cannot be scraped",
         "Scrapes of the Feldera exporter {{ $labels.instance }} (job {{ $labels.job }}) fail: "
         "no Feldera metrics and no other Feldera alerts from it.",
         _exporter_down,
+        dashboard="exporter",
     ),
     AlertDef(
         "FelderaExporterTargetMissing",
         "feldera-exporter",
-        "No Feldera exporter is known to Prometheus.",
+        "No Feldera exporter in job {{ $labels.job }}",
         "Prometheus has no scrape target with job {{ $labels.job }}: the exporter is not deployed or service "
         "discovery lost it. Feldera is not monitored.",
         _target_missing,
+        dashboard="exporter",
     ),
     AlertDef(
         "FelderaApiUnreachable",
         "feldera-exporter",
-        "The exporter cannot reach a Feldera API.",
-        f"The pipeline list call of exporter {{{{ $labels.instance }}}} to Feldera target {T} fails; "
+        f"Feldera {T}: API unreachable",
+        f"The pipeline list call of the exporters (job {{{{ $labels.job }}}}) to Feldera target {T} fails; "
         "its pipelines are not monitored meanwhile.",
         _api_unreachable,
+        dashboard="exporter",
     ),
     AlertDef(
         "FelderaExporterPollsStale",
         "feldera-exporter",
-        "The exporter has stopped polling Feldera.",
+        f"Feldera {T}: exporter {{{{ $labels.instance }}}} stopped polling",
         f"The last successful poll of Feldera target {T} by {{{{ $labels.instance }}}} was "
         "{{ $value | humanizeDuration }} ago; the metrics it serves are outdated.",
         _polls_stale,
         ("after",),
+        dashboard="exporter",
     ),
     AlertDef(
         "FelderaExporterShardMissing",
         "feldera-exporter",
-        "Not every shard of a sharded Feldera exporter reports.",
+        "Feldera exporter job {{ $labels.job }}: shards missing",
         "Only {{ $value }} of the {{ $labels.total_shards }} shards of the exporters in job {{ $labels.job }} "
         "report (feldera_exporter_shard_info): the pipelines of the missing shards are not monitored.",
         _shard_missing,
-        ("per_process_labels",),
+        dashboard="exporter",
     ),
     AlertDef(
         "FelderaExporterShardDuplicated",
         "feldera-exporter",
-        "Several Feldera exporters poll the same shard.",
+        "Feldera exporter job {{ $labels.job }}: shard {{ $labels.shard }} polled more than once",
         "{{ $value }} exporters in job {{ $labels.job }} claim shard {{ $labels.shard }} of "
         "{{ $labels.total_shards }}: its pipelines are polled (and scheduled checkpoint syncs sent) more than once.",
         _shard_duplicated,
-        ("per_process_labels",),
+        dashboard="exporter",
     ),
     AlertDef(
         "FelderaPipelineDeploymentError",
         "feldera-pipelines",
-        "A Feldera pipeline has a deployment error.",
-        f"Pipeline {P} on target {T} reports a deployment error: it failed and is not processing data.",
+        f"{TP}: deployment error",
+        f"Pipeline {P} on target {T} reports a deployment error{DEPLOYMENT_ERROR_CODE}: it failed and is not "
+        "processing data.",
         _deployment_error,
     ),
     AlertDef(
         "FelderaPipelineNotInDesiredState",
         "feldera-pipelines",
-        "A Feldera pipeline is not in its desired state.",
+        f"{TP}: not {{{{ $labels.desired_status }}}}",
         f"Pipeline {P} on target {T} should be {{{{ $labels.desired_status }}}} but has not reached that state.",
         _not_in_desired_state,
     ),
     AlertDef(
         "FelderaPipelineStuckInTransition",
         "feldera-pipelines",
-        "A Feldera pipeline is stuck in a transitional state.",
+        f"{TP}: stuck starting or stopping",
         f"Pipeline {P} on target {T} has been starting, stopping or unavailable for too long (transitional "
         "statuses, possibly several in a row, without reaching a stable one).",
         _stuck_in_transition,
@@ -560,7 +850,7 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaPipelineMetricsMissing",
         "feldera-pipelines",
-        "A running Feldera pipeline's statistics and checkpoint status cannot be read.",
+        f"{TP}: statistics and checkpoint status unreadable",
         f"Pipeline {P} on target {T} is deployed but the exporter has not obtained its statistics or checkpoint "
         "status for a while: connector and checkpoint alerts are blind for it.",
         _metrics_missing,
@@ -569,7 +859,7 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaProgramCompilationFailed",
         "feldera-pipelines",
-        "A Feldera pipeline's program failed to compile.",
+        f"{TP}: program failed to compile",
         f"The program of pipeline {P} on target {T} failed to compile ({{{{ $labels.status }}}}); "
         "the pipeline cannot start.",
         _compilation_failed,
@@ -577,32 +867,56 @@ ALERTS: tuple[AlertDef, ...] = (
     ),
     AlertDef(
         "FelderaCheckpointFailed",
-        "feldera-checkpoints",
-        "Checkpoints of a Feldera pipeline fail.",
-        f"Checkpoints of pipeline {P} on target {T} fail (the newest attempt failed, or several failed within the "
-        "last hour); a restart would lose the work done since the last good checkpoint.",
+        "feldera-pipelines",
+        f"{TP}: checkpoints fail",
+        f"Checkpoints of pipeline {P} on target {T} fail{CHECKPOINT_ERROR_TEXT}. A restart would lose the work "
+        "done since the last good checkpoint.",
         _checkpoint_failed,
-        ("window", "failures", "critical_after", "step"),
+        ("window", "settle", "failures", "critical_after", "step"),
     ),
     AlertDef(
         "FelderaCheckpointOverdue",
-        "feldera-checkpoints",
-        "A running Feldera pipeline has not checkpointed for too long.",
+        "feldera-pipelines",
+        f"{TP}: no new checkpoint for too long",
         f"Pipeline {P} on target {T} is running but no new checkpoint has appeared in its storage for too long.",
         _checkpoint_overdue,
         ("after",),
     ),
     AlertDef(
         "FelderaCheckpointSyncFailed",
-        "feldera-checkpoints",
-        "A Feldera pipeline's checkpoint sync to object storage failed.",
+        "feldera-pipelines",
+        f"{TP}: checkpoint sync failed",
         f"The newest checkpoint sync of pipeline {P} on target {T} to object storage failed.",
         _sync_failed,
     ),
     AlertDef(
+        "FelderaConnectorFatalError",
+        "feldera-pipelines",
+        f"{TP}: connector {E} hit a fatal error",
+        f"Connector {E} of pipeline {P} on target {T} hit a fatal error and stopped moving data{FATAL_ERROR_TEXT}.",
+        _connector_fatal,
+    ),
+    AlertDef(
+        "FelderaConnectorUnhealthy",
+        "feldera-pipelines",
+        f"{TP}: connector {E} unhealthy",
+        f"Connector {E} of pipeline {P} on target {T} reports Unhealthy, continuously or most of the time.",
+        _connector_unhealthy,
+        ("window", "ratio"),
+    ),
+    AlertDef(
+        "FelderaConnectorErrorsIncreasing",
+        "feldera-pipelines",
+        f"{TP}: connector {E} keeps producing errors",
+        f'Connector {E} of pipeline {P} on target {T} counted {{{{ $value | printf "%.0f" }}}} '
+        "parse/encode/transport errors recently.",
+        _connector_errors,
+        ("window", "threshold"),
+    ),
+    AlertDef(
         "FelderaScheduledCheckpointSyncFailing",
         "feldera-sidecar",
-        "Scheduled checkpoint syncs of a Feldera pipeline fail.",
+        f"{TP}: scheduled checkpoint syncs fail",
         f"Checkpoint syncs the exporter scheduled for pipeline {P} on target {T} did not succeed "
         '(recent failures: {{ $value | printf "%.0f" }}).',
         _scheduled_sync_failing,
@@ -611,7 +925,7 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaScheduledCheckpointSyncOverdue",
         "feldera-sidecar",
-        "A scheduled checkpoint sync of a Feldera pipeline is overdue.",
+        f"{TP}: scheduled checkpoint sync overdue",
         f"No checkpoint sync of running pipeline {P} on target {T} has been confirmed within its schedule.",
         _scheduled_sync_overdue,
         ("factor", "window"),
@@ -619,38 +933,16 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaCheckpointSyncUnsupported",
         "feldera-sidecar",
-        "Scheduled checkpoint syncs are paused: the Feldera edition does not support them.",
+        f"Feldera {T}: scheduled checkpoint syncs paused (not supported)",
         f"Feldera target {T} answered 501 (enterprise feature) to a scheduled checkpoint sync; "
         "no syncs are made while that lasts.",
         _sync_unsupported,
-    ),
-    AlertDef(
-        "FelderaConnectorFatalError",
-        "feldera-connectors",
-        "A Feldera connector hit a fatal error.",
-        f"Connector {E} of pipeline {P} on target {T} hit a fatal error and stopped moving data.",
-        _connector_fatal,
-    ),
-    AlertDef(
-        "FelderaConnectorUnhealthy",
-        "feldera-connectors",
-        "A Feldera connector reports itself unhealthy.",
-        f"Connector {E} of pipeline {P} on target {T} reports Unhealthy.",
-        _connector_unhealthy,
-    ),
-    AlertDef(
-        "FelderaConnectorErrorsIncreasing",
-        "feldera-connectors",
-        "A Feldera connector keeps producing errors.",
-        f'Connector {E} of pipeline {P} on target {T} counted {{{{ $value | printf "%.0f" }}}} '
-        "parse/encode/transport errors recently.",
-        _connector_errors,
-        ("window", "threshold"),
+        dashboard="overview",
     ),
     AlertDef(
         "FelderaOutputResetNeedsReissue",
         "feldera-sidecar",
-        "A watched output-connector reset must be reissued.",
+        f"{TP}: output reset {{{{ $labels.watch }}}} must be reissued",
         f"Reset watch {{{{ $labels.watch }}}} of pipeline {P} on target {T} is {{{{ $labels.status }}}}: "
         "the reset did not and will not complete; reissue it.",
         _reset_reissue,
@@ -658,7 +950,7 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaOutputResetStuck",
         "feldera-sidecar",
-        "A watched output-connector reset is not completing.",
+        f"{TP}: output reset {{{{ $labels.watch }}}} not completing",
         f"Reset watch {{{{ $labels.watch }}}} of pipeline {P} on target {T} is still {{{{ $labels.status }}}} "
         "long after it was registered.",
         _reset_stuck,
@@ -667,22 +959,36 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaClusterServiceUnhealthy",
         "feldera-cluster",
-        "A Feldera cluster service is unhealthy.",
+        f"Feldera {T}: {{{{ $labels.service }}}} service unhealthy",
         f"The {{{{ $labels.service }}}} service of Feldera target {T} fails its health check.",
         _cluster_unhealthy,
         ("warning_services",),
+        dashboard="overview",
     ),
     *_server_alerts(),
 )
 
+DASHBOARDS = {
+    "pipeline": (
+        "feldera-pipeline",
+        ("job", "target", "pipeline_name"),
+    ),
+    "overview": ("feldera-overview", ("job", "target")),
+    "exporter": ("feldera-exporter", ("job",)),
+}
+"""Dashboard kind -> (uid of the shipped Grafana dashboard, the variables an alert's labels fill in)."""
+
 GLOBAL_KEYS = (
     "runbook_base_url",
+    "dashboard_base_url",
     "exporter_job",
     "selector",
     "extra_labels",
     "pipeline_labels",
+    "per_process_labels",
     "gap_window",
     "process_boundary_statuses",
+    "relapse_hold",
     "alerts",
 )
 COMMON_ALERT_KEYS = ("enabled", "severity", "for")
@@ -706,18 +1012,29 @@ def validate(config: Mapping[str, Any]) -> None:
     if missing or unknown:
         raise ConfigError(f"top level: missing {missing}, unknown {unknown}")
     duration_seconds(config["gap_window"], "gap_window")
+    hold = duration_seconds(config["relapse_hold"], "relapse_hold")
+    if hold >= duration_seconds(config["gap_window"], "gap_window"):
+        raise ConfigError("relapse_hold: must be shorter than gap_window")
     names_regex(config["process_boundary_statuses"], "process_boundary_statuses")
     if not isinstance(config["selector"], str):
         raise ConfigError("selector: expected a string of label matchers")
+    for key in ("runbook_base_url", "dashboard_base_url"):
+        if not isinstance(config[key], str) or not re.match(r"^https?://\S+$", config[key]):
+            raise ConfigError(f"{key}: expected an http(s) URL")
     extra = config["extra_labels"]
     if not isinstance(extra, Mapping) or not all(
         isinstance(k, str) and _LABEL_NAME.match(k) and k not in ("alertname", "severity") and isinstance(v, str)
         for k, v in extra.items()
     ):
         raise ConfigError("extra_labels: expected a mapping of label names (not alertname/severity) to strings")
-    labels = config["pipeline_labels"]
-    if not isinstance(labels, list) or "pipeline_name" not in labels:
+    labels = label_names(config["pipeline_labels"], "pipeline_labels")
+    if "pipeline_name" not in labels:
         raise ConfigError("pipeline_labels: expected a list containing pipeline_name")
+    per_process = label_names(config["per_process_labels"], "per_process_labels")
+    if set(per_process) & {"job", "target", "pipeline_name", "shard", "total_shards"}:
+        raise ConfigError("per_process_labels: expected labels other than job/target/pipeline_name/shard/total_shards")
+    if set(per_process) & set(labels):
+        raise ConfigError("pipeline_labels: must not contain per_process_labels (alerts aggregate them away)")
     alerts = config["alerts"]
     names = [a.name for a in ALERTS]
     if not isinstance(alerts, Mapping) or sorted(alerts) != sorted(names):
@@ -738,23 +1055,32 @@ def validate(config: Mapping[str, Any]) -> None:
         duration_seconds(entry.get("keep_firing_for", "0s"), f"{where}.keep_firing_for")
 
 
+def dashboard_url(config: Mapping[str, Any], kind: str) -> str:
+    uid, variables = DASHBOARDS[kind]
+    query = "&".join(f"var-{v}={{{{ $labels.{v} | urlquery }}}}" for v in variables)
+    return f"{config['dashboard_base_url'].rstrip('/')}/d/{uid}/{uid}?{query}"
+
+
 def build(config: Mapping[str, Any]) -> dict[str, Any]:
     """The rule file (a dict ready for YAML) for a complete config."""
     validate(config)
-    groups: dict[str, list[dict[str, Any]]] = {}
+    settings = Settings(
+        selector=config["selector"],
+        gap=config["gap_window"],
+        join=", ".join(config["pipeline_labels"]),
+        per_process=tuple(config["per_process_labels"]),
+        boundary=names_regex(config["process_boundary_statuses"], "process_boundary_statuses"),
+        relapse_hold=config["relapse_hold"],
+    )
+    recordings = Recordings()
+    alerts: dict[str, list[dict[str, Any]]] = {}
     base = config["runbook_base_url"]
     for alert in ALERTS:
         entry = config["alerts"][alert.name]
-        groups.setdefault(alert.group, [])
+        alerts.setdefault(alert.group, [])
         if not entry["enabled"]:
             continue
-        ctx = Ctx(
-            selector=config["selector"],
-            window=config["gap_window"],
-            join=", ".join(config["pipeline_labels"]),
-            boundary=names_regex(config["process_boundary_statuses"], "process_boundary_statuses"),
-            params={k: entry[k] for k in alert.params},
-        )
+        ctx = Ctx(settings, {k: entry[k] for k in alert.params}, alert.group, recordings)
         try:
             made = alert.expr(ctx, dict(config))
         except ConfigError as exc:
@@ -770,11 +1096,17 @@ def build(config: Mapping[str, Any]) -> dict[str, Any]:
             rule["labels"] = {**config["extra_labels"], "severity": part.severity or entry["severity"]}
             rule["annotations"] = {
                 "summary": alert.summary,
-                "description": alert.description,
+                "description": _description(alert.description, settings.selector, settings.gap),
                 "runbook_url": f"{base}#{alert.name.lower()}",
+                "dashboard_url": dashboard_url(config, alert.dashboard),
             }
-            groups[alert.group].append(rule)
-    return {"groups": [{"name": name, "rules": rules} for name, rules in groups.items() if rules]}
+            alerts[alert.group].append(rule)
+    groups = [
+        {"name": name, "rules": [*recordings.of_group(name), *rules]}
+        for name, rules in alerts.items()
+        if rules or recordings.of_group(name)
+    ]
+    return {"groups": groups}
 
 
 class _Dumper(yaml.SafeDumper):

@@ -69,18 +69,20 @@ def scrape_seconds(interval: float) -> int:
 
 
 def demo_rules(interval: float) -> tuple[str, str]:
-    """(rule file text, scrape job name the rules expect): the shipped rules with every ``for:`` shortened, and
-    ``FelderaCheckpointFailed``'s escalation to critical (``critical_after``) at twice that, so the demo's failing
-    minute shows the warning and then the critical."""
+    """(rule file text, scrape job name the rules expect): the shipped rules with every ``for:`` shortened,
+    ``FelderaCheckpointFailed``'s escalation to critical (``critical_after``) at twice that and its ``settle`` at
+    twice that too (the demo's checkpoints fail a few seconds apart and heal within the minute), and
+    ``relapse_hold`` at the shortened ``for``, so the demo's failing minute shows the warning and then the critical,
+    and both end within the round."""
     config = build.load_config(build.DEFAULT_CONFIG)
     short = demo_for(interval)
-    overrides: dict[str, dict[str, str]] = {
+    overrides: dict[str, Any] = {
         name: {"for": f"{short}s"}
         for name, entry in config["alerts"].items()
         if build.duration_seconds(entry["for"], name) > short
     }
-    overrides.setdefault(ESCALATING, {})["critical_after"] = f"{2 * short}s"
-    config = build.merge(config, {"alerts": overrides})
+    overrides.setdefault(ESCALATING, {}).update(critical_after=f"{2 * short}s", settle=f"{2 * short}s")
+    config = build.merge(config, {"alerts": overrides, "relapse_hold": f"{short}s"})
     return build.render(config), str(config["exporter_job"])
 
 
