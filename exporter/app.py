@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -38,19 +39,24 @@ OPENMETRICS = "application/openmetrics-text"
 WRITE_SLICE = 1 << 16
 
 
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+"""RFC 9110 §12.4.2: ``q`` is 0 to 1 with at most three ASCII decimals (``float`` would also take ``nan``, ``1e3``
+or ``٣``)."""
+_OWS = " \t"
+
+
 def _media_ranges(header: str) -> list[tuple[str, float]]:
-    """``Accept``/``Accept-Encoding`` -> [(lower-case value without parameters, q)]."""
+    """``Accept``/``Accept-Encoding`` -> [(lower-case value without parameters, q)]; a ``q`` that is not a qvalue
+    counts as 0 (not acceptable)."""
     ranges = []
     for part in header.split(","):
-        value, *params = (p.strip() for p in part.split(";"))
+        value, *params = (p.strip(_OWS) for p in part.split(";"))
         q = 1.0
         for param in params:
             key, _, text = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(text)
-                except ValueError:
-                    q = 0.0
+            if key.strip(_OWS).lower() == "q":
+                text = text.strip(_OWS)
+                q = float(text) if _QVALUE.fullmatch(text) else 0.0
         if value:
             ranges.append((value.lower(), q))
     return ranges

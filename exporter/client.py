@@ -26,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
@@ -74,6 +76,7 @@ DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 BODY_EXCERPT_CHARS = 200
 READ_BUFFER = 256 * 1024
 """aiohttp's read buffer per connection (also the most it inflates ahead of the reader)."""
+_DELAY_SECONDS = re.compile(r"[0-9]+")
 DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
 """``Content-Encoding`` values read: aiohttp inflates ``gzip``/``deflate`` (one coding, as advertised)."""
 
@@ -137,17 +140,22 @@ def segment(value: str) -> str:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); ``None`` when absent or unparsable."""
+    """``Retry-After`` as seconds; ``None`` when absent or not what RFC 9110 §10.2.3 allows: ``delay-seconds``
+    (ASCII digits only: ``str.isdigit`` also takes ``²`` or ``٣``, which ``float`` then refuses) or an HTTP date
+    (ASCII text; a date without a zone is read as UTC, as the RFC's dates are GMT)."""
     if value is None:
         return None
-    text = value.strip()
-    if text.isdigit():
+    text = value.strip(" \t")
+    if _DELAY_SECONDS.fullmatch(text):
         return float(text)
+    if not text.isascii():
+        return None
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        stamp = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+    return max(0.0, stamp - (time.time() if now is None else now))
 
 
 def base_path(url: str) -> str:
@@ -456,7 +464,7 @@ class FelderaClient:
 
     async def _body(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.settings.max_response_size
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        encoding = response.headers.get("Content-Encoding", "").strip(" \t").lower()
         if encoding not in DECODED_ENCODINGS:
             response.close()
             raise _Undecodable(f"unsupported Content-Encoding {encoding!r} (expected one gzip or deflate)")

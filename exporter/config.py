@@ -53,7 +53,7 @@ DEFAULT_TARGET = "default"
 API_KEY_ENV = FELDERA_API_KEY.env
 URL_ENV = FELDERA_URL.env
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _HEADER_SAFE_KEY = re.compile(r"^[\x21-\x7e]+$")
@@ -97,7 +97,7 @@ def parse_duration(value: object) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
             seconds = float(text)
         elif text and _DURATION_PART.sub("", text) == "" and _units_descend(_DURATION_PART.findall(text)):
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
@@ -131,7 +131,7 @@ def _deep(info: ValidationInfo) -> bool:
 def parse_listen_address(value: str) -> tuple[str, int]:
     """``":10027"`` -> ("", 10027) (all interfaces); ``"127.0.0.1:9"``; ``"[::1]:9"``."""
     host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit():
+    if not sep or not (port_text.isascii() and port_text.isdigit()):
         raise ValueError(f"invalid listen address {value!r}: expected [host]:port, e.g. :{DEFAULT_PORT}")
     port = int(port_text)
     if port > 65535:

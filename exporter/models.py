@@ -23,7 +23,8 @@ from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$")
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$", re.ASCII)
+"""RFC 3339 (ASCII digits only: ``re``'s ``\\d`` would take any Unicode digit, and ``int`` would read them)."""
 
 
 def parse_timestamp(value: object) -> float | None:

@@ -401,11 +401,11 @@ class BasicAuth:
 def _parse_basic(header: str | None) -> tuple[str, str] | None:
     if not header:
         return None
-    scheme, _, token = header.strip().partition(" ")
+    scheme, _, token = header.strip(" \t").partition(" ")  # RFC 9110 whitespace is SP and HTAB only
     if scheme.lower() != "basic":
         return None
     try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        decoded = base64.b64decode(token.strip(" \t"), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
     user, sep, password = decoded.partition(":")

@@ -209,6 +209,15 @@ def test_accept_negotiation_respects_q_values() -> None:
     assert wants_gzip("gzip, deflate")
     assert not wants_gzip("gzip;q=0")
     assert not wants_gzip("")
+    assert wants_gzip("gzip ; q=0.5") and wants_gzip("gzip;q=1.000")
+
+
+@pytest.mark.parametrize("q", ["nan", "inf", "1e3", "2", "0.0001", "\u0661", "\u00b9", "-1", "0x1", "1.5"])
+def test_a_q_value_outside_rfc_9110_counts_as_not_acceptable(q: str) -> None:
+    """``float`` takes ``nan``, ``inf``, ``1e3`` and Unicode digits; RFC 9110 §12.4.2 allows 0 to 1 with three ASCII
+    decimals. A value outside it is read as 0, never as a preference."""
+    assert not wants_gzip(f"gzip;q={q}")
+    assert not wants_openmetrics(f"application/openmetrics-text;q={q}")
 
 
 async def test_deleted_pipeline_vanishes_on_the_next_cycle(sim: Simulator, make_exporter: Any) -> None:

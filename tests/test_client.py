@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from exporter.client import FelderaClient, base_path, parse_retry_after
@@ -372,9 +374,53 @@ async def test_request_durations_are_recorded_per_endpoint(feldera: ScriptedFeld
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after("5") == 5.0
+    assert parse_retry_after(" 5\t") == 5.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 -0000", now=1445412480.0) == 10.0  # no zone: GMT
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u00b2",
+        "\u0663",
+        "1\u00b9",
+        "\uff15",
+        "5.0",
+        "-1",
+        "+5",
+        "1e3",
+        "0x10",
+        "\u00a05",
+        "Wed, \u0662\u0661 Oct 2015 07:28:10 GMT",
+    ],
+)
+def test_retry_after_takes_ascii_digits_only_as_rfc_9110_says(value: str) -> None:
+    """``str.isdigit`` is true for ``²`` and ``٣`` and ``float`` refuses the first: that raised ValueError, and the
+    target went down with an "unexpected" error. Anything but ASCII delay-seconds or an ASCII date is no hint."""
+    assert parse_retry_after(value) is None
+
+
+@given(st.text(max_size=40))
+def test_retry_after_never_raises(value: str) -> None:
+    delay = parse_retry_after(value, now=0.0)
+    assert delay is None or delay >= 0.0
+
+
+async def test_a_unicode_digit_in_retry_after_is_no_hint_and_the_request_is_retried_with_backoff(
+    feldera: ScriptedFeldera,
+) -> None:
+    feldera.routes["/v0/pipelines"] = [
+        feldera_error(503, "ServiceUnavailable", retry_after="\u00b2"),
+        json_response([]),
+    ]
+    sleep = FakeSleep()
+    async with make_client(feldera.url, sleep=sleep, backoff=0.25) as client:
+        assert await client.list_pipelines() == []
+    assert sleep.delays == [0.25]
+    assert requests_of(client) == {("list_pipelines", "503"): 1, ("list_pipelines", "200"): 1}
 
 
 @pytest.fixture(scope="module")

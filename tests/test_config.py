@@ -65,6 +65,8 @@ def test_durations_accept_seconds_and_units(text: object, seconds: float) -> Non
         ({"bogus": 1}, "bogus: unknown key"),
         ({"web": {"listen_address": "10027"}}, "web.listen_address: invalid listen address"),
         ({"web": {"listen_address": ":99999"}}, "web.listen_address: invalid listen address"),
+        ({"web": {"listen_address": ":\u00b2"}}, "web.listen_address: invalid listen address"),  # ASCII digits only
+        ({"poll": {"interval": "\u0661\u0665s"}}, "poll.interval: invalid duration"),
         ({"targets": []}, "targets: "),
         ({"targets": [{"url": "ftp://x"}]}, "targets[0].url: invalid URL"),
         ({"targets": [{"url": "http://user:pw@x"}]}, "targets[0].url: credentials in the URL are not supported"),
