@@ -194,8 +194,13 @@ class TargetSettings(_Section):
     tls_verify: bool = True
     timeout: Duration = 10.0
     """Deadline of one request: connecting, sending, and reading the whole answer."""
-    max_response_size: Annotated[ByteSize, Field(gt=0)] = ByteSize(256 * 1024 * 1024)
-    """Largest response body accepted, decoded (``256MiB``, ``64MB``, or bytes); a larger one is an invalid response."""
+    max_response_size: Annotated[ByteSize, Field(gt=0)] = ByteSize(24 * 1024 * 1024)
+    """Most bytes of answers (decoded) the target's requests in flight hold at once, one answer as much as all
+    (``24MiB``, ``64MB``, or bytes); an answer past it is an invalid response. Sized for the 256Mi pod
+    (docs/sizing.md)."""
+    max_pipelines: Annotated[int, Field(ge=1)] = 10_000
+    """Most pipelines the target may list; a longer list (or one too large to hold at most this many) is refused
+    before its entries are kept: the target is over limit."""
     keepalive_timeout: Duration = 15.0
     """How long an idle kept-alive connection is kept for reuse before the client closes it."""
     labels: dict[str, str] = Field(default_factory=dict)

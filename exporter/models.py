@@ -80,12 +80,24 @@ def _bool_or_none(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+MAX_TEXT_CHARS = 1024
+"""Longest text field kept from an answer (an error message, a status, an ID); the rest is cut off. A snapshot holds
+the answers of every pipeline and connector for a cycle: without a cap, one long message per connector (each
+answer under ``max_response_size``) would multiply into gigabytes. A pipeline name is never cut (it is an identity
+and the URL of its requests): a longer one makes its list entry malformed."""
+
+
 def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    return value[:MAX_TEXT_CHARS] if isinstance(value, str) else None
 
 
 def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
+    return value[:MAX_TEXT_CHARS] if isinstance(value, str) else ""
+
+
+def _length_or_none(value: object) -> int | None:
+    """How many entries a list has (the entries are not kept); anything but a list: None."""
+    return len(value) if isinstance(value, list) else None
 
 
 OptInt = Annotated[int | None, BeforeValidator(_int_or_none)]
@@ -180,11 +192,10 @@ def lenient(cls: L) -> L:
 
 @lenient
 class ErrorBody(Lenient):
-    """Feldera's error response (also the shape of ``deployment_error``)."""
+    """Feldera's error response (also the shape of ``deployment_error``); ``details`` is not kept."""
 
     message: Text = ""
     error_code: Text = ""
-    details: Any = None
 
 
 # ---- pipelines (GET /v0/pipelines, GET /v0/pipelines/{name}) -------------------------------------------------
@@ -220,8 +231,8 @@ class Pipeline(Lenient):
     """One entry of the pipeline list with ``selector=status_with_connectors`` (or ``status``/``all``)."""
 
     id: Text = ""
-    name: str
-    description: Text = ""
+    name: Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+    """At most :data:`MAX_TEXT_CHARS` characters (Feldera allows 63 bytes): an entry with a longer name is malformed."""
     created_at: Timestamp = None
     version: OptInt = None
     platform_version: Text = ""
@@ -397,7 +408,8 @@ class ControllerStatus(Lenient):
     inputs: list[InputEndpointStatus] = Field(default_factory=list)
     outputs: list[OutputEndpointStatus] = Field(default_factory=list)
     checkpoint_activity: CheckpointActivity | None = None
-    permanent_checkpoint_errors: list[Any] | None = None
+    permanent_checkpoint_errors: Annotated[int | None, BeforeValidator(_length_or_none)] = None
+    """How many permanent checkpoint errors the list holds (their descriptions are not kept)."""
 
 
 # ---- cluster --------------------------------------------------------------------------------------------------

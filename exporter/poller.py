@@ -139,9 +139,11 @@ class Poller:
         )
 
     async def _poll_target_once(self, target: TargetRuntime, started: float) -> TargetSnapshot:
-        listed = await target.client.list_pipelines()
         takes = self.plan.selection.takes
-        pipelines = [PipelineSnapshot(pipeline=p) for p in listed if takes(p.name)]
+        listing = await target.client.list_pipelines(keep=takes)
+        if listing.skipped:
+            log.warning("%s: pipeline list: %s", target.name, listing.skipped.describe())
+        pipelines = [PipelineSnapshot(pipeline=p) for p in listing.pipelines]
         answers = await asyncio.gather(
             self._poll_pipelines(target, pipelines),
             *(self._target_request(target, request) for request in self.plan.target_requests),

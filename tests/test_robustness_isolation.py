@@ -150,7 +150,7 @@ async def test_any_exception_polling_a_target_marks_only_that_target_down(
     feldera.list_pipelines(pipeline_json("p"))
     poller = new_poller(two_targets(good.url, feldera.url), clock=Ticks())
 
-    async def broken() -> Any:
+    async def broken(**_: object) -> Any:
         raise MemoryError("simulated\r\nforged line")
 
     poller.targets[1].client.list_pipelines = broken  # type: ignore[method-assign]
