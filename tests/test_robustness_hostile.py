@@ -9,8 +9,7 @@ import time
 import pytest
 
 from exporter.config import build_settings
-from exporter.poller import Poller
-from tests.conftest import ScriptedFeldera, json_response, pipeline_json
+from tests.conftest import ScriptedFeldera, json_response, new_poller, pipeline_json
 
 
 def lines_of(caplog: pytest.LogCaptureFixture, logger: str = "exporter") -> list[str]:
@@ -30,7 +29,7 @@ async def test_a_list_of_thousands_of_bad_entries_writes_one_line_per_cycle(
     settings = build_settings(
         {"targets": [{"url": feldera.url}], "collectors": {"cluster": False, "server": False}}, env={}
     )
-    poller = Poller(settings)
+    poller = new_poller(settings)
     caplog.set_level(logging.INFO)
     try:
         for cycle in range(2):
@@ -62,7 +61,7 @@ async def test_a_list_of_200000_malformed_entries_is_over_limit_in_one_line_and_
         },
         env={},
     )
-    poller = Poller(settings)
+    poller = new_poller(settings)
     caplog.set_level(logging.INFO)
     try:
         snapshot = await poller.poll_once()
