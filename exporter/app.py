@@ -145,7 +145,11 @@ class Exporter:
         self._reload_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._limits = limits
+        web_settings = settings.web
+        self._limits = limits or ServerLimits(
+            max_connections=web_settings.max_connections,
+            max_connections_per_address=web_settings.max_connections_per_address,
+        )
         self._server: WebServer | None = None
         self._security: WebSecurity | None = None
         self._scheme = "http"
@@ -159,7 +163,7 @@ class Exporter:
         """
         await self.sidecar.start(timers=poll_loop)
         settings = self.settings.web
-        app = web.Application(client_max_size=(self._limits or ServerLimits()).max_body_bytes)
+        app = web.Application(client_max_size=self._limits.max_body_bytes)
         ssl_context = None
         if settings.config_file is not None:  # TLS and basic auth (exporter-toolkit format); raises WebConfigError
             security = self._security = WebSecurity(settings.config_file)

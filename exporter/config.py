@@ -150,6 +150,19 @@ class WebSettings(_Section):
     """Allow POST/DELETE on ``/api/v1/reset-watches`` (GET is always served); like Prometheus'
     ``--web.enable-admin-api``: off by default, since anyone who reaches the port could otherwise make the
     exporter poll Feldera with its API key."""
+    max_connections: Annotated[int, Field(ge=1, le=65_536)] = 128
+    """Open connections to the endpoint; at the cap the one idle the longest is closed for a new one."""
+    max_connections_per_address: Annotated[int, Field(ge=1, le=65_536)] = 32
+    """Open connections of one remote address (its share of ``max_connections``)."""
+
+    @model_validator(mode="after")
+    def _check_share(self) -> WebSettings:
+        if self.max_connections_per_address > self.max_connections:
+            raise ValueError(
+                f"max_connections_per_address ({self.max_connections_per_address}) is more than max_connections "
+                f"({self.max_connections})"
+            )
+        return self
 
     @field_validator("listen_address")
     @classmethod

@@ -170,7 +170,7 @@ class Lenient:
         return cast(Self, cls._adapter.validate_python(obj))
 
     @classmethod
-    def model_validate_json(cls, data: str | bytes) -> Self:
+    def model_validate_json(cls, data: str | bytes | bytearray) -> Self:
         """Parse and validate JSON text in one pass; raises :class:`pydantic.ValidationError` (type
         ``json_invalid`` when it is not JSON)."""
         return cast(Self, cls._adapter.validate_json(data))

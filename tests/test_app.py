@@ -414,7 +414,8 @@ async def test_scrapers_that_never_read_hold_bounded_memory_and_are_dropped_at_t
         ]
     )
     async with Simulator(fleet, clock=ManualClock()) as simulator:
-        exporter = await make_exporter(settings_for(simulator.url), limits=ServerLimits(request_timeout=3.0))
+        limits = ServerLimits(request_timeout=3.0, max_connections_per_address=64)  # 40 from one address
+        exporter = await make_exporter(settings_for(simulator.url), limits=limits)
         await exporter.poll_once()
         loop = asyncio.get_running_loop()
         before = _rss_bytes()
