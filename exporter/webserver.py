@@ -3,10 +3,12 @@
 aiohttp parses requests and writes responses; this module adds only what aiohttp has no setting for (see
 ``docs/security.md`` for every limit and its value):
 
-* a cap on open connections that a scraper always gets through: connections are accepted one at a time, and when
-  the cap is reached the connection idle the longest (no request in progress: kept alive, still sending its request
-  head, or in its TLS handshake) is closed to make room; only while every slot holds a request in progress does a
-  new connection wait (in the kernel's backlog);
+* a cap on open connections that a scraper always gets through: connections are accepted as they come (up to
+  ``backlog`` of them waiting here, more in the kernel's listen backlog) and let in one address after the other
+  (round robin), so one crowded address does not queue the others behind it; at the cap one connection without a
+  request in progress is closed to make room: first the one kept alive the longest since its last answer, else
+  (past a short grace) the one waiting the longest for its first request (sending its head slowly, or in its TLS
+  handshake); only while none may be closed does a new connection wait;
 * a share per remote address: one address holding its share gets its own longest-idle connection closed for a new
   one, or the new one closed at once while all of its share is busy;
 * a request waiting for something slow that is not the connection's doing (bcrypt) can set its slot aside
@@ -26,6 +28,7 @@ complete request head in time, however slowly its bytes trickle in: that is the 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
@@ -74,15 +77,16 @@ class ServerLimits:
     request_timeout: float | None = 30.0
     """Seconds for the handler plus writing the whole response (the write deadline); ``None``: no deadline."""
     max_connections: int = 128
-    """Open connections (TLS handshakes included). At the cap a new connection closes the one idle the longest; it
-    waits in the listen backlog only while every slot holds a request in progress."""
+    """Open connections (TLS handshakes included). At the cap a new connection closes one without a request in
+    progress (the one kept alive the longest, else a new one past its grace); it waits only while none may be
+    closed."""
     max_connections_per_address: int = 32
-    """Open connections of one remote address; past it, its own longest-idle one is closed for the new one, or the
-    new one is closed at once while none of them may be closed."""
-    idle_to_close: float = 0.25
-    """Seconds a connection must have been idle (no request in progress) before it may be closed to make room: a
-    client's request arrives within milliseconds of connecting (or of its previous answer), so under a storm of new
-    connections a scraper's is not closed before its request is read."""
+    """Open (and waiting) connections of one remote address; past it, one of its own is closed for the new one as
+    above, or the new one is closed at once."""
+    new_connection_grace: float = 0.25
+    """Seconds a new connection that has had no answer yet is safe from being closed to make room: a client's
+    request arrives within milliseconds of connecting, so under a storm of new connections a scraper's is not
+    closed before its request is read (a kept-alive connection may be closed as soon as its answer is sent)."""
     tls_handshake_timeout: float = 5.0
     max_line_size: int = 8190
     """Bytes in the request line or one header line; longer: 400."""
@@ -95,6 +99,8 @@ class ServerLimits:
     shutdown_timeout: float = 2.0
     """On close, seconds a request in progress may still take before it is cancelled and its connection aborted."""
     backlog: int = 128
+    """Connections accepted and waiting to be let in (round robin by address); as many more wait in the kernel's
+    listen backlog."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +148,7 @@ class _Slot:
     It counts against the cap and its address's share while ``held``; it can be closed to make room while it has
     no request in progress (``busy`` 0), then it is in its server's idle order (the longest idle first)."""
 
-    __slots__ = ("address", "aside", "busy", "held", "idle_since", "server", "task", "transport")
+    __slots__ = ("address", "answered", "aside", "busy", "held", "idle_since", "server", "task", "transport")
 
     def __init__(self, server: WebServer, address: str) -> None:
         self.server = server
@@ -150,6 +156,8 @@ class _Slot:
         self.held = True
         self.aside = False
         self.busy = 0
+        self.answered = False
+        """Whether a request of it has ended: it is kept alive between requests, not new."""
         self.idle_since = 0.0
         """The event loop's time when its last request ended (or it was accepted)."""
         self.task: asyncio.Task[None] | None = None
@@ -265,10 +273,20 @@ class WebServer:
         self._by_transport: dict[asyncio.BaseTransport, _Slot] = {}
         self._held = 0
         self._per_address: dict[str, int] = {}
-        self._idle: dict[_Slot, None] = {}
-        """Held slots without a request in progress, the longest idle first (insertion order)."""
+        self._new: dict[_Slot, None] = {}
+        """Held slots without an answer yet and no request in progress, the oldest first (insertion order)."""
+        self._kept: dict[_Slot, None] = {}
+        """Held slots kept alive between requests, the longest idle first (insertion order)."""
         self._room = asyncio.Event()
-        """Set when a slot is given back or becomes idle: what the accept loop waits for at the cap."""
+        """Set when a slot is given back or becomes idle: what the admission waits for at the cap."""
+        self._waiting: dict[str, collections.deque[socket.socket]] = {}
+        """Accepted sockets not let in yet, by remote address; an address goes to the end once one of its is let in."""
+        self._waiting_count = 0
+        self._arrived = asyncio.Event()
+        """Set when a socket is added to :attr:`_waiting` (the admission waits for it)."""
+        self._taken = asyncio.Event()
+        """Set when one is let in (accepting waits for it while ``backlog`` sockets wait)."""
+        self._admitting: asyncio.Task[None] | None = None
         self._setup_failures = 0
         self._setup_reported: float | None = None
         self._setup_last = ""
@@ -297,6 +315,7 @@ class WebServer:
             await self._runner.cleanup()
             raise
         self._accepting = asyncio.create_task(self._accept_loop(), name=f"accept-{self.port}")
+        self._admitting = asyncio.create_task(self._admit_loop(), name=f"admit-{self.port}")
 
     async def close(self) -> None:
         """Stop accepting; requests in progress get ``shutdown_timeout`` to finish, then every connection goes."""
@@ -305,12 +324,18 @@ class WebServer:
         if self._setup_flush is not None:
             self._setup_flush.cancel()
             self._flush_setup_failures()  # held back until now: reported before the server goes
-        self._accepting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._accepting
-        self._accepting = None
+        for task in (self._accepting, self._admitting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._accepting = self._admitting = None
         if self._socket is not None:
             self._socket.close()
+        for queue in self._waiting.values():
+            for sock in queue:
+                sock.close()
+        self._waiting.clear()
         for task in list(self._connecting):
             task.cancel()
         await asyncio.gather(*self._connecting, return_exceptions=True)
@@ -338,9 +363,14 @@ class WebServer:
     # ---- connections ----------------------------------------------------------------------------------------
 
     async def _accept_loop(self) -> None:
+        """Take connections from the kernel as they come, into :attr:`_waiting` (up to ``backlog`` of them)."""
         loop = asyncio.get_running_loop()
         assert self._socket is not None
         while True:
+            if self._waiting_count >= self._limits.backlog:
+                self._taken.clear()
+                await self._taken.wait()
+                continue
             try:
                 sock, peer = await loop.sock_accept(self._socket)
             except OSError as exc:  # e.g. EMFILE: wait a little instead of spinning (and logging) per attempt
@@ -349,53 +379,79 @@ class WebServer:
                 continue
             address = str(peer[0]) if isinstance(peer, tuple) else ""
             if not self._share_left(address):
-                sock.close()  # every connection of its share has a request in progress: this one cannot wait
+                sock.close()  # no connection of its share may be closed for this one: it cannot wait either
                 continue
-            try:
-                await self._room_made()
-            except BaseException:
-                sock.close()
-                raise
+            self._waiting.setdefault(address, collections.deque()).append(sock)
+            self._waiting_count += 1
+            self._arrived.set()
+
+    async def _admit_loop(self) -> None:
+        """Let waiting connections in as slots free, one address after the other."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            await self._room_made()
+            address = next(iter(self._waiting))
+            queue = self._waiting.pop(address)
+            sock = queue.popleft()
+            if queue:
+                self._waiting[address] = queue  # behind every other address waiting
+            self._waiting_count -= 1
+            self._taken.set()
             slot = _Slot(self, address)
             slot.idle_since = loop.time()
             self._held += 1
             self._per_address[address] = self._per_address.get(address, 0) + 1
-            self._idle[slot] = None
+            self._new[slot] = None
             slot.task = asyncio.create_task(self._connect(sock, slot))
             self._connecting.add(slot.task)
             slot.task.add_done_callback(self._connecting.discard)
 
     def _share_left(self, address: str) -> bool:
-        """Whether ``address`` may open one more connection, after closing its longest-idle one if it must."""
-        if self._per_address.get(address, 0) < self._limits.max_connections_per_address:
+        """Whether ``address`` may open one more connection (its open ones and those waiting to be let in), after
+        closing one of its own if it must."""
+        waiting = len(self._waiting.get(address, ()))
+        if self._per_address.get(address, 0) + waiting < self._limits.max_connections_per_address:
             return True
-        oldest = next((slot for slot in self._idle if slot.address == address), None)
-        if oldest is None or self._idle_for(oldest) < self._limits.idle_to_close:
+        kept = (slot for slot in self._kept if slot.address == address)
+        new = (slot for slot in self._new if slot.address == address)
+        victim = next(kept, None) or next(new, None)
+        if victim is None or not self._closable(victim):
             return False
-        oldest.close()
+        victim.close()
         return True
 
     async def _room_made(self) -> None:
-        """Return once a slot is free: at the cap, by closing the connection idle the longest (once it has been idle
-        ``idle_to_close``), or by waiting for one to end or to have been idle that long."""
+        """Return once a slot is free: at the cap, by closing the connection kept alive the longest, else the new
+        one waiting the longest for its first request once past its grace, else by waiting for either."""
         while self._held >= self._limits.max_connections:
-            oldest = next(iter(self._idle), None)
-            if oldest is not None and self._idle_for(oldest) >= self._limits.idle_to_close:
-                oldest.close()
+            victim = next(iter(self._kept), None) or next(iter(self._new), None)
+            if victim is not None and self._closable(victim):
+                victim.close()
                 return
             self._room.clear()
-            wait = None if oldest is None else self._limits.idle_to_close - self._idle_for(oldest)
+            wait = None if victim is None else self._limits.new_connection_grace - self._idle_for(victim)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._room.wait()
+
+    def _closable(self, slot: _Slot) -> bool:
+        return slot.answered or self._idle_for(slot) >= self._limits.new_connection_grace
 
     @staticmethod
     def _idle_for(slot: _Slot) -> float:
         return asyncio.get_running_loop().time() - slot.idle_since
 
+    def _not_idle(self, slot: _Slot) -> None:
+        self._new.pop(slot, None)
+        self._kept.pop(slot, None)
+
     def _release(self, slot: _Slot) -> None:
         """Give the slot's place back (once): no longer counted, nor closable to make room."""
-        self._idle.pop(slot, None)
+        self._not_idle(slot)
         if slot.held:
             slot.held = False
             if not slot.aside:
@@ -422,7 +478,7 @@ class WebServer:
         self._release(slot)
 
     def _set_aside(self, slot: _Slot) -> None:
-        self._idle.pop(slot, None)
+        self._not_idle(slot)
         slot.aside = True
         self._uncount(slot.address)
         self._room.set()
@@ -503,14 +559,15 @@ class WebServer:
             return await self._guarded(request, handler)
         request[_SLOT] = slot
         slot.busy += 1
-        self._idle.pop(slot, None)
+        self._not_idle(slot)
         try:
             return await self._guarded(request, handler)
         finally:
             slot.busy -= 1
             if slot.busy == 0 and slot.held and not slot.aside:
+                slot.answered = True
                 slot.idle_since = asyncio.get_running_loop().time()
-                self._idle[slot] = None  # the end of the idle order: the most recently active
+                self._kept[slot] = None  # the end of the order: the most recently active
                 self._room.set()
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -466,11 +466,11 @@ class Holding:
         return connections
 
 
-async def test_at_the_cap_a_new_connection_closes_the_one_idle_the_longest() -> None:
+async def test_at_the_cap_a_new_connection_closes_the_one_kept_alive_the_longest() -> None:
     """Before, the first 128 connections held the cap for as long as they kept alive (each request re-armed it):
-    130 idle clients locked Prometheus out. Now the one idle the longest is closed (gracefully: a client about to
-    reuse it sees it closed and connects again) and the newcomer served at once."""
-    limits = ServerLimits(max_connections=2, idle_to_close=0.0)
+    130 idle clients locked Prometheus out. Now the one kept alive the longest since its last answer is closed
+    (gracefully: a client about to reuse it sees it closed and connects again) and the newcomer served at once."""
+    limits = ServerLimits(max_connections=2, new_connection_grace=3600.0)
     async with serving(limits) as server:
         oldest, newer = await _idle(server.port), await _idle(server.port)
         reader, writer = await _request(server.port)
@@ -483,25 +483,32 @@ async def test_at_the_cap_a_new_connection_closes_the_one_idle_the_longest() -> 
             other.close()
 
 
-async def test_a_connection_idle_for_less_than_idle_to_close_is_not_closed_and_the_newcomer_waits() -> None:
-    """A connection just opened (its request not read yet) or just answered is not closed to make room: under a
-    storm of new connections a scraper's own would be closed before its request was read."""
-    limits = ServerLimits(max_connections=2, idle_to_close=3600.0)
+@pytest.mark.parametrize("grace", [0.0, 3600.0])
+async def test_a_new_connection_waiting_for_its_first_request_is_closed_only_past_its_grace(grace: float) -> None:
+    """One that has sent nothing yet (or trickles its head, or sits in its TLS handshake) may be closed for room,
+    the longest waiting first, but not within ``new_connection_grace`` of connecting: under a storm of new
+    connections a scraper's own would be closed before its request was read."""
+    limits = ServerLimits(max_connections=2, new_connection_grace=grace)
     async with serving(limits) as server:
-        held = [await _idle(server.port), await _idle(server.port)]
-        reader, writer = await _request(server.port)  # accepted only when a slot frees
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):
-                await reader.read()
-        held[0][1].close()
+        silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await eventually(lambda: server.open_connections == 2, "both accepted")
+        reader, writer = await _request(server.port)
+        if grace:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await reader.read()
+            silent[1][1].close()  # the newcomer is served once a slot frees
         assert (await _answered(reader)).startswith(b"HTTP/1.1 200")
-        for _, other in (*held, (reader, writer)):
+        if not grace:
+            assert await _closed(silent[0][0])  # the one waiting the longest
+            assert not silent[1][0].at_eof()
+        for _, other in (*silent, (reader, writer)):
             other.close()
 
 
 async def test_while_every_slot_holds_a_request_in_progress_a_new_connection_waits() -> None:
     holding = Holding()
-    async with WebServer(holding.app(), limits=ServerLimits(max_connections=2, idle_to_close=0.0)) as server:
+    async with WebServer(holding.app(), limits=ServerLimits(max_connections=2, new_connection_grace=0.0)) as server:
         busy = await holding.requests(server.port, 2)
         reader, writer = await _request(server.port)
         with pytest.raises(TimeoutError):
@@ -518,7 +525,7 @@ async def test_one_address_holds_at_most_its_share() -> None:
     """Its own longest-idle connection is closed for a new one; when none can be, the new one is closed at once
     (the accept loop never waits on one address). Another address is served meanwhile."""
     holding = Holding()
-    limits = ServerLimits(max_connections=10, max_connections_per_address=2, idle_to_close=0.0)
+    limits = ServerLimits(max_connections=10, max_connections_per_address=2, new_connection_grace=0.0)
     async with WebServer(holding.app(), limits=limits) as server:
         oldest, newer = await _idle(server.port, source="127.0.0.2"), await _idle(server.port, source="127.0.0.2")
         third = await _idle(server.port, source="127.0.0.2")
@@ -539,7 +546,7 @@ async def test_a_request_with_its_slot_set_aside_counts_neither_against_the_cap_
     """What a request waiting for bcrypt does: its connection can neither be closed for room nor keep others
     out; afterwards it counts again."""
     holding = Holding(aside=True)
-    limits = ServerLimits(max_connections=1, max_connections_per_address=1, idle_to_close=0.0)
+    limits = ServerLimits(max_connections=1, max_connections_per_address=1, new_connection_grace=0.0)
     async with WebServer(holding.app(), limits=limits) as server:
         (waiting,) = await holding.requests(server.port, 1)
         assert server.open_connections == 0
