@@ -521,6 +521,36 @@ async def test_while_every_slot_holds_a_request_in_progress_a_new_connection_wai
             connection[1].close()
 
 
+async def test_waiting_connections_are_let_in_one_address_after_the_other() -> None:
+    """Five connections from one address wait before one from another: the latter is let in second, not sixth, so
+    a crowd from a few addresses does not queue a scraper behind it."""
+    holding = Holding()
+    served: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        served.append(request.path)
+        return await holding.handle(request)
+
+    app = web.Application()
+    app.router.add_route("*", EVERY_PATH, record)
+    limits = ServerLimits(max_connections=1, new_connection_grace=3600.0)
+    async with WebServer(app, limits=limits) as server:
+        (busy,) = await holding.requests(server.port, 1)
+        waiting = []
+        for path, source in [*((f"/crowd-{i}", "127.0.0.2") for i in range(5)), ("/scraper", "127.0.0.3")]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=(source, 0))
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            waiting.append((reader, writer))
+        await eventually(lambda: server._waiting_count == 6, "all six waiting")
+        holding.release.set()
+        busy[1].close()  # the slot frees
+        for reader, writer in waiting:
+            async with asyncio.timeout(10):
+                assert (await reader.read()).startswith(b"HTTP/1.1 200")
+            writer.close()
+    assert served == ["/hold", "/crowd-0", "/scraper", "/crowd-1", "/crowd-2", "/crowd-3", "/crowd-4"]
+
+
 async def test_one_address_holds_at_most_its_share() -> None:
     """Its own longest-idle connection is closed for a new one; when none can be, the new one is closed at once
     (the accept loop never waits on one address). Another address is served meanwhile."""
