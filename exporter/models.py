@@ -95,6 +95,14 @@ def _str(value: object) -> str:
     return value[:MAX_TEXT_CHARS] if isinstance(value, str) else ""
 
 
+def _name(value: object) -> object:
+    """A name as it is (lone surrogates included: they are served as U+FFFD), unless longer than
+    :data:`MAX_TEXT_CHARS` (pydantic's ``max_length`` would also refuse lone surrogates)."""
+    if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+        raise ValueError(f"longer than {MAX_TEXT_CHARS} characters ({len(value)})")
+    return value
+
+
 def _length_or_none(value: object) -> int | None:
     """How many entries a list has (the entries are not kept); anything but a list: None."""
     return len(value) if isinstance(value, list) else None
@@ -231,7 +239,7 @@ class Pipeline(Lenient):
     """One entry of the pipeline list with ``selector=status_with_connectors`` (or ``status``/``all``)."""
 
     id: Text = ""
-    name: Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+    name: Annotated[str, BeforeValidator(_name)]
     """At most :data:`MAX_TEXT_CHARS` characters (Feldera allows 63 bytes): an entry with a longer name is malformed."""
     created_at: Timestamp = None
     version: OptInt = None
