@@ -74,8 +74,14 @@ def wants_gzip(accept_encoding: str) -> bool:
     return any(v in ("gzip", "*") and q > 0 for v, q in _media_ranges(accept_encoding))
 
 
-RESTART_KEYS = ("web.listen_address", "web.config_file", "reset_watches.state_file")
-"""Keys a reload does not apply (the listening socket and its TLS, the state file's owner): a restart does."""
+RESTART_KEYS = (
+    "web.listen_address",
+    "web.config_file",
+    "web.max_connections",
+    "web.max_connections_per_address",
+    "reset_watches.state_file",
+)
+"""Keys a reload does not apply (the listening socket, its TLS and limits, the state file's owner): a restart does."""
 
 
 def changed_keys(old: Settings, new: Settings) -> list[str]:
@@ -253,12 +259,8 @@ class Exporter:
         changes = changed_keys(self.settings, settings)
         pinned = [key for key in changes if key in RESTART_KEYS]
         if pinned:
-            web = settings.web.model_copy(
-                update={
-                    "listen_address": self.settings.web.listen_address,
-                    "config_file": self.settings.web.config_file,
-                }
-            )
+            kept = [key.removeprefix("web.") for key in RESTART_KEYS if key.startswith("web.")]
+            web = settings.web.model_copy(update={key: getattr(self.settings.web, key) for key in kept})
             resets = settings.reset_watches.model_copy(update={"state_file": self.settings.reset_watches.state_file})
             settings = settings.model_copy(update={"web": web, "reset_watches": resets})
         async with self._cycle_lock:  # between two cycles
