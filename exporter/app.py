@@ -13,7 +13,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -22,14 +22,15 @@ from pydantic import BaseModel
 
 from exporter import __version__
 from exporter.config import ConfigError, Settings, TargetSettings
-from exporter.landing import LandingView, digest, render_landing
+from exporter.landing import render_landing
 from exporter.logsafe import clean
-from exporter.metrics import emitted_specs, families, fields_read, selection_warnings
+from exporter.metrics import emitted_specs, fields_read, selection_warnings
 from exporter.plan import PollPlan, make_plan
-from exporter.poller import Poller
-from exporter.render import Rendered, render
+from exporter.poller import Poller, TargetRuntime
+from exporter.render import Rendered
+from exporter.served import Part, Served
 from exporter.sidecar import Sidecar
-from exporter.snapshot import Snapshot
+from exporter.snapshot import Snapshot, TargetSnapshot
 from exporter.webconfig import WebSecurity
 from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
@@ -121,6 +122,38 @@ def poll_plan(settings: Settings) -> PollPlan:
     return make_plan(settings, fields_read(settings))
 
 
+class _Gate:
+    """Targets' cycles run side by side; a reload waits for those running and holds new ones back meanwhile."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @contextlib.asynccontextmanager
+    async def cycle(self) -> AsyncIterator[None]:
+        await self._open.wait()
+        self._running += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        self._open.clear()
+        try:
+            await self._idle.wait()
+            yield
+        finally:
+            self._open.set()
+
+
 class Exporter:
     """``await start()`` serves and polls in the background; ``await stop()`` ends both.
 
@@ -140,17 +173,16 @@ class Exporter:
         self.poller = Poller(settings, poll_plan(settings), sidecar=self.sidecar, clock=clock)
         self._polled = self.poller.plan.fields
         self._disabled = settings.collectors.disabled()
-        self._specs = emitted_specs(settings)
         for warning in selection_warnings(settings):
             log.warning("%s", warning)
         sharding = settings.sharding
-        self._rendered, landing = self._render(Snapshot(shard=sharding.shard, total_shards=sharding.total_shards))
-        self._landing = landing or LandingView(shard=sharding.shard, total_shards=sharding.total_shards)
+        self._served = Served(emitted_specs(settings), sharding.shard, sharding.total_shards)
+        self._gate = _Gate()
         self._ready = False
-        self._cycle_lock = asyncio.Lock()
         self._reload_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._poll_loops = False
         web_settings = settings.web
         self._limits = limits or ServerLimits(
             max_connections=web_settings.max_connections,
@@ -186,15 +218,12 @@ class Exporter:
             len(self.settings.targets),
         )
         if poll_loop:
-            self._loop_task = asyncio.create_task(self._poll_loop(), name="poll-loop")
+            self._poll_loops = True
+            self._start_loops()
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        await self._stop_loops(list(self._loops))
         await self.sidecar.stop()
         if self._server is not None:
             await self._server.close()
@@ -231,6 +260,8 @@ class Exporter:
 
     @property
     def ready(self) -> bool:
+        """Every configured target has been polled once (its part is served); stays so (a reload adding a target
+        does not make a running exporter unready)."""
         return self._ready
 
     # ---- reloading (SIGHUP) ---------------------------------------------------------------------------------
@@ -263,13 +294,20 @@ class Exporter:
             web = settings.web.model_copy(update={key: getattr(self.settings.web, key) for key in kept})
             resets = settings.reset_watches.model_copy(update={"state_file": self.settings.reset_watches.state_file})
             settings = settings.model_copy(update={"web": web, "reset_watches": resets})
-        async with self._cycle_lock:  # between two cycles
+        async with self._gate.exclusive():  # between two cycles of every target
             plan = poll_plan(settings)
             retired = self.poller.reconfigure(settings, plan)
             await self.sidecar.reconfigure(settings, {target.name: target.client for target in self.poller.targets})
             self.settings, self._polled = settings, plan.fields
-            self._disabled, self._specs = settings.collectors.disabled(), emitted_specs(settings)
+            self._disabled = settings.collectors.disabled()
+            self._served.select(emitted_specs(settings))
             logging.getLogger().setLevel(settings.log_level.upper())
+            removed = [name for name in self._served.published() | set(self._loops) if self.poller.target(name) is None]
+        await self._stop_loops(removed)
+        if removed:
+            await self._publish(None)  # their parts go now
+        if self._poll_loops:
+            self._start_loops()
         await asyncio.gather(*(client.aclose() for client in retired), return_exceptions=True)
         applied = [key for key in changes if key not in pinned]
         log.info("configuration reloaded: %s", ", ".join(applied) or "no change")
@@ -285,35 +323,60 @@ class Exporter:
     # ---- polling --------------------------------------------------------------------------------------------
 
     async def poll_once(self) -> Snapshot:
-        """One cycle now: poll, translate, render, swap. Returns the new snapshot, which the exporter itself does
-        not keep: it serves the rendered exposition and the landing page's digest, so the next cycle is polled
-        beside one cycle's data, not two (docs/performance.md)."""
-        async with self._cycle_lock:
-            snapshot = await self.poller.poll_once()
-            # ~2 s of CPU at 10,000 pipelines: in a worker thread, so scrapes keep being answered meanwhile
-            self._rendered, landing = await asyncio.to_thread(self._render, snapshot)
-            self._ready = True
-            if landing is not None:
-                self._landing = landing
-            return snapshot
+        """One cycle of every target now, each published as it ends (as the loops do). Returns the snapshot of the
+        cycles, which the exporter itself does not keep: it serves each target's rendered part and page view, so a
+        target's next cycle is polled beside one cycle's data, not two (docs/performance.md)."""
+        async with self._gate.cycle():
+            targets = await asyncio.gather(*(self._cycle(target) for target in self.poller.targets))
+        sharding = self.settings.sharding
+        return Snapshot(
+            targets=tuple(targets),
+            taken_at=self._clock(),
+            shard=sharding.shard,
+            total_shards=sharding.total_shards,
+            state_file_errors=tuple(self.sidecar.resets.state_file_errors.items()),
+        )
 
-    def _render(self, snapshot: Snapshot) -> tuple[Rendered, LandingView | None]:
-        rendered = render(families(snapshot, specs=self._specs))
-        try:
-            return rendered, digest(snapshot)
-        except Exception as exc:  # a bug in the page must not stop /metrics: the page keeps its older cycle and age
-            log.error("landing page not updated this cycle: %s: %s", type(exc).__name__, clean(exc))
-            return rendered, None
+    async def _cycle(self, target: TargetRuntime) -> TargetSnapshot:
+        """Poll one target (cut off at ``poll.cycle_deadline``), make its part and serve it."""
+        snapshot = await self.poller.poll_target(target)
+        # up to ~2 s of CPU at 10,000 pipelines: in a worker thread, so scrapes and other targets go on meanwhile
+        part = await asyncio.to_thread(self._served.target_part, snapshot, self._clock())
+        await self._publish((target.name, part))
+        return snapshot
 
-    async def _poll_loop(self) -> None:
+    async def _publish(self, part: tuple[str, Part] | None) -> None:
+        order = [target.name for target in self.settings.targets]
+        await self._served.publish(order, self.sidecar.resets.state_file_errors.items(), part)
+        self._ready = self._ready or self._served.published() >= set(order)
+
+    def _start_loops(self) -> None:
+        """A poll loop for each configured target that has none."""
+        for target in self.settings.targets:
+            if target.name not in self._loops:
+                self._loops[target.name] = asyncio.create_task(self._poll_loop(target.name), name=f"poll {target.name}")
+
+    async def _stop_loops(self, names: list[str]) -> None:
+        tasks = [self._loops.pop(name) for name in names if name in self._loops]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _poll_loop(self, name: str) -> None:
+        """One target's cycles, every ``poll.interval`` from the start of the last (at once when it took longer),
+        whatever the other targets do."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while not self._stopping.is_set():
+            target = self.poller.target(name)
+            if target is None:  # removed by a reload
+                return
             try:
-                await self.poll_once()
+                async with self._gate.cycle():
+                    await self._cycle(target)
             except Exception:
-                log.exception("poll cycle failed")
-            next_at = max(next_at + self.settings.poll.interval, loop.time())  # a reload may change the interval
+                log.exception("%s: poll cycle failed", name)
+            next_at = max(next_at + self.settings.poll.interval, loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), next_at - loop.time())
 
@@ -340,13 +403,13 @@ class Exporter:
         return web.Response(text="OK\n")
 
     async def _readiness(self, request: web.Request) -> web.Response:
-        if self._ready:
+        if self.ready:
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready: the first poll cycle has not completed\n")
 
     async def _landing_page(self, request: web.Request) -> web.Response:
         page = render_landing(
-            self._landing,
+            self._served.landing,
             now=self._clock(),
             version=__version__,
             polled=self._polled,
@@ -357,7 +420,7 @@ class Exporter:
     async def _metrics(self, request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         gzipped = wants_gzip(request.headers.get("Accept-Encoding", ""))
-        response = web.Response(body=_Exposition(self._rendered, openmetrics=openmetrics, gzipped=gzipped))
+        response = web.Response(body=_Exposition(self._served.rendered, openmetrics=openmetrics, gzipped=gzipped))
         response.headers["Vary"] = "Accept, Accept-Encoding"
         if gzipped:
             response.headers["Content-Encoding"] = "gzip"
@@ -383,13 +446,14 @@ class _Exposition(Payload):
         self._openmetrics = openmetrics
         self._gzipped = gzipped
         self._size = (
-            len(rendered.gzipped(openmetrics=openmetrics)) if gzipped else rendered.plain_size(openmetrics=openmetrics)
+            rendered.gzip_size(openmetrics=openmetrics) if gzipped else rendered.plain_size(openmetrics=openmetrics)
         )
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         rendered: Rendered = self._value
         if self._gzipped:
-            await _write_slices(writer, rendered.gzipped(openmetrics=self._openmetrics))
+            for piece in rendered.gzip_chunks(openmetrics=self._openmetrics):
+                await _write_slices(writer, piece)
             return
         chunks = rendered.plain_chunks(openmetrics=self._openmetrics)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:

@@ -193,8 +193,12 @@ class WebSettings(_Section):
 
 class PollSettings(_Section):
     interval: Duration = 15.0
+    """Time between the starts of two cycles of a target (each target on its own)."""
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
     """Maximum in-flight API requests per target."""
+    cycle_deadline: Duration = 30.0
+    """Longest a target's cycle may take: past it, what has not been answered is left out (the target down if the
+    pipeline list was not), and the target's part is published as it is."""
 
 
 class TargetSettings(_Section):
@@ -214,6 +218,9 @@ class TargetSettings(_Section):
     max_pipelines: Annotated[int, Field(ge=1)] = 10_000
     """Most pipelines the target may list; a longer list (or one too large to hold at most this many) is refused
     before its entries are kept: the target is over limit."""
+    max_connectors: Annotated[int, Field(ge=1)] = 40_000
+    """Most connectors (inputs and outputs of the pipelines' stats) kept per target and cycle; past it, the stats of
+    the remaining pipelines are not asked: the target is over limit."""
     keepalive_timeout: Duration = 15.0
     """How long an idle kept-alive connection is kept for reuse before the client closes it."""
     labels: dict[str, str] = Field(default_factory=dict)

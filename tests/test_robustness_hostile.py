@@ -184,6 +184,7 @@ async def test_a_list_of_200000_malformed_entries_is_over_limit_in_one_line_and_
     bad, good = snapshot.targets
     assert not bad.up and good.up and [p.name for p in good.pipelines] == ["fine"]
     assert lines_of(caplog) == [
-        "bad: listing pipelines failed: list_pipelines: the list holds 200000 pipelines, more than 10000 "
+        "bad: over its pipeline limit, not polled: list_pipelines: the list holds 200000 pipelines, more than 10000 "
         "(max_pipelines 10000)"
     ]
+    assert bad.over_limit == {"pipelines"} and good.over_limit == frozenset()
