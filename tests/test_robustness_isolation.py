@@ -177,4 +177,6 @@ async def test_a_pipeline_that_cannot_be_translated_loses_only_its_own_series(
     assert names == {"ok", "also-ok"}
     assert found[("feldera_exporter_dropped_pipelines", frozenset({("target", "default")}))] == 1.0
     (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert line.startswith("default/bad: series left out this cycle, translating the pipeline failed: ")
+    assert line.startswith(
+        "default: 1 pipeline(s) left out of this cycle's series, translating them failed, e.g. bad: "
+    )
