@@ -21,10 +21,14 @@ import aiohttp
 import bcrypt
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
 from exporter.config import build_settings
-from tests.conftest import ScriptedFeldera, json_response, new_poller, pipeline_json
+from exporter.metrics import families
+from exporter.render import render
+from exporter.snapshot import Snapshot, TargetSnapshot
+from tests.conftest import ScriptedFeldera, eventually, hang, json_response, new_poller, pipeline_json
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "scrape-pässword"
@@ -188,3 +192,135 @@ async def test_a_list_of_200000_malformed_entries_is_over_limit_in_one_line_and_
         "(max_pipelines 10000)"
     ]
     assert bad.over_limit == {"pipelines"} and good.over_limit == frozenset()
+
+
+# ---- targets are independent --------------------------------------------------------------------------------
+
+
+def samples_of(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_a_target_that_never_answers_its_sub_requests_never_holds_back_another_targets_data(
+    feldera: ScriptedFeldera, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The issue's slow target: 64 pipelines whose sub-requests are accepted and never answered (hung pipeline
+    controllers do that). Before, one cycle waited for every target and had no deadline of its own: the healthy
+    target's data was 55 to 59 s old at a 2 s poll interval. Now each target polls on its own cadence, the slow one
+    is cut off at ``poll.cycle_deadline`` with what it had (its pipelines, without their stats), marked by
+    ``feldera_exporter_polls_cut_off_total`` and one line per cycle, and the healthy target's data is never older than
+    its own interval and cycle."""
+    feldera.list_pipelines(*(pipeline_json(f"p{i}") for i in range(64)))
+    for i in range(64):
+        for endpoint in ("stats", "checkpoint_status", "checkpoint/sync_status"):
+            feldera.routes[f"/v0/pipelines/p{i}/{endpoint}"] = hang
+    feldera.routes["/good/v0/pipelines"] = json_response([pipeline_json("fine", runtime=None)])
+    interval, deadline = 1.0, 3.0
+    settings = build_settings(
+        {
+            "web": {"listen_address": "127.0.0.1:0"},
+            "poll": {"interval": interval, "cycle_deadline": deadline},
+            "targets": [
+                {"name": "good", "url": feldera.url + "/good"},
+                {"name": "slow", "url": feldera.url, "timeout": 60},
+            ],
+            "collectors": {"cluster": False, "server": False},
+        },
+        env={},
+    )
+    caplog.set_level(logging.INFO)
+    ages: list[float] = []
+    async with Exporter(settings) as exporter, aiohttp.ClientSession() as session:
+        await eventually(lambda: exporter.ready, "both targets polled once", deadline=20)
+        until = time.monotonic() + 3 * deadline
+        while time.monotonic() < until:
+            async with session.get(f"{exporter.url}/metrics") as response:
+                found = samples_of(await response.text())
+            polled = found[("feldera_exporter_last_poll_success_timestamp_seconds", frozenset({("target", "good")}))]
+            ages.append(time.time() - polled)
+            await asyncio.sleep(0.5)  # a scrape every half second, as in the issue
+    slow = frozenset({("target", "slow")})
+    cut = [m for m in caplog.messages if m.startswith("slow: poll cycle cut off after 3s (poll.cycle_deadline): ")]
+    print(f"healthy target's data age: max {max(ages):.2f} s over {len(ages)} scrapes; slow cut off {len(cut)} times")
+    assert max(ages) < interval + 1.0, ages  # its own interval, its own cycle (milliseconds) and load: never 3 s
+    assert found[("feldera_exporter_polls_cut_off_total", slow)] >= 2
+    counted = found[("feldera_exporter_polls_cut_off_total", slow)]  # at the last scrape: one more may follow
+    assert counted <= len(cut) <= counted + 1  # one line per cut-off cycle
+    assert cut[0].endswith("0 of 192 pipeline request(s) answered so far; the cycle is served without the rest")
+    assert found[("feldera_up", slow)] == 1.0  # the list was answered: its pipelines are served, without stats
+    assert ("feldera_pipeline_info", frozenset({*slow, ("pipeline_name", "p0")})) in {
+        (name, frozenset(label for label in labels if label[0] in ("target", "pipeline_name")))
+        for name, labels in found
+    }
+    assert not any(name == "feldera_input_connector_paused" for name, labels in found if slow <= labels)
+
+
+async def test_every_failed_sub_request_of_a_cycle_is_summed_up_in_one_line(
+    feldera: ScriptedFeldera, caplog: pytest.LogCaptureFixture
+) -> None:
+    """500 running pipelines whose every sub-request fails (404 here, as no route answers): before, one WARNING per
+    failed request, 1,500 per cycle at a rate the server chose; now one line per target and cycle, with the count per
+    request and the first three."""
+    feldera.list_pipelines(*(pipeline_json(f"p{i}") for i in range(500)))
+    settings = build_settings(
+        {"targets": [{"url": feldera.url}], "collectors": {"cluster": False, "server": False}}, env={}
+    )
+    poller = new_poller(settings)
+    caplog.set_level(logging.INFO)
+    try:
+        for _ in range(2):
+            caplog.clear()
+            (target,) = (await poller.poll_once()).targets
+            assert target.up and len(target.pipelines) == 500
+            (line,) = lines_of(caplog)
+            assert line.startswith(
+                "default: 1500 request(s) failed this cycle (checkpoint_status 500, stats 500, sync_status 500), "
+                "e.g. default/p"
+            )
+            assert line.count("; ") == 2 and len(line) < 1_000, line
+    finally:
+        await poller.aclose()
+
+
+async def test_past_max_connectors_the_target_is_over_limit_and_the_rest_of_its_stats_are_not_asked(
+    feldera: ScriptedFeldera, caplog: pytest.LogCaptureFixture
+) -> None:
+    feldera.list_pipelines(*(pipeline_json(f"p{i}", runtime="Paused") for i in range(5)))
+    inputs = [{"endpoint_name": f"t.c{i}", "config": {"stream": "t"}} for i in range(4)]
+    for i in range(5):
+        feldera.routes[f"/v0/pipelines/p{i}/stats"] = json_response({"inputs": inputs, "outputs": []})
+    settings = build_settings(
+        {
+            "poll": {"concurrency": 1},  # one after the other: which pipelines come first is known
+            "targets": [{"url": feldera.url, "max_connectors": 10}],
+            "collectors": {"cluster": False, "server": False, "checkpoints": False, "checkpoint_sync": False},
+        },
+        env={},
+    )
+    poller = new_poller(settings)
+    caplog.set_level(logging.INFO)
+    try:
+        (target,) = (await poller.poll_once()).targets
+    finally:
+        await poller.aclose()
+    assert target.up and target.over_limit == {"connectors"}
+    assert [snap.stats is not None for snap in target.pipelines] == [True, True, False, False, False]
+    assert feldera.paths().count("/v0/pipelines/p3/stats") == 0  # not asked once the limit was reached
+    assert lines_of(caplog) == [
+        "default: over its connector limit (max_connectors 10): the stats of 3 pipeline(s) not kept this cycle"
+    ]
+    over = {
+        dict(labels)["limit"]: found
+        for (name, labels), found in exposition_of(target).items()
+        if name == "feldera_exporter_target_over_limit"
+    }
+    assert over == {"connectors": 1.0, "pipelines": 0.0}
+
+
+def exposition_of(target: TargetSnapshot) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = b"".join(render(families(Snapshot(targets=(target,)))).plain_chunks(openmetrics=False)).decode()
+    return samples_of(text)
