@@ -1,7 +1,13 @@
-"""The running exporter: background poll loop + HTTP endpoint serving the latest rendered cycle.
+"""The running exporter: a background poll loop per target + HTTP endpoint serving each target's latest rendered
+cycle (:mod:`exporter.served`).
+
+Each target is polled on its own cadence (``poll.interval`` from the start of its last cycle), its cycle cut off at
+``poll.cycle_deadline``, its part rendered and served as soon as the cycle ends: a slow target never delays another.
+A reload waits for the cycles in progress and holds new ones back meanwhile (:class:`_Gate`); a loop is started for
+each target it adds and stopped for each it removes (whose part goes with it).
 
 Routes: ``/metrics`` (text 0.0.4 or OpenMetrics by ``Accept``, gzip by ``Accept-Encoding``), ``/`` (landing
-page), ``/-/healthy`` (200 while running), ``/-/ready`` (503 until the first cycle has completed), plus the
+page), ``/-/healthy`` (200 while running), ``/-/ready`` (503 until every target's first cycle), plus the
 sidecar's reset-watch API (:mod:`exporter.sidecar.routes`), all on aiohttp's router behind the web-config
 middleware; any other path is a plain-text 404. Scrapes never call Feldera.
 """
@@ -157,7 +163,7 @@ class _Gate:
 class Exporter:
     """``await start()`` serves and polls in the background; ``await stop()`` ends both.
 
-    ``poll_once()`` runs one cycle now (tests call it directly instead of waiting for the loop).
+    ``poll_once()`` runs one cycle of every target now (tests call it directly instead of waiting for the loops).
     """
 
     def __init__(
