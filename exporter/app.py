@@ -1,7 +1,13 @@
-"""The running exporter: background poll loop + HTTP endpoint serving the latest rendered cycle.
+"""The running exporter: a background poll loop per target + HTTP endpoint serving each target's latest rendered
+cycle (:mod:`exporter.served`).
+
+Each target is polled on its own cadence (``poll.interval`` from the start of its last cycle), its cycle cut off at
+``poll.cycle_deadline``, its part rendered and served as soon as the cycle ends: a slow target never delays another.
+A reload waits for the cycles in progress and holds new ones back meanwhile (:class:`_Gate`); a loop is started for
+each target it adds and stopped for each it removes (whose part goes with it).
 
 Routes: ``/metrics`` (text 0.0.4 or OpenMetrics by ``Accept``, gzip by ``Accept-Encoding``), ``/`` (landing
-page), ``/-/healthy`` (200 while running), ``/-/ready`` (503 until the first cycle has completed), plus the
+page), ``/-/healthy`` (200 while running), ``/-/ready`` (503 until every target's first cycle), plus the
 sidecar's reset-watch API (:mod:`exporter.sidecar.routes`), all on aiohttp's router behind the web-config
 middleware; any other path is a plain-text 404. Scrapes never call Feldera.
 """
@@ -11,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -21,14 +28,15 @@ from pydantic import BaseModel
 
 from exporter import __version__
 from exporter.config import ConfigError, Settings, TargetSettings
-from exporter.landing import LandingView, digest, render_landing
+from exporter.landing import render_landing
 from exporter.logsafe import clean
-from exporter.metrics import emitted_specs, families, fields_read, selection_warnings
+from exporter.metrics import emitted_specs, fields_read, selection_warnings
 from exporter.plan import PollPlan, make_plan
-from exporter.poller import Poller
-from exporter.render import Rendered, render
+from exporter.poller import Poller, TargetRuntime
+from exporter.render import Rendered
+from exporter.served import Part, Served
 from exporter.sidecar import Sidecar
-from exporter.snapshot import Snapshot
+from exporter.snapshot import Snapshot, TargetSnapshot
 from exporter.webconfig import WebSecurity
 from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
@@ -38,19 +46,24 @@ OPENMETRICS = "application/openmetrics-text"
 WRITE_SLICE = 1 << 16
 
 
+_QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
+"""RFC 9110 §12.4.2: ``q`` is 0 to 1 with at most three ASCII decimals (``float`` would also take ``nan``, ``1e3``
+or ``٣``)."""
+_OWS = " \t"
+
+
 def _media_ranges(header: str) -> list[tuple[str, float]]:
-    """``Accept``/``Accept-Encoding`` -> [(lower-case value without parameters, q)]."""
+    """``Accept``/``Accept-Encoding`` -> [(lower-case value without parameters, q)]; a ``q`` that is not a qvalue
+    counts as 0 (not acceptable)."""
     ranges = []
     for part in header.split(","):
-        value, *params = (p.strip() for p in part.split(";"))
+        value, *params = (p.strip(_OWS) for p in part.split(";"))
         q = 1.0
         for param in params:
             key, _, text = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(text)
-                except ValueError:
-                    q = 0.0
+            if key.strip(_OWS).lower() == "q":
+                text = text.strip(_OWS)
+                q = float(text) if _QVALUE.fullmatch(text) else 0.0
         if value:
             ranges.append((value.lower(), q))
     return ranges
@@ -68,8 +81,14 @@ def wants_gzip(accept_encoding: str) -> bool:
     return any(v in ("gzip", "*") and q > 0 for v, q in _media_ranges(accept_encoding))
 
 
-RESTART_KEYS = ("web.listen_address", "web.config_file", "reset_watches.state_file")
-"""Keys a reload does not apply (the listening socket and its TLS, the state file's owner): a restart does."""
+RESTART_KEYS = (
+    "web.listen_address",
+    "web.config_file",
+    "web.max_connections",
+    "web.max_connections_per_address",
+    "reset_watches.state_file",
+)
+"""Keys a reload does not apply (the listening socket, its TLS and limits, the state file's owner): a restart does."""
 
 
 def changed_keys(old: Settings, new: Settings) -> list[str]:
@@ -109,10 +128,42 @@ def poll_plan(settings: Settings) -> PollPlan:
     return make_plan(settings, fields_read(settings))
 
 
+class _Gate:
+    """Targets' cycles run side by side; a reload waits for those running and holds new ones back meanwhile."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @contextlib.asynccontextmanager
+    async def cycle(self) -> AsyncIterator[None]:
+        await self._open.wait()
+        self._running += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._running -= 1
+            if not self._running:
+                self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        self._open.clear()
+        try:
+            await self._idle.wait()
+            yield
+        finally:
+            self._open.set()
+
+
 class Exporter:
     """``await start()`` serves and polls in the background; ``await stop()`` ends both.
 
-    ``poll_once()`` runs one cycle now (tests call it directly instead of waiting for the loop).
+    ``poll_once()`` runs one cycle of every target now (tests call it directly instead of waiting for the loops).
     """
 
     def __init__(
@@ -128,18 +179,21 @@ class Exporter:
         self.poller = Poller(settings, poll_plan(settings), sidecar=self.sidecar, clock=clock)
         self._polled = self.poller.plan.fields
         self._disabled = settings.collectors.disabled()
-        self._specs = emitted_specs(settings)
         for warning in selection_warnings(settings):
             log.warning("%s", warning)
         sharding = settings.sharding
-        self._rendered, landing = self._render(Snapshot(shard=sharding.shard, total_shards=sharding.total_shards))
-        self._landing = landing or LandingView(shard=sharding.shard, total_shards=sharding.total_shards)
+        self._served = Served(emitted_specs(settings), sharding.shard, sharding.total_shards)
+        self._gate = _Gate()
         self._ready = False
-        self._cycle_lock = asyncio.Lock()
         self._reload_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._limits = limits
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._poll_loops = False
+        web_settings = settings.web
+        self._limits = limits or ServerLimits(
+            max_connections=web_settings.max_connections,
+            max_connections_per_address=web_settings.max_connections_per_address,
+        )
         self._server: WebServer | None = None
         self._security: WebSecurity | None = None
         self._scheme = "http"
@@ -153,7 +207,7 @@ class Exporter:
         """
         await self.sidecar.start(timers=poll_loop)
         settings = self.settings.web
-        app = web.Application(client_max_size=(self._limits or ServerLimits()).max_body_bytes)
+        app = web.Application(client_max_size=self._limits.max_body_bytes)
         ssl_context = None
         if settings.config_file is not None:  # TLS and basic auth (exporter-toolkit format); raises WebConfigError
             security = self._security = WebSecurity(settings.config_file)
@@ -170,15 +224,12 @@ class Exporter:
             len(self.settings.targets),
         )
         if poll_loop:
-            self._loop_task = asyncio.create_task(self._poll_loop(), name="poll-loop")
+            self._poll_loops = True
+            self._start_loops()
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        await self._stop_loops(list(self._loops))
         await self.sidecar.stop()
         if self._server is not None:
             await self._server.close()
@@ -215,6 +266,8 @@ class Exporter:
 
     @property
     def ready(self) -> bool:
+        """Every configured target has been polled once (its part is served); stays so (a reload adding a target
+        does not make a running exporter unready)."""
         return self._ready
 
     # ---- reloading (SIGHUP) ---------------------------------------------------------------------------------
@@ -243,21 +296,24 @@ class Exporter:
         changes = changed_keys(self.settings, settings)
         pinned = [key for key in changes if key in RESTART_KEYS]
         if pinned:
-            web = settings.web.model_copy(
-                update={
-                    "listen_address": self.settings.web.listen_address,
-                    "config_file": self.settings.web.config_file,
-                }
-            )
+            kept = [key.removeprefix("web.") for key in RESTART_KEYS if key.startswith("web.")]
+            web = settings.web.model_copy(update={key: getattr(self.settings.web, key) for key in kept})
             resets = settings.reset_watches.model_copy(update={"state_file": self.settings.reset_watches.state_file})
             settings = settings.model_copy(update={"web": web, "reset_watches": resets})
-        async with self._cycle_lock:  # between two cycles
+        async with self._gate.exclusive():  # between two cycles of every target
             plan = poll_plan(settings)
             retired = self.poller.reconfigure(settings, plan)
             await self.sidecar.reconfigure(settings, {target.name: target.client for target in self.poller.targets})
             self.settings, self._polled = settings, plan.fields
-            self._disabled, self._specs = settings.collectors.disabled(), emitted_specs(settings)
+            self._disabled = settings.collectors.disabled()
+            self._served.select(emitted_specs(settings))
             logging.getLogger().setLevel(settings.log_level.upper())
+            removed = [name for name in self._served.published() | set(self._loops) if self.poller.target(name) is None]
+        await self._stop_loops(removed)
+        if removed:
+            await self._publish(None)  # their parts go now
+        if self._poll_loops:
+            self._start_loops()
         await asyncio.gather(*(client.aclose() for client in retired), return_exceptions=True)
         applied = [key for key in changes if key not in pinned]
         log.info("configuration reloaded: %s", ", ".join(applied) or "no change")
@@ -273,35 +329,60 @@ class Exporter:
     # ---- polling --------------------------------------------------------------------------------------------
 
     async def poll_once(self) -> Snapshot:
-        """One cycle now: poll, translate, render, swap. Returns the new snapshot, which the exporter itself does
-        not keep: it serves the rendered exposition and the landing page's digest, so the next cycle is polled
-        beside one cycle's data, not two (docs/performance.md)."""
-        async with self._cycle_lock:
-            snapshot = await self.poller.poll_once()
-            # ~2 s of CPU at 10,000 pipelines: in a worker thread, so scrapes keep being answered meanwhile
-            self._rendered, landing = await asyncio.to_thread(self._render, snapshot)
-            self._ready = True
-            if landing is not None:
-                self._landing = landing
-            return snapshot
+        """One cycle of every target now, each published as it ends (as the loops do). Returns the snapshot of the
+        cycles, which the exporter itself does not keep: it serves each target's rendered part and page view, so a
+        target's next cycle is polled beside one cycle's data, not two (docs/performance.md)."""
+        async with self._gate.cycle():
+            targets = await asyncio.gather(*(self._cycle(target) for target in self.poller.targets))
+        sharding = self.settings.sharding
+        return Snapshot(
+            targets=tuple(targets),
+            taken_at=self._clock(),
+            shard=sharding.shard,
+            total_shards=sharding.total_shards,
+            state_file_errors=tuple(self.sidecar.resets.state_file_errors.items()),
+        )
 
-    def _render(self, snapshot: Snapshot) -> tuple[Rendered, LandingView | None]:
-        rendered = render(families(snapshot, specs=self._specs))
-        try:
-            return rendered, digest(snapshot)
-        except Exception as exc:  # a bug in the page must not stop /metrics: the page keeps its older cycle and age
-            log.error("landing page not updated this cycle: %s: %s", type(exc).__name__, clean(exc))
-            return rendered, None
+    async def _cycle(self, target: TargetRuntime) -> TargetSnapshot:
+        """Poll one target (cut off at ``poll.cycle_deadline``), make its part and serve it."""
+        snapshot = await self.poller.poll_target(target)
+        # up to ~2 s of CPU at 10,000 pipelines: in a worker thread, so scrapes and other targets go on meanwhile
+        part = await asyncio.to_thread(self._served.target_part, snapshot, self._clock())
+        await self._publish((target.name, part))
+        return snapshot
 
-    async def _poll_loop(self) -> None:
+    async def _publish(self, part: tuple[str, Part] | None) -> None:
+        order = [target.name for target in self.settings.targets]
+        await self._served.publish(order, self.sidecar.resets.state_file_errors.items(), part)
+        self._ready = self._ready or self._served.published() >= set(order)
+
+    def _start_loops(self) -> None:
+        """A poll loop for each configured target that has none."""
+        for target in self.settings.targets:
+            if target.name not in self._loops:
+                self._loops[target.name] = asyncio.create_task(self._poll_loop(target.name), name=f"poll {target.name}")
+
+    async def _stop_loops(self, names: list[str]) -> None:
+        tasks = [self._loops.pop(name) for name in names if name in self._loops]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _poll_loop(self, name: str) -> None:
+        """One target's cycles, every ``poll.interval`` from the start of the last (at once when it took longer),
+        whatever the other targets do."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while not self._stopping.is_set():
+            target = self.poller.target(name)
+            if target is None:  # removed by a reload
+                return
             try:
-                await self.poll_once()
+                async with self._gate.cycle():
+                    await self._cycle(target)
             except Exception:
-                log.exception("poll cycle failed")
-            next_at = max(next_at + self.settings.poll.interval, loop.time())  # a reload may change the interval
+                log.exception("%s: poll cycle failed", name)
+            next_at = max(next_at + self.settings.poll.interval, loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), next_at - loop.time())
 
@@ -328,13 +409,13 @@ class Exporter:
         return web.Response(text="OK\n")
 
     async def _readiness(self, request: web.Request) -> web.Response:
-        if self._ready:
+        if self.ready:
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready: the first poll cycle has not completed\n")
 
     async def _landing_page(self, request: web.Request) -> web.Response:
         page = render_landing(
-            self._landing,
+            self._served.landing,
             now=self._clock(),
             version=__version__,
             polled=self._polled,
@@ -345,7 +426,7 @@ class Exporter:
     async def _metrics(self, request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
         gzipped = wants_gzip(request.headers.get("Accept-Encoding", ""))
-        response = web.Response(body=_Exposition(self._rendered, openmetrics=openmetrics, gzipped=gzipped))
+        response = web.Response(body=_Exposition(self._served.rendered, openmetrics=openmetrics, gzipped=gzipped))
         response.headers["Vary"] = "Accept, Accept-Encoding"
         if gzipped:
             response.headers["Content-Encoding"] = "gzip"
@@ -371,13 +452,14 @@ class _Exposition(Payload):
         self._openmetrics = openmetrics
         self._gzipped = gzipped
         self._size = (
-            len(rendered.gzipped(openmetrics=openmetrics)) if gzipped else rendered.plain_size(openmetrics=openmetrics)
+            rendered.gzip_size(openmetrics=openmetrics) if gzipped else rendered.plain_size(openmetrics=openmetrics)
         )
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         rendered: Rendered = self._value
         if self._gzipped:
-            await _write_slices(writer, rendered.gzipped(openmetrics=self._openmetrics))
+            for piece in rendered.gzip_chunks(openmetrics=self._openmetrics):
+                await _write_slices(writer, piece)
             return
         chunks = rendered.plain_chunks(openmetrics=self._openmetrics)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:

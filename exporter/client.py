@@ -6,9 +6,18 @@
   (``timeout``: connecting, sending and reading the whole answer), TLS verification with an optional CA file,
   bearer auth from the target's API key (never logged). ``HTTP_PROXY``/``HTTPS_PROXY`` and ``NO_PROXY`` are
   read once, when the session opens.
-- Bodies are read up to ``max_response_size`` bytes after decoding (``gzip``/``deflate``, inflated as they stream
-  by aiohttp, never past what was read); a larger body, a larger ``Content-Length``, or a ``Content-Encoding``
-  other than one ``gzip``/``deflate`` is an ``invalid_response`` and is not retried.
+- Bodies are read into one growing buffer (no list of chunks joined into a second copy), after decoding
+  (``gzip``/``deflate``, inflated as they stream by aiohttp, never past what was read). ``max_response_size`` bounds
+  what the target's requests in flight hold together (one answer may use all of it): a larger body, a larger
+  ``Content-Length``, a body past what the others leave, or a ``Content-Encoding`` other than one ``gzip``/
+  ``deflate`` is an ``invalid_response`` and is not retried.
+- Before an answer is parsed its JSON values are counted (:func:`json_values`, commas and brackets): parsing costs
+  about 100 bytes per value however small the body, so an answer with more than :data:`MAX_JSON_VALUES` (the
+  pipeline list: :data:`LIST_VALUES_PER_PIPELINE` per pipeline of ``max_pipelines``) is refused unparsed. The
+  list is counted before its entries are validated, one by one: more than ``max_pipelines`` is :class:`OverLimit`;
+  malformed entries and repeated names are skipped and summed up in :class:`Skipped` (one line per list, never one
+  per entry). Texts kept from answers are cut at ``models.MAX_TEXT_CHARS``, Feldera's error messages at
+  ``errors.MAX_MESSAGE_CHARS``.
 - Retries with exponential backoff only for transient failures: no response (connection failure or timeout)
   and HTTP 408/502/503/504. ``Retry-After`` is honoured when it is at most ``max_retry_delay``; a longer one
   ends the attempts (the next poll cycle asks again). POST requests are never sent twice: never retried, and
@@ -26,23 +35,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
+from pydantic_core import from_json
 from yarl import URL
 
 from exporter import __version__, validation
 from exporter.config import TargetSettings
-from exporter.errors import ApiError, ConnectionFailed, FelderaError, InvalidResponse, RequestTimeout
+from exporter.errors import ApiError, ConnectionFailed, FelderaError, InvalidResponse, OverLimit, RequestTimeout
+from exporter.logsafe import clean
 from exporter.models import (
     CheckpointStatus,
     CheckpointSyncResponse,
@@ -74,8 +87,23 @@ DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 BODY_EXCERPT_CHARS = 200
 READ_BUFFER = 256 * 1024
 """aiohttp's read buffer per connection (also the most it inflates ahead of the reader)."""
+_DELAY_SECONDS = re.compile(r"[0-9]+")
 DECODED_ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
 """``Content-Encoding`` values read: aiohttp inflates ``gzip``/``deflate`` (one coding, as advertised)."""
+
+MAX_JSON_VALUES = 65_536
+"""Most JSON values an answer other than the pipeline list may hold, counted before it is parsed (see
+:func:`json_values`): parsing costs about 100 bytes per value, whatever the body's size (``[{},{},...]`` is 3 bytes
+per value), so ``max_response_size`` alone does not bound it. A ``stats`` answer holds about 30 per connector."""
+LIST_VALUES_PER_PIPELINE = 80
+"""JSON values the pipeline list may hold per pipeline of ``targets[].max_pipelines``: Feldera's entries with
+``selector=status_with_connectors`` hold about 41, plus 7 per stored checkpoint (it keeps at least 2) and 3 for a
+deployment error. At the defaults the bound is 800,000 values: about 130 MiB to parse at worst (one object of as
+many distinct keys), measured by ``bench/hostile.py``."""
+SKIPPED_EXAMPLES = 3
+"""Malformed or repeated list entries named in the one line that reports them."""
+SHOWN_CHARS = 60
+"""Characters of a name shown in such an example."""
 
 M = TypeVar("M", bound=Lenient)
 T = TypeVar("T")
@@ -137,17 +165,22 @@ def segment(value: str) -> str:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date); ``None`` when absent or unparsable."""
+    """``Retry-After`` as seconds; ``None`` when absent or not what RFC 9110 §10.2.3 allows: ``delay-seconds``
+    (ASCII digits only: ``str.isdigit`` also takes ``²`` or ``٣``, which ``float`` then refuses) or an HTTP date
+    (ASCII text; a date without a zone is read as UTC, as the RFC's dates are GMT)."""
     if value is None:
         return None
-    text = value.strip()
-    if text.isdigit():
+    text = value.strip(" \t")
+    if _DELAY_SECONDS.fullmatch(text):
         return float(text)
+    if not text.isascii():
+        return None
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        stamp = (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+    return max(0.0, stamp - (time.time() if now is None else now))
 
 
 def base_path(url: str) -> str:
@@ -181,6 +214,13 @@ def _env_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
     return proxy, auth
 
 
+def json_values(content: bytes | bytearray) -> int:
+    """An upper bound on the values of a JSON document, counted without parsing it: one more than its commas and
+    opening brackets (those inside strings included, so never too few). Three passes of ``bytes.count``: about a
+    millisecond per megabyte."""
+    return content.count(b",") + content.count(b"{") + content.count(b"[") + 1
+
+
 class _TooLarge(Exception):
     """The body is (or announces to be) larger than ``max_response_size``."""
 
@@ -193,7 +233,54 @@ class _Undecodable(Exception):
 class HttpResponse:
     status_code: int
     headers: CIMultiDictProxy[str]
-    content: bytes
+    content: bytearray
+
+
+@dataclass(slots=True)
+class Skipped:
+    """List entries left out of a :class:`Listing`: how many of each kind and the first few, for one log line."""
+
+    malformed: int = 0
+    duplicates: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.malformed or self.duplicates)
+
+    def add_malformed(self, index: int, entry: object, exc: ValidationError) -> None:
+        self.malformed += 1
+        if len(self.examples) < SKIPPED_EXAMPLES:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            first = validation.problems(exc)[0]
+            self.examples.append(f"entry {index} (name {_shown(name)}) malformed: {first}")
+
+    def add_duplicate(self, index: int, name: str) -> None:
+        self.duplicates += 1
+        if len(self.examples) < SKIPPED_EXAMPLES:
+            self.examples.append(f"entry {index} repeats the name {_shown(name)}")
+
+    def describe(self) -> str:
+        """``N malformed and M repeated entries skipped, e.g. ...`` (one line, cleaned)."""
+        return clean(
+            f"{self.malformed} malformed and {self.duplicates} repeated entries skipped, "
+            f"e.g. {'; '.join(self.examples)}"
+        )
+
+
+def _shown(name: object) -> str:
+    """A name from an answer as a short ``repr`` for a log line (names may be megabytes long: cut before ``repr``)."""
+    if isinstance(name, str) and len(name) > SHOWN_CHARS:
+        return f"{name[:SHOWN_CHARS]!r}... ({len(name)} characters)"
+    return repr(name) if isinstance(name, str | None) else f"<{type(name).__name__}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The pipeline list: the entries kept, how many it listed, and what was skipped."""
+
+    pipelines: list[Pipeline]
+    listed: int
+    skipped: Skipped
 
 
 class FelderaClient:
@@ -231,6 +318,8 @@ class FelderaClient:
         self._prefix = base_path(settings.url)
         self._max_connections = max_connections
         self._slots = asyncio.Semaphore(max_connections)
+        self._buffered = 0
+        """Bytes of answers read and not yet parsed, over every request in flight (``max_response_size`` bounds it)."""
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
 
     def __repr__(self) -> str:
@@ -274,46 +363,23 @@ class FelderaClient:
 
     # ---- operations -----------------------------------------------------------------------------------------
 
-    async def list_pipelines(self, selector: str = "status_with_connectors") -> list[Pipeline]:
-        """All pipelines; invalid entries and repeats of a name already listed are skipped and logged."""
+    async def list_pipelines(
+        self, selector: str = "status_with_connectors", keep: Callable[[str], bool] | None = None
+    ) -> Listing:
+        """All pipelines, or those whose name ``keep`` accepts; malformed entries and repeats of a name already listed
+        are skipped (and counted in :attr:`Listing.skipped`). A list of more than ``max_pipelines`` entries, or too
+        large to hold at most that many (:data:`LIST_VALUES_PER_PIPELINE`), raises :class:`OverLimit` before any
+        entry is kept."""
+        limit = self.settings.max_pipelines
         return await self._request(
-            "list_pipelines", "GET", "v0/pipelines", params={"selector": selector}, parse=self._parse_list
+            "list_pipelines",
+            "GET",
+            "v0/pipelines",
+            params={"selector": selector},
+            parse=lambda content: _listing(content, limit, keep),
+            max_values=limit * LIST_VALUES_PER_PIPELINE,
+            over_limit=f"max_pipelines {limit}",
         )
-
-    def _parse_list(self, content: bytes) -> list[Pipeline]:
-        try:
-            listed = _PIPELINE_LIST.validate_json(content)
-        except ValidationError:  # not JSON to pydantic, not a list, or bad entries: the entry-by-entry path
-            listed = self._parse_entries(_loads(content))
-        pipelines: list[Pipeline] = []
-        names: set[str] = set()
-        for index, pipeline in enumerate(listed):
-            if pipeline.name in names:
-                log.warning(
-                    "%s: skipping duplicate pipeline list entry %d (name %r)", self.settings.name, index, pipeline.name
-                )
-                continue
-            names.add(pipeline.name)
-            pipelines.append(pipeline)
-        return pipelines
-
-    def _parse_entries(self, body: Any) -> list[Pipeline]:
-        if not isinstance(body, list):
-            raise ValueError(f"expected a JSON list, got {type(body).__name__}")
-        pipelines: list[Pipeline] = []
-        for index, entry in enumerate(body):
-            try:
-                pipelines.append(Pipeline.model_validate(entry))
-            except ValidationError as exc:
-                name = entry.get("name") if isinstance(entry, dict) else None
-                log.warning(
-                    "%s: skipping malformed pipeline list entry %d (name %r): %s",
-                    self.settings.name,
-                    index,
-                    name,
-                    validation.describe(exc),
-                )
-        return pipelines
 
     async def checkpoint_status(self, pipeline: str) -> CheckpointStatus:
         path = f"v0/pipelines/{segment(pipeline)}/checkpoint_status"
@@ -372,14 +438,18 @@ class FelderaClient:
         method: str,
         path: str,
         *,
-        parse: Callable[[bytes], T],
+        parse: Callable[[bytearray], T],
         params: dict[str, str] | None = None,
         accept: frozenset[int] = frozenset({200}),
+        max_values: int = MAX_JSON_VALUES,
+        over_limit: str = "",
     ) -> T:
+        """``max_values``: the most JSON values (:func:`json_values`) a body is parsed with; more is an
+        :class:`InvalidResponse`, or with ``over_limit`` (the setting that decides it) an :class:`OverLimit`."""
         attempt = 0
         while True:
             try:
-                return await self._attempt(endpoint, method, path, params, accept, parse)
+                return await self._attempt(endpoint, method, path, params, accept, parse, max_values, over_limit)
             except FelderaError as exc:
                 delay = self._retry_delay(exc, method, attempt)
                 if delay is None:
@@ -409,7 +479,9 @@ class FelderaClient:
         path: str,
         params: dict[str, str] | None,
         accept: frozenset[int],
-        parse: Callable[[bytes], T],
+        parse: Callable[[bytearray], T],
+        max_values: int,
+        over_limit: str,
     ) -> T:
         target = f"{self._prefix}/{path}"
         if params:
@@ -429,11 +501,21 @@ class FelderaClient:
                 raise InvalidResponse(endpoint, str(exc)) from exc
             seconds = self._monotonic() - started
         code = str(response.status_code)
-        try:
+        try:  # the body is given back to the budget once parsed (or refused), whatever happens
             if response.status_code not in accept:
                 raise _api_error(endpoint, response)
+            values = json_values(response.content)
+            if values > max_values:
+                code = "invalid_response"
+                what = f"the answer holds up to {values} JSON values, more than {max_values}"
+                if over_limit:
+                    raise OverLimit(endpoint, f"{what} ({over_limit})")
+                raise InvalidResponse(endpoint, what)
             try:
                 return parse(response.content)
+            except _TooMany as exc:
+                code = "invalid_response"
+                raise OverLimit(endpoint, f"{exc} ({over_limit})") from None
             except NotJson:
                 code = "invalid_response"
                 raise InvalidResponse(endpoint, f"body is not JSON: {_excerpt(response.content)!r}") from None
@@ -444,6 +526,7 @@ class FelderaClient:
                 code = "invalid_response"
                 raise InvalidResponse(endpoint, f"cannot parse the body: {type(exc).__name__}") from None
         finally:
+            self._buffered -= len(response.content)
             self.api_stats.record(endpoint, code, max(0.0, seconds))
 
     async def _exchange(self, method: str, target: str) -> HttpResponse:
@@ -454,29 +537,37 @@ class FelderaClient:
         async with session.request(method, url, allow_redirects=False) as response:
             return HttpResponse(response.status, response.headers, await self._body(response))
 
-    async def _body(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _body(self, response: aiohttp.ClientResponse) -> bytearray:
         limit = self.settings.max_response_size
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        encoding = response.headers.get("Content-Encoding", "").strip(" \t").lower()
         if encoding not in DECODED_ENCODINGS:
             response.close()
             raise _Undecodable(f"unsupported Content-Encoding {encoding!r} (expected one gzip or deflate)")
         if response.content_length is not None and response.content_length > limit:
             response.close()
             raise _TooLarge(f"Content-Length {response.content_length} exceeds max_response_size {limit}")
-        chunks: list[bytes] = []
-        size = 0
+        body = bytearray()  # grown in place (glibc moves large blocks with mremap): no list of chunks joined at the end
         try:
             async for chunk in response.content.iter_any():
-                size += len(chunk)
-                if size > limit:
+                if len(body) + len(chunk) > limit:
                     response.close()
                     raise _TooLarge(f"body exceeds max_response_size {limit} (decoded)")
-                chunks.append(chunk)
-        except aiohttp.ClientPayloadError as exc:
-            if isinstance(exc.__cause__, aiohttp.http_exceptions.ContentEncodingError):
+                if self._buffered + len(chunk) > limit:
+                    response.close()
+                    raise _TooLarge(
+                        f"answers being read at once exceed max_response_size {limit} (decoded; this one "
+                        f"{len(body) + len(chunk)} bytes so far)"
+                    )
+                body += chunk
+                self._buffered += len(chunk)
+        except BaseException as exc:
+            self._buffered -= len(body)
+            if isinstance(exc, aiohttp.ClientPayloadError) and isinstance(
+                exc.__cause__, aiohttp.http_exceptions.ContentEncodingError
+            ):
                 raise _Undecodable(f"body could not be decoded as {encoding}") from exc
             raise
-        return b"".join(chunks)
+        return body
 
     def _record(self, endpoint: str, code: str, started: float) -> None:
         self.api_stats.record(endpoint, code, max(0.0, self._monotonic() - started))
@@ -489,16 +580,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(text.split())}"
 
 
-def _excerpt(content: bytes) -> str:
+def _excerpt(content: bytes | bytearray) -> str:
     return content[:BODY_EXCERPT_CHARS].decode("utf-8", errors="replace")
 
 
 def _api_error(endpoint: str, response: HttpResponse) -> ApiError:
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    try:
-        body = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        body = None
+    body = None
+    if json_values(response.content) <= MAX_JSON_VALUES:
+        try:
+            body = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            body = None
     if isinstance(body, dict) and isinstance(body.get("error_code"), str):
         message = body.get("message")
         return ApiError(
@@ -515,17 +608,57 @@ class NotJson(ValueError):
     """The body is not JSON (to the standard library's parser either)."""
 
 
-def _loads(content: bytes) -> Any:
+class _TooMany(ValueError):
+    """The pipeline list has more entries than ``max_pipelines``."""
+
+
+def _loads(content: bytes | bytearray) -> Any:
     try:
         return json.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise NotJson(str(exc)) from exc
 
 
-_PARSERS: dict[type[Lenient], Callable[[bytes], Any]] = {}
+def _tree(content: bytes | bytearray) -> Any:
+    """Parsed JSON: pydantic's parser (from the bytes, strings shared), else the standard library's (which also
+    takes a UTF-8 byte order mark, UTF-16/32 and lone surrogates)."""
+    try:
+        return from_json(content)
+    except ValueError:
+        return _loads(content)
 
 
-def _parser(model: type[M]) -> Callable[[bytes], M]:
+def _listing(content: bytes | bytearray, limit: int, keep: Callable[[str], bool] | None) -> Listing:
+    """The pipeline list, counted before any entry is validated, each entry validated on its own (and dropped from
+    the parsed tree once it is), so a malformed entry costs only itself and the tree shrinks as models are made."""
+    entries = _tree(content)
+    if not isinstance(entries, list):
+        raise ValueError(f"expected a JSON list, got {type(entries).__name__}")
+    if len(entries) > limit:
+        raise _TooMany(f"the list holds {len(entries)} pipelines, more than {limit}")
+    pipelines: list[Pipeline] = []
+    names: set[str] = set()
+    skipped = Skipped()
+    for index in range(len(entries)):
+        entry, entries[index] = entries[index], None
+        try:
+            pipeline = Pipeline.model_validate(entry)
+        except ValidationError as exc:
+            skipped.add_malformed(index, entry, exc)
+            continue
+        if pipeline.name in names:
+            skipped.add_duplicate(index, pipeline.name)
+            continue
+        names.add(pipeline.name)
+        if keep is None or keep(pipeline.name):
+            pipelines.append(pipeline)
+    return Listing(pipelines, len(entries), skipped)
+
+
+_PARSERS: dict[type[Lenient], Callable[[bytearray], Any]] = {}
+
+
+def _parser(model: type[M]) -> Callable[[bytearray], M]:
     """:func:`_make_parser` of ``model``, made once per model."""
     parse = _PARSERS.get(model)
     if parse is None:
@@ -533,12 +666,12 @@ def _parser(model: type[M]) -> Callable[[bytes], M]:
     return parse
 
 
-def _make_parser(model: type[M]) -> Callable[[bytes], M]:
+def _make_parser(model: type[M]) -> Callable[[bytearray], M]:
     """Parse and validate in one pass (pydantic's JSON parser, no intermediate dicts); when that parser refuses
     the text, the standard library's decides (it also takes a UTF-8 BOM, UTF-16/32), so what was accepted
     before still is. Errors: :class:`NotJson` or a ``ValueError`` naming the model and what did not fit."""
 
-    def parse(content: bytes) -> M:
+    def parse(content: bytearray) -> M:
         try:
             return model.model_validate_json(content)
         except ValidationError as exc:
@@ -553,8 +686,8 @@ def _make_parser(model: type[M]) -> Callable[[bytes], M]:
 
 
 def _shape_error(model: type, exc: ValidationError) -> ValueError:
-    return ValueError(f"unexpected JSON shape for {model.__name__}: {validation.describe(exc)}")
+    """What did not fit, for one log line: the first few problems and how many more there were."""
+    return ValueError(f"unexpected JSON shape for {model.__name__}: {validation.describe(exc, SKIPPED_EXAMPLES)}")
 
 
 _any = _loads
-_PIPELINE_LIST = TypeAdapter(list[Pipeline])

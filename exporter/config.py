@@ -53,7 +53,7 @@ DEFAULT_TARGET = "default"
 API_KEY_ENV = FELDERA_API_KEY.env
 URL_ENV = FELDERA_URL.env
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _HEADER_SAFE_KEY = re.compile(r"^[\x21-\x7e]+$")
@@ -97,7 +97,7 @@ def parse_duration(value: object) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
             seconds = float(text)
         elif text and _DURATION_PART.sub("", text) == "" and _units_descend(_DURATION_PART.findall(text)):
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
@@ -131,7 +131,7 @@ def _deep(info: ValidationInfo) -> bool:
 def parse_listen_address(value: str) -> tuple[str, int]:
     """``":10027"`` -> ("", 10027) (all interfaces); ``"127.0.0.1:9"``; ``"[::1]:9"``."""
     host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit():
+    if not sep or not (port_text.isascii() and port_text.isdigit()):
         raise ValueError(f"invalid listen address {value!r}: expected [host]:port, e.g. :{DEFAULT_PORT}")
     port = int(port_text)
     if port > 65535:
@@ -150,6 +150,19 @@ class WebSettings(_Section):
     """Allow POST/DELETE on ``/api/v1/reset-watches`` (GET is always served); like Prometheus'
     ``--web.enable-admin-api``: off by default, since anyone who reaches the port could otherwise make the
     exporter poll Feldera with its API key."""
+    max_connections: Annotated[int, Field(ge=1, le=65_536)] = 128
+    """Open connections to the endpoint; at the cap the one idle the longest is closed for a new one."""
+    max_connections_per_address: Annotated[int, Field(ge=1, le=65_536)] = 32
+    """Open connections of one remote address (its share of ``max_connections``)."""
+
+    @model_validator(mode="after")
+    def _check_share(self) -> WebSettings:
+        if self.max_connections_per_address > self.max_connections:
+            raise ValueError(
+                f"max_connections_per_address ({self.max_connections_per_address}) is more than max_connections "
+                f"({self.max_connections})"
+            )
+        return self
 
     @field_validator("listen_address")
     @classmethod
@@ -180,8 +193,12 @@ class WebSettings(_Section):
 
 class PollSettings(_Section):
     interval: Duration = 15.0
+    """Time between the starts of two cycles of a target (each target on its own)."""
     concurrency: Annotated[int, Field(ge=1, le=1024)] = 32
     """Maximum in-flight API requests per target."""
+    cycle_deadline: Duration = 30.0
+    """Longest a target's cycle may take: past it, what has not been answered is left out (the target down if the
+    pipeline list was not), and the target's part is published as it is."""
 
 
 class TargetSettings(_Section):
@@ -194,8 +211,16 @@ class TargetSettings(_Section):
     tls_verify: bool = True
     timeout: Duration = 10.0
     """Deadline of one request: connecting, sending, and reading the whole answer."""
-    max_response_size: Annotated[ByteSize, Field(gt=0)] = ByteSize(256 * 1024 * 1024)
-    """Largest response body accepted, decoded (``256MiB``, ``64MB``, or bytes); a larger one is an invalid response."""
+    max_response_size: Annotated[ByteSize, Field(gt=0)] = ByteSize(24 * 1024 * 1024)
+    """Most bytes of answers (decoded) the target's requests in flight hold at once, one answer as much as all
+    (``24MiB``, ``64MB``, or bytes); an answer past it is an invalid response. Sized for the 256Mi pod
+    (docs/sizing.md)."""
+    max_pipelines: Annotated[int, Field(ge=1)] = 10_000
+    """Most pipelines the target may list; a longer list (or one too large to hold at most this many) is refused
+    before its entries are kept: the target is over limit."""
+    max_connectors: Annotated[int, Field(ge=1)] = 40_000
+    """Most connectors (inputs and outputs of the pipelines' stats) kept per target and cycle; past it, the stats of
+    the remaining pipelines are not asked: the target is over limit."""
     keepalive_timeout: Duration = 15.0
     """How long an idle kept-alive connection is kept for reuse before the client closes it."""
     labels: dict[str, str] = Field(default_factory=dict)

@@ -4,12 +4,22 @@ Every failure maps onto a bounded ``code`` label value of ``feldera_exporter_api
 status for an error answer, else ``timeout``, ``connection_error`` or ``invalid_response``. Feldera's error
 message is kept for logs only (never used as a label value), and no error carries credentials: ``str()`` of
 every error goes through :func:`exporter.logsafe.clean` (control characters escaped, keys and tokens redacted),
-while the attributes (``message``, ``body_excerpt``) keep the text as received.
+while the attributes (``message``, ``body_excerpt``) keep the text as received, up to a bound (a log line's length
+is never Feldera's to choose).
 """
 
 from __future__ import annotations
 
 from exporter.logsafe import clean
+
+MAX_MESSAGE_CHARS = 500
+"""Characters of Feldera's error message kept (and logged); a longer one ends in ``...`` and its length."""
+MAX_ERROR_CODE_CHARS = 100
+"""Characters of an error code shown in the message (the attribute keeps it whole: it is compared to known codes)."""
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class FelderaError(Exception):
@@ -42,8 +52,9 @@ class ApiError(FelderaError):
         body_excerpt: str = "",
         retry_after: float | None = None,
     ) -> None:
+        message = _shortened(message, MAX_MESSAGE_CHARS)
         if error_code is not None:
-            text = f"HTTP {status} {error_code}: {message}"
+            text = f"HTTP {status} {_shortened(error_code, MAX_ERROR_CODE_CHARS)}: {message}"
         else:
             text = f"HTTP {status} with a non-JSON body: {body_excerpt!r}"
         super().__init__(endpoint, text)
@@ -71,6 +82,11 @@ class ConnectionFailed(FelderaError):
 
 
 class InvalidResponse(FelderaError):
-    """A success status with a body that is not the expected JSON (truncated, HTML, wrong shape)."""
+    """A success status with a body that is not the expected JSON (truncated, HTML, wrong shape), or larger than
+    this exporter takes."""
 
     code = "invalid_response"
+
+
+class OverLimit(InvalidResponse):
+    """The pipeline list holds more pipelines than ``targets[].max_pipelines`` (or is too large to hold fewer)."""

@@ -5,9 +5,10 @@ newest checkpoint failed, connectors with a fatal error, the scheduled checkpoin
 watches, and links to ``/metrics`` and the documentation. No JavaScript; every value is escaped. Long lists are cut
 at :data:`MAX_ROWS` rows (the page stays small for large fleets; ``/metrics`` has everything).
 
-:func:`digest` condenses a cycle's snapshot into a :class:`LandingView` once, when the cycle is rendered; the
-exporter keeps that view instead of the snapshot, so a cycle's per-pipeline data is freed once its exposition is
-rendered and the next cycle is polled beside one cycle's data, not two (docs/performance.md). Requests then run
+:func:`target_view` condenses a target's cycle into a :class:`TargetView` once, when the cycle is rendered
+(:mod:`exporter.served` keeps each target's latest in a :class:`LandingView`) instead of the snapshot, so a cycle's
+per-pipeline data is freed once its exposition is rendered and the next cycle is polled beside one cycle's data, not
+two (docs/performance.md). Requests then run
 :func:`render_landing`, a pure function of the view and the time, without walking the pipelines (the scheduled
 syncs and reset watches, whose ages change with the time, are formatted per request).
 """
@@ -24,7 +25,7 @@ from typing import NamedTuple
 from exporter.metrics import checkpoints, connectors
 from exporter.metrics.checkpoints import checkpoint_failed
 from exporter.models import InputEndpointStatus, OutputEndpointStatus
-from exporter.snapshot import PipelineSnapshot, Snapshot, SyncReport, TargetSnapshot
+from exporter.snapshot import PipelineSnapshot, SyncReport, TargetSnapshot
 
 DOCS_URL = "https://github.com/feldera/feldera-exporter/blob/main"
 MAX_ROWS = 50
@@ -177,7 +178,8 @@ class TargetView:
 
 @dataclass(frozen=True, slots=True)
 class LandingView:
-    """What the page shows of one cycle (:func:`digest`): at most :data:`MAX_ROWS` rows per section and target."""
+    """What the page shows: each target's latest cycle (:func:`target_view`), at most :data:`MAX_ROWS` rows per section
+    and target; ``taken_at``: when the latest of them was published."""
 
     targets: tuple[TargetView, ...] = ()
     taken_at: float = 0.0
@@ -185,17 +187,8 @@ class LandingView:
     total_shards: int = 1
 
 
-def digest(snapshot: Snapshot) -> LandingView:
-    """The page's view of ``snapshot``; it keeps no pipeline's data (see the module's docs)."""
-    return LandingView(
-        targets=tuple(_target_view(target) for target in snapshot.targets),
-        taken_at=snapshot.taken_at,
-        shard=snapshot.shard,
-        total_shards=snapshot.total_shards,
-    )
-
-
-def _target_view(target: TargetSnapshot) -> TargetView:
+def target_view(target: TargetSnapshot) -> TargetView:
+    """The page's view of one target's cycle; it keeps no pipeline's data (see the module's docs)."""
     statuses = Counter(snap.pipeline.deployment_status or "unknown" for snap in target.pipelines)
     return TargetView(
         target=replace(target, pipelines=()),

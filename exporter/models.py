@@ -23,7 +23,8 @@ from typing import Annotated, Any, ClassVar, Self, TypeVar, cast
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$")
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$", re.ASCII)
+"""RFC 3339 (ASCII digits only: ``re``'s ``\\d`` would take any Unicode digit, and ``int`` would read them)."""
 
 
 def parse_timestamp(value: object) -> float | None:
@@ -79,12 +80,32 @@ def _bool_or_none(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+MAX_TEXT_CHARS = 1024
+"""Longest text field kept from an answer (an error message, a status, an ID); the rest is cut off. A snapshot holds
+the answers of every pipeline and connector for a cycle: without a cap, one long message per connector (each
+answer under ``max_response_size``) would multiply into gigabytes. A pipeline name is never cut (it is an identity
+and the URL of its requests): a longer one makes its list entry malformed."""
+
+
 def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    return value[:MAX_TEXT_CHARS] if isinstance(value, str) else None
 
 
 def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
+    return value[:MAX_TEXT_CHARS] if isinstance(value, str) else ""
+
+
+def _name(value: object) -> object:
+    """A name as it is (lone surrogates included: they are served as U+FFFD), unless longer than
+    :data:`MAX_TEXT_CHARS` (pydantic's ``max_length`` would also refuse lone surrogates)."""
+    if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+        raise ValueError(f"longer than {MAX_TEXT_CHARS} characters ({len(value)})")
+    return value
+
+
+def _length_or_none(value: object) -> int | None:
+    """How many entries a list has (the entries are not kept); anything but a list: None."""
+    return len(value) if isinstance(value, list) else None
 
 
 OptInt = Annotated[int | None, BeforeValidator(_int_or_none)]
@@ -157,7 +178,7 @@ class Lenient:
         return cast(Self, cls._adapter.validate_python(obj))
 
     @classmethod
-    def model_validate_json(cls, data: str | bytes) -> Self:
+    def model_validate_json(cls, data: str | bytes | bytearray) -> Self:
         """Parse and validate JSON text in one pass; raises :class:`pydantic.ValidationError` (type
         ``json_invalid`` when it is not JSON)."""
         return cast(Self, cls._adapter.validate_json(data))
@@ -179,11 +200,10 @@ def lenient(cls: L) -> L:
 
 @lenient
 class ErrorBody(Lenient):
-    """Feldera's error response (also the shape of ``deployment_error``)."""
+    """Feldera's error response (also the shape of ``deployment_error``); ``details`` is not kept."""
 
     message: Text = ""
     error_code: Text = ""
-    details: Any = None
 
 
 # ---- pipelines (GET /v0/pipelines, GET /v0/pipelines/{name}) -------------------------------------------------
@@ -219,8 +239,8 @@ class Pipeline(Lenient):
     """One entry of the pipeline list with ``selector=status_with_connectors`` (or ``status``/``all``)."""
 
     id: Text = ""
-    name: str
-    description: Text = ""
+    name: Annotated[str, BeforeValidator(_name)]
+    """At most :data:`MAX_TEXT_CHARS` characters (Feldera allows 63 bytes): an entry with a longer name is malformed."""
     created_at: Timestamp = None
     version: OptInt = None
     platform_version: Text = ""
@@ -396,7 +416,8 @@ class ControllerStatus(Lenient):
     inputs: list[InputEndpointStatus] = Field(default_factory=list)
     outputs: list[OutputEndpointStatus] = Field(default_factory=list)
     checkpoint_activity: CheckpointActivity | None = None
-    permanent_checkpoint_errors: list[Any] | None = None
+    permanent_checkpoint_errors: Annotated[int | None, BeforeValidator(_length_or_none)] = None
+    """How many permanent checkpoint errors the list holds (their descriptions are not kept)."""
 
 
 # ---- cluster --------------------------------------------------------------------------------------------------

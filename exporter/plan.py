@@ -32,10 +32,12 @@ snapshot; a target polled on a cadence of its own is a loop over ``poll_target``
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import zlib
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -113,23 +115,99 @@ class PipelineRequest(Generic[T]):
     """Fields of other requests this one reads: it is planned with them and runs in a later stage."""
     unsupported: Callable[[ApiError], bool] | None = None
     """Whether a failure means the target does not offer the endpoint at all (then: :data:`UNSUPPORTED_PAUSE`)."""
+    connectors: Callable[[T], int] | None = None
+    """How many connectors an answer holds (counted against ``targets[].max_connectors``)."""
+
+
+FAILURE_EXAMPLES = 3
+"""Failed requests named in the line that sums up a cycle's failures of one kind."""
+SHOWN_NAME_CHARS = 60
+"""Characters of a pipeline name shown in such a line."""
+
+
+class Failures:
+    """The failed requests of one target's cycle, summed up in one line per level at its end (:meth:`log`): how many
+    failed, of which requests, and the first few. How many fail is the upstream's to decide, so never one line per
+    request (a Feldera whose every pipeline answers 500 would write a line per pipeline and cycle)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._counts: dict[int, dict[str, int]] = {}
+        self._examples: dict[int, list[str]] = {}
+        self._details: BaseException | None = None
+
+    def add(self, level: int, what: str, pipeline: str | None, why: str, details: BaseException | None = None) -> None:
+        counts = self._counts.setdefault(level, {})
+        counts[what] = counts.get(what, 0) + 1
+        examples = self._examples.setdefault(level, [])
+        if len(examples) < FAILURE_EXAMPLES:
+            examples.append(f"{_subject(self.target, pipeline)}: {what} failed{why}")
+        if details is not None and self._details is None:
+            self._details = details
+
+    def log(self) -> None:
+        for level in sorted(self._counts, reverse=True):
+            counts = self._counts[level]
+            total = sum(counts.values())
+            kinds = ", ".join(f"{what} {count}" for what, count in sorted(counts.items()))
+            log.log(
+                level,
+                "%s: %d request(s) failed this cycle (%s), e.g. %s",
+                self.target,
+                total,
+                kinds,
+                "; ".join(self._examples[level]),
+            )
+        if self._details is not None:
+            log.debug("%s: details of the first unexpected failure", self.target, exc_info=self._details)
+
+
+_FAILURES: ContextVar[Failures | None] = ContextVar("exporter.plan.failures", default=None)
+
+
+@contextlib.contextmanager
+def failures_summed_up(target: str) -> Iterator[Failures]:
+    """Inside (and in the tasks started inside), :func:`guarded` counts failures into the yielded :class:`Failures`
+    instead of logging each; one line per level is logged on the way out."""
+    failures = Failures(target)
+    token = _FAILURES.set(failures)
+    try:
+        yield failures
+    finally:
+        _FAILURES.reset(token)
+        failures.log()
 
 
 async def guarded(work: Awaitable[T], what: str, target: str, pipeline: str | None = None) -> T | None:
-    """``await work``, or None when it failed, logged as one line ``target[/pipeline]: what failed: why``."""
+    """``await work``, or None when it failed: counted into the cycle's :class:`Failures` (within
+    :func:`failures_summed_up`), else logged as one line ``target[/pipeline]: what failed: why``."""
     try:
         return await work
     except FelderaError as exc:
-        log.log(_level(exc), "%s: %s failed: %s", _subject(target, pipeline), what, exc)
+        _failed(_level(exc), what, target, pipeline, f": {exc}")
     except Exception as exc:
-        subject = _subject(target, pipeline)
-        log.error("%s: %s failed unexpectedly: %s: %s", subject, what, type(exc).__name__, clean(exc))
-        log.debug("%s: %s failure details", subject, what, exc_info=exc)
+        _failed(logging.ERROR, what, target, pipeline, f" unexpectedly: {type(exc).__name__}: {clean(exc)}", exc)
     return None
 
 
+def _failed(
+    level: int, what: str, target: str, pipeline: str | None, why: str, details: BaseException | None = None
+) -> None:
+    failures = _FAILURES.get()
+    if failures is not None:
+        failures.add(level, what, pipeline, why, details)
+        return
+    subject = _subject(target, pipeline)
+    log.log(level, "%s: %s failed%s", subject, what, why)
+    if details is not None:
+        log.debug("%s: %s failure details", subject, what, exc_info=details)
+
+
 def _subject(target: str, pipeline: str | None) -> str:
-    return target if pipeline is None else f"{target}/{clean(pipeline)}"
+    if pipeline is None:
+        return target
+    shown = pipeline if len(pipeline) <= SHOWN_NAME_CHARS else f"{pipeline[:SHOWN_NAME_CHARS]}..."
+    return f"{target}/{clean(shown)}"
 
 
 def _level(exc: FelderaError) -> int:
@@ -174,6 +252,7 @@ PIPELINE_REQUESTS: tuple[PipelineRequest[Any], ...] = (
         asks=lambda snap: wants_stats(snap.pipeline),
         fetch=lambda client, snap: client.stats(snap.name),
         store=lambda snap, answer: replace(snap, stats=answer),
+        connectors=lambda answer: len(answer.inputs) + len(answer.outputs),
     ),
     PipelineRequest(
         "sync_status",

@@ -4,10 +4,16 @@
 Per target and cycle (:meth:`Poller.poll_target`): one ``GET /v0/pipelines?selector=status_with_connectors``; then
 the plan's per-target requests (cluster health, ``/v0/config``) beside the plan's stages of per-pipeline requests,
 each stage a list of jobs worked off by ``poll.concurrency`` workers (:func:`_work`), only for the pipelines whose
-status lets the endpoint answer. A failed request leaves that part ``None`` (counted in the request metrics,
-logged) and never hides other pipelines or targets. A failed list call, or any exception while polling one target
-(a body nested too deeply to parse, ``MemoryError``, a bug), marks that target down with no pipelines for the cycle
-(the staleness rule in README.md) with one log line; the other targets and the served snapshot keep updating.
+status lets the endpoint answer. A failed request leaves that part ``None`` (counted in the request metrics, and
+summed up with the cycle's other failures in one log line per target and cycle) and never hides other pipelines or
+targets. A failed list call, or any exception while polling one target (a body nested too deeply to parse,
+``MemoryError``, a bug), marks that target down with no pipelines for the cycle (the staleness rule in README.md)
+with one log line; the other targets and the served snapshot keep updating.
+
+Bounds per target and cycle: ``poll.cycle_deadline`` cuts a cycle off (what was answered by then is kept, the
+target down if the list was not; ``feldera_exporter_polls_cut_off_total``, one log line); ``max_pipelines`` (the
+client refuses a longer list) and ``max_connectors`` (the stats of the pipelines past it are not asked) mark the
+target over limit (``feldera_exporter_target_over_limit``, one log line).
 
 Jobs, not one task per call: at 10,000 pipelines a task per call kept ~40,000 tasks, coroutines and semaphore
 waiters alive for the whole cycle, and the garbage collector walked them again and again.
@@ -24,10 +30,10 @@ from typing import Any, NamedTuple
 
 from exporter.client import FelderaClient
 from exporter.config import Settings, TargetSettings
-from exporter.errors import ApiError, FelderaError
+from exporter.errors import ApiError, FelderaError, OverLimit
 from exporter.history import History
 from exporter.logsafe import clean
-from exporter.plan import UNSUPPORTED_PAUSE, PipelineRequest, PollPlan, TargetRequest, guarded
+from exporter.plan import UNSUPPORTED_PAUSE, PipelineRequest, PollPlan, TargetRequest, failures_summed_up, guarded
 from exporter.promclient import ProcessStats
 from exporter.sidecar import Sidecar
 from exporter.snapshot import ExporterStats, PipelineSnapshot, Snapshot, TargetSnapshot
@@ -47,6 +53,8 @@ class TargetRuntime:
     """What the exporter remembers of this target's pipelines between cycles."""
     paused: dict[str, float] = field(default_factory=dict)
     """Requests (by field) the target said it does not offer, until when (monotonic) they are not asked."""
+    cut_off: int = 0
+    """Cycles cut off at ``poll.cycle_deadline`` since start."""
 
     @property
     def name(self) -> str:
@@ -105,9 +113,14 @@ class Poller:
             target = TargetRuntime(settings=target_settings, client=self._client(target_settings))
             if old is not None:
                 target.history, target.polls, target.last_success = old.history, old.polls, old.last_success
+                target.cut_off = old.cut_off
             targets.append(target)
         self.targets = tuple(targets)
         return [target.client for target in previous.values()]
+
+    def target(self, name: str) -> TargetRuntime | None:
+        """The configured target of that name (None after a reload removed it)."""
+        return next((target for target in self.targets if target.name == name), None)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(t.client.aclose() for t in self.targets), return_exceptions=True)
@@ -124,70 +137,128 @@ class Poller:
         )
 
     async def poll_target(self, target: TargetRuntime) -> TargetSnapshot:
-        """One target's cycle; whatever goes wrong marks this target down for the cycle and no other."""
+        """One target's cycle, cut off at ``poll.cycle_deadline`` (what was answered by then is kept); whatever goes
+        wrong marks this target down for the cycle and no other. Failed requests are summed up in one line per cycle
+        (:class:`exporter.plan.Failures`)."""
         started = self._monotonic()
-        try:
-            return await self._poll_target_once(target, started)
-        except FelderaError as exc:
-            log.warning("%s: listing pipelines failed: %s", target.name, exc)
-        except Exception as exc:  # RecursionError, MemoryError, a bug: still only this target, still one line
-            log.error("%s: poll failed unexpectedly: %s: %s", target.name, type(exc).__name__, clean(exc))
-            log.debug("%s: poll failure details", target.name, exc_info=exc)
-        target.polls["failure"] += 1
-        return TargetSnapshot(
-            name=target.name, labels=target.settings.label_pairs, up=False, exporter=self._stats(target, started)
-        )
+        cycle = _Cycle()
+        deadline = self.settings.poll.cycle_deadline
+        with failures_summed_up(target.name):
+            try:
+                async with asyncio.timeout(deadline) as timer:
+                    await self._poll(target, cycle)
+            except TimeoutError as exc:
+                if not timer.expired():
+                    cycle.failed(target.name, exc)
+                else:
+                    target.cut_off += 1
+                    log.warning(
+                        "%s: poll cycle cut off after %gs (poll.cycle_deadline): %s", target.name, deadline, cycle
+                    )
+            except OverLimit as exc:
+                cycle.listed = None
+                cycle.over_limit.add("pipelines")
+                log.warning("%s: over its pipeline limit, not polled: %s", target.name, exc)
+            except FelderaError as exc:
+                cycle.listed = None
+                log.warning("%s: listing pipelines failed: %s", target.name, exc)
+            except Exception as exc:  # RecursionError, MemoryError, a bug: still only this target, still one line
+                cycle.failed(target.name, exc)
+        if cycle.connectors_left_out:
+            log.warning(
+                "%s: over its connector limit (max_connectors %d): the stats of %d pipeline(s) not kept this cycle",
+                target.name,
+                target.settings.max_connectors,
+                cycle.connectors_left_out,
+            )
+        if cycle.listed is None:
+            target.polls["failure"] += 1
+            snapshot = TargetSnapshot(name=target.name, labels=target.settings.label_pairs)
+        else:
+            target.polls["success"] += 1
+            snapshot = cycle.snapshot or self._snapshot(target, cycle)
+        return replace(snapshot, over_limit=frozenset(cycle.over_limit), exporter=self._stats(target, started))
 
-    async def _poll_target_once(self, target: TargetRuntime, started: float) -> TargetSnapshot:
-        listed = await target.client.list_pipelines()
+    async def _poll(self, target: TargetRuntime, cycle: _Cycle) -> None:
+        """Fill ``cycle`` as answers come: the list, then the pipelines' and the target's requests, then the
+        sidecar's report; a cut-off cycle is published with what it holds."""
         takes = self.plan.selection.takes
-        pipelines = [PipelineSnapshot(pipeline=p) for p in listed if takes(p.name)]
-        answers = await asyncio.gather(
-            self._poll_pipelines(target, pipelines),
-            *(self._target_request(target, request) for request in self.plan.target_requests),
+        listing = await target.client.list_pipelines(keep=takes)
+        if listing.skipped:
+            log.warning("%s: pipeline list: %s", target.name, listing.skipped.describe())
+        cycle.listed = [PipelineSnapshot(pipeline=p) for p in listing.pipelines]
+        target.last_success = self._clock()
+        await asyncio.gather(
+            self._poll_pipelines(target, cycle),
+            *(self._target_request(target, request, cycle) for request in self.plan.target_requests),
         )
-        now = self._clock()
+        snapshot = self._snapshot(target, cycle)
+        if self._sidecar is not None:
+            cycle.reporting = True
+            snapshot = await self._sidecar.report(target, snapshot, self._clock())
+        cycle.snapshot = snapshot
+
+    def _snapshot(self, target: TargetRuntime, cycle: _Cycle) -> TargetSnapshot:
+        """The target's snapshot of what ``cycle`` holds (its history advanced with it)."""
+        assert cycle.listed is not None
         snapshot = TargetSnapshot(
             name=target.name,
             labels=target.settings.label_pairs,
             up=True,
-            pipelines=tuple(target.history.advance(target.name, answers[0], now)),
+            pipelines=tuple(target.history.advance(target.name, cycle.listed, self._clock())),
         )
-        for request, answer in zip(self.plan.target_requests, answers[1:], strict=True):
-            if answer is not None:
+        for request in self.plan.target_requests:
+            if (answer := cycle.answers.get(request.field)) is not None:
                 snapshot = request.store(snapshot, answer)
-        if self._sidecar is not None:
-            snapshot = await self._sidecar.report(target, snapshot, now)
-        target.polls["success"] += 1
-        target.last_success = now
-        return replace(snapshot, exporter=self._stats(target, started))
+        return snapshot
 
     def _stats(self, target: TargetRuntime, started: float) -> ExporterStats:
         return target.client.api_stats.freeze(
             poll_duration_seconds=self._monotonic() - started,
             last_success_timestamp_seconds=target.last_success,
             polls=tuple(sorted(target.polls.items())),
+            cut_off=target.cut_off,
         )
 
-    async def _target_request(self, target: TargetRuntime, request: TargetRequest[Any]) -> Any:
-        return await guarded(request.fetch(target.client), request.field, target.name)
+    async def _target_request(self, target: TargetRuntime, request: TargetRequest[Any], cycle: _Cycle) -> None:
+        cycle.answers[request.field] = await guarded(request.fetch(target.client), request.field, target.name)
 
-    async def _poll_pipelines(self, target: TargetRuntime, snaps: list[PipelineSnapshot]) -> list[PipelineSnapshot]:
-        """The plan's stages in order; each job's answer goes into ``snaps`` (replaced, as snapshots are frozen)."""
+    async def _poll_pipelines(self, target: TargetRuntime, cycle: _Cycle) -> None:
+        """The plan's stages in order; each job's answer goes into ``cycle.listed`` (replaced, as snapshots are
+        frozen)."""
+        snaps = cycle.listed
+        assert snaps is not None
         for stage in self.plan.stages:
             now = self._monotonic()
             offered = [request for request in stage if now >= target.paused.get(request.field, 0.0)]
             jobs = [Job(ask, index) for index, snap in enumerate(snaps) for ask in offered if ask.asks(snap)]
-            await _work(jobs, self.plan.concurrency, lambda job: self._run(target, job, snaps))
-        return snaps
+            cycle.planned += len(jobs)
+            await _work(jobs, self.plan.concurrency, lambda job: self._run(target, job, cycle))
 
-    async def _run(self, target: TargetRuntime, job: Job, snaps: list[PipelineSnapshot]) -> None:
+    async def _run(self, target: TargetRuntime, job: Job, cycle: _Cycle) -> None:
+        snaps = cycle.listed
+        assert snaps is not None
         request, snap = job.request, snaps[job.position]
         if self._monotonic() < target.paused.get(request.field, 0.0):
+            cycle.answered += 1
             return  # the target said earlier in this stage that it does not offer this endpoint
+        limit = target.settings.max_connectors
+        if request.connectors is not None and cycle.connectors >= limit:
+            cycle.answered += 1
+            cycle.connectors_left_out += 1
+            cycle.over_limit.add("connectors")
+            return
         answer = await guarded(self._fetch(target, request, snap), request.field, target.name, snap.name)
-        if answer is not None:
-            snaps[job.position] = request.store(snaps[job.position], answer)
+        cycle.answered += 1
+        if answer is None:
+            return
+        if request.connectors is not None:
+            cycle.connectors += request.connectors(answer)
+            if cycle.connectors > limit:
+                cycle.connectors_left_out += 1
+                cycle.over_limit.add("connectors")
+                return
+        snaps[job.position] = request.store(snaps[job.position], answer)
 
     async def _fetch(self, target: TargetRuntime, request: PipelineRequest[Any], snap: PipelineSnapshot) -> Any:
         try:
@@ -199,6 +270,43 @@ class Poller:
             hours = UNSUPPORTED_PAUSE / 3600
             log.info("%s: %s is not available (%s); not asking for %gh", target.name, request.field, exc, hours)
             return None
+
+
+@dataclass(slots=True)
+class _Cycle:
+    """What one target's cycle has gathered so far (a cut-off cycle is published with it)."""
+
+    listed: list[PipelineSnapshot] | None = None
+    """The pipelines this exporter polls, each with the answers so far; None until the list is answered."""
+    answers: dict[str, Any] = field(default_factory=dict)
+    """Per-target answers by field (None for a failed one)."""
+    snapshot: TargetSnapshot | None = None
+    """The finished snapshot, the sidecar's report included (None until then)."""
+    reporting: bool = False
+    """The sidecar's report was being made (every request of the cycle answered)."""
+    planned: int = 0
+    answered: int = 0
+    connectors: int = 0
+    connectors_left_out: int = 0
+    """Pipelines whose stats were not asked or not kept: the connector limit was reached."""
+    over_limit: set[str] = field(default_factory=set)
+
+    def failed(self, target: str, exc: BaseException) -> None:
+        """Something unexpected (a bug, ``MemoryError``): the target is down this cycle, one line says why."""
+        self.listed = None
+        log.error("%s: poll failed unexpectedly: %s: %s", target, type(exc).__name__, clean(exc))
+        log.debug("%s: poll failure details", target, exc_info=exc)
+
+    def __str__(self) -> str:
+        """What a cut-off cycle had: for its log line."""
+        if self.listed is None:
+            return "the pipeline list was not answered: the target is down this cycle"
+        if self.reporting:
+            return "every request was answered; the sidecar's report (sync, reset watches) is left out this cycle"
+        return (
+            f"{self.answered} of {self.planned} pipeline request(s) answered so far; the cycle is served without "
+            "the rest"
+        )
 
 
 class Job(NamedTuple):

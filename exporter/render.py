@@ -24,6 +24,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from exporter.promclient import OPENMETRICS_CONTENT_TYPE
 
@@ -34,6 +35,8 @@ GZIP_LEVEL = 3
 level 6 1.68 s / 4.81 MB. Every series is compressed every cycle, so the fast end wins."""
 BATCH_LINES = 512
 """Lines a :class:`FamilyWriter` buffers as strings before encoding and deflating them."""
+PIECE = 1 << 16
+"""Bytes of gzip output small parts are joined into (large ones are kept as they are, shared with their part)."""
 PLAIN_CHUNK = 1 << 14
 """Compressed bytes inflated per step when serving a client without gzip (about 1 MB of text)."""
 
@@ -103,15 +106,41 @@ def _stored(data: bytes) -> _Part:
     return _Part(b"".join(blocks), zlib.crc32(data), len(data))
 
 
-def _gzip(parts: Iterable[_Part]) -> tuple[bytes, int]:
-    """One gzip member from deflate parts; returns it with the inflated length."""
-    out, crc, size = [_GZIP_HEADER], 0, 0
+class _Gzip(NamedTuple):
+    """One gzip member as the bytes of its pieces, in order (never joined: the deflate segments are the families'
+    own bytes, shared with the parts they came from)."""
+
+    chunks: tuple[bytes, ...]
+    size: int
+    """Bytes of the member (the sum of the chunks)."""
+    plain_size: int
+    """Bytes it inflates to."""
+
+
+def _gzip(parts: Iterable[_Part]) -> _Gzip:
+    """One gzip member from deflate parts; runs of small ones (headers, a small family's samples) are joined into
+    pieces of up to :data:`PIECE` bytes, so a scrape writes a few pieces rather than one per family and part."""
+    out: list[bytes] = []
+    run: list[bytes] = [_GZIP_HEADER]
+    running = len(_GZIP_HEADER)
+    crc = size = 0
     for part in parts:
-        out.append(part.deflated)
+        if not part.size:
+            continue
         crc = crc32_combine(crc, part.crc, part.size)
         size += part.size
-    out += [_FINAL_BLOCK, struct.pack("<II", crc, size & 0xFFFFFFFF)]
-    return b"".join(out), size
+        if len(part.deflated) >= PIECE:
+            out += [b"".join(run), part.deflated] if run else [part.deflated]
+            run, running = [], 0
+            continue
+        if running + len(part.deflated) > PIECE:
+            out.append(b"".join(run))
+            run, running = [], 0
+        run.append(part.deflated)
+        running += len(part.deflated)
+    run += [_FINAL_BLOCK, struct.pack("<II", crc, size & 0xFFFFFFFF)]
+    out.append(b"".join(run))
+    return _Gzip(tuple(out), sum(map(len, out)), size)
 
 
 # ---- families ------------------------------------------------------------------------------------------------
@@ -195,32 +224,50 @@ class FamilyWriter:
 
 
 class Rendered:
-    """Exposition of one cycle: text 0.0.4 and OpenMetrics 1.0, each held gzip-compressed only."""
+    """Exposition of one cycle, or of the latest parts of several (the exporter's own families and each target's,
+    polled on their own cadences): text 0.0.4 and OpenMetrics 1.0, each held gzip-compressed only.
 
-    def __init__(self, families: Iterable[Family]) -> None:
+    Parts are merged by family: each family's headers once, then its samples from each part in the order given, as
+    the parts' own deflate segments (no sample is compressed again). A family two parts both declare has the
+    headers of the first."""
+
+    def __init__(self, *parts: Iterable[Family]) -> None:
+        merged: dict[str, tuple[Family, list[_Part]]] = {}
         self.series = 0
+        for part in parts:
+            for family in part:
+                self.series += family.samples
+                found = merged.get(family.name)
+                if found is None:
+                    merged[family.name] = (family, [family.body])
+                else:
+                    found[1].append(family.body)
         text_parts, om_parts = [], []
-        for family in families:
-            self.series += family.samples
-            text_parts += [_stored(family.headers(openmetrics=False)), family.body]
-            om_parts += [_stored(family.headers(openmetrics=True)), family.body]
+        for name in sorted(merged):
+            family, bodies = merged[name]
+            text_parts += [_stored(family.headers(openmetrics=False)), *bodies]
+            om_parts += [_stored(family.headers(openmetrics=True)), *bodies]
         om_parts.append(_stored(_EOF))
-        self._gzipped: dict[bool, tuple[bytes, int]] = {False: _gzip(text_parts), True: _gzip(om_parts)}
+        self._gzipped: dict[bool, _Gzip] = {False: _gzip(text_parts), True: _gzip(om_parts)}
 
-    def gzipped(self, *, openmetrics: bool) -> bytes:
-        return self._gzipped[openmetrics][0]
+    def gzip_chunks(self, *, openmetrics: bool) -> tuple[bytes, ...]:
+        """The gzip-compressed exposition, as pieces to write one after the other."""
+        return self._gzipped[openmetrics].chunks
+
+    def gzip_size(self, *, openmetrics: bool) -> int:
+        return self._gzipped[openmetrics].size
 
     def plain_size(self, *, openmetrics: bool) -> int:
-        return self._gzipped[openmetrics][1]
+        return self._gzipped[openmetrics].plain_size
 
     def plain_chunks(self, *, openmetrics: bool) -> Iterator[bytes]:
         """The uncompressed exposition, inflated a piece at a time (about 1 MB per chunk at fleet scale)."""
-        body = self.gzipped(openmetrics=openmetrics)
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        for start in range(0, len(body), PLAIN_CHUNK):
-            chunk = inflater.decompress(body[start : start + PLAIN_CHUNK])
-            if chunk:
-                yield chunk
+        for body in self.gzip_chunks(openmetrics=openmetrics):
+            for start in range(0, len(body), PLAIN_CHUNK):
+                chunk = inflater.decompress(body[start : start + PLAIN_CHUNK])
+                if chunk:
+                    yield chunk
         tail = inflater.flush()
         if tail:
             yield tail

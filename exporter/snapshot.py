@@ -88,6 +88,8 @@ class ExporterStats:
     last_success_timestamp_seconds: float | None = None
     polls: tuple[tuple[str, int], ...] = ()
     """(result, count) since start, result = success | failure."""
+    cut_off: int = 0
+    """Cycles cut off at ``poll.cycle_deadline`` since start."""
     requests: tuple[tuple[str, str, int], ...] = ()
     """(endpoint, code, count) since start; code = HTTP status, timeout, connection_error or invalid_response."""
     timings: tuple[RequestTimings, ...] = ()
@@ -130,8 +132,10 @@ class ResetReport:
     """Reset watches of one target (:mod:`exporter.sidecar.resets`)."""
 
     watches: tuple[WatchReport, ...] = ()
-    state_file_errors: tuple[tuple[str, int], ...] = ()
-    """Errors reading/writing the state file since start, per operation (the file is shared by all targets)."""
+
+
+LIMITS = ("pipelines", "connectors")
+"""What a target's answers may go past: ``targets[].max_pipelines`` and ``targets[].max_connectors``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +160,9 @@ class TargetSnapshot:
     dropped_pipelines: frozenset[str] = frozenset()
     """Pipelines left out of this cycle's series because translating them failed (set by
     :func:`exporter.metrics.families`, which also removes them from ``pipelines``)."""
+    over_limit: frozenset[str] = frozenset()
+    """The limits (:data:`LIMITS`) this cycle's answers went past: ``pipelines`` (the list was refused, the target is
+    down), ``connectors`` (stats of the remaining pipelines not asked)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +183,5 @@ class Snapshot:
     taken_at: float = 0.0
     shard: int = 0
     total_shards: int = 1
+    state_file_errors: tuple[tuple[str, int], ...] = ()
+    """Errors reading/writing the reset-watch state file since start, per operation (one file for all targets)."""

@@ -56,6 +56,11 @@ def problems(error: ValidationError) -> list[Problem]:
     ]
 
 
-def describe(error: ValidationError) -> str:
-    """All problems on one line, for a log line or an exception message."""
-    return "; ".join(str(problem) for problem in problems(error))
+def describe(error: ValidationError, most: int | None = None) -> str:
+    """The problems on one line, for a log line or an exception message; with ``most``, the first ``most`` of them
+    and how many more there were (an answer of a million bad entries makes a million problems)."""
+    found = problems(error)
+    shown = "; ".join(str(problem) for problem in found[:most])
+    if most is not None and len(found) > most:
+        shown += f"; and {len(found) - most} more"
+    return shown

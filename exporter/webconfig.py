@@ -32,7 +32,10 @@ was not there yet); switching TLS on or off needs a restart.
 Basic-auth passwords are checked with bcrypt (deliberately slow) in a dedicated pool of two threads, so that a
 flood of wrong passwords queues there and cannot delay scrapes, polls or rendering; a successful check is
 remembered as a SHA-256 digest so that Prometheus' scrape every few seconds does not pay bcrypt's cost each time.
-Unknown users are checked against a configured hash so that response timing does not reveal user names.
+Unknown users are checked against a configured hash so that response timing does not reveal user names. A request
+waiting for bcrypt sets its connection's slot aside (:func:`exporter.webserver.slot_set_aside`); at most
+:data:`MAX_AUTH_WAITING` wait at once, :data:`MAX_AUTH_WAITING_PER_ADDRESS` per address, and every refusal closes
+its connection, so wrong passwords hold no slot a scraper needs.
 """
 
 from __future__ import annotations
@@ -44,10 +47,13 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import os
 import ssl
+import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from exporter import validation, yamlerror
 from exporter.logsafe import clean
 from exporter.ownthread import in_own_thread
-from exporter.webserver import Handler
+from exporter.webserver import Handler, slot_set_aside
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +98,14 @@ _ALLOWED_HEADERS: dict[str, tuple[str, ...]] = {
 _BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 _AUTH_CACHE_SIZE = 64
 BCRYPT_THREADS = 2
+BCRYPT_NICE = 19
+"""The ``nice`` value of the bcrypt threads: the lowest priority, so password checks use only CPU the rest of the
+exporter leaves."""
+MAX_AUTH_WAITING = 16
+"""Password checks waiting for (or in) the bcrypt pool at once; more are answered 503 unchecked. At cost 12 (about
+0.25 s a check) the last of them waits about 2 s."""
+MAX_AUTH_WAITING_PER_ADDRESS = 4
+"""Of those, from one remote address; more are answered 429 unchecked."""
 RELOAD_CHECK_SECONDS = 1.0
 
 
@@ -263,7 +277,9 @@ class WebSecurity:
         self._check_every = check_every
         stamps: dict[Path, Stamp] = {}
         config, context = self._load(stamps)
-        self._executor = ThreadPoolExecutor(max_workers=BCRYPT_THREADS, thread_name_prefix="bcrypt")
+        self._executor = ThreadPoolExecutor(
+            max_workers=BCRYPT_THREADS, thread_name_prefix="bcrypt", initializer=_yield_the_cpu
+        )
         self._in_force = _InForce(config, context, self._basic_auth(config), stamps)
         self._refused: _Refused | None = None
 
@@ -281,13 +297,23 @@ class WebSecurity:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         in_force = self._in_force
-        if in_force.auth is not None and not await in_force.auth.allows(request.headers.get("Authorization")):
-            response: web.StreamResponse = web.Response(
-                status=401,
-                text="Unauthorized\n",
-                headers={"WWW-Authenticate": 'Basic realm="feldera-exporter", charset="UTF-8"'},
-            )
-        else:
+        response: web.StreamResponse | None = None
+        if in_force.auth is not None:
+            header, address = request.headers.get("Authorization"), request.remote or ""
+            try:
+                allowed = await in_force.auth.allows(header, address, lambda: slot_set_aside(request))
+            except AuthBusy as busy:  # not checked at all: no slot held meanwhile, none kept afterwards
+                response = web.Response(status=busy.status, text=f"{busy}\n", headers={"Retry-After": "1"})
+                response.force_close()
+            else:
+                if not allowed:  # the connection is closed: a client that keeps failing holds no slot
+                    response = web.Response(
+                        status=401,
+                        text="Unauthorized\n",
+                        headers={"WWW-Authenticate": 'Basic realm="feldera-exporter", charset="UTF-8"'},
+                    )
+                    response.force_close()
+        if response is None:
             response = await handler(request)
         response.headers.update(in_force.config.http_server_config.headers)
         return response
@@ -365,20 +391,48 @@ def _stamp(path: Path) -> Stamp:
     return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino)
 
 
-class BasicAuth:
-    """Checks ``Authorization: Basic`` headers against bcrypt hashes, remembering recent successes."""
+class AuthBusy(Exception):
+    """Too many checks are waiting for bcrypt (``status`` 503), or too many from the request's address (429): the
+    request is answered at once, unchecked."""
 
-    def __init__(self, users: dict[str, str], executor: ThreadPoolExecutor) -> None:
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class BasicAuth:
+    """Checks ``Authorization: Basic`` headers against bcrypt hashes, remembering recent successes.
+
+    A check that needs bcrypt waits in its pool with its connection's slot set aside (``aside``); at most
+    ``max_waiting`` checks wait at once, ``max_waiting_per_address`` from one address: beyond, :class:`AuthBusy`."""
+
+    def __init__(
+        self,
+        users: dict[str, str],
+        executor: ThreadPoolExecutor,
+        *,
+        max_waiting: int = MAX_AUTH_WAITING,
+        max_waiting_per_address: int = MAX_AUTH_WAITING_PER_ADDRESS,
+    ) -> None:
         self._users = {user: hashed.encode() for user, hashed in users.items()}
         # Unknown users are checked against a real hash (same cost) so that timing does not reveal user names.
         self._decoy = next(iter(self._users.values()))
         self._executor = executor
         self._good: OrderedDict[bytes, None] = OrderedDict()
+        self._max_waiting = max_waiting
+        self._max_waiting_per_address = max_waiting_per_address
+        self._waiting: dict[str, int] = {}
+        self._waiting_total = 0
 
     def __repr__(self) -> str:
         return f"BasicAuth(users={sorted(self._users)})"
 
-    async def allows(self, header: str | None) -> bool:
+    async def allows(
+        self,
+        header: str | None,
+        address: str = "",
+        aside: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    ) -> bool:
         credentials = _parse_basic(header)
         if credentials is None:
             return False
@@ -388,8 +442,22 @@ class BasicAuth:
         if hashed is not None and any(hmac.compare_digest(key, known) for known in self._good):
             self._good.move_to_end(key)
             return True
-        loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(self._executor, _bcrypt_check, password.encode(), hashed or self._decoy)
+        if self._waiting.get(address, 0) >= self._max_waiting_per_address:
+            raise AuthBusy(429, f"too many password checks waiting from {address} ({self._max_waiting_per_address})")
+        if self._waiting_total >= self._max_waiting:
+            raise AuthBusy(503, f"too many password checks waiting ({self._max_waiting}); try again")
+        self._waiting_total += 1
+        self._waiting[address] = self._waiting.get(address, 0) + 1
+        try:
+            with aside():
+                loop = asyncio.get_running_loop()
+                ok = await loop.run_in_executor(self._executor, _bcrypt_check, password.encode(), hashed or self._decoy)
+        finally:
+            self._waiting_total -= 1
+            if self._waiting[address] == 1:
+                del self._waiting[address]
+            else:
+                self._waiting[address] -= 1
         if not ok or hashed is None:
             return False
         self._good[key] = None
@@ -401,15 +469,23 @@ class BasicAuth:
 def _parse_basic(header: str | None) -> tuple[str, str] | None:
     if not header:
         return None
-    scheme, _, token = header.strip().partition(" ")
+    scheme, _, token = header.strip(" \t").partition(" ")  # RFC 9110 whitespace is SP and HTAB only
     if scheme.lower() != "basic":
         return None
     try:
-        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        decoded = base64.b64decode(token.strip(" \t"), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None
+
+
+def _yield_the_cpu() -> None:
+    """Run this (bcrypt) thread at the lowest CPU priority, where the OS allows one per thread (Linux: ``nice`` of
+    the thread's ID): a flood of wrong passwords keeps both bcrypt threads busy, and at the same priority they took
+    the event loop's CPU on a two-core machine (scrapes waited up to a second under 300 such clients)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICE)
 
 
 def _bcrypt_check(password: bytes, hashed: bytes) -> bool:

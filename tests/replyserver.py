@@ -51,7 +51,10 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
-REPLY_SERVER_LIMITS = ServerLimits(header_timeout=30.0, request_timeout=None, max_body_bytes=1 << 20)
+# its client connects from one address, which may use every connection
+REPLY_SERVER_LIMITS = ServerLimits(
+    header_timeout=30.0, request_timeout=None, max_body_bytes=1 << 20, max_connections_per_address=128
+)
 
 
 class ReplyServer:

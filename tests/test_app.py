@@ -209,6 +209,15 @@ def test_accept_negotiation_respects_q_values() -> None:
     assert wants_gzip("gzip, deflate")
     assert not wants_gzip("gzip;q=0")
     assert not wants_gzip("")
+    assert wants_gzip("gzip ; q=0.5") and wants_gzip("gzip;q=1.000")
+
+
+@pytest.mark.parametrize("q", ["nan", "inf", "1e3", "2", "0.0001", "\u0661", "\u00b9", "-1", "0x1", "1.5"])
+def test_a_q_value_outside_rfc_9110_counts_as_not_acceptable(q: str) -> None:
+    """``float`` takes ``nan``, ``inf``, ``1e3`` and Unicode digits; RFC 9110 §12.4.2 allows 0 to 1 with three ASCII
+    decimals. A value outside it is read as 0, never as a preference."""
+    assert not wants_gzip(f"gzip;q={q}")
+    assert not wants_openmetrics(f"application/openmetrics-text;q={q}")
 
 
 async def test_deleted_pipeline_vanishes_on_the_next_cycle(sim: Simulator, make_exporter: Any) -> None:
@@ -328,7 +337,7 @@ async def test_sidecar_results_are_typed_fields_and_a_failing_feature_stands_alo
     poller = new_poller(settings, sidecar=sidecar)
     try:
         target = (await poller.poll_once()).targets[0]
-        assert target.resets == ResetReport(state_file_errors=(("load", 0), ("save", 0)))
+        assert target.resets == ResetReport()
         assert target.sync is not None
         assert [p.pipeline for p in target.sync.pipelines] == sorted(p.name for p in target.pipelines)
 
@@ -405,7 +414,8 @@ async def test_scrapers_that_never_read_hold_bounded_memory_and_are_dropped_at_t
         ]
     )
     async with Simulator(fleet, clock=ManualClock()) as simulator:
-        exporter = await make_exporter(settings_for(simulator.url), limits=ServerLimits(request_timeout=3.0))
+        limits = ServerLimits(request_timeout=3.0, max_connections_per_address=64)  # 40 from one address
+        exporter = await make_exporter(settings_for(simulator.url), limits=limits)
         await exporter.poll_once()
         loop = asyncio.get_running_loop()
         before = _rss_bytes()

@@ -18,11 +18,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from exporter.client import FelderaClient, base_path, parse_retry_after
+from exporter.client import (
+    LIST_VALUES_PER_PIPELINE,
+    MAX_JSON_VALUES,
+    FelderaClient,
+    HttpResponse,
+    base_path,
+    parse_retry_after,
+)
 from exporter.config import ConfigError, TargetSettings, build_settings
-from exporter.errors import ApiError, ConnectionFailed, InvalidResponse, RequestTimeout
+from exporter.errors import ApiError, ConnectionFailed, InvalidResponse, OverLimit, RequestTimeout
+from exporter.models import MAX_TEXT_CHARS
 from tests.conftest import (
     InFlight,
     ReplyServer,
@@ -61,7 +71,7 @@ def requests_of(client: FelderaClient) -> dict[tuple[str, str], int]:
 async def test_api_key_is_sent_as_bearer_token(feldera: ScriptedFeldera) -> None:
     feldera.list_pipelines(pipeline_json("p1"))
     async with make_client(feldera.url, api_key="apikey:secret") as client:
-        pipelines = await client.list_pipelines()
+        pipelines = (await client.list_pipelines()).pipelines
     assert [p.name for p in pipelines] == ["p1"]
     assert feldera.requests[0].headers["authorization"] == "Bearer apikey:secret"
     assert feldera.requests[0].query == {"selector": "status_with_connectors"}
@@ -71,7 +81,7 @@ async def test_api_key_is_sent_as_bearer_token(feldera: ScriptedFeldera) -> None
 async def test_no_authorization_header_without_key(feldera: ScriptedFeldera) -> None:
     feldera.list_pipelines()
     async with make_client(feldera.url) as client:
-        assert await client.list_pipelines() == []
+        assert (await client.list_pipelines()).pipelines == []
     assert "authorization" not in feldera.requests[0].headers
 
 
@@ -144,7 +154,7 @@ async def test_503_with_another_error_code_is_retried(feldera: ScriptedFeldera) 
     feldera.routes["/v0/pipelines"] = [feldera_error(503, "ServiceUnavailable"), json_response([])]
     sleep = FakeSleep()
     async with make_client(feldera.url, sleep=sleep, backoff=0.25) as client:
-        assert await client.list_pipelines() == []
+        assert (await client.list_pipelines()).pipelines == []
     assert sleep.delays == [0.25]
 
 
@@ -240,7 +250,7 @@ async def test_json_the_standard_library_accepts_is_still_accepted(feldera: Scri
     async with make_client(feldera.url) as client:
         assert (await client.checkpoint_status("p")).success == 4
         assert (await client.stats("p")).inputs == []
-        assert [p.name for p in await client.list_pipelines()] == ["a"]
+        assert [p.name for p in (await client.list_pipelines()).pipelines] == ["a"]
 
 
 async def test_list_that_is_not_a_json_list_is_an_invalid_response(feldera: ScriptedFeldera) -> None:
@@ -253,8 +263,93 @@ async def test_list_that_is_not_a_json_list_is_an_invalid_response(feldera: Scri
 async def test_malformed_list_entries_are_skipped(feldera: ScriptedFeldera) -> None:
     feldera.list_pipelines(pipeline_json("good"), {"no_name": True}, "text", pipeline_json("also-good"))
     async with make_client(feldera.url) as client:
-        pipelines = await client.list_pipelines()
+        pipelines = (await client.list_pipelines()).pipelines
     assert [p.name for p in pipelines] == ["good", "also-good"]
+
+
+async def test_malformed_and_repeated_entries_are_counted_with_a_few_examples(feldera: ScriptedFeldera) -> None:
+    """However many entries are bad, the listing carries two counts and three short examples (one log line), never
+    one line per entry: 200,000 malformed entries wrote 200,000 WARNING lines (68 MB) on the event loop."""
+    feldera.list_pipelines(
+        pipeline_json("good"),
+        *({"name": i} for i in range(5_000)),  # 5,000 malformed: a number is no name
+        {"name": "x" * 100_000, "version": "nope", "deployment_error": 1},  # a long name in no example
+        pipeline_json("good"),
+    )
+    async with make_client(feldera.url) as client:
+        listing = await client.list_pipelines()
+    assert [p.name for p in listing.pipelines] == ["good"]
+    assert (listing.listed, listing.skipped.malformed, listing.skipped.duplicates) == (5_003, 5_001, 1)
+    line = listing.skipped.describe()
+    assert line.startswith("5001 malformed and 1 repeated entries skipped, e.g. entry 1 (name <int>) malformed: name: ")
+    assert line.count("; ") == 2 and len(line) < 500
+
+
+async def test_keep_leaves_out_entries_it_refuses_but_still_sees_their_names(feldera: ScriptedFeldera) -> None:
+    feldera.list_pipelines(pipeline_json("a"), pipeline_json("b"), pipeline_json("a"))
+    async with make_client(feldera.url) as client:
+        listing = await client.list_pipelines(keep=lambda name: name != "a")
+    assert [p.name for p in listing.pipelines] == ["b"]
+    assert listing.skipped.duplicates == 1
+
+
+async def test_a_list_longer_than_max_pipelines_is_over_limit_and_nothing_is_kept(feldera: ScriptedFeldera) -> None:
+    feldera.list_pipelines(*(pipeline_json(f"p{i}") for i in range(11)))
+    async with make_client(feldera.url, settings={"max_pipelines": 11}) as client:
+        assert len((await client.list_pipelines()).pipelines) == 11
+    async with make_client(feldera.url, settings={"max_pipelines": 10}) as client:
+        with pytest.raises(OverLimit) as caught:
+            await client.list_pipelines()
+    assert str(caught.value) == "list_pipelines: the list holds 11 pipelines, more than 10 (max_pipelines 10)"
+    assert requests_of(client) == {("list_pipelines", "invalid_response"): 1}
+
+
+async def test_a_list_with_more_json_values_than_max_pipelines_allows_is_refused_before_parsing(
+    feldera: ScriptedFeldera,
+) -> None:
+    """``[{},{},...]`` costs about 72 bytes per 3-byte entry once parsed: the values are counted before."""
+    values = 1_000 * LIST_VALUES_PER_PIPELINE
+    feldera.routes["/v0/pipelines"] = Response(body=b"[" + b",".join([b"{}"] * values) + b"]")  # 375 KiB
+    async with make_client(feldera.url, settings={"max_pipelines": 1_000}) as client:
+        outcome, peak = await peak_allocated_while(client.list_pipelines())
+    assert isinstance(outcome, OverLimit), outcome
+    assert f"holds up to {2 * values + 1} JSON values, more than {values} (max_pipelines 1000)" in str(outcome)
+    assert peak < 2 * MiB  # the body and the read buffers; a tree of 128,000 dictionaries is 9 MiB
+
+
+async def test_an_answer_with_more_json_values_than_the_bound_is_an_invalid_response(feldera: ScriptedFeldera) -> None:
+    inputs = b",".join([b"{}"] * MAX_JSON_VALUES)
+    feldera.routes["/v0/pipelines/p/stats"] = Response(body=b'{"inputs": [' + inputs + b"]}")
+    async with make_client(feldera.url) as client:
+        with pytest.raises(InvalidResponse) as caught:
+            await client.stats("p")
+    assert f"more than {MAX_JSON_VALUES}" in str(caught.value) and not isinstance(caught.value, OverLimit)
+
+
+async def test_long_texts_are_cut_where_kept_and_where_logged(feldera: ScriptedFeldera) -> None:
+    """A message of megabytes is kept (and logged) as its first characters: a snapshot holds one answer per
+    connector, and a log line's length is not the server's to choose."""
+    huge = "m" * 1_000_000
+    feldera.routes["/v0/pipelines/p/stats"] = json_response(
+        {
+            "inputs": [
+                {"endpoint_name": "t.c", "fatal_error": huge, "health": {"status": "Unhealthy", "description": huge}}
+            ]
+        }
+    )
+    feldera.routes["/v0/pipelines/p/checkpoint_status"] = feldera_error(500, "E" * 1_000, huge)
+    feldera.routes["/v0/pipelines/p/checkpoint/sync_status"] = json_response({"success": [1] * 200_000})
+    async with make_client(feldera.url) as client:
+        (connector,) = (await client.stats("p")).inputs
+        with pytest.raises(ApiError) as failed:
+            await client.checkpoint_status("p")
+        with pytest.raises(InvalidResponse) as misshaped:
+            await client.sync_status("p")
+    assert connector.fatal_error == "m" * MAX_TEXT_CHARS
+    assert connector.health is not None and connector.health.description == "m" * MAX_TEXT_CHARS
+    assert len(str(failed.value)) < 1_000 and str(failed.value).endswith("... (1000000 characters)")
+    assert failed.value.error_code == "E" * 1_000  # compared with known codes, whole
+    assert len(str(misshaped.value)) < 1_000
 
 
 async def test_repeated_pipeline_names_keep_the_first_entry(feldera: ScriptedFeldera) -> None:
@@ -263,7 +358,7 @@ async def test_repeated_pipeline_names_keep_the_first_entry(feldera: ScriptedFel
         pipeline_json("orders", version=1), pipeline_json("other", version=2), pipeline_json("orders", version=3)
     )
     async with make_client(feldera.url) as client:
-        pipelines = await client.list_pipelines()
+        pipelines = (await client.list_pipelines()).pipelines
     assert [(p.name, p.version) for p in pipelines] == [("orders", 1), ("other", 2)]
 
 
@@ -296,7 +391,7 @@ async def test_a_lone_surrogate_in_a_name_is_sent_as_bytes_and_answered_not_rais
 async def test_base_url_path_prefix_is_kept(feldera: ScriptedFeldera) -> None:
     feldera.routes["/feldera/v0/pipelines"] = json_response([])
     async with make_client(feldera.url + "/feldera") as client:
-        assert await client.list_pipelines() == []
+        assert (await client.list_pipelines()).pipelines == []
 
 
 async def test_cluster_health_503_body_is_parsed(feldera: ScriptedFeldera) -> None:
@@ -372,9 +467,53 @@ async def test_request_durations_are_recorded_per_endpoint(feldera: ScriptedFeld
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert parse_retry_after("5") == 5.0
+    assert parse_retry_after(" 5\t") == 5.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 -0000", now=1445412480.0) == 10.0  # no zone: GMT
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u00b2",
+        "\u0663",
+        "1\u00b9",
+        "\uff15",
+        "5.0",
+        "-1",
+        "+5",
+        "1e3",
+        "0x10",
+        "\u00a05",
+        "Wed, \u0662\u0661 Oct 2015 07:28:10 GMT",
+    ],
+)
+def test_retry_after_takes_ascii_digits_only_as_rfc_9110_says(value: str) -> None:
+    """``str.isdigit`` is true for ``²`` and ``٣`` and ``float`` refuses the first: that raised ValueError, and the
+    target went down with an "unexpected" error. Anything but ASCII delay-seconds or an ASCII date is no hint."""
+    assert parse_retry_after(value) is None
+
+
+@given(st.text(max_size=40))
+def test_retry_after_never_raises(value: str) -> None:
+    delay = parse_retry_after(value, now=0.0)
+    assert delay is None or delay >= 0.0
+
+
+async def test_a_unicode_digit_in_retry_after_is_no_hint_and_the_request_is_retried_with_backoff(
+    feldera: ScriptedFeldera,
+) -> None:
+    feldera.routes["/v0/pipelines"] = [
+        feldera_error(503, "ServiceUnavailable", retry_after="\u00b2"),
+        json_response([]),
+    ]
+    sleep = FakeSleep()
+    async with make_client(feldera.url, sleep=sleep, backoff=0.25) as client:
+        assert (await client.list_pipelines()).pipelines == []
+    assert sleep.delays == [0.25]
+    assert requests_of(client) == {("list_pipelines", "503"): 1, ("list_pipelines", "200"): 1}
 
 
 @pytest.fixture(scope="module")
@@ -414,7 +553,7 @@ async def test_tls_server_is_verified_with_the_configured_ca_file(
     tls_feldera: ScriptedFeldera, tls_files: tuple[Path, Path]
 ) -> None:
     async with https_client(tls_feldera, ca_file=tls_files[0]) as client:
-        assert [p.name for p in await client.list_pipelines()] == ["p"]
+        assert [p.name for p in (await client.list_pipelines()).pipelines] == ["p"]
 
 
 async def test_tls_server_with_an_unknown_ca_is_refused(tls_feldera: ScriptedFeldera) -> None:
@@ -425,7 +564,7 @@ async def test_tls_server_with_an_unknown_ca_is_refused(tls_feldera: ScriptedFel
 
 async def test_tls_verification_can_be_switched_off(tls_feldera: ScriptedFeldera) -> None:
     async with https_client(tls_feldera, tls_verify=False) as client:
-        assert [p.name for p in await client.list_pipelines()] == ["p"]
+        assert [p.name for p in (await client.list_pipelines()).pipelines] == ["p"]
 
 
 # ---- raw sockets: keep-alive, framing, encodings, deadlines, limits ------------------------------------------
@@ -682,7 +821,7 @@ def test_base_path_keeps_a_prefix_without_trailing_slash() -> None:
 def test_limits_are_target_settings_with_units() -> None:
     target = build_settings({"targets": [{"max_response_size": "64MiB", "keepalive_timeout": "2m"}]}, env={}).targets[0]
     assert (target.max_response_size, target.keepalive_timeout) == (64 * 1024 * 1024, 120.0)
-    assert build_settings({}, env={}).targets[0].max_response_size == 256 * 1024 * 1024
+    assert build_settings({}, env={}).targets[0].max_response_size == 24 * 1024 * 1024
     for raw, problem in [
         ({"max_response_size": "lots"}, "targets[0].max_response_size: could not parse value and unit"),
         ({"max_response_size": 0}, "targets[0].max_response_size: Input should be greater than 0"),
@@ -783,7 +922,7 @@ async def test_a_huge_content_length_is_refused_before_reading(raw: Raw) -> None
     async with make_client(server.url, timeout=30) as client:
         with pytest.raises(InvalidResponse) as caught:
             await client.list_pipelines()
-    assert "Content-Length 100000000000 exceeds max_response_size 268435456" in str(caught.value)
+    assert "Content-Length 100000000000 exceeds max_response_size 25165824" in str(caught.value)
     assert len(server.requests) == 1
     assert requests_of(client) == {("list_pipelines", "invalid_response"): 1}
 
@@ -799,10 +938,59 @@ async def test_a_body_within_the_cap_is_read_whole(raw: Raw) -> None:
 
     server = await raw(handler)
     async with make_client(server.url, settings={"max_response_size": len(document)}) as client:
-        assert len(await client.list_pipelines()) == 2000
+        assert len((await client.list_pipelines()).pipelines) == 2000
     async with make_client(server.url, settings={"max_response_size": len(document) - 1}) as client:
         with pytest.raises(InvalidResponse):
             await client.list_pipelines()
+
+
+async def test_a_body_is_held_once_while_read_not_as_chunks_and_a_joined_copy(raw: Raw) -> None:
+    """Chunks plus their joined copy held twice the body: the 256 MiB cap could cost about 570 MiB. A bytearray
+    grown in place peaks at the body and one chunk."""
+    body = b'"' + b"x" * (16 * MiB) + b'"'
+    sent = memoryview(answer(body))  # made before tracing; written in slices, so the server buffers none of it
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        for start in range(0, len(sent), 1 << 16):
+            writer.write(sent[start : start + (1 << 16)])
+            await writer.drain()
+
+    server = await raw(handler)
+    async with make_client(server.url, settings={"max_response_size": 17 * MiB}) as client:
+        outcome, peak = await peak_allocated_while(client._exchange("GET", "/v0/pipelines/p/reset_status"))
+    assert isinstance(outcome, HttpResponse) and len(outcome.content) == len(body)
+    assert peak < 24 * MiB  # the body, its growth room (an eighth) and a chunk; two copies were over 32 MiB
+
+
+async def test_answers_read_at_once_share_max_response_size(raw: Raw) -> None:
+    """Each answer under the cap, but ``poll.concurrency`` of them at once would hold that many caps: 32 x 256 MiB
+    before. The cap bounds what a target's answers hold together; those past it fail, the rest are read whole."""
+    release = asyncio.Event()
+    body = b'{"inputs": [], "outputs": []' + b" " * (3 * MiB) + b"}"
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        writer.write(answer(body)[:-MiB])  # most of it, then wait until every request has that much
+        await writer.drain()
+        await release.wait()
+        writer.write(body[-MiB:])
+        await writer.drain()
+
+    server = await raw(handler)
+    async with make_client(server.url, settings={"max_response_size": 10 * MiB}, max_connections=8) as client:
+        calls = [asyncio.create_task(client.stats(f"p{i}")) for i in range(8)]
+        # 8 x 2 MiB arrive before any body ends: at least 3 fail, as the rest hold up to 10 MiB
+        await eventually(lambda: sum(call.done() for call in calls) >= 3, "the first answers refused")
+        release.set()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        again = await client.stats("alone")
+    refused = [o for o in outcomes if isinstance(o, InvalidResponse)]
+    assert len(refused) >= 5, outcomes  # at most three bodies of 3 MiB fit in 10 MiB
+    assert all("answers being read at once exceed max_response_size 10485760" in str(o) for o in refused)
+    assert all(o.inputs == [] for o in outcomes if not isinstance(o, BaseException))
+    assert again.inputs == []  # all given back to the budget
+    assert client._buffered == 0
 
 
 # ---- proxies from the environment, through a real forward proxy (proxy.py) ---------------------------------
@@ -881,7 +1069,7 @@ async def test_https_proxy_tunnels_to_a_tls_target(
 ) -> None:
     proxy_env.setenv("HTTPS_PROXY", forward_proxy.url)
     async with https_client(tls_feldera, ca_file=tls_files[0]) as client:
-        assert [p.name for p in await client.list_pipelines()] == ["p"]
+        assert [p.name for p in (await client.list_pipelines()).pipelines] == ["p"]
     port = tls_feldera.url.rsplit(":", 1)[1]
     await eventually(lambda: access_lines(forward_proxy, f"CONNECT 127.0.0.1:{port}"), "CONNECT in the access log")
 
@@ -898,7 +1086,7 @@ async def test_no_proxy_exempts_a_target(feldera: ScriptedFeldera, proxy_env: py
     assert feldera.requests == []
     proxy_env.setenv("NO_PROXY", "localhost,127.0.0.1")
     async with make_client(feldera.url) as client:
-        assert [p.name for p in await client.list_pipelines()] == ["direct"]
+        assert [p.name for p in (await client.list_pipelines()).pipelines] == ["direct"]
 
 
 def test_the_exporter_runtime_does_not_import_httpx() -> None:

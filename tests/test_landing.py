@@ -283,7 +283,7 @@ async def test_a_failing_page_digest_stops_neither_the_cycle_nor_metrics(
     def broken(snapshot: object) -> None:
         raise RuntimeError("bug in the page\nforged line")
 
-    monkeypatch.setattr("exporter.app.digest", broken)
+    monkeypatch.setattr("exporter.served.target_view", broken)
     setup.clock[0] += 60
     await setup.exporter.poll_once()
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import build_settings
 from exporter.metrics import families
-from exporter.metrics.spec import MAX_LABEL_VALUE_LENGTH
+from exporter.metrics.spec import MAX_LABEL_VALUE_BYTES
 from exporter.poller import Poller
 from exporter.render import render
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
@@ -50,7 +50,8 @@ HOSTILE = st.one_of(
     st.integers(min_value=2_000, max_value=100_000).map(lambda n: nested(n, "[", "]")),
     st.integers(min_value=2_000, max_value=50_000).map(lambda n: nested(n, '{"a":', "}")[:-1] + b"1" + b"}" * n),
     st.sampled_from(["\ud800", "a\udfffb", "\ud83d"]).map(lambda name: listed(name, "fine")),
-    st.integers(min_value=MAX_LABEL_VALUE_LENGTH, max_value=20_000).map(lambda n: listed("x" * n, "y" * n + "z")),
+    st.integers(min_value=MAX_LABEL_VALUE_BYTES, max_value=20_000).map(lambda n: listed("x" * n, "y" * n + "z")),
+    st.integers(min_value=MAX_LABEL_VALUE_BYTES // 4, max_value=5_000).map(lambda n: listed("€" * n, "😀" * n)),
     st.text(alphabet=st.sampled_from('\r\n\x1b\x00\u2028\t"\\{}ab'), min_size=1, max_size=40).map(listed),
     st.binary(max_size=200),
 )
@@ -121,7 +122,7 @@ async def test_hostile_bodies_from_one_target_never_stop_the_other(
             good_target.exporter.last_success_timestamp_seconds
         )
         assert any(name == "feldera_input_connector_records_total" for name, _ in found)
-        assert all(len(value) <= MAX_LABEL_VALUE_LENGTH for _, labels in found for _, value in labels)
+        assert all(len(value.encode()) <= MAX_LABEL_VALUE_BYTES for _, labels in found for _, value in labels)
         if not bad_target.up:
             assert found[("feldera_up", frozenset({("target", "bad")}))] == 0.0
     # the served snapshot moved on: the good target's success time is the second cycle's, not the first's
@@ -149,7 +150,7 @@ async def test_any_exception_polling_a_target_marks_only_that_target_down(
     feldera.list_pipelines(pipeline_json("p"))
     poller = new_poller(two_targets(good.url, feldera.url), clock=Ticks())
 
-    async def broken() -> Any:
+    async def broken(**_: object) -> Any:
         raise MemoryError("simulated\r\nforged line")
 
     poller.targets[1].client.list_pipelines = broken  # type: ignore[method-assign]
@@ -176,4 +177,6 @@ async def test_a_pipeline_that_cannot_be_translated_loses_only_its_own_series(
     assert names == {"ok", "also-ok"}
     assert found[("feldera_exporter_dropped_pipelines", frozenset({("target", "default")}))] == 1.0
     (line,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert line.startswith("default/bad: series left out this cycle, translating the pipeline failed: ")
+    assert line.startswith(
+        "default: 1 pipeline(s) left out of this cycle's series, translating them failed, e.g. bad: "
+    )

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,17 @@ from exporter import webconfig
 from exporter.app import Exporter
 from exporter.config import build_settings
 from exporter.simulator import ManualClock, Scenario, Simulator
-from exporter.webconfig import WebConfig, WebConfigError, WebSecurity, load_web_config, parse_web_config
+from exporter.webconfig import (
+    MAX_AUTH_WAITING,
+    MAX_AUTH_WAITING_PER_ADDRESS,
+    AuthBusy,
+    BasicAuth,
+    WebConfig,
+    WebConfigError,
+    WebSecurity,
+    load_web_config,
+    parse_web_config,
+)
 from exporter.webserver import EVERY_PATH, WebServer
 from tests.conftest import eventually, running_exporter
 
@@ -711,8 +722,10 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 
 async def test_bcrypt_flood_does_not_delay_a_scrape_or_a_poll_cycle(tmp_path: Path) -> None:
-    """Wrong passwords queue in the two bcrypt threads; rendering (asyncio's default pool) and a scrape with a
-    remembered password are served meanwhile. Before, bcrypt shared the default pool and the cycle waited."""
+    """Wrong passwords queue in the two bcrypt threads, at most 16 at once and 4 per address, each with its slot
+    set aside; the rest are answered 429 (this address) or 503 (all) at once, unchecked, and every refusal closes
+    its connection. Rendering (asyncio's default pool) and a scrape with a remembered password are served
+    meanwhile. Before, each waiting request held its connection slot: 300 of them made scrapes take 17 to 45 s."""
     costly = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
     web_config = _write_config(tmp_path, {"basic_auth_users": {"prometheus": costly}})
     good = _basic("prometheus", PASSWORD)
@@ -723,22 +736,49 @@ async def test_bcrypt_flood_does_not_delay_a_scrape_or_a_poll_cycle(tmp_path: Pa
         async with session.get(f"{exporter.url}/metrics", headers=good) as primed:  # remembered from now on
             assert primed.status == 200
 
-        async def wrong(i: int) -> int:
+        async def wrong(i: int) -> tuple[int | str, str | None]:
             bad = _basic("prometheus", f"guess-{i}")
-            async with session.get(f"{exporter.url}/metrics", headers=bad) as response:
-                return response.status
+            try:
+                async with session.get(f"{exporter.url}/metrics", headers=bad) as response:
+                    return response.status, response.headers.get("Connection")
+            except aiohttp.ServerDisconnectedError:  # past the address's share of connections: closed at once
+                return "refused", "close"
 
-        flood = [asyncio.create_task(wrong(i)) for i in range(100)]  # under the connection cap
-        await eventually(lambda: exporter.open_connections >= len(flood), "the flood connected")
-        await asyncio.sleep(0.2)  # its requests arrived and wait for bcrypt
+        flood = [asyncio.create_task(wrong(i)) for i in range(100)]
+        await eventually(lambda: sum(task.done() for task in flood) >= 90, "the flood beyond the queue refused")
         await exporter.poll_once()  # renders in asyncio's default thread pool
         async with session.get(f"{exporter.url}/metrics", headers=good) as scraped:
             text = await scraped.text()
-        answered = sum(task.done() for task in flood)
-        for task in flood:  # the rest of the flood is not needed: hang up
-            task.cancel()
-        outcomes = await asyncio.gather(*flood, return_exceptions=True)
+        outcomes = await asyncio.gather(*flood)
     assert scraped.status == 200 and 'feldera_up{target="default"} 1.0' in text
-    # with bcrypt in the shared pool, the cycle's rendering waited for every check queued before it
-    assert answered < len(flood) // 2
-    assert {outcome for outcome in outcomes if isinstance(outcome, int)} == {401}
+    statuses = [status for status, _ in outcomes]
+    assert {401, 429} <= set(statuses) <= {401, 429, "refused"} and statuses.count(401) < 50
+    assert {connection for _, connection in outcomes} == {"close"}
+
+
+async def test_password_checks_wait_for_bcrypt_at_most_16_at_once_and_4_per_address() -> None:
+    """Checks past the bounds are refused at once, without bcrypt: 429 for an address over its share, 503 when the
+    queue is full; a remembered password never queues."""
+    gate = threading.Event()
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4))
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        auth = BasicAuth({"prometheus": hashed.decode()}, executor)
+        right = _basic("prometheus", PASSWORD)["Authorization"]
+        assert await auth.allows(right, "10.0.0.1")  # remembered from now on
+        executor.submit(gate.wait)  # both threads busy until the gate opens: the checks below wait
+        executor.submit(gate.wait)
+        waiting = []
+        for address in (f"10.0.0.{i}" for i in range(MAX_AUTH_WAITING // MAX_AUTH_WAITING_PER_ADDRESS)):
+            for i in range(MAX_AUTH_WAITING_PER_ADDRESS):
+                wrong = _basic("prometheus", f"guess-{i}")["Authorization"]
+                waiting.append(asyncio.create_task(auth.allows(wrong, address)))
+        await asyncio.sleep(0)  # each check has taken its place in the queue
+        with pytest.raises(AuthBusy) as per_address:
+            await auth.allows(_basic("prometheus", "again")["Authorization"], "10.0.0.0")
+        with pytest.raises(AuthBusy) as full:
+            await auth.allows(_basic("prometheus", "again")["Authorization"], "10.0.0.99")
+        assert await auth.allows(right, "10.0.0.99")  # remembered: no queue
+        gate.set()
+        assert await asyncio.gather(*waiting) == [False] * MAX_AUTH_WAITING
+        assert not await auth.allows(_basic("prometheus", "again")["Authorization"], "10.0.0.0")  # room again
+    assert (per_address.value.status, full.value.status) == (429, 503)

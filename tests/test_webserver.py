@@ -19,7 +19,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
+from exporter.webserver import EVERY_PATH, ServerLimits, WebServer, slot_set_aside
 from tests.conftest import eventually
 
 
@@ -376,11 +376,11 @@ async def test_connection_setup_failures_held_back_are_reported_when_the_interva
 async def test_idle_tls_connections_are_capped_and_dropped_at_the_handshake_deadline(
     tls_context: ssl.SSLContext,
 ) -> None:
-    """300 TCP connections that never start a handshake: at most ``max_connections`` are held (the rest wait in
-    the backlog), each for at most ``tls_handshake_timeout``, and none costs an SSL object (the first byte is
-    awaited before asyncio's TLS machinery is set up); then an honest client is served. Before, 2,000 such
-    connections took RSS from 208 to 664 MB."""
-    limits = ServerLimits(max_connections=50, tls_handshake_timeout=1.0, backlog=512)
+    """300 TCP connections that never start a handshake: at most ``max_connections`` are held (a newer one closes
+    the one idle the longest, or waits in the backlog), each for at most ``tls_handshake_timeout``, and none costs an
+    SSL object (the first byte is awaited before asyncio's TLS machinery is set up); then an honest client is
+    served. Before, 2,000 such connections took RSS from 208 to 664 MB."""
+    limits = ServerLimits(max_connections=50, max_connections_per_address=50, tls_handshake_timeout=1.0, backlog=512)
     before = _rss_bytes()
     async with serving(limits, ssl_context=lambda: tls_context) as server:
         idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(300)]
@@ -405,24 +405,189 @@ async def test_idle_tls_connections_are_capped_and_dropped_at_the_handshake_dead
     assert answer.startswith(b"HTTP/1.1 200 OK")
 
 
-async def test_connections_beyond_the_cap_wait_for_a_free_slot() -> None:
-    limits = ServerLimits(max_connections=2)
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _request(port: int, path: str = "/a", *, source: str = "127.0.0.1") -> Connection:
+    """A kept-alive connection from ``source`` that has sent one request (its answer not read)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    return reader, writer
+
+
+async def _answered(reader: asyncio.StreamReader) -> bytes:
+    """The head of the next answer on a connection (its body is read too)."""
+    async with asyncio.timeout(10):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+        await reader.readexactly(length)
+    return head
+
+
+async def _idle(port: int, *, source: str = "127.0.0.1") -> Connection:
+    """A kept-alive connection that has been answered once and is now idle."""
+    reader, writer = await _request(port, source=source)
+    assert (await _answered(reader)).startswith(b"HTTP/1.1 200")
+    return reader, writer
+
+
+async def _closed(reader: asyncio.StreamReader) -> bool:
+    async with asyncio.timeout(10):
+        return await reader.read() == b""
+
+
+class Holding:
+    """Requests to ``/hold`` wait (their slot set aside with ``aside``) until :attr:`release` is set."""
+
+    def __init__(self, aside: bool = False) -> None:
+        self.release = asyncio.Event()
+        self.held = 0
+        self.aside = aside
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if request.path == "/hold":
+            self.held += 1
+            with slot_set_aside(request) if self.aside else contextlib.nullcontext():
+                await self.release.wait()
+        return web.Response(text="ok")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", EVERY_PATH, self.handle)
+        return app
+
+    async def requests(self, port: int, count: int, *, source: str = "127.0.0.1") -> list[Connection]:
+        """``count`` connections, each once its request to ``/hold`` is in progress."""
+        connections = []
+        for expected in range(self.held + 1, self.held + count + 1):
+            connections.append(await _request(port, "/hold", source=source))
+            await eventually(lambda expected=expected: self.held >= expected, "the request in progress")
+        return connections
+
+
+async def test_at_the_cap_a_new_connection_closes_the_one_kept_alive_the_longest() -> None:
+    """Before, the first 128 connections held the cap for as long as they kept alive (each request re-armed it):
+    130 idle clients locked Prometheus out. Now the one kept alive the longest since its last answer is closed
+    (gracefully: a client about to reuse it sees it closed and connects again) and the newcomer served at once."""
+    limits = ServerLimits(max_connections=2, new_connection_grace=3600.0)
     async with serving(limits) as server:
-        held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)  # in the backlog
-        writer.write(b"GET /third HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        await writer.drain()
+        oldest, newer = await _idle(server.port), await _idle(server.port)
+        reader, writer = await _request(server.port)
+        assert (await _answered(reader)).startswith(b"HTTP/1.1 200")
+        assert await _closed(oldest[0])
+        newer[1].write(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")  # the newer idle one is still served
+        assert (await _answered(newer[0])).startswith(b"HTTP/1.1 200")
+        assert server.open_connections == 2
+        for _, other in (oldest, newer, (reader, writer)):
+            other.close()
+
+
+@pytest.mark.parametrize("grace", [0.0, 3600.0])
+async def test_a_new_connection_waiting_for_its_first_request_is_closed_only_past_its_grace(grace: float) -> None:
+    """One that has sent nothing yet (or trickles its head, or sits in its TLS handshake) may be closed for room,
+    the longest waiting first, but not within ``new_connection_grace`` of connecting: under a storm of new
+    connections a scraper's own would be closed before its request was read."""
+    limits = ServerLimits(max_connections=2, new_connection_grace=grace)
+    async with serving(limits) as server:
+        silent = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await eventually(lambda: server.open_connections == 2, "both accepted")
+        reader, writer = await _request(server.port)
+        if grace:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    await reader.read()
+            silent[1][1].close()  # the newcomer is served once a slot frees
+        assert (await _answered(reader)).startswith(b"HTTP/1.1 200")
+        if not grace:
+            assert await _closed(silent[0][0])  # the one waiting the longest
+            assert not silent[1][0].at_eof()
+        for _, other in (*silent, (reader, writer)):
+            other.close()
+
+
+async def test_while_every_slot_holds_a_request_in_progress_a_new_connection_waits() -> None:
+    holding = Holding()
+    async with WebServer(holding.app(), limits=ServerLimits(max_connections=2, new_connection_grace=0.0)) as server:
+        busy = await holding.requests(server.port, 2)
+        reader, writer = await _request(server.port)
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.5):
                 await reader.read()
-        assert server.open_connections == 2
-        held[0][1].close()
-        async with asyncio.timeout(10):
-            answer = await reader.read()
-        for _, other in held:
-            other.close()
-        writer.close()
-    assert answer.startswith(b"HTTP/1.1 200 OK")
+        assert [r.at_eof() for r, _ in busy] == [False, False]  # a request in progress is never closed for room
+        holding.release.set()
+        for connection in (*busy, (reader, writer)):
+            assert (await _answered(connection[0])).startswith(b"HTTP/1.1 200")
+            connection[1].close()
+
+
+async def test_waiting_connections_are_let_in_one_address_after_the_other() -> None:
+    """Five connections from one address wait before one from another: the latter is let in second, not sixth, so
+    a crowd from a few addresses does not queue a scraper behind it."""
+    holding = Holding()
+    served: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        served.append(request.path)
+        return await holding.handle(request)
+
+    app = web.Application()
+    app.router.add_route("*", EVERY_PATH, record)
+    limits = ServerLimits(max_connections=1, new_connection_grace=3600.0)
+    async with WebServer(app, limits=limits) as server:
+        (busy,) = await holding.requests(server.port, 1)
+        waiting = []
+        for path, source in [*((f"/crowd-{i}", "127.0.0.2") for i in range(5)), ("/scraper", "127.0.0.3")]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=(source, 0))
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            waiting.append((reader, writer))
+        await eventually(lambda: server._waiting_count == 6, "all six waiting")
+        holding.release.set()
+        busy[1].close()  # the slot frees
+        for reader, writer in waiting:
+            async with asyncio.timeout(10):
+                assert (await reader.read()).startswith(b"HTTP/1.1 200")
+            writer.close()
+    assert served == ["/hold", "/crowd-0", "/scraper", "/crowd-1", "/crowd-2", "/crowd-3", "/crowd-4"]
+
+
+async def test_one_address_holds_at_most_its_share() -> None:
+    """Its own longest-idle connection is closed for a new one; when none can be, the new one is closed at once
+    (the accept loop never waits on one address). Another address is served meanwhile."""
+    holding = Holding()
+    limits = ServerLimits(max_connections=10, max_connections_per_address=2, new_connection_grace=0.0)
+    async with WebServer(holding.app(), limits=limits) as server:
+        oldest, newer = await _idle(server.port, source="127.0.0.2"), await _idle(server.port, source="127.0.0.2")
+        third = await _idle(server.port, source="127.0.0.2")
+        assert await _closed(oldest[0])
+        assert not newer[0].at_eof()
+        busy = await holding.requests(server.port, 2, source="127.0.0.3")
+        refused, _ = await _request(server.port, source="127.0.0.3")
+        assert await _closed(refused)  # no answer: both of its share hold a request in progress
+        other = await _idle(server.port, source="127.0.0.4")
+        holding.release.set()
+        for reader, _ in busy:
+            assert (await _answered(reader)).startswith(b"HTTP/1.1 200")
+        for _, writer in (oldest, newer, third, *busy, other):
+            writer.close()
+
+
+async def test_a_request_with_its_slot_set_aside_counts_neither_against_the_cap_nor_its_address() -> None:
+    """What a request waiting for bcrypt does: its connection can neither be closed for room nor keep others
+    out; afterwards it counts again."""
+    holding = Holding(aside=True)
+    limits = ServerLimits(max_connections=1, max_connections_per_address=1, new_connection_grace=0.0)
+    async with WebServer(holding.app(), limits=limits) as server:
+        (waiting,) = await holding.requests(server.port, 1)
+        assert server.open_connections == 0
+        served = await _idle(server.port)  # the same address, the only slot
+        assert server.open_connections == 1
+        holding.release.set()
+        assert (await _answered(waiting[0])).startswith(b"HTTP/1.1 200")
+        assert server.open_connections == 2  # counted again, past the cap: the next newcomer waits or closes one
+        for _, writer in (waiting, served):
+            writer.close()
+        await _no_connections_left(server)
 
 
 async def test_listen_on_all_interfaces_accepts_loopback() -> None:

@@ -8,8 +8,9 @@ builder writes each family into a sink; :func:`families` gives it the renderer's
 
 A module wraps each pipeline's samples in ``with out.pipeline(target, name):``. When translating a pipeline
 raises (an answer the models let through but a module cannot represent, or a bug), :func:`families` logs one line
-per such pipeline and translates the cycle again without them: their series are absent for the cycle, every other
-pipeline's are served, and ``feldera_exporter_dropped_pipelines`` counts them per target.
+per target for such pipelines (how many, the first few) and translates the cycle again without them: their series
+are absent for the cycle, every other pipeline's are served, and ``feldera_exporter_dropped_pipelines`` counts them
+per target.
 
 Which specs are emitted is decided once at start (:func:`emitted_specs`): the ``collectors:`` switches and the
 ``metrics:`` allow/deny lists. A family that is not emitted costs nothing per cycle: the builder has no sink for
@@ -38,6 +39,10 @@ MODULES = (exporter, process, pipelines, checkpoints, connectors, cluster, serve
 
 ALL_SPECS: tuple[MetricSpec, ...] = tuple(spec for module in MODULES for spec in module.SPECS)
 
+FAILED_EXAMPLES = 3
+"""Pipelines named in the line that reports those left out of a target's cycle."""
+SHOWN_NAME_CHARS = 60
+
 GROUPS: tuple[str, ...] = tuple(dict.fromkeys(spec.group for spec in ALL_SPECS))
 """Collector groups in first-declared order (config ``collectors:`` keys)."""
 
@@ -49,18 +54,29 @@ def families(
     emitted."""
     specs = [spec for spec in specs if spec.group not in disabled_groups]
     out = _translate(snapshot, specs)
+    failed: dict[tuple[str, str], BaseException] = {}
     while out.guard.failed:  # each pass leaves out at least one more pipeline, so this ends
-        for (target, name), error in out.guard.failed.items():
-            log.error(
-                "%s/%s: series left out this cycle, translating the pipeline failed: %s: %s",
-                target,
-                clean(name),
-                type(error).__name__,
-                clean(error),
-            )
+        failed.update(out.guard.failed)
         snapshot = _without(snapshot, out.guard.failed)
         out = _translate(snapshot, specs)
+    _log_failed(failed)
     return sorted(out.families(), key=lambda family: family.name)
+
+
+def _log_failed(failed: dict[tuple[str, str], BaseException]) -> None:
+    """One line per target for the pipelines left out (how many, and the first few): how many an answer can make
+    fail is not the exporter's to decide."""
+    by_target: dict[str, list[str]] = {}
+    for (target, name), error in failed.items():
+        shown = name if len(name) <= SHOWN_NAME_CHARS else f"{name[:SHOWN_NAME_CHARS]}..."
+        by_target.setdefault(target, []).append(f"{clean(shown)}: {type(error).__name__}: {clean(error)}")
+    for target, reasons in by_target.items():
+        log.error(
+            "%s: %d pipeline(s) left out of this cycle's series, translating them failed, e.g. %s",
+            target,
+            len(reasons),
+            "; ".join(reasons[:FAILED_EXAMPLES]),
+        )
 
 
 def _translate(snapshot: Snapshot, specs: Iterable[MetricSpec]) -> FamilyBuilder[Family]:

@@ -177,7 +177,7 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
                     out.state_set(ACTIVITY, pid, activity.status)
                     since = activity.delayed_since if activity.status == "delayed" else activity.started_at
                     out.add_optional(ACTIVITY_SINCE, pid, since)
-                out.add(PERMANENT_ERRORS, pid, len(stats.permanent_checkpoint_errors or ()))
+                out.add(PERMANENT_ERRORS, pid, stats.permanent_checkpoint_errors or 0)
         if sync:
             out.add(SYNC_FAILURES, pid, derived.checkpoint_sync_failures_total)
             if snap.sync_status is not None and derived.checkpoint_sync_failed is not None:

@@ -10,6 +10,8 @@ Sample output::
     feldera_exporter_api_requests_total{target="default",endpoint="list_pipelines",code="200"} 12.0
     feldera_exporter_api_request_duration_seconds_bucket{target="default",endpoint="stats",le="0.005"} 30.0
     feldera_exporter_dropped_pipelines{target="default"} 0.0
+    feldera_exporter_polls_cut_off_total{target="default"} 0.0
+    feldera_exporter_target_over_limit{target="default",limit="pipelines"} 0.0
     feldera_exporter_shard_info{shard="0",total_shards="1"} 1.0
 
 These series are emitted whether or not the target is up (they are how one sees that it is down).
@@ -21,7 +23,7 @@ import platform
 
 from exporter import __version__
 from exporter.metrics.spec import FamilyBuilder, MetricSpec, target_identity
-from exporter.snapshot import Snapshot
+from exporter.snapshot import LIMITS, Snapshot
 
 GROUP = "exporter"
 
@@ -91,6 +93,24 @@ DROPPED_PIPELINES = MetricSpec(
     group=GROUP,
     per_pipeline=False,
 )
+CUT_OFF = MetricSpec(
+    "feldera_exporter_polls_cut_off_total",
+    "counter",
+    "Poll cycles of the target cut off at poll.cycle_deadline: what was not answered by then is left out of the "
+    "cycle (the target is down if the pipeline list was not answered).",
+    group=GROUP,
+    per_pipeline=False,
+)
+OVER_LIMIT = MetricSpec(
+    "feldera_exporter_target_over_limit",
+    "gauge",
+    "1 when the target's answers of this cycle went past a limit: pipelines (more than targets[].max_pipelines "
+    "listed: the list is refused, the target down) or connectors (more than targets[].max_connectors: the stats "
+    "of the remaining pipelines are not asked); else 0.",
+    labels=("limit",),
+    group=GROUP,
+    per_pipeline=False,
+)
 SHARD_INFO = MetricSpec(
     "feldera_exporter_shard_info",
     "gauge",
@@ -110,6 +130,8 @@ SPECS: tuple[MetricSpec, ...] = (
     REQUESTS,
     REQUEST_DURATION,
     DROPPED_PIPELINES,
+    CUT_OFF,
+    OVER_LIMIT,
     SHARD_INFO,
 )
 
@@ -124,6 +146,9 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
         stats = target.exporter
         out.add(UP, identity, 1.0 if target.up else 0.0)
         out.add(DROPPED_PIPELINES, identity, len(target.dropped_pipelines))
+        out.add(CUT_OFF, identity, stats.cut_off)
+        for limit in LIMITS:
+            out.add(OVER_LIMIT, identity, 1.0 if limit in target.over_limit else 0.0, limit=limit)
         out.add_optional(POLL_DURATION, identity, stats.poll_duration_seconds)
         out.add_optional(LAST_SUCCESS, identity, stats.last_success_timestamp_seconds)
         polls = dict(stats.polls)

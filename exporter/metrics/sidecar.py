@@ -122,7 +122,6 @@ SPECS: tuple[MetricSpec, ...] = (
 
 
 def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
-    state_file_errors: tuple[tuple[str, int], ...] | None = None
     for target in snapshot.targets:
         identity = target_identity(target.name, target.labels)
         sync = target.sync
@@ -143,7 +142,6 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
                     out.add(SYNC_AWAITING, labels, 1.0 if pipe.awaiting_confirmation else 0.0)
         resets = target.resets
         if resets is not None:
-            state_file_errors = state_file_errors or resets.state_file_errors
             for watch in resets.watches:
                 if watch.pipeline in target.dropped_pipelines:
                     continue
@@ -152,5 +150,5 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
                     out.state_set(RESET_STATUS, labels, watch.status, watch=watch.name)
                     out.add(RESET_AGE, labels, watch.age, watch=watch.name)
                     out.add_optional(RESET_LAST_CHECKED, labels, watch.last_checked, watch=watch.name)
-    for operation, count in state_file_errors or ():
+    for operation, count in snapshot.state_file_errors:
         out.add(RESET_STATE_FILE_ERRORS, (), count, operation=operation)

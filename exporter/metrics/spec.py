@@ -91,11 +91,14 @@ class PipelineGuard:
 
 # ---- the sample line format ----------------------------------------------------------------------------------
 
-MAX_LABEL_VALUE_LENGTH = 1024
-"""Longest label value served, in characters. Feldera sets no limit on names; a longer value (a hostile or broken
-answer) keeps its first 1015 characters plus ``~`` and 8 hex digits of its SHA-256, so distinct values stay distinct
-series and no scrape is refused by a Prometheus ``label_value_length_limit`` of 1024 or more."""
+MAX_LABEL_VALUE_BYTES = 1024
+"""Longest label value served, in bytes of UTF-8: what Prometheus' ``label_value_length_limit`` counts (Go's
+``len``: a scrape with one longer value fails as a whole, ``up`` 0). Feldera sets no limit on names; a longer value
+(a hostile or broken answer) keeps its first 1015 bytes (cut before a character, never inside one) plus ``~`` and 8
+hex digits of its SHA-256, so distinct values stay distinct series and no scrape is refused by a
+``label_value_length_limit`` of 1024 or more."""
 _HASH_CHARS = 8
+_KEPT_BYTES = MAX_LABEL_VALUE_BYTES - _HASH_CHARS - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -114,19 +117,28 @@ def format_value(value: float) -> str:
 
 
 def label_value(value: str) -> str:
-    """A string from outside as a servable label value: valid UTF-8 and at most :data:`MAX_LABEL_VALUE_LENGTH`
-    characters. Each surrogate code point (a lone ``"\\ud800"`` passes the standard-library JSON parser, and
-    UTF-8 cannot encode it) becomes U+FFFD; a longer value is cut as :data:`MAX_LABEL_VALUE_LENGTH` says.
+    """A string from outside as a servable label value: valid UTF-8 and at most :data:`MAX_LABEL_VALUE_BYTES` bytes
+    of it. Each surrogate code point (a lone ``"\\ud800"`` passes the standard-library JSON parser, and UTF-8
+    cannot encode it) becomes U+FFFD; a longer value is cut as :data:`MAX_LABEL_VALUE_BYTES` says.
 
     >>> label_value("ok\\ud800") == "ok\\ufffd", len(label_value("x" * 5000)), label_value("x" * 5000)[-9:]
     (True, 1024, '~c59d3c04')
+    >>> len(label_value("\u20ac" * 1000).encode()), label_value("\u20ac" * 1000).count("\u20ac")
+    (1023, 338)
     """
-    if not value.isascii():
+    if value.isascii():
+        if len(value) <= MAX_LABEL_VALUE_BYTES:
+            return value
+        encoded = value.encode()
+    else:
         value = _SURROGATE.sub("\ufffd", value)
-    if len(value) > MAX_LABEL_VALUE_LENGTH:
-        digest = hashlib.sha256(value.encode()).hexdigest()[:_HASH_CHARS]
-        value = f"{value[: MAX_LABEL_VALUE_LENGTH - _HASH_CHARS - 1]}~{digest}"
-    return value
+        if len(value) * 4 <= MAX_LABEL_VALUE_BYTES:  # short enough whatever its characters
+            return value
+        encoded = value.encode()
+        if len(encoded) <= MAX_LABEL_VALUE_BYTES:
+            return value
+    digest = hashlib.sha256(encoded).hexdigest()[:_HASH_CHARS]
+    return f"{encoded[:_KEPT_BYTES].decode(errors='ignore')}~{digest}"
 
 
 MAX_ERROR_TEXT_LENGTH = 256

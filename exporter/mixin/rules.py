@@ -59,7 +59,9 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 PIPELINE, CONNECTOR, TARGET = "pipeline", "pipeline_endpoint", "target"
 """Levels of the recording rules: the labels a recorded series keeps (besides job and the exporter's own)."""
 _CONNECTOR_FAMILY = re.compile(r"^feldera_(?:input|output)_connector_")
-_TARGET_FAMILY = re.compile(r"^feldera_(?:up$|cluster_|server_|checkpoint_sync_schedule_enterprise_only$)")
+_TARGET_FAMILY = re.compile(
+    r"^feldera_(?:up$|cluster_|server_|checkpoint_sync_schedule_enterprise_only$|exporter_target_over_limit$)"
+)
 SCRAPE_ENDPOINT = "endpoint"
 """The Prometheus Operator's target label naming the scraped port: ours (``table.connector``) on connector series,
 the port name on every other series (honorLabels keeps ours): pipeline- and target-level recordings drop it."""
@@ -359,8 +361,28 @@ def _target_missing(c: Ctx, g: dict[str, Any]) -> str:
     return f'absent(up{{job="{g["exporter_job"]}"}})'
 
 
+def _over_limit(c: Ctx, *matchers: str) -> str:
+    """The targets past a limit of the exporter (``feldera_exporter_target_over_limit`` 1)."""
+    return c.bridged("feldera_exporter_target_over_limit", *matchers, only="== 1")
+
+
 def _api_unreachable(c: Ctx, g: dict[str, Any]) -> str:
-    return f"{c.bridged('feldera_up')} == 0"
+    # A target past max_pipelines is down too (its list is refused): FelderaExporterTargetOverLimit says why.
+    refused = _over_limit(c, 'limit="pipelines"')
+    return f"{c.bridged('feldera_up')} == 0\nunless ignoring(limit) {refused}"
+
+
+def _target_over_limit(c: Ctx, g: dict[str, Any]) -> str:
+    return f"{_over_limit(c)} == 1"
+
+
+def _polls_cut_off(c: Ctx, g: dict[str, Any]) -> str:
+    # Per exporter process, as FelderaExporterPollsStale, and only for processes Prometheus still scrapes.
+    process = f"job, {', '.join(c.s.per_process)}"
+    return (
+        f"increase({c.sel('feldera_exporter_polls_cut_off_total')}[{c.window_param('within')}]) > 0\n"
+        f'and on({process}) up{{job="{g["exporter_job"]}"}}'
+    )
 
 
 def _polls_stale(c: Ctx, g: dict[str, Any]) -> str:
@@ -803,6 +825,27 @@ ALERTS: tuple[AlertDef, ...] = (
         "{{ $value | humanizeDuration }} ago; the metrics it serves are outdated.",
         _polls_stale,
         ("after",),
+        dashboard="exporter",
+    ),
+    AlertDef(
+        "FelderaExporterPollsCutOff",
+        "feldera-exporter",
+        f"Feldera {T}: exporter {{{{ $labels.instance }}}} cuts its poll cycles off",
+        f"Poll cycles of Feldera target {T} by {{{{ $labels.instance }}}} keep running past poll.cycle_deadline: "
+        "what was not answered by then (per-pipeline statistics and checkpoints, or the whole target) is left out "
+        "of each cycle.",
+        _polls_cut_off,
+        ("within",),
+        dashboard="exporter",
+    ),
+    AlertDef(
+        "FelderaExporterTargetOverLimit",
+        "feldera-exporter",
+        f"Feldera {T}: over the exporter's {{{{ $labels.limit }}}} limit",
+        f"Feldera target {T} goes past the exporter's limit of {{{{ $labels.limit }}}} (targets[].max_pipelines or "
+        "max_connectors): past max_pipelines the target is not polled at all, past max_connectors the statistics "
+        "of the pipelines past it are left out.",
+        _target_over_limit,
         dashboard="exporter",
     ),
     AlertDef(

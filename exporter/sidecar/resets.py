@@ -285,10 +285,7 @@ class ResetWatches:
         return self.report(target.name, now)
 
     def report(self, target: str, now: float) -> ResetReport:
-        return ResetReport(
-            watches=tuple(_report(watch, now) for watch in self.watches() if watch.target == target),
-            state_file_errors=tuple(self._errors.items()),
-        )
+        return ResetReport(watches=tuple(_report(watch, now) for watch in self.watches() if watch.target == target))
 
     async def _check(self, client: FelderaClient, watch: StoredWatch) -> str | None:
         try:

@@ -70,8 +70,11 @@ CONTROL_METHODS = (
 )
 CONTROL_QUERIES = ("state", "database_writes", "requests")
 """Read-only control methods, served as ``GET {url}/_sim/<name>``."""
-# Test and demo tooling: requests may hang on purpose ("hang" faults), so there is no request deadline.
-LIMITS = ServerLimits(header_timeout=30.0, request_timeout=None, max_body_bytes=1 << 20)
+# Test and demo tooling: requests may hang on purpose ("hang" faults), so there is no request deadline; its client
+# (the exporter) connects from one address, which may use every connection.
+LIMITS = ServerLimits(
+    header_timeout=30.0, request_timeout=None, max_body_bytes=1 << 20, max_connections_per_address=128
+)
 
 
 class Simulator(CheckpointControl, ConnectorControl):

@@ -135,12 +135,12 @@ async def test_pipelines_are_listed_alike_with_every_selector(official: Official
     names = [p["name"] for p in SCENARIO["pipelines"]]
     for selector in PipelineFieldSelector:
         listed = await call(official.pipelines, selector)
-        mine = await ours.list_pipelines(selector.value)
+        mine = (await ours.list_pipelines(selector.value)).pipelines
         assert [p.name for p in listed] == [p.name for p in mine] == names
         assert [p.deployment_status for p in listed] == [p.deployment_status for p in mine]
         assert [p.platform_version for p in listed] == [p.platform_version for p in mine]
     with_connectors = await call(official.http.get, "/pipelines?selector=status_with_connectors")
-    mine = await ours.list_pipelines()
+    mine = (await ours.list_pipelines()).pipelines
     assert [p["connectors"]["num_errors"] if "connectors" in p else None for p in with_connectors] == [
         None if p.connectors is None else p.connectors.num_errors for p in mine
     ]
@@ -154,7 +154,7 @@ async def test_pipelines_are_listed_alike_with_every_selector(official: Official
 
 async def listed(ours: FelderaClient, name: str) -> Any:
     """The pipeline as the exporter reads it: from its one list call per cycle."""
-    return {p.name: p for p in await ours.list_pipelines()}[name]
+    return {p.name: p for p in (await ours.list_pipelines()).pipelines}[name]
 
 
 @pytest.mark.parametrize(
@@ -287,12 +287,14 @@ async def test_after_an_upgrade_update_runtime_recompiles_a_stopped_pipeline_onl
 ) -> None:
     sim.upgrade_platform("v0.341.0")
     assert (await call(official.get_config)).version == "0.341.0"
-    assert {p.name: p.platform_version for p in await ours.list_pipelines("status")}["idle"] == "0.340.0+enterprise"
+    assert {p.name: p.platform_version for p in (await ours.list_pipelines("status")).pipelines}[
+        "idle"
+    ] == "0.340.0+enterprise"
     await call(official.update_pipeline_runtime, "idle")
     with pytest.raises(FelderaAPIError) as running:
         await call(official.update_pipeline_runtime, "orders")
     assert (running.value.status_code, running.value.error_code) == (400, "UpdateRestrictedToStopped")
-    versions = {p.name: p.platform_version for p in await ours.list_pipelines("status")}
+    versions = {p.name: p.platform_version for p in (await ours.list_pipelines("status")).pipelines}
     assert (versions["idle"], versions["orders"], versions["old-runtime"]) == (
         "0.341.0+enterprise",
         "0.340.0+enterprise",
