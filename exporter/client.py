@@ -57,6 +57,7 @@ from exporter.config import TargetSettings
 from exporter.errors import ApiError, ConnectionFailed, FelderaError, InvalidResponse, OverLimit, RequestTimeout
 from exporter.logsafe import clean
 from exporter.models import (
+    NO_CLUSTER_EVENTS,
     CheckpointStatus,
     CheckpointSyncResponse,
     CheckpointSyncStatus,
@@ -67,6 +68,7 @@ from exporter.models import (
     Lenient,
     OutputEndpointStatus,
     Pipeline,
+    PipelineRuntimeConfig,
 )
 from exporter.snapshot import ExporterStats, RequestTimings
 
@@ -385,8 +387,18 @@ class FelderaClient:
         path = f"v0/pipelines/{segment(pipeline)}/checkpoint_status"
         return await self._model("checkpoint_status", CheckpointStatus, "GET", path)
 
-    async def stats(self, pipeline: str) -> ControllerStatus:
-        return await self._model("stats", ControllerStatus, "GET", f"v0/pipelines/{segment(pipeline)}/stats")
+    async def stats(self, pipeline: str, *, connector_errors: bool = False) -> ControllerStatus:
+        """``connector_errors``: ask for every connector's error lists in the same answer
+        (``include_connector_errors=true``, from Feldera 0.292.0; older servers ignore it and answer without)."""
+        params = {"include_connector_errors": "true"} if connector_errors else None
+        path = f"v0/pipelines/{segment(pipeline)}/stats"
+        return await self._model("stats", ControllerStatus, "GET", path, params=params)
+
+    async def runtime_config(self, pipeline: str) -> PipelineRuntimeConfig:
+        """``GET /v0/pipelines/{name}?selector=all``: the only selector with ``runtime_config`` (docs/feldera-api.md);
+        of its answer only the version and the fault-tolerance facts are kept."""
+        path = f"v0/pipelines/{segment(pipeline)}"
+        return await self._model("runtime_config", PipelineRuntimeConfig, "GET", path, params={"selector": "all"})
 
     async def sync_status(self, pipeline: str, incarnation_uuid: str | None = None) -> CheckpointSyncStatus:
         """With ``incarnation_uuid`` (from a sync's 202), a restarted pipeline answers 400 instead of a status."""
@@ -404,10 +416,20 @@ class FelderaClient:
         return await self._model("output_connector_stats", OutputEndpointStatus, "GET", path)
 
     async def cluster_health(self) -> ClusterHealth:
-        """``/v0/cluster_healthz``: 200 when all services are healthy, 503 with the same body otherwise."""
-        return await self._request(
-            "cluster_healthz", "GET", "v0/cluster_healthz", accept=frozenset({200, 503}), parse=_parser(ClusterHealth)
-        )
+        """``/v0/cluster_healthz``: 200 when all services are healthy, 503 with the same body otherwise; 404
+        ``NoClusterMonitorEventsAvailable`` (the monitor has stored nothing yet) is :data:`NO_CLUSTER_EVENTS`."""
+        try:
+            return await self._request(
+                "cluster_healthz",
+                "GET",
+                "v0/cluster_healthz",
+                accept=frozenset({200, 503}),
+                parse=_parser(ClusterHealth),
+            )
+        except ApiError as exc:
+            if exc.status == 404 and exc.error_code == "NoClusterMonitorEventsAvailable":
+                return NO_CLUSTER_EVENTS
+            raise
 
     async def server_config(self) -> Configuration:
         """``/v0/config``: platform version, edition, licence and update check."""

@@ -261,7 +261,7 @@ def test_rules_use_only_metrics_and_labels_the_exporter_emits() -> None:
             metric, matchers = selector.group(1), selector.group(2) or ""
             assert metric in specs, f"{name}: {metric} is not an exporter metric"
             for label, value in re.findall(r'(\w+)=~?"([^"]*)"', matchers):
-                if label == "status":
+                if label == specs[metric].state_label and specs[metric].states:
                     assert set(value.split("|")) <= set(specs[metric].states), f"{name}: {metric} {value}"
                 else:
                     assert label in specs[metric].labels, f"{name}: {metric} has no label {label}"
