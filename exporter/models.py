@@ -469,7 +469,7 @@ class ClusterHealth(Lenient):
     """False: the cluster monitor has not stored its first check yet (not an outage)."""
 
 
-NO_CLUSTER_EVENTS = ClusterHealth(events=False)
+NO_CLUSTER_EVENTS = ClusterHealth.model_validate({"events": False})
 
 
 # ---- runtime configuration (GET /v0/pipelines/{name}?selector=all) ----------------------------------------------
