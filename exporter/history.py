@@ -75,6 +75,7 @@ class _PipelineHistory:
     checkpoint_status_at: float | None = None
     checkpoint_deployment: str | None = None
     checkpoint_incarnation: str | None = None
+    checkpoint_runtime_status: str | None = None
     checkpoint_newest: str | None = None
     checkpoint_busy: bool = False
     sync_status: CheckpointSyncStatus | None = None
@@ -120,6 +121,7 @@ class History:
                 checkpoint_status_due=self._due(history.checkpoint_status_at, now) or checkpoint is None,
                 checkpoint_deployment=history.checkpoint_deployment,
                 checkpoint_incarnation=history.checkpoint_incarnation,
+                checkpoint_runtime_status=history.checkpoint_runtime_status,
                 checkpoint_newest=history.checkpoint_newest,
                 checkpoint_busy=history.checkpoint_busy,
                 sync_status_due=self._due(history.sync_status_at, now) or sync is None,
@@ -218,6 +220,7 @@ def _remember(history: _PipelineHistory, snap: PipelineSnapshot, now: float) -> 
         history.checkpoint_status_at = now if snap.checkpoint_status is not None else None
         history.checkpoint_deployment = pipeline.deployment_id
         history.checkpoint_incarnation = incarnation
+        history.checkpoint_runtime_status = pipeline.deployment_runtime_status
         history.checkpoint_newest = newest_checkpoint(pipeline)
     if snap.sync_status is not history.sync_status:
         history.sync_status = snap.sync_status

@@ -94,22 +94,24 @@ def asks_checkpoint_status(snap: PipelineSnapshot) -> bool:
     """``checkpoint_status`` only when its answer can have changed: it reports ``POST /checkpoint`` requests of
     the current process, and each GET is a write to Feldera's database (docs/feldera-api.md). So: nothing to reuse
     (first sight, or the last request failed) or the reused answer is older than ``poll.recheck_interval``; a new
-    deployment or process; a checkpoint in progress or delayed now or in the previous cycle; a new newest
-    checkpoint in storage; or no ``/stats`` this cycle to tell."""
+    deployment or process (told by ``/stats``, or without it by a changed runtime status); a checkpoint in progress
+    or delayed now or in the previous cycle; or a new newest checkpoint in storage."""
     pipeline = snap.pipeline
     if not checkpoint_statuses_answer(pipeline):
         return False
     recalled = snap.recalled
     if snap.checkpoint_status is None or recalled.checkpoint_status_due or recalled.checkpoint_busy:
         return True
-    stats = snap.stats
-    if stats is None or pipeline.deployment_id != recalled.checkpoint_deployment:
+    if pipeline.deployment_id != recalled.checkpoint_deployment:
         return True
+    if newest_checkpoint(pipeline) != recalled.checkpoint_newest:
+        return True
+    stats = snap.stats
+    if stats is None:  # Initializing (stats answers 503), or stats failed
+        return pipeline.deployment_runtime_status != recalled.checkpoint_runtime_status
     activity = stats.checkpoint_activity
-    return (
-        stats.global_metrics.incarnation_uuid != recalled.checkpoint_incarnation
-        or (activity is not None and activity.status in BUSY_ACTIVITY)
-        or newest_checkpoint(pipeline) != recalled.checkpoint_newest
+    return stats.global_metrics.incarnation_uuid != recalled.checkpoint_incarnation or (
+        activity is not None and activity.status in BUSY_ACTIVITY
     )
 
 

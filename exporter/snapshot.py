@@ -74,6 +74,8 @@ class Recalled:
     """``deployment_id`` when the remembered ``checkpoint_status`` answer was received."""
     checkpoint_incarnation: str | None = None
     """The process's ``incarnation_uuid`` (from ``/stats``) then."""
+    checkpoint_runtime_status: str | None = None
+    """``deployment_runtime_status`` then (what tells a new process while ``/stats`` cannot, e.g. Initializing)."""
     checkpoint_newest: str | None = None
     """The newest checkpoint in storage then."""
     checkpoint_busy: bool = False

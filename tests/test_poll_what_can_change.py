@@ -113,6 +113,17 @@ async def test_a_restart_or_a_new_deployment_asks_again(setup: Setup) -> None:
     assert setup.asked("checkpoint_status") == 3
 
 
+async def test_a_pipeline_without_stats_is_asked_again_only_when_its_runtime_status_changes() -> None:
+    initializing = {**ORDERS, "name": "init", "status": "Initializing"}
+    async for setup in _setup({"pipelines": [initializing]}):
+        await setup.cycle()
+        await setup.cycle()
+        assert setup.asked("checkpoint_status", "init") == 1  # 200 while Initializing; /stats answers 503
+        setup.sim.set_status("init", "Running")
+        await setup.cycle()
+        assert setup.asked("checkpoint_status", "init") == 2
+
+
 async def test_a_failed_request_clears_the_reused_answer(setup: Setup) -> None:
     await setup.cycle()
     setup.sim.set_checkpoint_activity("orders", "in_progress")
