@@ -252,7 +252,9 @@ def exporter_settings(*targets: tuple[str, str], interval: str = "500ms") -> Set
     return Settings.model_validate(
         {
             "web": {"listen_address": "127.0.0.1:0"},
-            "poll": {"interval": interval},
+            # recheck_interval: the tests fail POST /checkpoint requests that leave no other trace; the cycle asks
+            # checkpoint_status again at least every second (what asks it when: tests/test_poll_what_can_change.py)
+            "poll": {"interval": interval, "recheck_interval": "1s"},
             "targets": [{"name": name, "url": url} for name, url in targets],
         }
     )
