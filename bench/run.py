@@ -425,7 +425,8 @@ def scrape_summary(scrapes: list[Scrape], mode: str, rendering: list[tuple[float
         during = [
             s for s in done if any(s.started_at < end and s.started_at + s.seconds > start for start, end in rendering)
         ]
-        others = [s for s in done if s not in during]
+        overlapped = {id(s) for s in during}
+        others = [s for s in done if id(s) not in overlapped]  # by identity: `in` a list compared each pair
         summary.update(during_rendering=_latencies(during), outside_rendering=_latencies(others))
     return summary
 
