@@ -155,8 +155,8 @@ def test_latched_terminal_states_page_without_a_for() -> None:
 def test_opt_in_alert_is_absent_from_the_shipped_rules_until_enabled() -> None:
     shipped = {r["alert"] for r in rules_of(build.build(shipped_config()))}
     enabled = {r["alert"] for r in rules_of(build.build(all_enabled_config()))}
-    assert "FelderaCheckpointOverdue" not in shipped
-    assert enabled - shipped == {"FelderaCheckpointOverdue", "FelderaServerUpdateAvailable"}
+    assert "FelderaServerUpdateAvailable" not in shipped
+    assert enabled - shipped == {"FelderaServerUpdateAvailable"}
 
 
 @pytest.mark.parametrize(
