@@ -12,7 +12,10 @@ injections after the previous one) and scraped as one target of the job (Prometh
 offsets): the faults meet every phase of the poll, scrape and evaluation cycles against each other. Each is the
 first alert of its own Alertmanager group, as an incident is. Each injection is both kinds at once: a fatal error
 of a connector (``FelderaConnectorFatalError``, critical) and a failed checkpoint (``FelderaCheckpointFailed``,
-warning).
+warning): a ``POST /checkpoint`` whose write is in progress for :data:`WRITE_SECONDS` before it fails, as Feldera
+reports it (the exporter asks ``checkpoint_status``, a database write in Feldera, while a checkpoint is in progress
+and in the cycle after, docs/feldera-api.md "What changes what"; a failed write shorter than a poll shows within
+``poll.recheck_interval``).
 
 Stages, per fault (wall-clock times; Prometheus's sample timestamps are the scrape and evaluation times):
 
@@ -94,6 +97,8 @@ STAGES = (
 )
 POLL_INTERVAL = 15.0
 """The exporter's default poll.interval, in seconds (the exporters run with their defaults)."""
+WRITE_SECONDS = 16.0
+"""How long the failing checkpoint's write is in progress before it fails: longer than one poll (15 s)."""
 WATCH = 0.05
 """Seconds between two looks at the exporter's /metrics and at Alertmanager's alerts."""
 
@@ -369,6 +374,8 @@ async def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         async def inject(index: int, target: str) -> None:
             await asyncio.sleep(index * args.spacing)
             sim = sims[target]
+            sim.set_checkpoint_activity(PIPELINE, "in_progress")  # the requested checkpoint is being written
+            await asyncio.sleep(WRITE_SECONDS)
             counts = {alert: sim.requests(path) for alert, path in KINDS.items()}
             now = time.time()
             sim.set_connector_fatal_error(PIPELINE, ENDPOINT, "broker unreachable")

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark the exporter against the simulator: requests and wall time per poll cycle, CPU, RSS, /metrics scrapes.
 
+Requests are counted twice: by the exporter (``feldera_exporter_api_requests_total``, per endpoint and code) and by
+the simulator (``GET /_sim/requests``, per endpoint), with the database writes they caused in Feldera's manager
+(``GET /_sim/database_writes``: each ``checkpoint_status`` GET); both per cycle and per pipeline per cycle.
+
 The simulator (``python -m exporter.simulator --generate P --connectors C --latency L``) and the exporter
 (``python -m exporter run --config ...``) run as separate processes, so the exporter's CPU time and RSS are its
 own. After one warm-up cycle, ``--cycles`` poll cycles are measured while ``--scrapers`` clients scrape /metrics
@@ -266,10 +270,28 @@ class Observation:
     bench_cpu: float
     seen_at: float
     """Wall time when the watcher's scrape ended: the cycle's rendering ran between ``last_success`` and this."""
+    served: dict[str, float] = field(default_factory=dict)
+    """The simulator's count of the requests it served, by endpoint (read right after the scrape)."""
+    database_writes: float = 0.0
+    """The simulator's count of the manager-database writes those requests caused."""
 
 
-async def observe(client: aiohttp.ClientSession, exporter: Child, simulator: Child) -> Observation | None:
-    """Scrape /metrics (gzip) and read the self-metrics; stops reading once they are all seen."""
+async def simulator_counts(client: aiohttp.ClientSession) -> tuple[dict[str, float], float]:
+    """``GET /_sim/requests`` and ``/_sim/database_writes`` of the simulator."""
+    async with client.get("/_sim/requests") as response:
+        response.raise_for_status()
+        served = json.loads(await response.read())
+    async with client.get("/_sim/database_writes") as response:
+        response.raise_for_status()
+        writes = json.loads(await response.read())
+    return {str(k): float(v) for k, v in served.items()}, float(writes["total"])
+
+
+async def observe(
+    client: aiohttp.ClientSession, sim_client: aiohttp.ClientSession, exporter: Child, simulator: Child
+) -> Observation | None:
+    """Scrape /metrics (gzip) and read the self-metrics (stops reading once they are all seen), then the
+    simulator's counters."""
     lines: list[bytes] = []
     seen: set[bytes] = set()
     decompress = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -300,6 +322,7 @@ async def observe(client: aiohttp.ClientSession, exporter: Child, simulator: Chi
     requests: dict[str, dict[str, float]] = {}
     for labels, value in values["feldera_exporter_api_requests_total"]:
         requests.setdefault(labels["endpoint"], {})[labels["code"]] = value
+    served, writes = await simulator_counts(sim_client)
     return Observation(
         polls=int(sum(value for _, value in values["feldera_exporter_polls_total"])),
         last_success=values["feldera_exporter_last_poll_success_timestamp_seconds"][0][1],
@@ -309,6 +332,8 @@ async def observe(client: aiohttp.ClientSession, exporter: Child, simulator: Chi
         simulator_cpu=simulator_cpu,
         bench_cpu=time.process_time(),
         seen_at=time.time(),
+        served=served,
+        database_writes=writes,
     )
 
 
@@ -400,7 +425,8 @@ def scrape_summary(scrapes: list[Scrape], mode: str, rendering: list[tuple[float
         during = [
             s for s in done if any(s.started_at < end and s.started_at + s.seconds > start for start, end in rendering)
         ]
-        others = [s for s in done if s not in during]
+        overlapped = {id(s) for s in during}
+        others = [s for s in done if id(s) not in overlapped]  # by identity: `in` a list compared each pair
         summary.update(during_rendering=_latencies(during), outside_rendering=_latencies(others))
     return summary
 
@@ -425,7 +451,12 @@ async def wait_until_ready(url: str, path: str, children: list[Child], limit: fl
 
 
 async def next_observation(
-    client: aiohttp.ClientSession, exporter: Child, simulator: Child, after: int, limit: float
+    client: aiohttp.ClientSession,
+    sim_client: aiohttp.ClientSession,
+    exporter: Child,
+    simulator: Child,
+    after: int,
+    limit: float,
 ) -> Observation:
     """The first observation with more than ``after`` completed poll cycles."""
     try:
@@ -434,7 +465,7 @@ async def next_observation(
                 for child in (simulator, exporter):
                     child.check()
                 with contextlib.suppress(aiohttp.ClientError):
-                    seen = await observe(client, exporter, simulator)
+                    seen = await observe(client, sim_client, exporter, simulator)
                     if seen is not None and seen.polls > after:
                         return seen
                 await asyncio.sleep(WATCH_PAUSE)
@@ -487,8 +518,8 @@ async def run(args: argparse.Namespace, log_dir: Path, children: list[Child]) ->
     await wait_until_ready(exporter_url, "/-/ready", [simulator, exporter], args.timeout)
 
     scrapes: list[Scrape] = []
-    async with http_client(exporter_url) as watch:
-        observations = [await next_observation(watch, exporter, simulator, 0, args.timeout)]
+    async with http_client(exporter_url) as watch, http_client(simulator_url, connections=1) as sim_watch:
+        observations = [await next_observation(watch, sim_watch, exporter, simulator, 0, args.timeout)]
         progress(f"warm-up done ({observations[0].polls} cycle(s)); measuring {args.cycles} cycle(s)")
         stop = asyncio.Event()
         modes = ["gzip"] * args.scrapers + ["plain"] * args.plain_scrapers
@@ -497,7 +528,7 @@ async def run(args: argparse.Namespace, log_dir: Path, children: list[Child]) ->
             target = observations[0].polls + args.cycles
             while observations[-1].polls < target:
                 observations.append(
-                    await next_observation(watch, exporter, simulator, observations[-1].polls, args.timeout)
+                    await next_observation(watch, sim_watch, exporter, simulator, observations[-1].polls, args.timeout)
                 )
                 progress(f"cycle {observations[-1].polls - observations[0].polls}/{args.cycles} done")
         finally:
@@ -561,6 +592,12 @@ def summarise(
         for endpoint, codes in sorted(request_delta(first.requests, last.requests).items())
     }
     requests_total = sum(sum(codes.values()) for codes in by_endpoint.values())
+    served = {
+        endpoint: (count - first.served.get(endpoint, 0.0)) / measured
+        for endpoint, count in sorted(last.served.items())
+        if count > first.served.get(endpoint, 0.0)
+    }
+    writes = (last.database_writes - first.database_writes) / measured
     mean_duration = sum(c["poll_duration_seconds"] for c in cycles) / len(cycles)
     lower_bound = requests_total * args.latency / args.concurrency
     problems = log_problems(exporter)
@@ -572,6 +609,16 @@ def summarise(
         "cycles": cycles,
         "missed_cycles": sum(c["polls"] - 1 for c in cycles),
         "requests_per_cycle": {"total": requests_total, "by_endpoint": by_endpoint},
+        "requests_per_pipeline_per_cycle": {
+            "total": requests_total / args.pipelines,
+            "by_endpoint": {e: sum(codes.values()) / args.pipelines for e, codes in by_endpoint.items()},
+        },
+        "simulator": {
+            "requests_per_cycle": {"total": sum(served.values()), "by_endpoint": served},
+            "requests_per_pipeline_per_cycle": sum(served.values()) / args.pipelines,
+            "database_writes_per_cycle": writes,
+            "database_writes_per_pipeline_per_cycle": writes / args.pipelines,
+        },
         "poll_duration_seconds": {"mean": mean_duration, "per_cycle": [c["poll_duration_seconds"] for c in cycles]},
         "lower_bound_seconds": lower_bound,
         "ratio": mean_duration / lower_bound if lower_bound else None,
@@ -631,6 +678,22 @@ def report(result: dict[str, Any]) -> Iterator[str]:
         for code, mean in sorted(codes.items()):
             per_cycle = "".join(f"{c['requests'].get(endpoint, {}).get(code, 0) / c['polls']:>12.0f}" for c in cycles)
             yield f"  {f'{endpoint} ({code})':38}{per_cycle}{mean:>12.1f}"
+    per_pipeline = result["requests_per_pipeline_per_cycle"]
+    sim = result["simulator"]
+    yield ""
+    yield f"requests per pipeline per cycle (mean over the measured cycles){'':2}{per_pipeline['total']:>12.3f}"
+    for endpoint, mean in per_pipeline["by_endpoint"].items():
+        yield f"  {endpoint:62}{mean:>12.3f}"
+    yield "as the simulator served them (read when each cycle was seen; counts the list, retries included)"
+    yield f"  {'total per cycle / per pipeline per cycle':62}{sim['requests_per_cycle']['total']:>12.1f}" + (
+        f"{sim['requests_per_pipeline_per_cycle']:>12.3f}"
+    )
+    for endpoint, mean in sim["requests_per_cycle"]["by_endpoint"].items():
+        yield f"  {endpoint:62}{mean:>12.1f}{mean / p['pipelines']:>12.3f}"
+    yield (
+        f"  {'database writes in the manager (checkpoint_status GETs)':62}{sim['database_writes_per_cycle']:>12.1f}"
+        f"{sim['database_writes_per_pipeline_per_cycle']:>12.3f}"
+    )
     yield ""
     yield f"poll cycle wall time (seconds){'':10}{heads}{'mean':>12}"
     rows = (

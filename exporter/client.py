@@ -14,6 +14,8 @@
 - Before an answer is parsed its JSON values are counted (:func:`json_values`, commas and brackets): parsing costs
   about 100 bytes per value however small the body, so an answer with more than :data:`MAX_JSON_VALUES` (the
   pipeline list: :data:`LIST_VALUES_PER_PIPELINE` per pipeline of ``max_pipelines``) is refused unparsed. The
+  ``selector=all`` answer is scanned for its top-level ``version`` and ``runtime_config`` alone
+  (:func:`top_level_members`; the program's schema after them passes that bound in a large program). The
   list is counted before its entries are validated, one by one: more than ``max_pipelines`` is :class:`OverLimit`;
   malformed entries and repeated names are skipped and summed up in :class:`Skipped` (one line per list, never one
   per entry). Texts kept from answers are cut at ``models.MAX_TEXT_CHARS``, Feldera's error messages at
@@ -57,6 +59,7 @@ from exporter.config import TargetSettings
 from exporter.errors import ApiError, ConnectionFailed, FelderaError, InvalidResponse, OverLimit, RequestTimeout
 from exporter.logsafe import clean
 from exporter.models import (
+    NO_CLUSTER_EVENTS,
     CheckpointStatus,
     CheckpointSyncResponse,
     CheckpointSyncStatus,
@@ -67,6 +70,7 @@ from exporter.models import (
     Lenient,
     OutputEndpointStatus,
     Pipeline,
+    PipelineRuntimeConfig,
 )
 from exporter.snapshot import ExporterStats, RequestTimings
 
@@ -385,8 +389,22 @@ class FelderaClient:
         path = f"v0/pipelines/{segment(pipeline)}/checkpoint_status"
         return await self._model("checkpoint_status", CheckpointStatus, "GET", path)
 
-    async def stats(self, pipeline: str) -> ControllerStatus:
-        return await self._model("stats", ControllerStatus, "GET", f"v0/pipelines/{segment(pipeline)}/stats")
+    async def stats(self, pipeline: str, *, connector_errors: bool = False) -> ControllerStatus:
+        """``connector_errors``: ask for every connector's error lists in the same answer
+        (``include_connector_errors=true``, from Feldera 0.292.0; older servers ignore it and answer without)."""
+        params = {"include_connector_errors": "true"} if connector_errors else None
+        path = f"v0/pipelines/{segment(pipeline)}/stats"
+        return await self._model("stats", ControllerStatus, "GET", path, params=params)
+
+    async def runtime_config(self, pipeline: str) -> PipelineRuntimeConfig:
+        """``GET /v0/pipelines/{name}?selector=all``: the only selector with ``runtime_config`` (docs/feldera-api.md);
+        of its answer only ``version`` and ``runtime_config`` are parsed (:func:`top_level_members`), so a large
+        program's code and ``program_info`` (its schema: thousands of columns pass :data:`MAX_JSON_VALUES`) are
+        read past, never parsed."""
+        path = f"v0/pipelines/{segment(pipeline)}"
+        return await self._request(
+            "runtime_config", "GET", path, params={"selector": "all"}, parse=_parse_runtime_config, max_values=None
+        )
 
     async def sync_status(self, pipeline: str, incarnation_uuid: str | None = None) -> CheckpointSyncStatus:
         """With ``incarnation_uuid`` (from a sync's 202), a restarted pipeline answers 400 instead of a status."""
@@ -404,10 +422,20 @@ class FelderaClient:
         return await self._model("output_connector_stats", OutputEndpointStatus, "GET", path)
 
     async def cluster_health(self) -> ClusterHealth:
-        """``/v0/cluster_healthz``: 200 when all services are healthy, 503 with the same body otherwise."""
-        return await self._request(
-            "cluster_healthz", "GET", "v0/cluster_healthz", accept=frozenset({200, 503}), parse=_parser(ClusterHealth)
-        )
+        """``/v0/cluster_healthz``: 200 when all services are healthy, 503 with the same body otherwise; 404
+        ``NoClusterMonitorEventsAvailable`` (the monitor has stored nothing yet) is :data:`NO_CLUSTER_EVENTS`."""
+        try:
+            return await self._request(
+                "cluster_healthz",
+                "GET",
+                "v0/cluster_healthz",
+                accept=frozenset({200, 503}),
+                parse=_parser(ClusterHealth),
+            )
+        except ApiError as exc:
+            if exc.status == 404 and exc.error_code == "NoClusterMonitorEventsAvailable":
+                return NO_CLUSTER_EVENTS
+            raise
 
     async def server_config(self) -> Configuration:
         """``/v0/config``: platform version, edition, licence and update check."""
@@ -441,11 +469,12 @@ class FelderaClient:
         parse: Callable[[bytearray], T],
         params: dict[str, str] | None = None,
         accept: frozenset[int] = frozenset({200}),
-        max_values: int = MAX_JSON_VALUES,
+        max_values: int | None = MAX_JSON_VALUES,
         over_limit: str = "",
     ) -> T:
         """``max_values``: the most JSON values (:func:`json_values`) a body is parsed with; more is an
-        :class:`InvalidResponse`, or with ``over_limit`` (the setting that decides it) an :class:`OverLimit`."""
+        :class:`InvalidResponse`, or with ``over_limit`` (the setting that decides it) an :class:`OverLimit`. None:
+        ``parse`` bounds what it parses itself."""
         attempt = 0
         while True:
             try:
@@ -480,7 +509,7 @@ class FelderaClient:
         params: dict[str, str] | None,
         accept: frozenset[int],
         parse: Callable[[bytearray], T],
-        max_values: int,
+        max_values: int | None,
         over_limit: str,
     ) -> T:
         target = f"{self._prefix}/{path}"
@@ -504,8 +533,8 @@ class FelderaClient:
         try:  # the body is given back to the budget once parsed (or refused), whatever happens
             if response.status_code not in accept:
                 raise _api_error(endpoint, response)
-            values = json_values(response.content)
-            if values > max_values:
+            values = json_values(response.content) if max_values is not None else 0
+            if max_values is not None and values > max_values:
                 code = "invalid_response"
                 what = f"the answer holds up to {values} JSON values, more than {max_values}"
                 if over_limit:
@@ -683,6 +712,94 @@ def _make_parser(model: type[M]) -> Callable[[bytearray], M]:
             raise _shape_error(model, exc) from None
 
     return parse
+
+
+RUNTIME_CONFIG_MEMBERS = frozenset({"version", "runtime_config"})
+"""What the exporter reads of a ``selector=all`` answer (Feldera writes both before ``program_code``)."""
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]')
+"""A JSON string (escapes included) or a bracket: what :func:`top_level_members` steps over."""
+_MEMBER_COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
+_SCALAR = re.compile(rb"[^,}\] \t\r\n]*")
+_OBJECT_START = re.compile(rb"[ \t\r\n]*\{")
+
+
+def top_level_members(
+    content: bytes | bytearray, keys: frozenset[str], max_values: int = MAX_JSON_VALUES
+) -> dict[str, Any] | None:
+    """The members ``keys`` of the JSON object ``content``, each parsed alone; the scan steps over strings and
+    brackets (a regular expression per token, a long string in one step) and stops once every key is found, so
+    the members after them, however large, are never parsed. A key that is not there is left out. None when
+    ``content`` does not start with an object (then only a full parse can tell). Past ``max_values`` tokens
+    stepped over, or values in one member: ``ValueError``; a member that is not JSON: :class:`NotJson`."""
+    start = _OBJECT_START.match(content)
+    if start is None:
+        return None
+    found: dict[str, Any] = {}
+    depth, pos, tokens = 1, start.end(), 0
+    while depth > 0 and len(found) < len(keys):
+        token = _JSON_TOKEN.search(content, pos)
+        if token is None:
+            break
+        tokens += 1
+        if tokens > max_values:
+            raise ValueError(f"more than {max_values} JSON values before {', '.join(sorted(keys - found.keys()))}")
+        pos = token.end()
+        first = content[token.start()]
+        if first == 0x22:  # a string: a member's key when it is followed by a colon
+            colon = _MEMBER_COLON.match(content, pos) if depth == 1 else None
+            if colon is None:
+                continue
+            key = _loads(token.group())
+            if key not in keys or key in found:
+                continue
+            end = _value_end(content, colon.end(), max_values)
+            value = content[colon.end() : end]
+            if json_values(value) > max_values:
+                raise ValueError(f"member {key!r} holds more than {max_values} JSON values")
+            found[key] = _loads(value)
+            pos = end
+        elif first in (0x7B, 0x5B):  # { [
+            depth += 1
+        else:
+            depth -= 1
+    return found
+
+
+def _value_end(content: bytes | bytearray, start: int, max_values: int) -> int:
+    """Where the JSON value at ``start`` ends (its text is checked only when it is parsed)."""
+    if start >= len(content):
+        return start
+    first = content[start]
+    if first == 0x22:
+        token = _JSON_TOKEN.match(content, start)
+        return token.end() if token is not None else len(content)
+    if first not in (0x7B, 0x5B):
+        scalar = _SCALAR.match(content, start)
+        return scalar.end() if scalar is not None else start
+    depth, pos = 0, start
+    for count, token in enumerate(_JSON_TOKEN.finditer(content, start)):
+        if count > 2 * max_values:
+            raise ValueError(f"a member holds more than {max_values} JSON values")
+        pos = token.end()
+        if content[token.start()] in (0x7B, 0x5B):
+            depth += 1
+        elif content[token.start()] in (0x7D, 0x5D):
+            depth -= 1
+            if depth == 0:
+                return pos
+    return len(content)
+
+
+def _parse_runtime_config(content: bytearray) -> PipelineRuntimeConfig:
+    members = top_level_members(content, RUNTIME_CONFIG_MEMBERS)
+    if members is None:  # not as Feldera writes JSON (a byte order mark, UTF-16): the whole body, within the bound
+        if (values := json_values(content)) > MAX_JSON_VALUES:
+            raise ValueError(f"the answer holds up to {values} JSON values, more than {MAX_JSON_VALUES}")
+        return _parser(PipelineRuntimeConfig)(content)
+    try:
+        return PipelineRuntimeConfig.model_validate(members)
+    except ValidationError as exc:
+        raise _shape_error(PipelineRuntimeConfig, exc) from None
 
 
 def _shape_error(model: type, exc: ValidationError) -> ValueError:

@@ -108,6 +108,12 @@ def _length_or_none(value: object) -> int | None:
     return len(value) if isinstance(value, list) else None
 
 
+def _str_list_or_none(value: object) -> tuple[str, ...] | None:
+    if not isinstance(value, list):
+        return None
+    return tuple(item for item in value if isinstance(item, str))
+
+
 OptInt = Annotated[int | None, BeforeValidator(_int_or_none)]
 Count = Annotated[int, BeforeValidator(_int_or_zero)]
 Flag = Annotated[bool, BeforeValidator(_bool)]
@@ -299,6 +305,8 @@ class CheckpointSyncStatus(Lenient):
     success: OptStr = None
     failure: CheckpointSyncFailure | None = None
     periodic: OptStr = None
+    running: Annotated[tuple[str, ...] | None, BeforeValidator(_str_list_or_none)] = None
+    """Syncs in progress (newer servers; ``None`` when the server does not say)."""
 
 
 @lenient
@@ -392,11 +400,28 @@ class OutputEndpointStatus(Lenient):
     transport_errors: list[ConnectorErrorEntry] | None = None
 
 
+def _reason_names(value: object) -> tuple[str, ...]:
+    """``reasons`` of a delayed checkpoint: ``TemporarySuspendError`` values, a name (``"Replaying"``) or a
+    one-key object (``{"InputEndpointBarrier": "t.c"}``); the names, anything else left out."""
+    if not isinstance(value, list):
+        return ()
+    names: list[str] = []
+    for reason in value:
+        if isinstance(reason, str):
+            names.append(reason)
+        elif isinstance(reason, Mapping) and len(reason) == 1:
+            (key,) = reason
+            if isinstance(key, str):
+                names.append(key)
+    return tuple(names)
+
+
 @lenient
 class CheckpointActivity(Lenient):
-    """``checkpoint_activity`` of GET .../stats: ``idle``, ``delayed`` or ``in_progress``."""
+    """``checkpoint_activity`` of GET .../stats: ``idle``, ``delayed`` (with ``reasons``) or ``in_progress``."""
 
     status: Text = ""
+    reasons: Annotated[tuple[str, ...], BeforeValidator(_reason_names)] = ()
     delayed_since: Timestamp = None
     started_at: Timestamp = None
 
@@ -432,12 +457,96 @@ class ServiceStatus(Lenient):
 
 @lenient
 class ClusterHealth(Lenient):
-    """GET /v0/cluster_healthz (200 when all healthy, 503 otherwise; same body)."""
+    """GET /v0/cluster_healthz (200 when all healthy, 503 otherwise; same body). ``checked_at`` is when the
+    cluster monitor stored the answer (the same for every service); a monitor that has stored nothing yet answers
+    404 ``NoClusterMonitorEventsAvailable``, which the client turns into :data:`NO_CLUSTER_EVENTS`."""
 
     all_healthy: Flag = False
     api: ServiceStatus | None = None
     compiler: ServiceStatus | None = None
     runner: ServiceStatus | None = None
+    events: bool = True
+    """False: the cluster monitor has not stored its first check yet (not an outage)."""
+
+
+NO_CLUSTER_EVENTS = ClusterHealth.model_validate({"events": False})
+
+
+# ---- runtime configuration (GET /v0/pipelines/{name}?selector=all) ----------------------------------------------
+
+FT_MODELS = ("none", "at_least_once", "exactly_once")
+CHECKPOINT_INTERVAL_DEFAULT = 60.0
+CHECKPOINT_INTERVAL_BOUNDS = (1.0, 3600.0)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FaultTolerance:
+    """What a pipeline's ``runtime_config`` says about checkpoints, read as Feldera reads it
+    (``crates/feldera-types/src/config.rs``, ``FtConfig``; docs/feldera-api.md, "Fault tolerance"). The whole
+    runtime configuration is not kept."""
+
+    model: str = "none"
+    """``none``, ``at_least_once``, ``exactly_once``, or a newer model as the server spells it."""
+    checkpoint_interval_seconds: float | None = None
+    """Seconds between automatic checkpoints, clamped to 1-3600; None when there are none (fault tolerance off,
+    or ``checkpoint_interval_secs: null``)."""
+    hosts: int | None = None
+    sync_configured: bool = False
+    """The storage backend has a checkpoint-sync configuration (periodic syncs may happen)."""
+    version: int | None = None
+    """The pipeline ``version`` this was read at (a configuration change bumps it)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.model != "none"
+
+
+def read_fault_tolerance(runtime_config: object) -> FaultTolerance:
+    """:class:`FaultTolerance` of a ``runtime_config`` value (anything unreadable: fault tolerance off).
+
+    >>> read_fault_tolerance({"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 5000}})
+    FaultTolerance(model='exactly_once', checkpoint_interval_seconds=3600.0, hosts=None, sync_configured=False, \
+version=None)
+    """
+    config = runtime_config if isinstance(runtime_config, Mapping) else {}
+    ft = config.get("fault_tolerance")
+    model, interval = "none", None
+    if isinstance(ft, str) and ft in ("initial_state", "latest_checkpoint"):
+        model, interval = "exactly_once", CHECKPOINT_INTERVAL_DEFAULT
+    elif isinstance(ft, Mapping):
+        raw_model = ft.get("model", "exactly_once")
+        model = raw_model if isinstance(raw_model, str) and raw_model else "none"
+        seconds = ft.get("checkpoint_interval_secs", CHECKPOINT_INTERVAL_DEFAULT)
+        if model != "none" and isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            low, high = CHECKPOINT_INTERVAL_BOUNDS
+            interval = min(max(float(int(seconds)), low), high)
+    storage = config.get("storage")
+    backend = storage.get("backend") if isinstance(storage, Mapping) else None
+    backend_config = backend.get("config") if isinstance(backend, Mapping) else None
+    sync = backend_config.get("sync") if isinstance(backend_config, Mapping) else None
+    return FaultTolerance(
+        model=model,
+        checkpoint_interval_seconds=interval if model != "none" else None,
+        hosts=_int_or_none(config.get("hosts")),
+        sync_configured=isinstance(sync, Mapping),
+    )
+
+
+@lenient
+class PipelineRuntimeConfig(Lenient):
+    """``GET /v0/pipelines/{name}?selector=all``, of which only the version and what ``runtime_config`` says about
+    checkpoints are kept (the program code and ``program_info`` in the same answer are dropped)."""
+
+    name: Text = ""
+    version: OptInt = None
+    runtime: Annotated[FaultTolerance, BeforeValidator(read_fault_tolerance)] = Field(
+        default_factory=FaultTolerance, alias="runtime_config"
+    )
+
+    @property
+    def fault_tolerance(self) -> FaultTolerance:
+        """The fault-tolerance facts, stamped with the version they were read at."""
+        return dataclasses.replace(self.runtime, version=self.version)
 
 
 # ---- server (GET /v0/config) ----------------------------------------------------------------------------------

@@ -12,15 +12,19 @@ endpoint, leaves that endpoint alone. Shape::
       concurrency      requests in flight per target
 
     TargetRequest(field, fetch(client), store(target_snapshot, answer))
-    PipelineRequest(field, asks(snap), fetch(client, snap), store(snap, answer), needs, unsupported)
+    PipelineRequest(field, asks(snap), fetch(client, snap), store(snap, answer | None), needs, unsupported)
 
 Per target and cycle the poller lists the pipelines (the one request every cycle makes) and keeps those the
-selection takes; then it works the stages in order, each as one list of jobs: for each pipeline and request whose
-``asks(snap)`` says the endpoint can answer now (a fact about Feldera read from the pipeline's status, or an
-answer of an earlier stage), ``fetch`` the answer and ``store`` it into the pipeline's snapshot. A failed request
-leaves its field ``None``. A request whose ``unsupported`` recognises the failure (``sync_status`` on an edition
-without checkpoint sync) is not asked of that target again for :data:`UNSUPPORTED_PAUSE`. Each target is polled
-on its own (:meth:`exporter.poller.Poller.poll_target`), with its own cross-cycle history.
+selection takes; the target's history (:meth:`exporter.history.History.recall`) puts into each snapshot what it
+remembers and may reuse (``fault_tolerance`` of the current version, the last ``checkpoint_status`` and
+``sync_status`` answers) and what was true when those came (``recalled``). Then the poller works the stages in
+order, each as one list of jobs: for each pipeline and request whose ``asks(snap)`` says the endpoint can answer now
+and its answer can have changed (facts about Feldera read from the pipeline's status, answers of an earlier stage,
+and ``recalled``: docs/feldera-api.md, "What changes what"), ``fetch`` the answer and ``store`` it into the
+pipeline's snapshot. A failed request stores ``None``, which clears what was reused. A request whose ``unsupported``
+recognises the failure (``sync_status`` on an edition without checkpoint sync) is not asked of that target again for
+:data:`UNSUPPORTED_PAUSE`. Each target is polled on its own (:meth:`exporter.poller.Poller.poll_target`), with its
+own cross-cycle history.
 
 A new polled endpoint is one client method, one entry in :data:`PIPELINE_REQUESTS` or :data:`TARGET_REQUESTS` (its
 ``field`` a field of :class:`~exporter.snapshot.PipelineSnapshot` or :class:`~exporter.snapshot.TargetSnapshot`),
@@ -46,9 +50,15 @@ from exporter.client import FelderaClient
 from exporter.config import Settings
 from exporter.endpoint import split_endpoint, sql_identifier
 from exporter.errors import ApiError, FelderaError
+from exporter.history import (
+    BUSY_ACTIVITY,
+    checkpoint_statuses_answer,
+    newest_checkpoint,
+    sync_status_answers,
+)
 from exporter.logsafe import clean
-from exporter.models import InputEndpointStatus, OutputEndpointStatus, Pipeline
-from exporter.snapshot import PipelineSnapshot, TargetSnapshot
+from exporter.models import ControllerStatus, FaultTolerance, InputEndpointStatus, OutputEndpointStatus, Pipeline
+from exporter.snapshot import NO_DETAILS, PipelineSnapshot, TargetSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +67,6 @@ T = TypeVar("T")
 UNSUPPORTED_PAUSE = 3600.0
 """After an answer that says a target does not offer an endpoint, that target is not asked for it for this long."""
 
-NO_CHECKPOINT_RUNTIME = frozenset({"Unavailable", "Suspended", "Standby", "Coordination"})
 STATS_RUNTIME = frozenset(
     {
         "Running",
@@ -71,24 +80,62 @@ STATS_RUNTIME = frozenset(
 )
 
 
-def wants_checkpoint_status(pipeline: Pipeline) -> bool:
-    """checkpoint_status and sync_status: provisioned, with a runtime status that has a controller to ask."""
-    runtime = pipeline.deployment_runtime_status
-    return (
-        pipeline.deployment_resources_status == "Provisioned"
-        and runtime is not None
-        and runtime not in NO_CHECKPOINT_RUNTIME
+def wants_stats(pipeline: Pipeline) -> bool:
+    return pipeline.deployment_runtime_status in STATS_RUNTIME
+
+
+def asks_fault_tolerance(snap: PipelineSnapshot) -> bool:
+    """``runtime_config`` once per pipeline ``version`` (it changes only with the version, docs/feldera-api.md),
+    of a pipeline that is deployed with a controller to checkpoint (the answer carries the program code too)."""
+    return snap.fault_tolerance is None and checkpoint_statuses_answer(snap.pipeline)
+
+
+def asks_checkpoint_status(snap: PipelineSnapshot) -> bool:
+    """``checkpoint_status`` only when its answer can have changed: it reports ``POST /checkpoint`` requests of
+    the current process, and each GET is a write to Feldera's database (docs/feldera-api.md). So: nothing to reuse
+    (first sight, or the last request failed) or the reused answer is older than ``poll.recheck_interval``; a new
+    deployment or process (told by ``/stats``, or without it by a changed runtime status); a checkpoint in progress
+    or delayed now or in the previous cycle; or a new newest checkpoint in storage."""
+    pipeline = snap.pipeline
+    if not checkpoint_statuses_answer(pipeline):
+        return False
+    recalled = snap.recalled
+    if snap.checkpoint_status is None or recalled.checkpoint_status_due or recalled.checkpoint_busy:
+        return True
+    if pipeline.deployment_id != recalled.checkpoint_deployment:
+        return True
+    if newest_checkpoint(pipeline) != recalled.checkpoint_newest:
+        return True
+    stats = snap.stats
+    if stats is None:  # Initializing (stats answers 503), or stats failed
+        return pipeline.deployment_runtime_status != recalled.checkpoint_runtime_status
+    activity = stats.checkpoint_activity
+    return stats.global_metrics.incarnation_uuid != recalled.checkpoint_incarnation or (
+        activity is not None and activity.status in BUSY_ACTIVITY
     )
 
 
-def wants_sync_status(pipeline: Pipeline) -> bool:
-    """checkpoint/sync_status: as checkpoint_status, except while Initializing, when every interaction endpoint
-    but checkpoint_status answers 503 ``Initializing`` (docs/feldera-api.md)."""
-    return wants_checkpoint_status(pipeline) and pipeline.deployment_runtime_status != "Initializing"
-
-
-def wants_stats(pipeline: Pipeline) -> bool:
-    return pipeline.deployment_runtime_status in STATS_RUNTIME
+def asks_sync_status(snap: PipelineSnapshot) -> bool:
+    """``checkpoint/sync_status`` only where a sync can have changed it: never on the open-source edition
+    (checkpoint sync is Enterprise-only there, so the server answers with nothing); else nothing to reuse, an
+    answer older than ``poll.recheck_interval``, a new deployment or process, or a pipeline whose storage
+    configuration syncs periodically (or whose configuration is not known yet). A sync somebody requests on a
+    pipeline without periodic sync shows within ``poll.recheck_interval``."""
+    pipeline = snap.pipeline
+    recalled = snap.recalled
+    if not sync_status_answers(pipeline) or recalled.enterprise is False:
+        return False
+    if snap.sync_status is None or recalled.sync_status_due:
+        return True
+    stats = snap.stats
+    ft = snap.fault_tolerance
+    return (
+        stats is None
+        or pipeline.deployment_id != recalled.sync_deployment
+        or stats.global_metrics.incarnation_uuid != recalled.sync_incarnation
+        or ft is None
+        or ft.sync_configured
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,36 +287,78 @@ def _enterprise_only(exc: ApiError) -> bool:
     return exc.status == 501 or exc.error_code == "EnterpriseFeature"
 
 
+async def _fault_tolerance(client: FelderaClient, snap: PipelineSnapshot) -> FaultTolerance:
+    return (await client.runtime_config(snap.name)).fault_tolerance
+
+
+def with_error_lists(stats: object) -> Mapping[str, InputEndpointStatus | OutputEndpointStatus] | None:
+    """The connectors of a ``stats?include_connector_errors=true`` answer keyed by endpoint name, when it carries
+    their error lists (Feldera 0.292.0 on); None when it does not (an older server ignored the parameter)."""
+    if not isinstance(stats, ControllerStatus) or not (stats.inputs or stats.outputs):
+        return None
+    if any(i.parse_errors is None for i in stats.inputs) or any(o.encode_errors is None for o in stats.outputs):
+        return None
+    connectors: dict[str, InputEndpointStatus | OutputEndpointStatus] = {i.endpoint_name: i for i in stats.inputs}
+    connectors.update((o.endpoint_name, o) for o in stats.outputs)
+    return MappingProxyType(connectors)
+
+
+def _store_stats(snap: PipelineSnapshot, answer: ControllerStatus | None) -> PipelineSnapshot:
+    details = with_error_lists(answer)
+    if details is None:
+        return replace(snap, stats=answer)
+    return replace(snap, stats=answer, connector_details=details)
+
+
+def _asks_connector_details(snap: PipelineSnapshot) -> bool:
+    """Per-connector requests only where ``stats`` came without the error lists."""
+    return snap.stats is not None and not snap.connector_details
+
+
+STATS = PipelineRequest(
+    "stats",
+    asks=lambda snap: wants_stats(snap.pipeline),
+    fetch=lambda client, snap: client.stats(snap.name),
+    store=_store_stats,
+    connectors=lambda answer: len(answer.inputs) + len(answer.outputs),
+)
+STATS_WITH_CONNECTOR_ERRORS = replace(STATS, fetch=lambda client, snap: client.stats(snap.name, connector_errors=True))
+"""``stats`` when ``connector_details`` is planned: one request lists every connector's errors where the server
+can (:func:`make_plan` puts it in place of :data:`STATS`)."""
+
 PIPELINE_REQUESTS: tuple[PipelineRequest[Any], ...] = (
     PipelineRequest(
+        "fault_tolerance",
+        asks=asks_fault_tolerance,
+        fetch=_fault_tolerance,
+        store=lambda snap, answer: replace(snap, fault_tolerance=answer),
+    ),
+    STATS,
+    PipelineRequest(
         "checkpoint_status",
-        asks=lambda snap: wants_checkpoint_status(snap.pipeline),
+        asks=asks_checkpoint_status,
         fetch=lambda client, snap: client.checkpoint_status(snap.name),
         store=lambda snap, answer: replace(snap, checkpoint_status=answer),
-    ),
-    PipelineRequest(
-        "stats",
-        asks=lambda snap: wants_stats(snap.pipeline),
-        fetch=lambda client, snap: client.stats(snap.name),
-        store=lambda snap, answer: replace(snap, stats=answer),
-        connectors=lambda answer: len(answer.inputs) + len(answer.outputs),
+        needs=("stats",),
     ),
     PipelineRequest(
         "sync_status",
-        asks=lambda snap: wants_sync_status(snap.pipeline),
+        asks=asks_sync_status,
         fetch=lambda client, snap: client.sync_status(snap.name),
         store=lambda snap, answer: replace(snap, sync_status=answer),
+        needs=("stats",),
         unsupported=_enterprise_only,
     ),
     PipelineRequest(
         "connector_details",
-        asks=lambda snap: snap.stats is not None,
+        asks=_asks_connector_details,
         fetch=_connector_details,
-        store=lambda snap, answer: replace(snap, connector_details=answer),
+        store=lambda snap, answer: replace(snap, connector_details=NO_DETAILS if answer is None else answer),
         needs=("stats",),
     ),
 )
-"""Every per-pipeline request the exporter knows, in the order a stage asks them."""
+"""Every per-pipeline request the exporter knows, in the order a stage asks them. ``store`` also gets ``None``
+(a failed request), which clears a reused answer."""
 
 TARGET_REQUESTS: tuple[TargetRequest[Any], ...] = (
     TargetRequest(
@@ -340,8 +429,11 @@ def make_plan(settings: Settings, read: Collection[str]) -> PollPlan:
     for request in PIPELINE_REQUESTS:  # declared after what they need
         if request.field in planned:
             stage_of[request.field] = 1 + max((stage_of[need] for need in request.needs), default=-1)
+    requests = tuple(
+        STATS_WITH_CONNECTOR_ERRORS if r is STATS and "connector_details" in planned else r for r in PIPELINE_REQUESTS
+    )
     stages = tuple(
-        tuple(r for r in PIPELINE_REQUESTS if stage_of.get(r.field) == stage)
+        tuple(r for r in requests if stage_of.get(r.field) == stage)
         for stage in range(1 + max(stage_of.values(), default=-1))
     )
     sharding, pipelines = settings.sharding, settings.pipelines

@@ -1,14 +1,15 @@
 """One poll cycle: ask every target what its :class:`~exporter.plan.PollPlan` says, return one immutable
 :class:`Snapshot`.
 
-Per target and cycle (:meth:`Poller.poll_target`): one ``GET /v0/pipelines?selector=status_with_connectors``; then
-the plan's per-target requests (cluster health, ``/v0/config``) beside the plan's stages of per-pipeline requests,
-each stage a list of jobs worked off by ``poll.concurrency`` workers (:func:`_work`), only for the pipelines whose
-status lets the endpoint answer. A failed request leaves that part ``None`` (counted in the request metrics, and
-summed up with the cycle's other failures in one log line per target and cycle) and never hides other pipelines or
-targets. A failed list call, or any exception while polling one target (a body nested too deeply to parse,
-``MemoryError``, a bug), marks that target down with no pipelines for the cycle (the staleness rule in README.md)
-with one log line; the other targets and the served snapshot keep updating.
+Per target and cycle (:meth:`Poller.poll_target`): one ``GET /v0/pipelines?selector=status_with_connectors``; what
+the target's history remembers and may reuse (:meth:`exporter.history.History.recall`); then the plan's per-target
+requests (cluster health, ``/v0/config``) beside the plan's stages of per-pipeline requests, each stage a list of
+jobs worked off by ``poll.concurrency`` workers (:func:`_work`), only for the pipelines whose status lets the
+endpoint answer and whose answer can have changed. A failed request leaves that part ``None`` (counted in the
+request metrics, and summed up with the cycle's other failures in one log line per target and cycle) and never hides
+other pipelines or targets. A failed list call, or any exception while polling one target (a body nested too deeply
+to parse, ``MemoryError``, a bug), marks that target down with no pipelines for the cycle (the staleness rule in
+README.md) with one log line; the other targets and the served snapshot keep updating.
 
 Bounds per target and cycle: ``poll.cycle_deadline`` cuts a cycle off (what was answered by then is kept, the
 target down if the list was not; ``feldera_exporter_polls_cut_off_total``, one log line); ``max_pipelines`` (the
@@ -87,7 +88,10 @@ class Poller:
         self._clock = clock
         self._monotonic = monotonic
         self._client_factory = client_factory
-        self.targets = tuple(TargetRuntime(settings=t, client=self._client(t)) for t in settings.targets)
+        self.targets = tuple(
+            TargetRuntime(settings=t, client=self._client(t), history=History(settings.poll.recheck_interval))
+            for t in settings.targets
+        )
         self._process = ProcessStats()
 
     def _client(self, target: TargetSettings) -> FelderaClient:
@@ -110,12 +114,18 @@ class Poller:
             if old is not None and same_pool and old.settings == target_settings:
                 targets.append(previous.pop(target_settings.name))
                 continue
-            target = TargetRuntime(settings=target_settings, client=self._client(target_settings))
+            target = TargetRuntime(
+                settings=target_settings,
+                client=self._client(target_settings),
+                history=History(settings.poll.recheck_interval),
+            )
             if old is not None:
                 target.history, target.polls, target.last_success = old.history, old.polls, old.last_success
                 target.cut_off = old.cut_off
             targets.append(target)
         self.targets = tuple(targets)
+        for target in self.targets:
+            target.history.recheck_interval = settings.poll.recheck_interval
         return [target.client for target in previous.values()]
 
     def target(self, name: str) -> TargetRuntime | None:
@@ -186,7 +196,8 @@ class Poller:
         listing = await target.client.list_pipelines(keep=takes)
         if listing.skipped:
             log.warning("%s: pipeline list: %s", target.name, listing.skipped.describe())
-        cycle.listed = [PipelineSnapshot(pipeline=p) for p in listing.pipelines]
+        listed = (PipelineSnapshot(pipeline=p) for p in listing.pipelines)
+        cycle.listed = target.history.recall(target.name, listed, self._clock())
         target.last_success = self._clock()
         await asyncio.gather(
             self._poll_pipelines(target, cycle),
@@ -210,6 +221,8 @@ class Poller:
         for request in self.plan.target_requests:
             if (answer := cycle.answers.get(request.field)) is not None:
                 snapshot = request.store(snapshot, answer)
+        if snapshot.server is not None:
+            target.history.enterprise = snapshot.server.enterprise
         return snapshot
 
     def _stats(self, target: TargetRuntime, started: float) -> ExporterStats:
@@ -251,6 +264,7 @@ class Poller:
         answer = await guarded(self._fetch(target, request, snap), request.field, target.name, snap.name)
         cycle.answered += 1
         if answer is None:
+            snaps[job.position] = request.store(snaps[job.position], None)  # failed: clears a reused answer
             return
         if request.connectors is not None:
             cycle.connectors += request.connectors(answer)

@@ -23,6 +23,7 @@ from exporter.models import (
     ClusterHealth,
     Configuration,
     ControllerStatus,
+    FaultTolerance,
     InputEndpointStatus,
     OutputEndpointStatus,
     Pipeline,
@@ -50,6 +51,39 @@ class Derived:
     """When the exporter first saw the current ``sync_status.success`` uuid."""
     newest_checkpoint_first_seen_seconds: float | None = None
     """When the exporter first saw the newest checkpoint in ``storage_status_details``."""
+    checkpointing_since_seconds: float | None = None
+    """When the pipeline's process began its current stretch of Running or Paused (the statuses in which it takes
+    automatic checkpoints), as the exporter saw it: a start, a restart, the end of a replay or bootstrap, or the
+    exporter's first sight of it. None outside such a stretch."""
+    checkpoint_status_checked_seconds: float | None = None
+    """When the ``checkpoint_status`` answer in the snapshot was received (it is reused while it cannot change)."""
+    sync_status_checked_seconds: float | None = None
+    """When the ``sync_status`` answer in the snapshot was received (it is reused while it cannot change)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """What the exporter knew of a pipeline before this cycle's requests (:meth:`exporter.history.History.recall`):
+    the poll plan's requests read it to ask only what can have changed (docs/feldera-api.md, "What changes what")."""
+
+    enterprise: bool | None = None
+    """The target's edition offers checkpoint sync (from its last ``/v0/config``); None before one answered."""
+    checkpoint_status_due: bool = True
+    """No ``checkpoint_status`` answer is remembered, or it is older than ``poll.recheck_interval``."""
+    checkpoint_deployment: str | None = None
+    """``deployment_id`` when the remembered ``checkpoint_status`` answer was received."""
+    checkpoint_incarnation: str | None = None
+    """The process's ``incarnation_uuid`` (from ``/stats``) then."""
+    checkpoint_runtime_status: str | None = None
+    """``deployment_runtime_status`` then (what tells a new process while ``/stats`` cannot, e.g. Initializing)."""
+    checkpoint_newest: str | None = None
+    """The newest checkpoint in storage then."""
+    checkpoint_busy: bool = False
+    """``checkpoint_activity`` was ``delayed`` or ``in_progress`` in the previous cycle."""
+    sync_status_due: bool = True
+    """As ``checkpoint_status_due``, for ``checkpoint/sync_status``."""
+    sync_deployment: str | None = None
+    sync_incarnation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +93,13 @@ class PipelineSnapshot:
     stats: ControllerStatus | None = None
     sync_status: CheckpointSyncStatus | None = None
     connector_details: Mapping[str, InputEndpointStatus | OutputEndpointStatus] = field(default_factory=_no_details)
-    """Per-connector endpoint answers (only when that opt-in collector is on), keyed by endpoint name."""
+    """Connectors with their error lists (only when that opt-in collector is on), keyed by endpoint name: from
+    ``stats?include_connector_errors=true``, or one request per connector from servers without it."""
+    fault_tolerance: FaultTolerance | None = None
+    """What ``runtime_config`` says about checkpoints, for the pipeline's current ``version`` (asked once per
+    version, then reused); None while unknown."""
+    recalled: Recalled = field(default_factory=Recalled)
+    """What history knew before this cycle's requests (for the plan; not shown)."""
     derived: Derived = field(default_factory=Derived)
 
     @property

@@ -48,6 +48,8 @@ DEADLINE_SECONDS = 60.0
 eventually = functools.partial(wait_until, deadline=DEADLINE_SECONDS)
 """Alertmanager rounds (group_wait, evaluation) need longer than the shared default."""
 _DURATION = re.compile(r"\[(\d+[smhd])(:\d+[smhd])?\]")
+_FLOOR = re.compile(r"(?<=:bridged, )\d+(?=\))")
+"""The ``floor`` in ``clamp_min(factor * interval, floor)`` of FelderaAutomaticCheckpointsFailing."""
 
 
 def scaled(duration: str, minimum: int = MINIMUM_WAIT) -> str:
@@ -60,7 +62,7 @@ def fast_config(config: dict[str, Any]) -> dict[str, Any]:
     alerts: dict[str, dict[str, str]] = {}
     for name, entry in config["alerts"].items():
         alerts[name] = {"for": scaled(entry["for"], minimum=2)}
-        for key in ("critical_after", "settle"):
+        for key in ("critical_after", "settle", "floor"):
             if key in entry:
                 alerts[name][key] = scaled(entry[key], minimum=2)
     return build.merge(config, {"alerts": alerts, "relapse_hold": scaled(config["relapse_hold"], minimum=2)})
@@ -252,7 +254,9 @@ def exporter_settings(*targets: tuple[str, str], interval: str = "500ms") -> Set
     return Settings.model_validate(
         {
             "web": {"listen_address": "127.0.0.1:0"},
-            "poll": {"interval": interval},
+            # recheck_interval: the tests fail POST /checkpoint requests that leave no other trace; the cycle asks
+            # checkpoint_status again at least every second (what asks it when: tests/test_poll_what_can_change.py)
+            "poll": {"interval": interval, "recheck_interval": "1s"},
             "targets": [{"name": name, "url": url} for name, url in targets],
         }
     )
@@ -296,9 +300,10 @@ def test_fast_rules_only_shorten_the_waits() -> None:
                 k: v for k, v in old.items() if k not in ("for", "expr")
             }
             assert ("for" in new) == ("for" in old)
-            # expressions differ only in the scaled waits (relapse_hold 1m -> 2s, the checkpoint settle 5m -> 10s)
-            masked = _DURATION.sub("[]", new["expr"])
-            assert masked == _DURATION.sub("[]", old["expr"])
+            # expressions differ only in the scaled waits (relapse_hold 1m -> 2s, the checkpoint settle 5m -> 10s, the
+            # automatic-checkpoint floor 180 -> 6 seconds)
+            masked = _FLOOR.sub("", _DURATION.sub("[]", new["expr"]))
+            assert masked == _FLOOR.sub("", _DURATION.sub("[]", old["expr"]))
     assert waits["relapse_hold"] in fast_rules() and waits["settle"] in fast_rules()
 
 
@@ -540,3 +545,68 @@ async def test_shipped_inhibitions_in_a_real_alertmanager(tmp_path: Path) -> Non
             await eventually(as_expected, "Alertmanager to apply the inhibitions", deadline=15)
         except AssertionError:
             assert seen == expected
+
+
+@pytest.mark.e2e
+async def test_feldera_as_it_really_behaves_automatic_checkpoints_page_resets_and_versions_do_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 23, end to end with the shipped rules (waits scaled, the automatic-checkpoint floor too: 3m -> 6s):
+    an Enterprise target whose pipelines report ``0.340.0+enterprise.1a2b3c`` where /v0/config says ``0.340.0``, one
+    of them fault tolerant with automatic checkpoints every second that start failing (Feldera only logs that); an
+    open-source target (0.337: no reset endpoint) with a watched reset."""
+    ft = {"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 1}}
+    enterprise = Scenario.model_validate(
+        {
+            "platform_version": "0.340.0",
+            "platform_version_suffix": "1a2b3c",
+            "pipelines": [
+                {"name": "orders", "checkpoints": 1, "runtime_config": ft},
+                {"name": "plain", "checkpoints": 1},
+            ],
+        }
+    )
+    oss = Scenario.model_validate({"edition": "community", "pipelines": [{"name": "orders"}]})
+    webhook = Webhook()
+    async with AsyncExitStack() as exits:
+        sim = await exits.enter_async_context(Simulator(enterprise))
+        oss_sim = await exits.enter_async_context(Simulator(oss))
+        exporter = await exits.enter_async_context(Exporter(exporter_settings(("ee", sim.url), ("oss", oss_sim.url))))
+        assert exporter.sidecar.resets is not None
+        await exporter.sidecar.resets.register("orders", oss_sim.issue_reset_token("orders"), "out", "oss")
+        am = await exits.enter_async_context(alertmanager(tmp_path, await webhook_receiver(exits, webhook)))
+        prom = await exits.enter_async_context(prometheus(tmp_path, [static_job(exporter)], am))
+
+        healthy = time.monotonic()
+        checkpoints = 'feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{pipeline_name="orders"}'
+        # 8 new checkpoints seen within 10 s: a healthy stretch longer than the floor (6 s), which must not fire
+        await eventually(lambda: query(prom, f"changes({checkpoints}[10s]) >= 8"), "automatic checkpoints scraped")
+        await eventually(
+            lambda: query(prom, 'feldera_output_reset_watch_status{target="oss",status="unsupported"} == 1'),
+            "the watch on the open-source server to be unsupported",
+        )
+        injected = time.monotonic()
+        sim.set_automatic_checkpoints("orders", "failed to write checkpoint: No space left on device (os error 28)")
+        fired = await eventually(
+            lambda: webhook.first("FelderaAutomaticCheckpointsFailing", "firing", injected, "warning"),
+            "FelderaAutomaticCheckpointsFailing at the webhook",
+        )
+        assert (fired.labels["target"], fired.labels["pipeline_name"]) == ("ee", "orders")
+        assert webhook.first("FelderaAutomaticCheckpointsFailing", "firing", 0.0) is fired  # not before the fault
+        told = await eventually(
+            lambda: webhook.first("FelderaOutputResetUnsupported", "firing", 0.0, "info"),
+            "FelderaOutputResetUnsupported (info) at the webhook",
+        )
+        assert (told.labels["target"], told.labels["watch"]) == ("oss", "out")
+        since = int(time.monotonic() - healthy) + 2
+        quiet = "FelderaOutputResetNeedsReissue|FelderaOutputResetStuck|FelderaPipelineRuntimeOutdated"
+        assert await query(prom, f'count_over_time(ALERTS{{alertname=~"{quiet}"}}[{since}s])') == []
+        drift = await query(prom, 'feldera_pipeline_runtime_outdated{target="ee"}')
+        assert sorted((d["metric"]["pipeline_name"], d["value"][1]) for d in drift) == [("orders", "0"), ("plain", "0")]
+        assert not [n for n in webhook.notifications if n.labels.get("pipeline_name") == "plain"]
+    with capsys.disabled():
+        print(
+            f"\n[alerts e2e] automatic checkpoints every 1s, floor 6s (3m / {FOR_SCALE}): "
+            "FelderaAutomaticCheckpointsFailing at the webhook "
+            f"{fired.received - injected:.1f}s after they began to fail"
+        )

@@ -28,7 +28,9 @@ from exporter.client import (
     FelderaClient,
     HttpResponse,
     base_path,
+    json_values,
     parse_retry_after,
+    top_level_members,
 )
 from exporter.config import ConfigError, TargetSettings, build_settings
 from exporter.errors import ApiError, ConnectionFailed, InvalidResponse, OverLimit, RequestTimeout
@@ -1108,3 +1110,95 @@ async def test_an_unusable_proxy_variable_is_a_connection_error_without_the_cred
             await client.list_pipelines()
     assert "proxy environment variable" in str(caught.value)
     assert "pw" not in str(caught.value)
+
+
+def selector_all(program_info: object, *, runtime_config: object, version: int = 7, first: str = "") -> bytes:
+    """A ``selector=all`` answer as Feldera writes it: ``version`` and ``runtime_config`` before the program."""
+    head = f'{{"id": "i", "name": "p", "description": "{first}", "tags": ["a\\"]"], "version": {version}, '
+    rest = {"runtime_config": runtime_config, "program_code": "x" * 100_000, "program_info": program_info}
+    return head.encode() + json.dumps(rest)[1:].encode()
+
+
+async def test_runtime_config_of_a_program_with_thousands_of_columns_is_read_without_parsing_the_program(
+    feldera: ScriptedFeldera,
+) -> None:
+    """A selector=all answer holds the program's schema (``program_info.schema``, each column as Feldera's
+    ``Field``): 300 tables of 40 columns pass the bound on JSON values twice, yet only ``version`` and
+    ``runtime_config`` are parsed, not the schema after them."""
+    columntype = {"type": "BIGINT", "nullable": True, "precision": None, "scale": None, "component": None}
+    column = {"name": "c", "case_sensitive": False, "columntype": columntype, "lateness": None, "watermark": None}
+    schema = {"inputs": [{"name": f"t{i}", "fields": [column] * 40} for i in range(300)], "outputs": []}
+    ft = {"fault_tolerance": {"model": "at_least_once", "checkpoint_interval_secs": 30}}
+    body = selector_all({"schema": schema}, runtime_config=ft)
+    assert json_values(body) > 2 * MAX_JSON_VALUES
+    feldera.routes["/v0/pipelines/p"] = Response(body=body)
+    async with make_client(feldera.url) as client:
+        outcome, peak = await peak_allocated_while(client.runtime_config("p"))
+    assert not isinstance(outcome, BaseException), outcome
+    assert (outcome.version, outcome.fault_tolerance.model, outcome.fault_tolerance.checkpoint_interval_seconds) == (
+        7,
+        "at_least_once",
+        30.0,
+    )
+    assert peak < 4 * len(body)  # the body and read buffers, not a tree of 100,000 dictionaries (about 50 MiB)
+    assert requests_of(client) == {("runtime_config", "200"): 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"version": 3, "runtime_config": {"fault_tolerance": {"model": "exactly_once"}}}', ("exactly_once", 3)),
+        (b' \n{ "runtime_config" : {"workers": 4} , "version" : 2 }', ("none", 2)),
+        (b'{"description": "\\"version\\": 9, {[", "version": 5, "runtime_config": {}}', ("none", 5)),
+        (b'{"nested": {"version": 8, "runtime_config": {"fault_tolerance": {}}}, "version": 1}', ("none", 1)),
+        (b'{"version": 4}', ("none", 4)),
+        ('\ufeff{"version": 6, "runtime_config": {"fault_tolerance": {}}}'.encode(), ("exactly_once", 6)),
+    ],
+)
+async def test_runtime_config_members_are_found_at_the_top_level_only(
+    feldera: ScriptedFeldera, body: bytes, expected: tuple[str, int]
+) -> None:
+    feldera.routes["/v0/pipelines/p"] = Response(body=body)
+    async with make_client(feldera.url) as client:
+        answer = await client.runtime_config("p")
+    assert (answer.fault_tolerance.model, answer.version) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"version": 3, "runtime_config": {"fault_tolerance": [1,}', "body is not JSON"),
+        (b'{"version": 3, "runtime_config": "unterminated', "body is not JSON"),
+        (b'{"version": , "runtime_config": {}}', "body is not JSON"),
+        (b'{"tags": [' + b",".join([b"[]"] * MAX_JSON_VALUES) + b'], "version": 1}', "JSON values before"),
+        (b'{"version": 1, "runtime_config": [' + b",".join([b"{}"] * MAX_JSON_VALUES) + b"]}", "JSON values"),
+        (b'[{"version": 1}]', "unexpected JSON shape"),
+    ],
+)
+async def test_a_runtime_config_answer_that_cannot_be_read_is_an_invalid_response(
+    feldera: ScriptedFeldera, body: bytes, why: str
+) -> None:
+    feldera.routes["/v0/pipelines/p"] = Response(body=body)
+    async with make_client(feldera.url) as client:
+        with pytest.raises(InvalidResponse) as caught:
+            await client.runtime_config("p")
+    assert why in str(caught.value)
+    assert requests_of(client) == {("runtime_config", "invalid_response"): 1}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    members=st.dictionaries(st.sampled_from(["version", "runtime_config", "name", '"version"', "a{", ""]), _JSON),
+    indent=st.sampled_from([None, 0, 2]),
+    ascii_only=st.booleans(),
+)
+def test_top_level_members_are_what_a_full_parse_finds(members: dict, indent: int | None, ascii_only: bool) -> None:
+    text = json.dumps(members, indent=indent, ensure_ascii=ascii_only).encode()
+    keys = frozenset({"version", "runtime_config"})
+    assert top_level_members(text, keys) == {k: v for k, v in json.loads(text).items() if k in keys}

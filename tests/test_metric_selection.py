@@ -93,12 +93,12 @@ def test_allowlist_flag_with_a_denylist_in_the_file_is_an_error(write_config: An
 
 
 def test_a_request_is_planned_only_while_a_family_read_from_it_is_emitted() -> None:
-    everything = {"checkpoint_status", "stats", "sync_status", "cluster", "server"}
+    everything = {"fault_tolerance", "checkpoint_status", "stats", "sync_status", "cluster", "server"}
     assert poll_plan(settings()).fields == everything  # connector_details: collectors.connector_errors is off
     config = settings({"denylist": ["feldera_cluster_.*", "feldera_pipeline_checkpoint_sync_.*"]})
     assert poll_plan(config).fields == everything - {"cluster", "sync_status"}
     assert "cluster" in poll_plan(settings({"denylist": ["feldera_cluster_service_healthy"]})).fields
-    checkpoint_status = "feldera_pipeline_checkpoint_(last_.*|failed|failures_total)"
+    checkpoint_status = "feldera_pipeline_checkpoint_(last_.*|failed|failures_total|status_checked_timestamp_seconds)"
     assert poll_plan(settings({"denylist": [checkpoint_status]})).fields == everything - {"checkpoint_status"}
 
 
@@ -141,7 +141,9 @@ async def test_denied_families_are_not_served_and_fully_denied_groups_are_not_po
     )
     assert {"feldera_up", "feldera_pipeline_desired_status", "feldera_pipeline_checkpoint_failed"} <= served
     assert running.requests("/v0/cluster_healthz") == 0
-    assert running.requests("/v0/pipelines/orders/stats") == 0  # connectors, counters, activity: all denied
+    # connectors, counters, activity: all denied; stats is still asked, as checkpoint_status relies on it to be
+    # asked only when its answer can have changed (a checkpoint in progress, a restart)
+    assert running.requests("/v0/pipelines/orders/stats") == 1
     assert running.requests("/v0/pipelines/orders/checkpoint_status") == 1
 
 

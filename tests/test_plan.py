@@ -12,7 +12,14 @@ from exporter.config import Settings
 from exporter.landing import PROBLEMS
 from exporter.metrics import ALL_SPECS
 from exporter.models import Pipeline
-from exporter.plan import PIPELINE_REQUESTS, TARGET_REQUESTS, Selection, make_plan
+from exporter.plan import (
+    PIPELINE_REQUESTS,
+    STATS,
+    STATS_WITH_CONNECTOR_ERRORS,
+    TARGET_REQUESTS,
+    Selection,
+    make_plan,
+)
 from exporter.snapshot import PipelineSnapshot, TargetSnapshot
 
 PIPELINE_FIELDS = {r.field for r in PIPELINE_REQUESTS}
@@ -46,8 +53,8 @@ def test_families_read_only_planned_fields_and_every_request_has_a_reader() -> N
 def test_everything_on_plans_every_request_in_stages_after_what_each_needs() -> None:
     plan = poll_plan(_settings(collectors={"connector_errors": True}))
     assert [[r.field for r in stage] for stage in plan.stages] == [
-        ["checkpoint_status", "stats", "sync_status"],
-        ["connector_details"],
+        ["fault_tolerance", "stats"],
+        ["checkpoint_status", "sync_status", "connector_details"],
     ]
     assert [r.field for r in plan.target_requests] == ["cluster", "server"]
 
@@ -56,6 +63,11 @@ def test_a_request_that_is_needed_is_planned_though_no_family_reads_it() -> None
     plan = make_plan(_settings(), {"connector_details"})
     assert [[r.field for r in stage] for stage in plan.stages] == [["stats"], ["connector_details"]]
     assert plan.target_requests == ()
+
+
+def test_stats_lists_connector_errors_in_the_same_request_only_when_their_families_are_read() -> None:
+    assert make_plan(_settings(), {"connector_details"}).stages[0] == (STATS_WITH_CONNECTOR_ERRORS,)
+    assert make_plan(_settings(), {"stats"}).stages[0] == (STATS,)
 
 
 def test_nothing_read_plans_no_request() -> None:

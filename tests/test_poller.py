@@ -64,14 +64,31 @@ async def test_a_cycle_asks_only_calls_that_can_succeed(every_status: Simulator)
     assert by_name["running"].sync_status is not None and by_name["running"].stats is not None
 
 
-async def test_no_program_code_is_fetched(every_status: Simulator) -> None:
-    poller = new_poller(settings_for(every_status.url))
+async def test_program_code_is_fetched_once_per_deployed_pipeline_and_version(every_status: Simulator) -> None:
+    """``runtime_config`` comes only with ``selector=all``, which carries the program code too: it is asked on first
+    sight of a deployed pipeline and again only when its version changes."""
+    sim = every_status
+
+    def pipeline_gets() -> int:  # GET /v0/pipelines/{name}, not the list nor the endpoints under it
+        return sum(sim.requests(f"/v0/pipelines/{name}") for name in sim.world.pipelines)
+
+    poller = new_poller(settings_for(sim.url))
     try:
         await poller.poll_once()
+        deployed = {name for name, p in sim.world.pipelines.items() if p.provisioned}
+        asked = {name for name in sim.world.pipelines if sim.requests(f"/v0/pipelines/{name}") == 1}
+        assert asked == deployed - {"unavailable", "suspended", "standby", "coordination"}
+        await poller.poll_once()
+        assert pipeline_gets() == len(asked)
+        sim.stop_pipeline("running")
+        sim.set_runtime_config("running", {"cpu_profiler": False})  # a new version
+        sim.start_pipeline("running")
+        await poller.poll_once()
+        assert sim.requests("/v0/pipelines/running") == 2
+        assert pipeline_gets() == len(asked) + 1
     finally:
         await poller.aclose()
-    assert every_status.requests("/v0/pipelines") == 1
-    assert every_status.requests("/v0/pipelines/*", method="GET") == every_status.requests("/v0/pipelines/*/*")
+    assert sim.requests("/v0/pipelines") == 3
 
 
 def scripted_settings(url: str, concurrency: int, **collectors: bool) -> Settings:
@@ -101,8 +118,8 @@ async def test_requests_in_flight_never_exceed_poll_concurrency(feldera: Scripte
     names = [f"p{i}" for i in range(12)]
     feldera.list_pipelines(*(pipeline_json(n) for n in names))
     for n in names:
-        for path in ("checkpoint_status", "stats", "checkpoint/sync_status"):
-            feldera.routes[f"/v0/pipelines/{n}/{path}"] = slow
+        for path in ("", "/checkpoint_status", "/stats", "/checkpoint/sync_status"):
+            feldera.routes[f"/v0/pipelines/{n}{path}"] = slow
     poller = new_poller(scripted_settings(feldera.url, 3))
     try:
         snapshot = await poller.poll_once()
@@ -110,7 +127,7 @@ async def test_requests_in_flight_never_exceed_poll_concurrency(feldera: Scripte
         await poller.aclose()
     assert in_flight.most == 3
     assert all(p.stats is not None and p.checkpoint_status is not None for p in snapshot.targets[0].pipelines)
-    assert len(feldera.requests) == 1 + 3 * len(names)
+    assert len(feldera.requests) == 1 + 4 * len(names)  # runtime_config, stats, checkpoint_status, sync_status
 
 
 async def test_after_a_501_the_rest_of_the_cycle_does_not_ask_for_sync_status(feldera: ScriptedFeldera) -> None:

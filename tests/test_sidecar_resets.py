@@ -161,6 +161,31 @@ async def test_unknown_pipeline_makes_the_watch_invalid(world: World) -> None:
     assert (await statuses(exporter))["w"] == "invalid"
 
 
+@pytest.mark.parametrize(("version", "answer"), [("0.297.0", "400 NotSupported stub"), ("0.337.0", "404, no route")])
+async def test_a_server_without_the_reset_endpoint_makes_watches_unsupported_with_one_log_line(
+    world: World, caplog: pytest.LogCaptureFixture, version: str, answer: str
+) -> None:
+    """Open-source Feldera: a stub in 0.290.0-0.297.0, no route since 0.298.0 (docs/feldera-api.md)."""
+    world.sim.set_edition("community")
+    world.sim.upgrade_platform(version)
+    exporter = await world.exporter()
+    for pipeline in ("orders", "billing"):
+        await exporter.sidecar.resets.register(pipeline, world.sim.issue_reset_token(pipeline), name=pipeline)
+
+    with caplog.at_level(logging.WARNING, logger="exporter.sidecar.resets"):
+        await exporter.poll_once()
+        world.clock.now += 3 * KEEP / 4
+        await exporter.poll_once()
+
+    assert await statuses(exporter) == {"orders": "unsupported", "billing": "unsupported"}, answer
+    assert world.sim.requests("/v0/pipelines/*/reset_status") == 2  # final: not polled again
+    warnings = [r for r in caplog.records if r.name == "exporter.sidecar.resets" and r.levelno >= logging.WARNING]
+    assert [r.getMessage()[:35] for r in warnings] == ["target default has no reset_status "]
+    world.clock.now += KEEP / 4
+    await exporter.poll_once()
+    assert await statuses(exporter) == {}  # dropped keep_completed after they became unsupported
+
+
 async def test_transient_errors_keep_the_last_state(world: World) -> None:
     exporter = await world.exporter()
     await exporter.sidecar.resets.register("orders", world.sim.issue_reset_token("orders"), name="w")

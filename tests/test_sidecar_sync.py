@@ -181,6 +181,46 @@ async def test_unconfirmed_sync_is_given_up_at_the_next_slot(harness: Start) -> 
     assert sim.requests(SYNC_PATH, "POST") == 2
 
 
+async def test_a_sync_the_server_lists_as_running_is_not_given_up_at_the_next_slot(harness: Start) -> None:
+    pipeline = {"name": "orders", "checkpoints": 1, "sync": "pending"}
+    sim, exporter, clock = await harness([pipeline], platform_version="0.369.0")  # sync_status lists `running`
+
+    await cycle(exporter, clock)
+    clock.now += EVERY
+    await cycle(exporter, clock)
+    running = await metrics(exporter)
+    sim.succeed_sync("orders")
+    clock.now += 15
+    await cycle(exporter, clock)
+    done = await metrics(exporter)
+
+    assert value(running, FAIL, pipeline_name="orders", reason="unconfirmed") == 0
+    assert value(running, AWAITING, pipeline_name="orders") == 1
+    assert sim.requests(SYNC_PATH, "POST") == 1  # the slot is skipped while the sync runs
+    assert value(done, CONFIRMED, pipeline_name="orders") == START + EVERY + 15
+    assert value(done, FAIL, pipeline_name="orders", reason="unconfirmed") == 0
+
+
+async def test_a_multi_host_pipeline_is_told_apart_from_no_checkpoints_and_left_alone_for_an_hour(
+    harness: Start,
+) -> None:
+    wide = {"name": "wide", "checkpoints": 1, "runtime_config": {"hosts": 2}}
+    sim, exporter, clock = await harness([wide, {"name": "empty", "checkpoints": 0}])
+
+    await cycle(exporter, clock)
+    clock.now += EVERY
+    await cycle(exporter, clock)
+    samples = await metrics(exporter)
+    clock.now += 3600
+    await cycle(exporter, clock)
+
+    assert value(samples, REQ, pipeline_name="wide", result="multihost_unsupported") == 1
+    assert value(samples, REQ, pipeline_name="wide", result="no_checkpoints") == 0
+    assert value(samples, REQ, pipeline_name="empty", result="no_checkpoints") == 2
+    assert sum(value(samples, FAIL, pipeline_name="wide", reason=r) or 0 for r in ("rejected", "failed")) == 0
+    assert sim.requests("/v0/pipelines/wide/checkpoint/sync", "POST") == 2  # not in the next slot; after an hour
+
+
 async def test_stopped_and_paused_pipelines_are_not_synced(harness: Start) -> None:
     sim, exporter, clock = await harness(
         [

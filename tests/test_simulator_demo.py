@@ -53,8 +53,8 @@ def test_demo_driver_moves_pipelines_through_states_and_failures() -> None:
         nightly.add(sim.pipeline("nightly-batch").deployment_status)
         draft.add(str(sim.pipeline("reporting-draft").program.value))
         fraud = sim.pipeline("fraud-detection")
-        failure = fraud.checkpoint_failure
-        fraud_failed |= failure is not None and failure["sequence_number"] > (fraud.checkpoint_success or 0)
+        failure, success = fraud.checkpoint_failure, fraud.checkpoint_success
+        fraud_failed |= failure is not None and (success is None or failure["sequence_number"] > success)
         clickstream_fatal |= sim.pipeline("clickstream").find_endpoint("clicks.s3-backfill").fatal_error is not None
         compiler_down |= not sim.world.cluster.truth["compiler"][0]
     assert {"Provisioning", "Initializing", "Running", "Stopping", "Stopped"} <= nightly
@@ -65,8 +65,8 @@ def test_demo_driver_moves_pipelines_through_states_and_failures() -> None:
 def _failing(sim: Simulator) -> tuple[bool, bool]:
     """(fraud-detection's newest checkpoint failed, clickstream's s3 connector has a fatal error)."""
     fraud = sim.pipeline("fraud-detection")
-    failure = fraud.checkpoint_failure
-    failed = failure is not None and failure["sequence_number"] > (fraud.checkpoint_success or 0)
+    failure, success = fraud.checkpoint_failure, fraud.checkpoint_success
+    failed = failure is not None and (success is None or failure["sequence_number"] > success)  # numbered from 0
     fatal = sim.pipeline("clickstream").find_endpoint(FATAL_ENDPOINT).fatal_error is not None
     return failed, fatal
 
@@ -86,9 +86,14 @@ def test_every_round_a_checkpoint_fails_and_a_connector_fails_until_the_driver_h
                 pipeline, token, name = watched[-1]
                 assert (pipeline, name) == (RESET_PIPELINE, RESET_WATCH)
                 assert sim.world.get(pipeline).reset_tokens[token][1] == "pending"
-        assert all(state == (False, False) for state in states[:FAULT_AT]), round_
-        assert all(state == (True, True) for state in states[FAULT_AT:HEAL_AT]), round_
-        assert all(state == (False, False) for state in states[HEAL_AT:]), round_
+        checkpoint_failed = [failed for failed, _ in states]
+        fatal = [fatal for _, fatal in states]
+        assert fatal == [FAULT_AT <= tick < HEAL_AT for tick in range(CYCLE)], round_
+        # a requested checkpoint is written for a tick: its result shows on the tick after, so the failure shows
+        # from the tick after FAULT_AT and is gone the tick after HEAL_AT at the latest
+        assert not any(checkpoint_failed[: FAULT_AT + 1]), round_
+        assert all(checkpoint_failed[FAULT_AT + 1 : HEAL_AT]), round_
+        assert not any(checkpoint_failed[HEAL_AT + 1 :]), round_
         assert sim.world.get(RESET_PIPELINE).reset_tokens[watched[-1][1]][1] == "completed"
     assert len(watched) == 2
 

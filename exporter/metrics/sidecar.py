@@ -29,7 +29,8 @@ SYNC_REQUESTS = MetricSpec(
     "feldera_checkpoint_sync_schedule_requests_total",
     "counter",
     "Scheduled POST checkpoint/sync requests by server answer: synced (200), accepted (202), no_checkpoints "
-    "(400/404), unknown_pipeline (404 UnknownPipelineName), enterprise_only (501), unavailable (503), error.",
+    "(400/404), multihost_unsupported (400: a multi-host pipeline, not asked again for an hour), unknown_pipeline "
+    "(404 UnknownPipelineName), enterprise_only (501), unavailable (503), error.",
     labels=("result",),
     group=SYNC_GROUP,
 )
@@ -74,7 +75,8 @@ RESET_STATUS = MetricSpec(
     "feldera_output_reset_watch_status",
     "gauge",
     "State of a watched output-connector reset token: pending, completed, invalid (400), expired (410: token "
-    "from a previous incarnation, reissue the reset), unknown (unrecognised answer).",
+    "from a previous incarnation, reissue the reset), unknown (unrecognised answer), unsupported (the server has "
+    "no reset endpoint: 400 NotSupported, or 404 without UnknownPipelineName).",
     labels=("watch", "status"),
     group=RESET_GROUP,
     states=STATES,

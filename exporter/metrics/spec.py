@@ -33,10 +33,11 @@ class MetricSpec:
 
     ``name`` is the exposed sample name (counters end in ``_total``); ``labels`` are the labels specific to the
     metric, after the identity labels (``target`` + configured target labels, then ``pipeline_name`` when
-    ``per_pipeline``). ``group`` is the collector group that can be switched off in config. ``states`` lists
-    the values of a one-hot status set (``Other`` is appended automatically). ``reads`` names the snapshot fields
-    filled by a request of the poll plan that the family is read from (:mod:`exporter.plan`): a request none of
-    whose families is emitted is not made. The pipeline list, asked every cycle, is not named.
+    ``per_pipeline``). ``group`` is the collector group that can be switched off in config. ``states`` lists the
+    values of a one-hot status set (``Other`` is appended automatically), in the label ``state_label``. ``reads``
+    names the snapshot fields filled by a request of the poll plan that the family is read from
+    (:mod:`exporter.plan`): a request none of whose families is emitted is not made. The pipeline list, asked every
+    cycle, is not named.
     """
 
     name: str
@@ -49,6 +50,7 @@ class MetricSpec:
     """False for the few process-wide series without ``target`` (build and shard info); documentation only."""
     unit: str = ""
     states: tuple[str, ...] = ()
+    state_label: str = "status"
     reads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -216,7 +218,7 @@ class FamilyBuilder(Generic[_Family_co]):
         for spec in specs:
             if spec.name in self._families:
                 raise ValueError(f"metric {spec.name} declared twice")
-            states = tuple((state, f'status="{escape_label_value(state)}"') for state in spec.all_states)
+            states = tuple((state, f'{spec.state_label}="{escape_label_value(state)}"') for state in spec.all_states)
             self._families[spec.name] = (sink(spec.family_name, spec.type, spec.help), frozenset(spec.labels), states)
             groups.add(spec.group)
         self._groups = frozenset(groups)
@@ -278,8 +280,10 @@ class FamilyBuilder(Generic[_Family_co]):
         if family is None:
             return
         sink, names, states = family
-        if {"status", *labels} != names:
-            raise ValueError(f"{spec.name}: labels {sorted(labels)} + status != declared {sorted(spec.labels)}")
+        if {spec.state_label, *labels} != names:
+            raise ValueError(
+                f"{spec.name}: labels {sorted(labels)} + {spec.state_label} != declared {sorted(spec.labels)}"
+            )
         if current is not None and current not in spec.states:
             current = OTHER
         text = self._labels(identity, labels)

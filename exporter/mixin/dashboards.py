@@ -456,7 +456,7 @@ def overview_rows() -> list[Row]:
                     h=9,
                     key=True,
                     thresholds=CHECKPOINT_AGE,
-                    runbook="FelderaCheckpointOverdue",
+                    runbook="FelderaAutomaticCheckpointsFailing",
                 ),
             ),
         ),
@@ -588,7 +588,7 @@ def pipeline_rows() -> list[Row]:
                     "s",
                     key=True,
                     thresholds=CHECKPOINT_AGE,
-                    runbook="FelderaCheckpointOverdue",
+                    runbook="FelderaAutomaticCheckpointsFailing",
                 ),
                 stat("Checkpoints in storage", f"feldera_pipeline_storage_checkpoints{{{ONE}}}", key=True),
                 alarm(

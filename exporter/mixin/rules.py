@@ -529,19 +529,44 @@ def _checkpoint_failed(c: Ctx, g: dict[str, Any]) -> list[Rule]:
     return escalating(c, failing_now, _checkpoint_failures(c, "window"), _checkpoint_failures(c, "settle"))
 
 
-def _checkpoint_overdue(c: Ctx, g: dict[str, Any]) -> str:
-    after = c.seconds("after")
-    first_seen = c.bridged("feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds")
-    since = c.bridged("feldera_pipeline_status_since_timestamp_seconds")
-    return (
+LEGIT_DELAYS = ("Replaying", "Bootstrapping", "TransactionInProgress")
+"""Reasons a checkpoint may wait for a while (``checkpoint_activity`` delayed): the pipeline is catching up or in a
+transaction; it checkpoints when they end (docs/feldera-api.md)."""
+
+
+def _automatic_checkpoints_failing(c: Ctx, g: dict[str, Any]) -> list[Rule]:
+    """No new checkpoint in storage for ``factor`` x the pipeline's checkpoint interval (at least ``floor``) while
+    Running, counted from the newest checkpoint or the start of the current stretch of Running/Paused, whichever is
+    later; unless a checkpoint is in progress or waits only for a legitimate reason, and not for longer than
+    ``busy_factor`` x the interval (at least ``floor``). Pipelines without automatic checkpoints have no interval
+    series and never fire. Escalates as FelderaCheckpointFailed: the same alert turns critical after
+    ``critical_after``."""
+    factor = c.number("factor", minimum=1)
+    busy_factor = c.number("busy_factor", minimum=1)
+    floor = c.seconds("floor")
+    interval = c.bridged("feldera_pipeline_checkpoint_interval_seconds")
+    since = c.process("feldera_pipeline_checkpointing_since_timestamp_seconds")
+    newest = c.bridged("feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds")
+    allowed = f"clamp_min({factor:g} * {interval}, {floor})"
+    legit = "|".join(LEGIT_DELAYS)
+    in_progress = c.bridged("feldera_pipeline_checkpoint_activity", 'status="in_progress"', only="== 1")
+    reasons = c.bridged("feldera_pipeline_checkpoint_delay_reason", only="== 1")
+    activity_since = c.bridged("feldera_pipeline_checkpoint_activity_since_timestamp_seconds")
+    busy = (
         f"(\n"
-        f"  time() - {first_seen} > {after}\n"
-        f"  or\n"
-        f"  {c.bridged('feldera_pipeline_storage_checkpoints')} == 0\n"
+        f"  group without(status) ({in_progress})\n"
+        f'  or group without(reason) ({reasons}{{reason=~"{legit}"}})\n'
+        f'    unless on({c.join}) {reasons}{{reason!~"{legit}"}}\n'
         f")\n"
-        f"and on({c.join}) time() - {since} > {after}\n"
-        f"and on({c.join}) {_running(c)}"
+        f"and on({c.join}) time() - {activity_since} <= clamp_min({busy_factor:g} * {interval}, {floor})"
     )
+    overdue = (
+        f"time() - {since} > {allowed}\n"
+        f"unless on({c.join}) time() - {newest} <= {allowed}\n"
+        f"and on({c.join}) {_running(c)}\n"
+        f"unless on({c.join}) (\n{indent(busy)}\n)"
+    )
+    return [Rule(overdue), Rule(overdue, severity="critical", for_=c.window_param("critical_after"))]
 
 
 def _sync_failed(c: Ctx, g: dict[str, Any]) -> str:
@@ -589,6 +614,10 @@ def _sync_unsupported(c: Ctx, g: dict[str, Any]) -> str:
 
 def _reset_reissue(c: Ctx, g: dict[str, Any]) -> str:
     return c.bridged("feldera_output_reset_watch_status", 'status=~"expired|invalid"', only="== 1") + " == 1"
+
+
+def _reset_unsupported(c: Ctx, g: dict[str, Any]) -> str:
+    return c.bridged("feldera_output_reset_watch_status", 'status="unsupported"', only="== 1") + " == 1"
 
 
 def _reset_stuck(c: Ctx, g: dict[str, Any]) -> str:
@@ -654,6 +683,12 @@ def _connector_errors(c: Ctx, g: dict[str, Any]) -> str:
 
 
 # ---- the Feldera instance -------------------------------------------------------------------------------------
+
+
+def _cluster_health_stale(c: Ctx, g: dict[str, Any]) -> str:
+    # The monitor stores a healthy check every 10 minutes (docs/feldera-api.md); all services share its checked_at.
+    checked = c.bridged("feldera_cluster_service_checked_timestamp_seconds")
+    return f"time() - max without(service) ({checked}) > {c.seconds('after')}"
 
 
 def _cluster_unhealthy(c: Ctx, g: dict[str, Any]) -> list[Rule]:
@@ -918,12 +953,14 @@ ALERTS: tuple[AlertDef, ...] = (
         ("window", "settle", "failures", "critical_after", "step"),
     ),
     AlertDef(
-        "FelderaCheckpointOverdue",
+        "FelderaAutomaticCheckpointsFailing",
         "feldera-pipelines",
         f"{TP}: no new checkpoint for too long",
-        f"Pipeline {P} on target {T} is running but no new checkpoint has appeared in its storage for too long.",
-        _checkpoint_overdue,
-        ("after",),
+        f"Pipeline {P} on target {T} is running with fault tolerance, but no new checkpoint has appeared in its "
+        "storage for several checkpoint intervals: its automatic checkpoints fail or never complete (Feldera only "
+        "logs their failures). A restart would replay everything since the last checkpoint.",
+        _automatic_checkpoints_failing,
+        ("factor", "floor", "busy_factor", "critical_after"),
     ),
     AlertDef(
         "FelderaCheckpointSyncFailed",
@@ -991,6 +1028,15 @@ ALERTS: tuple[AlertDef, ...] = (
         _reset_reissue,
     ),
     AlertDef(
+        "FelderaOutputResetUnsupported",
+        "feldera-sidecar",
+        f"{TP}: output reset {{{{ $labels.watch }}}} cannot be watched",
+        f"Feldera target {T} has no reset_status endpoint (open-source Feldera): reset watch "
+        f"{{{{ $labels.watch }}}} of pipeline {P} can never complete. Check the reset another way and remove the "
+        "watch.",
+        _reset_unsupported,
+    ),
+    AlertDef(
         "FelderaOutputResetStuck",
         "feldera-sidecar",
         f"{TP}: output reset {{{{ $labels.watch }}}} not completing",
@@ -998,6 +1044,17 @@ ALERTS: tuple[AlertDef, ...] = (
         "long after it was registered.",
         _reset_stuck,
         ("after",),
+    ),
+    AlertDef(
+        "FelderaClusterHealthStale",
+        "feldera-cluster",
+        f"Feldera {T}: cluster health not checked for {{{{ $value | humanizeDuration }}}}",
+        f"The newest cluster health check Feldera target {T} stored is {{{{ $value | humanizeDuration }}}} old "
+        "(a healthy one is stored every 10 minutes): its cluster monitor has stopped, and the health it reports is "
+        "not current.",
+        _cluster_health_stale,
+        ("after",),
+        dashboard="overview",
     ),
     AlertDef(
         "FelderaClusterServiceUnhealthy",

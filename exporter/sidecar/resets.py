@@ -6,11 +6,15 @@ answer onto a state:
 
 * 200 -> the body is not specified by Feldera; :func:`parse_reset_body` recognises the shapes listed in
   ``docs/sidecar.md`` (``pending`` or ``completed``), anything else is ``unknown`` (and polled again);
-* 400 -> ``invalid`` (the server does not know the token), 404 ``UnknownPipelineName`` -> ``invalid`` as well;
+* 400 ``NotSupported`` or a 404 without ``UnknownPipelineName`` -> ``unsupported``: the server has no reset
+  endpoint (open-source Feldera: a stub in 0.290.0-0.297.0, no route since 0.298.0; docs/feldera-api.md), so the
+  watch can never complete; one log line per target;
+* any other 400 -> ``invalid`` (the server does not know the token), 404 ``UnknownPipelineName`` -> ``invalid`` as
+  well;
 * 410 -> ``expired``: the token is from a previous incarnation of the pipeline, the reset must be reissued;
 * 500, 503, 502/504 from a proxy, timeouts -> no change (the state is kept, ``last_checked`` is not advanced).
 
-``completed``, ``invalid`` and ``expired`` are final: such watches are no longer polled and are dropped
+``completed``, ``invalid``, ``expired`` and ``unsupported`` are final: such watches are no longer polled and are dropped
 ``keep_completed`` seconds after they reached that state. Watches are persisted to the state file after every
 change by one writer task, the file's only writer: it saves the latest watches in a thread of its own (so the event
 loop never waits on the disk) until every change is written, several changes made during one save in one more
@@ -141,6 +145,8 @@ class ResetWatches:
         self._writer: asyncio.Task[None] | None = None
         self._watches: dict[str, StoredWatch] = {}
         self._errors = dict.fromkeys(STATE_FILE_OPERATIONS, 0)
+        self._unsupported_logged: set[str] = set()
+        """Targets whose missing reset endpoint was logged (once per target)."""
 
     def retarget(self, targets: Sequence[str], keep_completed: float) -> None:
         """The configured targets (the first is the default) and ``keep_completed`` after a configuration reload;
@@ -298,6 +304,8 @@ class ResetWatches:
             state = _error_state(exc)
             if state is None:
                 log.info("reset watch %s: reset_status not available (%s)", watch.name, _safe(exc, watch))
+            elif state == "unsupported":
+                self._log_unsupported(watch, exc)
             else:
                 log.warning("reset watch %s is %s (%s)", watch.name, state, _safe(exc, watch))
             return state
@@ -309,6 +317,18 @@ class ResetWatches:
             log.warning("reset watch %s: unrecognised reset_status answer %s", watch.name, _safe(_excerpt(body), watch))
         return state
 
+    def _log_unsupported(self, watch: StoredWatch, exc: ApiError) -> None:
+        if watch.target in self._unsupported_logged:
+            log.debug("reset watch %s is unsupported (%s)", watch.name, _safe(exc, watch))
+            return
+        self._unsupported_logged.add(watch.target)
+        log.warning(
+            "target %s has no reset_status endpoint (%s): its reset watches cannot complete and are marked "
+            "unsupported (open-source Feldera; docs/sidecar.md)",
+            watch.target,
+            _safe(exc, watch),
+        )
+
 
 def _safe(text: object, watch: StoredWatch) -> str:
     """Feldera's words about a watch, fit for the log: its token redacted wherever the answer repeats it."""
@@ -316,6 +336,10 @@ def _safe(text: object, watch: StoredWatch) -> str:
 
 
 def _error_state(exc: ApiError) -> str | None:
+    if (exc.status == 400 and exc.error_code == "NotSupported") or (
+        exc.status == 404 and exc.error_code != "UnknownPipelineName"
+    ):
+        return "unsupported"
     if exc.status == 400 or (exc.status == 404 and exc.error_code == "UnknownPipelineName"):
         return "invalid"
     if exc.status == 410:

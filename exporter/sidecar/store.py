@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from exporter import validation
 
-STATES = ("pending", "completed", "invalid", "expired", "unknown")
-FINAL_STATES = frozenset({"completed", "invalid", "expired"})
+STATES = ("pending", "completed", "invalid", "expired", "unknown", "unsupported")
+FINAL_STATES = frozenset({"completed", "invalid", "expired", "unsupported"})
 
 
 class StoredWatch(BaseModel):
@@ -31,7 +31,7 @@ class StoredWatch(BaseModel):
     pipeline: str = Field(min_length=1)
     token: str = Field(min_length=1, repr=False)
     registered_at: float
-    status: Literal["pending", "completed", "invalid", "expired", "unknown"] = "pending"
+    status: Literal["pending", "completed", "invalid", "expired", "unknown", "unsupported"] = "pending"
     finished_at: float | None = None
     last_checked: float | None = None
 

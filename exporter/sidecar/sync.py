@@ -3,8 +3,8 @@
 For every running pipeline that matches a schedule, ``POST /v0/pipelines/{p}/checkpoint/sync`` is sent once per
 ``every``, on a deterministic per-pipeline timetable (first slot when the scheduler first sees the pipeline
 running, then every ``every`` seconds; missed slots are skipped, never sent in a burst). A pipeline never has two
-requests in flight, and a new sync is not requested while the previous one still awaits confirmation (unless its
-slot has passed, which counts it as ``unconfirmed``).
+requests in flight, and a new sync is not requested while the previous one still awaits confirmation (unless the
+next slot has come and a last check still does not confirm it, which counts it as ``unconfirmed``).
 
 The answer decides what happens next:
 
@@ -13,9 +13,17 @@ The answer decides what happens next:
   ``GET checkpoint/sync_status?incarnation_uuid=`` -- ``success`` equal to the uuid confirms it, ``failure`` with
   that uuid fails it, 400 (incarnation mismatch) or 503 not-deployed means the pipeline restarted or stopped
   and the sync is lost.
-* 400 / 404 without ``UnknownPipelineName``: no checkpoint to sync yet.
+* 400 saying "not supported directly on multihost pipelines" (``crates/adapters/src/server.rs``,
+  ``checkpoint_sync``): a multi-host pipeline syncs through its coordinator, never on request; that pipeline is not
+  asked again for ``multihost_backoff`` seconds (one log line each time).
+* any other 400 / 404 without ``UnknownPipelineName``: no checkpoint to sync yet.
 * 501 ``EnterpriseFeature``: the target cannot sync; it is not asked again for ``enterprise_backoff`` seconds.
 * 503: not deployed / unavailable; other answers and transport errors count as ``error`` (and a failure).
+
+A sync still awaiting confirmation when its pipeline's next slot comes counts as ``unconfirmed``, unless
+``sync_status`` listed it as ``running`` (newer servers): then it is still in progress, the slot is skipped and the
+sync is confirmed later. Only syncs requested here are confirmed: Feldera records no failure of its own periodic
+syncs (docs/feldera-api.md), so none is reported.
 
 :meth:`CheckpointSyncScheduler.observe` learns which pipelines run from each cycle's snapshot and reports
 immutable counters (``TargetSnapshot.sync``); :meth:`tick` (driven by :meth:`run` or a test's fake clock) acts.
@@ -38,13 +46,24 @@ from exporter.snapshot import PipelineSnapshot, PipelineSyncReport, SyncReport
 
 log = logging.getLogger(__name__)
 
-RESULTS = ("synced", "accepted", "no_checkpoints", "unknown_pipeline", "enterprise_only", "unavailable", "error")
+RESULTS = (
+    "synced",
+    "accepted",
+    "no_checkpoints",
+    "multihost_unsupported",
+    "unknown_pipeline",
+    "enterprise_only",
+    "unavailable",
+    "error",
+)
 """``result`` label of the requests counter, one per kind of server answer."""
 FAILURE_REASONS = ("rejected", "failed", "lost", "unconfirmed")
 """``reason`` label of the failures counter: request answered with an error; sync_status reported our sync as
 failed; pipeline restarted or stopped before confirmation; no confirmation before the next slot."""
 
 ENTERPRISE_BACKOFF_SECONDS = 3600.0
+MULTIHOST_BACKOFF_SECONDS = 3600.0
+MULTIHOST_MESSAGE = "not supported directly on multihost pipelines"
 
 
 def is_running(pipeline: Pipeline) -> bool:
@@ -57,6 +76,8 @@ def is_running(pipeline: Pipeline) -> bool:
 class _Pending:
     checkpoint_uuid: str
     incarnation_uuid: str | None
+    running: bool = False
+    """``sync_status`` listed this sync as ``running`` at its last check (newer servers)."""
 
 
 @dataclass(slots=True)
@@ -69,6 +90,8 @@ class _PipelineState:
     failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_REASONS, 0))
     last_request: float | None = None
     last_confirmed: float | None = None
+    paused_until: float | None = None
+    """A multi-host pipeline: not asked before this."""
 
     def report(self, name: str) -> PipelineSyncReport:
         return PipelineSyncReport(
@@ -100,11 +123,13 @@ class CheckpointSyncScheduler:
         clock: Callable[[], float],
         *,
         enterprise_backoff: float = ENTERPRISE_BACKOFF_SECONDS,
+        multihost_backoff: float = MULTIHOST_BACKOFF_SECONDS,
         concurrency: int = 8,
     ) -> None:
         self._schedules = tuple(schedules)
         self._clock = clock
         self._enterprise_backoff = enterprise_backoff
+        self._multihost_backoff = multihost_backoff
         self._limit = asyncio.Semaphore(concurrency)
         self._targets: dict[str, _TargetState] = {}
 
@@ -167,29 +192,60 @@ class CheckpointSyncScheduler:
             for name, pipe in state.pipelines.items():
                 if pipe.in_flight:
                     continue
+                if pipe.paused_until is not None and now >= pipe.paused_until:
+                    pipe.paused_until = None
                 if pipe.pending is not None:
+                    pipe.in_flight = True
                     if now < pipe.next_due:
-                        pipe.in_flight = True
                         actions.append(self._confirm(target, state, name, pipe))
-                        continue
-                    pipe.failures["unconfirmed"] += 1
-                    log.warning("checkpoint sync of %s/%s was not confirmed before the next slot", target, clean(name))
-                    pipe.pending = None
-                if name not in state.running or state.enterprise_until is not None or now < pipe.next_due:
+                    else:
+                        actions.append(self._slot_with_pending(target, state, name, pipe, now))
                     continue
-                while pipe.next_due <= now:
-                    pipe.next_due += pipe.every
-                pipe.in_flight = True
-                actions.append(self._request(target, state, name, pipe, now))
+                if self._may_request(state, name, pipe, now):
+                    actions.append(self._request_at_slot(target, state, name, pipe, now))
         if actions:
             await asyncio.gather(*actions)
+
+    def _may_request(self, state: _TargetState, name: str, pipe: _PipelineState, now: float) -> bool:
+        return (
+            name in state.running
+            and state.enterprise_until is None
+            and pipe.paused_until is None
+            and now >= pipe.next_due
+        )
+
+    async def _request_at_slot(
+        self, target: str, state: _TargetState, name: str, pipe: _PipelineState, now: float
+    ) -> None:
+        while pipe.next_due <= now:
+            pipe.next_due += pipe.every
+        pipe.in_flight = True
+        await self._request(target, state, name, pipe, now)
+
+    async def _slot_with_pending(
+        self, target: str, state: _TargetState, name: str, pipe: _PipelineState, now: float
+    ) -> None:
+        """The slot came while a sync awaits confirmation: check it once more; one the server lists as running
+        keeps its place (this slot is skipped), any other still unconfirmed is given up and a new one requested."""
+        await self._confirm(target, state, name, pipe)
+        pending = pipe.pending
+        if pending is not None:
+            if pending.running:
+                while pipe.next_due <= now:
+                    pipe.next_due += pipe.every
+                return
+            pipe.failures["unconfirmed"] += 1
+            log.warning("checkpoint sync of %s/%s was not confirmed before the next slot", target, clean(name))
+            pipe.pending = None
+        if self._may_request(state, name, pipe, now):
+            await self._request_at_slot(target, state, name, pipe, now)
 
     def next_wakeup(self, now: float, resolution: float) -> float:
         """Seconds until :meth:`tick` has something to do, at most ``resolution`` (confirmations are polled)."""
         delay = resolution
         for state in self._targets.values():
             for name, pipe in state.pipelines.items():
-                if name in state.running:
+                if name in state.running and pipe.paused_until is None:
                     delay = min(delay, pipe.next_due - now)
         return max(delay, 0.0)
 
@@ -229,6 +285,15 @@ class CheckpointSyncScheduler:
                 target,
                 self._enterprise_backoff,
             )
+        elif result == "multihost_unsupported":
+            pipe.paused_until = now + self._multihost_backoff
+            log.warning(
+                "checkpoint sync of %s/%s is not supported: a multi-host pipeline syncs through its coordinator; "
+                "not asked again for %.0fs",
+                target,
+                clean(name),
+                self._multihost_backoff,
+            )
         elif result == "error":
             pipe.failures["rejected"] += 1
             log.warning("checkpoint sync of %s/%s failed: %s", target, clean(name), clean(answer))
@@ -248,6 +313,7 @@ class CheckpointSyncScheduler:
         finally:
             pipe.in_flight = False
         if isinstance(status, CheckpointSyncStatus):
+            pending.running = status.running is not None and pending.checkpoint_uuid in status.running
             if status.success == pending.checkpoint_uuid:
                 pipe.last_confirmed = self._clock()
                 pipe.pending = None
@@ -278,6 +344,8 @@ def classify(answer: CheckpointSyncResponse | FelderaError) -> str:
         return "error"
     if answer.status == 404 and answer.error_code == "UnknownPipelineName":
         return "unknown_pipeline"
+    if answer.status == 400 and MULTIHOST_MESSAGE in answer.message.lower():
+        return "multihost_unsupported"
     if answer.status in (400, 404):
         return "no_checkpoints"
     if answer.status == 501:

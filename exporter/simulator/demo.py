@@ -136,6 +136,8 @@ class DemoDriver:
     clickstream's ``clicks.s3-backfill`` connector hits a fatal error; at :data:`HEAL_AT` fraud-detection checkpoints
     again and clickstream is restarted (a new process: connectors start clean). At tick 0 of each round an output
     connector reset of ``orders`` is issued and handed to ``watch_reset``; it completes at :data:`HEAL_AT`.
+    fraud-detection's checkpoints are requested (``POST /checkpoint``) and each takes a tick: ``in_progress`` on the
+    tick it is requested, its result on the next (what lets the exporter see one happen, docs/feldera-api.md).
     """
 
     def __init__(self, sim: Simulator, watch_reset: WatchReset | None = None) -> None:
@@ -143,6 +145,7 @@ class DemoDriver:
         self.tick = 0
         self._watch_reset = watch_reset
         self._reset_token: str | None = None
+        self._fraud_writing = False
         self._actions: tuple[tuple[int, int, Callable[[], None]], ...] = (
             (1, 0, self._nightly_lifecycle),
             (CYCLE, 0, self._issue_reset),
@@ -168,6 +171,8 @@ class DemoDriver:
         return FAULT_AT <= self.tick % CYCLE < HEAL_AT
 
     def step(self) -> None:
+        if self._fraud_writing:
+            self._fraud_checkpoint_done()
         for period, offset, action in self._actions:
             if self.tick % period == offset:
                 with contextlib.suppress(KeyError, ValueError):
@@ -182,6 +187,12 @@ class DemoDriver:
             self.sim.checkpoint(name)
 
     def _fraud_checkpoint(self) -> None:
+        if self._running("fraud-detection") and not self._fraud_writing:
+            self.sim.set_checkpoint_activity("fraud-detection", "in_progress")
+            self._fraud_writing = True
+
+    def _fraud_checkpoint_done(self) -> None:
+        self._fraud_writing = False
         if not self._running("fraud-detection"):
             return
         if self.faulty:

@@ -69,9 +69,9 @@ def scrape_seconds(interval: float) -> int:
 
 
 def demo_rules(interval: float) -> tuple[str, str]:
-    """(rule file text, scrape job name the rules expect): the shipped rules with every ``for:`` shortened,
-    ``FelderaCheckpointFailed``'s escalation to critical (``critical_after``) at twice that and its ``settle`` at
-    twice that too (the demo's checkpoints fail a few seconds apart and heal within the minute), and
+    """(rule file text, scrape job name the rules expect): the shipped rules with every ``for:`` shortened, every
+    escalation to critical (``critical_after``) at twice that, ``FelderaCheckpointFailed``'s ``settle`` at twice that
+    too (the demo's checkpoints fail a few seconds apart and heal within the minute), and
     ``relapse_hold`` at the shortened ``for``, so the demo's failing minute shows the warning and then the critical,
     and both end within the round."""
     config = build.load_config(build.DEFAULT_CONFIG)
@@ -81,7 +81,10 @@ def demo_rules(interval: float) -> tuple[str, str]:
         for name, entry in config["alerts"].items()
         if build.duration_seconds(entry["for"], name) > short
     }
-    overrides.setdefault(ESCALATING, {}).update(critical_after=f"{2 * short}s", settle=f"{2 * short}s")
+    for name, entry in config["alerts"].items():
+        if "critical_after" in entry:
+            overrides.setdefault(name, {})["critical_after"] = f"{2 * short}s"
+    overrides.setdefault(ESCALATING, {}).update(settle=f"{2 * short}s")
     config = build.merge(config, {"alerts": overrides, "relapse_hold": f"{short}s"})
     return build.render(config), str(config["exporter_job"])
 

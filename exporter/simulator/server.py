@@ -261,7 +261,7 @@ class Simulator(CheckpointControl, ConnectorControl):
         """``implemented``, ``stub`` (400 ``NotSupported``), ``absent`` (404), or ``None``: by edition and version."""
         if reset_api not in ("implemented", "stub", "absent", None):
             raise ValueError(f"unknown reset api {reset_api!r}")
-        self.world.reset_api_override = reset_api  # type: ignore[assignment]
+        self.world.reset_api_override = reset_api  # type: ignore[assignment]  # one of the literal's values or None: checked above
 
     def upgrade_platform(self, version: str) -> None:
         """Feldera is upgraded to release ``version``: ``/v0/config`` and new pipelines report it; existing

@@ -1,8 +1,8 @@
 """Build real :class:`~exporter.snapshot.Snapshot` values from JSON fixtures, and render them like the exporter.
 
 A fixture is ``{"taken_at", "targets": [{"name", "labels", "up", "cluster", "pipelines": [{"pipeline",
-"checkpoint_status", "stats", "sync_status", "input_details", "output_details"}]}]}``; every API document goes
-through the real lenient models and the real :class:`~exporter.history.History`, as in a poll cycle.
+"checkpoint_status", "stats", "sync_status", "input_details", "output_details", "runtime_config"}]}]}``; every API
+document goes through the real lenient models and the real :class:`~exporter.history.History`, as in a poll cycle.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from exporter.models import (
     InputEndpointStatus,
     OutputEndpointStatus,
     Pipeline,
+    PipelineRuntimeConfig,
 )
 from exporter.render import Rendered, render
 from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
@@ -49,12 +50,19 @@ def pipeline_snapshot(document: dict[str, Any]) -> PipelineSnapshot:
         details[name] = InputEndpointStatus.model_validate(detail)
     for name, detail in document.get("output_details", {}).items():
         details[name] = OutputEndpointStatus.model_validate(detail)
+    pipeline = Pipeline.model_validate(document["pipeline"])
+    runtime = document.get("runtime_config")
+    fault_tolerance = None
+    if runtime is not None:
+        fetched = {"name": pipeline.name, "version": pipeline.version, "runtime_config": runtime}
+        fault_tolerance = PipelineRuntimeConfig.model_validate(fetched).fault_tolerance
     return PipelineSnapshot(
-        pipeline=Pipeline.model_validate(document["pipeline"]),
+        pipeline=pipeline,
         checkpoint_status=_optional(CheckpointStatus, document.get("checkpoint_status")),
         stats=_optional(ControllerStatus, document.get("stats")),
         sync_status=_optional(CheckpointSyncStatus, document.get("sync_status")),
         connector_details=details,
+        fault_tolerance=fault_tolerance,
     )
 
 
