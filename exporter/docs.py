@@ -151,7 +151,7 @@ def render(specs: Iterable[MetricSpec] = ALL_SPECS) -> str:
         lines.append("")
         lines.append(f"## Group `{group}`")
         lines.append("")
-        lines.append("| Metric | Type | Unit | Labels | Help | Status values |")
+        lines.append("| Metric | Type | Unit | Labels | Help | Label values |")
         lines.append("|---|---|---|---|---|---|")
         for spec in members:
             labels = _code((*_identity(spec), *spec.labels)) or "(none)"
