@@ -1,5 +1,6 @@
 """What a pipeline's process uses and whether it keeps up: memory, storage, output stall and input backlog, from
-``global_metrics`` of ``GET /v0/pipelines/{p}/stats`` (docs/feldera-api.md, "Pipeline statistics").
+``global_metrics`` of ``GET /v0/pipelines/{p}/stats`` (docs/feldera-api.md, "What a pipeline process uses");
+collector group ``resources``.
 
 Sample output (``target`` label left out; the memory pressure set is abridged)::
 
@@ -25,7 +26,7 @@ from exporter.metrics.walk import each_pipeline
 from exporter.models import MEMORY_PRESSURES
 from exporter.snapshot import PipelineSnapshot, Snapshot
 
-GROUP = "pipelines"
+GROUP = "resources"
 STATS = ("stats",)
 
 
