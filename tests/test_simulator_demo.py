@@ -108,7 +108,7 @@ def test_every_round_has_one_memory_pressure_episode() -> None:
             sim.advance_clock(5)
             driver.step()
             levels.append(sim.pipeline(MEMORY_PIPELINE).memory_pressure)
-        assert levels == ["low"] * 4 + ["high"] * 3 + ["critical"] * 5 + ["low"] * 12, round_
+        assert levels == ["low"] * 4 + ["high"] * 3 + ["critical"] * 7 + ["low"] * 10, round_
     assert sim.pipeline(MEMORY_PIPELINE).memory_pressure_epoch == 2
 
 

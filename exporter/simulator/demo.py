@@ -123,7 +123,7 @@ FAULT_AT = 2
 """Tick of the round at which fraud-detection's checkpoints start failing and a clickstream connector fails."""
 HEAL_AT = 14
 """Tick of the round at which both are healed (a successful checkpoint; clickstream restarted)."""
-PRESSURE_STEPS = ((4, 7000), (7, 7300), (12, MEMORY_BASELINE_MB))
+PRESSURE_STEPS = ((4, 7000), (7, 7300), (14, MEMORY_BASELINE_MB))
 """(tick of the round, ``orders``'s resident set in MB): memory pressure high (92 %), critical (96 %), low again."""
 RESET_PIPELINE = "orders"
 RESET_WATCH = "revenue_by_region.delta-revenue"
