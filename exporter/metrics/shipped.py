@@ -106,6 +106,7 @@ DASHBOARDS: frozenset[str] = frozenset(
         "feldera_pipeline_program_status",
         "feldera_pipeline_resident_memory_bytes",
         "feldera_pipeline_runtime_outdated",
+        "feldera_pipeline_runtime_status_reason_info",
         "feldera_pipeline_status",
         "feldera_pipeline_status_since_timestamp_seconds",
         "feldera_pipeline_storage_checkpoints",

@@ -636,6 +636,15 @@ def pipeline_rows() -> list[Row]:
                     key=True,
                 ),
                 status_stat("Program status", "feldera_pipeline_program_status"),
+                stat(
+                    "Runtime status reason",
+                    f"feldera_pipeline_runtime_status_reason_info{{{ONE}}}",
+                    legend="{{reason}}",
+                    options={"textMode": "name"},
+                    thresholds=NEUTRAL,
+                    description="Why the runtime status is what it is, while Feldera says (mostly Unavailable and "
+                    "Initializing): the start of its reason, e.g. status_unreachable.",
+                ),
                 alarm(
                     "Deployment error",
                     f"feldera_pipeline_deployment_error{{{ONE}}}",
