@@ -573,6 +573,37 @@ def _sync_failed(c: Ctx, g: dict[str, Any]) -> str:
     return c.process("feldera_pipeline_checkpoint_sync_failed", only="== 1") + " == 1"
 
 
+# ---- what a pipeline process uses ---------------------------------------------------------------------------
+
+
+def _memory_pressure(c: Ctx, g: dict[str, Any]) -> list[Rule]:
+    """Warning while the level is high or critical (a move between the two keeps its timer), critical while it is
+    critical; Alertmanager inhibits the warning while the critical fires. Feldera itself holds high until the
+    resident set falls below 85 % and critical until below 90 % (docs/feldera-api.md), so neither flaps."""
+
+    def held(levels: str) -> str:
+        level = c.process("feldera_pipeline_memory_pressure", f'status=~"{levels}"', only="== 1")
+        return f"group without(status) ({level}) == 1"
+
+    return [
+        Rule(held("high|critical")),
+        Rule(held("critical"), severity="critical", for_=c.window_param("critical_for")),
+    ]
+
+
+def _output_stalled(c: Ctx, g: dict[str, Any]) -> str:
+    # Feldera reports how long the current stall has lasted: the threshold is the `for`, and a stall that ends
+    # (even for one poll) starts again from 0. Input waiting to be processed is what makes a stall hurt.
+    stall = c.process("feldera_pipeline_output_stall_seconds")
+    waiting = c.process("feldera_pipeline_input_buffered_records")
+    return f"{stall} >= {c.seconds('after')}\nand on({c.join}) {waiting} > 0"
+
+
+def _output_connector_paused(c: Ctx, g: dict[str, Any]) -> str:
+    paused = c.process("feldera_output_connector_paused", only="== 1")
+    return f"{paused} == 1\nand on({c.join}) {_running(c)}"
+
+
 # ---- the sidecar (the exporter's own schedules and watches) ----------------------------------------------------
 
 
@@ -992,6 +1023,32 @@ ALERTS: tuple[AlertDef, ...] = (
         "parse/encode/transport errors recently.",
         _connector_errors,
         ("window", "threshold"),
+    ),
+    AlertDef(
+        "FelderaPipelineMemoryPressure",
+        "feldera-pipelines",
+        f"{TP}: under memory pressure",
+        f"The process of pipeline {P} on target {T} uses more than 90 % of its memory limit (critical: 95 %): "
+        "Feldera pushes state to storage and slows down, and the process risks being killed for lack of memory.",
+        _memory_pressure,
+        ("critical_for",),
+    ),
+    AlertDef(
+        "FelderaPipelineOutputStalled",
+        "feldera-pipelines",
+        f"{TP}: output stalled for {{{{ $value | humanizeDuration }}}}",
+        f"Pipeline {P} on target {T} has processed nothing for {{{{ $value | humanizeDuration }}}}: an output "
+        "connector's buffer is full, and input is waiting.",
+        _output_stalled,
+        ("after",),
+    ),
+    AlertDef(
+        "FelderaOutputConnectorPaused",
+        "feldera-pipelines",
+        f"{TP}: output connector {E} paused",
+        f"Output connector {E} of running pipeline {P} on target {T} is paused: it discards the view's output, "
+        "which is not sent when it starts again.",
+        _output_connector_paused,
     ),
     AlertDef(
         "FelderaScheduledCheckpointSyncFailing",
