@@ -62,6 +62,14 @@ OUTPUT_STALL = _spec(
     "at the connector's maximum); 0 when it is not stalled.",
     "seconds",
 )
+STORAGE_LIMIT = MetricSpec(
+    "feldera_pipeline_storage_limit_bytes",
+    "gauge",
+    "The storage the pipeline may use (runtime_config.resources.storage_mb_max, in 10^6-byte MB: the size of its "
+    "volume on Enterprise); absent when not set.",
+    group=GROUP,
+    unit="bytes",
+)
 INPUT_RECORDS = _spec(
     "feldera_pipeline_input_records_total",
     "counter",
@@ -78,6 +86,7 @@ SPECS: tuple[MetricSpec, ...] = (
     MEMORY_PRESSURE_EPISODES,
     RESIDENT_MEMORY,
     STORAGE_USAGE,
+    STORAGE_LIMIT,
     OUTPUT_STALL,
     INPUT_RECORDS,
     INPUT_BUFFERED,

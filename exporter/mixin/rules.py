@@ -599,6 +599,21 @@ def _output_stalled(c: Ctx, g: dict[str, Any]) -> str:
     return f"{stall} >= {c.seconds('after')}\nand on({c.join}) {waiting} > 0"
 
 
+def _storage_filling_up(c: Ctx, g: dict[str, Any]) -> str:
+    # The share of its limit the pipeline uses: above `full`, or above `filling` and growing so that the last
+    # `window` says it reaches the limit within `within` (node-mixin's NodeFilesystemSpaceFillingUp). Only where
+    # Feldera tells the limit (resources.storage_mb_max).
+    usage = c.process("feldera_pipeline_storage_usage_bytes")
+    limit = c.bridged("feldera_pipeline_storage_limit_bytes")
+    share = f"{usage} / on({c.join}) {limit}"
+    growing = f"predict_linear({usage}[{c.window_param('window')}], {c.seconds('within')})"
+    return (
+        f"{share} > {c.number('full'):g}\n"
+        f"or\n"
+        f"{share} > {c.number('filling'):g}\n  and on({c.join}) {growing} >= on({c.join}) {limit}"
+    )
+
+
 def _output_connector_paused(c: Ctx, g: dict[str, Any]) -> str:
     paused = c.process("feldera_output_connector_paused", only="== 1")
     return f"{paused} == 1\nand on({c.join}) {_running(c)}"
@@ -1041,6 +1056,15 @@ ALERTS: tuple[AlertDef, ...] = (
         "connector's buffer is full, and input is waiting.",
         _output_stalled,
         ("after",),
+    ),
+    AlertDef(
+        "FelderaPipelineStorageFillingUp",
+        "feldera-pipelines",
+        f"{TP}: storage {{{{ $value | humanizePercentage }}}} full",
+        f"Pipeline {P} on target {T} uses {{{{ $value | humanizePercentage }}}} of the storage it may use "
+        "(resources.storage_mb_max), nearly all of it or growing towards it; the pipeline fails once it is full.",
+        _storage_filling_up,
+        ("full", "filling", "window", "within"),
     ),
     AlertDef(
         "FelderaOutputConnectorPaused",
