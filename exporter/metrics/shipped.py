@@ -116,6 +116,7 @@ DASHBOARDS: frozenset[str] = frozenset(
         "feldera_pipeline_status",
         "feldera_pipeline_status_since_timestamp_seconds",
         "feldera_pipeline_storage_checkpoints",
+        "feldera_pipeline_storage_limit_bytes",
         "feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds",
         "feldera_pipeline_storage_newest_checkpoint_size_bytes",
         "feldera_pipeline_storage_usage_bytes",

@@ -526,6 +526,7 @@ def resource_panels() -> tuple[Panel, ...]:
             legend="{{status}}",
             options={"textMode": "name"},
             key=True,
+            runbook="FelderaPipelineMemoryPressure",
             overrides=tuple(
                 {
                     "matcher": {"id": "byName", "options": level},
@@ -541,6 +542,7 @@ def resource_panels() -> tuple[Panel, ...]:
             Query(f"memory_pressure{{{NATIVE}}}", "level (Feldera)"),
             w=10,
             key=True,
+            runbook="FelderaPipelineMemoryPressure",
             mappings=(PRESSURE_MAPPING,),
             description="0 low, 1 moderate (85 % of the memory limit), 2 high (90 %), 3 critical (95 %).",
         ),
@@ -556,8 +558,12 @@ def resource_panels() -> tuple[Panel, ...]:
             "Storage in use",
             "bytes",
             *either_source("feldera_pipeline_storage_usage_bytes", "storage_usage_bytes", "in use"),
+            Query(f"feldera_pipeline_storage_limit_bytes{{{ONE}}}", "limit"),
             w=8,
             key=True,
+            runbook="FelderaPipelineStorageFillingUp",
+            description="Storage the pipeline process uses, and the limit runtime_config.resources.storage_mb_max "
+            "sets where it is set.",
         ),
         graph(
             "Output stall",
@@ -565,6 +571,7 @@ def resource_panels() -> tuple[Panel, ...]:
             *either_source("feldera_pipeline_output_stall_seconds", "output_stall_seconds", "stalled for"),
             w=8,
             key=True,
+            runbook="FelderaPipelineOutputStalled",
             description="How long the pipeline has been stalled because an output connector's buffer is full; 0 "
             "when it is not.",
         ),
