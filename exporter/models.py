@@ -510,9 +510,9 @@ CHECKPOINT_INTERVAL_BOUNDS = (1.0, 3600.0)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FaultTolerance:
-    """What a pipeline's ``runtime_config`` says about checkpoints, read as Feldera reads it
-    (``crates/feldera-types/src/config.rs``, ``FtConfig``; docs/feldera-api.md, "Fault tolerance"). The whole
-    runtime configuration is not kept."""
+    """What a pipeline's ``runtime_config`` says about checkpoints and the storage they are written to, read as
+    Feldera reads it (``crates/feldera-types/src/config.rs``, ``FtConfig``; docs/feldera-api.md, "Fault
+    tolerance"). The whole runtime configuration is not kept."""
 
     model: str = "none"
     """``none``, ``at_least_once``, ``exactly_once``, or a newer model as the server spells it."""
@@ -522,6 +522,9 @@ class FaultTolerance:
     hosts: int | None = None
     sync_configured: bool = False
     """The storage backend has a checkpoint-sync configuration (periodic syncs may happen)."""
+    storage_limit_bytes: int | None = None
+    """``resources.storage_mb_max`` in bytes (10^6 per MB: docs/feldera-api.md, "What a pipeline process uses"): the
+    storage the pipeline's volume is sized for; None when not set."""
     version: int | None = None
     """The pipeline ``version`` this was read at (a configuration change bumps it)."""
 
@@ -535,7 +538,7 @@ def read_fault_tolerance(runtime_config: object) -> FaultTolerance:
 
     >>> read_fault_tolerance({"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 5000}})
     FaultTolerance(model='exactly_once', checkpoint_interval_seconds=3600.0, hosts=None, sync_configured=False, \
-version=None)
+storage_limit_bytes=None, version=None)
     """
     config = runtime_config if isinstance(runtime_config, Mapping) else {}
     ft = config.get("fault_tolerance")
@@ -553,11 +556,14 @@ version=None)
     backend = storage.get("backend") if isinstance(storage, Mapping) else None
     backend_config = backend.get("config") if isinstance(backend, Mapping) else None
     sync = backend_config.get("sync") if isinstance(backend_config, Mapping) else None
+    resources = config.get("resources")
+    storage_mb = _int_or_none(resources.get("storage_mb_max")) if isinstance(resources, Mapping) else None
     return FaultTolerance(
         model=model,
         checkpoint_interval_seconds=interval if model != "none" else None,
         hosts=_int_or_none(config.get("hosts")),
         sync_configured=isinstance(sync, Mapping),
+        storage_limit_bytes=None if storage_mb is None else storage_mb * 1_000_000,
     )
 
 

@@ -9,14 +9,16 @@ Sample output (``target`` label left out; the memory pressure set is abridged)::
     feldera_pipeline_memory_pressure_episodes_total{pipeline_name="orders"} 2.0
     feldera_pipeline_resident_memory_bytes{pipeline_name="orders"} 7.6e+09
     feldera_pipeline_storage_usage_bytes{pipeline_name="orders"} 2.1e+10
+    feldera_pipeline_storage_limit_bytes{pipeline_name="orders"} 2.5e+10
     feldera_pipeline_output_stall_seconds{pipeline_name="orders"} 0.0
     feldera_pipeline_input_records_total{pipeline_name="orders"} 1.5e+06
     feldera_pipeline_input_buffered_records{pipeline_name="orders"} 12.0
 
 Every family is the current process's: a stopped pipeline has none of them, a restarted one starts again (the
-episode and input counters restart at 0 with the process, as Feldera's do). The names follow Feldera's own
-``/metrics`` (``memory_pressure``, ``storage_usage_bytes``, ``output_stall_seconds``, ``records_input_total``) so a
-dashboard can show either source.
+episode and input counters restart at 0 with the process, as Feldera's do). The storage limit comes from the
+pipeline's ``runtime_config`` (``resources.storage_mb_max``), asked once per pipeline version while it is
+deployed. The names follow Feldera's own ``/metrics`` (``memory_pressure``, ``storage_usage_bytes``,
+``output_stall_seconds``, ``records_input_total``) so a dashboard can show either source.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ STORAGE_LIMIT = MetricSpec(
     "volume on Enterprise); absent when not set.",
     group=GROUP,
     unit="bytes",
+    reads=("fault_tolerance",),
 )
 INPUT_RECORDS = _spec(
     "feldera_pipeline_input_records_total",
@@ -99,6 +102,8 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
 
 
 def _pipeline_samples(out: FamilyBuilder[object], pid: Labels, snap: PipelineSnapshot) -> None:
+    if snap.fault_tolerance is not None:
+        out.add_optional(STORAGE_LIMIT, pid, snap.fault_tolerance.storage_limit_bytes)
     stats = snap.stats
     if stats is None:
         return
