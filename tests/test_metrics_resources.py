@@ -1,5 +1,6 @@
-"""From the simulator's answers to the exposition: memory pressure, storage, output stall, input backlog, paused
-output connectors, the runtime status reason and permanent checkpoint errors, as one poll cycle serves them."""
+"""From the simulator's answers to the exposition: memory pressure, storage and its limit, output stall, input
+backlog, paused output connectors, the runtime status reason and permanent checkpoint errors, as one poll cycle
+serves them."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ async def test_what_a_running_process_uses_is_served() -> None:
     assert of(samples, "feldera_pipeline_memory_pressure_episodes_total", **orders) == 1.0
     assert of(samples, "feldera_pipeline_resident_memory_bytes", **orders) == 7e9
     assert of(samples, "feldera_pipeline_storage_usage_bytes", **orders) == 2e10
+    assert of(samples, "feldera_pipeline_storage_limit_bytes", **orders) == 2.5e10  # from runtime_config
     assert of(samples, "feldera_pipeline_output_stall_seconds", **orders) == 90.0
     assert of(samples, "feldera_pipeline_input_buffered_records", **orders) == 9000.0  # 90 s at 100 records/s
     assert of(samples, "feldera_pipeline_input_records_total", **orders) == 10000.0
