@@ -449,7 +449,7 @@ class GlobalControllerMetrics(Lenient):
     start_time: OptInt = None
     rss_bytes: OptInt = None
     memory_pressure: OptStr = None
-    """``low``, ``moderate``, ``high`` or ``critical`` (docs/feldera-api.md, "Memory pressure")."""
+    """``low``, ``moderate``, ``high`` or ``critical`` (docs/feldera-api.md, "What a pipeline process uses")."""
     memory_pressure_epoch: OptInt = None
     storage_bytes: OptInt = None
     output_stall_msecs: OptInt = None
