@@ -273,6 +273,7 @@ class PipelineFilter(_Section):
 
 class CollectorSettings(_Section):
     pipelines: bool = True
+    resources: bool = True
     checkpoints: bool = True
     checkpoint_sync: bool = True
     connectors: bool = True

@@ -36,9 +36,9 @@ Status sets are one-hot gauges: every listed `status` value is emitted, the curr
 a value this exporter does not know lights `Other`. A value Feldera does not report (or that was not fetched
 this cycle) is omitted, never shown as 0. Counters end in `_total`; times are `_timestamp_seconds` since the epoch.
 
-Groups that are keys of `collectors:` in the config (`pipelines`, `checkpoints`, `checkpoint_sync`, `connectors`,
-`connector_counters`, `connector_errors`, `cluster`, `server`) can be switched off there; a disabled group's
-metrics are not emitted at all and its API calls are not made.
+Groups that are keys of `collectors:` in the config (`pipelines`, `resources`, `checkpoints`, `checkpoint_sync`,
+`connectors`, `connector_counters`, `connector_errors`, `cluster`, `server`) can be switched off there; a disabled
+group's metrics are not emitted at all and its API calls are not made.
 The `process` group is the exporter process's own standard metrics, named as every Prometheus exporter written with
 prometheus_client serves them (its `ProcessCollector`, `PlatformCollector` and `GCCollector`); they are read once
 per poll cycle, like everything else, and carry no `target` label. `process_*` are served on Linux only (elsewhere
@@ -151,7 +151,7 @@ def render(specs: Iterable[MetricSpec] = ALL_SPECS) -> str:
         lines.append("")
         lines.append(f"## Group `{group}`")
         lines.append("")
-        lines.append("| Metric | Type | Unit | Labels | Help | Status values |")
+        lines.append("| Metric | Type | Unit | Labels | Help | Label values |")
         lines.append("|---|---|---|---|---|---|")
         for spec in members:
             labels = _code((*_identity(spec), *spec.labels)) or "(none)"

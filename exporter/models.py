@@ -114,6 +114,13 @@ def _str_list_or_none(value: object) -> tuple[str, ...] | None:
     return tuple(item for item in value if isinstance(item, str))
 
 
+def _details_reason(value: object) -> str | None:
+    """``deployment_runtime_status_details.reason``: free text (``RuntimeStatusDetails``), at most
+    :data:`MAX_TEXT_CHARS` of it; None when absent."""
+    reason = value.get("reason") if isinstance(value, Mapping) else None
+    return reason[:MAX_TEXT_CHARS] if isinstance(reason, str) else None
+
+
 OptInt = Annotated[int | None, BeforeValidator(_int_or_none)]
 Count = Annotated[int, BeforeValidator(_int_or_zero)]
 Flag = Annotated[bool, BeforeValidator(_bool)]
@@ -268,6 +275,11 @@ class Pipeline(Lenient):
     deployment_resources_desired_status_since: Timestamp = None
     deployment_runtime_status: OptStr = None
     deployment_runtime_status_since: Timestamp = None
+    runtime_status_reason: Annotated[str | None, BeforeValidator(_details_reason)] = Field(
+        default=None, alias="deployment_runtime_status_details"
+    )
+    """``deployment_runtime_status_details.reason``: why the runtime status is what it is (free text, mostly for
+    ``Unavailable`` and ``Initializing``); the rest of the details is not kept."""
     deployment_runtime_desired_status: OptStr = None
     deployment_runtime_desired_status_since: Timestamp = None
     deployment_error: ErrorBody | None = None
@@ -394,6 +406,8 @@ class OutputEndpointStatus(Lenient):
     endpoint_name: Text = ""
     config: EndpointConfig = Field(default_factory=EndpointConfig)
     metrics: OutputEndpointMetrics = Field(default_factory=OutputEndpointMetrics)
+    paused: OptBool = None
+    """A paused output connector discards its output; None from servers that predate pausable outputs."""
     fatal_error: OptStr = None
     health: ConnectorHealth | None = None
     encode_errors: list[ConnectorErrorEntry] | None = None
@@ -401,18 +415,20 @@ class OutputEndpointStatus(Lenient):
 
 
 def _reason_names(value: object) -> tuple[str, ...]:
-    """``reasons`` of a delayed checkpoint: ``TemporarySuspendError`` values, a name (``"Replaying"``) or a
-    one-key object (``{"InputEndpointBarrier": "t.c"}``); the names, anything else left out."""
+    """``reasons`` of a delayed checkpoint (``TemporarySuspendError`` values) or permanent checkpoint errors
+    (``PermanentSuspendError`` values), as serde writes Rust enum values: a name (``"Replaying"``) or a one-key
+    object (``{"InputEndpointBarrier": "t.c"}``); the names, each at most :data:`MAX_TEXT_CHARS` long, anything else
+    left out."""
     if not isinstance(value, list):
         return ()
     names: list[str] = []
     for reason in value:
         if isinstance(reason, str):
-            names.append(reason)
+            names.append(reason[:MAX_TEXT_CHARS])
         elif isinstance(reason, Mapping) and len(reason) == 1:
             (key,) = reason
             if isinstance(key, str):
-                names.append(key)
+                names.append(key[:MAX_TEXT_CHARS])
     return tuple(names)
 
 
@@ -431,6 +447,19 @@ class GlobalControllerMetrics(Lenient):
     state: OptStr = None
     incarnation_uuid: OptStr = None
     start_time: OptInt = None
+    rss_bytes: OptInt = None
+    memory_pressure: OptStr = None
+    """``low``, ``moderate``, ``high`` or ``critical`` (docs/feldera-api.md, "What a pipeline process uses")."""
+    memory_pressure_epoch: OptInt = None
+    storage_bytes: OptInt = None
+    output_stall_msecs: OptInt = None
+    total_input_records: OptInt = None
+    buffered_input_records: OptInt = None
+
+
+MEMORY_PRESSURES = ("low", "moderate", "high", "critical")
+PERMANENT_SUSPEND_ERRORS = ("StorageRequired", "EnterpriseFeature", "UnsupportedInputEndpoint")
+"""``PermanentSuspendError`` variants (``crates/feldera-types/src/suspend.rs``)."""
 
 
 @lenient
@@ -441,8 +470,8 @@ class ControllerStatus(Lenient):
     inputs: list[InputEndpointStatus] = Field(default_factory=list)
     outputs: list[OutputEndpointStatus] = Field(default_factory=list)
     checkpoint_activity: CheckpointActivity | None = None
-    permanent_checkpoint_errors: Annotated[int | None, BeforeValidator(_length_or_none)] = None
-    """How many permanent checkpoint errors the list holds (their descriptions are not kept)."""
+    permanent_checkpoint_errors: Annotated[tuple[str, ...], BeforeValidator(_reason_names)] = ()
+    """The reasons no checkpoint can succeed (``PermanentSuspendError`` names, one per unsupported input)."""
 
 
 # ---- cluster --------------------------------------------------------------------------------------------------
@@ -481,9 +510,9 @@ CHECKPOINT_INTERVAL_BOUNDS = (1.0, 3600.0)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FaultTolerance:
-    """What a pipeline's ``runtime_config`` says about checkpoints, read as Feldera reads it
-    (``crates/feldera-types/src/config.rs``, ``FtConfig``; docs/feldera-api.md, "Fault tolerance"). The whole
-    runtime configuration is not kept."""
+    """What a pipeline's ``runtime_config`` says about checkpoints and the storage they are written to, read as
+    Feldera reads it (``crates/feldera-types/src/config.rs``, ``FtConfig``; docs/feldera-api.md, "Fault
+    tolerance"). The whole runtime configuration is not kept."""
 
     model: str = "none"
     """``none``, ``at_least_once``, ``exactly_once``, or a newer model as the server spells it."""
@@ -493,6 +522,9 @@ class FaultTolerance:
     hosts: int | None = None
     sync_configured: bool = False
     """The storage backend has a checkpoint-sync configuration (periodic syncs may happen)."""
+    storage_limit_bytes: int | None = None
+    """``resources.storage_mb_max`` in bytes (10^6 per MB: docs/feldera-api.md, "What a pipeline process uses"): the
+    storage the pipeline's volume is sized for; None when not set."""
     version: int | None = None
     """The pipeline ``version`` this was read at (a configuration change bumps it)."""
 
@@ -506,7 +538,7 @@ def read_fault_tolerance(runtime_config: object) -> FaultTolerance:
 
     >>> read_fault_tolerance({"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 5000}})
     FaultTolerance(model='exactly_once', checkpoint_interval_seconds=3600.0, hosts=None, sync_configured=False, \
-version=None)
+storage_limit_bytes=None, version=None)
     """
     config = runtime_config if isinstance(runtime_config, Mapping) else {}
     ft = config.get("fault_tolerance")
@@ -524,11 +556,14 @@ version=None)
     backend = storage.get("backend") if isinstance(storage, Mapping) else None
     backend_config = backend.get("config") if isinstance(backend, Mapping) else None
     sync = backend_config.get("sync") if isinstance(backend_config, Mapping) else None
+    resources = config.get("resources")
+    storage_mb = _int_or_none(resources.get("storage_mb_max")) if isinstance(resources, Mapping) else None
     return FaultTolerance(
         model=model,
         checkpoint_interval_seconds=interval if model != "none" else None,
         hosts=_int_or_none(config.get("hosts")),
         sync_configured=isinstance(sync, Mapping),
+        storage_limit_bytes=None if storage_mb is None else storage_mb * 1_000_000,
     )
 
 

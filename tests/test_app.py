@@ -302,7 +302,7 @@ async def test_sync_status_is_not_asked_for_an_hour_after_501(feldera: ScriptedF
 
 
 async def test_disabled_collectors_skip_their_api_calls(sim: Simulator) -> None:
-    groups = ("checkpoints", "checkpoint_sync", "connectors", "connector_counters", "cluster", "server")
+    groups = ("resources", "checkpoints", "checkpoint_sync", "connectors", "connector_counters", "cluster", "server")
     off = {name: False for name in groups}
     poller = new_poller(settings_for(sim.url, collectors=off))
     try:

@@ -159,10 +159,15 @@ def test_value_panels_run_instant_queries_and_time_panels_range_queries(name: st
 @pytest.mark.parametrize("name", sorted(EXPECTED_UIDS))
 def test_every_feldera_query_is_scoped_by_job_instance_and_target(name: str) -> None:
     """The exporter's series by job, instance and target; the alerts (which carry no instance: the rules aggregate
-    the scraping exporters away) by job and target."""
+    the scraping exporters away) by job and target; Feldera's own metrics (the feldera-native job: another job and
+    instance) by target and pipeline."""
     for panel in data_panels(DASHBOARDS[name]):
         for target in panel["targets"]:
             expr = target["expr"]
+            if dashboards.NATIVE in expr:
+                assert "feldera_" not in expr and 'pipeline_name="$pipeline_name"' in expr, (panel["title"], expr)
+                assert 'target=~"$target"' in expr, (panel["title"], expr)
+                continue
             assert 'job=~"$job"' in expr, (panel["title"], expr)
             if "ALERTS{" in expr:
                 assert 'instance=~"$instance"' not in expr, (panel["title"], expr)

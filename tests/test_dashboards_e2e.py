@@ -13,9 +13,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings
@@ -54,6 +57,21 @@ class Stack:
     started: float
 
 
+def prometheus_config(exporter_port: int, feldera_url: str) -> dict[str, Any]:
+    """Scrape the exporter, and Feldera's own ``/v0/metrics`` through the shipped ``feldera-native`` job."""
+    shipped = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    (native,) = [job for job in shipped["scrape_configs"] if job["job_name"] == "feldera-native"]
+    native["static_configs"] = [{"targets": [urlsplit(feldera_url).netloc], "labels": {"target": "demo"}}]
+    native["scrape_timeout"] = "1s"
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "feldera-exporter", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]},
+            native,
+        ],
+    }
+
+
 async def _drive(driver: DemoDriver) -> None:
     """The demo story, one step per simulated tick (this is the workload, not a wait)."""
     while True:
@@ -75,12 +93,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             driver_task = asyncio.create_task(_drive(DemoDriver(sim)))
             port = free_port()
             config = tmp_path / "prometheus.yml"
-            config.write_text(
-                "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-                "scrape_configs:\n"
-                "  - job_name: feldera-exporter\n"
-                f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}']}}]\n"
-            )
+            config.write_text(yaml.safe_dump(prometheus_config(exporter.port, sim.url)), encoding="utf-8")
             log = (tmp_path / "prometheus.log").open("w")
             process = await asyncio.create_subprocess_exec(
                 str(PROMETHEUS),
@@ -133,6 +146,7 @@ async def test_every_panel_query_parses_and_key_panels_return_data(stack: Stack,
     key = dashboards.key_panels()
     queries_run = 0
     empty_key_panels: list[str] = []
+    empty_native: list[str] = []
     with httpx.Client(timeout=30) as client:
         prometheus = preview.Prometheus(url, client)
         for uid, dashboard in preview.load_dashboards().items():
@@ -143,8 +157,14 @@ async def test_every_panel_query_parses_and_key_panels_return_data(stack: Stack,
             for panel in preview.data_panels(dashboard):
                 if panel["title"] in key[uid] and not results[panel["id"]]:
                     empty_key_panels.append(f"{uid}: {panel['title']}")
+            for query in preview.panel_queries(dashboard):  # Feldera's own series, on their own
+                if dashboards.NATIVE in query.expr:
+                    expr = preview.substitute(query.expr, values)
+                    if not await asyncio.to_thread(has_samples, url, expr, 1):
+                        empty_native.append(f"{uid}: {query.title} [{query.ref_id}]")
             preview.draw_dashboard(dashboard, results, tmp_path / f"{uid}.png", subtitle="e2e")
             assert (tmp_path / f"{uid}.png").stat().st_size > 10_000
     assert queries_run == sum(len(preview.panel_queries(d)) for d in preview.load_dashboards().values())
     assert sum(len(panels) for panels in key.values()) >= 30
     assert empty_key_panels == []
+    assert empty_native == []

@@ -1,7 +1,8 @@
 """End to end, as a user runs it: ``feldera-exporter demo`` (the command ``./scripts/demo`` execs) with the real
 Prometheus and Alertmanager. Every URL the demo prints answers 200 and every command it prints works; the
-scenario's failed checkpoint and fatal connector error must reach Alertmanager (API v2, and the printed ``amtool``
-command) and leave it when the driver heals them; SIGTERM must stop the demo and every process it started."""
+scenario's failed checkpoint, fatal connector error and memory-pressure episode must reach Alertmanager (API v2, and
+the printed ``amtool`` command) and leave it when the driver heals them; SIGTERM must stop the demo and every
+process it started."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.conftest import eventually, start_demo
 EXPECTED = {
     ("FelderaCheckpointFailed", "fraud-detection", ""),
     ("FelderaConnectorFatalError", "clickstream", "clicks.s3-backfill"),
+    ("FelderaPipelineMemoryPressure", "orders", ""),
 }
 DEADLINE = 120.0
 """One round of the story is 24 ticks (24 s at --tick 1); Prometheus needs a few seconds to start."""
@@ -100,7 +102,7 @@ async def test_demo_alerts_reach_alertmanager_recover_and_sigterm_leaves_no_proc
                 seen.setdefault(alert, now - started)
             return set(seen) == EXPECTED
 
-        await eventually(all_seen, "both alerts at Alertmanager", deadline=DEADLINE)
+        await eventually(all_seen, "the demo's alerts at Alertmanager", deadline=DEADLINE)
         fired = time.monotonic()
         if table["Alertmanager alerts"].startswith("amtool "):  # an Alertmanager without web UI (Debian's)
             listed = await asyncio.to_thread(run_printed, table["Alertmanager alerts"])
@@ -110,7 +112,7 @@ async def test_demo_alerts_reach_alertmanager_recover_and_sigterm_leaves_no_proc
         async def healed() -> bool:
             return not (await asyncio.to_thread(active_alerts, alertmanager_url)) & EXPECTED
 
-        await eventually(healed, "both alerts to resolve after the driver heals them", deadline=DEADLINE)
+        await eventually(healed, "the alerts to resolve after the driver heals them", deadline=DEADLINE)
         resolved = time.monotonic() - fired
         for label in ("Inject a fault", "Heal it"):
             sent = await asyncio.to_thread(run_printed, table[label], "-o", "/dev/null", "-w", "%{http_code}")
@@ -126,5 +128,5 @@ async def test_demo_alerts_reach_alertmanager_recover_and_sigterm_leaves_no_proc
         print(
             "\n[demo e2e] tick 1s, poll/scrape/eval 1s: at Alertmanager after "
             + ", ".join(f"{name} {seconds:.1f}s" for (name, _, _), seconds in sorted(seen.items()))
-            + f" (from start); gone {resolved:.1f}s after both were seen"
+            + f" (from start); gone {resolved:.1f}s after all were seen"
         )

@@ -76,8 +76,11 @@ def test_nothing_read_plans_no_request() -> None:
 
 
 def test_switched_off_collectors_plan_no_request_for_their_families() -> None:
-    off = {"checkpoints": False, "checkpoint_sync": False, "cluster": False, "server": False}
+    off = {"checkpoints": False, "checkpoint_sync": False, "cluster": False, "server": False, "resources": False}
     assert poll_plan(_settings(collectors=off)).fields == {"stats"}  # connectors and their counters
+    only = {**off, "connectors": False, "connector_counters": False, "resources": True}
+    # memory, storage, stall from /stats; the storage limit from runtime_config
+    assert poll_plan(_settings(collectors=only)).fields == {"stats", "fault_tolerance"}
 
 
 @pytest.mark.parametrize(

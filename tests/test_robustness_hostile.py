@@ -301,7 +301,13 @@ async def test_past_max_connectors_the_target_is_over_limit_and_the_rest_of_its_
         {
             "poll": {"concurrency": 1},  # one after the other: which pipelines come first is known
             "targets": [{"url": feldera.url, "max_connectors": 10}],
-            "collectors": {"cluster": False, "server": False, "checkpoints": False, "checkpoint_sync": False},
+            "collectors": {
+                "cluster": False,
+                "server": False,
+                "checkpoints": False,
+                "checkpoint_sync": False,
+                "resources": False,
+            },
         },
         env={},
     )

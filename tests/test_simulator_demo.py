@@ -29,6 +29,7 @@ from exporter.simulator.demo import (
     FATAL_ENDPOINT,
     FAULT_AT,
     HEAL_AT,
+    MEMORY_PIPELINE,
     RESET_PIPELINE,
     RESET_WATCH,
     DemoDriver,
@@ -96,6 +97,19 @@ def test_every_round_a_checkpoint_fails_and_a_connector_fails_until_the_driver_h
         assert not any(checkpoint_failed[HEAL_AT + 1 :]), round_
         assert sim.world.get(RESET_PIPELINE).reset_tokens[watched[-1][1]][1] == "completed"
     assert len(watched) == 2
+
+
+def test_every_round_has_one_memory_pressure_episode() -> None:
+    sim = Simulator(demo_scenario(), clock=ManualClock())
+    driver = DemoDriver(sim)
+    for round_ in range(2):
+        levels = []
+        for _ in range(CYCLE):
+            sim.advance_clock(5)
+            driver.step()
+            levels.append(sim.pipeline(MEMORY_PIPELINE).memory_pressure)
+        assert levels == ["low"] * 4 + ["high"] * 3 + ["critical"] * 7 + ["low"] * 10, round_
+    assert sim.pipeline(MEMORY_PIPELINE).memory_pressure_epoch == 2
 
 
 def test_demo_rules_shorten_only_the_waits_and_the_alertmanager_config_keeps_the_routing() -> None:

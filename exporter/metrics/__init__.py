@@ -27,14 +27,25 @@ from collections.abc import Iterable
 
 from exporter.config import MetricsSettings, Settings
 from exporter.logsafe import clean
-from exporter.metrics import checkpoints, cluster, connectors, exporter, pipelines, process, server, shipped, sidecar
+from exporter.metrics import (
+    checkpoints,
+    cluster,
+    connectors,
+    exporter,
+    pipelines,
+    process,
+    resources,
+    server,
+    shipped,
+    sidecar,
+)
 from exporter.metrics.spec import FamilyBuilder, MetricSpec
 from exporter.render import Family, FamilyWriter
 from exporter.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
-MODULES = (exporter, process, pipelines, checkpoints, connectors, cluster, server, sidecar)
+MODULES = (exporter, process, pipelines, resources, checkpoints, connectors, cluster, server, sidecar)
 """Metric modules in documentation order; each has ``SPECS`` and ``add_samples(snapshot, out)``."""
 
 ALL_SPECS: tuple[MetricSpec, ...] = tuple(spec for module in MODULES for spec in module.SPECS)

@@ -12,7 +12,8 @@ Sample output (``target`` label left out; the activity set is abridged)::
     feldera_pipeline_checkpoint_activity{pipeline_name="orders",status="in_progress"} 1.0
     feldera_pipeline_checkpoint_activity_since_timestamp_seconds{pipeline_name="orders"} 1.7145649e+09
     feldera_pipeline_checkpoint_delay_reason{pipeline_name="orders",reason="Replaying"} 0.0
-    feldera_pipeline_checkpoint_permanent_errors{pipeline_name="orders"} 0.0
+    feldera_pipeline_checkpoint_permanent_errors{pipeline_name="orders",reason="StorageRequired"} 1.0
+    feldera_pipeline_checkpoint_permanent_errors{pipeline_name="orders",reason="UnsupportedInputEndpoint"} 2.0
     feldera_pipeline_fault_tolerance{pipeline_name="orders",model="exactly_once"} 1.0
     feldera_pipeline_checkpoint_interval_seconds{pipeline_name="orders"} 60.0
     feldera_pipeline_checkpointing_since_timestamp_seconds{pipeline_name="orders"} 1.7145640e+09
@@ -38,7 +39,7 @@ from __future__ import annotations
 
 from exporter.metrics.spec import OTHER, FamilyBuilder, Labels, MetricSpec, error_text
 from exporter.metrics.walk import each_pipeline
-from exporter.models import CheckpointStatus
+from exporter.models import PERMANENT_SUSPEND_ERRORS, CheckpointStatus
 from exporter.snapshot import PipelineSnapshot, Snapshot
 
 GROUP = "checkpoints"
@@ -136,8 +137,13 @@ DELAY_REASON = MetricSpec(
 PERMANENT_ERRORS = MetricSpec(
     "feldera_pipeline_checkpoint_permanent_errors",
     "gauge",
-    "Reasons the pipeline can never checkpoint in its current configuration (e.g. no storage).",
+    "Reasons the pipeline can never checkpoint or suspend in its current configuration, by reason: "
+    "EnterpriseFeature on every pipeline of the open-source edition, one UnsupportedInputEndpoint per such input "
+    "connector; every reason is emitted, 0 when absent.",
+    labels=("reason",),
     group=GROUP,
+    states=PERMANENT_SUSPEND_ERRORS,
+    state_label="reason",
     reads=STATS,
 )
 FT_MODEL = MetricSpec(
@@ -232,6 +238,14 @@ def checkpoint_failed(status: CheckpointStatus) -> bool:
     return failure.sequence_number is not None and failure.sequence_number > status.success
 
 
+def _permanent_errors(out: FamilyBuilder[object], pid: Labels, reasons: tuple[str, ...]) -> None:
+    counts = dict.fromkeys(PERMANENT_ERRORS.all_states, 0)
+    for reason in reasons:
+        counts[reason if reason in counts else OTHER] += 1
+    for reason, count in counts.items():
+        out.add(PERMANENT_ERRORS, pid, count, reason=reason)
+
+
 def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
     checkpoints = out.wants(GROUP)
     sync = out.wants(SYNC_GROUP)
@@ -263,7 +277,7 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
                     for reason in DELAY_REASONS:
                         out.add(DELAY_REASON, pid, 1 if reason in reasons else 0, reason=reason)
                     out.add(DELAY_REASON, pid, 1 if other else 0, reason=OTHER)
-                out.add(PERMANENT_ERRORS, pid, stats.permanent_checkpoint_errors or 0)
+                _permanent_errors(out, pid, stats.permanent_checkpoint_errors)
             ft = snap.fault_tolerance
             if ft is not None:
                 out.state_set(FT_MODEL, pid, ft.model)

@@ -16,6 +16,7 @@ Sample output (``target`` label left out; health set abridged)::
     feldera_input_connector_processing_latency_p99_seconds{pipeline_name="orders",endpoint="orders.kafka",table="orders",connector="kafka"} 0.012
     feldera_input_connector_last_parse_error_timestamp_seconds{pipeline_name="orders",endpoint="orders.kafka",table="orders",connector="kafka"} 1.7e+09
     feldera_output_connector_fatal_error{pipeline_name="orders",endpoint="totals.s3",view="totals",connector="s3"} 1.0
+    feldera_output_connector_paused{pipeline_name="orders",endpoint="totals.s3",view="totals",connector="s3"} 0.0
     feldera_output_connector_transmitted_records_total{pipeline_name="orders",endpoint="totals.s3",view="totals",connector="s3"} 2e+04
 """  # noqa: E501
 
@@ -132,6 +133,13 @@ OUT_FATAL_INFO = MetricSpec(
 OUT_HEALTH = _output(
     "health", "gauge", "Connector health, one-hot; Unknown until the connector reports.", STATE, status=True
 )
+OUT_PAUSED = _output(
+    "paused",
+    "gauge",
+    "1 when the connector is paused: it discards the view's output instead of writing it, else 0; absent from "
+    "servers without pausable output connectors.",
+    STATE,
+)
 OUT_RECORDS = _output("transmitted_records_total", "counter", "Records sent by the connector.", COUNTERS)
 OUT_BYTES = _output("transmitted_bytes_total", "counter", "Bytes sent by the connector.", COUNTERS, "bytes")
 OUT_QUEUED_RECORDS = _output("queued_records", "gauge", "Records queued for encoding.", COUNTERS)
@@ -178,6 +186,7 @@ SPECS: tuple[MetricSpec, ...] = (
     OUT_FATAL,
     OUT_FATAL_INFO,
     OUT_HEALTH,
+    OUT_PAUSED,
     OUT_RECORDS,
     OUT_BYTES,
     OUT_QUEUED_RECORDS,
@@ -242,6 +251,8 @@ def _output_samples(
         if c.fatal_error is not None:
             out.add(OUT_FATAL_INFO, pid, 1, **labels, error=error_text(c.fatal_error))
         out.state_set(OUT_HEALTH, pid, _health(c.health), **labels)
+        if c.paused is not None:
+            out.add(OUT_PAUSED, pid, 1 if c.paused else 0, **labels)
     if counters:
         m = c.metrics
         out.add(OUT_RECORDS, pid, m.transmitted_records, **labels)

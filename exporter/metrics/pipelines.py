@@ -8,6 +8,7 @@ Sample output (``target`` label left out; status sets abridged: every state plus
     feldera_pipeline_desired_status{pipeline_name="orders",status="Running"} 1.0
     feldera_pipeline_resources_status{pipeline_name="orders",status="Provisioned"} 1.0
     feldera_pipeline_runtime_status{pipeline_name="orders",status="Running"} 1.0
+    feldera_pipeline_runtime_status_reason_info{pipeline_name="billing",reason="status_unreachable"} 1.0
     feldera_pipeline_program_status{pipeline_name="orders",status="Success"} 1.0
     feldera_pipeline_storage_status{pipeline_name="orders",status="InUse"} 1.0
     feldera_pipeline_status_since_timestamp_seconds{pipeline_name="orders"} 1.7145648e+09
@@ -19,12 +20,14 @@ Sample output (``target`` label left out; status sets abridged: every state plus
     feldera_pipeline_storage_newest_checkpoint_size_bytes{pipeline_name="orders"} 1.048576e+06
     feldera_pipeline_storage_newest_checkpoint_first_seen_timestamp_seconds{pipeline_name="orders"} 1.71e+09
 
-A stopped pipeline has no runtime status: both runtime status sets are emitted with every state at 0.
+A stopped pipeline has no runtime status: both runtime status sets are emitted with every state at 0. The runtime
+status reason is free text; it is shown as one of :data:`RUNTIME_STATUS_REASONS` (the texts the manager and the
+pipeline write, recognised by their fixed start) or ``Other``, never as the text itself.
 """
 
 from __future__ import annotations
 
-from exporter.metrics.spec import FamilyBuilder, Labels, MetricSpec
+from exporter.metrics.spec import OTHER, FamilyBuilder, Labels, MetricSpec
 from exporter.metrics.walk import each_pipeline
 from exporter.models import (
     COMBINED_DESIRED_STATUSES,
@@ -39,6 +42,35 @@ from exporter.models import (
 from exporter.snapshot import PipelineSnapshot, Snapshot
 
 GROUP = "pipelines"
+
+RUNTIME_STATUS_REASONS: tuple[tuple[str, str], ...] = (
+    ("initializing_by_runner", "initializing set by the runner"),
+    ("downloading_checkpoint", "downloading checkpoint from object storage"),
+    ("initializing_grace_period", "Still in the grace period for initializing."),
+    ("status_unreachable", "Pipeline status endpoint could not be reached"),
+    ("status_error", "Pipeline status response (503 Service Unavailable) is an error"),
+    ("status_invalid", "Pipeline status response (503 Service Unavailable) cannot be deserialized"),
+    ("status_invalid", "Pipeline status response (200 OK)"),
+)
+"""``reason`` label value and the start of the reasons it stands for: what the manager's runner
+(``crates/pipeline-manager/src/runner/pipeline_automata.rs``) and the pipeline
+(``crates/adapters/src/server.rs``, ``get_status``) write into ``deployment_runtime_status_details``."""
+
+
+def runtime_status_reason(text: str | None) -> str | None:
+    """The bounded ``reason`` of a runtime status reason text; None when there is none (absent or empty).
+
+    >>> runtime_status_reason("Pipeline status endpoint could not be reached: connection refused")
+    'status_unreachable'
+    >>> runtime_status_reason("out of cheese"), runtime_status_reason("")
+    ('Other', None)
+    """
+    if not text:
+        return None
+    for reason, start in RUNTIME_STATUS_REASONS:
+        if text.startswith(start):
+            return reason
+    return OTHER
 
 
 def _gauge(name: str, help: str, unit: str = "", labels: tuple[str, ...] = ()) -> MetricSpec:
@@ -77,6 +109,13 @@ RUNTIME_DESIRED_STATUS = _status_set(
     "feldera_pipeline_runtime_desired_status",
     "Desired runtime status, one-hot; every state 0 when the pipeline has no runtime (stopped).",
     RUNTIME_DESIRED_STATUSES,
+)
+RUNTIME_STATUS_REASON = _gauge(
+    "feldera_pipeline_runtime_status_reason_info",
+    "Why the runtime status is what it is (deployment_runtime_status_details.reason, mostly while Unavailable or "
+    f"Initializing): {', '.join(dict.fromkeys(r for r, _ in RUNTIME_STATUS_REASONS))} or Other; 1, present only "
+    "while Feldera gives a reason.",
+    labels=("reason",),
 )
 PROGRAM_STATUS = _status_set(
     "feldera_pipeline_program_status", "Program compilation status, one-hot.", PROGRAM_STATUSES
@@ -146,6 +185,7 @@ SPECS: tuple[MetricSpec, ...] = (
     RESOURCES_DESIRED_STATUS,
     RUNTIME_STATUS,
     RUNTIME_DESIRED_STATUS,
+    RUNTIME_STATUS_REASON,
     PROGRAM_STATUS,
     STORAGE_STATUS,
     STATUS_SINCE,
@@ -180,6 +220,9 @@ def _pipeline_samples(out: FamilyBuilder[object], pid: Labels, snap: PipelineSna
     out.state_set(RESOURCES_DESIRED_STATUS, pid, p.deployment_resources_desired_status or None)
     out.state_set(RUNTIME_STATUS, pid, p.deployment_runtime_status or None)
     out.state_set(RUNTIME_DESIRED_STATUS, pid, p.deployment_runtime_desired_status or None)
+    reason = runtime_status_reason(p.runtime_status_reason)
+    if reason is not None:
+        out.add(RUNTIME_STATUS_REASON, pid, 1, reason=reason)
     out.state_set(PROGRAM_STATUS, pid, p.program_status or None)
     out.state_set(STORAGE_STATUS, pid, p.storage_status or None)
     out.add_optional(STATUS_SINCE, pid, p.deployment_status_since)

@@ -57,6 +57,12 @@ FLEET = SEL + ', pipeline_name=~"$pipeline_name"'
 """Overview: the selected pipelines (multi-select, All by default)."""
 ONE = SEL + ', pipeline_name="$pipeline_name"'
 """Pipeline detail: the one selected pipeline."""
+NATIVE = ", ".join(
+    m for m in ('target=~"$target"', 'pipeline_name="$pipeline_name"', 'pipeline_id!=""', RULES_CONFIG["selector"]) if m
+)
+"""Pipeline detail: the selected pipeline's series from Feldera's own ``/v0/metrics``, scraped by the
+``feldera-native`` job of prometheus/prometheus.yml (which adds ``target`` and ``pipeline_id``; its job and
+instance are not the exporter's)."""
 
 PIPELINE_LINK = (
     f"/d/{PIPELINE_UID}/feldera-pipeline?${{datasource:queryparam}}&var-target=${{__data.fields.target}}"
@@ -126,6 +132,12 @@ FAILED_MAPPING = value_mapping(("OK", "green"), ("FAILED", "red"))
 YES_NO_MAPPING = value_mapping(("no", "green"), ("yes", "red"))
 LICENCE_MAPPING = value_mapping(("NOT VALID", "red"), ("valid", "green"))
 ACTIVE_MAPPING: Json = {"type": "value", "options": {"1": {"text": "active", "color": "blue"}}}
+PRESSURE_COLORS = {"low": "green", "moderate": "yellow", "high": "orange", "critical": "red"}
+PRESSURE_MAPPING: Json = {
+    "type": "value",
+    "options": {str(i): {"text": level, "color": color} for i, (level, color) in enumerate(PRESSURE_COLORS.items())},
+}
+"""Feldera's numeric memory pressure (0 low - 3 critical) as its level."""
 RED_ABOVE_ZERO = ((None, "green"), (1, "red"))
 RED_WHEN_DOWN = ((None, "red"), (1, "green"))
 NEUTRAL = ((None, "text"),)
@@ -491,6 +503,89 @@ def overview_rows() -> list[Row]:
     ]
 
 
+def pressure_level(sel: str) -> str:
+    """The exporter's one-hot memory pressure as Feldera's number: 0 low, 1 moderate, 2 high, 3 critical."""
+    return " + ".join(
+        f'{weight} * max(feldera_pipeline_memory_pressure{{{sel}, status="{level}"}})'
+        for weight, level in enumerate(PRESSURE_COLORS)
+        if weight
+    )
+
+
+def either_source(ours: str, native: str, legend: str) -> tuple[Query, Query]:
+    """The selected pipeline's value from the exporter and from Feldera's own ``/v0/metrics`` (when scraped)."""
+    return Query(f"{ours}{{{ONE}}}", f"{legend} (exporter)"), Query(f"{native}{{{NATIVE}}}", f"{legend} (Feldera)")
+
+
+def resource_panels() -> tuple[Panel, ...]:
+    """Pipeline detail: memory, storage and output stall, from the exporter and from Feldera's own metrics."""
+    return (
+        stat(
+            "Memory pressure",
+            f"feldera_pipeline_memory_pressure{{{ONE}}} == 1",
+            legend="{{status}}",
+            options={"textMode": "name"},
+            key=True,
+            runbook="FelderaPipelineMemoryPressure",
+            overrides=tuple(
+                {
+                    "matcher": {"id": "byName", "options": level},
+                    "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+                }
+                for level, color in PRESSURE_COLORS.items()
+            ),
+        ),
+        graph(
+            "Memory pressure level",
+            "none",
+            Query(pressure_level(ONE), "level (exporter)"),
+            Query(f"memory_pressure{{{NATIVE}}}", "level (Feldera)"),
+            w=10,
+            key=True,
+            runbook="FelderaPipelineMemoryPressure",
+            mappings=(PRESSURE_MAPPING,),
+            description="0 low, 1 moderate (85 % of the memory limit), 2 high (90 %), 3 critical (95 %).",
+        ),
+        graph(
+            "Resident memory",
+            "bytes",
+            *either_source("feldera_pipeline_resident_memory_bytes", "process_resident_memory_bytes", "resident"),
+            Query(f"max_rss_bytes{{{NATIVE}}} > 0", "limit (Feldera)"),
+            w=10,
+            key=True,
+        ),
+        graph(
+            "Storage in use",
+            "bytes",
+            *either_source("feldera_pipeline_storage_usage_bytes", "storage_usage_bytes", "in use"),
+            Query(f"feldera_pipeline_storage_limit_bytes{{{ONE}}}", "limit"),
+            w=8,
+            key=True,
+            runbook="FelderaPipelineStorageFillingUp",
+            description="Storage the pipeline process uses, and the limit runtime_config.resources.storage_mb_max "
+            "sets where it is set.",
+        ),
+        graph(
+            "Output stall",
+            "s",
+            *either_source("feldera_pipeline_output_stall_seconds", "output_stall_seconds", "stalled for"),
+            w=8,
+            key=True,
+            runbook="FelderaPipelineOutputStalled",
+            description="How long the pipeline has been stalled because an output connector's buffer is full; 0 "
+            "when it is not.",
+        ),
+        graph(
+            "Input backlog",
+            "short",
+            *either_source("feldera_pipeline_input_buffered_records", "records_input_buffered", "buffered"),
+            w=8,
+            key=True,
+            description="Records the input connectors received and the pipeline has not processed yet.",
+        ),
+    )
+
+
 def pipeline_rows() -> list[Row]:
     def gauge(metric: str, legend: str = "{{endpoint}}") -> Query:
         return Query(f"{metric}{{{ONE}}}", legend)
@@ -548,6 +643,15 @@ def pipeline_rows() -> list[Row]:
                     key=True,
                 ),
                 status_stat("Program status", "feldera_pipeline_program_status"),
+                stat(
+                    "Runtime status reason",
+                    f"feldera_pipeline_runtime_status_reason_info{{{ONE}}}",
+                    legend="{{reason}}",
+                    options={"textMode": "name"},
+                    thresholds=NEUTRAL,
+                    description="Why the runtime status is what it is, while Feldera says (mostly Unavailable and "
+                    "Initializing): the start of its reason, e.g. status_unreachable.",
+                ),
                 alarm(
                     "Deployment error",
                     f"feldera_pipeline_deployment_error{{{ONE}}}",
@@ -572,6 +676,7 @@ def pipeline_rows() -> list[Row]:
                 ),
             ),
         ),
+        Row("Memory, storage and output stall", resource_panels()),
         Row(
             "Checkpoints and sync",
             (
@@ -604,8 +709,10 @@ def pipeline_rows() -> list[Row]:
                 ),
                 alarm(
                     "Checkpoint permanent errors",
-                    f"feldera_pipeline_checkpoint_permanent_errors{{{ONE}}}",
+                    f"sum without (reason) (feldera_pipeline_checkpoint_permanent_errors{{{ONE}}})",
                     "FelderaCheckpointFailed",
+                    description="Reasons no checkpoint can succeed; feldera_pipeline_checkpoint_permanent_errors "
+                    "says which (EnterpriseFeature: every pipeline of the open-source edition).",
                 ),
                 graph(
                     "Checkpoint sequence numbers",
@@ -647,11 +754,14 @@ def pipeline_rows() -> list[Row]:
                 ),
                 table(
                     "Output connectors",
-                    connector_columns("output", ("queued_records", "queued"), ("buffered_records", "buffered")),
+                    connector_columns(
+                        "output", ("paused", "paused"), ("queued_records", "queued"), ("buffered_records", "buffered")
+                    ),
                     w=12,
                     h=8,
                     key=True,
-                    description="Per output connector: fatal error, health, queued records, buffered records.",
+                    description="Per output connector: fatal error, health, paused (its output is discarded; newer "
+                    "servers only), queued records, buffered records.",
                 ),
                 timeline(
                     "Connector fatal errors (when each began)",

@@ -573,6 +573,52 @@ def _sync_failed(c: Ctx, g: dict[str, Any]) -> str:
     return c.process("feldera_pipeline_checkpoint_sync_failed", only="== 1") + " == 1"
 
 
+# ---- what a pipeline process uses ---------------------------------------------------------------------------
+
+
+def _memory_pressure(c: Ctx, g: dict[str, Any]) -> list[Rule]:
+    """Warning while the level is high or critical (a move between the two keeps its timer), critical while it is
+    critical; Alertmanager inhibits the warning while the critical fires. Feldera itself holds high until the
+    resident set falls below 85 % and critical until below 90 % (docs/feldera-api.md), so neither flaps."""
+
+    def held(levels: str) -> str:
+        level = c.process("feldera_pipeline_memory_pressure", f'status=~"{levels}"', only="== 1")
+        return f"group without(status) ({level}) == 1"
+
+    return [
+        Rule(held("high|critical")),
+        Rule(held("critical"), severity="critical", for_=c.window_param("critical_for")),
+    ]
+
+
+def _output_stalled(c: Ctx, g: dict[str, Any]) -> str:
+    # Feldera reports how long the current stall has lasted: the threshold is the `for`, and a stall that ends
+    # (even for one poll) starts again from 0. Input waiting to be processed is what makes a stall hurt.
+    stall = c.process("feldera_pipeline_output_stall_seconds")
+    waiting = c.process("feldera_pipeline_input_buffered_records")
+    return f"{stall} >= {c.seconds('after')}\nand on({c.join}) {waiting} > 0"
+
+
+def _storage_filling_up(c: Ctx, g: dict[str, Any]) -> str:
+    # The share of its limit the pipeline uses: above `full`, or above `filling` and growing so that the last
+    # `window` says it reaches the limit within `within` (node-mixin's NodeFilesystemSpaceFillingUp). Only where
+    # Feldera tells the limit (resources.storage_mb_max).
+    usage = c.process("feldera_pipeline_storage_usage_bytes")
+    limit = c.bridged("feldera_pipeline_storage_limit_bytes")
+    share = f"{usage} / on({c.join}) {limit}"
+    growing = f"predict_linear({usage}[{c.window_param('window')}], {c.seconds('within')})"
+    return (
+        f"{share} > {c.number('full'):g}\n"
+        f"or\n"
+        f"{share} > {c.number('filling'):g}\n  and on({c.join}) {growing} >= on({c.join}) {limit}"
+    )
+
+
+def _output_connector_paused(c: Ctx, g: dict[str, Any]) -> str:
+    paused = c.process("feldera_output_connector_paused", only="== 1")
+    return f"{paused} == 1\nand on({c.join}) {_running(c)}"
+
+
 # ---- the sidecar (the exporter's own schedules and watches) ----------------------------------------------------
 
 
@@ -992,6 +1038,41 @@ ALERTS: tuple[AlertDef, ...] = (
         "parse/encode/transport errors recently.",
         _connector_errors,
         ("window", "threshold"),
+    ),
+    AlertDef(
+        "FelderaPipelineMemoryPressure",
+        "feldera-pipelines",
+        f"{TP}: under memory pressure",
+        f"The process of pipeline {P} on target {T} uses more than 90 % of its memory limit (critical: 95 %): "
+        "Feldera pushes state to storage and slows down, and the process risks being killed for lack of memory.",
+        _memory_pressure,
+        ("critical_for",),
+    ),
+    AlertDef(
+        "FelderaPipelineOutputStalled",
+        "feldera-pipelines",
+        f"{TP}: output stalled for {{{{ $value | humanizeDuration }}}}",
+        f"Pipeline {P} on target {T} has processed nothing for {{{{ $value | humanizeDuration }}}}: an output "
+        "connector's buffer is full, and input is waiting.",
+        _output_stalled,
+        ("after",),
+    ),
+    AlertDef(
+        "FelderaPipelineStorageFillingUp",
+        "feldera-pipelines",
+        f"{TP}: storage {{{{ $value | humanizePercentage }}}} full",
+        f"Pipeline {P} on target {T} uses {{{{ $value | humanizePercentage }}}} of the storage it may use "
+        "(resources.storage_mb_max), nearly all of it or growing towards it; the pipeline fails once it is full.",
+        _storage_filling_up,
+        ("full", "filling", "window", "within"),
+    ),
+    AlertDef(
+        "FelderaOutputConnectorPaused",
+        "feldera-pipelines",
+        f"{TP}: output connector {E} paused",
+        f"Output connector {E} of running pipeline {P} on target {T} is paused: it discards the view's output, "
+        "which is not sent when it starts again.",
+        _output_connector_paused,
     ),
     AlertDef(
         "FelderaScheduledCheckpointSyncFailing",

@@ -14,7 +14,8 @@ As upstream (``crates/adapters/src/server.rs``, ``CheckpointState``; ``crates/ad
   interval after the previous attempt ended, failed or not (``update_last_checkpoint``). A success adds an entry to
   ``storage_status_details.checkpoints`` (at most the newest two are kept: ``MIN_CHECKPOINT_THRESHOLD`` in
   ``crates/dbsp/src/circuit/checkpointer.rs``); a failure is only logged (``warn!("checkpoint failed: ...")``), so
-  nothing a client reads changes. Permanent checkpoint errors make every attempt fail.
+  nothing a client reads changes. Permanent checkpoint errors make every attempt fail: on the open-source edition
+  every pipeline has one (``EnterpriseFeature``), so none checkpoints there.
 - While ``checkpoint_activity`` is ``delayed`` or ``in_progress`` no attempt completes; the one that was due
   completes as soon as the activity is ``idle`` again.
 - Storage keeps its checkpoints across processes; checkpoint and sync status do not.
@@ -48,6 +49,7 @@ class PipelineCheckpoints:
     runtime_config: dict[str, Any]
     resources: Since
     touch: Callable[[], None]
+    enterprise: Callable[[], bool]
 
     def _init_checkpoints(self, sync_mode: SyncMode, automatic_failure: str | None, now: float) -> None:
         self.stored_checkpoints: list[dict[str, Any]] = []
@@ -152,12 +154,25 @@ class PipelineCheckpoints:
             return
         attempts = int((now - due) // interval) + 1
         last = due + (attempts - 1) * interval
-        if self.automatic_failure is not None or self.permanent_checkpoint_errors:
+        if self.automatic_failure is not None or self.permanent_errors():
             self.automatic_failures += attempts
         else:
             self.store_checkpoint(attempts)
         self.last_checkpoint_at = last
         self.touch()
+
+    def permanent_errors(self) -> list[Any]:
+        """Why no checkpoint can succeed (``permanent_checkpoint_errors``, the ``Permanent`` reasons of
+        ``suspend_error``), as ``Controller::can_suspend`` (``crates/adapters/src/controller.rs``) lists them:
+        ``EnterpriseFeature`` on the open-source edition, ``StorageRequired`` without ``storage`` in
+        ``runtime_config``, then what :meth:`CheckpointControl.set_permanent_checkpoint_errors` added."""
+        errors: list[Any] = []
+        if not self.enterprise():
+            errors.append("EnterpriseFeature")
+        if self.runtime_config.get("storage") is None:
+            errors.append("StorageRequired")
+        errors.extend(e for e in self.permanent_checkpoint_errors or () if e not in errors)
+        return errors
 
     def checkpointing_resumed(self, now: float) -> None:
         """Checkpointing just became possible again (a status or activity change): nothing completes before."""
@@ -216,7 +231,8 @@ class CheckpointControl:
         pipeline.touch()
 
     def set_permanent_checkpoint_errors(self, name: str, errors_: list[Any] | None) -> None:
-        """E.g. ``["StorageRequired"]`` or ``[{"UnsupportedInputEndpoint": "t.c"}]`` (every checkpoint then fails);
+        """E.g. ``["StorageRequired"]`` or ``[{"UnsupportedInputEndpoint": "t.c"}]`` (every checkpoint then fails),
+        reported after those the edition and ``runtime_config`` give (:meth:`PipelineCheckpoints.permanent_errors`);
         ``None`` clears."""
         pipeline = self.world.get(name)
         pipeline.permanent_checkpoint_errors = errors_

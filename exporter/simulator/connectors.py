@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from exporter.simulator.model import Since, World
 
 MAX_ERROR_ENTRIES = 5
+MAX_QUEUED_RECORDS = 1_000_000
+"""An output connector's ``max_queued_records`` default (``ConnectorConfig``); here also an input's buffer."""
 
 
 def sql_identifier(text: str) -> tuple[str, bool]:
@@ -67,6 +69,10 @@ class Connector:
     recent_a: list[ErrorEntry] = field(default_factory=list)
     recent_transport: list[ErrorEntry] = field(default_factory=list)
     frontier_at: float | None = None
+    backlog: float = 0.0
+    """Input: records received during an output stall and not processed yet (at most :data:`MAX_QUEUED_RECORDS`)."""
+    queue_full: bool = False
+    """Output: its buffer is full and stalls the pipeline (``queued_records`` at its maximum)."""
 
     @property
     def endpoint_name(self) -> str:
@@ -90,6 +96,8 @@ class Connector:
         self.recent_a.clear()
         self.recent_transport.clear()
         self.frontier_at = None
+        self.backlog = 0.0
+        self.queue_full = False
 
     def add_errors(self, kind: str, count: int, message: str, now: float) -> None:
         if kind == "transport":
@@ -102,7 +110,15 @@ class Connector:
             target.append(ErrorEntry(now, index, message, kind))
         del target[:-MAX_ERROR_ENTRIES]
 
-    def render(self, with_errors: bool) -> dict[str, Any]:
+    @property
+    def buffered_records(self) -> int:
+        """Input records received and not processed yet: a stall's backlog, else about a second's worth."""
+        if self.backlog:
+            return int(self.backlog)
+        return min(int(self.records), int(self.rate)) if self.flowing() else 0
+
+    def render(self, with_errors: bool, *, output_paused: bool = False) -> dict[str, Any]:
+        """``output_paused``: the build reports ``paused`` of output connectors too (newer servers)."""
         records = int(self.records)
         if self.is_input:
             body: dict[str, Any] = {
@@ -111,8 +127,8 @@ class Connector:
                 "metrics": {
                     "total_bytes": records * self.bytes_per_record,
                     "total_records": records,
-                    "buffered_records": 0 if not self.flowing() else min(records, int(self.rate)),
-                    "buffered_bytes": 0 if not self.flowing() else min(records, int(self.rate)) * self.bytes_per_record,
+                    "buffered_records": self.buffered_records,
+                    "buffered_bytes": self.buffered_records * self.bytes_per_record,
                     "num_transport_errors": self.errors_transport,
                     "num_parse_errors": self.errors_a,
                     "end_of_input": self.end_of_input,
@@ -141,8 +157,8 @@ class Connector:
             "metrics": {
                 "transmitted_records": records,
                 "transmitted_bytes": records * self.bytes_per_record,
-                "queued_records": 0,
-                "queued_batches": 0,
+                "queued_records": MAX_QUEUED_RECORDS if self.queue_full else 0,
+                "queued_batches": 1 if self.queue_full else 0,
                 "buffered_records": 0,
                 "buffered_batches": 0,
                 "num_encode_errors": self.errors_a,
@@ -154,6 +170,8 @@ class Connector:
             "fatal_error": self.fatal_error,
             "health": self.health,
         }
+        if output_paused:
+            body["paused"] = self.paused
         if with_errors:
             body["encode_errors"] = [e.render() for e in self.recent_a]
             body["transport_errors"] = [e.render() for e in self.recent_transport]
@@ -224,10 +242,12 @@ class PipelineConnectors:
     reset_tokens: dict[str, tuple[str, str]]
     """token -> (incarnation it was issued in, pending | completed)."""
 
-    if TYPE_CHECKING:  # the Pipeline's own property
+    if TYPE_CHECKING:  # the Pipeline's own property and its resource part's method
 
         @property
         def provisioned(self) -> bool: ...
+
+        def stalled(self) -> bool: ...
 
     def connectors(self) -> Iterable[Connector]:
         for relation in self.tables + self.views:
@@ -237,15 +257,24 @@ class PipelineConnectors:
         return sum(c.num_errors for c in self.connectors())
 
     def advance(self, now: float) -> None:
-        """Move connector counters forward to ``now`` (only a running pipeline ingests)."""
+        """Move connector counters forward to ``now`` (only a running pipeline ingests). During an output stall
+        (:mod:`exporter.simulator.resources`) outputs send nothing and inputs receive into their buffers until
+        these hold :data:`MAX_QUEUED_RECORDS`; a paused output discards what it would have sent."""
         elapsed = now - self.metrics_at
         self.metrics_at = now
         if elapsed <= 0 or not self.provisioned or self.runtime.value != "Running":
             return
+        stalled = self.stalled()
         for connector in self.connectors():
-            if connector.flowing():
-                connector.records += connector.rate * elapsed
+            if not connector.flowing() or (stalled and not connector.is_input):
+                continue
+            gained = connector.rate * elapsed
+            if stalled:
+                gained = min(gained, max(0.0, MAX_QUEUED_RECORDS - connector.backlog))
+                connector.backlog += gained
+            else:
                 connector.frontier_at = now
+            connector.records += gained
 
     def find_connector(self, relation_ident: str, connector: str, is_input: bool) -> Connector:
         name, _ = sql_identifier(relation_ident)

@@ -29,13 +29,18 @@ from exporter.simulator.server import Simulator
 from exporter.webconfig import WebConfigError
 
 FAULT_TOLERANT: dict[str, Any] = {"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 60}}
+MEMORY_LIMIT_MB = 8000
+"""``orders``'s ``max_rss_mb``: its circuit may use 7600 MB (5 % go to the DataFusion pool)."""
+MEMORY_PIPELINE = "orders"
+MEMORY_BASELINE_MB = 5200
+"""``orders``'s resident set at the start: 68 % of what its circuit may use (memory pressure low)."""
 
 
 def demo_scenario() -> Scenario:
     """A small fleet in every interesting state: running, paused, failing checkpoints, a fatal connector
     error, a compile error, a stopped and a crashed pipeline; on a recently upgraded platform (two pipelines
     still on the old runtime), with a trial licence that expires in 10 days and a newer release out. The running
-    pipelines are fault tolerant (automatic checkpoints every minute)."""
+    pipelines are fault tolerant (automatic checkpoints every minute); ``orders`` has a memory limit."""
     return Scenario(
         edition="enterprise",
         platform_version="0.340.0",
@@ -45,7 +50,8 @@ def demo_scenario() -> Scenario:
                 name="orders",
                 description="Order ingestion and revenue aggregation",
                 status="Running",
-                runtime_config=FAULT_TOLERANT,
+                runtime_config={**FAULT_TOLERANT, "max_rss_mb": MEMORY_LIMIT_MB},
+                rss_mb=MEMORY_BASELINE_MB,
                 checkpoints=3,
                 tables=[
                     RelationSpec(name="orders", connectors=["kafka-orders", None]),
@@ -117,6 +123,8 @@ FAULT_AT = 2
 """Tick of the round at which fraud-detection's checkpoints start failing and a clickstream connector fails."""
 HEAL_AT = 14
 """Tick of the round at which both are healed (a successful checkpoint; clickstream restarted)."""
+PRESSURE_STEPS = ((4, 7000), (7, 7300), (14, MEMORY_BASELINE_MB))
+"""(tick of the round, ``orders``'s resident set in MB): memory pressure high (92 %), critical (96 %), low again."""
 RESET_PIPELINE = "orders"
 RESET_WATCH = "revenue_by_region.delta-revenue"
 CHECKPOINT_ERROR = "failed to write checkpoint: No space left on device (os error 28)"
@@ -137,7 +145,8 @@ class DemoDriver:
     again and clickstream is restarted (a new process: connectors start clean). At tick 0 of each round an output
     connector reset of ``orders`` is issued and handed to ``watch_reset``; it completes at :data:`HEAL_AT`.
     fraud-detection's checkpoints are requested (``POST /checkpoint``) and each takes a tick: ``in_progress`` on the
-    tick it is requested, its result on the next (what lets the exporter see one happen, docs/feldera-api.md).
+    tick it is requested, its result on the next (what lets the exporter see one happen, docs/feldera-api.md). One
+    memory-pressure episode of ``orders`` per round (:data:`PRESSURE_STEPS`): high, then critical, then low again.
     """
 
     def __init__(self, sim: Simulator, watch_reset: WatchReset | None = None) -> None:
@@ -157,6 +166,7 @@ class DemoDriver:
             (CYCLE, HEAL_AT, self._fraud_checkpoint),
             (CYCLE, HEAL_AT, self._restart_clickstream),
             (CYCLE, HEAL_AT, self._complete_reset),
+            *((CYCLE, tick, self._memory(rss_mb)) for tick, rss_mb in PRESSURE_STEPS),
             (6, 4, self._parse_errors),
             (10, 5, self._toggle_inventory),
             (15, 7, self._recompile_draft),
@@ -209,6 +219,13 @@ class DemoDriver:
     def _complete_reset(self) -> None:
         if self._reset_token is not None:
             self.sim.complete_reset(RESET_PIPELINE, self._reset_token)
+
+    def _memory(self, rss_mb: int) -> Callable[[], None]:
+        return lambda: self._set_memory(rss_mb)
+
+    def _set_memory(self, rss_mb: int) -> None:
+        if self._running(MEMORY_PIPELINE):
+            self.sim.set_memory(MEMORY_PIPELINE, rss_mb)
 
     def _nightly_lifecycle(self) -> None:
         self.sim.set_status("nightly-batch", LIFECYCLE[self.tick % len(LIFECYCLE)])

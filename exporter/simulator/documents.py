@@ -80,7 +80,7 @@ class PipelineDocuments:
                 "deployment_resources_desired_status": self.resources_desired.value,
                 "deployment_resources_desired_status_since": rfc3339(self.resources_desired.since or 0.0),
                 "deployment_runtime_status": self.runtime.value if run else None,
-                "deployment_runtime_status_details": None,
+                "deployment_runtime_status_details": self.runtime_status_details() if run else None,
                 "deployment_runtime_status_since": rfc3339(self.runtime.since)
                 if run and self.runtime.since is not None
                 else None,
@@ -96,6 +96,25 @@ class PipelineDocuments:
         if selector == "status_with_connectors" and self.connectors_reported():
             body["connectors"] = {"num_errors": self.num_errors()}
         return body
+
+    def runtime_status_details(self: Pipeline) -> dict[str, Any]:
+        """``deployment_runtime_status_details`` of a provisioned pipeline, as the runner stores it
+        (``crates/pipeline-manager/src/runner/pipeline_automata.rs``) from the pipeline's ``/status``
+        (``crates/adapters/src/server.rs``, ``get_status``): a live process gives its connectors' error total, the
+        runner a reason while it provisions (``Initializing``) or cannot get a status (``Unavailable``), a suspended
+        pipeline an empty reason; a reason set by the control API holds until the runtime status changes."""
+        status = self.runtime.value
+        if self.runtime_reason is not None and self.runtime_reason[0] == status:
+            return {"reason": self.runtime_reason[1]}
+        if status in ("Running", "Paused", "Bootstrapping", "ConcurrentBootstrapping", "Synchronizing"):
+            return {"connector_stats": {"num_errors": self.num_errors()}}
+        if status == "Initializing":
+            return {"reason": "initializing set by the runner"}
+        if status == "Unavailable":
+            return {"reason": f"Pipeline status endpoint could not be reached: {unreachable(self.id)}"}
+        if status == "Suspended":
+            return {"reason": ""}
+        return {}
 
     def connectors_reported(self: Pipeline) -> bool:
         """The runner only knows connector totals from a live pipeline process."""
@@ -128,16 +147,20 @@ class PipelineDocuments:
             "output_connectors": _connector_configs(self.views, "file_output", "/out"),
         }
 
-    def render_stats(self: Pipeline, now: float, with_errors: bool = False) -> dict[str, Any]:
-        """``GET .../stats``; ``with_errors``: ``?include_connector_errors=true`` (every connector's error lists)."""
+    def render_stats(
+        self: Pipeline, now: float, with_errors: bool = False, *, output_paused: bool = False
+    ) -> dict[str, Any]:
+        """``GET .../stats``; ``with_errors``: ``?include_connector_errors=true`` (every connector's error lists);
+        ``output_paused``: the build reports ``paused`` of output connectors."""
         inputs = [c.render(with_errors) for r in self.tables for c in r.connectors]
-        outputs = [c.render(with_errors) for r in self.views for c in r.connectors]
+        outputs = [c.render(with_errors, output_paused=output_paused) for r in self.views for c in r.connectors]
         total_in = sum(i["metrics"]["total_records"] for i in inputs)
         total_bytes = sum(i["metrics"]["total_bytes"] for i in inputs)
         buffered = sum(i["metrics"]["buffered_records"] for i in inputs)
         buffered_bytes = sum(i["metrics"]["buffered_bytes"] for i in inputs)
         uptime_ms = int(max(0.0, now - (self.start_time or now)) * 1000)
         steps = total_in // 100
+        resources = self.resource_metrics(now)
         return {
             "global_metrics": {
                 "state": "Running" if self.runtime.value == "Running" else "Paused",
@@ -150,15 +173,15 @@ class PipelineDocuments:
                     "initiated_by_connectors": {},
                 },
                 "concurrent_bootstrap_phase": "Inactive",
-                "rss_bytes": 256 * 1024 * 1024,
-                "memory_pressure": "low",
-                "memory_pressure_epoch": 0,
+                "rss_bytes": resources["rss_bytes"],
+                "memory_pressure": resources["memory_pressure"],
+                "memory_pressure_epoch": resources["memory_pressure_epoch"],
                 "cpu_msecs": uptime_ms // 2,
                 "uptime_msecs": uptime_ms,
                 "start_time": int(self.start_time or now),
                 "incarnation_uuid": self.incarnation,
                 "initial_start_time": int(self.initial_start_time or now),
-                "storage_bytes": sum(c["size"] for c in self.stored_checkpoints),
+                "storage_bytes": resources["storage_bytes"],
                 "storage_mb_secs": uptime_ms // 1000,
                 "runtime_elapsed_msecs": uptime_ms,
                 "buffered_input_records": buffered,
@@ -168,17 +191,40 @@ class PipelineDocuments:
                 "total_processed_records": total_in,
                 "total_processed_bytes": total_bytes,
                 "total_completed_records": total_in,
-                "output_stall_msecs": 0,
+                "output_stall_msecs": resources["output_stall_msecs"],
                 "total_initiated_steps": steps,
                 "total_completed_steps": steps,
                 "pipeline_complete": False,
             },
-            "suspend_error": None,
+            "suspend_error": self.suspend_error(),
             "checkpoint_activity": self.checkpoint_activity,
-            "permanent_checkpoint_errors": self.permanent_checkpoint_errors,
+            "permanent_checkpoint_errors": self.permanent_errors() or None,
             "inputs": inputs,
             "outputs": outputs,
         }
+
+    def suspend_error(self: Pipeline) -> dict[str, Any] | None:
+        """``suspend_error`` of ``/stats``: why a suspend (or checkpoint) cannot happen now, from
+        ``Controller::can_suspend`` (``crates/adapters/src/controller.rs``): the permanent reasons if any, else the
+        temporary ones (replaying, bootstrapping, an input connector that is a barrier), else ``null``."""
+        permanent = self.permanent_errors()
+        if permanent:
+            return {"Permanent": permanent}
+        temporary: list[Any] = []
+        if self.runtime.value == "Replaying":
+            temporary.append("Replaying")
+        if self.runtime.value in ("Bootstrapping", "ConcurrentBootstrapping"):
+            temporary.append("Bootstrapping")
+        temporary.extend(
+            {"InputEndpointBarrier": c.endpoint_name} for r in self.tables for c in r.connectors if c.barrier
+        )
+        return {"Temporary": temporary} if temporary else None
+
+
+def unreachable(pipeline_id: str) -> str:
+    """What the runner's HTTP client says when a pipeline's ``/status`` does not answer."""
+    host = f"pipeline-{pipeline_id}"
+    return f"error sending request for url (http://{host}.{host}:8080/status?storage=true): connection refused"
 
 
 def _connector_configs(relations: Iterable[Relation], transport: str, directory: str) -> dict[str, Any]:

@@ -5,6 +5,14 @@ initializing, suspended, ...). The route table that leads here is ``Simulator._r
 :mod:`exporter.simulator.server`; what the build serves (reset endpoint, connector error lists, the sync
 ``running`` list) is decided in :mod:`exporter.simulator.platform`.
 
+Connectors are paused and started with ``POST .../tables/{t}/connectors/{c}/pause`` (``start``), which the manager
+forwards to the pipeline (``crates/pipeline-manager/src/api/endpoints/pipeline_interaction.rs``,
+``post_pipeline_input_connector_action``; ``crates/adapters/src/server.rs``, ``pause_input_endpoint``: 200 with
+an empty body), and on builds with pausable output connectors (:mod:`exporter.simulator.platform`) with
+``POST .../views/{v}/connectors/{c}/pause`` (``start``), as the official client 0.369 sends them
+(``feldera/rest/feldera_client.py``, ``pause_output_connector``). The connector's counters advance
+before the change, so the paused stretch counts nothing.
+
 Upstream (``crates/adapters/src/server.rs``): ``stats`` takes ``include_connector_errors`` (a boolean; anything
 else is a 400 from the query parser) and then lists every connector's recent errors; ``checkpoint/sync`` answers 400
 with error code ``"400"`` both on a multi-host pipeline and when there is no checkpoint yet, told apart only by the
@@ -21,7 +29,7 @@ from aiohttp.web import Response
 from exporter.simulator import errors
 from exporter.simulator.connectors import UnknownEndpoint
 from exporter.simulator.model import Pipeline, World
-from exporter.simulator.platform import serves_connector_errors, serves_sync_running
+from exporter.simulator.platform import serves_connector_errors, serves_output_paused, serves_sync_running
 from exporter.simulator.runtime import hosts
 
 INTERACTION_ERRORS = ("unreachable", "unavailable", "initialization_error", "terminating", "initializing", "suspended")
@@ -36,17 +44,21 @@ NO_CHECKPOINT_SYNC = "no checkpoints found; make a POST request to `/checkpoint`
 RESET_STUB = "reset status is not yet available on this pipeline"
 
 
-def expected_method(rest: list[str], *, reset_route: bool = True) -> str | None:
+def expected_method(rest: list[str], *, reset_route: bool = True, output_actions: bool = True) -> str | None:
     """The method of ``/v0/pipelines/{p}/<rest>`` (``rest`` = the path segments after the name), None: no route
-    (``reset_route=False``: a build without ``reset_status``)."""
+    (``reset_route=False``: a build without ``reset_status``; ``output_actions=False``: one without pausable output
+    connectors)."""
     if rest in ([], ["checkpoint_status"], ["stats"], ["checkpoint", "sync_status"]):
         return "GET"
     if rest == ["reset_status"]:
         return "GET" if reset_route else None
     if rest in (["checkpoint", "sync"], ["update_runtime"]):
         return "POST"
-    if len(rest) == 5 and rest[0] in ("tables", "views") and rest[2] == "connectors" and rest[4] == "stats":
-        return "GET"
+    if len(rest) == 5 and rest[0] in ("tables", "views") and rest[2] == "connectors":
+        if rest[4] == "stats":
+            return "GET"
+        if rest[4] in ("pause", "start") and (rest[0] == "tables" or output_actions):
+            return "POST"
     return None
 
 
@@ -72,7 +84,8 @@ def interact(world: World, pipeline: Pipeline, rest: list[str], query: Mapping[s
                     "text/plain; charset=utf-8",
                 )
             with_errors = flag == "true"
-        return errors.json_response(200, pipeline.render_stats(now, with_errors))
+        paused = serves_output_paused(world.release)
+        return errors.json_response(200, pipeline.render_stats(now, with_errors, output_paused=paused))
     if rest == ["reset_status"]:
         if world.reset_api == "stub":
             return errors.not_supported(RESET_STUB)
@@ -84,7 +97,11 @@ def interact(world: World, pipeline: Pipeline, rest: list[str], query: Mapping[s
         except UnknownEndpoint as exc:
             missing = str(exc.args[0])
             return errors.unknown_input_endpoint(missing) if is_input else errors.unknown_output_endpoint(missing)
-        return errors.json_response(200, connector.render(True))
+        if rest[4] in ("pause", "start"):
+            connector.paused = rest[4] == "pause"
+            pipeline.touch()
+            return errors.response(200)
+        return errors.json_response(200, connector.render(True, output_paused=serves_output_paused(world.release)))
     if rest == ["checkpoint", "sync"]:
         return _sync(world, pipeline)
     wanted = query.get("incarnation_uuid")

@@ -35,6 +35,7 @@ from exporter.simulator.platform import (
     release,
     reset_api_of,
 )
+from exporter.simulator.resources import PipelineResources
 from exporter.simulator.runtime import normalized_runtime_config
 from exporter.simulator.scenario import PipelineSpec, Scenario, ServerSpec
 
@@ -53,12 +54,13 @@ class Since:
             self.since = now
 
 
-class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
+class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineResources, PipelineDocuments):
     """One pipeline: what pipeline-manager stores plus what its pipeline process reports.
 
     This class is the deployment state machine (resources and runtime status, incarnations, program status); its
     parts along the API's seams are :class:`~exporter.simulator.checkpoints.PipelineCheckpoints`,
-    :class:`~exporter.simulator.connectors.PipelineConnectors` and the JSON documents the server answers with,
+    :class:`~exporter.simulator.connectors.PipelineConnectors`, what its process uses
+    (:class:`~exporter.simulator.resources.PipelineResources`) and the JSON documents the server answers with,
     :class:`~exporter.simulator.documents.PipelineDocuments`.
     """
 
@@ -69,9 +71,12 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
         platform_version: str,
         on_change: Callable[[], None] = lambda: None,
         schedule: Callable[[Pipeline], None] = lambda pipeline: None,
+        enterprise: Callable[[], bool] = lambda: True,
     ) -> None:
         self._on_change = on_change
         self._schedule = schedule
+        self.enterprise = enterprise
+        """Whether the build is an enterprise one (checkpoints and suspend are enterprise features)."""
         self.scheduled_checkpoint: float | None = None
         """The due time of this pipeline's entry in the world's schedule of automatic checkpoints."""
         self.name = spec.name
@@ -81,6 +86,10 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
         self.platform_version = spec.platform_version or platform_version
         self.runtime_version = spec.runtime_version
         self.runtime_config = normalized_runtime_config(spec.runtime_config)
+        self._init_resources(
+            None if spec.rss_mb is None else int(spec.rss_mb * 1_000_000),
+            None if spec.storage_mb is None else int(spec.storage_mb * 1_000_000),
+        )
         self.version = 1
         self.program_version = 1
         self.refresh_version = 1
@@ -110,6 +119,8 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
         self.initial_start_time: float | None = None
         self.reset_tokens: dict[str, tuple[str, str]] = {}
         self.interaction_fault: str | None = None
+        self.runtime_reason: tuple[str | None, str] | None = None
+        """A runtime status reason set by the control API, and the runtime status it was set in."""
         self.metrics_at = now
         if spec.checkpoints:
             self.store_checkpoint(spec.checkpoints)
@@ -220,6 +231,7 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
         if self.initial_start_time is None:
             self.initial_start_time = now
         self._new_process_checkpoints(now)
+        self._new_process_resources()
         self.metrics_at = now
         for connector in self.connectors():
             connector.reset()
@@ -267,7 +279,8 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
 
     def set_runtime_config(self, overrides: dict[str, Any]) -> None:
         """Update ``runtime_config`` (keys over the current ones) as ``PATCH /v0/pipelines/{p}`` does: only while
-        stopped, ``fault_tolerance`` and ``hosts`` only with cleared storage; a change bumps ``version``."""
+        stopped, ``fault_tolerance``, ``hosts``, ``workers`` and ``resources.storage_mb_max`` only with cleared
+        storage; a change bumps ``version``."""
         if self.deployment_status != "Stopped" or self.resources_desired.value != "Stopped":
             raise ValueError("UpdateRestrictedToStopped: the pipeline can only be updated while stopped")
         merged = {**self.runtime_config, **overrides}
@@ -276,6 +289,8 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
             return
         if self.storage_status != "Cleared":
             locked = [k for k in ("fault_tolerance", "hosts", "workers") if new.get(k) != self.runtime_config.get(k)]
+            if _storage_mb_max(new) != _storage_mb_max(self.runtime_config):
+                locked.append("resources.storage_mb_max")
             if locked:
                 raise ValueError(f"EditRestrictedToClearedStorage: {', '.join(locked)} need cleared storage")
         self.runtime_config = new
@@ -302,6 +317,10 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineDocuments):
         self.version += 1
         self.program.set("Success", now)
         self.touch()
+
+
+def _storage_mb_max(config: dict[str, Any]) -> object:
+    return (config.get("resources") or {}).get("storage_mb_max")
 
 
 class World:
@@ -354,7 +373,9 @@ class World:
         if spec.name in self.pipelines:
             raise ValueError(f"pipeline {spec.name!r} already exists")
         self.tick()
-        pipeline = Pipeline(spec, self.now(), self.platform_version, self.changed, self.schedule)
+        pipeline = Pipeline(
+            spec, self.now(), self.platform_version, self.changed, self.schedule, lambda: self.enterprise
+        )
         self.pipelines[spec.name] = pipeline
         self.schedule(pipeline)
         self.changed()

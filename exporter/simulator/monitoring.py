@@ -56,6 +56,8 @@ def missing_parts(prometheus: bool, alertmanager: bool) -> str | None:
 
 ESCALATING = "FelderaCheckpointFailed"
 """The alert with a warning and a critical form (``critical_after``)."""
+MEMORY = "FelderaPipelineMemoryPressure"
+"""The alert whose critical form waits ``critical_for``."""
 
 
 def demo_for(interval: float) -> int:
@@ -71,7 +73,8 @@ def scrape_seconds(interval: float) -> int:
 def demo_rules(interval: float) -> tuple[str, str]:
     """(rule file text, scrape job name the rules expect): the shipped rules with every ``for:`` shortened, every
     escalation to critical (``critical_after``) at twice that, ``FelderaCheckpointFailed``'s ``settle`` at twice that
-    too (the demo's checkpoints fail a few seconds apart and heal within the minute), and
+    too (the demo's checkpoints fail a few seconds apart and heal within the minute),
+    ``FelderaPipelineMemoryPressure``'s critical form (``critical_for``) at the shortened ``for``, and
     ``relapse_hold`` at the shortened ``for``, so the demo's failing minute shows the warning and then the critical,
     and both end within the round."""
     config = build.load_config(build.DEFAULT_CONFIG)
@@ -85,6 +88,7 @@ def demo_rules(interval: float) -> tuple[str, str]:
         if "critical_after" in entry:
             overrides.setdefault(name, {})["critical_after"] = f"{2 * short}s"
     overrides.setdefault(ESCALATING, {}).update(settle=f"{2 * short}s")
+    overrides.setdefault(MEMORY, {}).update(critical_for=f"{short}s")
     config = build.merge(config, {"alerts": overrides, "relapse_hold": f"{short}s"})
     return build.render(config), str(config["exporter_job"])
 

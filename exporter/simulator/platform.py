@@ -17,6 +17,11 @@ features that version serves (upstream files named beside each).
 - ``GET .../checkpoint/sync_status`` has no ``running`` list up to 0.337 (``crates/feldera-types/src/checkpoint.rs``,
   ``CheckpointSyncStatus``); the official client 0.369 reads one (``feldera/pipeline.py``,
   ``sync_checkpoint_status``), so versions after 0.337 serve it here.
+- Output connectors can be paused (``POST .../views/{v}/connectors/{c}/pause``) and report ``paused`` in newer
+  servers only: up to 0.337 an output connector has no such field (``crates/feldera-types/src/adapter_stats.rs``,
+  ``ExternalOutputEndpointStatus``); the official client 0.369 reads it and treats it as absent from "pipelines that
+  predate pausable output connectors" (``feldera/stats.py``, ``OutputEndpointStatus``), so versions after 0.337
+  report it here.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ RESET_STUB_FROM = (0, 290, 0)
 RESET_REMOVED_IN = (0, 298, 0)
 CONNECTOR_ERRORS_FROM = (0, 292, 0)
 SYNC_RUNNING_AFTER = (0, 337, 0)
+OUTPUT_PAUSED_AFTER = (0, 337, 0)
 
 
 def release(version: str) -> str:
@@ -82,3 +88,7 @@ def serves_connector_errors(version: str) -> bool:
 
 def serves_sync_running(version: str) -> bool:
     return release_tuple(version) > SYNC_RUNNING_AFTER
+
+
+def serves_output_paused(version: str) -> bool:
+    return release_tuple(version) > OUTPUT_PAUSED_AFTER

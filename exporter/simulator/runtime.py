@@ -10,7 +10,16 @@ fault tolerance is off when ``fault_tolerance`` is omitted, ``null`` or ``{"mode
 clamped to 1-3600 s. It is returned only with ``selector=all``
 (``crates/pipeline-manager/src/api/endpoints/pipeline_management.rs``, ``new_status``: ``runtime_config: None``)
 and may change only while the pipeline is stopped, which bumps its ``version`` (``pipeline.rs``, ``update_pipeline``:
-``UpdateRestrictedToStopped``; ``fault_tolerance`` and ``hosts`` also need cleared storage).
+``UpdateRestrictedToStopped``; ``fault_tolerance``, ``hosts`` and ``resources.storage_mb_max`` also need cleared
+storage).
+
+The memory limit memory pressure is measured against is the circuit's: ``max_rss_mb``, else
+``resources.memory_mb_max``, less the DataFusion pool (``datafusion_memory_mb``, else 5 % of that budget, at most
+2048 MB), in units of 10^6 bytes (``crates/adapters/src/controller.rs``, where the circuit configuration is built:
+``with_max_rss_bytes(circuit_max_rss_mb.map(|mb| mb * 1_000_000))``; ``crates/feldera-types/src/config.rs``,
+``effective_memory_mb`` and ``resolved_datafusion_memory_mb``). ``resources.storage_mb_max`` is the storage the
+pipeline's volume is sized for, also in 10^6 bytes (``docs.feldera.com/docs/operations/guide.md``: 25000 gives a
+24Gi volume).
 """
 
 from __future__ import annotations
@@ -30,6 +39,18 @@ RUNTIME_CONFIG: dict[str, Any] = {
         "cache_mib": None,
     },
     "fault_tolerance": {"model": "none", "checkpoint_interval_secs": DEFAULT_INTERVAL_SECS},
+    "max_rss_mb": None,
+    "datafusion_memory_mb": None,
+    "resources": {
+        "cpu_cores_min": None,
+        "cpu_cores_max": None,
+        "memory_mb_min": None,
+        "memory_mb_max": None,
+        "storage_mb_max": None,
+        "storage_class": None,
+        "service_account_name": None,
+        "namespace": None,
+    },
     "cpu_profiler": True,
     "tracing": False,
     "tracing_endpoint_jaeger": "",
@@ -49,6 +70,10 @@ RUNTIME_CONFIG: dict[str, Any] = {
 }
 
 
+MB = 1_000_000
+"""Feldera's megabyte (``max_rss_mb``, ``memory_mb_max``, ``storage_mb_max``)."""
+DATAFUSION_PERCENT = 5
+DATAFUSION_CEILING_MB = 2048
 FT_MODELS = ("none", "at_least_once", "exactly_once")
 _LEGACY_ENABLED = ("initial_state", "latest_checkpoint")
 
@@ -79,6 +104,11 @@ def normalized_runtime_config(overrides: Mapping[str, Any] | None = None) -> dic
     generated fleet's start-up): nothing changes a configuration in place, a change replaces top-level keys."""
     config = {**RUNTIME_CONFIG, **(overrides or {})}
     config["fault_tolerance"] = normalized_fault_tolerance(config.get("fault_tolerance"))
+    resources = config.get("resources")
+    if resources is not RUNTIME_CONFIG["resources"]:  # keys it leaves out take their defaults (serde default)
+        if not isinstance(resources, Mapping):
+            raise ValueError("resources: expected an object")
+        config["resources"] = {**RUNTIME_CONFIG["resources"], **resources}
     hosts = config.get("hosts", 1)
     if isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 1:
         raise ValueError("hosts: expected an integer of at least 1")
@@ -96,3 +126,21 @@ def checkpoint_interval(config: Mapping[str, Any]) -> float | None:
 
 def hosts(config: Mapping[str, Any]) -> int:
     return int(config.get("hosts", 1))
+
+
+def _megabytes(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def max_rss_bytes(config: Mapping[str, Any]) -> int | None:
+    """The circuit's memory limit in bytes (see the module docstring), or None without one (pressure stays low)."""
+    resources = config.get("resources") or {}
+    budget = _megabytes(config.get("max_rss_mb"))
+    if budget is None:
+        budget = _megabytes(resources.get("memory_mb_max"))
+    if budget is None:
+        return None
+    pool = _megabytes(config.get("datafusion_memory_mb"))
+    if pool is None:
+        pool = min(budget * DATAFUSION_PERCENT // 100, DATAFUSION_CEILING_MB)
+    return max(budget - pool, 0) * MB

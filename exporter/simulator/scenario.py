@@ -20,6 +20,10 @@ pipelines:
     runtime_config:            # merged over the defaults and normalised as the server stores it
       fault_tolerance: {model: exactly_once, checkpoint_interval_secs: 60}   # automatic checkpoints every 60 s
       hosts: 1                 # > 1: a multi-host pipeline (POST checkpoint/sync answers 400)
+      max_rss_mb: 8000         # memory limit (MB of 10^6 bytes) that memory pressure is measured against
+      resources: {storage_mb_max: 25000}   # the storage the pipeline's volume is sized for
+    rss_mb: 7200               # resident set of its process: 94 % of the circuit's 7600 MB, memory pressure high
+    storage_mb: 20000          # storage in use (default: the stored checkpoints' sizes)
     status: Running            # Stopped | Provisioning | Stopping | any runtime status (Running, Paused, ...)
     program_status: Success    # SqlError/RustError/SystemError come with a program_error
     checkpoints: 2             # checkpoints already in storage (storage_status_details; checkpoint_status null)
@@ -32,7 +36,7 @@ pipelines:
         connectors: [{name: s3, fatal_error: "bucket gone", health: Unhealthy}]
     views:
       - name: totals
-        connectors: [delta-out]
+        connectors: [delta-out, {name: audit, paused: true}]   # a paused output discards what it would send
 ```
 """
 
@@ -111,6 +115,11 @@ class PipelineSpec(_Model):
     """A failed ``POST /checkpoint`` of the current process (error text)."""
     automatic_checkpoint_failure: str | None = None
     """Error text: every automatic checkpoint fails (only logged upstream: ``checkpoint_status`` stays as it is)."""
+    rss_mb: float | None = Field(default=None, ge=0)
+    """Resident set of the pipeline process, in 10^6 bytes (``None``: 256 MiB); memory pressure compares it with
+    the limit ``runtime_config`` sets (``max_rss_mb`` or ``resources.memory_mb_max``)."""
+    storage_mb: float | None = Field(default=None, ge=0)
+    """Storage the pipeline uses, in 10^6 bytes (``None``: the stored checkpoints' sizes)."""
     sync: Literal["success", "failure", "pending"] = "success"
     """What happens after POST checkpoint/sync: completes at once, fails at once, or waits for the control API."""
     connectors_known: bool = True

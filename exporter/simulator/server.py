@@ -25,8 +25,10 @@ from exporter.simulator.clock import Clock, ManualClock, SystemClock
 from exporter.simulator.connectors import ConnectorControl
 from exporter.simulator.faults import HTML_502, MALFORMED_JSON, Fault
 from exporter.simulator.interaction import INTERACTION_ERRORS, expected_method, interact
+from exporter.simulator.metrics import manager_metrics
 from exporter.simulator.model import SELECTORS, Pipeline, World
-from exporter.simulator.platform import release
+from exporter.simulator.platform import release, serves_output_paused
+from exporter.simulator.resources import ResourceControl
 from exporter.simulator.scenario import PipelineSpec, Scenario
 from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
@@ -53,6 +55,10 @@ CONTROL_METHODS = (
     "set_connector_health",
     "set_connector_state",
     "add_connector_errors",
+    "set_memory",
+    "set_storage",
+    "set_output_stall",
+    "set_runtime_status_reason",
     "issue_reset_token",
     "complete_reset",
     "set_interaction_error",
@@ -77,7 +83,7 @@ LIMITS = ServerLimits(
 )
 
 
-class Simulator(CheckpointControl, ConnectorControl):
+class Simulator(CheckpointControl, ConnectorControl, ResourceControl):
     """A scriptable stand-in for Feldera's pipeline-manager.
 
     ``async with Simulator(scenario, clock=ManualClock()) as sim: ...`` serves on ``sim.url`` (port 0 picks a
@@ -232,6 +238,13 @@ class Simulator(CheckpointControl, ConnectorControl):
             raise ValueError(f"unknown interaction error {kind!r}")
         self.world.get(name).interaction_fault = kind
 
+    def set_runtime_status_reason(self, name: str, reason: str | None) -> None:
+        """``deployment_runtime_status_details.reason`` is ``reason`` until the runtime status changes (``None``:
+        what the status gives, see ``PipelineDocuments.runtime_status_details``)."""
+        pipeline = self.world.get(name)
+        pipeline.runtime_reason = None if reason is None else (pipeline.runtime.value, reason)
+        pipeline.touch()
+
     def set_runtime_config(self, name: str, runtime_config: dict[str, Any]) -> int:
         """``PATCH`` the pipeline's ``runtime_config`` (keys over the current ones): only while stopped, fault
         tolerance and hosts only with cleared storage; returns the pipeline's ``version`` (bumped on a change)."""
@@ -305,6 +318,8 @@ class Simulator(CheckpointControl, ConnectorControl):
                 "checkpoint_interval": p.checkpoint_interval,
                 "stored_checkpoints": len(p.stored_checkpoints),
                 "automatic_checkpoint_failures": p.automatic_failures,
+                "memory_pressure": p.memory_pressure,
+                "output_stall_seconds": p.stall_seconds(self._now()),
                 "endpoints": [c.endpoint_name for c in p.connectors()],
             }
             for name, p in self.world.pipelines.items()
@@ -376,6 +391,10 @@ class Simulator(CheckpointControl, ConnectorControl):
             if method != "GET":
                 return _method_not_allowed()
             return errors.json_response(200, self.world.config_body())
+        if parts == ["v0", "metrics"]:
+            if method != "GET":
+                return _method_not_allowed()
+            return errors.response(200, manager_metrics(self.world, self._now()), "text/plain")
         if len(parts) < 2 or parts[:2] != ["v0", "pipelines"]:
             return errors.response(404)
         if len(parts) == 2:
@@ -388,7 +407,9 @@ class Simulator(CheckpointControl, ConnectorControl):
         name = parts[2]
         rest = parts[3:]
         pipeline = self.world.pipelines.get(name)
-        expected = expected_method(rest, reset_route=self.world.reset_api != "absent")
+        expected = expected_method(
+            rest, reset_route=self.world.reset_api != "absent", output_actions=serves_output_paused(self.world.release)
+        )
         if expected is None:
             return errors.response(404)
         if method != expected:

@@ -46,6 +46,8 @@ SCENARIO: dict[str, Any] = {
         {
             "name": "orders",
             "status": "Running",
+            "runtime_config": {"max_rss_mb": 8000},
+            "rss_mb": 7000,
             "checkpoints": 2,
             "tables": [
                 {"name": "orders", "connectors": ["kafka", None]},
@@ -190,6 +192,28 @@ async def test_typed_stats_agree(sim: Simulator, official: OfficialClient, ours:
     assert [o.endpoint_name for o in stats.outputs] == [o.endpoint_name for o in mine.outputs] == ["totals.delta"]
     assert [i.metrics.total_records for i in stats.inputs] == [i.metrics.total_records for i in mine.inputs]
     assert all(i.metrics.total_records > 0 for i in mine.inputs)
+
+
+async def test_memory_storage_stall_and_a_paused_output_are_read_alike(
+    sim: Simulator, official: OfficialClient, ours: FelderaClient
+) -> None:
+    pipeline = await call(Pipeline.get, "orders", official)
+    await call(pipeline.pause_output_connector, "totals", "delta")
+    sim.set_output_stall("orders", "totals.delta")
+    sim.advance_clock(12)
+    stats = await call(pipeline.stats)
+    mine = (await ours.stats("orders")).global_metrics
+    theirs = stats.global_metrics
+    assert (theirs.memory_pressure, mine.memory_pressure) == ("high", "high")  # 7000 of 7600 MB
+    assert theirs.memory_pressure_epoch == mine.memory_pressure_epoch == 1
+    assert theirs.rss_bytes == mine.rss_bytes == 7_000_000_000
+    assert theirs.storage_bytes == mine.storage_bytes > 0
+    assert theirs.output_stall_msecs == mine.output_stall_msecs == 12_000
+    assert theirs.buffered_input_records == mine.buffered_input_records > 0
+    mine_outputs = (await ours.stats("orders")).outputs
+    assert [o.paused for o in stats.outputs] == [o.paused for o in mine_outputs] == [True]
+    await call(pipeline.start_output_connector, "totals", "delta")
+    assert [o.paused for o in (await ours.stats("orders")).outputs] == [False]
 
 
 async def test_checkpoint_status_agrees(sim: Simulator, official: OfficialClient, ours: FelderaClient) -> None:

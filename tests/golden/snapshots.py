@@ -35,7 +35,16 @@ from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
 GOLDEN_DIR = Path(__file__).parent
 
 METRICS_GROUPS = frozenset(
-    {"pipelines", "checkpoints", "checkpoint_sync", "connectors", "connector_counters", "connector_errors", "cluster"}
+    {
+        "pipelines",
+        "resources",
+        "checkpoints",
+        "checkpoint_sync",
+        "connectors",
+        "connector_counters",
+        "connector_errors",
+        "cluster",
+    }
 )
 """Groups of the Feldera-object metric modules; golden files cover exactly these (self-metrics carry versions)."""
 
