@@ -49,7 +49,7 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
 
 
-SLOW_RULE_TESTS = {"automatic_checkpoints.yaml", "sequences.yaml", "server.yaml"}
+SLOW_RULE_TESTS = {"automatic_checkpoints.yaml", "resources.yaml", "sequences.yaml", "server.yaml"}
 """Rule test files promtool needs over 3 s for (days of samples evaluated against every rule)."""
 
 
