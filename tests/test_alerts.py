@@ -15,6 +15,7 @@ import yaml
 from exporter.cli import main
 from exporter.metrics import ALL_SPECS
 from exporter.mixin import rules as build
+from tests.markdown import github_anchors
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "prometheus"
@@ -64,14 +65,6 @@ def rule_test_params() -> list[Any]:
         )
         for path in rule_test_files()
     ]
-
-
-def github_anchors(markdown: str) -> set[str]:
-    anchors = set(re.findall(r'<a (?:id|name)="([^"]+)"', markdown))
-    for heading in re.findall(r"^#{1,6} (.+)$", markdown, flags=re.MULTILINE):
-        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-        anchors.add(slug)
-    return anchors
 
 
 def runbook_sections() -> dict[str, str]:
