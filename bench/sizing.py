@@ -35,7 +35,7 @@ async def measure(pipelines: int, connectors: int) -> list[tuple[str, int, int, 
     rows = []
     async with Simulator(Scenario.generate(pipelines, connectors=connectors)) as simulator:
         for name, path in CONFIGS.items():
-            raw = read_yaml(path) if path is not None else {}
+            raw = read_yaml(path)[0] if path is not None else {}
             raw |= {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"url": simulator.url}]}
             settings = build_settings(raw, env={})
             poller = Poller(settings, poll_plan(settings))
@@ -45,7 +45,7 @@ async def measure(pipelines: int, connectors: int) -> list[tuple[str, int, int, 
             finally:
                 await poller.aclose()
             rendered = render(families(snapshot, specs=emitted_specs(settings)))
-            gzipped = len(rendered.gzipped(openmetrics=False))
+            gzipped = rendered.gzip_size(openmetrics=False)
             rows.append((name, rendered.series, gzipped, rendered.plain_size(openmetrics=False)))
     return rows
 
