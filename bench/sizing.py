@@ -5,7 +5,7 @@ For each fleet size a simulator (``Scenario.generate(P, connectors=C)``, the fle
 10 % each Paused, Stopped, Initializing, Suspended) is served over HTTP on loopback; the exporter's poller
 polls it once per configuration (after one warm-up cycle, so checkpoint and failure memories are as in a running
 exporter) and the rendered exposition is measured: sample lines, gzip bytes (what Prometheus downloads), plain
-bytes. Quoted in docs/performance.md#sizing. Not a timing benchmark: it reports sizes only.
+bytes. Quoted in docs/performance.md#current. Not a timing benchmark: it reports sizes only.
 
     .venv/bin/python bench/sizing.py                          # 100, 1,000, 10,000 pipelines x 4 connectors
     .venv/bin/python bench/sizing.py --pipelines 100 --connectors 8
