@@ -149,7 +149,7 @@ async def test_runtime_config_is_asked_once_per_version_and_gives_the_checkpoint
 
 
 async def test_sync_status_is_never_asked_of_the_open_source_edition() -> None:
-    async for setup in _setup({"edition": "community", "pipelines": [ORDERS]}):
+    async for setup in _setup({"edition": "community", "pipelines": [{**ORDERS, "runtime_config": {}}]}):
         await setup.cycle()  # the edition is not known before the first /v0/config
         await setup.cycle()
         await setup.cycle(600)
