@@ -67,7 +67,8 @@ class Recalled:
     the poll plan's requests read it to ask only what can have changed (docs/feldera-api.md, "What changes what")."""
 
     enterprise: bool | None = None
-    """The target's edition offers checkpoint sync (from its last ``/v0/config``); None before one answered."""
+    """The target's edition is an Enterprise one, which offers checkpoint sync and ``POST /checkpoint`` (from its
+    last ``/v0/config``); None before one answered."""
     checkpoint_status_due: bool = True
     """No ``checkpoint_status`` answer is remembered, or it is older than ``poll.recheck_interval``."""
     checkpoint_deployment: str | None = None

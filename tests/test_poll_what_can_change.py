@@ -101,6 +101,19 @@ async def test_a_requested_checkpoint_that_fails_shows_once_activity_or_the_rech
     assert recheck.checkpoint_status.failure.error == "disk full again"
 
 
+async def test_the_open_source_edition_is_asked_checkpoint_status_once_per_process() -> None:
+    """It answers POST /checkpoint with 501 (docs/feldera-api.md, "Checkpoints"): no answer there can change within
+    a process, so no recheck."""
+    async for setup in _setup({"edition": "community", "pipelines": [PLAIN]}):
+        await setup.cycle()
+        for _ in range(3):
+            assert snap_of(await setup.cycle(600), "plain").checkpoint_status is not None
+        assert setup.asked("checkpoint_status", "plain") == 1
+        setup.sim.restart_pipeline("plain")
+        await setup.cycle()
+        assert setup.asked("checkpoint_status", "plain") == 2
+
+
 async def test_a_restart_or_a_new_deployment_asks_again(setup: Setup) -> None:
     await setup.cycle()
     setup.sim.restart_pipeline("orders")
