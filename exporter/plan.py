@@ -86,8 +86,13 @@ def wants_stats(pipeline: Pipeline) -> bool:
 
 def asks_fault_tolerance(snap: PipelineSnapshot) -> bool:
     """``runtime_config`` once per pipeline ``version`` (it changes only with the version, docs/feldera-api.md),
-    of a pipeline that is deployed with a controller to checkpoint (the answer carries the program code too)."""
-    return snap.fault_tolerance is None and checkpoint_statuses_answer(snap.pipeline)
+    of a pipeline that is deployed with a controller to checkpoint (the answer carries the program code too); after
+    failures only once their pause is over (:class:`exporter.history.History`)."""
+    return (
+        snap.fault_tolerance is None
+        and not snap.recalled.fault_tolerance_paused
+        and checkpoint_statuses_answer(snap.pipeline)
+    )
 
 
 def asks_checkpoint_status(snap: PipelineSnapshot) -> bool:

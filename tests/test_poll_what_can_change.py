@@ -161,6 +161,36 @@ async def test_runtime_config_is_asked_once_per_version_and_gives_the_checkpoint
     assert snap.fault_tolerance is not None and snap.fault_tolerance.checkpoint_interval_seconds == 10.0
 
 
+async def test_a_failing_runtime_config_is_asked_again_after_a_doubling_pause_of_at_most_the_recheck_interval(
+    setup: Setup,
+) -> None:
+    """The n-th failure in a row skips 2^(n-1) - 1 cycles, at most ``poll.recheck_interval`` (5m: 20 cycles)."""
+    setup.sim.add_fault(kind="status", path="/v0/pipelines/orders", status=500)
+    asked_in = []
+    for cycle in range(1, 61):
+        assert snap_of(await setup.cycle()).fault_tolerance is None
+        if setup.sim.requests("/v0/pipelines/orders") > len(asked_in):
+            asked_in.append(cycle)
+    assert asked_in == [1, 2, 4, 8, 16, 32, 52]
+    setup.sim.stop_pipeline("orders")
+    setup.sim.clear_storage("orders")
+    setup.sim.set_runtime_config("orders", {"fault_tolerance": {"checkpoint_interval_secs": 10}})
+    setup.sim.start_pipeline("orders")
+    await setup.cycle()
+    assert setup.sim.requests("/v0/pipelines/orders") == len(asked_in) + 1  # a new version is asked at once,
+    await setup.cycle()
+    assert setup.sim.requests("/v0/pipelines/orders") == len(asked_in) + 2  # its first failure pauses no cycle
+    for _ in range(2):
+        await setup.cycle()
+    assert setup.sim.requests("/v0/pipelines/orders") == len(asked_in) + 3
+    setup.sim.clear_faults()
+    for _ in range(20):
+        snap = snap_of(await setup.cycle())
+    assert setup.sim.requests("/v0/pipelines/orders") == len(asked_in) + 4  # answered: asked no more
+    assert snap.fault_tolerance is not None and snap.fault_tolerance.checkpoint_interval_seconds == 10.0
+    assert setup.sim.requests("/v0/pipelines/plain") == 1
+
+
 async def test_sync_status_is_never_asked_of_the_open_source_edition() -> None:
     async for setup in _setup({"edition": "community", "pipelines": [{**ORDERS, "runtime_config": {}}]}):
         await setup.cycle()  # the edition is not known before the first /v0/config
