@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from contract.openapi_check import check_response
+from contract.openapi_check import checked_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import ManualClock, Scenario, Simulator
@@ -26,11 +26,6 @@ LIMITED: dict[str, Any] = {
 }
 
 
-async def _checked(response: httpx.Response) -> None:
-    await response.aread()
-    check_response(response)
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(1_767_225_600.0)
@@ -43,7 +38,7 @@ async def serve(
     scenario = Scenario.model_validate({"pipelines": list(pipelines), **settings})
     async with (
         Simulator(scenario, clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http,
+        checked_client(sim.url) as http,
     ):
         yield sim, http
 
