@@ -644,6 +644,7 @@ def test_scenario_rejects_unknown_keys() -> None:
         Scenario.model_validate({"pipelines": [{"name": "a", "colour": "red"}]})
 
 
+@pytest.mark.slow
 async def test_ten_thousand_generated_pipelines_are_listed(clock: ManualClock) -> None:
     async with Simulator(Scenario.generate(10_000), clock=clock) as sim, httpx.AsyncClient(base_url=sim.url) as client:
         response = await client.get("/v0/pipelines", params={"selector": "status_with_connectors"})
