@@ -518,24 +518,12 @@ INHIBITION_CASES: list[tuple[dict[str, str], bool]] = [
 @pytest.mark.e2e
 async def test_shipped_inhibitions_in_a_real_alertmanager(tmp_path: Path) -> None:
     """One incident, one page: the example config's inhibitions, as a real Alertmanager applies them."""
-    port = free_port()
-    config = tmp_path / "alertmanager.yml"
-    example = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
-    config.write_text(yaml.safe_dump(fast_alertmanager(example, "http://127.0.0.1:9/unused")), encoding="utf-8")
-    args = [
-        ALERTMANAGER_BIN,
-        f"--config.file={config}",
-        f"--storage.path={tmp_path / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]
-    base = f"http://127.0.0.1:{port}/api/v2/alerts"
     identity = {"job": EXPORTER_JOB, "target": "prod"}
     posted = [{"labels": {**identity, **labels}, "annotations": {}} for labels, _ in INHIBITION_CASES]
     expected = {frozenset({**identity, **labels}.items()): inhibited for labels, inhibited in INHIBITION_CASES}
     seen: dict[frozenset[tuple[str, str]], bool] = {}
-    ready = f"http://127.0.0.1:{port}/-/ready"
-    async with process(args, tmp_path / "alertmanager.log", ready), httpx.AsyncClient() as http:
+    async with alertmanager(tmp_path, "http://127.0.0.1:9/unused") as address, httpx.AsyncClient() as http:
+        base = f"http://{address}/api/v2/alerts"
         (await http.post(base, json=posted)).raise_for_status()
 
         async def as_expected() -> bool:  # inhibition marks follow the alerts' processing: poll until settled
