@@ -173,6 +173,24 @@ class Ctx:
 
     # ---- shared sets -------------------------------------------------------------------------------------
 
+    def runtime_config_unread(self) -> str:
+        """``pipeline:feldera_pipeline_fault_tolerance:unread``: listed pipelines without a fault-tolerance series on
+        a target that has the family for others (its collector is on). The exporter reads ``runtime_config`` once
+        per version and keeps it, so the series is missing only while every read has failed: nothing then watches
+        the pipeline's automatic checkpoints."""
+        record = "pipeline:feldera_pipeline_fault_tolerance:unread"
+
+        def make() -> str:
+            fault_tolerance = self.sel("feldera_pipeline_fault_tolerance")
+            target = ", ".join(label for label in self.join.split(", ") if label != "pipeline_name")
+            return (
+                f"group {self.without(PIPELINE, 'status')} ({self.sel('feldera_pipeline_status')})\n"
+                f"unless on({self.join}) {fault_tolerance}\n"
+                f"and on({target}) {fault_tolerance}"
+            )
+
+        return self.recordings.add(self.group, record, make)
+
     def gone(self) -> str:
         """``pipeline:feldera_pipeline_gone:gap_window``: pipelines seen within gap_window that the exporter which
         reported them, polling their target fine now (and dropping none of its pipelines this cycle), no longer
@@ -488,7 +506,8 @@ def _metrics_missing(c: Ctx, g: dict[str, Any]) -> str:
     since = c.sel("feldera_pipeline_status_since_timestamp_seconds")
     return (
         f"(\n{missing('feldera_pipeline_checkpoint_failed')}\n  or\n"
-        f"{missing('feldera_pipeline_checkpoint_activity')}\n)\n"
+        f"{missing('feldera_pipeline_checkpoint_activity')}\n"
+        f"  or {c.runtime_config_unread()}\n)\n"
         f"and on({c.join}) ({fresh} == 1)\n"
         f"and on({c.join}) (time() - {since} > {c.seconds('after')})"
     )
@@ -974,9 +993,9 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaPipelineMetricsMissing",
         "feldera-pipelines",
-        f"{TP}: statistics and checkpoint status unreadable",
-        f"Pipeline {P} on target {T} is deployed but the exporter has not obtained its statistics or checkpoint "
-        "status for a while: connector and checkpoint alerts are blind for it.",
+        f"{TP}: statistics, checkpoint status or runtime configuration unreadable",
+        f"Pipeline {P} on target {T} is deployed but the exporter has not obtained its statistics, checkpoint "
+        "status or runtime configuration for a while: connector and checkpoint alerts are blind for it.",
         _metrics_missing,
         ("statuses", "after", "seen_within"),
     ),
