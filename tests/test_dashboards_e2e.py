@@ -22,7 +22,7 @@ import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings
-from exporter.mixin import dashboards
+from exporter.mixin import dashboards, rules
 from exporter.simulator import Simulator
 from exporter.simulator.demo import DemoDriver, demo_scenario
 from tests.conftest import eventually, free_port
@@ -142,7 +142,8 @@ async def test_every_panel_query_parses_and_key_panels_return_data(stack: Stack,
     )
     end = time.time()
     start = stack.started
-    key = dashboards.key_panels()
+    shipped = dashboards.Scope.of(rules.load_config(rules.DEFAULT_CONFIG))
+    key = dashboards.key_panels(shipped)
     queries_run = 0
     empty_key_panels: list[str] = []
     empty_native: list[str] = []
@@ -157,7 +158,7 @@ async def test_every_panel_query_parses_and_key_panels_return_data(stack: Stack,
                 if panel["title"] in key[uid] and not results[panel["id"]]:
                     empty_key_panels.append(f"{uid}: {panel['title']}")
             for query in preview.panel_queries(dashboard):  # Feldera's own series, on their own
-                if dashboards.NATIVE in query.expr:
+                if shipped.native in query.expr:
                     expr = preview.substitute(query.expr, values)
                     if not await asyncio.to_thread(has_samples, url, expr, 1):
                         empty_native.append(f"{uid}: {query.title} [{query.ref_id}]")
