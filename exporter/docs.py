@@ -1,9 +1,9 @@
-"""Generate ``docs/metrics.md`` from the metric specs and README's flag table from the flag declarations (each the
-single source of truth), and the ``docs`` subcommand.
+"""Generate ``docs/metrics.md`` from the metric specs and the flag table of ``docs/configuration.md`` from the flag
+declarations (each the single source of truth), and the ``docs`` subcommand.
 
 ``feldera-exporter docs`` prints the reference, ``--output PATH`` writes it, ``--check`` exits 1 when the file
 (``--output``, default ``docs/metrics.md``) differs from what the code declares, 2 when it cannot be read.
-``--readme PATH`` writes the flag table into PATH between its :data:`TABLE_START` and :data:`TABLE_END` lines
+``--flags PATH`` writes the flag table into PATH between its :data:`TABLE_START` and :data:`TABLE_END` lines
 instead (``--check``: exit 1 when it differs).
 """
 
@@ -19,7 +19,7 @@ from exporter.metrics import ALL_SPECS, shipped
 from exporter.metrics.spec import MetricSpec
 
 DEFAULT_PATH = Path("docs/metrics.md")
-TABLE_START = "<!-- flags: generated from exporter/flags.py by `feldera-exporter docs --readme README.md` -->"
+TABLE_START = "<!-- flags: generated from exporter/flags.py by `feldera-exporter docs --flags PATH` -->"
 TABLE_END = "<!-- /flags -->"
 
 _HEADER = """\
@@ -145,7 +145,7 @@ def render(specs: Iterable[MetricSpec] = ALL_SPECS) -> str:
     for group, members in by_group.items():
         counts = _counts(members)
         cells = " | ".join(str(counts[key] or "") for key in ("pipeline", "input", "output", "watch", "target"))
-        lines.append(f"| [`{group}`](#group-{group.replace('_', '-')}) | {len(members)} | {cells} |")
+        lines.append(f"| [`{group}`](#group-{group}) | {len(members)} | {cells} |")
     lines += _cardinality(specs)
     for group, members in by_group.items():
         lines.append("")
@@ -162,7 +162,7 @@ def render(specs: Iterable[MetricSpec] = ALL_SPECS) -> str:
 
 
 def flag_table(options: Iterable[Option] = OPTIONS) -> str:
-    """README's table of every flag and environment variable, with the config key each sets."""
+    """The table of every flag and environment variable, with the config key each sets."""
     lines = ["| flag | environment | config key | |", "|---|---|---|---|"]
     for option in options:
         flag = f"`{option.flag}{f' {option.metavar}' if option.metavar else ''}`" if option.flag else ""
@@ -172,23 +172,23 @@ def flag_table(options: Iterable[Option] = OPTIONS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def with_flag_table(readme: str) -> str:
-    """``readme`` with the flag table between its marker lines replaced by :func:`flag_table`."""
-    before, start, rest = readme.partition(TABLE_START + "\n")
+def with_flag_table(doc: str) -> str:
+    """``doc`` with the flag table between its marker lines replaced by :func:`flag_table`."""
+    before, start, rest = doc.partition(TABLE_START + "\n")
     _, end, after = rest.partition(TABLE_END + "\n")
     if not start or not end:
         raise ValueError(f"no lines {TABLE_START!r} ... {TABLE_END!r} to put the flag table between")
     return before + start + flag_table() + end + after
 
 
-def _readme(args: argparse.Namespace) -> int:
-    path = Path(args.readme)
+def _flags(args: argparse.Namespace) -> int:
+    path = Path(args.flags)
     try:
         current = path.read_text(encoding="utf-8")
         text = with_flag_table(current)
         if args.check:
             if current != text:
-                print(f"{path}: flag table out of date; run: feldera-exporter docs --readme {path}", file=sys.stderr)
+                print(f"{path}: flag table out of date; run: feldera-exporter docs --flags {path}", file=sys.stderr)
                 return 1
             print(f"{path}: flag table up to date")
         elif current != text:
@@ -200,8 +200,8 @@ def _readme(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    if args.readme:
-        return _readme(args)
+    if args.flags:
+        return _flags(args)
     text = render()
     if args.check:
         path = Path(args.output or DEFAULT_PATH)
@@ -229,10 +229,12 @@ def _main(args: argparse.Namespace) -> int:
 
 def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "docs", help="print or write the metrics reference (docs/metrics.md) or README's flag table"
+        "docs", help="print or write the metrics reference (docs/metrics.md) or the flag table (docs/configuration.md)"
     )
     parser.add_argument("--output", metavar="PATH", help="write to PATH instead of printing")
-    parser.add_argument("--readme", metavar="PATH", help="write the flag table into PATH (README.md) instead")
+    parser.add_argument(
+        "--flags", metavar="PATH", help="write the flag table into PATH (docs/configuration.md) instead"
+    )
     parser.add_argument(
         "--check", action="store_true", help=f"exit 1 when PATH (default {DEFAULT_PATH}) is out of date"
     )

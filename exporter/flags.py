@@ -4,8 +4,9 @@ flag, its environment variable and the config key it sets.
 Made from the declaration: the parsers' arguments (:func:`add_options`, for ``run`` and the demo), the overrides
 they give (:func:`overrides_from`), how :func:`exporter.config.build_settings` applies flags and environment
 (precedence: file < environment < flag) and names a value's source in a problem (``targets[0].url (from
-FELDERA_URL): ...``), and README's flag table (``feldera-exporter docs --readme README.md``). A value from a flag
-is text, checked by the settings' own validation like a value from the file.
+FELDERA_URL): ...``), and the flag table of docs/configuration.md (``feldera-exporter docs --flags
+docs/configuration.md``). A value from a flag is text, checked by the settings' own validation like a value from the
+file.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ DEMO_INTERVAL = "5s"
 @dataclass(frozen=True, slots=True)
 class Option:
     help: str
-    """One line for ``--help`` and README."""
+    """One line for ``--help`` and the flag table."""
     flag: str | None = None
     env: str | None = None
     key: str | None = None
@@ -87,7 +88,7 @@ OPTIONS: tuple[Option, ...] = (
     METRIC_DENYLIST,
     LOG_LEVEL,
 )
-"""Everything ``run`` takes from outside its config file, in the order ``--help`` and README list it."""
+"""Everything ``run`` takes from outside its config file, in the order ``--help`` and the flag table list it."""
 
 Overrides = Mapping[str, object]
 """Values given on the command line by flag (``{"--shard": "1"}``); a flag not given is absent."""

@@ -9,7 +9,7 @@ endpoint answer and whose answer can have changed. A failed request leaves that 
 request metrics, and summed up with the cycle's other failures in one log line per target and cycle) and never hides
 other pipelines or targets. A failed list call, or any exception while polling one target (a body nested too deeply
 to parse, ``MemoryError``, a bug), marks that target down with no pipelines for the cycle (the staleness rule in
-README.md) with one log line; the other targets and the served snapshot keep updating.
+docs/polling.md) with one log line; the other targets and the served snapshot keep updating.
 
 Bounds per target and cycle: ``poll.cycle_deadline`` cuts a cycle off (what was answered by then is kept, the
 target down if the list was not; ``feldera_exporter_polls_cut_off_total``, one log line); ``max_pipelines`` (the

@@ -243,8 +243,43 @@ def write_config(tmp_path: Path) -> Callable[[Any], Path]:
     return write
 
 
+SLOW_LIMIT_SECONDS = 10.0
+"""A test call longer than this without the ``slow`` marker fails the run. ``slow`` marks the tests over about 3 s
+alone on the 2-core machine; the limit leaves room for a loaded one. The quick loop (``-m "not slow"``) stays quick
+only while this holds."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``slow`` tests first, the rest in file order (a stable sort): handed out to the xdist workers first, the long
+    ones never end the run alone on one worker while the others wait."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+class SlowCheck:
+    """Where the reports arrive (the only process without xdist, the controller with it): every test call over
+    :data:`SLOW_LIMIT_SECONDS` without the ``slow`` marker is listed after the run, which then fails."""
+
+    def __init__(self) -> None:
+        self.unmarked: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" and report.duration > SLOW_LIMIT_SECONDS and "slow" not in report.keywords:
+            self.unmarked.append(f"{report.nodeid} took {report.duration:.1f}s")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.unmarked and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.unmarked:
+            terminalreporter.section(f"over {SLOW_LIMIT_SECONDS:g}s without @pytest.mark.slow", red=True)
+            for line in self.unmarked:
+                terminalreporter.line(line)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: starts real processes (exporter, Prometheus, Alertmanager)")
+    if not hasattr(config, "workerinput"):  # an xdist worker sends its reports to the controller
+        config.pluginmanager.register(SlowCheck(), "slow-check")
 
 
 EXPORTER = Path(sys.executable).parent / "feldera-exporter"

@@ -15,6 +15,7 @@ import yaml
 from exporter.cli import main
 from exporter.metrics import ALL_SPECS
 from exporter.mixin import rules as build
+from tests.markdown import github_anchors
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "prometheus"
@@ -49,16 +50,21 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=120, check=False)
 
 
+SLOW_RULE_TESTS = {"automatic_checkpoints.yaml", "resources.yaml", "sequences.yaml", "server.yaml"}
+"""Rule test files promtool needs over 3 s for (days of samples evaluated against every rule)."""
+
+
 def rule_test_files() -> list[Path]:
     return sorted(RULE_TESTS.rglob("*.yaml"))
 
 
-def github_anchors(markdown: str) -> set[str]:
-    anchors = set(re.findall(r'<a (?:id|name)="([^"]+)"', markdown))
-    for heading in re.findall(r"^#{1,6} (.+)$", markdown, flags=re.MULTILINE):
-        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-        anchors.add(slug)
-    return anchors
+def rule_test_params() -> list[Any]:
+    return [
+        pytest.param(
+            path, id=str(path.relative_to(RULE_TESTS)), marks=pytest.mark.slow if path.name in SLOW_RULE_TESTS else ()
+        )
+        for path in rule_test_files()
+    ]
 
 
 def runbook_sections() -> dict[str, str]:
@@ -199,7 +205,7 @@ def test_promtool_check_rules_is_clean() -> None:
     assert "SUCCESS" in result.stdout
 
 
-@pytest.mark.parametrize("test_file", rule_test_files(), ids=lambda p: str(p.relative_to(RULE_TESTS)))
+@pytest.mark.parametrize("test_file", rule_test_params())
 def test_promtool_rule_unit_tests_pass(test_file: Path, tmp_path: Path) -> None:
     spec = yaml.safe_load(test_file.read_text(encoding="utf-8"))
     if spec["rule_files"] == [OPTIN_RULES_NAME]:

@@ -307,6 +307,7 @@ def test_fast_rules_only_shorten_the_waits() -> None:
     assert waits["relapse_hold"] in fast_rules() and waits["settle"] in fast_rules()
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_checkpoint_failure_and_connector_fatal_error_reach_the_webhook_and_resolve_after_restart(
     stack: Stack, capsys: pytest.CaptureFixture[str]
@@ -410,6 +411,7 @@ async def held(prometheus_url: str, promql: str, seconds: int = 3) -> bool:
     return bool(found)
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_stop_and_start_of_a_pipeline_with_a_fatal_connector_sends_nothing_for_the_old_process(
     stack: Stack, capsys: pytest.CaptureFixture[str]
@@ -457,6 +459,7 @@ async def test_stop_and_start_of_a_pipeline_with_a_fatal_connector_sends_nothing
         print(f"\n[alerts e2e] stop/start: no pending or firing process alert for orders during {since}s")
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_intermittent_checkpoint_failures_hold_one_warning_and_a_heal_ends_it(
     stack: Stack, capsys: pytest.CaptureFixture[str]
@@ -547,6 +550,7 @@ async def test_shipped_inhibitions_in_a_real_alertmanager(tmp_path: Path) -> Non
             assert seen == expected
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_feldera_as_it_really_behaves_automatic_checkpoints_page_resets_and_versions_do_not(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -96,6 +96,7 @@ async def test_exporter_process_serves_simulated_pipelines_and_follows_changes(
     assert "shutting down" in text
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_sigterm_exits_within_seconds_with_hostile_clients_connected(tmp_path: Path) -> None:
     """Scrapers that never read a 13 MB /metrics, clients trickling headers and idle connections do not keep the

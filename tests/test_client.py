@@ -867,6 +867,7 @@ async def send_until_closed(writer: asyncio.StreamWriter, head: bytes, chunks: I
         await writer.drain()
 
 
+@pytest.mark.xdist_group("gzip-bomb")  # one worker makes the bomb (module-scoped, seconds) for both
 @pytest.mark.parametrize("encoding", ["gzip", "gzip, gzip"])
 async def test_a_gzip_bomb_is_not_inflated_past_the_cap(raw: Raw, gzip_bomb: bytes, encoding: str) -> None:
     body = gzip.compress(gzip_bomb) if encoding == "gzip, gzip" else gzip_bomb  # the double one: about 3 KiB
@@ -1046,6 +1047,7 @@ def access_lines(proxy: ForwardProxy, fragment: str) -> list[str]:
     return [line for line in proxy.requests() if fragment in line]
 
 
+@pytest.mark.xdist_group("forward-proxy")  # one proxy.py process (module-scoped) for both
 async def test_http_proxy_from_the_environment_is_used(
     feldera: ScriptedFeldera, forward_proxy: ForwardProxy, proxy_env: pytest.MonkeyPatch
 ) -> None:
@@ -1063,6 +1065,7 @@ async def test_http_proxy_from_the_environment_is_used(
     await eventually(lambda: access_lines(forward_proxy, line), "the request in the access log")  # connection's first
 
 
+@pytest.mark.xdist_group("forward-proxy")  # one proxy.py process (module-scoped) for both
 async def test_https_proxy_tunnels_to_a_tls_target(
     tls_feldera: ScriptedFeldera,
     tls_files: tuple[Path, Path],

@@ -34,6 +34,7 @@ DETAIL_PIPELINE = "orders"
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.slow,
     pytest.mark.skipif(PROMETHEUS is None, reason="prometheus binary not installed (./scripts/test installs it)"),
 ]
 

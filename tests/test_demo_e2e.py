@@ -74,6 +74,7 @@ def active_alerts(alertmanager: str) -> set[tuple[str, str, str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_demo_alerts_reach_alertmanager_recover_and_sigterm_leaves_no_process(
     capsys: pytest.CaptureFixture[str],

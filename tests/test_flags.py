@@ -1,5 +1,5 @@
 """Each flag, its config key and its environment variable are declared once (exporter/flags.py); the parser, the
-overrides, the sources named in problems and README's flag table all follow the declaration."""
+overrides, the sources named in problems and the flag table of docs/configuration.md all follow the declaration."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from exporter.cli import build_parser, settings_from
 from exporter.config import ConfigError, build_settings
 from exporter.flags import ENABLE_RESET_WATCH_API, FELDERA_URL, OPTIONS, Option
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 VALUED = [o for o in OPTIONS if o.key is not None and not o.switch]
 
 
@@ -22,10 +22,10 @@ def _location(option: Option) -> str:
     return "targets[0].url" if option is FELDERA_URL else str(option.key)
 
 
-def test_readme_flag_table_is_the_declarations() -> None:
-    readme = README.read_text(encoding="utf-8")
-    assert docs.with_flag_table(readme) == readme, "out of date: run `feldera-exporter docs --readme README.md`"
-    assert docs.flag_table() in readme
+def test_the_documented_flag_table_is_the_declarations() -> None:
+    doc = CONFIGURATION.read_text(encoding="utf-8")
+    assert docs.with_flag_table(doc) == doc, "out of date: run `feldera-exporter docs --flags docs/configuration.md`"
+    assert docs.flag_table() in doc
 
 
 def test_run_takes_exactly_the_declared_flags(capsys: pytest.CaptureFixture[str]) -> None:

@@ -116,6 +116,7 @@ async def prometheus(tmp_path: Path) -> AsyncIterator[tuple[str, Simulator]]:
                 log.close()
 
 
+@pytest.mark.slow
 async def test_native_series_carry_target_and_pipeline_id_and_join_the_pipeline_info(
     prometheus: tuple[str, Simulator],
 ) -> None:

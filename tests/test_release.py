@@ -15,9 +15,11 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -80,6 +82,15 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Dist:
     return Dist(out / f"{NAME}.tar.gz", out / f"{NAME}-py3-none-any.whl", result.stdout + result.stderr)
 
 
+Test = TypeVar("Test", bound=Callable[..., Any])
+
+
+def on_the_build(test: Test) -> Test:
+    """A test of the one build (``dist``, module-scoped): slow, and on one xdist worker, so that it is built once."""
+    marked: Test = pytest.mark.xdist_group("release")(pytest.mark.slow(test))
+    return marked
+
+
 def wheel_metadata(wheel: Path) -> Message:
     with zipfile.ZipFile(wheel) as archive:
         return email.message_from_bytes(archive.read(f"{NAME}.dist-info/METADATA"))
@@ -88,22 +99,26 @@ def wheel_metadata(wheel: Path) -> Message:
 # ---- build and checks -------------------------------------------------------------------------------------------
 
 
+@on_the_build
 def test_build_makes_an_sdist_and_a_wheel_without_a_warning(dist: Dist) -> None:
     assert dist.sdist.is_file() and dist.wheel.is_file()
     warnings = [line for line in dist.output.splitlines() if re.search(r"warn|deprecat", line, re.IGNORECASE)]
     assert warnings == []
 
 
+@on_the_build
 def test_twine_check_passes(dist: Dist) -> None:
     result = run(sys.executable, "-m", "twine", "check", "--strict", dist.sdist, dist.wheel)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@on_the_build
 def test_check_wheel_contents_passes(dist: Dist) -> None:
     result = run(Path(sys.executable).with_name("check-wheel-contents"), dist.wheel)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@on_the_build
 def test_metadata_has_the_licence_classifiers_urls_and_the_one_version(dist: Dist) -> None:
     metadata = wheel_metadata(dist.wheel)
     assert metadata["Version"] == __version__
@@ -123,6 +138,7 @@ def test_metadata_has_the_licence_classifiers_urls_and_the_one_version(dist: Dis
 # ---- what the wheel carries -------------------------------------------------------------------------------------
 
 
+@on_the_build
 def test_wheel_carries_the_rules_dashboards_alertmanager_example_and_runbooks(dist: Dist) -> None:
     with zipfile.ZipFile(dist.wheel) as archive:
         names = set(archive.namelist())
@@ -134,6 +150,7 @@ def test_wheel_carries_the_rules_dashboards_alertmanager_example_and_runbooks(di
     assert not [name for name in names if name.startswith(("tests/", "docs/", "prometheus/", "grafana/"))]
 
 
+@on_the_build
 def test_the_installed_wheel_writes_what_the_repository_commits(dist: Dist, tmp_path: Path) -> None:
     """Installed alone (not the checkout), ``feldera-exporter rules``, ``dashboards`` and ``mixin`` write the
     repository's files byte for byte: the generated rules and dashboards, the Alertmanager example, the runbooks and
@@ -170,6 +187,7 @@ def test_the_installed_wheel_writes_what_the_repository_commits(dist: Dist, tmp_
         assert (tmp_path / "dashboards" / path.name).read_bytes() == path.read_bytes(), path.name
 
 
+@pytest.mark.slow
 def test_the_image_build_context_is_enough_for_the_wheel(tmp_path: Path) -> None:
     """What the Dockerfile copies (and .dockerignore lets through) builds a wheel with the runbooks in it."""
     context = tmp_path / "context"
@@ -189,6 +207,7 @@ def test_the_image_build_context_is_enough_for_the_wheel(tmp_path: Path) -> None
 # ---- the sdist --------------------------------------------------------------------------------------------------
 
 
+@on_the_build
 def test_the_sdist_holds_every_repository_file_but_ci_and_git_settings(dist: Dist) -> None:
     wanted = {name for name in repository_files() if not name.startswith((".ci/", ".git"))}
     with tarfile.open(dist.sdist) as archive:
@@ -197,6 +216,7 @@ def test_the_sdist_holds_every_repository_file_but_ci_and_git_settings(dist: Dis
     assert [name for name in members if "__pycache__" in name or name.endswith(".pyc")] == []
 
 
+@on_the_build
 def test_the_sdist_runs_its_own_tests(dist: Dist, tmp_path: Path) -> None:
     with tarfile.open(dist.sdist) as archive:
         archive.extractall(tmp_path, filter="data")

@@ -99,6 +99,7 @@ async def scrape(session: aiohttp.ClientSession, url: str, headers: dict[str, st
     raise AssertionError("unreachable")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kinds", [["idle"], ["slow"], ["unauthenticated"], ["bcrypt"], ["idle", "slow", "unauthenticated", "bcrypt"]]
 )
@@ -205,6 +206,7 @@ def samples_of(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]
     }
 
 
+@pytest.mark.slow
 async def test_a_target_that_never_answers_its_sub_requests_never_holds_back_another_targets_data(
     feldera: ScriptedFeldera, caplog: pytest.LogCaptureFixture
 ) -> None:

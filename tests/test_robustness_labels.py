@@ -65,6 +65,7 @@ async def exporter(hostile_names: ScriptedFeldera) -> AsyncIterator[Exporter]:
         yield running
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_prometheus_with_a_1024_byte_label_limit_ingests_every_series_of_hostile_names(
     exporter: Exporter, tmp_path: Path
@@ -93,6 +94,9 @@ async def test_prometheus_with_a_1024_byte_label_limit_ingests_every_series_of_h
 
         (target,) = await eventually(scraped, "a scrape")
         assert (target["health"], target["lastError"]) == ("up", "")
+        # the target's status is updated before the scrape's samples are committed; `up` is committed with them (one
+        # appender, isolated: a query sees all of a scrape or none of it)
+        await eventually(lambda: query(url, 'up{job="exporter"}'), "the scrape's samples stored")
         pipelines = await query(url, "feldera_pipeline_info")
         connectors = await query(url, "feldera_input_connector_paused")
         server = await query(url, "feldera_server_info")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from golden.snapshots import text_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -243,6 +244,7 @@ ROBUSTNESS = settings(
 )
 
 
+@pytest.mark.slow
 @ROBUSTNESS
 @given(cycles())
 def test_any_api_bodies_give_a_valid_exposition_without_duplicate_series(snapshots: list[Snapshot]) -> None:
@@ -262,6 +264,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+@pytest.mark.slow
 @ROBUSTNESS
 @given(st.sampled_from(sorted(PARSERS)).flatmap(lambda name: st.tuples(st.just(name), openapi(SCHEMAS[name]))))
 def test_every_schema_valid_body_is_accepted_by_its_parser(case: tuple[str, Any]) -> None:

@@ -218,6 +218,7 @@ async def shards_and_prometheus(tmp_path: Path) -> AsyncIterator[tuple[list[Expo
         yield exporters, f"http://127.0.0.1:{port}"
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_one_job_over_three_shards_counts_every_pipeline_once_and_a_lost_shard_is_reported(
     shards_and_prometheus: tuple[list[Exporter], str],

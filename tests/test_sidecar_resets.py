@@ -685,6 +685,7 @@ store.save = save
 """
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_sigterm_exits_within_seconds_while_a_state_file_save_is_stuck(tmp_path: Path) -> None:
     """The save runs in a daemon thread of its own: before, it ran in asyncio's default pool, which the exit joins,
