@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,17 @@ import pytest
 from exporter.app import Exporter, changed_keys
 from exporter.config import ConfigError, Settings, build_settings, load_settings
 from exporter.simulator import ManualClock, PipelineSpec, Scenario, Simulator
-from tests.conftest import Request, Response, ScriptedFeldera, eventually, hang, json_response, pipeline_json
+from tests.conftest import (
+    MakeExporter,
+    Request,
+    Response,
+    ScriptedFeldera,
+    eventually,
+    hang,
+    json_response,
+    pipeline_json,
+)
 from tests.test_app import Samples, samples, value
-
-Make = Callable[..., Any]
 
 
 def settings(**raw: Any) -> Settings:
@@ -35,21 +42,6 @@ async def sim() -> AsyncIterator[Simulator]:
         yield simulator
 
 
-@pytest.fixture
-async def make_exporter() -> AsyncIterator[Make]:
-    started: list[Exporter] = []
-
-    async def make(config: Settings) -> Exporter:
-        exporter = Exporter(config)
-        await exporter.start(poll_loop=False)
-        started.append(exporter)
-        return exporter
-
-    yield make
-    for exporter in started:
-        await exporter.stop()
-
-
 async def scrape(exporter: Exporter) -> str:
     async with httpx.AsyncClient() as http:
         return (await http.get(exporter.url + "/metrics")).text
@@ -61,7 +53,7 @@ def reload_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_a_reload_applies_targets_and_metric_selection_from_the_next_cycle(
-    sim: Simulator, make_exporter: Make, caplog: pytest.LogCaptureFixture
+    sim: Simulator, make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
     exporter = await make_exporter(settings(targets=[{"name": "a", "url": sim.url}]))
     await exporter.poll_once()
@@ -91,7 +83,7 @@ async def test_a_reload_applies_targets_and_metric_selection_from_the_next_cycle
 
 
 async def test_a_refused_configuration_keeps_the_one_in_force_with_one_log_line(
-    sim: Simulator, make_exporter: Make, caplog: pytest.LogCaptureFixture
+    sim: Simulator, make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = settings(targets=[{"url": sim.url}])
     exporter = await make_exporter(config)
@@ -117,7 +109,7 @@ async def test_a_refused_configuration_keeps_the_one_in_force_with_one_log_line(
 
 
 async def test_the_listen_address_and_the_state_file_wait_for_a_restart(
-    sim: Simulator, make_exporter: Make, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    sim: Simulator, make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     exporter = await make_exporter(settings(targets=[{"url": sim.url}]))
     url = exporter.url
@@ -139,7 +131,9 @@ async def test_the_listen_address_and_the_state_file_wait_for_a_restart(
     ]
 
 
-async def test_reset_watches_survive_a_reload_and_the_write_api_follows_it(sim: Simulator, make_exporter: Make) -> None:
+async def test_reset_watches_survive_a_reload_and_the_write_api_follows_it(
+    sim: Simulator, make_exporter: MakeExporter
+) -> None:
     exporter = await make_exporter(settings(targets=[{"name": "a", "url": sim.url}]))
     await exporter.sidecar.resets.register("orders", "token-1", name="w")
     body = {"pipeline": "orders", "token": "token-2", "name": "w2"}
@@ -160,7 +154,7 @@ async def every(exporter: Exporter) -> float | None:
     return value(found, "feldera_checkpoint_sync_schedule_interval_seconds", target="default", pipeline_name="orders")
 
 
-async def test_a_reload_starts_changes_and_stops_sync_schedules(sim: Simulator, make_exporter: Make) -> None:
+async def test_a_reload_starts_changes_and_stops_sync_schedules(sim: Simulator, make_exporter: MakeExporter) -> None:
     exporter = await make_exporter(settings(targets=[{"url": sim.url}]))
     assert exporter.sidecar.scheduler is None
     hourly = settings(targets=[{"url": sim.url}], checkpoint_sync={"schedules": [{"pipelines": "*", "every": "1h"}]})
@@ -178,7 +172,7 @@ async def test_a_reload_starts_changes_and_stops_sync_schedules(sim: Simulator, 
 
 
 async def test_a_rotated_api_key_file_is_used_after_a_reload_and_never_logged(
-    feldera: ScriptedFeldera, make_exporter: Make, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    feldera: ScriptedFeldera, make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     feldera.routes["/v0/pipelines"] = json_response([pipeline_json("p", runtime=None)])
     key = tmp_path / "api-key"
