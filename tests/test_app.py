@@ -251,7 +251,7 @@ async def test_one_pipelines_failing_endpoint_hides_nothing_else(
     assert by_name["bad"].stats is None and by_name["bad"].checkpoint_status is None
     assert by_name["good"].stats is not None and by_name["good"].checkpoint_status is not None
     assert snapshot.targets[0].up
-    requests = {(e, c): n for e, c, n in snapshot.targets[0].exporter.requests}
+    requests = {(r.endpoint, r.code): r.count for r in snapshot.targets[0].exporter.requests}
     assert requests[("stats", "500")] == 1
     assert requests[("checkpoint_status", "503")] == 1  # a 503 about the pipeline's state is not retried
 
