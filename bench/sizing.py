@@ -5,7 +5,7 @@ For each fleet size a simulator (``Scenario.generate(P, connectors=C)``, the fle
 10 % each Paused, Stopped, Initializing, Suspended) is served over HTTP on loopback; the exporter's poller
 polls it once per configuration (after one warm-up cycle, so checkpoint and failure memories are as in a running
 exporter) and the rendered exposition is measured: sample lines, gzip bytes (what Prometheus downloads), plain
-bytes. Quoted in docs/performance.md#sizing. Not a timing benchmark: it reports sizes only.
+bytes. Quoted in docs/performance.md#current. Not a timing benchmark: it reports sizes only.
 
     .venv/bin/python bench/sizing.py                          # 100, 1,000, 10,000 pipelines x 4 connectors
     .venv/bin/python bench/sizing.py --pipelines 100 --connectors 8
@@ -35,7 +35,7 @@ async def measure(pipelines: int, connectors: int) -> list[tuple[str, int, int, 
     rows = []
     async with Simulator(Scenario.generate(pipelines, connectors=connectors)) as simulator:
         for name, path in CONFIGS.items():
-            raw = read_yaml(path) if path is not None else {}
+            raw = read_yaml(path)[0] if path is not None else {}
             raw |= {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"url": simulator.url}]}
             settings = build_settings(raw, env={})
             poller = Poller(settings, poll_plan(settings))
@@ -45,7 +45,7 @@ async def measure(pipelines: int, connectors: int) -> list[tuple[str, int, int, 
             finally:
                 await poller.aclose()
             rendered = render(families(snapshot, specs=emitted_specs(settings)))
-            gzipped = len(rendered.gzipped(openmetrics=False))
+            gzipped = rendered.gzip_size(openmetrics=False)
             rows.append((name, rendered.series, gzipped, rendered.plain_size(openmetrics=False)))
     return rows
 

@@ -3,9 +3,10 @@
 glibc gives each thread that allocates its own malloc arena (up to 8 per core). The exporter's threads (the
 rendering worker, plain-text inflation for scrapes, the bcrypt pool, ``asyncio.to_thread``) each allocate
 megabytes for a moment, and memory freed in an arena is rarely returned while others are busy. Measured with
-``bench/run.py`` at 10,000 pipelines x 4 connectors under the bench's scrape load (docs/performance.md, "One
-sitting"): peak RSS 298 MiB with the default, 248 MiB with two arenas, for the same poll ratio, CPU and scrape
-latency. ``MALLOC_ARENA_MAX`` in the environment does the same; this applies it when the variable is not set.
+``bench/run.py`` at 10,000 pipelines x 4 connectors under the bench's scrape load (docs/performance.md, "Why these
+parts are home-made"): peak RSS 298 MiB with the default, 248 MiB with two arenas, for the same poll ratio, CPU
+and scrape latency. ``MALLOC_ARENA_MAX`` in the environment does the same; this applies it when the variable is not
+set.
 """
 
 from __future__ import annotations

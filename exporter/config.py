@@ -200,8 +200,9 @@ class PollSettings(_Section):
     """Longest a target's cycle may take: past it, what has not been answered is left out (the target down if the
     pipeline list was not), and the target's part is published as it is."""
     recheck_interval: Annotated[Duration, Field(ge=1.0)] = 300.0
-    """The oldest a reused ``checkpoint_status`` or ``checkpoint/sync_status`` answer gets: they are asked again
-    when their answer can have changed, and at least this often (docs/feldera-api.md, "What changes what")."""
+    """The oldest a reused ``checkpoint_status`` or ``checkpoint/sync_status`` answer gets on an Enterprise target:
+    they are asked again when their answer can have changed, and at least this often (docs/feldera-api.md, "What
+    changes what"); the open-source edition refuses the requests that would change them."""
 
 
 class TargetSettings(_Section):

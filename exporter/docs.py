@@ -115,7 +115,7 @@ def _cardinality(specs: Iterable[MetricSpec]) -> list[str]:
         f"At most, per pipeline with {inputs + outputs} connectors ({inputs} inputs, {outputs} output), when every",
         "value is known (a running pipeline with checkpoints; a stopped one has no connector series and fewer",
         "checkpoint ones), without the opt-in `connector_errors` and without checkpoint-sync schedules. Series and",
-        "gzip bytes per scrape measured at 100, 1,000 and 10,000 pipelines: [performance.md](performance.md#sizing).",
+        "gzip bytes per scrape as measured: [performance.md](performance.md#current).",
         "",
         "| Selection | per pipeline | per input connector | per output connector | total per pipeline |",
         "|---|---|---|---|---|",

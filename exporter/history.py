@@ -10,8 +10,9 @@ History also lets a cycle ask only what can have changed (docs/feldera-api.md, "
 fault-tolerance facts of its current ``version``; the last ``checkpoint_status`` and ``sync_status`` answers,
 while the pipeline's status lets those endpoints answer) and, in ``recalled``, what was true when those answers
 came. The plan's requests compare that with what the cycle sees and ask again when an answer can have changed, or
-when it is older than ``poll.recheck_interval``; a request that fails clears the reused answer. :meth:`advance`
-then remembers the cycle.
+when it is older than ``poll.recheck_interval``; a request that fails clears the reused answer. A ``runtime_config``
+request that keeps failing is asked again after a doubling pause of at most ``poll.recheck_interval``
+(``Recalled.fault_tolerance_paused``). :meth:`advance` then remembers the cycle.
 
 A restarted pipeline (new incarnation) starts with an empty ``checkpoint_status``/``sync_status``: seeing no
 failure, or a new ``deployment_id``, clears the remembered "last failure", so the next failure counts again
@@ -32,6 +33,8 @@ CHECKPOINTING_RUNTIME = ("Running", "Paused")
 """Runtime statuses in which a fault-tolerant pipeline takes automatic checkpoints (``controller.rs``,
 ``StepTrigger::trigger``: replaying, bootstrapping and the statuses without a running circuit do not)."""
 BUSY_ACTIVITY = ("delayed", "in_progress")
+MAX_DOUBLINGS = 16
+"""A failing ``runtime_config`` request's pause stops doubling here (``poll.recheck_interval`` ends it sooner)."""
 
 
 def checkpoint_statuses_answer(pipeline: Pipeline) -> bool:
@@ -71,6 +74,12 @@ class _PipelineHistory:
     newest_checkpoint_uuid: str | None = None
     newest_checkpoint_seen: float | None = None
     fault_tolerance: FaultTolerance | None = None
+    fault_tolerance_failures: int = 0
+    """``runtime_config`` requests that failed in a row."""
+    fault_tolerance_failed_at: float = 0.0
+    fault_tolerance_failed_version: int | None = None
+    fault_tolerance_skipped: int = 0
+    """Cycles the request has waited since it last failed."""
     checkpoint_status: CheckpointStatus | None = None
     checkpoint_status_at: float | None = None
     checkpoint_deployment: str | None = None
@@ -127,11 +136,25 @@ class History:
                 sync_status_due=self._due(history.sync_status_at, now) or sync is None,
                 sync_deployment=history.sync_deployment,
                 sync_incarnation=history.sync_incarnation,
+                fault_tolerance_paused=self._paused(history, snap, now),
             ),
         )
 
     def _due(self, answered_at: float | None, now: float) -> bool:
         return answered_at is None or now - answered_at >= self.recheck_interval
+
+    def _paused(self, history: _PipelineHistory, snap: PipelineSnapshot, now: float) -> bool:
+        """Whether the ``runtime_config`` request waits: after its n-th failure in a row it skips 2^(n-1) - 1
+        cycles (none, 1, 3, 7, ...: the doubling backoff the client retries a request with inside a cycle), and
+        none once ``poll.recheck_interval`` has passed since that failure or the pipeline has a new ``version``."""
+        failures = history.fault_tolerance_failures
+        if (
+            failures == 0
+            or now - history.fault_tolerance_failed_at >= self.recheck_interval
+            or snap.pipeline.version != history.fault_tolerance_failed_version
+        ):
+            return False
+        return history.fault_tolerance_skipped < (1 << min(failures - 1, MAX_DOUBLINGS)) - 1
 
     def advance(self, target: str, pipelines: Iterable[PipelineSnapshot], now: float) -> list[PipelineSnapshot]:
         """Fold this cycle's observations of one target into history; return them with ``derived`` filled.
@@ -215,6 +238,15 @@ def _remember(history: _PipelineHistory, snap: PipelineSnapshot, now: float) -> 
     incarnation = stats.global_metrics.incarnation_uuid if stats is not None else None
     if snap.fault_tolerance is not None:
         history.fault_tolerance = snap.fault_tolerance
+        history.fault_tolerance_failures = 0
+    elif "fault_tolerance" in snap.failed:
+        same_version = pipeline.version == history.fault_tolerance_failed_version
+        history.fault_tolerance_failures = history.fault_tolerance_failures + 1 if same_version else 1
+        history.fault_tolerance_failed_at = now
+        history.fault_tolerance_failed_version = pipeline.version
+        history.fault_tolerance_skipped = 0
+    elif snap.recalled.fault_tolerance_paused:
+        history.fault_tolerance_skipped += 1
     if snap.checkpoint_status is not history.checkpoint_status:  # received this cycle, or cleared
         history.checkpoint_status = snap.checkpoint_status
         history.checkpoint_status_at = now if snap.checkpoint_status is not None else None

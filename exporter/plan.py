@@ -86,21 +86,29 @@ def wants_stats(pipeline: Pipeline) -> bool:
 
 def asks_fault_tolerance(snap: PipelineSnapshot) -> bool:
     """``runtime_config`` once per pipeline ``version`` (it changes only with the version, docs/feldera-api.md),
-    of a pipeline that is deployed with a controller to checkpoint (the answer carries the program code too)."""
-    return snap.fault_tolerance is None and checkpoint_statuses_answer(snap.pipeline)
+    of a pipeline that is deployed with a controller to checkpoint (the answer carries the program code too); after
+    failures only once their pause is over (:class:`exporter.history.History`)."""
+    return (
+        snap.fault_tolerance is None
+        and not snap.recalled.fault_tolerance_paused
+        and checkpoint_statuses_answer(snap.pipeline)
+    )
 
 
 def asks_checkpoint_status(snap: PipelineSnapshot) -> bool:
     """``checkpoint_status`` only when its answer can have changed: it reports ``POST /checkpoint`` requests of
     the current process, and each GET is a write to Feldera's database (docs/feldera-api.md). So: nothing to reuse
-    (first sight, or the last request failed) or the reused answer is older than ``poll.recheck_interval``; a new
-    deployment or process (told by ``/stats``, or without it by a changed runtime status); a checkpoint in progress
-    or delayed now or in the previous cycle; or a new newest checkpoint in storage."""
+    (first sight, or the last request failed) or the reused answer is older than ``poll.recheck_interval`` (not on
+    the open-source edition, which refuses ``POST /checkpoint``); a new deployment or process (told by ``/stats``,
+    or without it by a changed runtime status); a checkpoint in progress or delayed now or in the previous cycle;
+    or a new newest checkpoint in storage."""
     pipeline = snap.pipeline
     if not checkpoint_statuses_answer(pipeline):
         return False
     recalled = snap.recalled
-    if snap.checkpoint_status is None or recalled.checkpoint_status_due or recalled.checkpoint_busy:
+    if snap.checkpoint_status is None or recalled.checkpoint_busy:
+        return True
+    if recalled.checkpoint_status_due and recalled.enterprise is not False:
         return True
     if pipeline.deployment_id != recalled.checkpoint_deployment:
         return True

@@ -265,7 +265,8 @@ class Poller:
         answer = await guarded(self._fetch(target, request, snap), request.field, target.name, snap.name)
         cycle.answered += 1
         if answer is None:
-            snaps[job.position] = request.store(snaps[job.position], None)  # failed: clears a reused answer
+            cleared = request.store(snaps[job.position], None)  # failed: clears a reused answer
+            snaps[job.position] = replace(cleared, failed=cleared.failed | {request.field})
             return
         if request.connectors is not None:
             cycle.connectors += request.connectors(answer)

@@ -67,7 +67,8 @@ class Recalled:
     the poll plan's requests read it to ask only what can have changed (docs/feldera-api.md, "What changes what")."""
 
     enterprise: bool | None = None
-    """The target's edition offers checkpoint sync (from its last ``/v0/config``); None before one answered."""
+    """The target's edition is an Enterprise one, which offers checkpoint sync and ``POST /checkpoint`` (from its
+    last ``/v0/config``); None before one answered."""
     checkpoint_status_due: bool = True
     """No ``checkpoint_status`` answer is remembered, or it is older than ``poll.recheck_interval``."""
     checkpoint_deployment: str | None = None
@@ -82,6 +83,8 @@ class Recalled:
     """``checkpoint_activity`` was ``delayed`` or ``in_progress`` in the previous cycle."""
     sync_status_due: bool = True
     """As ``checkpoint_status_due``, for ``checkpoint/sync_status``."""
+    fault_tolerance_paused: bool = False
+    """The ``runtime_config`` request failed lately and waits before it is asked again (:mod:`exporter.history`)."""
     sync_deployment: str | None = None
     sync_incarnation: str | None = None
 
@@ -100,6 +103,8 @@ class PipelineSnapshot:
     version, then reused); None while unknown."""
     recalled: Recalled = field(default_factory=Recalled)
     """What history knew before this cycle's requests (for the plan; not shown)."""
+    failed: frozenset[str] = frozenset()
+    """The fields whose request failed this cycle (for history; not shown)."""
     derived: Derived = field(default_factory=Derived)
 
     @property

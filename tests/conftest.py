@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -147,6 +148,18 @@ def load_module(path: Path, name: str) -> ModuleType:
 def new_poller(settings: Settings, **options: Any) -> Poller:
     """A poller with the plan the exporter makes for ``settings``."""
     return Poller(settings, poll_plan(settings), **options)
+
+
+async def metrics_after_one_cycle(settings: Settings) -> str:
+    """The ``/metrics`` body an exporter with ``settings`` serves after one poll cycle (no poll loop)."""
+    exporter = Exporter(settings)
+    await exporter.start(poll_loop=False)
+    try:
+        await exporter.poll_once()
+        async with httpx.AsyncClient() as client:
+            return (await client.get(f"{exporter.url}/metrics")).text
+    finally:
+        await exporter.stop()
 
 
 def json_response(document: Any, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Response:

@@ -512,24 +512,12 @@ INHIBITION_CASES: list[tuple[dict[str, str], bool]] = [
 @pytest.mark.e2e
 async def test_shipped_inhibitions_in_a_real_alertmanager(tmp_path: Path) -> None:
     """One incident, one page: the example config's inhibitions, as a real Alertmanager applies them."""
-    port = free_port()
-    config = tmp_path / "alertmanager.yml"
-    example = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
-    config.write_text(yaml.safe_dump(fast_alertmanager(example, "http://127.0.0.1:9/unused")), encoding="utf-8")
-    args = [
-        ALERTMANAGER_BIN,
-        f"--config.file={config}",
-        f"--storage.path={tmp_path / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-    ]
-    base = f"http://127.0.0.1:{port}/api/v2/alerts"
     identity = {"job": EXPORTER_JOB, "target": "prod"}
     posted = [{"labels": {**identity, **labels}, "annotations": {}} for labels, _ in INHIBITION_CASES]
     expected = {frozenset({**identity, **labels}.items()): inhibited for labels, inhibited in INHIBITION_CASES}
     seen: dict[frozenset[tuple[str, str]], bool] = {}
-    ready = f"http://127.0.0.1:{port}/-/ready"
-    async with process(args, tmp_path / "alertmanager.log", ready), httpx.AsyncClient() as http:
+    async with alertmanager(tmp_path, "http://127.0.0.1:9/unused") as address, httpx.AsyncClient() as http:
+        base = f"http://{address}/api/v2/alerts"
         (await http.post(base, json=posted)).raise_for_status()
 
         async def as_expected() -> bool:  # inhibition marks follow the alerts' processing: poll until settled
@@ -552,7 +540,8 @@ async def test_feldera_as_it_really_behaves_automatic_checkpoints_page_resets_an
     """Issue 23, end to end with the shipped rules (waits scaled, the automatic-checkpoint floor too: 3m -> 6s):
     an Enterprise target whose pipelines report ``0.340.0+enterprise.1a2b3c`` where /v0/config says ``0.340.0``, one
     of them fault tolerant with automatic checkpoints every second that start failing (Feldera only logs that); an
-    open-source target (0.337: no reset endpoint) with a watched reset."""
+    open-source target (0.337: no reset endpoint) with a watched reset, whose pipeline can never checkpoint
+    (``EnterpriseFeature``) and has no fault tolerance (the open-source build refuses it): no checkpoint alert."""
     ft = {"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 1}}
     enterprise = Scenario.model_validate(
         {
@@ -599,6 +588,11 @@ async def test_feldera_as_it_really_behaves_automatic_checkpoints_page_resets_an
         since = int(time.monotonic() - healthy) + 2
         quiet = "FelderaOutputResetNeedsReissue|FelderaOutputResetStuck|FelderaPipelineRuntimeOutdated"
         assert await query(prom, f'count_over_time(ALERTS{{alertname=~"{quiet}"}}[{since}s])') == []
+        oss_quiet = "FelderaAutomaticCheckpointsFailing|FelderaCheckpointFailed|FelderaPipelineMetricsMissing"
+        assert await query(prom, f'count_over_time(ALERTS{{target="oss",alertname=~"{oss_quiet}"}}[{since}s])') == []
+        never = 'feldera_pipeline_checkpoint_permanent_errors{target="oss",reason="EnterpriseFeature"} == 1'
+        assert [r["metric"]["pipeline_name"] for r in await query(prom, never)] == ["orders"]
+        assert await query(prom, 'feldera_pipeline_fault_tolerance{target="oss",model="none"} == 1') != []
         drift = await query(prom, 'feldera_pipeline_runtime_outdated{target="ee"}')
         assert sorted((d["metric"]["pipeline_name"], d["value"][1]) for d in drift) == [("orders", "0"), ("plain", "0")]
         assert not [n for n in webhook.notifications if n.labels.get("pipeline_name") == "plain"]

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from exporter.app import Exporter, poll_plan
@@ -20,7 +19,7 @@ from exporter.cli import build_parser, main, settings_from
 from exporter.config import ConfigError, Settings, build_settings, load_settings
 from exporter.metrics import ALL_SPECS, emitted_specs, selection_warnings, shipped
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
-from tests.conftest import load_module
+from tests.conftest import load_module, metrics_after_one_cycle
 from tests.test_config import problems_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,14 +124,7 @@ async def test_denied_families_are_not_served_and_fully_denied_groups_are_not_po
         "feldera_(input|output)_connector_.*",
         "feldera_pipeline_checkpoint_(activity|activity_since_timestamp_seconds|permanent_errors)",
     ]
-    exporter = Exporter(settings({"denylist": denylist}, url=running.url))
-    await exporter.start(poll_loop=False)
-    try:
-        await exporter.poll_once()
-        async with httpx.AsyncClient() as client:
-            body = (await client.get(f"{exporter.url}/metrics")).text
-    finally:
-        await exporter.stop()
+    body = await metrics_after_one_cycle(settings({"denylist": denylist}, url=running.url))
     served = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if not line.startswith("#")}
     assert "feldera_pipeline_status" not in served and "# TYPE feldera_pipeline_status gauge" not in body
     assert not any(

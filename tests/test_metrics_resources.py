@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.simulator import ManualClock, Scenario, Simulator
+from tests.conftest import metrics_after_one_cycle
 
 SCENARIO: dict[str, Any] = {
     "platform_version": "0.340.0",  # newer than 0.337: output connectors report `paused`
@@ -37,14 +36,7 @@ async def served(sim: Simulator) -> Samples:
     settings = Settings.model_validate(
         {"web": {"listen_address": "127.0.0.1:0"}, "targets": [{"name": "prod", "url": sim.url}]}
     )
-    exporter = Exporter(settings)
-    await exporter.start(poll_loop=False)
-    try:
-        await exporter.poll_once()
-        async with httpx.AsyncClient() as client:
-            body = (await client.get(f"{exporter.url}/metrics")).text
-    finally:
-        await exporter.stop()
+    body = await metrics_after_one_cycle(settings)
     return {
         (s.name, frozenset((k, v) for k, v in s.labels.items() if k != "target")): s.value
         for family in text_string_to_metric_families(body)

@@ -101,6 +101,19 @@ async def test_a_requested_checkpoint_that_fails_shows_once_activity_or_the_rech
     assert recheck.checkpoint_status.failure.error == "disk full again"
 
 
+async def test_the_open_source_edition_is_asked_checkpoint_status_once_per_process() -> None:
+    """It answers POST /checkpoint with 501 (docs/feldera-api.md, "Checkpoints"): no answer there can change within
+    a process, so no recheck."""
+    async for setup in _setup({"edition": "community", "pipelines": [PLAIN]}):
+        await setup.cycle()
+        for _ in range(3):
+            assert snap_of(await setup.cycle(600), "plain").checkpoint_status is not None
+        assert setup.asked("checkpoint_status", "plain") == 1
+        setup.sim.restart_pipeline("plain")
+        await setup.cycle()
+        assert setup.asked("checkpoint_status", "plain") == 2
+
+
 async def test_a_restart_or_a_new_deployment_asks_again(setup: Setup) -> None:
     await setup.cycle()
     setup.sim.restart_pipeline("orders")
@@ -148,8 +161,38 @@ async def test_runtime_config_is_asked_once_per_version_and_gives_the_checkpoint
     assert snap.fault_tolerance is not None and snap.fault_tolerance.checkpoint_interval_seconds == 10.0
 
 
+async def test_a_failing_runtime_config_is_asked_again_after_a_doubling_pause_of_at_most_the_recheck_interval(
+    setup: Setup,
+) -> None:
+    """The n-th failure in a row skips 2^(n-1) - 1 cycles, at most ``poll.recheck_interval`` (5m: 20 cycles)."""
+    setup.sim.add_fault(kind="status", path="/v0/pipelines/orders", status=500)
+    asked_in = []
+    for cycle in range(1, 61):
+        assert snap_of(await setup.cycle()).fault_tolerance is None
+        if setup.sim.requests("/v0/pipelines/orders") > len(asked_in):
+            asked_in.append(cycle)
+    assert asked_in == [1, 2, 4, 8, 16, 32, 52]
+    setup.sim.stop_pipeline("orders")
+    setup.sim.clear_storage("orders")
+    setup.sim.set_runtime_config("orders", {"fault_tolerance": {"checkpoint_interval_secs": 10}})
+    setup.sim.start_pipeline("orders")
+    await setup.cycle()
+    assert setup.sim.requests("/v0/pipelines/orders") == len(asked_in) + 1  # a new version is asked at once,
+    await setup.cycle()
+    assert setup.sim.requests("/v0/pipelines/orders") == len(asked_in) + 2  # its first failure pauses no cycle
+    for _ in range(2):
+        await setup.cycle()
+    assert setup.sim.requests("/v0/pipelines/orders") == len(asked_in) + 3
+    setup.sim.clear_faults()
+    for _ in range(20):
+        snap = snap_of(await setup.cycle())
+    assert setup.sim.requests("/v0/pipelines/orders") == len(asked_in) + 4  # answered: asked no more
+    assert snap.fault_tolerance is not None and snap.fault_tolerance.checkpoint_interval_seconds == 10.0
+    assert setup.sim.requests("/v0/pipelines/plain") == 1
+
+
 async def test_sync_status_is_never_asked_of_the_open_source_edition() -> None:
-    async for setup in _setup({"edition": "community", "pipelines": [ORDERS]}):
+    async for setup in _setup({"edition": "community", "pipelines": [{**ORDERS, "runtime_config": {}}]}):
         await setup.cycle()  # the edition is not known before the first /v0/config
         await setup.cycle()
         await setup.cycle(600)

@@ -84,6 +84,7 @@ async def run_cycles(exporter: Exporter, sim: Simulator, client: httpx.AsyncClie
             assert any(f.name == "feldera_up" for f in text_string_to_metric_families(response.text))
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 async def test_many_cycles_keep_memory_flat_and_leak_no_tasks_or_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     exporter_log = logging.getLogger("exporter")

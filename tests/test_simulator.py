@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from contract.openapi_check import check_response
+from contract.openapi_check import checked_client
 
 from exporter.simulator import ManualClock, Scenario, Simulator
 from tests.conftest import ipv6_loopback
@@ -30,11 +30,6 @@ def scenario(*pipelines: dict[str, Any], **settings: Any) -> Scenario:
     return Scenario.model_validate({"pipelines": list(pipelines) or [ORDERS], **settings})
 
 
-async def _checked(response: httpx.Response) -> None:
-    await response.aread()
-    check_response(response)
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(1_767_225_600.0)
@@ -48,7 +43,7 @@ async def sim(clock: ManualClock) -> AsyncIterator[Simulator]:
 
 @pytest.fixture
 async def client(sim: Simulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http:
+    async with checked_client(sim.url) as http:
         yield http
 
 
@@ -457,7 +452,7 @@ async def test_reset_status_is_implemented_a_stub_or_absent_by_edition_and_versi
 ) -> None:
     async with (
         Simulator(scenario(ORDERS, edition=edition, platform_version=version), clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as client,
+        checked_client(sim.url) as client,
     ):
         token = sim.issue_reset_token("orders")
         answer = await client.get("/v0/pipelines/orders/reset_status", params={"token": token})
@@ -491,7 +486,7 @@ async def test_config_reports_the_release_and_pipelines_the_platform_version_of_
     settings = {"edition": edition, "platform_version": "0.340.0", "platform_version_suffix": suffix}
     async with (
         Simulator(scenario(ORDERS, **settings), clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as client,
+        checked_client(sim.url) as client,
     ):
         config = (await client.get("/v0/config")).json()
         listed = (await client.get("/v0/pipelines", params={"selector": "status"})).json()
@@ -504,7 +499,7 @@ async def test_a_pinned_runtime_is_in_program_config_with_every_selector(clock: 
     pinned = {"name": "pinned", "status": "Stopped", "runtime_version": "0.330.0", "platform_version": "0.330.0"}
     async with (
         Simulator(scenario(pinned), clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as client,
+        checked_client(sim.url) as client,
     ):
         for selector in ("all", "status", "status_with_connectors"):
             body = (await client.get("/v0/pipelines/pinned", params={"selector": selector})).json()
@@ -589,7 +584,7 @@ async def test_an_unhealthy_cluster_is_stored_with_exponential_backoff(
 async def test_no_cluster_monitor_event_yet_is_a_404_with_its_own_code(clock: ManualClock) -> None:
     async with (
         Simulator(scenario(cluster={"first_event_after": 25}), clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as client,
+        checked_client(sim.url) as client,
     ):
         early = await client.get("/v0/cluster_healthz")
         assert (early.status_code, early.json()["error_code"]) == (404, "NoClusterMonitorEventsAvailable")
@@ -600,7 +595,7 @@ async def test_no_cluster_monitor_event_yet_is_a_404_with_its_own_code(clock: Ma
 async def test_bearer_auth_rejects_missing_key_without_echoing_it(clock: ManualClock) -> None:
     async with (
         Simulator(scenario(api_key="s3cret-key"), clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as client,
+        checked_client(sim.url) as client,
     ):
         denied = await client.get("/v0/pipelines", headers={"Authorization": "Bearer wrong"})
         assert denied.status_code == 401
@@ -649,6 +644,7 @@ def test_scenario_rejects_unknown_keys() -> None:
         Scenario.model_validate({"pipelines": [{"name": "a", "colour": "red"}]})
 
 
+@pytest.mark.slow
 async def test_ten_thousand_generated_pipelines_are_listed(clock: ManualClock) -> None:
     async with Simulator(Scenario.generate(10_000), clock=clock) as sim, httpx.AsyncClient(base_url=sim.url) as client:
         response = await client.get("/v0/pipelines", params={"selector": "status_with_connectors"})
@@ -672,7 +668,7 @@ async def test_config_reports_the_licence_state_of_the_scenario(
 ) -> None:
     async with (
         Simulator(scenario(**settings), clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http,
+        checked_client(sim.url) as http,
     ):
         body = (await http.get("/v0/config")).json()
     assert body["license_validity"] == license_validity
@@ -686,7 +682,7 @@ async def test_config_reports_version_licence_expiry_and_update_check(clock: Man
     }
     async with (
         Simulator(scenario(**settings), clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http,
+        checked_client(sim.url) as http,
     ):
         clock.advance(3600)
         body = (await http.get("/v0/config")).json()
@@ -703,7 +699,7 @@ async def test_pipelines_keep_their_own_platform_version(clock: ManualClock) -> 
     old = {"name": "old", "platform_version": "0.337.0+enterprise.5c7931d", "status": "Stopped"}
     async with (
         Simulator(scenario(ORDERS, old, platform_version="v0.340.0"), clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http,
+        checked_client(sim.url) as http,
     ):
         listed = (await http.get("/v0/pipelines", params={"selector": "status"})).json()
         assert (await http.get("/v0/config")).json()["version"] == "0.340.0"

@@ -7,16 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from contract.openapi_check import check_response
+from contract.openapi_check import checked_client
 
 from exporter.simulator import ManualClock, Scenario, Simulator
 
 FT: dict[str, Any] = {"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 60}}
-
-
-async def _checked(response: httpx.Response) -> None:
-    await response.aread()
-    check_response(response)
 
 
 @pytest.fixture
@@ -41,7 +36,7 @@ async def sim(clock: ManualClock) -> AsyncIterator[Simulator]:
 
 @pytest.fixture
 async def client(sim: Simulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http:
+    async with checked_client(sim.url) as http:
         yield http
 
 

@@ -39,11 +39,24 @@ async def test_cli_serves_a_scenario_file_and_stops_on_sigint(tmp_path: Path) ->
     assert body["deployment_status"] == "Paused"
 
 
-def test_cli_reports_a_bad_scenario_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("pipelines:\n  - name: a\n    status: Flying\n", "status"),
+        (  # the open-source build refuses fault tolerance (docs/feldera-api.md, "Fault tolerance in runtime_config")
+            "edition: community\npipelines:\n  - name: a\n    runtime_config: {fault_tolerance: {}}\n",
+            "enterprise feature: fault tolerance",
+        ),
+        ("edition: community\npipelines:\n  - name: a\n    checkpoint_failure: full\n", "POST /checkpoint"),
+    ],
+)
+def test_cli_reports_a_bad_scenario_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, said: str
+) -> None:
     scenario = tmp_path / "bad.yaml"
-    scenario.write_text("pipelines:\n  - name: a\n    status: Flying\n", encoding="utf-8")
+    scenario.write_text(text, encoding="utf-8")
     assert main(["--scenario", str(scenario), "--port", "0"]) == 2
-    assert "status" in capsys.readouterr().err
+    assert said in capsys.readouterr().err
 
 
 async def _start(*args: str) -> tuple[asyncio.subprocess.Process, str]:

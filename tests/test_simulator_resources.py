@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from contract.openapi_check import check_response
+from contract.openapi_check import checked_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import ManualClock, Scenario, Simulator
@@ -26,11 +26,6 @@ LIMITED: dict[str, Any] = {
 }
 
 
-async def _checked(response: httpx.Response) -> None:
-    await response.aread()
-    check_response(response)
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(1_767_225_600.0)
@@ -43,7 +38,7 @@ async def serve(
     scenario = Scenario.model_validate({"pipelines": list(pipelines), **settings})
     async with (
         Simulator(scenario, clock=clock) as sim,
-        httpx.AsyncClient(base_url=sim.url, event_hooks={"response": [_checked]}) as http,
+        checked_client(sim.url) as http,
     ):
         yield sim, http
 
@@ -191,15 +186,33 @@ async def test_servers_up_to_0_337_have_no_paused_output_connectors(clock: Manua
 # ---- suspend errors ------------------------------------------------------------------------------------------
 
 
-async def test_the_open_source_edition_cannot_checkpoint_any_pipeline(clock: ManualClock) -> None:
+async def test_the_open_source_edition_lists_enterprise_feature_and_has_no_checkpoint_to_fail(
+    clock: ManualClock,
+) -> None:
+    """Every open-source pipeline reports ``EnterpriseFeature``, but none takes or is asked for a checkpoint there:
+    fault tolerance is refused (the manager's ``validate_runtime_config``, the process's ``start_controller``) and
+    so is ``POST /checkpoint`` (501), so nothing fails (docs/feldera-api.md, "Fault tolerance in runtime_config")."""
     ft = {"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": 10}}
-    async with serve(clock, {**LIMITED, "runtime_config": ft}, edition="community") as (sim, http):
+    async with serve(clock, LIMITED, edition="community") as (sim, http):
         stats = (await http.get("/v0/pipelines/orders/stats")).json()
         assert stats["suspend_error"] == {"Permanent": ["EnterpriseFeature"]}
         assert stats["permanent_checkpoint_errors"] == ["EnterpriseFeature"]
         clock.advance(35)
-        assert sim.state()["orders"]["automatic_checkpoint_failures"] == 3
-        assert sim.pipeline("orders").stored_checkpoints == []
+        assert sim.state()["orders"]["automatic_checkpoint_failures"] == 0
+        sim.stop_pipeline("orders")
+        sim.clear_storage("orders")
+        with pytest.raises(ValueError, match="enterprise feature: fault tolerance"):
+            sim.set_runtime_config("orders", ft)
+        sim.start_pipeline("orders")
+        for refused in (sim.checkpoint, sim.fail_checkpoint):
+            with pytest.raises(ValueError, match="EnterpriseFeature"):
+                refused("orders")
+        assert (await http.get("/v0/pipelines/orders/checkpoint_status")).json() == {"success": None, "failure": None}
+    with pytest.raises(ValueError, match="enterprise feature: fault tolerance"):
+        Scenario.model_validate({"edition": "community", "pipelines": [{"name": "ft", "runtime_config": ft}]})
+    async with serve(clock, {**LIMITED, "runtime_config": ft}) as (sim, _):
+        with pytest.raises(ValueError, match="pipeline 'orders': InvalidRuntimeConfig"):
+            sim.set_edition("community")
 
 
 async def test_suspend_error_lists_permanent_reasons_before_temporary_ones(clock: ManualClock) -> None:

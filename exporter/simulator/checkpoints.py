@@ -14,8 +14,9 @@ As upstream (``crates/adapters/src/server.rs``, ``CheckpointState``; ``crates/ad
   interval after the previous attempt ended, failed or not (``update_last_checkpoint``). A success adds an entry to
   ``storage_status_details.checkpoints`` (at most the newest two are kept: ``MIN_CHECKPOINT_THRESHOLD`` in
   ``crates/dbsp/src/circuit/checkpointer.rs``); a failure is only logged (``warn!("checkpoint failed: ...")``), so
-  nothing a client reads changes. Permanent checkpoint errors make every attempt fail: on the open-source edition
-  every pipeline has one (``EnterpriseFeature``), so none checkpoints there.
+  nothing a client reads changes. Permanent checkpoint errors make every attempt fail. On the open-source edition
+  every pipeline lists one (``EnterpriseFeature``), but none checkpoints there at all: fault tolerance is refused
+  (:func:`exporter.simulator.runtime.refuse_enterprise_features`) and ``POST /checkpoint`` answers 501.
 - While ``checkpoint_activity`` is ``delayed`` or ``in_progress`` no attempt completes; the one that was due
   completes as soon as the activity is ``idle`` again.
 - Storage keeps its checkpoints across processes; checkpoint and sync status do not.
@@ -116,6 +117,11 @@ class PipelineCheckpoints:
         return seq
 
     def _next_request(self) -> int:
+        if not self.enterprise():
+            raise ValueError(
+                "EnterpriseFeature: the open-source manager answers POST /checkpoint with 501 "
+                "(crates/pipeline-manager/src/api/endpoints/pipeline_interaction.rs, checkpoint_pipeline)"
+            )
         if self.incarnation is None:
             raise ValueError("the pipeline has no process to checkpoint")
         seq = self.next_sequence

@@ -36,7 +36,7 @@ from exporter.simulator.platform import (
     reset_api_of,
 )
 from exporter.simulator.resources import PipelineResources
-from exporter.simulator.runtime import normalized_runtime_config
+from exporter.simulator.runtime import normalized_runtime_config, refuse_enterprise_features
 from exporter.simulator.scenario import PipelineSpec, Scenario, ServerSpec
 
 NAMESPACE = uuid.UUID("5b0f6c1e-3c9a-4e0a-9a55-6f2d1c0de000")
@@ -86,6 +86,7 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineResources, Pipel
         self.platform_version = spec.platform_version or platform_version
         self.runtime_version = spec.runtime_version
         self.runtime_config = normalized_runtime_config(spec.runtime_config)
+        refuse_enterprise_features(self.runtime_config, enterprise())
         self._init_resources(
             None if spec.rss_mb is None else int(spec.rss_mb * 1_000_000),
             None if spec.storage_mb is None else int(spec.storage_mb * 1_000_000),
@@ -285,6 +286,7 @@ class Pipeline(PipelineCheckpoints, PipelineConnectors, PipelineResources, Pipel
             raise ValueError("UpdateRestrictedToStopped: the pipeline can only be updated while stopped")
         merged = {**self.runtime_config, **overrides}
         new = normalized_runtime_config(merged)
+        refuse_enterprise_features(new, self.enterprise())
         if new == self.runtime_config:
             return
         if self.storage_status != "Cleared":

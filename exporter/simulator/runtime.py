@@ -115,6 +115,18 @@ def normalized_runtime_config(overrides: Mapping[str, Any] | None = None) -> dic
     return config
 
 
+def refuse_enterprise_features(config: Mapping[str, Any], enterprise: bool) -> None:
+    """Raise ``ValueError`` for a configuration the open-source build refuses: fault tolerance is an Enterprise
+    feature there. Its manager rejects such a ``runtime_config`` on create and update (``InvalidRuntimeConfig``,
+    ``enterprise feature: fault tolerance``: ``crates/pipeline-manager/src/db/types/utils.rs``,
+    ``validate_runtime_config``), its runner keeps a stored one stopped with a deployment error
+    (``runner/pipeline_automata.rs``) and its pipeline process refuses to start with it
+    (``crates/adapters/src/server.rs``, ``start_controller``): no open-source pipeline takes automatic
+    checkpoints."""
+    if not enterprise and (config.get("fault_tolerance") or {}).get("model", "none") != "none":
+        raise ValueError("InvalidRuntimeConfig: enterprise feature: fault tolerance (the open-source edition)")
+
+
 def checkpoint_interval(config: Mapping[str, Any]) -> float | None:
     """Seconds between automatic checkpoints, or None when there are none (``FtConfig::checkpoint_interval``)."""
     ft = config.get("fault_tolerance") or {}

@@ -1,8 +1,8 @@
 """Scenario files: the initial state of a simulated Feldera instance (YAML or JSON), validated with pydantic.
 
 ```yaml
-edition: enterprise            # enterprise_dev (edition "EnterpriseDev", newer servers), or community:
-                               # POST checkpoint/sync answers 501 EnterpriseFeature
+edition: enterprise            # enterprise_dev (edition "EnterpriseDev", newer servers), or community: no
+                               # fault tolerance, POST checkpoint and checkpoint/sync answer 501 EnterpriseFeature
 sync_api: current              # or seed: POST checkpoint/sync answers 200 {checkpoint_sequence_number}
 api_key: null                  # set to require "Authorization: Bearer <key>"
 platform_version: 0.337.0      # the release (CARGO_PKG_VERSION): GET /v0/config "version"
@@ -47,10 +47,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from exporter.models import COMBINED_STATUSES
-from exporter.simulator.platform import Edition, ResetApi, pipeline_platform_version, release
+from exporter.simulator.platform import Edition, ResetApi, enterprise, pipeline_platform_version, release
+from exporter.simulator.runtime import normalized_runtime_config, refuse_enterprise_features
 
 StatusName = Literal[COMBINED_STATUSES]  # type: ignore[valid-type]  # a tuple's values, read by pydantic at run time
 
@@ -164,6 +165,17 @@ class Scenario(_Model):
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     pipelines: list[PipelineSpec] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _the_edition_allows(self) -> Scenario:
+        """What the open-source build refuses: fault tolerance, and a ``POST /checkpoint`` (so no failed one)."""
+        if enterprise(self.edition):
+            return self
+        for spec in self.pipelines:
+            refuse_enterprise_features(normalized_runtime_config(spec.runtime_config), enterprise=False)
+            if spec.checkpoint_failure is not None:
+                raise ValueError(f"pipeline {spec.name!r}: checkpoint_failure: POST /checkpoint answers 501 there")
+        return self
+
     def pipeline_platform_version(self) -> str:
         """The ``platform_version`` of pipelines this build compiles (``0.337.0+enterprise`` on Enterprise)."""
         return pipeline_platform_version(self.edition, self.platform_version, self.platform_version_suffix)
@@ -194,7 +206,8 @@ class Scenario(_Model):
         """``count`` pipelines with a realistic mix of states, for scale tests and benchmarks.
 
         Two in three (those with checkpoints in storage) are fault tolerant (``exactly_once``, automatic
-        checkpoints every 60 s, the default interval); every 17th has a failed ``POST /checkpoint``.
+        checkpoints every 60 s, the default interval); every 17th has a failed ``POST /checkpoint``. Neither on the
+        open-source edition, which has no fault tolerance and refuses ``POST /checkpoint``.
 
         ``connectors=None``: per table ``in-<t>`` and one unnamed connector, per view ``out-<v>``. ``connectors=N``:
         exactly N connectors per pipeline, all named: ``max(1, N // 4)`` outputs (``out-0``, ...) spread round-robin
@@ -209,6 +222,7 @@ class Scenario(_Model):
             view_connectors: list[list[ConnectorEntry]] = [[f"out-{v}"] for v in range(views)]
         else:
             table_connectors, view_connectors = _spread_connectors(connectors, tables, views)
+        checkpointing = enterprise(edition)
         pipelines = []
         for i in range(count):
             name = f"{prefix}-{i:05d}"
@@ -217,8 +231,8 @@ class Scenario(_Model):
                     name=name,
                     status=mix[i % len(mix)],
                     checkpoints=i % 3,
-                    runtime_config={"fault_tolerance": {"model": "exactly_once"}} if i % 3 else {},
-                    checkpoint_failure="injected failure" if i % 17 == 0 else None,
+                    runtime_config={"fault_tolerance": {"model": "exactly_once"}} if checkpointing and i % 3 else {},
+                    checkpoint_failure="injected failure" if checkpointing and i % 17 == 0 else None,
                     tables=[RelationSpec(name=f"t{t}", connectors=list(c)) for t, c in enumerate(table_connectors)],
                     views=[RelationSpec(name=f"v{v}", connectors=list(c)) for v, c in enumerate(view_connectors)],
                 )

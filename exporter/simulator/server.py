@@ -29,6 +29,7 @@ from exporter.simulator.metrics import manager_metrics
 from exporter.simulator.model import SELECTORS, Pipeline, World
 from exporter.simulator.platform import release, serves_output_paused
 from exporter.simulator.resources import ResourceControl
+from exporter.simulator.runtime import refuse_enterprise_features
 from exporter.simulator.scenario import PipelineSpec, Scenario
 from exporter.webserver import EVERY_PATH, ServerLimits, WebServer
 
@@ -265,9 +266,15 @@ class Simulator(CheckpointControl, ConnectorControl, ResourceControl):
         self.world.cluster.stall(stalled, self._now())
 
     def set_edition(self, edition: str) -> None:
-        """``enterprise``, ``enterprise_dev`` or ``community`` (new pipelines' ``platform_version`` follows)."""
+        """``enterprise``, ``enterprise_dev`` or ``community`` (new pipelines' ``platform_version`` follows); not
+        ``community`` while a pipeline has fault tolerance, which the open-source build refuses."""
         if edition not in ("enterprise", "enterprise_dev", "community"):
             raise ValueError(f"unknown edition {edition!r}")
+        for pipeline in self.world.pipelines.values() if edition == "community" else ():
+            try:
+                refuse_enterprise_features(pipeline.runtime_config, enterprise=False)
+            except ValueError as exc:
+                raise ValueError(f"pipeline {pipeline.name!r}: {exc}") from None
         self.world.edition = edition  # type: ignore[assignment]  # one of the literal's values: checked above
 
     def set_reset_api(self, reset_api: str | None) -> None:

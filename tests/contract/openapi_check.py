@@ -90,3 +90,13 @@ def check_response(response: httpx.Response) -> str | None:
     problems = errors_in(schema, response.json())
     assert not problems, f"{request.method} {request.url.path} -> {response.status_code} violates {schema}: {problems}"
     return schema
+
+
+async def _checked(response: httpx.Response) -> None:
+    await response.aread()
+    check_response(response)
+
+
+def checked_client(base_url: str) -> httpx.AsyncClient:
+    """A client whose every JSON answer is checked against the published OpenAPI spec (:func:`check_response`)."""
+    return httpx.AsyncClient(base_url=base_url, event_hooks={"response": [_checked]})
