@@ -77,7 +77,8 @@ def prometheus_config(exporter_port: int, feldera_url: str, target: str) -> dict
     second."""
     native = shipped_job(NATIVE_JOB)
     native["static_configs"] = [{"targets": [urlsplit(feldera_url).netloc], "labels": {"target": target}}]
-    native["scrape_timeout"] = "1s"  # within the test's scrape interval
+    # every second as the exporter's job (shipped: 30 s, whose first scrape comes at a random phase within 30 s)
+    native["scrape_interval"] = native["scrape_timeout"] = "1s"
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
