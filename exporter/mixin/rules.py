@@ -394,24 +394,27 @@ def _target_over_limit(c: Ctx, g: dict[str, Any]) -> str:
     return f"{_over_limit(c)} == 1"
 
 
+def _still_scraped(c: Ctx, g: dict[str, Any]) -> str:
+    """``and`` the exporter processes Prometheus still scrapes, for an alert about one process: a process replaced
+    by a rollout leaves its last series behind for ``gap_window``, which must not read as its own trouble."""
+    return f'and on(job, {", ".join(c.s.per_process)}) up{{job="{g["exporter_job"]}"}}'
+
+
 def _polls_cut_off(c: Ctx, g: dict[str, Any]) -> str:
-    # Per exporter process, as FelderaExporterPollsStale, and only for processes Prometheus still scrapes.
-    process = f"job, {', '.join(c.s.per_process)}"
+    # Per exporter process, as FelderaExporterPollsStale.
     return (
         f"increase({c.sel('feldera_exporter_polls_cut_off_total')}[{c.window_param('within')}]) > 0\n"
-        f'and on({process}) up{{job="{g["exporter_job"]}"}}'
+        f"{_still_scraped(c, g)}"
     )
 
 
 def _polls_stale(c: Ctx, g: dict[str, Any]) -> str:
-    # Per exporter process (the subject of the alert), and only for processes Prometheus still scrapes: a process
-    # replaced by a rollout leaves its last timestamp behind for gap_window, which must not read as a stuck poll.
-    process = f"job, {', '.join(c.s.per_process)}"
+    # Per exporter process (the subject of the alert): a stuck poll, not a target that is down.
     return (
         f"time() - last_over_time({c.sel('feldera_exporter_last_poll_success_timestamp_seconds')}[{c.s.gap}])"
         f" > {c.seconds('after')}\n"
         f"unless last_over_time({c.sel('feldera_up')}[{c.s.gap}]) == 0\n"
-        f'and on({process}) up{{job="{g["exporter_job"]}"}}'
+        f"{_still_scraped(c, g)}"
     )
 
 
