@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from exporter.client import LIST_VALUES_PER_PIPELINE, MAX_JSON_VALUES  # noqa: E402
 from exporter.config import TargetSettings  # noqa: E402
+from exporter.simulator.monitoring import stop_process  # noqa: E402
 
 DEFAULTS = TargetSettings()
 CAP = int(DEFAULTS.max_response_size)
@@ -190,14 +190,7 @@ async def measure(shape: str, cycles: int, workdir: Path) -> dict[str, object]:
         await asyncio.sleep(1.0)
         peak = high_water_mib(process.pid)
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(10):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process)
         await runner.cleanup()
     lines = [line for line in log.read_text(errors="replace").splitlines() if " WARNING " in line or " ERROR " in line]
     outcome = lines[-1].split(" ", 3)[-1][:160] if lines else "polled"

@@ -67,6 +67,7 @@ sys.path.insert(0, str(ROOT))
 
 from exporter.mixin import ALERTMANAGER_EXAMPLE  # noqa: E402
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator  # noqa: E402
+from exporter.simulator.monitoring import stop_process  # noqa: E402
 
 PROMETHEUS_EXAMPLE = ROOT / "prometheus" / "prometheus.yml"
 EXPORTER_JOB = "feldera-exporter"
@@ -222,14 +223,7 @@ async def child(name: str, argv: list[str], logs: Path, ready: str) -> AsyncIter
                 await asyncio.sleep(0.2)
         yield process
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process)
 
 
 def scenario() -> Scenario:

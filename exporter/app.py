@@ -378,11 +378,11 @@ class Exporter:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while not self._stopping.is_set():
-            target = self.poller.target(name)
-            if target is None:  # removed by a reload
-                return
             try:
-                async with self._gate.cycle():
+                async with self._gate.cycle():  # past a reload that was waiting: the target as it configured it
+                    target = self.poller.target(name)
+                    if target is None:  # removed by a reload
+                        return
                     await self._cycle(target)
             except Exception:
                 log.exception("%s: poll cycle failed", name)

@@ -72,7 +72,7 @@ from exporter.models import (
     Pipeline,
     PipelineRuntimeConfig,
 )
-from exporter.snapshot import ExporterStats, RequestTimings
+from exporter.snapshot import ExporterStats, RequestCount, RequestTimings
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,8 @@ class ApiStats:
         self._sums[endpoint] = self._sums.get(endpoint, 0.0) + seconds
         self._counts[endpoint] = self._counts.get(endpoint, 0) + 1
 
-    def requests(self) -> tuple[tuple[str, str, int], ...]:
-        return tuple(sorted((endpoint, code, n) for (endpoint, code), n in self._requests.items()))
+    def requests(self) -> tuple[RequestCount, ...]:
+        return tuple(sorted(RequestCount(endpoint, code, n) for (endpoint, code), n in self._requests.items()))
 
     def timings(self) -> tuple[RequestTimings, ...]:
         result = []

@@ -162,6 +162,7 @@ class Poller:
                     cycle.failed(target.name, exc)
                 else:
                     target.cut_off += 1
+                    cycle.drop_unconfirmed(self.plan)
                     log.warning(
                         "%s: poll cycle cut off after %gs (poll.cycle_deadline): %s", target.name, deadline, cycle
                     )
@@ -198,16 +199,16 @@ class Poller:
             log.warning("%s: pipeline list: %s", target.name, listing.skipped.describe())
         listed = (PipelineSnapshot(pipeline=p) for p in listing.pipelines)
         cycle.listed = target.history.recall(target.name, listed, self._clock())
+        cycle.recalled = tuple(cycle.listed)
         target.last_success = self._clock()
         await asyncio.gather(
             self._poll_pipelines(target, cycle),
             *(self._target_request(target, request, cycle) for request in self.plan.target_requests),
         )
-        snapshot = self._snapshot(target, cycle)
+        cycle.snapshot = self._snapshot(target, cycle)
         if self._sidecar is not None:
             cycle.reporting = True
-            snapshot = await self._sidecar.report(target, snapshot, self._clock())
-        cycle.snapshot = snapshot
+            cycle.snapshot = await self._sidecar.report(target, cycle.snapshot, self._clock())
 
     def _snapshot(self, target: TargetRuntime, cycle: _Cycle) -> TargetSnapshot:
         """The target's snapshot of what ``cycle`` holds (its history advanced with it)."""
@@ -293,10 +294,12 @@ class _Cycle:
 
     listed: list[PipelineSnapshot] | None = None
     """The pipelines this exporter polls, each with the answers so far; None until the list is answered."""
+    recalled: tuple[PipelineSnapshot, ...] = ()
+    """``listed`` as the target's history filled it, before the cycle's requests (what was reused)."""
     answers: dict[str, Any] = field(default_factory=dict)
     """Per-target answers by field (None for a failed one)."""
     snapshot: TargetSnapshot | None = None
-    """The finished snapshot, the sidecar's report included (None until then)."""
+    """The snapshot once every request is answered, then with the sidecar's report (None until then)."""
     reporting: bool = False
     """The sidecar's report was being made (every request of the cycle answered)."""
     planned: int = 0
@@ -305,6 +308,21 @@ class _Cycle:
     connectors_left_out: int = 0
     """Pipelines whose stats were not asked or not kept: the connector limit was reached."""
     over_limit: set[str] = field(default_factory=set)
+
+    def drop_unconfirmed(self, plan: PollPlan) -> None:
+        """Cut off: clear each reused answer (``checkpoint_status``, ``sync_status``) that this cycle would have
+        asked again, by what it has seen (a new deployment or process, a checkpoint in progress, its age), and has no
+        new answer for. Such an answer can have changed; served, it would be an old value shown as current (and an
+        old failure counted again for a new process). A reused answer the cycle had no reason to ask again stays."""
+        if self.listed is None or self.snapshot is not None:
+            return
+        for position, (snap, before) in enumerate(zip(self.listed, self.recalled, strict=True)):
+            for stage in plan.stages:
+                for request in stage:
+                    reused = getattr(snap, request.field)
+                    if reused is not None and reused is getattr(before, request.field) and request.asks(snap):
+                        snap = request.store(snap, None)
+            self.listed[position] = snap
 
     def failed(self, target: str, exc: BaseException) -> None:
         """Something unexpected (a bug, ``MemoryError``): the target is down this cycle, one line says why."""

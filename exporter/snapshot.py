@@ -125,6 +125,16 @@ class RequestTimings:
     total_seconds: float = 0.0
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class RequestCount:
+    """API requests to one endpoint (operation) that ended with one code, since start."""
+
+    endpoint: str
+    code: str
+    """HTTP status, ``timeout``, ``connection_error`` or ``invalid_response``."""
+    count: int
+
+
 @dataclass(frozen=True, slots=True)
 class ExporterStats:
     """The exporter's own view of one target, frozen at the end of the cycle (self-metrics)."""
@@ -135,8 +145,7 @@ class ExporterStats:
     """(result, count) since start, result = success | failure."""
     cut_off: int = 0
     """Cycles cut off at ``poll.cycle_deadline`` since start."""
-    requests: tuple[tuple[str, str, int], ...] = ()
-    """(endpoint, code, count) since start; code = HTTP status, timeout, connection_error or invalid_response."""
+    requests: tuple[RequestCount, ...] = ()
     timings: tuple[RequestTimings, ...] = ()
 
 

@@ -28,6 +28,7 @@ from tests.replyserver import ReplyServer, Request, Response
 __all__ = ["ReplyServer", "Request", "Response"]
 
 Reply = Response | Callable[[Request], Awaitable[Response]]
+MakeExporter = Callable[..., Awaitable[Exporter]]
 
 
 def free_port() -> int:
@@ -236,6 +237,23 @@ async def feldera() -> AsyncIterator[ScriptedFeldera]:
         yield scripted
     finally:
         await scripted.server.close()
+
+
+@pytest.fixture
+async def make_exporter() -> AsyncIterator[MakeExporter]:
+    """``await make_exporter(settings, **options)``: an Exporter serving on a free port without its poll loops (the
+    test runs cycles with ``poll_once()``); each one is stopped when the test ends."""
+    started: list[Exporter] = []
+
+    async def make(settings: Settings, **options: Any) -> Exporter:
+        exporter = Exporter(settings, **options)
+        await exporter.start(poll_loop=False)
+        started.append(exporter)
+        return exporter
+
+    yield make
+    for exporter in started:
+        await exporter.stop()
 
 
 async def hang(request: Request) -> Response:

@@ -246,7 +246,7 @@ def test_firing_unit_tests_state_every_label_and_annotation() -> None:
 
 
 RECORD_NAME = re.compile(
-    r"^(pipeline|pipeline_endpoint|target):feldera_\w+:(bridged|current_process|gap_window|relapse_hold|process_\w+|ratio_window)$"
+    r"^(pipeline|pipeline_endpoint|target):feldera_\w+:(bridged|current_process|gap_window|relapse_hold|process_\w+|ratio_window|unread)$"
 )
 """level:metric:operation (docs/runbooks.md, "Recording rules")."""
 
@@ -418,14 +418,18 @@ def test_example_alertmanager_config_routes_by_severity(labels: list[str], recei
 
 def test_example_alertmanager_config_makes_one_incident_one_notification_and_tells_a_relapse() -> None:
     """One notification per Feldera target and alert name (a storm of pipelines is one message listing them); the
-    critical route waits seconds, and its group_interval is not longer than the rules' relapse_hold, so the resolve
-    of a restart is sent before the relapse fires again (docs/runbooks.md, "What reaches a person")."""
+    critical route waits seconds; and on the critical and the warning route (each carries alerts a restart can leave
+    unfixed: a fatal error, a failed checkpoint or sync that fails again at once) group_interval is not longer than
+    the rules' relapse_hold, so the resolve of a restart is sent before the relapse fires again, and both are told
+    (docs/runbooks.md, "What reaches a person")."""
     config = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
     assert config["route"]["group_by"] == ["namespace", "target", "alertname"]
-    (critical,) = [r for r in config["route"]["routes"] if 'severity="critical"' in r["matchers"]]
+    routes = {r["receiver"]: {**config["route"], **r} for r in config["route"]["routes"]}  # a route inherits
     seconds = build.duration_seconds
-    assert seconds(critical["group_wait"], "group_wait") <= 5
-    assert seconds(critical["group_interval"], "") <= seconds(shipped_config()["relapse_hold"], "relapse_hold")
+    assert seconds(routes["feldera-critical"]["group_wait"], "group_wait") <= 5
+    hold = seconds(shipped_config()["relapse_hold"], "relapse_hold")
+    for receiver in ("feldera-critical", "feldera-warning"):
+        assert seconds(routes[receiver]["group_interval"], "group_interval") <= hold, receiver
     for rule in config["inhibit_rules"]:  # alerts carry no instance (an exporter rollout changes nothing)...
         if rule["source_matchers"] != ['alertname="FelderaExporterDown"']:  # ...but the exporter's own ones
             assert "instance" not in rule["equal"], rule

@@ -30,6 +30,7 @@ from exporter.config import Settings
 from exporter.mixin import ALERTMANAGER_EXAMPLE
 from exporter.mixin.rules import DEFAULT_CONFIG as RULES_CONFIG
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
+from exporter.simulator.monitoring import stop_process
 from tests.conftest import ReplyServer, Request, Response, free_port
 from tests.conftest import eventually as wait_until
 from tests.test_alerts import build, shipped_config
@@ -160,14 +161,7 @@ async def process(args: list[str], log: Path, ready_url: str) -> AsyncIterator[a
             await eventually(ready, f"{args[0]} to become ready")
         yield proc
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                async with asyncio.timeout(10):
-                    await proc.wait()
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
 
 
 @dataclass

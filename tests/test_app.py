@@ -7,7 +7,7 @@ import gzip
 import platform
 import socket
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -23,6 +23,7 @@ from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario
 from exporter.snapshot import ResetReport
 from exporter.webserver import ServerLimits
 from tests.conftest import (
+    MakeExporter,
     ScriptedFeldera,
     eventually,
     feldera_error,
@@ -78,27 +79,12 @@ async def sim() -> AsyncIterator[Simulator]:
         yield simulator
 
 
-@pytest.fixture
-async def make_exporter() -> AsyncIterator[Callable[..., Any]]:
-    started: list[Exporter] = []
-
-    async def make(settings: Settings, **kwargs: Any) -> Exporter:
-        exporter = Exporter(settings, **kwargs)
-        await exporter.start(poll_loop=False)
-        started.append(exporter)
-        return exporter
-
-    yield make
-    for exporter in started:
-        await exporter.stop()
-
-
 async def scrape(exporter: Exporter, **headers: str) -> httpx.Response:
     async with httpx.AsyncClient() as http:
         return await http.get(exporter.url + "/metrics", headers=headers)
 
 
-async def test_ready_is_503_until_the_first_cycle_completes(sim: Simulator, make_exporter: Any) -> None:
+async def test_ready_is_503_until_the_first_cycle_completes(sim: Simulator, make_exporter: MakeExporter) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     async with httpx.AsyncClient(base_url=exporter.url) as http:
         assert (await http.get("/-/ready")).status_code == 503
@@ -109,7 +95,9 @@ async def test_ready_is_503_until_the_first_cycle_completes(sim: Simulator, make
         assert exporter.ready
 
 
-async def test_metrics_show_every_pipeline_with_target_and_pipeline_name(sim: Simulator, make_exporter: Any) -> None:
+async def test_metrics_show_every_pipeline_with_target_and_pipeline_name(
+    sim: Simulator, make_exporter: MakeExporter
+) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     await exporter.poll_once()
     found = samples((await scrape(exporter)).text)
@@ -120,7 +108,7 @@ async def test_metrics_show_every_pipeline_with_target_and_pipeline_name(sim: Si
     assert value(found, "feldera_exporter_api_requests_total", target="default", endpoint="list_pipelines", code="200")
 
 
-async def test_process_and_python_metrics_are_read_with_each_cycle(sim: Simulator, make_exporter: Any) -> None:
+async def test_process_and_python_metrics_are_read_with_each_cycle(sim: Simulator, make_exporter: MakeExporter) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     before = samples((await scrape(exporter)).text)
     assert value(before, "process_resident_memory_bytes") is None  # nothing is read at scrape time
@@ -137,7 +125,7 @@ async def test_process_and_python_metrics_are_read_with_each_cycle(sim: Simulato
     assert not names_with_label(found, "target", "default") & {"process_open_fds", "python_info"}
 
 
-async def test_scrape_does_not_call_feldera(sim: Simulator, make_exporter: Any) -> None:
+async def test_scrape_does_not_call_feldera(sim: Simulator, make_exporter: MakeExporter) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     await exporter.poll_once()
     before = sim.requests()
@@ -147,7 +135,7 @@ async def test_scrape_does_not_call_feldera(sim: Simulator, make_exporter: Any) 
 
 
 async def test_endpoints_are_asked_only_when_the_status_makes_them_meaningful(
-    sim: Simulator, make_exporter: Any
+    sim: Simulator, make_exporter: MakeExporter
 ) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     await exporter.poll_once()
@@ -161,7 +149,7 @@ async def test_endpoints_are_asked_only_when_the_status_makes_them_meaningful(
 
 
 async def test_connector_errors_collector_reads_the_error_lists_from_the_stats_request(
-    sim: Simulator, make_exporter: Any
+    sim: Simulator, make_exporter: MakeExporter
 ) -> None:
     exporter = await make_exporter(settings_for(sim.url, collectors={"connector_errors": True}))
     snapshot = await exporter.poll_once()
@@ -171,7 +159,7 @@ async def test_connector_errors_collector_reads_the_error_lists_from_the_stats_r
     assert set(orders.connector_details) == {"orders.kafka-in", "totals.delta-out"}
 
 
-async def test_gzip_is_served_when_accepted(sim: Simulator, make_exporter: Any) -> None:
+async def test_gzip_is_served_when_accepted(sim: Simulator, make_exporter: MakeExporter) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     await exporter.poll_once()
     async with (
@@ -185,7 +173,7 @@ async def test_gzip_is_served_when_accepted(sim: Simulator, make_exporter: Any) 
     assert gzip.decompress(compressed).decode() == plain.text
 
 
-async def test_openmetrics_is_served_when_preferred(sim: Simulator, make_exporter: Any) -> None:
+async def test_openmetrics_is_served_when_preferred(sim: Simulator, make_exporter: MakeExporter) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     await exporter.poll_once()
     prometheus_accept = (
@@ -223,7 +211,7 @@ def test_a_q_value_outside_rfc_9110_counts_as_not_acceptable(q: str) -> None:
     assert not wants_openmetrics(f"application/openmetrics-text;q={q}")
 
 
-async def test_deleted_pipeline_vanishes_on_the_next_cycle(sim: Simulator, make_exporter: Any) -> None:
+async def test_deleted_pipeline_vanishes_on_the_next_cycle(sim: Simulator, make_exporter: MakeExporter) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     await exporter.poll_once()
     assert names_with_label(samples((await scrape(exporter)).text), "pipeline_name", "idle")
@@ -234,7 +222,7 @@ async def test_deleted_pipeline_vanishes_on_the_next_cycle(sim: Simulator, make_
     assert names_with_label(found, "pipeline_name", "orders")
 
 
-async def test_api_down_gives_up_0_and_no_pipeline_series(sim: Simulator, make_exporter: Any) -> None:
+async def test_api_down_gives_up_0_and_no_pipeline_series(sim: Simulator, make_exporter: MakeExporter) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     await exporter.poll_once()
     sim.add_fault(kind="status", path="/v0/pipelines", status=500)
@@ -249,7 +237,9 @@ async def test_api_down_gives_up_0_and_no_pipeline_series(sim: Simulator, make_e
     assert value(samples((await scrape(exporter)).text), "feldera_up", target="default") == 1.0
 
 
-async def test_one_pipelines_failing_endpoint_hides_nothing_else(feldera: ScriptedFeldera, make_exporter: Any) -> None:
+async def test_one_pipelines_failing_endpoint_hides_nothing_else(
+    feldera: ScriptedFeldera, make_exporter: MakeExporter
+) -> None:
     feldera.list_pipelines(pipeline_json("bad"), pipeline_json("good"))
     feldera.routes["/v0/pipelines/bad/stats"] = feldera_error(500, "InitializationError")
     feldera.routes["/v0/pipelines/bad/checkpoint_status"] = feldera_error(503, "PipelineUnavailable", retry_after="0")
@@ -261,7 +251,7 @@ async def test_one_pipelines_failing_endpoint_hides_nothing_else(feldera: Script
     assert by_name["bad"].stats is None and by_name["bad"].checkpoint_status is None
     assert by_name["good"].stats is not None and by_name["good"].checkpoint_status is not None
     assert snapshot.targets[0].up
-    requests = {(e, c): n for e, c, n in snapshot.targets[0].exporter.requests}
+    requests = {(r.endpoint, r.code): r.count for r in snapshot.targets[0].exporter.requests}
     assert requests[("stats", "500")] == 1
     assert requests[("checkpoint_status", "503")] == 1  # a 503 about the pipeline's state is not retried
 
@@ -369,7 +359,9 @@ async def test_without_schedules_or_sidecar_the_fields_are_empty(sim: Simulator)
     assert target.sync is None and target.resets is not None
 
 
-async def test_landing_page_links_to_metrics_and_unknown_paths_are_404(sim: Simulator, make_exporter: Any) -> None:
+async def test_landing_page_links_to_metrics_and_unknown_paths_are_404(
+    sim: Simulator, make_exporter: MakeExporter
+) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     async with httpx.AsyncClient(base_url=exporter.url) as http:
         landing = await http.get("/")
@@ -382,7 +374,7 @@ async def test_landing_page_links_to_metrics_and_unknown_paths_are_404(sim: Simu
 
 @pytest.mark.parametrize("path", ["/metrics", "/-/healthy", "/-/ready", "/"])
 async def test_pages_answer_get_and_head_and_405_to_other_methods(
-    sim: Simulator, make_exporter: Any, path: str
+    sim: Simulator, make_exporter: MakeExporter, path: str
 ) -> None:
     exporter = await make_exporter(settings_for(sim.url))
     await exporter.poll_once()
@@ -402,7 +394,7 @@ async def test_pages_answer_get_and_head_and_405_to_other_methods(
 
 @pytest.mark.slow
 async def test_scrapers_that_never_read_hold_bounded_memory_and_are_dropped_at_the_deadline(
-    make_exporter: Any,
+    make_exporter: MakeExporter,
 ) -> None:
     """40 clients ask for /metrics (13 MB plain, 0.5 MB gzip at 1,000 pipelines) and never read: each holds at most
     a slice of output, and all are dropped at the request deadline while honest scrapes are served. What the
@@ -457,7 +449,7 @@ async def test_scrapers_that_never_read_hold_bounded_memory_and_are_dropped_at_t
     ],
 )
 async def test_the_logged_address_is_the_bound_one_and_url_reaches_the_endpoint(
-    sim: Simulator, make_exporter: Any, caplog: pytest.LogCaptureFixture, listen: str, logged: str, local: str
+    sim: Simulator, make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture, listen: str, logged: str, local: str
 ) -> None:
     """Before, ``0.0.0.0``/``::`` were logged (and given as ``url``) as if one could connect to them."""
     if "::" in logged and not (socket.has_dualstack_ipv6() and ipv6_loopback()):

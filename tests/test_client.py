@@ -67,7 +67,7 @@ def make_client(
 
 
 def requests_of(client: FelderaClient) -> dict[tuple[str, str], int]:
-    return {(endpoint, code): n for endpoint, code, n in client.api_stats.requests()}
+    return {(r.endpoint, r.code): r.count for r in client.api_stats.requests()}
 
 
 async def test_api_key_is_sent_as_bearer_token(feldera: ScriptedFeldera) -> None:

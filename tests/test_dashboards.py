@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 import yaml
 
 from exporter.cli import main
-from exporter.mixin import dashboards
+from exporter.mixin import dashboards, rules
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
@@ -32,6 +30,7 @@ def load_dashboards() -> dict[str, dict[str, Any]]:
 
 
 DASHBOARDS = load_dashboards()
+SHIPPED = dashboards.Scope.of(rules.load_config(rules.DEFAULT_CONFIG))
 
 
 def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -164,7 +163,7 @@ def test_every_feldera_query_is_scoped_by_job_instance_and_target(name: str) -> 
     for panel in data_panels(DASHBOARDS[name]):
         for target in panel["targets"]:
             expr = target["expr"]
-            if dashboards.NATIVE in expr:
+            if SHIPPED.native in expr:
                 assert "feldera_" not in expr and 'pipeline_name="$pipeline_name"' in expr, (panel["title"], expr)
                 assert 'target=~"$target"' in expr, (panel["title"], expr)
                 continue
@@ -303,23 +302,3 @@ def test_counts_are_rounded_and_lifetime_counters_and_stopped_pipelines_are_not_
                     for o in panel["fieldConfig"]["overrides"]
                 }
                 assert colors.get("Stopped") not in (None, "red"), panel["title"]
-
-
-def test_dashboards_and_rules_share_the_selector_and_extra_labels(tmp_path: Path) -> None:
-    """A selector / extra label set in the mixin's config.yaml reaches every dashboard query (multi-cluster)."""
-    (tmp_path / "dashboards.py").write_text(Path(dashboards.__file__).read_text(encoding="utf-8"))
-    config = yaml.safe_load(MIXIN_CONFIG.read_text(encoding="utf-8"))
-    config.update(selector='cluster="eu-1"', extra_labels={"cluster": "eu-1"})
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("dashboards_eu1", tmp_path / "dashboards.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    exprs = [
-        t["expr"]
-        for dashboard in module.dashboards().values()
-        for panel in data_panels(dashboard)
-        for t in panel["targets"]
-    ]
-    assert exprs and [expr for expr in exprs if 'cluster="eu-1"' not in expr] == []

@@ -6,26 +6,23 @@ import asyncio
 import contextlib
 import importlib.util
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import yaml
 
 from exporter.app import Exporter
 from exporter.config import Settings
-from exporter.mixin import dashboards
+from exporter.mixin import dashboards, rules
 from exporter.simulator import Simulator
 from exporter.simulator.demo import DemoDriver, demo_scenario
-from tests.conftest import eventually, free_port
+from tests.conftest import eventually
+from tests.test_native_metrics_e2e import prometheus_config, running_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = shutil.which("prometheus")
@@ -57,21 +54,6 @@ class Stack:
     started: float
 
 
-def prometheus_config(exporter_port: int, feldera_url: str) -> dict[str, Any]:
-    """Scrape the exporter, and Feldera's own ``/v0/metrics`` through the shipped ``feldera-native`` job."""
-    shipped = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
-    (native,) = [job for job in shipped["scrape_configs"] if job["job_name"] == "feldera-native"]
-    native["static_configs"] = [{"targets": [urlsplit(feldera_url).netloc], "labels": {"target": "demo"}}]
-    native["scrape_timeout"] = "1s"
-    return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": "feldera-exporter", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]},
-            native,
-        ],
-    }
-
-
 async def _drive(driver: DemoDriver) -> None:
     """The demo story, one step per simulated tick (this is the workload, not a wait)."""
     while True:
@@ -91,28 +73,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         )
         async with Exporter(settings) as exporter:
             driver_task = asyncio.create_task(_drive(DemoDriver(sim)))
-            port = free_port()
-            config = tmp_path / "prometheus.yml"
-            config.write_text(yaml.safe_dump(prometheus_config(exporter.port, sim.url)), encoding="utf-8")
-            log = (tmp_path / "prometheus.log").open("w")
-            process = await asyncio.create_subprocess_exec(
-                str(PROMETHEUS),
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
             try:
-                yield Stack(f"http://127.0.0.1:{port}", time.time())
+                async with running_prometheus(tmp_path, prometheus_config(exporter.port, sim.url, "demo")) as url:
+                    yield Stack(url, time.time())
             finally:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), 10)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-                log.close()
                 driver_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await driver_task
@@ -143,7 +107,8 @@ async def test_every_panel_query_parses_and_key_panels_return_data(stack: Stack,
     )
     end = time.time()
     start = stack.started
-    key = dashboards.key_panels()
+    shipped = dashboards.Scope.of(rules.load_config(rules.DEFAULT_CONFIG))
+    key = dashboards.key_panels(shipped)
     queries_run = 0
     empty_key_panels: list[str] = []
     empty_native: list[str] = []
@@ -158,7 +123,7 @@ async def test_every_panel_query_parses_and_key_panels_return_data(stack: Stack,
                 if panel["title"] in key[uid] and not results[panel["id"]]:
                     empty_key_panels.append(f"{uid}: {panel['title']}")
             for query in preview.panel_queries(dashboard):  # Feldera's own series, on their own
-                if dashboards.NATIVE in query.expr:
+                if shipped.native in query.expr:
                     expr = preview.substitute(query.expr, values)
                     if not await asyncio.to_thread(has_samples, url, expr, 1):
                         empty_native.append(f"{uid}: {query.title} [{query.ref_id}]")

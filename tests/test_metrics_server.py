@@ -14,7 +14,7 @@ from exporter.metrics import families
 from exporter.metrics.server import normalized_version
 from exporter.models import Configuration, Pipeline
 from exporter.simulator import Fault, ManualClock, Scenario, Simulator
-from exporter.snapshot import PipelineSnapshot, Snapshot, TargetSnapshot
+from exporter.snapshot import PipelineSnapshot, RequestCount, Snapshot, TargetSnapshot
 from tests.conftest import new_poller
 
 START = 1_767_225_600.0
@@ -121,7 +121,7 @@ async def test_a_failed_config_call_omits_the_server_series_only() -> None:
     assert not [name for name in got if name in SERVER_SERIES]
     assert {s["pipeline_name"] for s in got["feldera_pipeline_info"]} == {"orders", "legacy", "parked", "pinned"}
     assert seen["GET /v0/config"] == 1  # a 500 is not retried
-    assert ("config", "500", 1) in snapshot.targets[0].exporter.requests
+    assert RequestCount("config", "500", 1) in snapshot.targets[0].exporter.requests
 
 
 async def test_the_server_group_switched_off_makes_no_config_call() -> None:

@@ -6,6 +6,7 @@ tests/test_release.py; the rules' and dashboards' contents in tests/test_alerts.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,46 @@ def test_a_directory_that_cannot_be_written_is_one_error_line(
     assert main(["dashboards", "--out", str(blocked / "sub")]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(line.startswith(f"error: cannot write {blocked}/") for line in err)
+
+
+def test_an_override_reaches_the_rules_and_the_dashboards_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One override file tunes rules and dashboards together (``mixin``, or ``rules`` and ``dashboards`` each): the
+    selector scopes every series query of both, the alerts the dashboards show are the ones carrying the extra labels,
+    and both link to the same runbooks."""
+    override = tmp_path / "eu-1.yaml"
+    override.write_text(
+        "selector: 'cluster=\"eu-1\"'\nextra_labels: {team: data-platform}\n"
+        "runbook_base_url: https://wiki.example.com/feldera/runbooks.md\n",
+        encoding="utf-8",
+    )
+    assert main(["mixin", "--override", str(override), "--out", str(tmp_path / "mixin")]) == 0
+    assert main(["dashboards", "--override", str(override), "--out", str(tmp_path / "dashboards")]) == 0
+    assert main(["rules", "--override", str(override), "--output", str(tmp_path / "alerts.yaml")]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "mixin" / "alerts.yaml").read_text() == (tmp_path / "alerts.yaml").read_text()
+    boards = {path.name: path.read_text() for path in sorted((tmp_path / "mixin" / "dashboards").glob("*.json"))}
+    assert boards == {path.name: path.read_text() for path in sorted((tmp_path / "dashboards").glob("*.json"))}
+    assert sorted(boards) == sorted(path.name for path in (ROOT / "grafana" / "dashboards").glob("*.json"))
+
+    rules = [
+        rule for group in yaml.safe_load((tmp_path / "alerts.yaml").read_text())["groups"] for rule in group["rules"]
+    ]
+    alerting = [rule for rule in rules if "alert" in rule]
+    assert all(rule["labels"]["team"] == "data-platform" for rule in alerting)
+    assert all(rule["annotations"]["runbook_url"].startswith("https://wiki.example.com/") for rule in alerting)
+    assert 'cluster="eu-1"' in rules[0]["expr"]
+
+    exprs, links = [], []
+    for text in boards.values():
+        board = json.loads(text)
+        exprs += [v["definition"] for v in board["templating"]["list"] if v["type"] == "query"]
+        exprs += [a["expr"] for a in board["annotations"]["list"]]
+        for panel in board["panels"]:
+            exprs += [target["expr"] for target in panel.get("targets", [])]
+            links += [link["url"] for link in panel.get("links", [])]
+    alerts = [expr for expr in exprs if "ALERTS{" in expr]  # alerts carry the extra labels, not the selector's
+    assert alerts and [expr for expr in alerts if 'team="data-platform"' not in expr] == []
+    assert [expr for expr in exprs if expr not in alerts and 'cluster="eu-1"' not in expr] == []
+    assert links and [url for url in links if not url.startswith("https://wiki.example.com/feldera/runbooks.md#")] == []

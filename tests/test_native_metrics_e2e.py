@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from exporter.app import Exporter
 from exporter.config import Settings
 from exporter.simulator import Scenario, Simulator
 from tests.conftest import eventually, free_port
+from tests.test_alerts_e2e import process
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "prometheus" / "prometheus.yml"
@@ -71,6 +72,38 @@ def query(url: str, expr: str) -> list[dict[str, Any]]:
     return result
 
 
+def prometheus_config(exporter_port: int, feldera_url: str, target: str) -> dict[str, Any]:
+    """Scrape the exporter, and Feldera's own ``/v0/metrics`` as ``target`` through the shipped native job, every
+    second."""
+    native = shipped_job(NATIVE_JOB)
+    native["static_configs"] = [{"targets": [urlsplit(feldera_url).netloc], "labels": {"target": target}}]
+    # every second as the exporter's job (shipped: 30 s, whose first scrape comes at a random phase within 30 s)
+    native["scrape_interval"] = native["scrape_timeout"] = "1s"
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "feldera-exporter", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]},
+            native,
+        ],
+    }
+
+
+@asynccontextmanager
+async def running_prometheus(tmp_path: Path, config: dict[str, Any]) -> AsyncIterator[str]:
+    """A real Prometheus with ``config`` (its TSDB and log in ``tmp_path``); yields its URL once ready."""
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    args = [
+        str(PROMETHEUS),
+        f"--config.file={path}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    async with process(args, tmp_path / "prometheus.log", f"http://127.0.0.1:{port}/-/ready"):
+        yield f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
 async def prometheus(tmp_path: Path) -> AsyncIterator[tuple[str, Simulator]]:
     async with Simulator(Scenario.model_validate(SCENARIO)) as sim:
@@ -81,39 +114,11 @@ async def prometheus(tmp_path: Path) -> AsyncIterator[tuple[str, Simulator]]:
                 "targets": [{"name": "prod", "url": sim.url}],
             }
         )
-        async with Exporter(settings) as exporter:
-            native = shipped_job(NATIVE_JOB)
-            native["static_configs"] = [{"targets": [urlsplit(sim.url).netloc], "labels": {"target": "prod"}}]
-            native["scrape_timeout"] = "1s"  # within the test's scrape interval
-            config = {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [
-                    {"job_name": "feldera-exporter", "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]},
-                    native,
-                ],
-            }
-            path = tmp_path / "prometheus.yml"
-            path.write_text(yaml.safe_dump(config), encoding="utf-8")
-            port = free_port()
-            log = (tmp_path / "prometheus.log").open("w")
-            process = await asyncio.create_subprocess_exec(
-                str(PROMETHEUS),
-                f"--config.file={path}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                yield f"http://127.0.0.1:{port}", sim
-            finally:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), 10)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-                log.close()
+        async with (
+            Exporter(settings) as exporter,
+            running_prometheus(tmp_path, prometheus_config(exporter.port, sim.url, "prod")) as url,
+        ):
+            yield url, sim
 
 
 @pytest.mark.slow

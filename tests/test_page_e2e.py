@@ -48,6 +48,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_MONITOR = ROOT / "deploy" / "kubernetes" / "monitoring" / "servicemonitor.yaml"
 FATAL = "FelderaConnectorFatalError"
+CHECKPOINT = "FelderaCheckpointFailed"
 ENDPOINT = "events.kafka-in"
 
 
@@ -96,18 +97,32 @@ async def restart(c: Chain, name: str) -> None:
 async def test_a_restart_that_did_not_fix_a_fatal_error_notifies_again_and_one_that_did_sends_the_resolve(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """On the critical route (the fatal error) and on the warning route (a failed checkpoint, which fires again as
+    soon as the new process's checkpoint fails): each route's group_interval is at most relapse_hold, so the resolve
+    of the restart and the relapse are each told, never merged into silence within one group_interval."""
     async with chain(tmp_path, ["relapsing", "fixed"]) as c:
         for name in ("relapsing", "fixed"):
             await eventually(lambda n=name: held(c.prometheus_url, STATUS.format(n, "Running")), "Running scraped")
         injected = time.monotonic()
         for name in ("relapsing", "fixed"):
             c.sim.set_connector_fatal_error(name, ENDPOINT, "broker unreachable")
+        c.sim.fail_checkpoint("relapsing", "disk full")
 
-        def fired(name: str, since: float) -> list[Any]:
-            return [n for n in c.webhook.of(FATAL, "firing", since) if n.labels["pipeline_name"] == name]
+        def told(alert: str, status: str, name: str, since: float) -> list[Any]:
+            # on its own route: the failed checkpoint's warning, not its escalation after critical_after
+            severity = "critical" if alert == FATAL else "warning"
+            return [
+                n
+                for n in c.webhook.of(alert, status, since)
+                if n.labels["pipeline_name"] == name and n.labels["severity"] == severity
+            ]
+
+        def fired(name: str, since: float, alert: str = FATAL) -> list[Any]:
+            return told(alert, "firing", name, since)
 
         for name in ("relapsing", "fixed"):
             await eventually(lambda n=name: fired(n, injected), f"{name}'s fatal error at the webhook")
+        await eventually(lambda: fired("relapsing", injected, CHECKPOINT), "relapsing's failed checkpoint")
 
         restarted = time.monotonic()
         # relapsing restarts quickly (a new process seen Initializing for one scrape) and fails at once again: the
@@ -117,14 +132,17 @@ async def test_a_restart_that_did_not_fix_a_fatal_error_notifies_again_and_one_t
         await eventually(lambda: query(c.prometheus_url, initializing), "relapsing seen Initializing")
         c.sim.set_status("relapsing", "Running")
         c.sim.set_connector_fatal_error("relapsing", ENDPOINT, "broker unreachable")  # the new process fails too
+        c.sim.fail_checkpoint("relapsing", "disk full")
         await restart(c, "fixed")
 
-        def resolved(name: str) -> list[Any]:
-            return [n for n in c.webhook.of(FATAL, "resolved", restarted) if n.labels["pipeline_name"] == name]
+        def resolved(name: str, alert: str = FATAL) -> list[Any]:
+            return told(alert, "resolved", name, restarted)
 
         # a message lists every alert of its group: the firing ones count only after the pipeline's own resolve
         first_resolve = (await eventually(lambda: resolved("relapsing"), "the resolve of relapsing's restart"))[0]
         again = await eventually(lambda: fired("relapsing", first_resolve.received), "the relapse notified again")
+        warning_resolve = (await eventually(lambda: resolved("relapsing", CHECKPOINT), "the warning's resolve"))[0]
+        await eventually(lambda: fired("relapsing", warning_resolve.received, CHECKPOINT), "the warning again")
         fixed = (await eventually(lambda: resolved("fixed"), "the resolve of fixed's restart"))[0]
         await asyncio.sleep(3 * scaled_seconds("1m"))  # a few group_intervals: a re-fire would be told now
         assert fired("fixed", fixed.received) == []

@@ -49,7 +49,7 @@ async def test_a_cycle_asks_only_calls_that_can_succeed(every_status: Simulator)
         snapshot = await poller.poll_once()
     finally:
         await poller.aclose()
-    requests = {(e, c): n for e, c, n in snapshot.targets[0].exporter.requests}
+    requests = {(r.endpoint, r.code): r.count for r in snapshot.targets[0].exporter.requests}
     assert all(code == "200" for _, code in requests), requests
     sim = every_status
     assert sim.requests("/v0/pipelines/initializing/checkpoint_status") == 1

@@ -6,8 +6,9 @@ handler calls (tests/test_app_e2e.py sends the signal to a real process).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,17 @@ import pytest
 from exporter.app import Exporter, changed_keys
 from exporter.config import ConfigError, Settings, build_settings, load_settings
 from exporter.simulator import ManualClock, PipelineSpec, Scenario, Simulator
-from tests.conftest import ScriptedFeldera, json_response, pipeline_json
-from tests.test_app import samples, value
-
-Make = Callable[..., Any]
+from tests.conftest import (
+    MakeExporter,
+    Request,
+    Response,
+    ScriptedFeldera,
+    eventually,
+    hang,
+    json_response,
+    pipeline_json,
+)
+from tests.test_app import Samples, samples, value
 
 
 def settings(**raw: Any) -> Settings:
@@ -34,21 +42,6 @@ async def sim() -> AsyncIterator[Simulator]:
         yield simulator
 
 
-@pytest.fixture
-async def make_exporter() -> AsyncIterator[Make]:
-    started: list[Exporter] = []
-
-    async def make(config: Settings) -> Exporter:
-        exporter = Exporter(config)
-        await exporter.start(poll_loop=False)
-        started.append(exporter)
-        return exporter
-
-    yield make
-    for exporter in started:
-        await exporter.stop()
-
-
 async def scrape(exporter: Exporter) -> str:
     async with httpx.AsyncClient() as http:
         return (await http.get(exporter.url + "/metrics")).text
@@ -60,7 +53,7 @@ def reload_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_a_reload_applies_targets_and_metric_selection_from_the_next_cycle(
-    sim: Simulator, make_exporter: Make, caplog: pytest.LogCaptureFixture
+    sim: Simulator, make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
     exporter = await make_exporter(settings(targets=[{"name": "a", "url": sim.url}]))
     await exporter.poll_once()
@@ -90,7 +83,7 @@ async def test_a_reload_applies_targets_and_metric_selection_from_the_next_cycle
 
 
 async def test_a_refused_configuration_keeps_the_one_in_force_with_one_log_line(
-    sim: Simulator, make_exporter: Make, caplog: pytest.LogCaptureFixture
+    sim: Simulator, make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = settings(targets=[{"url": sim.url}])
     exporter = await make_exporter(config)
@@ -116,7 +109,7 @@ async def test_a_refused_configuration_keeps_the_one_in_force_with_one_log_line(
 
 
 async def test_the_listen_address_and_the_state_file_wait_for_a_restart(
-    sim: Simulator, make_exporter: Make, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    sim: Simulator, make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     exporter = await make_exporter(settings(targets=[{"url": sim.url}]))
     url = exporter.url
@@ -138,7 +131,9 @@ async def test_the_listen_address_and_the_state_file_wait_for_a_restart(
     ]
 
 
-async def test_reset_watches_survive_a_reload_and_the_write_api_follows_it(sim: Simulator, make_exporter: Make) -> None:
+async def test_reset_watches_survive_a_reload_and_the_write_api_follows_it(
+    sim: Simulator, make_exporter: MakeExporter
+) -> None:
     exporter = await make_exporter(settings(targets=[{"name": "a", "url": sim.url}]))
     await exporter.sidecar.resets.register("orders", "token-1", name="w")
     body = {"pipeline": "orders", "token": "token-2", "name": "w2"}
@@ -159,7 +154,7 @@ async def every(exporter: Exporter) -> float | None:
     return value(found, "feldera_checkpoint_sync_schedule_interval_seconds", target="default", pipeline_name="orders")
 
 
-async def test_a_reload_starts_changes_and_stops_sync_schedules(sim: Simulator, make_exporter: Make) -> None:
+async def test_a_reload_starts_changes_and_stops_sync_schedules(sim: Simulator, make_exporter: MakeExporter) -> None:
     exporter = await make_exporter(settings(targets=[{"url": sim.url}]))
     assert exporter.sidecar.scheduler is None
     hourly = settings(targets=[{"url": sim.url}], checkpoint_sync={"schedules": [{"pipelines": "*", "every": "1h"}]})
@@ -177,7 +172,7 @@ async def test_a_reload_starts_changes_and_stops_sync_schedules(sim: Simulator, 
 
 
 async def test_a_rotated_api_key_file_is_used_after_a_reload_and_never_logged(
-    feldera: ScriptedFeldera, make_exporter: Make, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    feldera: ScriptedFeldera, make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     feldera.routes["/v0/pipelines"] = json_response([pipeline_json("p", runtime=None)])
     key = tmp_path / "api-key"
@@ -212,3 +207,88 @@ def test_changed_keys_name_targets_and_never_show_values() -> None:
         "targets (order: the first is the reset watches' default)"
     ]
     assert changed_keys(old, old) == []
+
+
+async def test_a_reload_while_another_targets_cycle_runs_polls_a_changed_target_only_as_configured(
+    feldera: ScriptedFeldera, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reload waits for the cycle in progress (target ``slow``, whose stats never answer, is cut off at its
+    deadline); meanwhile ``b``'s loop comes round and waits for it. Its next cycle polls ``b`` as the reload
+    configured it (new URL, new client), never with the client the reload retired: before, it polled the old URL
+    once more, or failed on the closed client and served ``feldera_up 0`` with an "unexpectedly" line."""
+    feldera.routes["/slow/v0/pipelines"] = json_response([pipeline_json("p")])
+    feldera.routes["/slow/v0/pipelines/p/stats"] = hang
+    feldera.routes["/new/v0/pipelines"] = json_response([pipeline_json("q", runtime=None)])
+
+    def config(b: str) -> Settings:
+        return settings(
+            poll={"interval": 0.05, "cycle_deadline": 0.5},
+            targets=[{"name": "slow", "url": feldera.url + "/slow"}, {"name": "b", "url": feldera.url + b}],
+            collectors={"cluster": False, "server": False, "resources": False, "checkpoints": False},
+        )
+
+    configured_when_old_was_asked: list[str] = []
+
+    async def old(request: Request) -> Response:
+        configured_when_old_was_asked.append(exporter.settings.targets[1].url)
+        return json_response([pipeline_json("q", runtime=None)])
+
+    feldera.routes["/old/v0/pipelines"] = old
+    caplog.set_level(logging.INFO)
+    stats_asked = "/slow/v0/pipelines/p/stats"
+    async with Exporter(config("/old")) as exporter:
+        await eventually(lambda: exporter.ready, "both targets polled once")
+        asked = feldera.paths().count(stats_asked)
+        await eventually(lambda: feldera.paths().count(stats_asked) > asked, "a cycle of slow under way")
+        assert await exporter.reload(lambda: config("/new"))
+        new_asked = feldera.paths().count("/new/v0/pipelines")
+        await eventually(lambda: feldera.paths().count("/new/v0/pipelines") > new_asked + 2, "b polled at /new")
+        found = samples(await scrape(exporter))
+    assert value(found, "feldera_up", target="b") == 1
+    assert configured_when_old_was_asked and set(configured_when_old_was_asked) == {feldera.url + "/old"}
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def served_targets(found: Samples) -> set[str]:
+    return {value for _, labels in found for name, value in labels if name == "target"}
+
+
+async def test_a_target_removed_by_a_reload_vanishes_at_once_and_an_added_one_polls_on_its_own(
+    feldera: ScriptedFeldera,
+) -> None:
+    """With the poll loops running: the removed target's series leave ``/metrics`` when the reload returns (not
+    served stale until another target's next cycle: here none comes) and its loop asks nothing more; the added
+    target gets a loop of its own, which polls it at once."""
+    for name in ("a", "b"):
+        feldera.routes[f"/{name}/v0/pipelines"] = json_response([pipeline_json(f"{name}-pipeline", runtime=None)])
+    c_may_answer = asyncio.Event()
+
+    async def c(request: Request) -> Response:
+        await c_may_answer.wait()
+        return json_response([pipeline_json("c-pipeline", runtime=None)])
+
+    feldera.routes["/c/v0/pipelines"] = c
+
+    def config(*names: str) -> Settings:
+        return settings(
+            poll={"interval": "1h"},  # one cycle each: no other cycle publishes meanwhile
+            targets=[{"name": name, "url": f"{feldera.url}/{name}"} for name in names],
+            collectors={"cluster": False, "server": False},
+        )
+
+    async with Exporter(config("a", "b")) as exporter:
+        await eventually(lambda: exporter.ready, "a and b polled once")
+        assert served_targets(samples(await scrape(exporter))) == {"a", "b"}
+        assert await exporter.reload(lambda: config("a", "c"))
+        assert served_targets(samples(await scrape(exporter))) == {"a"}  # b gone at once
+        c_may_answer.set()
+        await eventually(lambda: "/c/v0/pipelines" in feldera.paths(), "c polled on a loop of its own")
+
+        async def with_c() -> Samples | None:
+            found = samples(await scrape(exporter))
+            return found if served_targets(found) == {"a", "c"} else None
+
+        found = await eventually(with_c, "c served")
+        assert exporter.ready
+    assert feldera.paths().count("/b/v0/pipelines") == 1
+    assert value(found, "feldera_up", target="c") == 1

@@ -347,3 +347,39 @@ async def test_past_max_connectors_the_target_is_over_limit_and_the_rest_of_its_
 def exposition_of(target: TargetSnapshot) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = b"".join(render(families(Snapshot(targets=(target,)))).plain_chunks(openmetrics=False)).decode()
     return samples_of(text)
+
+
+async def test_a_cut_off_cycle_serves_no_reused_answer_that_the_cycle_would_have_asked_again(
+    feldera: ScriptedFeldera,
+) -> None:
+    """The staleness rule in a cut-off cycle: ``checkpoint_status`` is reused only while nothing can have changed
+    it. Here the pipeline restarts (a new ``deployment_id``) and the cycle is cut off before the new process's
+    ``checkpoint_status`` is asked: the old process's failure is not served (nor counted again), it is unknown until
+    a cycle asks."""
+    failed = {"success": 7, "failure": {"sequence_number": 8, "error": "disk full", "failed_at": "2026-01-01T00:00Z"}}
+    feldera.list_pipelines(pipeline_json("p", deployment_id="first"))
+    feldera.routes["/v0/pipelines/p/stats"] = json_response({"global_metrics": {"incarnation_uuid": "a"}})
+    feldera.routes["/v0/pipelines/p/checkpoint_status"] = json_response(failed)
+    settings = build_settings(
+        {
+            "poll": {"cycle_deadline": 1},
+            "targets": [{"url": feldera.url}],
+            "collectors": {"cluster": False, "server": False, "checkpoint_sync": False, "resources": False},
+        },
+        env={},
+    )
+    poller = new_poller(settings)
+    try:
+        (before,) = (await poller.poll_once()).targets
+        feldera.list_pipelines(pipeline_json("p", deployment_id="second"))
+        feldera.routes["/v0/pipelines/p/stats"] = hang
+        (cut,) = (await poller.poll_once()).targets
+    finally:
+        await poller.aclose()
+    assert before.exporter.cut_off == 0 and cut.exporter.cut_off == 1
+    assert before.pipelines[0].checkpoint_status is not None
+    assert cut.up and cut.pipelines[0].checkpoint_status is None
+    served = exposition_of(cut)
+    assert not [name for name, _ in served if name == "feldera_pipeline_checkpoint_failed"]
+    failures = [value for (name, _), value in served.items() if name == "feldera_pipeline_checkpoint_failures_total"]
+    assert failures == [1.0]

@@ -20,7 +20,7 @@ from exporter.metrics.spec import MAX_LABEL_VALUE_BYTES
 from exporter.poller import Poller
 from exporter.render import render
 from exporter.simulator import ManualClock, PipelineSpec, RelationSpec, Scenario, Simulator
-from exporter.snapshot import Snapshot
+from exporter.snapshot import RequestCount, Snapshot
 from tests.conftest import ScriptedFeldera, json_response, new_poller, pipeline_json
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -141,7 +141,7 @@ async def test_a_body_too_deep_to_parse_marks_only_its_target_down_as_invalid_re
     (snapshot,) = await polled(new_poller(two_targets(good.url, feldera.url), clock=Ticks()))
     good_target, bad_target = snapshot.targets
     assert good_target.up and not bad_target.up
-    assert ("list_pipelines", "invalid_response", 1) in bad_target.exporter.requests
+    assert RequestCount("list_pipelines", "invalid_response", 1) in bad_target.exporter.requests
     assert dict(bad_target.exporter.polls) == {"success": 0, "failure": 1}
 
 

@@ -484,6 +484,25 @@ async def test_at_the_cap_a_new_connection_closes_the_one_kept_alive_the_longest
             other.close()
 
 
+async def test_a_client_whose_idle_connection_was_closed_at_the_cap_connects_again_for_its_next_request() -> None:
+    """What a user's own client sees (docs/security.md, "Server limits"): a pooling client (httpx, as requests)
+    whose kept-alive connection was closed for a newcomer finds it closed before reusing it and connects again, and
+    a client that opens a connection per request (curl) is never the one closed. Only a request sent in the very
+    moment of the close meets a closed connection, as with any server's idle keep-alive expiry."""
+    limits = ServerLimits(max_connections=1, new_connection_grace=3600.0)
+    async with serving(limits) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+
+        def pooled_then_crowded_out() -> list[int]:
+            with httpx.Client() as pooled, httpx.Client() as other:
+                statuses = [pooled.get(url).status_code]  # kept alive now, idle
+                statuses.append(other.get(url).status_code)  # takes the only slot: the idle one is closed
+                statuses.append(pooled.get(url).status_code)  # and takes it back
+                return statuses
+
+        assert await asyncio.to_thread(pooled_then_crowded_out) == [200, 200, 200]
+
+
 @pytest.mark.parametrize("grace", [0.0, 3600.0])
 async def test_a_new_connection_waiting_for_its_first_request_is_closed_only_past_its_grace(grace: float) -> None:
     """One that has sent nothing yet (or trickles its head, or sits in its TLS handshake) may be closed for room,

@@ -154,8 +154,8 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
         polls = dict(stats.polls)
         for result in POLL_RESULTS:
             out.add(POLLS, identity, polls.get(result, 0), result=result)
-        for endpoint, code, count in stats.requests:
-            out.add(REQUESTS, identity, count, endpoint=endpoint, code=code)
+        for request in stats.requests:
+            out.add(REQUESTS, identity, request.count, endpoint=request.endpoint, code=request.code)
         for timing in stats.timings:
             out.add_histogram(
                 REQUEST_DURATION,

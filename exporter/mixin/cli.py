@@ -2,10 +2,11 @@
 
 ``rules`` prints (or writes) the alert rules generated from the rule config and any ``--override`` files, exactly
 what the repository commits as ``prometheus/alerts.yaml`` when there is no override; ``dashboards`` writes the
-Grafana dashboards (``grafana/dashboards/*.json``, from the shipped config's ``selector``, ``extra_labels`` and
-``runbook_base_url``); ``mixin`` writes all of it as shipped into one directory, with the Alertmanager example, the
-runbooks and the rule config to start an override from. ``--check`` compares instead of writing: exit status 1
-when a file differs, 2 when it cannot be read.
+Grafana dashboards (``grafana/dashboards/*.json`` without an override), scoped by the same config's ``selector``,
+``extra_labels`` and ``runbook_base_url``; ``mixin`` writes both from one config into one directory, with the
+Alertmanager example, the runbooks and the shipped rule config to start an override from. Every command takes the
+same ``--override`` files, so rules and dashboards select the same series. ``--check`` compares instead of writing:
+exit status 1 when a file differs, 2 when it cannot be read or a config is refused.
 """
 
 from __future__ import annotations
@@ -15,23 +16,24 @@ import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from exporter.mixin import ALERTMANAGER_EXAMPLE, RUNBOOKS
 
 
 def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    tune = "YAML merged key by key over the rule config (repeatable; see docs/runbooks.md, 'Tuning the rules')"
     parser = subparsers.add_parser(
         "rules",
         help="print the alert rules (Prometheus rule file)",
         description="The alert rules, generated from the rule config and any --override files.",
     )
-    parser.add_argument("--override", type=Path, action="append", default=[], metavar="FILE", help=tune)
+    _override(parser)
     parser.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of printing")
     parser.add_argument("--check", action="store_true", help="exit 1 when --output differs from the generated rules")
     parser.set_defaults(func=_rules)
 
     parser = subparsers.add_parser("dashboards", help="write the Grafana dashboards (JSON) into a directory")
+    _override(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to write into")
     parser.add_argument("--check", action="store_true", help="exit 1 when a file in DIR differs")
     parser.set_defaults(func=_dashboards)
@@ -39,18 +41,27 @@ def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     parser = subparsers.add_parser(
         "mixin",
         help="write rules, dashboards, Alertmanager example, runbooks and rule config into a directory",
-        description="Everything the package carries, as shipped; tune the rules with 'rules --override'.",
+        description="Everything the package carries: rules and dashboards from the rule config and any --override "
+        "files, the Alertmanager example, the runbooks and the shipped rule config.",
     )
+    _override(parser)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to write into")
     parser.set_defaults(func=_mixin)
 
 
-def _rule_file(overrides: list[Path]) -> str | None:
-    """The rule file for ``overrides``, or None after printing why it cannot be made."""
+def _override(parser: argparse.ArgumentParser) -> None:
+    tune = "YAML merged key by key over the rule config (repeatable; see docs/runbooks.md, 'Tuning the rules')"
+    parser.add_argument("--override", type=Path, action="append", default=[], metavar="FILE", help=tune)
+
+
+def _generate(overrides: list[Path]) -> tuple[dict[str, Any], str] | None:
+    """The shipped rule config with ``overrides`` merged over it, and the rule file made from it (which checks the
+    config whole); None after printing why they cannot be made."""
     from exporter.mixin import rules  # the generators are loaded by these commands only, never by run
 
     try:
-        return rules.render(rules.load_config(rules.DEFAULT_CONFIG, tuple(overrides)))
+        config = rules.load_config(rules.DEFAULT_CONFIG, tuple(overrides))
+        return config, rules.render(config)
     except rules.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OSError as exc:
@@ -62,9 +73,10 @@ def _rules(args: argparse.Namespace) -> int:
     if args.check and args.output is None:
         print("error: --check needs --output FILE", file=sys.stderr)
         return 2
-    text = _rule_file(args.override)
-    if text is None:
+    generated = _generate(args.override)
+    if generated is None:
         return 2
+    _, text = generated
     if args.check:
         return _compare({args.output: text})
     if args.output is None:
@@ -73,27 +85,31 @@ def _rules(args: argparse.Namespace) -> int:
     return _write({args.output: text})
 
 
-def _dashboard_files(out: Path) -> dict[Path, str]:
+def _dashboard_files(config: dict[str, Any], out: Path) -> dict[Path, str]:
     from exporter.mixin import dashboards
 
-    return {out / f"{name}.json": dashboards.render(board) for name, board in dashboards.dashboards().items()}
+    return {out / f"{name}.json": dashboards.render(board) for name, board in dashboards.dashboards(config).items()}
 
 
 def _dashboards(args: argparse.Namespace) -> int:
-    files = _dashboard_files(args.out)
+    generated = _generate(args.override)
+    if generated is None:
+        return 2
+    files = _dashboard_files(generated[0], args.out)
     return _compare(files) if args.check else _write(files)
 
 
 def _mixin(args: argparse.Namespace) -> int:
     from exporter.mixin.rules import DEFAULT_CONFIG
 
-    text = _rule_file([])
-    if text is None:
+    generated = _generate(args.override)
+    if generated is None:
         return 2
+    config, text = generated
     out: Path = args.out
     files: dict[Path, str | Path] = {
         out / "alerts.yaml": text,
-        **_dashboard_files(out / "dashboards"),
+        **_dashboard_files(config, out / "dashboards"),
         out / "alertmanager.yml": ALERTMANAGER_EXAMPLE,
         out / "runbooks.md": RUNBOOKS,
         out / "config.yaml": DEFAULT_CONFIG,  # the shipped rule config, to start an override from

@@ -18,14 +18,10 @@ says why this is not built on grafana-foundation-sdk (measured).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-RULES_CONFIG = yaml.safe_load((Path(__file__).resolve().parent / "config.yaml").read_text(encoding="utf-8"))
 SCHEMA_VERSION = 39
 TAGS = ["feldera"]
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -34,35 +30,72 @@ OVERVIEW_UID = "feldera-overview"
 PIPELINE_UID = "feldera-pipeline"
 EXPORTER_UID = "feldera-exporter"
 
-JOB_SCOPE = ", ".join(m for m in ('job=~"$job"', RULES_CONFIG["selector"]) if m)
-SCOPE = JOB_SCOPE + ', instance=~"$instance"'
-"""The exporter-level selector: scrape job, exporter instance, and the rules' ``selector``."""
-SEL = SCOPE + ', target=~"$target"'
-"""Selector every query starts from (scrape job, exporter instance, Feldera target)."""
-ALERTS_SEL = ", ".join(
-    [
-        'alertname=~"Feldera.*"',
-        'alertstate="firing"',
-        'job=~"$job"',
-        'target=~"$target"',
-        *(f'{k}="{v}"' for k, v in RULES_CONFIG["extra_labels"].items()),
-    ]
-)
-"""The firing Feldera alerts of the selected job and targets (and of the rules' extra labels). Alerts carry no
-``instance`` (the rules aggregate the scraping exporters away), so the instance variable does not filter them."""
-PIPELINE_ALERTS = ALERTS_SEL + ', pipeline_name="$pipeline_name"'
-"""Pipeline detail: the firing alerts of the one selected pipeline."""
-RUNBOOKS = RULES_CONFIG["runbook_base_url"]
-FLEET = SEL + ', pipeline_name=~"$pipeline_name"'
-"""Overview: the selected pipelines (multi-select, All by default)."""
-ONE = SEL + ', pipeline_name="$pipeline_name"'
-"""Pipeline detail: the one selected pipeline."""
-NATIVE = ", ".join(
-    m for m in ('target=~"$target"', 'pipeline_name="$pipeline_name"', 'pipeline_id!=""', RULES_CONFIG["selector"]) if m
-)
-"""Pipeline detail: the selected pipeline's series from Feldera's own ``/v0/metrics``, scraped by the
-``feldera-native`` job of prometheus/prometheus.yml (which adds ``target`` and ``pipeline_id``; its job and
-instance are not the exporter's)."""
+
+@dataclass(frozen=True)
+class Scope:
+    """What every query of a dashboard is scoped by and where its panels link, made from the rule config
+    (:meth:`of`) so that the dashboards select the same series as the rules and link to the same runbooks."""
+
+    selector: str
+    """The rules' ``selector`` (``env="prod"``), added to every query ("" for none)."""
+    extra_labels: tuple[tuple[str, str], ...]
+    """The rules' ``extra_labels``: the ``ALERTS`` queries select the alerts that carry them."""
+    runbooks: str
+    """``runbook_base_url``: panels showing an alert's condition link to its runbook there."""
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Scope:
+        """The scope of a complete rule config (:func:`exporter.mixin.rules.load_config`, validated)."""
+        return cls(config["selector"], tuple(config["extra_labels"].items()), config["runbook_base_url"])
+
+    def _with(self, *matchers: str) -> str:
+        return ", ".join(m for m in (*matchers, self.selector) if m)
+
+    @property
+    def job(self) -> str:
+        """Scrape job and the rules' selector."""
+        return self._with('job=~"$job"')
+
+    @property
+    def scope(self) -> str:
+        """The exporter-level selector: scrape job, exporter instance, and the rules' ``selector``."""
+        return self._with('job=~"$job"', 'instance=~"$instance"')
+
+    @property
+    def sel(self) -> str:
+        """Selector every query starts from (scrape job, exporter instance, Feldera target)."""
+        return self._with('job=~"$job"', 'instance=~"$instance"', 'target=~"$target"')
+
+    @property
+    def fleet(self) -> str:
+        """Overview: the selected pipelines (multi-select, All by default)."""
+        return self.sel + ', pipeline_name=~"$pipeline_name"'
+
+    @property
+    def one(self) -> str:
+        """Pipeline detail: the one selected pipeline."""
+        return self.sel + ', pipeline_name="$pipeline_name"'
+
+    @property
+    def native(self) -> str:
+        """Pipeline detail: the selected pipeline's series from Feldera's own ``/v0/metrics``, scraped by the
+        ``feldera-native`` job of prometheus/prometheus.yml (which adds ``target`` and ``pipeline_id``; its job and
+        instance are not the exporter's)."""
+        return self._with('target=~"$target"', 'pipeline_name="$pipeline_name"', 'pipeline_id!=""')
+
+    @property
+    def alerts(self) -> str:
+        """The firing Feldera alerts of the selected job and targets (and of the rules' extra labels). Alerts carry
+        no ``instance`` (the rules aggregate the scraping exporters away), so the instance variable does not filter
+        them."""
+        extra = (f'{name}="{value}"' for name, value in self.extra_labels)
+        return ", ".join(['alertname=~"Feldera.*"', 'alertstate="firing"', 'job=~"$job"', 'target=~"$target"', *extra])
+
+    @property
+    def pipeline_alerts(self) -> str:
+        """Pipeline detail: the firing alerts of the one selected pipeline."""
+        return self.alerts + ', pipeline_name="$pipeline_name"'
+
 
 PIPELINE_LINK = (
     f"/d/{PIPELINE_UID}/feldera-pipeline?${{datasource:queryparam}}&var-target=${{__data.fields.target}}"
@@ -190,13 +223,13 @@ def connector_series(metric: str, sel: str) -> tuple[str, str]:
     return (f"feldera_input_connector_{metric}{{{sel}}}", f"feldera_output_connector_{metric}{{{sel}}}")
 
 
-def connector_columns(direction: str, *columns: tuple[str, str]) -> tuple[Query, ...]:
+def connector_columns(one: str, direction: str, *columns: tuple[str, str]) -> tuple[Query, ...]:
     """Pipeline detail: one table row per ``direction`` connector: fatal error, health, then ``(metric, header)``."""
     prefix = f"feldera_{direction}_connector_"
     return (
-        Query(f"max by (endpoint) ({prefix}fatal_error{{{ONE}}})", column="fatal error"),
-        Query(f"max by (endpoint, status) ({prefix}health{{{ONE}}} == 1)"),
-        *(Query(f"max by (endpoint) ({prefix}{metric}{{{ONE}}})", column=header) for metric, header in columns),
+        Query(f"max by (endpoint) ({prefix}fatal_error{{{one}}})", column="fatal error"),
+        Query(f"max by (endpoint, status) ({prefix}health{{{one}}} == 1)"),
+        *(Query(f"max by (endpoint) ({prefix}{metric}{{{one}}})", column=header) for metric, header in columns),
     )
 
 
@@ -234,26 +267,37 @@ def alarm(title: str, expr: str, runbook: str, **kw: Any) -> Panel:
     return stat(title, expr, thresholds=RED_ABOVE_ZERO, runbook=runbook, **kw)
 
 
-def status_stat(title: str, metric: str, **kw: Any) -> Panel:
-    """The name of the status whose one-hot series of ``metric`` is 1 for the selected pipeline."""
-    return stat(title, f"{metric}{{{ONE}}} == 1", legend="{{status}}", options={"textMode": "name"}, **kw)
+def status_stat(title: str, metric: str, one: str, **kw: Any) -> Panel:
+    """The name of the status whose one-hot series of ``metric`` is 1 for the pipeline ``one`` selects."""
+    return stat(title, f"{metric}{{{one}}} == 1", legend="{{status}}", options={"textMode": "name"}, **kw)
 
 
 # --- queries more than one panel shows -----------------------------------------------------------------------
 
-FRESHNESS = f"time() - feldera_exporter_last_poll_success_timestamp_seconds{{{SEL}}}"
-API_ERRORS = Query(
-    rate("feldera_exporter_api_requests_total", "endpoint, code", SEL + ', code!~"2.."'), "{{endpoint}} {{code}}"
-)
-BY_STATUS = Query(f"sum by (status) (feldera_pipeline_status{{{FLEET}}}) > 0", "{{status}}")
+
+def freshness(sel: str) -> str:
+    """Seconds since each target's last successful poll."""
+    return f"time() - feldera_exporter_last_poll_success_timestamp_seconds{{{sel}}}"
 
 
-def api_health_panels(h: int) -> tuple[Panel, Panel]:
+def api_errors(sel: str) -> Query:
+    """Non-2xx answers (and failed requests) per second by endpoint and code."""
+    return Query(
+        rate("feldera_exporter_api_requests_total", "endpoint, code", sel + ', code!~"2.."'), "{{endpoint}} {{code}}"
+    )
+
+
+def by_status(fleet: str) -> Query:
+    """Pipelines per status."""
+    return Query(f"sum by (status) (feldera_pipeline_status{{{fleet}}}) > 0", "{{status}}")
+
+
+def api_health_panels(s: Scope, h: int) -> tuple[Panel, Panel]:
     """Feldera API reachability and data freshness per target: on the overview and the exporter dashboard."""
     return (
         stat(
             "Feldera API reachable",
-            f"feldera_up{{{SEL}}}",
+            f"feldera_up{{{s.sel}}}",
             legend="{{target}}",
             w=6,
             h=h,
@@ -264,7 +308,7 @@ def api_health_panels(h: int) -> tuple[Panel, Panel]:
         ),
         stat(
             "Data freshness",
-            FRESHNESS,
+            freshness(s.sel),
             "s",
             legend="{{target}}",
             w=6,
@@ -280,16 +324,18 @@ def api_health_panels(h: int) -> tuple[Panel, Panel]:
 # --- dashboards as data ----------------------------------------------------------------------------------------
 
 
-def platform_row() -> Row:
+def platform_row(s: Scope) -> Row:
     """The Feldera platform (GET /v0/config): version, edition, licence, update check, and per-pipeline runtime
     drift after an upgrade. On the overview, after the fleet row."""
     version = (
-        Query(f"max by (target, version, edition, revision) (feldera_server_info{{{SEL}}})"),
-        Query(f"max by (target, latest_version) (feldera_server_update_available{{{SEL}}})", column="update available"),
+        Query(f"max by (target, version, edition, revision) (feldera_server_info{{{s.sel}}})"),
+        Query(
+            f"max by (target, latest_version) (feldera_server_update_available{{{s.sel}}})", column="update available"
+        ),
     )
     drift = (
-        Query(f"max by (target, pipeline_name, platform_version) (feldera_pipeline_info{{{FLEET}}})"),
-        Query(f"feldera_pipeline_runtime_outdated{{{FLEET}}}", column="runtime outdated"),
+        Query(f"max by (target, pipeline_name, platform_version) (feldera_pipeline_info{{{s.fleet}}})"),
+        Query(f"feldera_pipeline_runtime_outdated{{{s.fleet}}}", column="runtime outdated"),
     )
     return Row(
         "Platform",
@@ -305,7 +351,7 @@ def platform_row() -> Row:
             ),
             stat(
                 "Licence",
-                f"feldera_server_license_valid{{{SEL}}}",
+                f"feldera_server_license_valid{{{s.sel}}}",
                 legend="{{target}}",
                 w=3,
                 h=7,
@@ -317,7 +363,7 @@ def platform_row() -> Row:
             ),
             stat(
                 "Licence expires in",
-                f"feldera_server_license_expiry_timestamp_seconds{{{SEL}}} - time()",
+                f"feldera_server_license_expiry_timestamp_seconds{{{s.sel}}} - time()",
                 "s",
                 legend="{{target}}",
                 w=4,
@@ -341,48 +387,50 @@ def platform_row() -> Row:
     )
 
 
-def overview_rows() -> list[Row]:
+def overview_rows(s: Scope) -> list[Row]:
     status_table = (
-        Query(f"max by (target, pipeline_name, status) (feldera_pipeline_status{{{FLEET}}} == 1)"),
+        Query(f"max by (target, pipeline_name, status) (feldera_pipeline_status{{{s.fleet}}} == 1)"),
         Query(
             "max by (target, pipeline_name, desired_status) (label_replace("
-            f'feldera_pipeline_desired_status{{{FLEET}}} == 1, "desired_status", "$1", "status", "(.*)"))'
+            f'feldera_pipeline_desired_status{{{s.fleet}}} == 1, "desired_status", "$1", "status", "(.*)"))'
         ),
-        Query(f"time() - feldera_pipeline_status_since_timestamp_seconds{{{FLEET}}}", column="in status for", unit="s"),
+        Query(
+            f"time() - feldera_pipeline_status_since_timestamp_seconds{{{s.fleet}}}", column="in status for", unit="s"
+        ),
     )
     checkpoint_table = (
-        Query(f"feldera_pipeline_checkpoint_failed{{{FLEET}}}", column="checkpoint failed"),
-        Query(f"feldera_pipeline_checkpoint_sync_failed{{{FLEET}}}", column="sync failed"),
-        Query(checkpoint_age(FLEET), column="newest checkpoint age", unit="s"),
+        Query(f"feldera_pipeline_checkpoint_failed{{{s.fleet}}}", column="checkpoint failed"),
+        Query(f"feldera_pipeline_checkpoint_sync_failed{{{s.fleet}}}", column="sync failed"),
+        Query(checkpoint_age(s.fleet), column="newest checkpoint age", unit="s"),
         Query(
-            f"round(increase(feldera_pipeline_checkpoint_failures_total{{{FLEET}}}[$__range]))",
+            f"round(increase(feldera_pipeline_checkpoint_failures_total{{{s.fleet}}}[$__range]))",
             column="failures in range",
         ),
     )
-    unhealthy = FLEET + ', status="Unhealthy"'
+    unhealthy = s.fleet + ', status="Unhealthy"'
     connector_problems = tuple(
         Query(f"max by (target, pipeline_name, endpoint) ({a} == 1 or {b} == 1)", column=column)
         for (a, b), column in (
-            (connector_series("fatal_error", FLEET), "fatal error"),
+            (connector_series("fatal_error", s.fleet), "fatal error"),
             (connector_series("health", unhealthy), "unhealthy"),
         )
     )
     fleet_alarms = (
         (
             "Deployment errors",
-            _sum0(f"feldera_pipeline_deployment_error{{{FLEET}}}"),
+            _sum0(f"feldera_pipeline_deployment_error{{{s.fleet}}}"),
             "FelderaPipelineDeploymentError",
             "Pipelines whose deployment_error is set.",
         ),
         (
             "Failed checkpoints",
-            _sum0(f"feldera_pipeline_checkpoint_failed{{{FLEET}}}"),
+            _sum0(f"feldera_pipeline_checkpoint_failed{{{s.fleet}}}"),
             "FelderaCheckpointFailed",
             "Pipelines whose latest checkpoint attempt failed.",
         ),
         (
             "Connectors with fatal errors",
-            " + ".join(map(_sum0, connector_series("fatal_error", FLEET))),
+            " + ".join(map(_sum0, connector_series("fatal_error", s.fleet))),
             "FelderaConnectorFatalError",
             "",
         ),
@@ -394,7 +442,7 @@ def overview_rows() -> list[Row]:
         ),
         (
             "Firing Feldera alerts",
-            f"count(ALERTS{{{ALERTS_SEL}}}) or vector(0)",
+            f"count(ALERTS{{{s.alerts}}}) or vector(0)",
             "",
             "Alerts of the shipped rules firing for the selected exporters and targets.",
         ),
@@ -403,16 +451,24 @@ def overview_rows() -> list[Row]:
         Row(
             "Fleet",
             (
-                stat("Pipelines", f"count(feldera_pipeline_info{{{FLEET}}}) or vector(0)", key=True),
+                stat("Pipelines", f"count(feldera_pipeline_info{{{s.fleet}}}) or vector(0)", key=True),
                 *(
                     alarm(title, expr, runbook, key=True, description=description)
                     for title, expr, runbook, description in fleet_alarms
                 ),
-                bars("Pipelines by status", BY_STATUS, "none", "basic", w=8, key=True, overrides=status_overrides()),
+                bars(
+                    "Pipelines by status",
+                    by_status(s.fleet),
+                    "none",
+                    "basic",
+                    w=8,
+                    key=True,
+                    overrides=status_overrides(),
+                ),
                 graph(
                     "Pipelines by status over time",
                     "none",
-                    BY_STATUS,
+                    by_status(s.fleet),
                     w=16,
                     key=True,
                     stack=True,
@@ -420,7 +476,7 @@ def overview_rows() -> list[Row]:
                 ),
             ),
         ),
-        platform_row(),
+        platform_row(s),
         Row(
             "Pipelines",
             (
@@ -436,7 +492,7 @@ def overview_rows() -> list[Row]:
                 ),
                 table(
                     "Deployment error codes",
-                    (Query(f"feldera_pipeline_deployment_error_info{{{FLEET}}}"),),
+                    (Query(f"feldera_pipeline_deployment_error_info{{{s.fleet}}}"),),
                     w=10,
                     h=9,
                     link=True,
@@ -461,7 +517,7 @@ def overview_rows() -> list[Row]:
                 ),
                 bars(
                     "Age of newest checkpoint",
-                    Query(checkpoint_age(FLEET), "{{pipeline_name}}"),
+                    Query(checkpoint_age(s.fleet), "{{pipeline_name}}"),
                     "s",
                     "gradient",
                     w=10,
@@ -487,7 +543,9 @@ def overview_rows() -> list[Row]:
                 graph(
                     "Connector errors (per second)",
                     "suffix:err/s",
-                    Query(rate("feldera_pipeline_connector_errors_total", "pipeline_name", FLEET), "{{pipeline_name}}"),
+                    Query(
+                        rate("feldera_pipeline_connector_errors_total", "pipeline_name", s.fleet), "{{pipeline_name}}"
+                    ),
                     w=12,
                 ),
             ),
@@ -495,9 +553,9 @@ def overview_rows() -> list[Row]:
         Row(
             "Exporter and API health",
             (
-                *api_health_panels(h=6),
-                graph("API errors by endpoint", "reqps", API_ERRORS, w=12, h=6),
-                table("Firing Feldera alerts (details)", (Query(f"ALERTS{{{ALERTS_SEL}}}"),), w=24, h=6),
+                *api_health_panels(s, h=6),
+                graph("API errors by endpoint", "reqps", api_errors(s.sel), w=12, h=6),
+                table("Firing Feldera alerts (details)", (Query(f"ALERTS{{{s.alerts}}}"),), w=24, h=6),
             ),
         ),
     ]
@@ -512,17 +570,17 @@ def pressure_level(sel: str) -> str:
     )
 
 
-def either_source(ours: str, native: str, legend: str) -> tuple[Query, Query]:
+def either_source(s: Scope, ours: str, native: str, legend: str) -> tuple[Query, Query]:
     """The selected pipeline's value from the exporter and from Feldera's own ``/v0/metrics`` (when scraped)."""
-    return Query(f"{ours}{{{ONE}}}", f"{legend} (exporter)"), Query(f"{native}{{{NATIVE}}}", f"{legend} (Feldera)")
+    return Query(f"{ours}{{{s.one}}}", f"{legend} (exporter)"), Query(f"{native}{{{s.native}}}", f"{legend} (Feldera)")
 
 
-def resource_panels() -> tuple[Panel, ...]:
+def resource_panels(s: Scope) -> tuple[Panel, ...]:
     """Pipeline detail: memory, storage and output stall, from the exporter and from Feldera's own metrics."""
     return (
         stat(
             "Memory pressure",
-            f"feldera_pipeline_memory_pressure{{{ONE}}} == 1",
+            f"feldera_pipeline_memory_pressure{{{s.one}}} == 1",
             legend="{{status}}",
             options={"textMode": "name"},
             key=True,
@@ -538,8 +596,8 @@ def resource_panels() -> tuple[Panel, ...]:
         graph(
             "Memory pressure level",
             "none",
-            Query(pressure_level(ONE), "level (exporter)"),
-            Query(f"memory_pressure{{{NATIVE}}}", "level (Feldera)"),
+            Query(pressure_level(s.one), "level (exporter)"),
+            Query(f"memory_pressure{{{s.native}}}", "level (Feldera)"),
             w=10,
             key=True,
             runbook="FelderaPipelineMemoryPressure",
@@ -549,16 +607,16 @@ def resource_panels() -> tuple[Panel, ...]:
         graph(
             "Resident memory",
             "bytes",
-            *either_source("feldera_pipeline_resident_memory_bytes", "process_resident_memory_bytes", "resident"),
-            Query(f"max_rss_bytes{{{NATIVE}}} > 0", "limit (Feldera)"),
+            *either_source(s, "feldera_pipeline_resident_memory_bytes", "process_resident_memory_bytes", "resident"),
+            Query(f"max_rss_bytes{{{s.native}}} > 0", "limit (Feldera)"),
             w=10,
             key=True,
         ),
         graph(
             "Storage in use",
             "bytes",
-            *either_source("feldera_pipeline_storage_usage_bytes", "storage_usage_bytes", "in use"),
-            Query(f"feldera_pipeline_storage_limit_bytes{{{ONE}}}", "limit"),
+            *either_source(s, "feldera_pipeline_storage_usage_bytes", "storage_usage_bytes", "in use"),
+            Query(f"feldera_pipeline_storage_limit_bytes{{{s.one}}}", "limit"),
             w=8,
             key=True,
             runbook="FelderaPipelineStorageFillingUp",
@@ -568,7 +626,7 @@ def resource_panels() -> tuple[Panel, ...]:
         graph(
             "Output stall",
             "s",
-            *either_source("feldera_pipeline_output_stall_seconds", "output_stall_seconds", "stalled for"),
+            *either_source(s, "feldera_pipeline_output_stall_seconds", "output_stall_seconds", "stalled for"),
             w=8,
             key=True,
             runbook="FelderaPipelineOutputStalled",
@@ -578,7 +636,7 @@ def resource_panels() -> tuple[Panel, ...]:
         graph(
             "Input backlog",
             "short",
-            *either_source("feldera_pipeline_input_buffered_records", "records_input_buffered", "buffered"),
+            *either_source(s, "feldera_pipeline_input_buffered_records", "records_input_buffered", "buffered"),
             w=8,
             key=True,
             description="Records the input connectors received and the pipeline has not processed yet.",
@@ -586,19 +644,19 @@ def resource_panels() -> tuple[Panel, ...]:
     )
 
 
-def pipeline_rows() -> list[Row]:
+def pipeline_rows(s: Scope) -> list[Row]:
     def gauge(metric: str, legend: str = "{{endpoint}}") -> Query:
-        return Query(f"{metric}{{{ONE}}}", legend)
+        return Query(f"{metric}{{{s.one}}}", legend)
 
     def one_hot(metric: str, legend: str) -> Query:
-        return Query(f"{metric}{{{ONE}}} == 1", legend)
+        return Query(f"{metric}{{{s.one}}} == 1", legend)
 
     def failures(metric: str, legend: str) -> Query:
-        return Query(f"round(increase({metric}{{{ONE}}}[$__rate_interval]))", legend)
+        return Query(f"round(increase({metric}{{{s.one}}}[$__rate_interval]))", legend)
 
     def connector_errors(direction: str, kinds: tuple[str, str]) -> Panel:
         errors = (
-            Query(rate(f"feldera_{direction}_connector_{kind}_errors_total", "endpoint", ONE), kind + " {{endpoint}}")
+            Query(rate(f"feldera_{direction}_connector_{kind}_errors_total", "endpoint", s.one), kind + " {{endpoint}}")
             for kind in kinds
         )
         return graph(f"{direction.capitalize()} connector errors", "suffix:err/s", *errors, w=12, key=True)
@@ -610,11 +668,11 @@ def pipeline_rows() -> list[Row]:
         ("Output bytes", "feldera_output_connector_transmitted_bytes_total", "Bps"),
     )
     fatal_errors = tuple(
-        Query(f"max by (endpoint) (feldera_{direction}_connector_fatal_error{{{ONE}}} == 1)", "{{endpoint}}")
+        Query(f"max by (endpoint) (feldera_{direction}_connector_fatal_error{{{s.one}}} == 1)", "{{endpoint}}")
         for direction in ("input", "output")
     )
     fatal_texts = tuple(
-        Query(f"max by (endpoint, error) (feldera_{direction}_connector_fatal_error_info{{{ONE}}})")
+        Query(f"max by (endpoint, error) (feldera_{direction}_connector_fatal_error_info{{{s.one}}})")
         for direction in ("input", "output")
     )
     return [
@@ -623,7 +681,7 @@ def pipeline_rows() -> list[Row]:
             (
                 table(
                     "Firing alerts of this pipeline",
-                    (Query(f"ALERTS{{{PIPELINE_ALERTS}}}"),),
+                    (Query(f"ALERTS{{{s.pipeline_alerts}}}"),),
                     w=24,
                     h=5,
                     description="The shipped rules' alerts firing now for this pipeline; the dashboard's time "
@@ -634,18 +692,18 @@ def pipeline_rows() -> list[Row]:
         Row(
             "Status",
             (
-                status_stat("Status", "feldera_pipeline_status", key=True, overrides=status_overrides()),
-                status_stat("Desired status", "feldera_pipeline_desired_status", key=True),
+                status_stat("Status", "feldera_pipeline_status", s.one, key=True, overrides=status_overrides()),
+                status_stat("Desired status", "feldera_pipeline_desired_status", s.one, key=True),
                 stat(
                     "In this status for",
-                    f"time() - feldera_pipeline_status_since_timestamp_seconds{{{ONE}}}",
+                    f"time() - feldera_pipeline_status_since_timestamp_seconds{{{s.one}}}",
                     "s",
                     key=True,
                 ),
-                status_stat("Program status", "feldera_pipeline_program_status"),
+                status_stat("Program status", "feldera_pipeline_program_status", s.one),
                 stat(
                     "Runtime status reason",
-                    f"feldera_pipeline_runtime_status_reason_info{{{ONE}}}",
+                    f"feldera_pipeline_runtime_status_reason_info{{{s.one}}}",
                     legend="{{reason}}",
                     options={"textMode": "name"},
                     thresholds=NEUTRAL,
@@ -654,14 +712,14 @@ def pipeline_rows() -> list[Row]:
                 ),
                 alarm(
                     "Deployment error",
-                    f"feldera_pipeline_deployment_error{{{ONE}}}",
+                    f"feldera_pipeline_deployment_error{{{s.one}}}",
                     "FelderaPipelineDeploymentError",
                     key=True,
                     mappings=(YES_NO_MAPPING,),
                 ),
                 stat(
                     "Connector errors (num_errors)",
-                    f"feldera_pipeline_connector_errors_total{{{ONE}}}",
+                    f"feldera_pipeline_connector_errors_total{{{s.one}}}",
                     thresholds=NEUTRAL,
                     description="Errors the pipeline's connectors counted since its process started (a lifetime "
                     "count; see the connector error rates for what happens now).",
@@ -676,40 +734,40 @@ def pipeline_rows() -> list[Row]:
                 ),
             ),
         ),
-        Row("Memory, storage and output stall", resource_panels()),
+        Row("Memory, storage and output stall", resource_panels(s)),
         Row(
             "Checkpoints and sync",
             (
                 alarm(
                     "Latest checkpoint",
-                    f"feldera_pipeline_checkpoint_failed{{{ONE}}}",
+                    f"feldera_pipeline_checkpoint_failed{{{s.one}}}",
                     "FelderaCheckpointFailed",
                     key=True,
                     mappings=(FAILED_MAPPING,),
                 ),
                 stat(
                     "Age of newest checkpoint",
-                    checkpoint_age(ONE),
+                    checkpoint_age(s.one),
                     "s",
                     key=True,
                     thresholds=CHECKPOINT_AGE,
                     runbook="FelderaAutomaticCheckpointsFailing",
                 ),
-                stat("Checkpoints in storage", f"feldera_pipeline_storage_checkpoints{{{ONE}}}", key=True),
+                stat("Checkpoints in storage", f"feldera_pipeline_storage_checkpoints{{{s.one}}}", key=True),
                 alarm(
                     "Latest checkpoint sync",
-                    f"feldera_pipeline_checkpoint_sync_failed{{{ONE}}}",
+                    f"feldera_pipeline_checkpoint_sync_failed{{{s.one}}}",
                     "FelderaCheckpointSyncFailed",
                     mappings=(FAILED_MAPPING,),
                 ),
                 stat(
                     "Since last confirmed sync",
-                    f"time() - feldera_pipeline_checkpoint_sync_last_success_seen_timestamp_seconds{{{ONE}}}",
+                    f"time() - feldera_pipeline_checkpoint_sync_last_success_seen_timestamp_seconds{{{s.one}}}",
                     "s",
                 ),
                 alarm(
                     "Checkpoint permanent errors",
-                    f"sum without (reason) (feldera_pipeline_checkpoint_permanent_errors{{{ONE}}})",
+                    f"sum without (reason) (feldera_pipeline_checkpoint_permanent_errors{{{s.one}}})",
                     "FelderaCheckpointFailed",
                     description="Reasons no checkpoint can succeed; feldera_pipeline_checkpoint_permanent_errors "
                     "says which (EnterpriseFeature: every pipeline of the open-source edition).",
@@ -742,6 +800,7 @@ def pipeline_rows() -> list[Row]:
                 table(
                     "Input connectors",
                     connector_columns(
+                        s.one,
                         "input",
                         ("paused", "paused"),
                         ("end_of_input", "end of input"),
@@ -755,7 +814,11 @@ def pipeline_rows() -> list[Row]:
                 table(
                     "Output connectors",
                     connector_columns(
-                        "output", ("paused", "paused"), ("queued_records", "queued"), ("buffered_records", "buffered")
+                        s.one,
+                        "output",
+                        ("paused", "paused"),
+                        ("queued_records", "queued"),
+                        ("buffered_records", "buffered"),
                     ),
                     w=12,
                     h=8,
@@ -785,7 +848,7 @@ def pipeline_rows() -> list[Row]:
         Row(
             "Throughput",
             tuple(
-                graph(title, unit, Query(rate(metric, "endpoint", ONE), "{{endpoint}}"), w=6, key=True)
+                graph(title, unit, Query(rate(metric, "endpoint", s.one), "{{endpoint}}"), w=6, key=True)
                 for title, metric, unit in throughput
             ),
         ),
@@ -820,7 +883,7 @@ def pipeline_rows() -> list[Row]:
                     "Input completion lag",
                     "s",
                     Query(
-                        f"time() - feldera_input_connector_completed_frontier_completed_timestamp_seconds{{{ONE}}}",
+                        f"time() - feldera_input_connector_completed_frontier_completed_timestamp_seconds{{{s.one}}}",
                         "{{endpoint}}",
                     ),
                     w=12,
@@ -831,13 +894,13 @@ def pipeline_rows() -> list[Row]:
     ]
 
 
-def exporter_rows() -> list[Row]:
-    failed_polls = _sum0(f'increase(feldera_exporter_polls_total{{{SEL}, result="failure"}}[$__range])')
+def exporter_rows(s: Scope) -> list[Row]:
+    failed_polls = _sum0(f'increase(feldera_exporter_polls_total{{{s.sel}, result="failure"}}[$__range])')
     return [
         Row(
             "Exporter",
             (
-                *api_health_panels(h=5),
+                *api_health_panels(s, h=5),
                 alarm(
                     "Failed polls",
                     f"round({failed_polls})",
@@ -846,7 +909,7 @@ def exporter_rows() -> list[Row]:
                     key=True,
                     description="Poll cycles that failed in the time range.",
                 ),
-                table("Exporter version", (Query(f"feldera_exporter_build_info{{{SCOPE}}}"),), w=6, h=5, key=True),
+                table("Exporter version", (Query(f"feldera_exporter_build_info{{{s.scope}}}"),), w=6, h=5, key=True),
             ),
         ),
         Row(
@@ -855,16 +918,16 @@ def exporter_rows() -> list[Row]:
                 graph(
                     "Poll duration",
                     "s",
-                    Query(f"feldera_exporter_poll_duration_seconds{{{SEL}}}", "{{target}}"),
+                    Query(f"feldera_exporter_poll_duration_seconds{{{s.sel}}}", "{{target}}"),
                     key=True,
                 ),
                 graph(
                     "Polls",
                     "reqps",
-                    Query(rate("feldera_exporter_polls_total", "target, result", SEL), "{{target}} {{result}}"),
+                    Query(rate("feldera_exporter_polls_total", "target, result", s.sel), "{{target}} {{result}}"),
                     key=True,
                 ),
-                graph("Freshness", "s", Query(FRESHNESS, "{{target}}"), key=True),
+                graph("Freshness", "s", Query(freshness(s.sel), "{{target}}"), key=True),
             ),
         ),
         Row(
@@ -873,7 +936,9 @@ def exporter_rows() -> list[Row]:
                 graph(
                     "API requests by endpoint and code",
                     "reqps",
-                    Query(rate("feldera_exporter_api_requests_total", "endpoint, code", SEL), "{{endpoint}} {{code}}"),
+                    Query(
+                        rate("feldera_exporter_api_requests_total", "endpoint, code", s.sel), "{{endpoint}} {{code}}"
+                    ),
                     w=12,
                     h=9,
                     key=True,
@@ -882,7 +947,7 @@ def exporter_rows() -> list[Row]:
                 graph(
                     "API errors by endpoint and code",
                     "reqps",
-                    API_ERRORS,
+                    api_errors(s.sel),
                     w=12,
                     h=9,
                     description="Non-2xx answers, timeouts, connection errors and invalid responses.",
@@ -892,7 +957,7 @@ def exporter_rows() -> list[Row]:
                     "s",
                     Query(
                         "histogram_quantile(0.99, "
-                        + rate("feldera_exporter_api_request_duration_seconds_bucket", "endpoint, le", SEL)
+                        + rate("feldera_exporter_api_request_duration_seconds_bucket", "endpoint, le", s.sel)
                         + ")",
                         "{{endpoint}}",
                     ),
@@ -905,7 +970,7 @@ def exporter_rows() -> list[Row]:
                     (
                         Query(
                             "round(sum by (target, endpoint, code) (increase(feldera_exporter_api_requests_total"
-                            f"{{{SEL}}}[$__range])))",
+                            f"{{{s.sel}}}[$__range])))",
                             column="requests",
                         ),
                     ),
@@ -942,7 +1007,7 @@ def _variable(name: str, label: str, query: str, *, multi: bool) -> Json:
     }
 
 
-def _variables(pipeline: str | None) -> list[Json]:
+def _variables(s: Scope, pipeline: str | None) -> list[Json]:
     """``pipeline``: None (no pipeline variable), "multi" (overview) or "single" (detail)."""
     variables: list[Json] = [
         {
@@ -957,16 +1022,16 @@ def _variables(pipeline: str | None) -> list[Json]:
             "regex": "",
             "skipUrlSync": False,
         },
-        _variable("job", "Job", f"label_values(feldera_up{{{RULES_CONFIG['selector']}}}, job)", multi=True),
-        _variable("instance", "Instance", f"label_values(feldera_up{{{JOB_SCOPE}}}, instance)", multi=True),
-        _variable("target", "Target", f"label_values(feldera_up{{{SCOPE}}}, target)", multi=True),
+        _variable("job", "Job", f"label_values(feldera_up{{{s.selector}}}, job)", multi=True),
+        _variable("instance", "Instance", f"label_values(feldera_up{{{s.job}}}, instance)", multi=True),
+        _variable("target", "Target", f"label_values(feldera_up{{{s.scope}}}, target)", multi=True),
     ]
     if pipeline is not None:
         variables.append(
             _variable(
                 "pipeline_name",
                 "Pipeline",
-                f"label_values(feldera_pipeline_info{{{SEL}}}, pipeline_name)",
+                f"label_values(feldera_pipeline_info{{{s.sel}}}, pipeline_name)",
                 multi=pipeline == "multi",
             )
         )
@@ -991,7 +1056,7 @@ def _target(query: Query, ref_id: str, kind: str) -> Json:
     return target
 
 
-def _panel_json(panel: Panel, panel_id: int, grid: Json) -> Json:
+def _panel_json(panel: Panel, panel_id: int, grid: Json, runbooks: str) -> Json:
     defaults: Json = {
         "unit": panel.unit,
         "mappings": list(panel.mappings),
@@ -1034,7 +1099,7 @@ def _panel_json(panel: Panel, panel_id: int, grid: Json) -> Json:
         "options": options,
     }
     if panel.runbook:
-        url = f"{RUNBOOKS}#{panel.runbook.lower()}"
+        url = f"{runbooks}#{panel.runbook.lower()}"
         result["links"] = [{"title": f"Runbook: {panel.runbook}", "url": url, "targetBlank": True}]
     if panel.kind == "table":
         hidden = {name: True for name in TABLE_HIDDEN_COLUMNS}
@@ -1059,7 +1124,7 @@ def _panel_json(panel: Panel, panel_id: int, grid: Json) -> Json:
     return result
 
 
-def _layout(rows: Sequence[Row]) -> list[Json]:
+def _layout(rows: Sequence[Row], runbooks: str) -> list[Json]:
     """Place rows and panels left to right, wrapping at Grafana's 24 columns; ids are assigned in order."""
     panels: list[Json] = []
     y = 0
@@ -1084,7 +1149,7 @@ def _layout(rows: Sequence[Row]) -> list[Json]:
                 y += line_height
                 x = 0
                 line_height = 0
-            panels.append(_panel_json(panel, next_id, {"h": panel.h, "w": panel.w, "x": x, "y": y}))
+            panels.append(_panel_json(panel, next_id, {"h": panel.h, "w": panel.w, "x": x, "y": y}, runbooks))
             next_id += 1
             x += panel.w
             line_height = max(line_height, panel.h)
@@ -1113,11 +1178,11 @@ def _links() -> list[Json]:
 class Dashboard:
     title: str
     description: str
-    rows: Callable[[], list[Row]]
+    rows: Callable[[Scope], list[Row]]
     pipeline: str | None
     """The pipeline variable: None (none), "multi" (overview) or "single" (detail)."""
-    alert_annotations: str = ""
-    """ALERTS selector whose firing alerts are drawn as annotations on every time series ("" = none)."""
+    alert_annotations: bool = False
+    """The selected pipeline's firing alerts are drawn as annotations on every time series."""
 
 
 def _annotations(selector: str) -> list[Json]:
@@ -1154,7 +1219,7 @@ DASHBOARDS = {
         "and sync, connectors and their fatal errors, throughput, errors, backlog and latency.",
         pipeline_rows,
         "single",
-        alert_annotations=PIPELINE_ALERTS,
+        alert_annotations=True,
     ),
     EXPORTER_UID: Dashboard(
         "Feldera / Exporter",
@@ -1166,7 +1231,7 @@ DASHBOARDS = {
 }
 
 
-def _dashboard(uid: str, dashboard: Dashboard) -> Json:
+def _dashboard(uid: str, dashboard: Dashboard, s: Scope) -> Json:
     return {
         "uid": uid,
         "title": dashboard.title,
@@ -1183,21 +1248,23 @@ def _dashboard(uid: str, dashboard: Dashboard) -> Json:
         "fiscalYearStartMonth": 0,
         "liveNow": False,
         "weekStart": "",
-        "annotations": {"list": _annotations(dashboard.alert_annotations)},
+        "annotations": {"list": _annotations(s.pipeline_alerts if dashboard.alert_annotations else "")},
         "links": _links(),
-        "templating": {"list": _variables(dashboard.pipeline)},
-        "panels": _layout(dashboard.rows()),
+        "templating": {"list": _variables(s, dashboard.pipeline)},
+        "panels": _layout(dashboard.rows(s), s.runbooks),
     }
 
 
-def dashboards() -> dict[str, Json]:
-    """File name (without ``.json``) -> dashboard JSON."""
-    return {uid: _dashboard(uid, dashboard) for uid, dashboard in DASHBOARDS.items()}
+def dashboards(config: Mapping[str, Any]) -> dict[str, Json]:
+    """File name (without ``.json``) -> dashboard JSON, for a complete rule config (the shipped one and any
+    overrides: :func:`exporter.mixin.rules.load_config`)."""
+    scope = Scope.of(config)
+    return {uid: _dashboard(uid, dashboard, scope) for uid, dashboard in DASHBOARDS.items()}
 
 
-def key_panels() -> dict[str, set[str]]:
+def key_panels(scope: Scope) -> dict[str, set[str]]:
     """Dashboard uid -> titles of the panels that must return data against the demo."""
-    return {uid: {p.title for row in d.rows() for p in row.panels if p.key} for uid, d in DASHBOARDS.items()}
+    return {uid: {p.title for row in d.rows(scope) for p in row.panels if p.key} for uid, d in DASHBOARDS.items()}
 
 
 def render(dashboard: Json) -> str:

@@ -173,6 +173,24 @@ class Ctx:
 
     # ---- shared sets -------------------------------------------------------------------------------------
 
+    def runtime_config_unread(self) -> str:
+        """``pipeline:feldera_pipeline_fault_tolerance:unread``: listed pipelines without a fault-tolerance series on
+        a target that has the family for others (its collector is on). The exporter reads ``runtime_config`` once
+        per version and keeps it, so the series is missing only while every read has failed: nothing then watches
+        the pipeline's automatic checkpoints."""
+        record = "pipeline:feldera_pipeline_fault_tolerance:unread"
+
+        def make() -> str:
+            fault_tolerance = self.sel("feldera_pipeline_fault_tolerance")
+            target = ", ".join(label for label in self.join.split(", ") if label != "pipeline_name")
+            return (
+                f"group {self.without(PIPELINE, 'status')} ({self.sel('feldera_pipeline_status')})\n"
+                f"unless on({self.join}) {fault_tolerance}\n"
+                f"and on({target}) {fault_tolerance}"
+            )
+
+        return self.recordings.add(self.group, record, make)
+
     def gone(self) -> str:
         """``pipeline:feldera_pipeline_gone:gap_window``: pipelines seen within gap_window that the exporter which
         reported them, polling their target fine now (and dropping none of its pipelines this cycle), no longer
@@ -376,24 +394,27 @@ def _target_over_limit(c: Ctx, g: dict[str, Any]) -> str:
     return f"{_over_limit(c)} == 1"
 
 
+def _still_scraped(c: Ctx, g: dict[str, Any]) -> str:
+    """``and`` the exporter processes Prometheus still scrapes, for an alert about one process: a process replaced
+    by a rollout leaves its last series behind for ``gap_window``, which must not read as its own trouble."""
+    return f'and on(job, {", ".join(c.s.per_process)}) up{{job="{g["exporter_job"]}"}}'
+
+
 def _polls_cut_off(c: Ctx, g: dict[str, Any]) -> str:
-    # Per exporter process, as FelderaExporterPollsStale, and only for processes Prometheus still scrapes.
-    process = f"job, {', '.join(c.s.per_process)}"
+    # Per exporter process, as FelderaExporterPollsStale.
     return (
         f"increase({c.sel('feldera_exporter_polls_cut_off_total')}[{c.window_param('within')}]) > 0\n"
-        f'and on({process}) up{{job="{g["exporter_job"]}"}}'
+        f"{_still_scraped(c, g)}"
     )
 
 
 def _polls_stale(c: Ctx, g: dict[str, Any]) -> str:
-    # Per exporter process (the subject of the alert), and only for processes Prometheus still scrapes: a process
-    # replaced by a rollout leaves its last timestamp behind for gap_window, which must not read as a stuck poll.
-    process = f"job, {', '.join(c.s.per_process)}"
+    # Per exporter process (the subject of the alert): a stuck poll, not a target that is down.
     return (
         f"time() - last_over_time({c.sel('feldera_exporter_last_poll_success_timestamp_seconds')}[{c.s.gap}])"
         f" > {c.seconds('after')}\n"
         f"unless last_over_time({c.sel('feldera_up')}[{c.s.gap}]) == 0\n"
-        f'and on({process}) up{{job="{g["exporter_job"]}"}}'
+        f"{_still_scraped(c, g)}"
     )
 
 
@@ -488,7 +509,8 @@ def _metrics_missing(c: Ctx, g: dict[str, Any]) -> str:
     since = c.sel("feldera_pipeline_status_since_timestamp_seconds")
     return (
         f"(\n{missing('feldera_pipeline_checkpoint_failed')}\n  or\n"
-        f"{missing('feldera_pipeline_checkpoint_activity')}\n)\n"
+        f"{missing('feldera_pipeline_checkpoint_activity')}\n"
+        f"  or {c.runtime_config_unread()}\n)\n"
         f"and on({c.join}) ({fresh} == 1)\n"
         f"and on({c.join}) (time() - {since} > {c.seconds('after')})"
     )
@@ -974,9 +996,9 @@ ALERTS: tuple[AlertDef, ...] = (
     AlertDef(
         "FelderaPipelineMetricsMissing",
         "feldera-pipelines",
-        f"{TP}: statistics and checkpoint status unreadable",
-        f"Pipeline {P} on target {T} is deployed but the exporter has not obtained its statistics or checkpoint "
-        "status for a while: connector and checkpoint alerts are blind for it.",
+        f"{TP}: statistics, checkpoint status or runtime configuration unreadable",
+        f"Pipeline {P} on target {T} is deployed but the exporter has not obtained its statistics, checkpoint "
+        "status or runtime configuration for a while: connector and checkpoint alerts are blind for it.",
         _metrics_missing,
         ("statuses", "after", "seen_within"),
     ),

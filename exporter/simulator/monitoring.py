@@ -42,6 +42,21 @@ class MonitoringError(Exception):
     """Prometheus or Alertmanager cannot run (port taken, binary failed); the message says which and why."""
 
 
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    """Stop a child as a supervisor does: ``SIGTERM``, ``STOP_TIMEOUT`` seconds to exit, then ``SIGKILL``; reaped
+    either way (a child that already exited is only reaped)."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+    await process.wait()
+
+
 def missing_parts(prometheus: bool, alertmanager: bool) -> str | None:
     """One line saying why the wanted parts cannot run, or None when they can (or none is wanted)."""
     if not (prometheus or alertmanager):
@@ -204,16 +219,7 @@ class Child:
             await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.terminate()
-            try:
-                async with asyncio.timeout(STOP_TIMEOUT):
-                    await self.process.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-        await self.process.wait()
+        await stop_process(self.process)
 
 
 @dataclass
