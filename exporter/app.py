@@ -32,7 +32,7 @@ from exporter.landing import render_landing
 from exporter.logsafe import clean
 from exporter.metrics import emitted_specs, fields_read, selection_warnings
 from exporter.plan import PollPlan, make_plan
-from exporter.poller import Poller, TargetRuntime
+from exporter.poller import ClientFactory, Poller, TargetRuntime
 from exporter.render import Rendered
 from exporter.served import Part, Served
 from exporter.sidecar import Sidecar
@@ -163,7 +163,8 @@ class _Gate:
 class Exporter:
     """``await start()`` serves and polls in the background; ``await stop()`` ends both.
 
-    ``poll_once()`` runs one cycle of every target now (tests call it directly instead of waiting for the loops).
+    ``poll_once()`` runs one cycle of every target now (tests call it directly instead of waiting for the loops);
+    ``client_factory`` makes each target's client (tests: e.g. a shorter retry backoff).
     """
 
     def __init__(
@@ -172,11 +173,14 @@ class Exporter:
         *,
         clock: Callable[[], float] = time.time,
         limits: ServerLimits | None = None,
+        client_factory: ClientFactory | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
         self.sidecar = Sidecar(settings, clock)
-        self.poller = Poller(settings, poll_plan(settings), sidecar=self.sidecar, clock=clock)
+        self.poller = Poller(
+            settings, poll_plan(settings), sidecar=self.sidecar, client_factory=client_factory, clock=clock
+        )
         self._polled = self.poller.plan.fields
         self._disabled = settings.collectors.disabled()
         for warning in selection_warnings(settings):

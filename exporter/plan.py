@@ -217,7 +217,10 @@ class Failures:
             log.debug("%s: details of the first unexpected failure", self.target, exc_info=self._details)
 
 
-_FAILURES: ContextVar[Failures | None] = ContextVar("exporter.plan.failures", default=None)
+_FAILURES: ContextVar[list[Failures] | None] = ContextVar("exporter.plan.failures", default=None)
+"""The cycle's :class:`Failures` in a slot emptied when the cycle ends: a context copied inside (by a pooled
+connection's reader, a timer) outlives the cycle, and must keep neither its failures (with an exception and its
+traceback) alive nor count a later failure into a summary already logged."""
 
 
 @contextlib.contextmanager
@@ -225,11 +228,13 @@ def failures_summed_up(target: str) -> Iterator[Failures]:
     """Inside (and in the tasks started inside), :func:`guarded` counts failures into the yielded :class:`Failures`
     instead of logging each; one line per level is logged on the way out."""
     failures = Failures(target)
-    token = _FAILURES.set(failures)
+    slot = [failures]
+    token = _FAILURES.set(slot)
     try:
         yield failures
     finally:
         _FAILURES.reset(token)
+        slot.clear()
         failures.log()
 
 
@@ -248,9 +253,9 @@ async def guarded(work: Awaitable[T], what: str, target: str, pipeline: str | No
 def _failed(
     level: int, what: str, target: str, pipeline: str | None, why: str, details: BaseException | None = None
 ) -> None:
-    failures = _FAILURES.get()
-    if failures is not None:
-        failures.add(level, what, pipeline, why, details)
+    slot = _FAILURES.get()
+    if slot:
+        slot[0].add(level, what, pipeline, why, details)
         return
     subject = _subject(target, pipeline)
     log.log(level, "%s: %s failed%s", subject, what, why)

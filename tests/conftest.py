@@ -286,6 +286,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """On an xdist worker of ``--dist loadgroup``, a test of an ``xdist_group`` fails before its set-up when it was
+    not given its group (xdist writes it into the node id, which pytest 9.2 no longer lets it do:
+    pytest-xdist#1386): spread over the workers, each would set up the group's module-scoped fixture (the release
+    build) again."""
+    config = item.config
+    grouped = item.get_closest_marker("xdist_group") is not None
+    if grouped and hasattr(config, "workerinput") and config.getoption("loadgroup", False) and "@" not in item.nodeid:
+        pytest.fail("--dist loadgroup lost this test's xdist_group (pytest-xdist#1386; pyproject.toml pins pytest)")
+
+
 class SlowCheck:
     """Where the reports arrive (the only process without xdist, the controller with it): every test call over
     :data:`SLOW_LIMIT_SECONDS` without the ``slow`` marker is listed after the run, which then fails."""

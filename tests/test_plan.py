@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dataclasses
+import gc
+import logging
+import weakref
 from typing import Any
 
 import pytest
@@ -18,6 +23,8 @@ from exporter.plan import (
     STATS_WITH_CONNECTOR_ERRORS,
     TARGET_REQUESTS,
     Selection,
+    failures_summed_up,
+    guarded,
     make_plan,
 )
 from exporter.snapshot import PipelineSnapshot, TargetSnapshot
@@ -95,3 +102,28 @@ def test_switched_off_collectors_plan_no_request_for_their_families() -> None:
 )
 def test_the_selection_takes_the_pipelines_of_its_globs_and_shard(selection: Selection, taken: list[str]) -> None:
     assert [name for name in ("orders", "orders-eu", "idle") if selection.takes(name)] == taken
+
+
+async def test_a_context_copied_in_a_cycle_keeps_none_of_its_failures_and_logs_a_later_one_on_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by the soak: a pooled connection's reader keeps a copy of the context of the cycle that opened it,
+    which kept that cycle's failures (an exception and its traceback) alive; a failure in such a context after the
+    cycle's summary was counted into a summary already logged, and lost."""
+
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    caplog.set_level(logging.INFO, logger="exporter")
+    with failures_summed_up("t") as failures:
+        copied = contextvars.copy_context()
+        assert await guarded(fails(), "stats", "t", "p") is None
+    summed_up = weakref.ref(failures)
+    del failures
+    gc.collect()
+    assert summed_up() is None
+    assert await asyncio.create_task(guarded(fails(), "stats", "t", "q"), context=copied) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "t: 1 request(s) failed this cycle (stats 1), e.g. t/p: stats failed unexpectedly: RuntimeError: boom",
+        "t/q: stats failed unexpectedly: RuntimeError: boom",
+    ]

@@ -101,6 +101,7 @@ def exposition(snapshot: Snapshot) -> Samples:
     }
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=HOSTILE)
 async def test_hostile_bodies_from_one_target_never_stop_the_other(

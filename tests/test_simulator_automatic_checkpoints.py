@@ -174,6 +174,7 @@ def test_the_checkpoint_interval_reads_fault_tolerance_as_feldera_does(
     assert sim.pipeline("p").checkpoint_interval == interval
 
 
+@pytest.mark.slow
 async def test_a_ten_thousand_pipeline_fleet_checkpoints_without_walking_every_pipeline(clock: ManualClock) -> None:
     sim = Simulator(Scenario.generate(10_000), clock=clock)
     fault_tolerant = sum(1 for p in sim.world.pipelines.values() if p.checkpoint_due() is not None)

@@ -721,6 +721,7 @@ def _basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
+@pytest.mark.slow
 async def test_bcrypt_flood_does_not_delay_a_scrape_or_a_poll_cycle(tmp_path: Path) -> None:
     """Wrong passwords queue in the two bcrypt threads, at most 16 at once and 4 per address, each with its slot
     set aside; the rest are answered 429 (this address) or 503 (all) at once, unchecked, and every refusal closes

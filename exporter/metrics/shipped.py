@@ -43,6 +43,7 @@ RULES: frozenset[str] = frozenset(
         "feldera_pipeline_deployment_error",
         "feldera_pipeline_deployment_error_info",
         "feldera_pipeline_desired_status",
+        "feldera_pipeline_fault_tolerance",
         "feldera_pipeline_input_buffered_records",
         "feldera_pipeline_memory_pressure",
         "feldera_pipeline_output_stall_seconds",
