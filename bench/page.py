@@ -10,12 +10,16 @@ its header names, the shipped rules (``prometheus/alerts.yaml``) and the example
 of the 15 s periods). Each fault has a Feldera target of its own, polled by an exporter of its own (started 15 s /
 injections after the previous one) and scraped as one target of the job (Prometheus spreads its targets' scrape
 offsets): the faults meet every phase of the poll, scrape and evaluation cycles against each other. Each is the
-first alert of its own Alertmanager group, as an incident is. Each injection is both kinds at once: a fatal error
-of a connector (``FelderaConnectorFatalError``, critical) and a failed checkpoint (``FelderaCheckpointFailed``,
+first alert of its own Alertmanager group, as an incident is. Each injection is three kinds at once: a fatal error
+of a connector (``FelderaConnectorFatalError``, critical); a failed checkpoint (``FelderaCheckpointFailed``,
 warning): a ``POST /checkpoint`` whose write is in progress for :data:`WRITE_SECONDS` before it fails, as Feldera
 reports it (the exporter asks ``checkpoint_status``, a database write in Feldera, while a checkpoint is in progress
 and in the cycle after, docs/feldera-api.md "What changes what"; a failed write shorter than a poll shows within
-``poll.recheck_interval``).
+``poll.recheck_interval``); and automatic checkpoints that start failing (``FelderaAutomaticCheckpointsFailing``,
+warning) on a second, fault-tolerant pipeline that takes one every :data:`CHECKPOINT_INTERVAL` seconds (Feldera's
+default): Feldera only logs such a failure, so nothing reports it; the alert fires on the absence of a new
+checkpoint. Each target's Feldera starts 30 s / injections after the previous one, so that its checkpoints (every
+60 s from its start) meet the other phases too.
 
 Stages, per fault (wall-clock times; Prometheus's sample timestamps are the scrape and evaluation times):
 
@@ -30,7 +34,12 @@ Stages, per fault (wall-clock times; Prometheus's sample timestamps are the scra
 - ``time to page``: the first request of the reporting cycle -> the webhook;
 - ``from the fault``: injection -> the webhook (the poll wait included).
 
-Usage (about 5 minutes at the defaults; ``prometheus`` and ``prometheus-alertmanager`` on PATH)::
+For ``FelderaAutomaticCheckpointsFailing`` there is no report to wait for; its stages are ``first failure``
+(injection -> the first automatic checkpoint that fails, at its scheduled time), ``until firing`` (-> the first
+evaluation at which the alert fires), ``alertmanager``, ``notification``, and ``time to page`` from the first failed
+automatic checkpoint to the webhook.
+
+Usage (about 8 minutes at the defaults; ``prometheus`` and ``prometheus-alertmanager`` on PATH)::
 
     .venv/bin/python bench/page.py
     .venv/bin/python bench/page.py --injections 12 --spacing 16.25 --json
@@ -75,11 +84,17 @@ EXPORTER_JOB = "feldera-exporter"
 RULES = ROOT / "prometheus" / "alerts.yaml"
 ENDPOINT = "events.kafka-in"
 PIPELINE = "orders"
+AUTOMATIC = "FelderaAutomaticCheckpointsFailing"
+LEDGER = "ledger"
+"""The fault-tolerant pipeline whose automatic checkpoints start failing."""
+CHECKPOINT_INTERVAL = 60
+"""``checkpoint_interval_secs`` of :data:`LEDGER`: Feldera's default."""
 KINDS = {
     "FelderaConnectorFatalError": "/v0/pipelines/orders/stats",
     "FelderaCheckpointFailed": "/v0/pipelines/orders/checkpoint_status",
 }
 """Alert -> the request in which Feldera first reports its fault to the exporter."""
+ALERTS = (*KINDS, AUTOMATIC)
 SERIES = {
     "FelderaConnectorFatalError": (
         "feldera_input_connector_fatal_error",
@@ -88,16 +103,8 @@ SERIES = {
     "FelderaCheckpointFailed": ("feldera_pipeline_checkpoint_failed", (f'pipeline_name="{PIPELINE}"',)),
 }
 """Alert -> the exporter's series that carries its fault: (family, label pairs)."""
-STAGES = (
-    "poll wait",
-    "exporter",
-    "scrape",
-    "evaluation",
-    "alertmanager",
-    "notification",
-    "time to page",
-    "from the fault",
-)
+STAGES = ("poll wait", "exporter", "scrape", "evaluation", "alertmanager", "notification")
+AUTOMATIC_STAGES = ("first failure", "until firing", "alertmanager", "notification")
 POLL_INTERVAL = 15.0
 """The exporter's default poll.interval, in seconds (the exporters run with their defaults)."""
 WRITE_SECONDS = 16.0
@@ -114,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--injections", type=int, default=12, help="faults to inject, each on its own target")
     parser.add_argument("--spacing", type=float, default=16.25, help="seconds between two injections")
-    parser.add_argument("--timeout", type=float, default=240, help="seconds to wait for one fault's notification")
+    parser.add_argument("--timeout", type=float, default=330, help="seconds to wait for one fault's notification")
     parser.add_argument("--json", action="store_true", help="print a JSON document instead of the report")
     parser.add_argument("--log-dir", type=Path, help="keep the configs and logs of every process there")
     args = parser.parse_args(argv)
@@ -173,13 +180,19 @@ class Fault:
     notified: float | None = None
 
     def stages(self) -> dict[str, float]:
-        times = (self.injected, self.reported, self.served, self.scraped, self.firing, self.alertmanager, self.notified)
-        if any(t is None for t in times):
+        ends = (self.firing, self.alertmanager, self.notified)
+        names: tuple[str, ...]
+        times: tuple[float | None, ...]
+        if self.alert == AUTOMATIC:
+            names, times = AUTOMATIC_STAGES, (self.injected, self.reported, *ends)
+        else:
+            names, times = STAGES, (self.injected, self.reported, self.served, self.scraped, *ends)
+        observed = [t for t in times if t is not None]
+        if len(observed) < len(times):
             raise BenchError(f"{self.alert} of {self.target}: a stage was not observed: {times}")
-        steps = [b - a for a, b in itertools.pairwise(times)]  # type: ignore[operator]
-        page = self.notified - self.reported  # type: ignore[operator]
-        fault = self.notified - self.injected  # type: ignore[operator]
-        return {**dict(zip(STAGES, steps, strict=False)), "time to page": page, "from the fault": fault}
+        steps = [b - a for a, b in itertools.pairwise(observed)]
+        page, fault = observed[-1] - observed[1], observed[-1] - observed[0]
+        return {**dict(zip(names, steps, strict=True)), "time to page": page, "from the fault": fault}
 
 
 @dataclass
@@ -227,8 +240,12 @@ async def child(name: str, argv: list[str], logs: Path, ready: str) -> AsyncIter
 
 
 def scenario() -> Scenario:
+    fault_tolerant = {"fault_tolerance": {"model": "exactly_once", "checkpoint_interval_secs": CHECKPOINT_INTERVAL}}
     return Scenario(
-        pipelines=[PipelineSpec(name=PIPELINE, tables=[RelationSpec(name="events", connectors=["kafka-in"])])]
+        pipelines=[
+            PipelineSpec(name=PIPELINE, tables=[RelationSpec(name="events", connectors=["kafka-in"])]),
+            PipelineSpec(name=LEDGER, runtime_config=fault_tolerant, checkpoints=1),
+        ]
     )
 
 
@@ -250,7 +267,7 @@ async def watch_exporter(
     """When each reported fault is first served in /metrics (the exporter's cycle done and its snapshot swapped)."""
     while not stop.is_set():
         for fault in faults:
-            if fault.reported is None or fault.served is not None:
+            if fault.alert not in SERIES or fault.reported is None or fault.served is not None:
                 continue
             async with http.get(f"{exporters[fault.target]}/metrics") as response:
                 text = await response.text()
@@ -290,9 +307,14 @@ async def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         if shutil.which(binary) is None:
             raise BenchError(f"{binary} not on PATH (scripts/bootstrap installs it)")
     targets = [f"t{i:02d}" for i in range(args.injections)]
-    webhook = Webhook({(alert, t) for t in targets for alert in KINDS})
+    webhook = Webhook({(alert, t) for t in targets for alert in ALERTS})
     async with AsyncExitStack() as exits:
-        sims = {t: await exits.enter_async_context(Simulator(scenario())) for t in targets}
+        sims: dict[str, Simulator] = {}
+        for index, target in enumerate(targets):
+            # a Feldera process's automatic checkpoints run on a grid from its start: staggered starts put each
+            # target's first failed checkpoint at another phase of the evaluations and of its exporter's polls
+            await asyncio.sleep(2 * POLL_INTERVAL / len(targets) if index else 0)
+            sims[target] = await exits.enter_async_context(Simulator(scenario()))
         app = web.Application()
         app.router.add_post("/alerts", webhook.handle)
         runner = web.AppRunner(app)
@@ -362,7 +384,7 @@ async def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         print("waiting for the first scrapes and evaluations (one minute) ...", file=sys.stderr)
         await asyncio.sleep(60)  # Prometheus's first scrapes and rule evaluations (and the relapse hold) settle
 
-        faults = [Fault(t, alert) for t in targets for alert in KINDS]
+        faults = [Fault(t, alert) for t in targets for alert in ALERTS]
         stop = asyncio.Event()
         watchers = [
             asyncio.create_task(watch_exporter(http, exporters, faults, stop)),
@@ -378,12 +400,18 @@ async def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             now = time.time()
             sim.set_connector_fatal_error(PIPELINE, ENDPOINT, "broker unreachable")
             sim.fail_checkpoint(PIPELINE, "No space left on device (os error 28)")
+            first_failure = sim.set_automatic_checkpoints(LEDGER, "failed to write checkpoint: No space left on device")
+            if first_failure is None:
+                raise BenchError(f"{LEDGER} of {target} takes no automatic checkpoints")
             mine = [f for f in faults if f.target == target]
             for fault in mine:
                 fault.injected = now
             print(f"injected {target} at {time.strftime('%H:%M:%S')}", file=sys.stderr)
 
             async def reported(fault: Fault) -> None:
+                if fault.alert == AUTOMATIC:
+                    fault.reported = first_failure  # the simulator's clock is the wall clock
+                    return
                 await sim.wait_for_requests(KINDS[fault.alert], counts[fault.alert] + 1)
                 fault.reported = time.time()
 
@@ -401,15 +429,16 @@ async def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             await asyncio.gather(*watchers, return_exceptions=True)
         for fault in faults:
             fault.notified = webhook.received[(fault.alert, fault.target)]
-            # a scrape's timestamp is when it began: it may precede the moment this script saw the fault served
-            fault.scraped = await first_sample(http, prometheus, selector(fault), fault.reported or 0)
+            if fault.alert in SERIES:
+                # a scrape's timestamp is when it began: it may precede the moment this script saw the fault served
+                fault.scraped = await first_sample(http, prometheus, selector(fault), fault.reported or 0)
             alert = f'ALERTS{{alertname="{fault.alert}",alertstate="firing",target="{fault.target}"}}'
-            fault.firing = await first_sample(http, prometheus, alert, fault.scraped or 0)
+            fault.firing = await first_sample(http, prometheus, alert, fault.scraped or fault.reported or 0)
 
     results: dict[str, Any] = {}
-    for alert in KINDS:
+    for alert in ALERTS:
         stages = [f.stages() for f in faults if f.alert == alert]
-        results[alert] = {stage: summary(s[stage] for s in stages) for stage in STAGES}
+        results[alert] = {stage: summary(s[stage] for s in stages) for stage in stages[0]}
     return {
         "settings": {
             "poll.interval": "15s (exporter default)",

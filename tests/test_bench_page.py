@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import yaml
 
 from exporter.mixin import ALERTMANAGER_EXAMPLE
@@ -58,7 +59,20 @@ def test_stages_add_up_to_the_time_to_page_and_the_report_shows_min_median_max()
     doc = {
         "settings": {"injections": 3, "spacing": 16.25, "prometheus": {}, "prometheus flags": [], "alertmanager": "x"},
         "load average": (1.0, 1.0, 1.0),
-        "results": {"FelderaConnectorFatalError": {k: page.summary(s[k] for s in stages) for k in page.STAGES}},
+        "results": {"FelderaConnectorFatalError": {k: page.summary(s[k] for s in stages) for k in stages[0]}},
     }
     text = page.report(doc)
     assert "  time to page      15.2    18.2    24.2" in text
+
+
+def test_automatic_checkpoints_count_from_the_first_failed_checkpoint_and_have_no_scrape_stage() -> None:
+    fault = page.Fault("t00", page.AUTOMATIC, injected=100.0)
+    fault.reported = 140.0  # the first automatic checkpoint after the injection, which fails
+    fault.firing, fault.alertmanager, fault.notified = 280.0, 280.1, 290.1
+    stages = fault.stages()
+    assert list(stages) == [*page.AUTOMATIC_STAGES, "time to page", "from the fault"]
+    assert (stages["first failure"], stages["until firing"], stages["notification"]) == (40.0, 140.0, 10.0)
+    assert (round(stages["time to page"], 1), round(stages["from the fault"], 1)) == (150.1, 190.1)
+    fault.alertmanager = None
+    with pytest.raises(page.BenchError, match="not observed"):
+        fault.stages()

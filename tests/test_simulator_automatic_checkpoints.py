@@ -65,9 +65,11 @@ async def test_a_fault_tolerant_pipeline_checkpoints_every_interval_into_storage
 async def test_failing_automatic_checkpoints_change_nothing_a_client_reads(
     sim: Simulator, client: httpx.AsyncClient, clock: ManualClock
 ) -> None:
-    sim.set_automatic_checkpoints("ft", "failed to write checkpoint: No space left on device")
+    clock.advance(15)
+    first_failure = sim.set_automatic_checkpoints("ft", "failed to write checkpoint: No space left on device")
+    assert first_failure == clock.now() + 45  # the next one is due an interval after the start
     before = await stored(client, "ft")
-    clock.advance(600)
+    clock.advance(585)
     assert await stored(client, "ft") == before
     assert (await client.get("/v0/pipelines/ft/checkpoint_status")).json() == {"success": None, "failure": None}
     assert (await client.get("/v0/pipelines/ft/stats")).json()["checkpoint_activity"] == {"status": "idle"}

@@ -210,11 +210,13 @@ class CheckpointControl:
         """A failed ``POST /checkpoint`` (``failed_at`` with nanoseconds); returns its sequence number."""
         return self.world.get(name).fail_checkpoint(error, self.clock.now())
 
-    def set_automatic_checkpoints(self, name: str, failure: str | None = None) -> None:
-        """From now on automatic checkpoints fail with ``failure`` (error text), or succeed (``None``)."""
+    def set_automatic_checkpoints(self, name: str, failure: str | None = None) -> float | None:
+        """From now on automatic checkpoints fail with ``failure`` (error text), or succeed (``None``); returns when
+        the next one ends (the first to fail or succeed), or None while none can be taken."""
         pipeline = self.world.get(name)
         pipeline.automatic_failure = failure
         pipeline.touch()
+        return pipeline.checkpoint_due()
 
     def set_checkpoint_activity(self, name: str, status: str = "idle", reasons: list[Any] | None = None) -> None:
         """``idle``, ``delayed`` (with ``reasons``, e.g. ``["Replaying"]``) or ``in_progress``; ``delayed_since``
