@@ -193,9 +193,10 @@ def _flags(args: argparse.Namespace) -> int:
             print(f"{path}: flag table up to date")
         elif current != text:
             path.write_text(text, encoding="utf-8")
-    except (OSError, ValueError) as exc:
-        print(f"error: {path}: {exc.strerror if isinstance(exc, OSError) else exc}", file=sys.stderr)
-        return 1
+    except (OSError, ValueError) as exc:  # like the metrics reference: 2 when there is nothing to compare
+        reason = exc.strerror if isinstance(exc, OSError) else exc
+        print(f"error: {'cannot check ' if args.check else ''}{path}: {reason}", file=sys.stderr)
+        return 2 if args.check else 1
     return 0
 
 

@@ -168,7 +168,12 @@ def test_opt_in_alert_is_absent_from_the_shipped_rules_until_enabled() -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"alerts": {"FelderaNoSuchAlert": {"enabled": True}}}, "alerts: expected exactly"),
+        (
+            {"alerts": {"FelderaCheckpointFail": {"for": "1h"}}},
+            "alerts: unknown ['FelderaCheckpointFail'] (did you mean FelderaCheckpointFailed?)",
+        ),
+        ({"alerts": {"NoSuchAlert": {"for": "1h"}}}, "alerts: unknown ['NoSuchAlert'] (the alerts are the sections"),
+        ({"alerts": []}, "alerts: expected a mapping of alert names to their settings; got []"),
         ({"alerts": {"FelderaCheckpointFailed": {"severity": "page"}}}, "severity"),
         ({"alerts": {"FelderaCheckpointFailed": {"for": "soon"}}}, "for: expected a duration"),
         ({"alerts": {"FelderaCheckpointFailed": {"extra": 1}}}, "expected keys"),
@@ -194,6 +199,13 @@ def test_opt_in_alert_is_absent_from_the_shipped_rules_until_enabled() -> None:
 def test_invalid_config_is_rejected_with_its_location(override: dict[str, Any], message: str) -> None:
     with pytest.raises(build.ConfigError, match=re.escape(message)):
         build.build(build.merge(shipped_config(), override))
+
+
+def test_a_rule_config_without_one_of_the_alerts_names_it() -> None:
+    config = shipped_config()
+    del config["alerts"]["FelderaCheckpointFailed"]
+    with pytest.raises(build.ConfigError, match=re.escape("alerts: missing ['FelderaCheckpointFailed']")):
+        build.build(config)
 
 
 # ---- promtool ------------------------------------------------------------------------------------------------
@@ -392,6 +404,13 @@ def test_runbooks_describe_no_alert_that_does_not_exist() -> None:
     names = {r["alert"] for r in rules_of(build.build(all_enabled_config()))}
     documented = {title for title in runbook_sections() if title.startswith("Feldera")}
     assert documented == names
+
+
+def test_the_readme_counts_the_shipped_alerts() -> None:
+    """The README's count is the shipped rule file's (the opt-in alerts left out), not a number written once."""
+    shipped = {rule["alert"] for rule in rules_of(yaml.safe_load(RULES.read_text(encoding="utf-8")))}
+    counts = re.findall(r"\((\d+) alerts, each with a runbook\)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert counts == [str(len(shipped))]
 
 
 # ---- example configs -----------------------------------------------------------------------------------------

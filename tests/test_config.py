@@ -151,20 +151,33 @@ def test_an_exported_feldera_url_leaves_a_file_without_default_target_alone_with
 
 
 def test_check_config_and_run_say_when_feldera_url_is_not_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from exporter.cli import main
+    from exporter import cli
+    from exporter.config import Settings
 
     config = tmp_path / "config.yaml"
     config.write_text("targets: [{name: prod, url: 'http://127.0.0.1:9'}]\n", encoding="utf-8")
     monkeypatch.setenv("FELDERA_URL", "http://127.0.0.1:8")
-    assert main(["check-config", str(config)]) == 0
+    note = "FELDERA_URL is set but not used: it sets the URL of the target named 'default', and the config file's "
+    assert cli.main(["check-config", str(config)]) == 0
     captured = capsys.readouterr()
     assert captured.out == f"{config}: OK (1 target(s): prod)\n"
-    assert captured.err.splitlines()[0] == (
-        "warning: FELDERA_URL is set but not used: it sets the URL of the target named 'default', and the config "
-        "file's targets are prod"
-    )
+    assert captured.err.splitlines()[0] == f"warning: {note}targets are prod"
+
+    served: list[Settings] = []
+
+    async def serve(settings: Settings, reload: Callable[[], Settings]) -> None:  # returns at once: no server
+        served.append(settings)
+
+    monkeypatch.setattr(cli, "serve", serve)
+    monkeypatch.setattr(cli, "setup_logging", lambda level, secrets: None)  # caplog keeps the root logger
+    assert cli.main(["run", "--config", str(config)]) == 0
+    assert [t.name for t in served[0].targets] == ["prod"]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("WARNING", f"{note}targets are prod")]
 
 
 def test_several_targets_keep_their_own_url_and_labels() -> None:

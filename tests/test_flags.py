@@ -28,6 +28,28 @@ def test_the_documented_flag_table_is_the_declarations() -> None:
     assert docs.flag_table() in doc
 
 
+def test_docs_flags_check_tells_up_to_date_out_of_date_and_nothing_to_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As ``docs --check`` for the metrics reference: 1 only when the table differs, 2 when there is none."""
+    from exporter.cli import main
+
+    doc = tmp_path / "configuration.md"
+    doc.write_text(f"# Flags\n\n{docs.TABLE_START}\n| old |\n{docs.TABLE_END}\n", encoding="utf-8")
+    stale = main(["docs", "--check", "--flags", str(doc)])
+    assert main(["docs", "--flags", str(doc)]) == 0
+    fresh = main(["docs", "--check", "--flags", str(doc)])
+    missing = main(["docs", "--check", "--flags", str(tmp_path / "none.md")])
+    (tmp_path / "plain.md").write_text("# No table\n", encoding="utf-8")
+    unmarked = main(["docs", "--check", "--flags", str(tmp_path / "plain.md")])
+    assert (stale, fresh, missing, unmarked) == (1, 0, 2, 2)
+    assert doc.read_text(encoding="utf-8") == f"# Flags\n\n{docs.TABLE_START}\n{docs.flag_table()}{docs.TABLE_END}\n"
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"{doc}: flag table out of date; run: feldera-exporter docs --flags {doc}"
+    assert err[1] == f"error: cannot check {tmp_path / 'none.md'}: No such file or directory"
+    assert err[2].startswith(f"error: cannot check {tmp_path / 'plain.md'}: no lines ")
+
+
 def test_run_takes_exactly_the_declared_flags(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--help"])

@@ -7,17 +7,21 @@ handler calls (tests/test_app_e2e.py sends the signal to a real process).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import httpx
 import pytest
 
+from exporter import app
 from exporter.app import Exporter, changed_keys
 from exporter.config import ConfigError, Settings, build_settings, load_settings
 from exporter.simulator import ManualClock, PipelineSpec, Scenario, Simulator
+from exporter.webconfig import WebSecurity
 from tests.conftest import (
     MakeExporter,
     Request,
@@ -128,6 +132,49 @@ async def test_the_listen_address_and_the_state_file_wait_for_a_restart(
     assert reload_lines(caplog) == [
         "configuration reloaded: log_level",
         "not applied until a restart: web.listen_address, reset_watches.state_file",
+    ]
+
+
+async def test_a_reload_checks_the_web_config_at_once(
+    sim: Simulator,
+    make_exporter: MakeExporter,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGHUP reloads the web config too, as Prometheus does, without waiting for the background check (switched
+    off here: it would pick the change up within a second by itself)."""
+    monkeypatch.setattr(app, "WebSecurity", functools.partial(WebSecurity, check_every=3600.0))
+    web = tmp_path / "web.yml"
+
+    def users(password: str) -> None:  # replaced in one step, as an operator's tooling would
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+        (tmp_path / "web.yml.new").write_text(f"basic_auth_users:\n  ops: '{hashed}'\n", encoding="utf-8")
+        (tmp_path / "web.yml.new").replace(web)
+
+    async def status(password: str) -> int:
+        async with httpx.AsyncClient(auth=("ops", password)) as http:
+            return (await http.get(exporter.url + "/metrics")).status_code
+
+    users("old")
+    config = settings(targets=[{"url": sim.url}], web={"listen_address": "127.0.0.1:0", "config_file": str(web)})
+    exporter = await make_exporter(config)
+    assert (await status("old"), await status("new")) == (200, 401)
+    users("new")
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    assert await exporter.reload(lambda: config)
+    assert (await status("old"), await status("new")) == (401, 200)
+    assert [r.getMessage() for r in caplog.records if r.name == "exporter.webconfig"] == [
+        f"web config {web} reloaded (TLS certificates and basic auth users)"
+    ]
+    web.write_text("basic_auth_users: [\n", encoding="utf-8")
+    caplog.clear()
+    assert await exporter.reload(lambda: config)
+    assert (await status("old"), await status("new")) == (401, 200)
+    assert [r.getMessage() for r in caplog.records if r.name == "exporter.webconfig"] == [
+        f"web config {web} not reloaded, keeping the one in force: {web}:2:1: expected the node content, but found "
+        "'<stream end>' (while parsing a flow node at 2:1)"
     ]
 
 

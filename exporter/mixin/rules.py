@@ -36,6 +36,7 @@ critical under the same name uses :func:`escalating`.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -1240,9 +1241,16 @@ def validate(config: Mapping[str, Any]) -> None:
         raise ConfigError("pipeline_labels: must not contain per_process_labels (alerts aggregate them away)")
     alerts = config["alerts"]
     names = [a.name for a in ALERTS]
-    if not isinstance(alerts, Mapping) or sorted(alerts) != sorted(names):
-        got = sorted(alerts) if isinstance(alerts, Mapping) else alerts
-        raise ConfigError(f"alerts: expected exactly {sorted(names)}; got {got}")
+    if not isinstance(alerts, Mapping):
+        raise ConfigError(f"alerts: expected a mapping of alert names to their settings; got {alerts!r}")
+    unknown = sorted(set(alerts) - set(names))
+    if unknown:  # most likely a misspelt name in an override file
+        close = [match for name in unknown for match in difflib.get_close_matches(name, names, n=1)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (the alerts are the sections of the runbooks)"
+        raise ConfigError(f"alerts: unknown {unknown}{hint}")
+    missing = sorted(set(names) - set(alerts))
+    if missing:
+        raise ConfigError(f"alerts: missing {missing}")
     for alert in ALERTS:
         entry = alerts[alert.name]
         where = f"alerts.{alert.name}"
