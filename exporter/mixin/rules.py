@@ -528,7 +528,9 @@ def _checkpoint_failures(c: Ctx, key: str) -> str:
     """``pipeline:feldera_pipeline_checkpoint_failures:process_<key>``: checkpoint failures of the current process
     within the alert's ``key`` (``window`` or ``settle``), recorded only where above 0. The exporter's failure
     counter spans restarts: after a process boundary within that time only the counter minus its value at the
-    newest boundary counts (a subquery at the evaluation step of ``step``)."""
+    newest boundary counts (a subquery at the evaluation step of ``step``), once the new process has run
+    ``relapse_hold`` (as :meth:`Ctx.process`: a new process that fails at once fires again only after the resolve
+    of the restart could be sent)."""
     window = c.window_param(key)
 
     def make() -> str:
@@ -541,6 +543,7 @@ def _checkpoint_failures(c: Ctx, key: str) -> str:
             f"    unless on({c.join}) {c.boundary_within(window)}\n"
             f"  or\n"
             f"  {counter} - {at_boundary}\n"
+            f"    unless on({c.join}) {c.settling()}\n"
             f") > 0"
         )
 
