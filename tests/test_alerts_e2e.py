@@ -41,9 +41,12 @@ PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 EXPORTER_JOB = yaml.safe_load(RULES_CONFIG.read_text(encoding="utf-8"))["exporter_job"]
 FOR_SCALE = 30
-"""Waits are divided by this (``for`` 1m -> 2s, ``critical_after`` 30m -> 60s, ``relapse_hold`` 1m -> 2s,
-Alertmanager's critical ``group_interval`` 1m -> 2s): their relations (an escalation long after the warning, a
-relapse held at least one group_interval) stay as shipped."""
+"""Waits are divided by this (``for`` 1m -> 2s, ``critical_after`` 30m -> 60s, Alertmanager's critical
+``group_interval`` 30s -> 1s): their relations (an escalation long after the warning) stay as shipped.
+``relapse_hold`` (1m -> 2s) is at least :data:`RELAPSE_HOLD`: it must exceed ``group_interval`` by two evaluation
+intervals, and this Prometheus evaluates every second, not every 0.5s."""
+RELAPSE_HOLD = 3
+"""Seconds: the scaled ``group_interval`` (1s) plus two of the test's evaluation intervals (1s)."""
 MINIMUM_WAIT = 1
 DEADLINE_SECONDS = 60.0
 eventually = functools.partial(wait_until, deadline=DEADLINE_SECONDS)
@@ -66,7 +69,7 @@ def fast_config(config: dict[str, Any]) -> dict[str, Any]:
         for key in ("critical_after", "settle", "floor"):
             if key in entry:
                 alerts[name][key] = scaled(entry[key], minimum=2)
-    return build.merge(config, {"alerts": alerts, "relapse_hold": scaled(config["relapse_hold"], minimum=2)})
+    return build.merge(config, {"alerts": alerts, "relapse_hold": scaled(config["relapse_hold"], minimum=RELAPSE_HOLD)})
 
 
 def fast_rules() -> str:
@@ -287,14 +290,14 @@ async def query(prometheus_url: str, promql: str) -> list[dict[str, Any]]:
 def test_fast_rules_only_shorten_the_waits() -> None:
     shipped = yaml.safe_load(RULES.read_text(encoding="utf-8"))
     fast = yaml.safe_load(fast_rules())
-    waits = {"relapse_hold": "[2s]", "settle": "[10s]"}
+    waits = {"relapse_hold": "[3s]", "settle": "[10s]"}
     for old_group, new_group in zip(shipped["groups"], fast["groups"], strict=True):
         for old, new in zip(old_group["rules"], new_group["rules"], strict=True):
             assert {k: v for k, v in new.items() if k not in ("for", "expr")} == {
                 k: v for k, v in old.items() if k not in ("for", "expr")
             }
             assert ("for" in new) == ("for" in old)
-            # expressions differ only in the scaled waits (relapse_hold 1m -> 2s, the checkpoint settle 5m -> 10s, the
+            # expressions differ only in the scaled waits (relapse_hold 1m -> 3s, the checkpoint settle 5m -> 10s, the
             # automatic-checkpoint floor 180 -> 6 seconds)
             masked = _FLOOR.sub("", _DURATION.sub("[]", new["expr"]))
             assert masked == _FLOOR.sub("", _DURATION.sub("[]", old["expr"]))

@@ -98,8 +98,9 @@ async def test_a_restart_that_did_not_fix_a_fatal_error_notifies_again_and_one_t
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """On the critical route (the fatal error) and on the warning route (a failed checkpoint, which fires again as
-    soon as the new process's checkpoint fails): each route's group_interval is at most relapse_hold, so the resolve
-    of the restart and the relapse are each told, never merged into silence within one group_interval."""
+    soon as the new process's checkpoint fails): each route's group_interval plus two evaluation intervals is at most
+    relapse_hold, so the resolve of the restart always meets a flush, and the resolve and the relapse are each told,
+    never merged into silence within one group_interval."""
     async with chain(tmp_path, ["relapsing", "fixed"]) as c:
         for name in ("relapsing", "fixed"):
             await eventually(lambda n=name: held(c.prometheus_url, STATUS.format(n, "Running")), "Running scraped")
@@ -126,7 +127,7 @@ async def test_a_restart_that_did_not_fix_a_fatal_error_notifies_again_and_one_t
 
         restarted = time.monotonic()
         # relapsing restarts quickly (a new process seen Initializing for one scrape) and fails at once again: the
-        # resolve must still be sent before the relapse (relapse_hold >= group_interval); fixed restarts slowly
+        # resolve must still be sent before the relapse (relapse_hold > group_interval); fixed restarts slowly
         c.sim.restart_pipeline("relapsing", status="Initializing")
         initializing = STATUS.format("relapsing", "Initializing") + " == 1"
         await eventually(lambda: query(c.prometheus_url, initializing), "relapsing seen Initializing")
