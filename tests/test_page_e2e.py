@@ -30,7 +30,7 @@ from exporter.app import Exporter
 from exporter.simulator import PipelineSpec, RelationSpec, Scenario, Simulator
 from tests.test_alerts_e2e import (
     EXPORTER_JOB,
-    FOR_SCALE,
+    RELAPSE_HOLD,
     Webhook,
     alertmanager,
     eventually,
@@ -127,7 +127,8 @@ async def test_a_restart_that_did_not_fix_a_fatal_error_notifies_again_and_one_t
 
         restarted = time.monotonic()
         # relapsing restarts quickly (a new process seen Initializing for one scrape) and fails at once again: the
-        # resolve must still be sent before the relapse (relapse_hold > group_interval); fixed restarts slowly
+        # resolve must still be sent before the relapse (group_interval + 2 x evaluation <= relapse_hold); fixed
+        # restarts slowly
         c.sim.restart_pipeline("relapsing", status="Initializing")
         initializing = STATUS.format("relapsing", "Initializing") + " == 1"
         await eventually(lambda: query(c.prometheus_url, initializing), "relapsing seen Initializing")
@@ -145,12 +146,12 @@ async def test_a_restart_that_did_not_fix_a_fatal_error_notifies_again_and_one_t
         warning_resolve = (await eventually(lambda: resolved("relapsing", CHECKPOINT), "the warning's resolve"))[0]
         await eventually(lambda: fired("relapsing", warning_resolve.received, CHECKPOINT), "the warning again")
         fixed = (await eventually(lambda: resolved("fixed"), "the resolve of fixed's restart"))[0]
-        await asyncio.sleep(3 * scaled_seconds("1m"))  # a few group_intervals: a re-fire would be told now
+        await asyncio.sleep(RELAPSE_HOLD + 3 * scaled_seconds("30s"))  # a re-fire would be told by now
         assert fired("fixed", fixed.received) == []
         with capsys.disabled():
             print(
                 f"\n[page e2e] relapse notified {again[0].received - restarted:.1f}s after the restart began "
-                f"(relapse_hold and group_interval / {FOR_SCALE})"
+                f"(relapse_hold {RELAPSE_HOLD}s, group_interval {scaled_seconds('30s')}s)"
             )
 
 
