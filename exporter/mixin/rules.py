@@ -467,8 +467,17 @@ def _running(c: Ctx) -> str:
     return _status(c, 'status="Running"')
 
 
+STARTING = "Provisioning|Initializing"
+"""The statuses of a start before its process runs: a start clears ``deployment_error`` (docs/feldera-api.md)."""
+
+
 def _deployment_error(c: Ctx, g: dict[str, Any]) -> str:
-    return f"{c.bridged('feldera_pipeline_deployment_error', only='== 1')} == 1"
+    """Latched until a start clears it; a start that fails again at once fires again only ``relapse_hold`` after
+    the start was last seen (as a relapse of :meth:`Ctx.process`), so the resolve of the start is told first. A
+    failure while Running pages at once."""
+    starting = c.sel("feldera_pipeline_status", f'status=~"{STARTING}"')
+    started = f"group {c.without(PIPELINE, 'status')} (max_over_time({starting}[{c.s.relapse_hold}]) == 1)"
+    return f"{c.bridged('feldera_pipeline_deployment_error', only='== 1')} == 1\nunless on({c.join}) {started}"
 
 
 def _not_in_desired_state(c: Ctx, g: dict[str, Any]) -> str:
