@@ -466,6 +466,6 @@ def test_example_prometheus_config_passes_promtool_and_loads_the_rules() -> None
     assert config["rule_files"] == ["alerts.yaml"]
     # every poll cycle (15s) scraped once and evaluated at once; the restart flags are named where users look
     assert config["global"] == {"scrape_interval": "15s", "evaluation_interval": "15s"}
-    assert "--rules.alert.resend-delay=5m" in text and "--rules.alert.for-grace-period=0s" in text
+    assert "--rules.alert.resend-delay=6m" in text and "--rules.alert.for-grace-period=0s" in text
     jobs = [job["job_name"] for job in config["scrape_configs"]]
     assert shipped_config()["exporter_job"] in jobs

@@ -34,7 +34,7 @@ def test_the_bench_runs_the_shipped_prometheus_and_alertmanager_settings() -> No
     assert config["global"] == shipped["global"]
     assert config["scrape_configs"][0]["scrape_timeout"] == shipped["scrape_configs"][0]["scrape_timeout"]
     assert config["scrape_configs"][0]["static_configs"] == [{"targets": ["127.0.0.1:1", "127.0.0.1:2"]}]
-    assert page.shipped_prometheus_flags() == ["--rules.alert.resend-delay=5m", "--rules.alert.for-grace-period=0s"]
+    assert page.shipped_prometheus_flags() == ["--rules.alert.resend-delay=6m", "--rules.alert.for-grace-period=0s"]
     example = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text(encoding="utf-8"))
     am = page.alertmanager_config("http://127.0.0.1:4/alerts")
     assert am["route"] == example["route"] and am["inhibit_rules"] == example["inhibit_rules"]

@@ -408,7 +408,7 @@ def test_compose_alertmanager_config_passes_amtool_and_routes_as_the_shipped_exa
 
 def test_compose_prometheus_runs_with_the_flags_that_survive_a_restart(compose: dict[str, Any]) -> None:
     command = compose["services"]["prometheus"]["command"]
-    assert "--rules.alert.resend-delay=5m" in command and "--rules.alert.for-grace-period=0s" in command
+    assert "--rules.alert.resend-delay=6m" in command and "--rules.alert.for-grace-period=0s" in command
 
 
 def test_compose_exporter_config_is_accepted_by_the_config_loader() -> None:
