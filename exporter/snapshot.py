@@ -157,6 +157,8 @@ class PipelineSyncReport:
     """Count per result, in ``exporter.sidecar.sync.RESULTS`` order."""
     failures: tuple[tuple[str, int], ...]
     """Count per reason, in ``exporter.sidecar.sync.FAILURE_REASONS`` order."""
+    last_failures: tuple[tuple[str, float], ...]
+    """When the newest failure of each reason was counted, for the reasons counted at least once."""
     last_request: float | None
     last_confirmed: float | None
     awaiting_confirmation: bool

@@ -258,7 +258,7 @@ def test_firing_unit_tests_state_every_label_and_annotation() -> None:
 
 
 RECORD_NAME = re.compile(
-    r"^(pipeline|pipeline_endpoint|target):feldera_\w+:(bridged|current_process|gap_window|relapse_hold|process_\w+|ratio_window|unread)$"
+    r"^(pipeline|pipeline_endpoint|target):feldera_\w+:(bridged|current_process|gap_window|relapse_hold|process_\w+|ratio_window|unread|superseded)$"
 )
 """level:metric:operation (docs/runbooks.md, "Recording rules")."""
 

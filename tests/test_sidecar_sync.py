@@ -98,6 +98,7 @@ FAIL = "feldera_checkpoint_sync_schedule_failures_total"
 CONFIRMED = "feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds"
 REQUESTED = "feldera_checkpoint_sync_schedule_last_request_timestamp_seconds"
 AWAITING = "feldera_checkpoint_sync_schedule_awaiting_confirmation"
+LAST_FAILURE = "feldera_checkpoint_sync_schedule_last_failure_timestamp_seconds"
 
 
 async def test_accepted_sync_is_confirmed_when_sync_status_reports_its_uuid(harness: Start) -> None:
@@ -129,6 +130,8 @@ async def test_sync_failure_for_the_requested_uuid_counts_as_failed(harness: Sta
     samples = await metrics(exporter)
 
     assert value(samples, FAIL, pipeline_name="orders", reason="failed") == 1
+    assert value(samples, LAST_FAILURE, pipeline_name="orders", reason="failed") == START + 15
+    assert value(samples, LAST_FAILURE, pipeline_name="orders", reason="rejected") is None
     assert value(samples, CONFIRMED, pipeline_name="orders") is None
     assert value(samples, AWAITING, pipeline_name="orders") == 0
 
@@ -154,6 +157,7 @@ async def test_pipeline_restart_before_confirmation_marks_the_sync_lost(harness:
     samples = await metrics(exporter)
 
     assert value(samples, FAIL, pipeline_name="orders", reason="lost") == 1
+    assert value(samples, LAST_FAILURE, pipeline_name="orders", reason="lost") == START + 15
     assert value(samples, AWAITING, pipeline_name="orders") == 0
 
 
@@ -177,6 +181,7 @@ async def test_unconfirmed_sync_is_given_up_at_the_next_slot(harness: Start) -> 
     samples = await metrics(exporter)
 
     assert value(samples, FAIL, pipeline_name="orders", reason="unconfirmed") == 1
+    assert value(samples, LAST_FAILURE, pipeline_name="orders", reason="unconfirmed") == START + EVERY
     assert value(samples, REQ, pipeline_name="orders", result="accepted") == 2
     assert sim.requests(SYNC_PATH, "POST") == 2
 
@@ -336,6 +341,7 @@ async def test_server_error_counts_as_rejected_failure(harness: Start) -> None:
 
     assert value(samples, REQ, pipeline_name="orders", result="error") == 1
     assert value(samples, FAIL, pipeline_name="orders", reason="rejected") == 1
+    assert value(samples, LAST_FAILURE, pipeline_name="orders", reason="rejected") == START
 
 
 async def test_enterprise_only_answer_pauses_the_target_and_logs_once(

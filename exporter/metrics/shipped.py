@@ -10,6 +10,7 @@ RULES: frozenset[str] = frozenset(
         "feldera_checkpoint_sync_schedule_failures_total",
         "feldera_checkpoint_sync_schedule_interval_seconds",
         "feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds",
+        "feldera_checkpoint_sync_schedule_last_failure_timestamp_seconds",
         "feldera_checkpoint_sync_schedule_requests_total",
         "feldera_cluster_service_checked_timestamp_seconds",
         "feldera_cluster_service_healthy",

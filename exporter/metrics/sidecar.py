@@ -58,6 +58,15 @@ SYNC_FAILURES = MetricSpec(
     labels=("reason",),
     group=SYNC_GROUP,
 )
+SYNC_LAST_FAILURE = MetricSpec(
+    "feldera_checkpoint_sync_schedule_last_failure_timestamp_seconds",
+    "gauge",
+    "When the newest scheduled sync that did not succeed was counted, by reason (as the failures counter); absent "
+    "for a reason before its first failure.",
+    labels=("reason",),
+    group=SYNC_GROUP,
+    unit="seconds",
+)
 SYNC_AWAITING = MetricSpec(
     "feldera_checkpoint_sync_schedule_awaiting_confirmation",
     "gauge",
@@ -114,6 +123,7 @@ SPECS: tuple[MetricSpec, ...] = (
     SYNC_LAST_REQUEST,
     SYNC_LAST_CONFIRMED,
     SYNC_FAILURES,
+    SYNC_LAST_FAILURE,
     SYNC_AWAITING,
     SYNC_ENTERPRISE_ONLY,
     RESET_STATUS,
@@ -141,6 +151,8 @@ def add_samples(snapshot: Snapshot, out: FamilyBuilder[object]) -> None:
                     out.add_optional(SYNC_LAST_CONFIRMED, labels, pipe.last_confirmed)
                     for reason, count in pipe.failures:
                         out.add(SYNC_FAILURES, labels, count, reason=reason)
+                    for reason, when in pipe.last_failures:
+                        out.add(SYNC_LAST_FAILURE, labels, when, reason=reason)
                     out.add(SYNC_AWAITING, labels, 1.0 if pipe.awaiting_confirmation else 0.0)
         resets = target.resets
         if resets is not None:

@@ -88,6 +88,7 @@ class _PipelineState:
     pending: _Pending | None = None
     requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
     failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_REASONS, 0))
+    last_failures: dict[str, float] = field(default_factory=dict)
     last_request: float | None = None
     last_confirmed: float | None = None
     paused_until: float | None = None
@@ -99,10 +100,17 @@ class _PipelineState:
             every=self.every,
             requests=tuple(self.requests.items()),
             failures=tuple(self.failures.items()),
+            last_failures=tuple(
+                (reason, self.last_failures[reason]) for reason in FAILURE_REASONS if reason in self.last_failures
+            ),
             last_request=self.last_request,
             last_confirmed=self.last_confirmed,
             awaiting_confirmation=self.pending is not None,
         )
+
+    def fail(self, reason: str, now: float) -> None:
+        self.failures[reason] += 1
+        self.last_failures[reason] = now
 
 
 @dataclass(slots=True)
@@ -234,7 +242,7 @@ class CheckpointSyncScheduler:
                 while pipe.next_due <= now:
                     pipe.next_due += pipe.every
                 return
-            pipe.failures["unconfirmed"] += 1
+            pipe.fail("unconfirmed", now)
             log.warning("checkpoint sync of %s/%s was not confirmed before the next slot", target, clean(name))
             pipe.pending = None
         if self._may_request(state, name, pipe, now):
@@ -295,7 +303,7 @@ class CheckpointSyncScheduler:
                 self._multihost_backoff,
             )
         elif result == "error":
-            pipe.failures["rejected"] += 1
+            pipe.fail("rejected", now)
             log.warning("checkpoint sync of %s/%s failed: %s", target, clean(name), clean(answer))
         else:
             log.info("checkpoint sync of %s/%s not done (%s): %s", target, clean(name), result, clean(answer))
@@ -318,13 +326,13 @@ class CheckpointSyncScheduler:
                 pipe.last_confirmed = self._clock()
                 pipe.pending = None
             elif status.failure is not None and status.failure.uuid == pending.checkpoint_uuid:
-                pipe.failures["failed"] += 1
+                pipe.fail("failed", self._clock())
                 pipe.pending = None
                 log.warning("checkpoint sync of %s/%s failed: %s", target, clean(name), clean(status.failure.error))
         elif isinstance(status, ApiError) and (
             status.status == 400 or (status.status == 503 and status.error_code == "PipelineInteractionNotDeployed")
         ):
-            pipe.failures["lost"] += 1
+            pipe.fail("lost", self._clock())
             pipe.pending = None
             log.warning(
                 "checkpoint sync of %s/%s lost: the pipeline restarted or stopped first (%s)",
