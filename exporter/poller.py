@@ -184,6 +184,8 @@ class Poller:
             )
         if cycle.listed is None:
             target.polls["failure"] += 1
+            if self._sidecar is not None:
+                self._sidecar.target_down(target.name)
             snapshot = TargetSnapshot(name=target.name, labels=target.settings.label_pairs)
         else:
             target.polls["success"] += 1

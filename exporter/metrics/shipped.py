@@ -49,6 +49,7 @@ RULES: frozenset[str] = frozenset(
         "feldera_pipeline_memory_pressure",
         "feldera_pipeline_output_stall_seconds",
         "feldera_pipeline_program_status",
+        "feldera_pipeline_resources_status_since_timestamp_seconds",
         "feldera_pipeline_runtime_outdated",
         "feldera_pipeline_status",
         "feldera_pipeline_status_since_timestamp_seconds",

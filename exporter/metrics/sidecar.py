@@ -61,7 +61,7 @@ SYNC_FAILURES = MetricSpec(
 SYNC_LAST_FAILURE = MetricSpec(
     "feldera_checkpoint_sync_schedule_last_failure_timestamp_seconds",
     "gauge",
-    "When the newest scheduled sync that did not succeed was counted, by reason (as the failures counter); absent "
+    "When the newest scheduled sync that did not succeed was requested, by reason (as the failures counter); absent "
     "for a reason before its first failure.",
     labels=("reason",),
     group=SYNC_GROUP,

@@ -659,36 +659,36 @@ def _output_connector_paused(c: Ctx, g: dict[str, Any]) -> str:
 
 def _scheduled_sync_failing(c: Ctx, g: dict[str, Any]) -> str:
     """More than ``threshold`` failures (of ``reasons``) within ``window``, unless they are superseded (below).
-    Stopped pipelines never alert (a ``lost`` sync, if counted, is seen after the stop). The failures are summed
-    over exporter processes: a rollout splits the window's failures between the old and the new one."""
+    Stopped and deleted pipelines never alert (a ``lost`` sync, if counted, is seen after the stop). The failures
+    are summed over exporter processes: a rollout splits the window's failures between the old and the new one."""
     window = c.window_param("window")
     threshold = c.number("threshold")
     reasons = 'reason=~"' + c.regex("reasons") + '"'
     failures = c.sel("feldera_checkpoint_sync_schedule_failures_total", reasons)
     return (
         f"sum {c.without(PIPELINE, 'reason')} (increase({failures}[{window}])) > {threshold:g}\n"
-        f"unless on({c.join}) {_sync_failures_superseded(c, reasons)}\n"
+        f"unless on({c.join}) {_sync_failures_superseded(c, reasons, window)}\n"
         f"unless on({c.join}) {_stopped(c)}\n"
+        f"unless on({c.join}) {c.gone()}\n"
         f"unless on({c.join}) {c.settling()}"
     )
 
 
-def _sync_failures_superseded(c: Ctx, reasons: str) -> str:
-    """``pipeline:feldera_checkpoint_sync_schedule_failures:superseded``: pipelines that moved on since their newest
-    failed scheduled sync: a sync was confirmed after it (healed; also one confirmed by a new exporter that has
-    counted no failure yet), or the pipeline entered a status after it (stopped, paused, restarted: the failures
-    were its previous stretch's; a failure of the new stretch fires again, once the new process has run
-    ``relapse_hold``). Both timestamps are bridged: a rollout of the exporter supersedes nothing."""
+def _sync_failures_superseded(c: Ctx, reasons: str, window: str) -> str:
+    """``pipeline:feldera_checkpoint_sync_schedule_failures:superseded``: pipelines whose newest failed scheduled
+    sync within ``window`` (stamped with the time it was requested) is older than a sync confirmed since (healed), or
+    than the start of the pipeline's current process (its resources status entered: a restart, whose new process
+    fires again at its first failure, once it has run ``relapse_hold``). Newest is the maximum within ``window``
+    from any exporter, as long as the failures count: a rollout of the exporter neither resolves nor re-fires."""
 
     def make() -> str:
-        newest = c.bridged("feldera_checkpoint_sync_schedule_last_failure_timestamp_seconds", reasons)
-        newest = f"max without(reason) ({newest})"
-        confirmed = c.bridged("feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds")
-        since = c.bridged("feldera_pipeline_status_since_timestamp_seconds")
+        drop = c.without(PIPELINE, "reason")
+        failed = c.sel("feldera_checkpoint_sync_schedule_last_failure_timestamp_seconds", reasons)
+        confirmed = c.sel("feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds")
+        newest = f"max {drop} (max_over_time({failed}[{window}]))"
+        since = c.bridged("feldera_pipeline_resources_status_since_timestamp_seconds")
         return (
-            f"{confirmed} > on({c.join}) {newest}\n"
-            f"or\n"
-            f"{confirmed} unless on({c.join}) {newest}\n"
+            f"max {c.without(PIPELINE)} (max_over_time({confirmed}[{window}])) > on({c.join}) {newest}\n"
             f"or\n"
             f"{since} > on({c.join}) {newest}"
         )

@@ -64,6 +64,11 @@ class Sidecar:
             resets=await _isolated(target.name, "reset watches", self.resets.check(target, now)),
         )
 
+    def target_down(self, name: str) -> None:
+        """The target's pipeline list failed this cycle: no scheduled sync of its pipelines until one succeeds."""
+        if self.scheduler is not None:
+            self.scheduler.unseen(name)
+
     async def _sync(self, target: Target, snapshot: TargetSnapshot, now: float) -> SyncReport | None:
         if self.scheduler is None:
             return None

@@ -76,6 +76,8 @@ def is_running(pipeline: Pipeline) -> bool:
 class _Pending:
     checkpoint_uuid: str
     incarnation_uuid: str | None
+    requested: float
+    """When it was requested: the time a failure of it is stamped with."""
     running: bool = False
     """``sync_status`` listed this sync as ``running`` at its last check (newer servers)."""
 
@@ -108,9 +110,11 @@ class _PipelineState:
             awaiting_confirmation=self.pending is not None,
         )
 
-    def fail(self, reason: str, now: float) -> None:
+    def fail(self, reason: str, requested: float) -> None:
+        """Count a failed sync, stamped with the time it was requested (while the pipeline ran), not the time its
+        failure was read, which can come after a pause or a restart."""
         self.failures[reason] += 1
-        self.last_failures[reason] = now
+        self.last_failures[reason] = requested
 
 
 @dataclass(slots=True)
@@ -185,6 +189,13 @@ class CheckpointSyncScheduler:
         state.running = frozenset(running)
         return self._report(state, now)
 
+    def unseen(self, target: str) -> None:
+        """``target``'s pipeline list failed: none of its pipelines is known to run, so none is synced until a list
+        shows it running again (a Feldera outage counts no failed syncs; FelderaApiUnreachable tells it)."""
+        state = self._targets.get(target)
+        if state is not None:
+            state.running = frozenset()
+
     def _report(self, state: _TargetState, now: float) -> SyncReport:
         return SyncReport(
             enterprise_only=state.enterprise_until is not None and now < state.enterprise_until,
@@ -242,7 +253,7 @@ class CheckpointSyncScheduler:
                 while pipe.next_due <= now:
                     pipe.next_due += pipe.every
                 return
-            pipe.fail("unconfirmed", now)
+            pipe.fail("unconfirmed", pending.requested)
             log.warning("checkpoint sync of %s/%s was not confirmed before the next slot", target, clean(name))
             pipe.pending = None
         if self._may_request(state, name, pipe, now):
@@ -282,7 +293,7 @@ class CheckpointSyncScheduler:
             pipe.last_confirmed = now
         elif result == "accepted":
             assert isinstance(answer, CheckpointSyncResponse) and answer.checkpoint_uuid is not None
-            pipe.pending = _Pending(answer.checkpoint_uuid, answer.incarnation_uuid)
+            pipe.pending = _Pending(answer.checkpoint_uuid, answer.incarnation_uuid, now)
         elif result == "enterprise_only":
             state.enterprise_until = now + self._enterprise_backoff
             level = logging.DEBUG if state.enterprise_logged else logging.WARNING
@@ -326,13 +337,13 @@ class CheckpointSyncScheduler:
                 pipe.last_confirmed = self._clock()
                 pipe.pending = None
             elif status.failure is not None and status.failure.uuid == pending.checkpoint_uuid:
-                pipe.fail("failed", self._clock())
+                pipe.fail("failed", pending.requested)
                 pipe.pending = None
                 log.warning("checkpoint sync of %s/%s failed: %s", target, clean(name), clean(status.failure.error))
         elif isinstance(status, ApiError) and (
             status.status == 400 or (status.status == 503 and status.error_code == "PipelineInteractionNotDeployed")
         ):
-            pipe.fail("lost", self._clock())
+            pipe.fail("lost", pending.requested)
             pipe.pending = None
             log.warning(
                 "checkpoint sync of %s/%s lost: the pipeline restarted or stopped first (%s)",
