@@ -53,8 +53,9 @@ DEADLINE_SECONDS = 60.0
 eventually = functools.partial(wait_until, deadline=DEADLINE_SECONDS)
 """Alertmanager rounds (group_wait, evaluation) need longer than the shared default."""
 _DURATION = re.compile(r"\[(\d+[smhd])(:\d+[smhd])?\]")
-_FLOOR = re.compile(r"(?<=:bridged, )\d+(?=\))")
-"""The ``floor`` in ``clamp_min(factor * interval, floor)`` of FelderaAutomaticCheckpointsFailing."""
+_FLOOR = re.compile(r"(?:(?<=:bridged, )|(?<=\[\]\)\), ))\d+(?=\))")
+"""The ``floor`` in ``clamp_min(factor * interval, floor)`` of FelderaAutomaticCheckpointsFailing and of
+FelderaScheduledCheckpointSyncFailing's settling."""
 
 
 def scaled(duration: str, minimum: int = MINIMUM_WAIT) -> str:
@@ -484,6 +485,63 @@ async def test_intermittent_checkpoint_failures_hold_one_warning_and_a_heal_ends
         print(
             f"\n[alerts e2e] intermittent: warning {firing[0].received - started:.1f}s after the first failure, "
             f"resolved {resolved[0].received - healed:.1f}s after the last one (settle / {FOR_SCALE})"
+        )
+
+
+SYNC_EVERY = 2.0
+"""Seconds between the scheduled syncs of the test below: the alert's ``settle_intervals`` (3) x this is the heal's
+settling time."""
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+async def test_scheduled_syncs_failing_every_other_time_hold_one_warning_and_a_heal_ends_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """FelderaScheduledCheckpointSyncFailing at a person: the exporter's own schedule syncs every 2s and every
+    other sync fails (the mode flips between slots). One firing notification, no resolve while it goes on; once
+    the syncs succeed, one resolve, ``settle_intervals`` x every after the last failure."""
+    scenario = Scenario(pipelines=[PipelineSpec(name="orders", checkpoints=1, sync="failure")])
+    settings = exporter_settings(("default", "http://placeholder"))
+    webhook = Webhook()
+    name = "FelderaScheduledCheckpointSyncFailing"
+    async with AsyncExitStack() as exits:
+        sim = await exits.enter_async_context(Simulator(scenario))
+        settings = settings.model_copy(
+            update={
+                "targets": [settings.targets[0].model_copy(update={"url": sim.url})],
+                "checkpoint_sync": Settings.model_validate(
+                    {"checkpoint_sync": {"schedules": [{"pipelines": "orders", "every": SYNC_EVERY}]}}
+                ).checkpoint_sync,
+            }
+        )
+        exporter = await exits.enter_async_context(Exporter(settings))
+        am = await exits.enter_async_context(alertmanager(tmp_path, await webhook_receiver(exits, webhook)))
+        prom = await exits.enter_async_context(prometheus(tmp_path, [static_job(exporter)], am))
+        failures = 'sum(feldera_checkpoint_sync_schedule_failures_total{pipeline_name="orders",reason="failed"})'
+        await eventually(lambda: query(prom, f"{failures} >= 1"), "the first failed sync scraped")
+        started = time.monotonic()
+        posts = sim.requests("/v0/pipelines/orders/checkpoint/sync", "POST")
+        for mode in ("success", "failure") * 4:  # flip between slots: the next sync succeeds, the one after fails
+            await eventually(
+                lambda posts=posts: sim.requests("/v0/pipelines/orders/checkpoint/sync", "POST") > posts, "a sync"
+            )
+            posts = sim.requests("/v0/pipelines/orders/checkpoint/sync", "POST")
+            await asyncio.sleep(SYNC_EVERY / 2)  # after the exporter has read this sync's outcome
+            sim.checkpoint("orders")  # the next sync is of a new checkpoint (a new uuid), as a running pipeline's are
+            sim.set_sync_mode("orders", mode)
+        sim.set_sync_mode("orders", "success")
+        healed = time.monotonic()
+        assert webhook.of(name, "firing", started), "the warning while every other sync fails"
+        resolved = await eventually(lambda: webhook.of(name, "resolved", started), "the warning to end after the heal")
+        counted = await query(prom, f"{failures}")
+    messages = [m for m in webhook.messages if any(n.labels["alertname"] == name for n in m)]
+    assert [[n.status for n in m] for m in messages] == [["firing"], ["resolved"]]  # what a person gets
+    assert float(counted[0]["value"][1]) >= 5  # the failures went on while it held
+    with capsys.disabled():
+        print(
+            f"\n[alerts e2e] scheduled syncs failing every other time ({SYNC_EVERY:g}s): 2 messages; resolved "
+            f"{resolved[0].received - healed:.1f}s after the heal (settle_intervals 3 x {SYNC_EVERY:g}s)"
         )
 
 

@@ -663,7 +663,7 @@ def _scheduled_sync_failing(c: Ctx, g: dict[str, Any]) -> str:
     are summed over exporter processes: a rollout splits the window's failures between the old and the new one."""
     window = c.window_param("window")
     threshold = c.number("threshold")
-    settle = c.number("settle_intervals", minimum=1)
+    settle = f"clamp_min({c.number('settle_intervals', minimum=1):g} * {{}}, {c.seconds('floor')})"
     reasons = 'reason=~"' + c.regex("reasons") + '"'
     failures = c.sel("feldera_checkpoint_sync_schedule_failures_total", reasons)
     return (
@@ -675,14 +675,14 @@ def _scheduled_sync_failing(c: Ctx, g: dict[str, Any]) -> str:
     )
 
 
-def _sync_failures_superseded(c: Ctx, reasons: str, window: str, settle: float) -> str:
-    """``pipeline:feldera_checkpoint_sync_schedule_failures:superseded``: pipelines whose newest failed scheduled
-    sync within ``window`` (stamped with the time it was requested) is older than a sync confirmed since and
-    ``settle_intervals`` x the schedule's interval (healed; every other sync failing holds it), or older than
-    the start of the pipeline's current process (its resources status entered: a restart, whose new process fires
-    again at its first failure, once it has run ``relapse_hold``). Newest is the maximum within ``window`` from any
-    exporter, as are the confirmation, the interval and the process start, as long as the failures count: a rollout
-    of the exporter, or an outage of it past gap_window, neither resolves nor re-fires."""
+def _sync_failures_superseded(c: Ctx, reasons: str, window: str, settle: str) -> str:
+    """``pipeline:feldera_checkpoint_sync_schedule_failures:superseded``: pipelines whose newest failed scheduled sync
+    within ``window`` (stamped with the time it was requested) is older than a sync confirmed since and than
+    ``settle_intervals`` x the schedule's interval, at least ``floor`` (healed; every other sync failing holds it),
+    or older than the start of the pipeline's current process (its resources status entered: a restart, whose new
+    process fires again at its first failure, once it has run ``relapse_hold``). Newest is the maximum within
+    ``window`` from any exporter, as are the confirmation, the interval and the process start, as long as the
+    failures count: a rollout of the exporter, or an outage of it past gap_window, neither resolves nor re-fires."""
 
     def make() -> str:
         drop = c.without(PIPELINE, "reason")
@@ -695,7 +695,7 @@ def _sync_failures_superseded(c: Ctx, reasons: str, window: str, settle: float) 
         since = f"max {c.without(PIPELINE)} (max_over_time({since}[{window}]))"
         return (
             f"max {c.without(PIPELINE)} (max_over_time({confirmed}[{window}])) > on({c.join}) {newest}\n"
-            f"  and on({c.join}) time() - {newest} > {settle:g} * {interval}\n"
+            f"  and on({c.join}) time() - {newest} > {settle.format(interval)}\n"
             f"or\n"
             f"{since} > on({c.join}) {newest}"
         )
@@ -1151,7 +1151,7 @@ ALERTS: tuple[AlertDef, ...] = (
         f"Checkpoint syncs the exporter scheduled for pipeline {P} on target {T} did not succeed "
         '(recent failures: {{ $value | printf "%.0f" }}).',
         _scheduled_sync_failing,
-        ("window", "reasons", "threshold", "settle_intervals"),
+        ("window", "reasons", "threshold", "settle_intervals", "floor"),
     ),
     AlertDef(
         "FelderaScheduledCheckpointSyncOverdue",
