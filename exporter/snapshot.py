@@ -158,7 +158,7 @@ class PipelineSyncReport:
     failures: tuple[tuple[str, int], ...]
     """Count per reason, in ``exporter.sidecar.sync.FAILURE_REASONS`` order."""
     last_failures: tuple[tuple[str, float], ...]
-    """When the newest failure of each reason was counted, for the reasons counted at least once."""
+    """When the newest failed sync of each reason was requested, for the reasons counted at least once."""
     last_request: float | None
     last_confirmed: float | None
     awaiting_confirmation: bool

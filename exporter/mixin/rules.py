@@ -663,19 +663,20 @@ def _scheduled_sync_failing(c: Ctx, g: dict[str, Any]) -> str:
     are summed over exporter processes: a rollout splits the window's failures between the old and the new one."""
     window = c.window_param("window")
     threshold = c.number("threshold")
-    settle = f"clamp_min({c.number('settle_intervals', minimum=1):g} * {{}}, {c.seconds('floor')})"
+    settle_intervals = c.number("settle_intervals", minimum=1)
     reasons = 'reason=~"' + c.regex("reasons") + '"'
     failures = c.sel("feldera_checkpoint_sync_schedule_failures_total", reasons)
+    superseded = _sync_failures_superseded(c, reasons, window, settle_intervals, c.seconds("floor"))
     return (
         f"sum {c.without(PIPELINE, 'reason')} (increase({failures}[{window}])) > {threshold:g}\n"
-        f"unless on({c.join}) {_sync_failures_superseded(c, reasons, window, settle)}\n"
+        f"unless on({c.join}) {superseded}\n"
         f"unless on({c.join}) {_stopped(c)}\n"
         f"unless on({c.join}) {c.gone()}\n"
         f"unless on({c.join}) {c.settling()}"
     )
 
 
-def _sync_failures_superseded(c: Ctx, reasons: str, window: str, settle: str) -> str:
+def _sync_failures_superseded(c: Ctx, reasons: str, window: str, settle_intervals: float, floor: int) -> str:
     """``pipeline:feldera_checkpoint_sync_schedule_failures:superseded``: pipelines whose newest failed scheduled sync
     within ``window`` (stamped with the time it was requested) is older than a sync confirmed since and than
     ``settle_intervals`` x the schedule's interval, at least ``floor`` (healed; every other sync failing holds it),
@@ -684,20 +685,20 @@ def _sync_failures_superseded(c: Ctx, reasons: str, window: str, settle: str) ->
     ``window`` from any exporter, as are the confirmation, the interval and the process start, as long as the
     failures count: a rollout of the exporter, or an outage of it past gap_window, neither resolves nor re-fires."""
 
+    def within(metric: str, *matchers: str) -> str:
+        """The newest value of ``metric`` within the window, from any exporter."""
+        return f"max {c.without(PIPELINE, 'reason')} (max_over_time({c.sel(metric, *matchers)}[{window}]))"
+
     def make() -> str:
-        drop = c.without(PIPELINE, "reason")
-        failed = c.sel("feldera_checkpoint_sync_schedule_last_failure_timestamp_seconds", reasons)
-        confirmed = c.sel("feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds")
-        newest = f"max {drop} (max_over_time({failed}[{window}]))"
-        interval = c.sel("feldera_checkpoint_sync_schedule_interval_seconds")
-        interval = f"max {c.without(PIPELINE)} (max_over_time({interval}[{window}]))"
-        since = c.sel("feldera_pipeline_resources_status_since_timestamp_seconds")
-        since = f"max {c.without(PIPELINE)} (max_over_time({since}[{window}]))"
+        newest = within("feldera_checkpoint_sync_schedule_last_failure_timestamp_seconds", reasons)
+        confirmed = within("feldera_checkpoint_sync_schedule_last_confirmed_timestamp_seconds")
+        interval = within("feldera_checkpoint_sync_schedule_interval_seconds")
+        started = within("feldera_pipeline_resources_status_since_timestamp_seconds")
         return (
-            f"max {c.without(PIPELINE)} (max_over_time({confirmed}[{window}])) > on({c.join}) {newest}\n"
-            f"  and on({c.join}) time() - {newest} > {settle.format(interval)}\n"
+            f"{confirmed} > on({c.join}) {newest}\n"
+            f"  and on({c.join}) time() - {newest} > clamp_min({settle_intervals:g} * {interval}, {floor})\n"
             f"or\n"
-            f"{since} > on({c.join}) {newest}"
+            f"{started} > on({c.join}) {newest}"
         )
 
     return c.record("pipeline:feldera_checkpoint_sync_schedule_failures:superseded", make)
